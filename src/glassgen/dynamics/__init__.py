@@ -1,0 +1,1 @@
+"""Thin drivers over the kernels: forces, MD integrators and thermostats, FIRE, Metropolis MC."""

@@ -1,0 +1,199 @@
+"""ForceField: energies, forces, virial and per-particle energies of a configuration (Numba engine).
+
+Manages a half Verlet neighbour list with a skin: it is rebuilt when some particle has moved more
+than skin/2 since the last build. Positions may be unwrapped; the list works in its own frame
+(positions shifted by whole boxes at build time), so MD can integrate unwrapped coordinates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from glassgen._kernels.forces import half_list_forces
+from glassgen._kernels.neighbors import (
+    build_half_list_brute,
+    build_half_list_cells,
+    cell_sort,
+    image_shifts,
+    wrap_and_displacement,
+)
+from glassgen.errors import InputError, PhysicsError
+from glassgen.systems.configuration import Configuration
+from glassgen.systems.model import InteractionModel, load_model
+
+__all__ = ["ForceField", "ForceResult", "potential_energy", "OVERLAP_FACTOR"]
+
+#: particles closer than OVERLAP_FACTOR * sigma_ab are reported as overlapping (LJ energy > 4e5 eps)
+OVERLAP_FACTOR = 0.5
+
+
+@dataclass(frozen=True)
+class ForceResult:
+    """Result of one force evaluation.
+
+    Attributes:
+        energy: total potential energy U (epsilon), float.
+        forces: (N, d) forces F_i = -dU/dr_i.
+        virial: W = sum over pairs of r_ij . f_ij (epsilon); pressure P = (N T + W / d) / V... see
+            :meth:`ForceField.pressure`.
+        per_particle: (N,) e_i = half the sum of i's pair energies (sum e_i = U), or None.
+        min_distance_ratio: smallest r_ij / sigma_ab over interacting pairs.
+    """
+
+    energy: float
+    forces: np.ndarray
+    virial: float
+    per_particle: np.ndarray | None
+    min_distance_ratio: float
+
+
+class ForceField:
+    """Energy and forces of an interaction model in a fixed periodic box.
+
+    Args:
+        model: model name or :class:`InteractionModel`.
+        species: (N,) int species indices.
+        box: (d,) box lengths.
+        skin: Verlet skin (sigma_AA units); 0 rebuilds the list at every call.
+        soft_core: soft-core factor (see :meth:`InteractionModel.kernel_params`); 0 = exact.
+        threads: Numba threads for the force loop (default: numba's current setting).
+        check_overlap: raise :class:`PhysicsError` when particles overlap (r < 0.5 sigma_ab) or the
+            energy is not finite.
+    """
+
+    def __init__(self, model: str | InteractionModel, species: np.ndarray, box: np.ndarray,
+                 skin: float = 0.3, soft_core: float = 0.0, threads: int | None = None,
+                 check_overlap: bool = True) -> None:
+        self.model = load_model(model)
+        self.species = np.ascontiguousarray(species, dtype=np.int32)
+        self.box = np.ascontiguousarray(box, dtype=np.float64)
+        self.n = int(self.species.shape[0])
+        self.dim = int(self.box.shape[0])
+        if self.dim != self.model.dim:
+            raise InputError(f"model {self.model.name!r} is {self.model.dim}D but the box is {self.dim}D")
+        if skin < 0:
+            raise InputError("skin must be >= 0")
+        self.skin = float(skin)
+        self.params = self.model.kernel_params(soft_core)
+        self.check_overlap = check_overlap
+        self.threads = int(threads or numba.get_num_threads())
+        rl = self.model.rcut + self.skin
+        self._rl2 = np.ascontiguousarray((rl**2).ravel())
+        rl_max = float(rl.max())
+        ncell = np.floor(self.box / rl_max).astype(np.int64)
+        self._use_cells = bool(np.all(ncell >= 3))
+        if self._use_cells:
+            self._ncell = ncell
+            self._m = 1
+        else:
+            self._ncell = np.ones(self.dim, dtype=np.int64)
+            self._m = int(math.ceil(rl_max / float(self.box.min())))
+        self._shifts = image_shifts(self.box, self._m)
+        if self._shifts.shape[0] > 32767:
+            raise InputError("box too small for the cutoff: too many periodic images")
+        # neighbour capacity: expected half-list count plus margin
+        vol_sphere = (4.0 / 3.0 * math.pi if self.dim == 3 else math.pi) * rl_max**self.dim
+        rho = self.n / float(np.prod(self.box))
+        self._cap = int(0.75 * rho * vol_sphere) + 24
+        self._alloc()
+        self._ref = None  # positions (list frame) at the last build
+        self._image = np.zeros((self.n, self.dim), dtype=np.int64)
+        self._local = np.empty((self.n, self.dim))
+        self._fbuf = np.empty((self.threads, self.n, self.dim))
+        self._ebuf = np.zeros((self.threads, 4))
+        self.builds = 0
+
+    def _alloc(self) -> None:
+        self._nbr = np.empty((self.n, self._cap), dtype=np.int32)
+        self._code = np.empty((self.n, self._cap), dtype=np.int16)
+        self._count = np.zeros(self.n, dtype=np.int32)
+
+    @classmethod
+    def for_configuration(cls, conf: Configuration, **kw: object) -> ForceField:
+        """A ForceField for the model, species and box of ``conf``."""
+        return cls(conf.require_model(), conf.species, conf.box, **kw)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ neighbour list
+    def _build(self, pos: np.ndarray) -> None:
+        self._image = np.floor(pos / self.box).astype(np.int64)
+        wrapped = np.ascontiguousarray(pos - self._image * self.box)
+        nsp = self.model.nsp
+        while True:
+            if self._use_cells:
+                start, parts, coord = cell_sort(wrapped, self.box, self._ncell)
+                need = build_half_list_cells(wrapped, self.species, nsp, self._rl2, self._shifts,
+                                             self._ncell, start, parts, coord, self._nbr, self._code,
+                                             self._count)
+            else:
+                need = build_half_list_brute(wrapped, self.species, nsp, self._rl2, self._shifts, self._m,
+                                             self._nbr, self._code, self._count)
+            if need <= self._cap:
+                break
+            self._cap = int(need * 1.2) + 8
+            self._alloc()
+        self._ref = wrapped
+        self.builds += 1
+
+    def _frame(self, positions: np.ndarray) -> np.ndarray:
+        pos = np.ascontiguousarray(positions, dtype=np.float64)
+        if pos.shape != (self.n, self.dim):
+            raise InputError(f"positions must have shape {(self.n, self.dim)}, got {pos.shape}")
+        if self._ref is None:
+            self._build(pos)
+            return self._ref  # type: ignore[return-value]
+        disp2 = wrap_and_displacement(pos, self.box, self._image, self._ref, self._local)
+        if not math.isfinite(disp2):
+            raise PhysicsError("non-finite positions")
+        if 4.0 * disp2 >= self.skin * self.skin:
+            self._build(pos)
+            return self._ref  # type: ignore[return-value]
+        return self._local
+
+    def invalidate(self) -> None:
+        """Force a neighbour-list rebuild at the next call (after positions jump)."""
+        self._ref = None
+
+    # ------------------------------------------------------------------ evaluation
+    def compute(self, positions: np.ndarray, per_particle: bool = False,
+                out: np.ndarray | None = None) -> ForceResult:
+        """Energy, forces and virial at ``positions`` ((N, d), wrapped or unwrapped).
+
+        Args:
+            positions: (N, d) float64.
+            per_particle: also return e_i (N,).
+            out: optional (N, d) array to receive the forces (avoids an allocation per MD step).
+        """
+        local = self._frame(positions)
+        forces = out if out is not None else np.empty((self.n, self.dim))
+        peratom = np.empty(self.n) if per_particle else np.empty(0)
+        p = self.params
+        e, w, smax = half_list_forces(local, self.species, p.nsp, p.sig2, p.eps4, p.rc2, p.c0, p.c1, p.c2,
+                                      p.c4, p.rs2, self._shifts, self._nbr, self._code, self._count,
+                                      self._fbuf, self._ebuf, per_particle, forces, peratom)
+        ratio = 1.0 / math.sqrt(smax) if smax > 0 else math.inf
+        if self.check_overlap:
+            if ratio < OVERLAP_FACTOR:
+                raise PhysicsError(f"overlapping particles: a pair is at {ratio:.3f} sigma_ab "
+                                   f"(< {OVERLAP_FACTOR}); remove overlaps first (glassgen minimize --soft)")
+            if not math.isfinite(e):
+                raise PhysicsError(f"non-finite potential energy ({e})")
+        return ForceResult(float(e), forces, float(w), peratom if per_particle else None, ratio)
+
+    def energy(self, positions: np.ndarray) -> float:
+        """Total potential energy U."""
+        return self.compute(positions).energy
+
+    def pressure(self, virial: float, kinetic_temperature: float) -> float:
+        """P = rho T + W / (d V)."""
+        vol = float(np.prod(self.box))
+        return self.n * kinetic_temperature / vol + virial / (self.dim * vol)
+
+
+def potential_energy(conf: Configuration, per_particle: bool = False) -> ForceResult:
+    """One-shot energy/forces of a configuration (builds a fresh neighbour list, no skin)."""
+    ff = ForceField.for_configuration(conf, skin=0.0)
+    return ff.compute(conf.positions, per_particle=per_particle)

@@ -1,0 +1,68 @@
+"""Provenance records and atomic file writing, shared by every writer in glassgen."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import platform
+import shlex
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from glassgen import __version__
+
+__all__ = ["provenance", "atomic_path", "provenance_json"]
+
+
+def provenance(**extra: Any) -> dict[str, Any]:
+    """Return the provenance record stored in every output file.
+
+    Args:
+        **extra: job-specific entries (``seed``, ``model``, ``T``, ...). ``None`` values are dropped.
+
+    Returns:
+        dict with ``command`` (the command line), ``glassgen_version``, ``time`` (UTC ISO 8601),
+        ``host``, ``python`` and the extra entries.
+    """
+    rec: dict[str, Any] = {
+        "command": " ".join(shlex.quote(a) for a in sys.argv),
+        "glassgen_version": __version__,
+        "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "python": platform.python_version(),
+    }
+    for k, v in extra.items():
+        if v is not None:
+            rec[k] = v
+    return rec
+
+
+def provenance_json(**extra: Any) -> str:
+    """Provenance as a compact JSON string (for text headers)."""
+    return json.dumps(provenance(**extra), default=str, separators=(",", ":"))
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success rename it onto ``path`` atomically.
+
+    On an exception the temporary file is removed and ``path`` is left untouched, so an interrupted
+    writer never leaves a half-written output.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise

@@ -1,0 +1,140 @@
+"""Configurations: a structure of arrays (positions, species, box, model), never per-particle objects."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from glassgen.errors import InputError
+from glassgen.systems.model import InteractionModel, load_model
+
+__all__ = ["Configuration", "minimum_image", "random_configuration"]
+
+
+def minimum_image(dr: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Apply the minimum-image convention to displacement vectors.
+
+    Args:
+        dr: (..., d) displacements.
+        box: (d,) orthorhombic box lengths.
+
+    Returns:
+        (..., d) displacements with every component in [-L/2, L/2).
+    """
+    return dr - box * np.round(dr / box)
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """One configuration of a periodic orthorhombic system.
+
+    Attributes:
+        positions: (N, d) float64 coordinates; wrapped or unwrapped (kernels wrap as needed).
+        species: (N,) int32 species indices, 0-based, into ``model.species``.
+        box: (d,) float64 box lengths; the box is [0, L) (or centred, it does not matter: periodic).
+        model: the interaction model, or ``None`` for bare geometry.
+        velocities: optional (N, d) float64.
+        metadata: free-form header entries read from a file (temperature, step, ...).
+    """
+
+    positions: np.ndarray
+    species: np.ndarray
+    box: np.ndarray
+    model: InteractionModel | None = None
+    velocities: np.ndarray | None = None
+    metadata: dict = dataclasses.field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        pos = np.ascontiguousarray(self.positions, dtype=np.float64)
+        if pos.ndim != 2 or pos.shape[1] not in (2, 3):
+            raise InputError(f"positions must have shape (N, 2) or (N, 3), got {pos.shape}")
+        n, d = pos.shape
+        if n == 0:
+            raise InputError("a configuration needs at least one particle")
+        if not np.all(np.isfinite(pos)):
+            raise InputError("positions contain NaN or infinite values")
+        spec = np.ascontiguousarray(self.species)
+        if spec.shape != (n,):
+            raise InputError(f"species must have shape ({n},), got {spec.shape}")
+        if not np.issubdtype(spec.dtype, np.integer):
+            raise InputError("species must be integer indices")
+        spec = spec.astype(np.int32)
+        box = np.ascontiguousarray(np.broadcast_to(np.asarray(self.box, dtype=np.float64), (d,)))
+        if np.any(~np.isfinite(box)) or np.any(box <= 0):
+            raise InputError(f"box lengths must be positive and finite, got {box}")
+        if spec.min() < 0:
+            raise InputError("species indices must be >= 0")
+        if self.model is not None:
+            if self.model.dim != d:
+                raise InputError(f"model {self.model.name!r} is {self.model.dim}D but positions are {d}D")
+            if spec.max() >= self.model.nsp:
+                raise InputError(f"species index {int(spec.max())} out of range for model "
+                                 f"{self.model.name!r} ({self.model.nsp} species)")
+        vel = self.velocities
+        if vel is not None:
+            vel = np.ascontiguousarray(vel, dtype=np.float64)
+            if vel.shape != (n, d):
+                raise InputError(f"velocities must have shape {(n, d)}, got {vel.shape}")
+        object.__setattr__(self, "positions", pos)
+        object.__setattr__(self, "species", spec)
+        object.__setattr__(self, "box", box)
+        object.__setattr__(self, "velocities", vel)
+
+    # -------------------------------------------------------------- properties
+    @property
+    def n(self) -> int:
+        """Number of particles N."""
+        return int(self.positions.shape[0])
+
+    @property
+    def dim(self) -> int:
+        """Spatial dimension d."""
+        return int(self.positions.shape[1])
+
+    @property
+    def volume(self) -> float:
+        """Box volume (area in 2D)."""
+        return float(np.prod(self.box))
+
+    @property
+    def density(self) -> float:
+        """Number density N / V."""
+        return self.n / self.volume
+
+    def wrapped_positions(self) -> np.ndarray:
+        """(N, d) positions folded into [0, L)."""
+        return self.positions - self.box * np.floor(self.positions / self.box)
+
+    def replace(self, **changes: object) -> Configuration:
+        """A copy with some fields replaced (the configuration itself is immutable)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def with_model(self, model: str | InteractionModel) -> Configuration:
+        """The same configuration bound to another model (checked for dimension and species)."""
+        return self.replace(model=load_model(model))
+
+    def require_model(self) -> InteractionModel:
+        """The model, or a clear error if the configuration has none."""
+        if self.model is None:
+            raise InputError("this configuration has no interaction model; pass --model")
+        return self.model
+
+
+def random_configuration(model: str | InteractionModel, n: int, density: float | None = None,
+                         seed: int | np.random.Generator | None = 0) -> Configuration:
+    """Uniformly random positions with the model's composition (overlaps NOT removed).
+
+    Use :func:`glassgen.dynamics.initial.random_state` for a physical initial state.
+    """
+    m = load_model(model)
+    if n < 1:
+        raise InputError(f"N must be positive, got {n}")
+    rng = np.random.default_rng(seed)
+    L = m.box_length(n, density)
+    box = np.full(m.dim, L)
+    counts = m.counts(n)
+    species = np.repeat(np.arange(m.nsp, dtype=np.int32), counts)
+    pos = rng.random((n, m.dim)) * box
+    return Configuration(pos, species, box, m)

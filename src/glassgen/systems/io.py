@@ -1,0 +1,311 @@
+"""Readers and writers: extended xyz, LAMMPS data files and glassgen HDF5.
+
+All writers are atomic (temporary file, then rename) and record provenance. Readers raise
+:class:`~glassgen.errors.InputError` with one line on missing or malformed files.
+
+Formats
+-------
+- **xyz** (as in ``shared/data/configurations``): line 1 N; line 2 ``key:value`` tokens, of which
+  ``cell:Lx,Ly[,Lz]`` is required (ASE's ``Lattice="..."`` is also read); then ``species x y [z]``.
+  Species are 1-based integers or the model's names. Coordinates may be centred or in [0, L).
+- **LAMMPS data** (atom_style atomic): ``N atoms``, ``K atom types``, ``xlo xhi`` ..., ``Atoms``
+  (``id type x y z [ix iy iz]``), optional ``Velocities``. Types are 1-based species.
+- **HDF5** (glassgen): group ``/configuration`` with datasets ``positions`` (N, d), ``species`` (N,),
+  ``box`` (d,), optional ``velocities``; attributes ``model`` (name), ``model_toml`` and provenance
+  (``command``, ``glassgen_version``, ``seed``, ``T``, ``time``, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from glassgen.errors import InputError
+from glassgen.provenance import atomic_path, provenance
+from glassgen.systems.configuration import Configuration
+from glassgen.systems.model import InteractionModel, load_model
+
+__all__ = ["read_configuration", "write_configuration", "read_xyz", "write_xyz", "read_lammps_data",
+           "write_lammps_data", "read_hdf5", "write_hdf5", "h5_write_attrs"]
+
+PathLike = str | os.PathLike[str]
+
+
+def _check_file(path: PathLike) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"file not found: {p}")
+    return p
+
+
+def _species_indices(labels: list[str], model: InteractionModel | None) -> np.ndarray:
+    if model is not None:
+        return np.array([model.species_index(s) for s in labels], dtype=np.int32)
+    try:
+        ints = np.array([int(s) for s in labels], dtype=np.int64)
+    except ValueError:
+        uniq = sorted(set(labels))
+        return np.array([uniq.index(s) for s in labels], dtype=np.int32)
+    return (ints - ints.min()).astype(np.int32) if ints.min() != 1 else (ints - 1).astype(np.int32)
+
+
+# ---------------------------------------------------------------------------------------- xyz
+def read_xyz(path: PathLike, model: str | InteractionModel | None = None) -> Configuration:
+    """Read an (extended) xyz file: see the module docstring for the layout."""
+    p = _check_file(path)
+    m = load_model(model) if model is not None else None
+    lines = p.read_text().splitlines()
+    try:
+        n = int(lines[0].split()[0])
+    except (IndexError, ValueError):
+        raise InputError(f"malformed xyz file {p}: first line must be the particle number") from None
+    if len(lines) < n + 2:
+        raise InputError(f"malformed xyz file {p}: expected {n} particle lines, found {len(lines) - 2}")
+    header = lines[1]
+    meta: dict[str, Any] = {}
+    box = None
+    lat = re.search(r'Lattice="([^"]+)"', header)
+    if lat:
+        vals = [float(x) for x in lat.group(1).split()]
+        dim3 = int(round(len(vals) ** 0.5))
+        box = np.array([vals[i * dim3 + i] for i in range(dim3)])
+    for tok in header.split():
+        if ":" in tok and "=" not in tok:
+            k, v = tok.split(":", 1)
+            meta[k] = v
+    if box is None:
+        if "cell" not in meta:
+            raise InputError(f"malformed xyz file {p}: header has no cell:Lx,Ly[,Lz] (or Lattice=)")
+        box = np.array([float(x) for x in meta["cell"].split(",")])
+    d = len(box)
+    labels, rows = [], []
+    for k, line in enumerate(lines[2:2 + n]):
+        parts = line.split()
+        if len(parts) < 1 + d:
+            raise InputError(f"malformed xyz file {p}: particle line {k + 1} has {len(parts)} columns, "
+                             f"expected species + {d} coordinates")
+        labels.append(parts[0])
+        try:
+            rows.append([float(x) for x in parts[1:1 + d]])
+        except ValueError:
+            raise InputError(f"malformed xyz file {p}: non-numeric coordinate on particle line {k + 1}") from None
+    pos = np.array(rows, dtype=np.float64)
+    if m is None and "model" in {k.lower() for k in meta}:
+        name = meta.get("model") or meta.get("Model")
+        try:
+            m = load_model(str(name))
+        except InputError:
+            m = None
+    species = _species_indices(labels, m)
+    if m is not None and m.dim != d:
+        raise InputError(f"xyz file {p} is {d}D but model {m.name!r} is {m.dim}D")
+    return Configuration(pos, species, box, m, metadata=meta)
+
+
+def write_xyz(path: PathLike, conf: Configuration, **extra: Any) -> None:
+    """Write an xyz file with ``cell:``, ``model:`` and provenance in the header (1-based species)."""
+    prov = provenance(model=conf.model.name if conf.model else None, **extra)
+    cell = ",".join(repr(float(x)) for x in conf.box)
+    head = [f"cell:{cell}", "columns:species,position"]
+    if conf.model is not None:
+        head.append(f"model:{conf.model.name}")
+    head += [f"{k}:{json.dumps(v, default=str).replace(' ', '_')}" for k, v in prov.items()]
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as fh:
+            fh.write(f"{conf.n}\n{' '.join(head)}\n")
+            fmt = " ".join(["{:.12f}"] * conf.dim)
+            for s, x in zip(conf.species, conf.positions, strict=True):
+                fh.write(f"{int(s) + 1} {fmt.format(*x)}\n")
+
+
+# ---------------------------------------------------------------------------------- LAMMPS data
+def read_lammps_data(path: PathLike, model: str | InteractionModel | None = None,
+                     dim: int | None = None) -> Configuration:
+    """Read a LAMMPS data file (atom_style atomic). ``dim`` defaults to the model's, else 3."""
+    p = _check_file(path)
+    m = load_model(model) if model is not None else None
+    d = dim or (m.dim if m else 3)
+    lines = [ln.split("#")[0].rstrip() for ln in p.read_text().splitlines()]
+    n = None
+    lo = np.zeros(3)
+    hi = np.ones(3)
+    sections: dict[str, list[str]] = {}
+    i = 1
+    current = None
+    while i < len(lines):
+        ln = lines[i].strip()
+        i += 1
+        if not ln:
+            continue
+        toks = ln.split()
+        if current is None and toks[-1] == "atoms" and len(toks) == 2:
+            n = int(toks[0])
+        elif current is None and len(toks) == 4 and toks[2].endswith("lo") and toks[3].endswith("hi"):
+            k = "xyz".index(toks[2][0])
+            lo[k], hi[k] = float(toks[0]), float(toks[1])
+        elif toks[0] in ("Atoms", "Velocities", "Masses"):
+            current = toks[0]
+            sections[current] = []
+        elif current is not None and toks[0][0].isalpha() and not toks[0][0].isdigit():
+            current = toks[0]
+            sections[current] = []
+        elif current is not None:
+            sections[current].append(ln)
+    if n is None or "Atoms" not in sections:
+        raise InputError(f"malformed LAMMPS data file {p}: needs 'N atoms' and an Atoms section")
+    rows = [r.split() for r in sections["Atoms"]]
+    if len(rows) != n:
+        raise InputError(f"malformed LAMMPS data file {p}: header says {n} atoms, Atoms has {len(rows)}")
+    try:
+        arr = np.array([[float(x) for x in r[:5]] for r in rows])
+    except (ValueError, IndexError):
+        raise InputError(f"malformed LAMMPS data file {p}: Atoms lines must be 'id type x y z'") from None
+    order = np.argsort(arr[:, 0])
+    arr = arr[order]
+    pos = arr[:, 2:2 + d].copy()
+    box = (hi - lo)[:d]
+    if len(rows[0]) >= 8:
+        img = np.array([[int(x) for x in r[5:8]] for r in rows])[order][:, :d]
+        pos += img * box
+    pos -= lo[:d]
+    species = (arr[:, 1].astype(np.int64) - 1).astype(np.int32)
+    vel = None
+    if "Velocities" in sections:
+        v = np.array([[float(x) for x in r.split()[:4]] for r in sections["Velocities"]])
+        vel = v[np.argsort(v[:, 0])][:, 1:1 + d]
+    return Configuration(pos, species, box, m, velocities=vel)
+
+
+def write_lammps_data(path: PathLike, conf: Configuration, **extra: Any) -> None:
+    """Write a LAMMPS data file (atom_style atomic, box [0, L), 1-based types, masses from the model)."""
+    nsp = conf.model.nsp if conf.model else int(conf.species.max()) + 1
+    masses = conf.model.masses if conf.model else np.ones(nsp)
+    pos = conf.wrapped_positions()
+    box3 = np.ones(3)
+    box3[: conf.dim] = conf.box
+    prov = json.dumps(provenance(model=conf.model.name if conf.model else None, **extra), default=str)
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as fh:
+            fh.write(f"LAMMPS data file written by glassgen {prov}\n\n{conf.n} atoms\n{nsp} atom types\n\n")
+            for k, ax in enumerate("xyz"):
+                lo, hi = (0.0, box3[k]) if k < conf.dim else (-0.5, 0.5)
+                fh.write(f"{lo:.12f} {hi:.12f} {ax}lo {ax}hi\n")
+            fh.write("\nMasses\n\n")
+            for a in range(nsp):
+                fh.write(f"{a + 1} {masses[a]:.12f}\n")
+            fh.write("\nAtoms # atomic\n\n")
+            for i in range(conf.n):
+                xyz = np.zeros(3)
+                xyz[: conf.dim] = pos[i]
+                fh.write(f"{i + 1} {int(conf.species[i]) + 1} {xyz[0]:.12f} {xyz[1]:.12f} {xyz[2]:.12f}\n")
+            if conf.velocities is not None:
+                fh.write("\nVelocities\n\n")
+                for i in range(conf.n):
+                    v = np.zeros(3)
+                    v[: conf.dim] = conf.velocities[i]
+                    fh.write(f"{i + 1} {v[0]:.12f} {v[1]:.12f} {v[2]:.12f}\n")
+
+
+# ---------------------------------------------------------------------------------------- HDF5
+def h5_write_attrs(obj: h5py.HLObject, attrs: dict[str, Any]) -> None:
+    """Store a dict as HDF5 attributes (non-scalar values as JSON strings)."""
+    for k, v in attrs.items():
+        if v is None:
+            continue
+        if isinstance(v, (str, int, float, bool, np.integer, np.floating)):
+            obj.attrs[k] = v
+        else:
+            obj.attrs[k] = json.dumps(v, default=str)
+
+
+def _write_conf_group(g: h5py.Group, conf: Configuration) -> None:
+    g.create_dataset("positions", data=conf.positions)
+    g.create_dataset("species", data=conf.species)
+    g.create_dataset("box", data=conf.box)
+    if conf.velocities is not None:
+        g.create_dataset("velocities", data=conf.velocities)
+    if conf.model is not None:
+        g.attrs["model"] = conf.model.name
+        g.attrs["model_toml"] = conf.model.source_text or json.dumps(conf.model.to_dict())
+
+
+def write_hdf5(path: PathLike, conf: Configuration, **extra: Any) -> None:
+    """Write a configuration to glassgen HDF5 with provenance attributes (atomic)."""
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            h5_write_attrs(f, provenance(model=conf.model.name if conf.model else None, **extra))
+            _write_conf_group(f.create_group("configuration"), conf)
+
+
+def _model_from_attrs(attrs: Any) -> InteractionModel | None:
+    if "model_toml" in attrs:
+        text = str(attrs["model_toml"])
+        try:
+            return InteractionModel.from_dict(tomllib.loads(text), source_text=text)
+        except tomllib.TOMLDecodeError:
+            return InteractionModel.from_dict(json.loads(text))
+    if "model" in attrs:
+        return load_model(str(attrs["model"]))
+    return None
+
+
+def read_hdf5(path: PathLike, model: str | InteractionModel | None = None,
+              group: str = "configuration", frame: int = -1) -> Configuration:
+    """Read a configuration from glassgen HDF5 (``/configuration`` or a frame of ``/trajectory``)."""
+    p = _check_file(path)
+    try:
+        with h5py.File(p, "r") as f:
+            if group not in f:
+                if "trajectory" in f:
+                    group = "trajectory"
+                else:
+                    raise InputError(f"HDF5 file {p} has no /{group} group")
+            g = f[group]
+            pos = g["positions"][()]
+            if pos.ndim == 3:
+                pos = pos[frame]
+            vel = None
+            if "velocities" in g:
+                vel = g["velocities"][()]
+                vel = vel[frame] if vel.ndim == 3 else vel
+            m = load_model(model) if model is not None else _model_from_attrs(g.attrs)
+            meta = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+            return Configuration(pos, g["species"][()], g["box"][()], m, velocities=vel, metadata=meta)
+    except OSError as exc:
+        raise InputError(f"cannot read HDF5 file {p}: {exc}") from None
+    except KeyError as exc:
+        raise InputError(f"malformed glassgen HDF5 file {p}: missing {exc}") from None
+
+
+# ------------------------------------------------------------------------------------ dispatch
+def read_configuration(path: PathLike, model: str | InteractionModel | None = None) -> Configuration:
+    """Read a configuration, choosing the format from the suffix (.xyz, .data/.lmp, .h5/.hdf5)."""
+    p = Path(path)
+    suf = p.suffix.lower()
+    if suf in (".xyz", ".extxyz"):
+        return read_xyz(p, model)
+    if suf in (".data", ".lmp", ".lammps"):
+        return read_lammps_data(p, model)
+    if suf in (".h5", ".hdf5"):
+        return read_hdf5(p, model)
+    raise InputError(f"unknown configuration format {p.suffix!r} for {p} (use .xyz, .data, .h5)")
+
+
+def write_configuration(path: PathLike, conf: Configuration, **extra: Any) -> None:
+    """Write a configuration, choosing the format from the suffix (.xyz, .data/.lmp, .h5/.hdf5)."""
+    suf = Path(path).suffix.lower()
+    if suf in (".xyz", ".extxyz"):
+        write_xyz(path, conf, **extra)
+    elif suf in (".data", ".lmp", ".lammps"):
+        write_lammps_data(path, conf, **extra)
+    elif suf in (".h5", ".hdf5"):
+        write_hdf5(path, conf, **extra)
+    else:
+        raise InputError(f"unknown configuration format {Path(path).suffix!r} (use .xyz, .data, .h5)")
