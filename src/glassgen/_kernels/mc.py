@@ -1,0 +1,242 @@
+"""Metropolis Monte Carlo: single-particle displacements and species swaps.
+
+Energy differences cost O(neighbours): a fixed-capacity cell grid (cell edge >= r_c,max, >= 3 cells
+per axis) with the minimum image; boxes smaller than that use an explicit sum over periodic images
+n in [-m, m]^d (``shifts``), including a particle's own images (weight 1/2 of the pair energy).
+
+All random numbers are drawn by the caller (numpy Generator) and passed in per sweep.
+"""
+
+import math
+
+import numpy as np
+from numba import njit
+
+from glassgen._kernels.pair import pair_uw
+
+__all__ = ["particle_energy", "build_cells", "metropolis_sweep", "total_energy_mc"]
+
+
+@njit(cache=True)
+def _cell_of(x, box, ncell):
+    d = x.shape[0]
+    flat = 0
+    mul = 1
+    for k in range(d):
+        c = int(math.floor(x[k] / box[k] * ncell[k])) % ncell[k]
+        flat += c * mul
+        mul *= ncell[k]
+    return flat
+
+
+@njit(cache=True)
+def build_cells(pos, box, ncell, cap):
+    """Fixed-capacity cells: returns (cells (ncell_tot, cap), cell_count, cell_of (N,), slot (N,), ok)."""
+    n, d = pos.shape
+    ntot = 1
+    for k in range(d):
+        ntot *= ncell[k]
+    cells = np.full((ntot, cap), -1, dtype=np.int64)
+    count = np.zeros(ntot, dtype=np.int64)
+    cell_of = np.empty(n, dtype=np.int64)
+    slot = np.empty(n, dtype=np.int64)
+    ok = True
+    for i in range(n):
+        c = _cell_of(pos[i], box, ncell)
+        cell_of[i] = c
+        if count[c] >= cap:
+            ok = False
+            slot[i] = -1
+            continue
+        cells[c, count[c]] = i
+        slot[i] = count[c]
+        count[c] += 1
+    return cells, count, cell_of, slot, ok
+
+
+@njit(cache=True)
+def particle_energy(i, x, s, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2,
+                    use_cells, ncell, cells, cell_count, shifts):
+    """Energy of particle i placed at x (d,) with species s, against all other particles.
+
+    Cell mode: minimum image over the 3^d cells around x. Image mode: all j != i and all images in
+    ``shifts``, plus i's own images with weight 1/2.
+    """
+    n, d = pos.shape
+    e = 0.0
+    base = s * nsp
+    if use_cells:
+        cc0 = np.empty(3, dtype=np.int64)
+        for k in range(d):
+            cc0[k] = int(math.floor(x[k] / box[k] * ncell[k])) % ncell[k]
+        noff = 27 if d == 3 else 9
+        for off in range(noff):
+            flat = 0
+            mul = 1
+            for k in range(d):
+                o = (off // (3**k)) % 3 - 1
+                c = (cc0[k] + o) % ncell[k]
+                flat += c * mul
+                mul *= ncell[k]
+            for q in range(cell_count[flat]):
+                j = cells[flat, q]
+                if j == i:
+                    continue
+                r2 = 0.0
+                for k in range(d):
+                    dx = pos[j, k] - x[k]
+                    dx -= box[k] * math.floor(dx / box[k] + 0.5)
+                    r2 += dx * dx
+                ab = base + species[j]
+                if r2 < rc2[ab]:
+                    u, w = pair_uw(r2, ab, sig2, eps4, c0, c1, c2, c4, rs2)
+                    e += u
+        return e
+    nimg = shifts.shape[0]
+    for j in range(n):
+        ab = base + species[j]
+        for c in range(nimg):
+            r2 = 0.0
+            for k in range(d):
+                if j == i:
+                    dx = shifts[c, k]
+                else:
+                    dx = pos[j, k] + shifts[c, k] - x[k]
+                r2 += dx * dx
+            if r2 == 0.0:
+                continue
+            if r2 < rc2[ab]:
+                u, w = pair_uw(r2, ab, sig2, eps4, c0, c1, c2, c4, rs2)
+                e += 0.5 * u if j == i else u
+    return e
+
+
+@njit(cache=True)
+def total_energy_mc(pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, use_cells, ncell, cells,
+                    cell_count, shifts):
+    """Total energy as half the sum of particle energies (for bookkeeping checks)."""
+    n = pos.shape[0]
+    e = 0.0
+    for i in range(n):
+        ei = particle_energy(i, pos[i], species[i], pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4,
+                             rs2, use_cells, ncell, cells, cell_count, shifts)
+        e += ei
+    # pair terms counted twice, self-image terms once (already weighted 1/2 in each e_i): fix the latter
+    if not use_cells:
+        for i in range(n):
+            s = species[i]
+            eself = 0.0
+            ab = s * nsp + s
+            for c in range(shifts.shape[0]):
+                r2 = 0.0
+                for k in range(pos.shape[1]):
+                    r2 += shifts[c, k] * shifts[c, k]
+                if r2 > 0.0 and r2 < rc2[ab]:
+                    u, w = pair_uw(r2, ab, sig2, eps4, c0, c1, c2, c4, rs2)
+                    eself += 0.5 * u
+            e += eself  # each e_i holds self-images at weight 1/2; after halving they need it once more
+    return 0.5 * e
+
+
+@njit(cache=True)
+def metropolis_sweep(pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, beta,
+                     use_cells, ncell, cells, cell_count, cell_of, slot, shifts,
+                     members, member_pos, n_members,
+                     move_kind, idx, disp, partner_u, logu, delta, start, stats):
+    """Run the trial moves ``start .. len(idx)-1``; positions are kept wrapped in [0, L).
+
+    Args:
+        move_kind: (M,) int8, 0 = displacement, 1 = swap.
+        idx: (M,) particle indices (uniform).
+        disp: (M, d) uniform numbers in [-1, 1); the displacement is ``delta[species] * disp``.
+        partner_u: (M,) uniform [0, 1) choosing the swap partner uniformly among particles of
+            other species.
+        logu: (M,) log of uniform numbers (acceptance test ``logu < -beta dE``).
+        delta: (nsp,) maximal displacement per species.
+        members, member_pos, n_members: particles of each species (nsp, N), index within it (N,),
+            counts (nsp,); updated by accepted swaps.
+        stats: (4,) int64 accumulators [disp tried, disp accepted, swap tried, swap accepted].
+
+    Returns:
+        (dE total accumulated, index of the first move not done: ``len(idx)`` unless a cell overflowed).
+    """
+    n, d = pos.shape
+    dE = 0.0
+    xnew = np.empty(d)
+    cap = cells.shape[1] if use_cells else 0
+    for t in range(start, idx.shape[0]):
+        i = idx[t]
+        si = species[i]
+        if move_kind[t] == 0:
+            stats[0] += 1
+            for k in range(d):
+                v = pos[i, k] + delta[si] * disp[t, k]
+                xnew[k] = v - box[k] * math.floor(v / box[k])
+            e_old = particle_energy(i, pos[i], si, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4,
+                                    rs2, use_cells, ncell, cells, cell_count, shifts)
+            e_new = particle_energy(i, xnew, si, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4,
+                                    rs2, use_cells, ncell, cells, cell_count, shifts)
+            de = e_new - e_old
+            if logu[t] < -beta * de:
+                if use_cells:
+                    cnew = _cell_of(xnew, box, ncell)
+                    cold = cell_of[i]
+                    if cnew != cold:
+                        if cell_count[cnew] >= cap:
+                            stats[0] -= 1
+                            return dE, t
+                        # remove from old cell (move last into the hole)
+                        last = cells[cold, cell_count[cold] - 1]
+                        cells[cold, slot[i]] = last
+                        slot[last] = slot[i]
+                        cell_count[cold] -= 1
+                        cells[cnew, cell_count[cnew]] = i
+                        slot[i] = cell_count[cnew]
+                        cell_count[cnew] += 1
+                        cell_of[i] = cnew
+                for k in range(d):
+                    pos[i, k] = xnew[k]
+                dE += de
+                stats[1] += 1
+        else:
+            n_other = n - n_members[si]
+            if n_other == 0:
+                continue
+            stats[2] += 1
+            # partner: the k-th particle (in species order) among those of other species
+            kk = int(partner_u[t] * n_other)
+            if kk >= n_other:
+                kk = n_other - 1
+            sj = 0
+            for s in range(nsp):
+                if s == si:
+                    continue
+                if kk < n_members[s]:
+                    sj = s
+                    break
+                kk -= n_members[s]
+            j = members[sj, kk]
+            e_old = particle_energy(i, pos[i], si, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4,
+                                    rs2, use_cells, ncell, cells, cell_count, shifts)
+            e_old += particle_energy(j, pos[j], sj, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4,
+                                     rs2, use_cells, ncell, cells, cell_count, shifts)
+            species[i] = sj
+            species[j] = si
+            e_new = particle_energy(i, pos[i], sj, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4,
+                                    rs2, use_cells, ncell, cells, cell_count, shifts)
+            e_new += particle_energy(j, pos[j], si, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4,
+                                     rs2, use_cells, ncell, cells, cell_count, shifts)
+            de = e_new - e_old
+            if logu[t] < -beta * de:
+                pi = member_pos[i]
+                pj = member_pos[j]
+                members[si, pi] = j
+                members[sj, pj] = i
+                member_pos[i] = pj
+                member_pos[j] = pi
+                dE += de
+                stats[3] += 1
+            else:
+                species[i] = si
+                species[j] = sj
+    return dE, idx.shape[0]

@@ -1,0 +1,293 @@
+"""Metropolis Monte Carlo in the canonical ensemble (Numba kernels, numpy random numbers).
+
+Moves: uniform displacement in a cube of half-width ``delta[species]`` (symmetric proposal) and,
+with probability ``swap_fraction`` per trial, a species swap between particle i (uniform) and a
+particle j chosen uniformly among the particles of other species (the pair-selection probability is
+the same forward and backward, so the acceptance is min(1, exp(-beta dE))). One sweep = N trials.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from glassgen._kernels.mc import build_cells, metropolis_sweep, total_energy_mc
+from glassgen._kernels.neighbors import image_shifts
+from glassgen.dynamics.forces import ForceField
+from glassgen.dynamics.results import MDResult, Thermo, Trajectory
+from glassgen.errors import InputError, PhysicsError
+from glassgen.progress import progress_bar
+from glassgen.provenance import atomic_path, provenance
+from glassgen.systems.configuration import Configuration
+from glassgen.systems.io import h5_write_attrs
+
+__all__ = ["MonteCarlo", "run_mc"]
+
+
+class MonteCarlo:
+    """A Metropolis Monte Carlo chain.
+
+    Args:
+        conf: starting configuration (with a model).
+        T: temperature (> 0).
+        delta: maximal displacement (scalar or one per species), sigma_AA units.
+        swap_fraction: probability that a trial is a species swap (0 disables swaps).
+        seed: seed of the chain's ``np.random.Generator``.
+        soft_core: soft-core factor (0 = exact potential).
+    """
+
+    def __init__(self, conf: Configuration, T: float, delta: float | list[float] = 0.1,
+                 swap_fraction: float = 0.0, seed: int = 0, soft_core: float = 0.0) -> None:
+        model = conf.require_model()
+        if not (math.isfinite(T) and T > 0):
+            raise InputError(f"temperature must be positive, got T={T}")
+        if not 0.0 <= swap_fraction <= 1.0:
+            raise InputError("swap_fraction must be in [0, 1]")
+        self.model, self.T, self.beta = model, float(T), 1.0 / float(T)
+        self.conf0 = conf
+        self.seed = int(seed)
+        self.rng = np.random.default_rng(seed)
+        self.swap_fraction = float(swap_fraction)
+        self.delta = np.broadcast_to(np.asarray(delta, dtype=np.float64), (model.nsp,)).copy()
+        if np.any(self.delta <= 0):
+            raise InputError("delta must be positive")
+        self.params = model.kernel_params(soft_core)
+        self.box = conf.box.copy()
+        self.pos = np.ascontiguousarray(conf.wrapped_positions())
+        self.species = conf.species.copy()
+        self.n, self.dim = conf.n, conf.dim
+        rc = self.params.rc_max
+        ncell = np.floor(self.box / rc).astype(np.int64)
+        self.use_cells = bool(np.all(ncell >= 3))
+        if self.use_cells:
+            self.ncell = ncell
+            self.shifts = np.zeros((1, self.dim))
+            mean_occ = self.n / float(np.prod(ncell))
+            self._cap = int(3 * mean_occ) + 16
+            self._rebuild_cells()
+        else:
+            self.ncell = np.ones(self.dim, dtype=np.int64)
+            m = int(math.ceil(rc / float(self.box.min())))
+            self.shifts = image_shifts(self.box, m)
+            self.cells = np.zeros((1, 1), dtype=np.int64)
+            self.cell_count = np.zeros(1, dtype=np.int64)
+            self.cell_of = np.zeros(self.n, dtype=np.int64)
+            self.slot = np.zeros(self.n, dtype=np.int64)
+        nsp = model.nsp
+        self.members = np.full((nsp, self.n), -1, dtype=np.int64)
+        self.member_pos = np.empty(self.n, dtype=np.int64)
+        self.n_members = np.zeros(nsp, dtype=np.int64)
+        for i, s in enumerate(self.species):
+            self.members[s, self.n_members[s]] = i
+            self.member_pos[i] = self.n_members[s]
+            self.n_members[s] += 1
+        self.stats = np.zeros(4, dtype=np.int64)
+        self.sweeps = 0
+        ff = ForceField(model, self.species, self.box, skin=0.0, soft_core=soft_core)
+        self.energy = ff.compute(self.pos).energy  # raises on overlaps / non-finite energy
+
+    def _rebuild_cells(self) -> None:
+        while True:
+            cells, count, cell_of, slot, ok = build_cells(self.pos, self.box, self.ncell, self._cap)
+            if ok:
+                break
+            self._cap *= 2
+        self.cells, self.cell_count, self.cell_of, self.slot = cells, count, cell_of, slot
+
+    def _kernel_args(self) -> tuple[Any, ...]:
+        p = self.params
+        return (self.pos, self.species, self.box, p.nsp, *p.as_tuple()[:2], p.rc2, p.c0, p.c1, p.c2, p.c4,
+                p.rs2)
+
+    def sweep(self, n_sweeps: int = 1) -> None:
+        """Perform ``n_sweeps`` sweeps of N trial moves each."""
+        p = self.params
+        n, d = self.n, self.dim
+        for _ in range(n_sweeps):
+            kind = (self.rng.random(n) < self.swap_fraction).astype(np.int8)
+            idx = self.rng.integers(0, n, n)
+            disp = self.rng.uniform(-1.0, 1.0, (n, d))
+            partner = self.rng.random(n)
+            logu = np.log(self.rng.random(n))
+            start = 0
+            while True:
+                de, start = metropolis_sweep(self.pos, self.species, self.box, p.nsp, p.sig2, p.eps4, p.rc2,
+                                             p.c0, p.c1, p.c2, p.c4, p.rs2, self.beta, self.use_cells,
+                                             self.ncell, self.cells, self.cell_count, self.cell_of,
+                                             self.slot, self.shifts, self.members, self.member_pos,
+                                             self.n_members, kind, idx, disp, partner, logu, self.delta,
+                                             start, self.stats)
+                self.energy += de
+                if start >= n:
+                    break
+                self._cap *= 2  # a cell overflowed: grow and continue with the same random numbers
+                self._rebuild_cells()
+            self.sweeps += 1
+        if not math.isfinite(self.energy):
+            raise PhysicsError("non-finite energy in Monte Carlo")
+
+    def recompute_energy(self) -> float:
+        """Total energy from scratch with the MC kernel (for bookkeeping checks)."""
+        p = self.params
+        return float(total_energy_mc(self.pos, self.species, self.box, p.nsp, p.sig2, p.eps4, p.rc2, p.c0,
+                                     p.c1, p.c2, p.c4, p.rs2, self.use_cells, self.ncell, self.cells,
+                                     self.cell_count, self.shifts))
+
+    @property
+    def acceptance(self) -> dict[str, float]:
+        """Acceptance ratios of displacement and swap moves so far."""
+        s = self.stats
+        return {"displacement": float(s[1] / s[0]) if s[0] else float("nan"),
+                "swap": float(s[3] / s[2]) if s[2] else float("nan")}
+
+    def tune_delta(self, target: float = 0.4, sweeps: int = 20, rounds: int = 10) -> None:
+        """Adapt delta towards a displacement acceptance ``target`` (use during equilibration only)."""
+        for _ in range(rounds):
+            before = self.stats.copy()
+            self.sweep(sweeps)
+            tried = self.stats[0] - before[0]
+            acc = (self.stats[1] - before[1]) / tried if tried else target
+            self.delta *= float(np.clip(acc / target, 0.5, 2.0))
+            self.delta = np.minimum(self.delta, 0.5 * float(self.box.min()))
+
+    def configuration(self) -> Configuration:
+        """Current state (wrapped positions; species may have been swapped)."""
+        return self.conf0.replace(positions=self.pos.copy(), species=self.species.copy(), velocities=None)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _signature(self) -> str:
+        return json.dumps({"model": self.model.name, "n": self.n, "T": self.T, "seed": self.seed,
+                           "swap_fraction": self.swap_fraction})
+
+    def save_checkpoint(self, path: str | os.PathLike[str], samples: dict[str, list[float]],
+                        frames: list[tuple[int, np.ndarray]]) -> None:
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+            h5_write_attrs(f, provenance(seed=self.seed, model=self.model.name, T=self.T))
+            f.attrs["signature"] = self._signature()
+            f.attrs["rng"] = json.dumps(self.rng.bit_generator.state)
+            f.attrs["sweeps"] = self.sweeps
+            f.attrs["energy"] = self.energy
+            f.create_dataset("positions", data=self.pos)
+            f.create_dataset("species", data=self.species)
+            f.create_dataset("delta", data=self.delta)
+            f.create_dataset("stats", data=self.stats)
+            for k, v in samples.items():
+                f.create_dataset(f"samples/{k}", data=np.asarray(v, dtype=np.float64))
+            if frames:
+                f.create_dataset("frames/sweeps", data=np.array([s for s, _ in frames]))
+                f.create_dataset("frames/positions", data=np.stack([p for _, p in frames]), compression="gzip")
+
+    def load_checkpoint(self, path: str | os.PathLike[str]) -> tuple[dict[str, list[float]],
+                                                                     list[tuple[int, np.ndarray]]]:
+        with h5py.File(path, "r") as f:
+            if str(f.attrs["signature"]) != self._signature():
+                raise InputError(f"checkpoint {path} belongs to a different run; delete it or change --out")
+            self.pos[:] = f["positions"][()]
+            self.species[:] = f["species"][()]
+            self.delta[:] = f["delta"][()]
+            self.stats[:] = f["stats"][()]
+            self.rng.bit_generator.state = json.loads(str(f.attrs["rng"]))
+            self.sweeps = int(f.attrs["sweeps"])
+            self.energy = float(f.attrs["energy"])
+            samples = {k: list(f[f"samples/{k}"][()]) for k in f["samples"]} if "samples" in f else {}
+            frames = []
+            if "frames" in f:
+                frames = [(int(s), p) for s, p in zip(f["frames/sweeps"][()], f["frames/positions"][()],
+                                                       strict=True)]
+        # rebuild derived structures
+        self.__init_members()
+        if self.use_cells:
+            self._rebuild_cells()
+        return samples, frames
+
+    def __init_members(self) -> None:
+        self.n_members[:] = 0
+        for i, s in enumerate(self.species):
+            self.members[s, self.n_members[s]] = i
+            self.member_pos[i] = self.n_members[s]
+            self.n_members[s] += 1
+
+    # ------------------------------------------------------------------ driver
+    def run(self, n_sweeps: int, sample_every: int = 10, traj_sweeps: list[int] | np.ndarray | None = None,
+            progress: bool = False, checkpoint: str | os.PathLike[str] | None = None,
+            checkpoint_every: int = 1000) -> MDResult:
+        """Run ``n_sweeps`` sweeps; sample U and P every ``sample_every`` sweeps, store frames.
+
+        Returns an :class:`MDResult` whose thermo ``step``/``time`` count sweeps; ``kinetic`` and
+        ``conserved`` are NaN and ``temperature`` is T. Pressure is the virial pressure rho T + W/(dV).
+        Frames hold UNWRAPPED positions (displacements are accumulated across the periodic boundary).
+        """
+        sample_every = max(1, int(sample_every))
+        wanted = set() if traj_sweeps is None else {int(s) for s in traj_sweeps if 0 <= int(s) <= n_sweeps}
+        samples: dict[str, list[float]] = {k: [] for k in Thermo.__dataclass_fields__}
+        frames: list[tuple[int, np.ndarray]] = []
+        last_done = -1
+        if checkpoint is not None and Path(checkpoint).is_file():
+            samples, frames = self.load_checkpoint(checkpoint)
+            last_done = self.sweeps
+        ff = ForceField(self.model, self.species, self.box, skin=0.0)
+        unwrapped = frames[-1][1].copy() if frames else self.pos.copy()
+        prev = self.pos.copy()
+        done = max(last_done, 0)
+        events = sorted(set(range(0, n_sweeps + 1, sample_every)) | wanted | {n_sweeps})
+        next_ckpt = done + checkpoint_every
+        try:
+            with progress_bar(n_sweeps, "MC", progress) as advance:
+                advance(done)
+                for ev in events:
+                    if ev <= last_done:
+                        continue
+                    while done < ev:
+                        self.sweep(1)
+                        dx = self.pos - prev
+                        unwrapped += dx - self.box * np.round(dx / self.box)
+                        prev[:] = self.pos
+                        done += 1
+                        advance(1)
+                    if ev % sample_every == 0 or ev == n_sweeps:
+                        if self.swap_fraction > 0:
+                            ff = ForceField(self.model, self.species, self.box, skin=0.0)
+                        res = ff.compute(self.pos)
+                        samples["step"].append(float(ev))
+                        samples["time"].append(float(ev))
+                        samples["potential"].append(self.energy)
+                        samples["kinetic"].append(math.nan)
+                        samples["temperature"].append(self.T)
+                        samples["pressure"].append(ff.pressure(res.virial, self.T))
+                        samples["conserved"].append(math.nan)
+                    if ev in wanted:
+                        frames.append((ev, unwrapped.copy()))
+                    last_done = ev
+                    if checkpoint is not None and done >= next_ckpt:
+                        self.save_checkpoint(checkpoint, samples, frames)
+                        next_ckpt = done + checkpoint_every
+        except KeyboardInterrupt:
+            if checkpoint is not None:
+                self.save_checkpoint(checkpoint, samples, frames)
+            raise
+        th = Thermo(**{k: np.asarray(v, dtype=np.float64) for k, v in samples.items()})
+        traj = None
+        if frames:
+            st = np.array([s for s, _ in frames], dtype=np.int64)
+            traj = Trajectory(times=st.astype(np.float64), steps=st, positions=np.stack([p for _, p in frames]))
+        info = {"engine": "numba-mc", "acceptance": self.acceptance, "delta": self.delta.tolist(),
+                "sweeps": self.sweeps}
+        return MDResult(final=self.configuration(), thermo=th, trajectory=traj, info=info)
+
+
+def run_mc(conf: Configuration, *, T: float, n_sweeps: int, delta: float | list[float] = 0.1,
+           swap_fraction: float = 0.0, seed: int = 0, sample_every: int = 10,
+           traj_sweeps: list[int] | np.ndarray | None = None, tune_sweeps: int = 0, progress: bool = False,
+           checkpoint: str | os.PathLike[str] | None = None, checkpoint_every: int = 1000) -> MDResult:
+    """Run a Metropolis chain (optionally tuning delta for ``tune_sweeps`` sweeps first)."""
+    mc = MonteCarlo(conf, T, delta=delta, swap_fraction=swap_fraction, seed=seed)
+    if tune_sweeps > 0 and not (checkpoint is not None and Path(checkpoint).is_file()):
+        mc.tune_delta(sweeps=max(1, tune_sweeps // 10), rounds=10)
+    return mc.run(n_sweeps, sample_every=sample_every, traj_sweeps=traj_sweeps, progress=progress,
+                  checkpoint=checkpoint, checkpoint_every=checkpoint_every)

@@ -1,0 +1,474 @@
+r"""Self time correlations of a trajectory: MSD, self intermediate scattering F_s(q, t), non-Gaussian alpha_2.
+
+Input is a trajectory of UNWRAPPED positions ``(F, N, d)`` with times ``(F,)``: the displacement
+``dr_i = r_i(t0 + t) - r_i(t0)`` is taken as is, never through the minimum image (a particle may move
+more than L/2). ``wrapped_input=True`` first unwraps a trajectory folded into the box, assuming no
+particle moves more than L/2 between consecutive frames (:func:`unwrap`).
+
+Definitions (per species s, averaged over the particles i of s and over the time origins t0):
+
+- MSD(t) = < |dr_i(t)|^2 >
+- F_s(q, t) = < sin(q |dr_i|) / (q |dr_i|) > in 3D and < J_0(q |dr_i|) > in 2D: the exact isotropic
+  average of exp(i q . dr_i) over the directions of q at fixed |q| = q (no lattice q-vectors).
+- alpha_2(t) = d / (d + 2) < |dr|^4 > / < |dr|^2 >^2 - 1 (0 for Gaussian displacements;
+  -2 / (d + 2) when every particle moved exactly the same distance).
+
+Time origins (``origins`` argument):
+
+- ``"first"`` (default): frame 0 is the only origin; lags are ``times - times[0]``; any spacing.
+- ``"all"``: every frame is an origin; needs equally spaced frames (steps or times); lag k frames is
+  averaged over the F - k origins.
+- a :class:`~glassgen.observables.schedule.BlockLogSchedule` (needs ``steps``) or explicit
+  :class:`~glassgen.observables.schedule.LagPairs`: several origins with log-spaced lags.
+
+Results of all-particle averages weight every particle equally (species by their number).
+``reset=False`` adds another trajectory (an independent run or replica) with the same lag grid.
+
+tau_alpha: :func:`tau_alpha` interpolates F_s linearly in log(t) at the first downward crossing of
+the threshold (1/e by default). This is our definition; published tau_alpha values (GlassBench)
+are labels of a time grid, not all of them 1/e crossings (see shared/REFERENCE.md, section 2).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+from scipy.special import j0
+
+from glassgen.errors import InputError
+from glassgen.observables._base import _guard, write_columns
+from glassgen.observables.schedule import (
+    BlockLogSchedule,
+    LagPairs,
+    lag_pairs_all_origins,
+    lag_pairs_single_origin,
+)
+
+__all__ = ["MSD", "SelfIntermediateScattering", "NonGaussian", "tau_alpha", "relaxation_time", "unwrap"]
+
+_CHUNK_ELEMENTS = 1 << 22  # (pairs x N x d) doubles per vectorised chunk (~32 MB)
+
+
+def unwrap(positions: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Unwrap a trajectory folded into a periodic box.
+
+    Each frame-to-frame displacement is taken through the minimum image and accumulated, so the
+    result is exact only if no particle moves more than L/2 (per axis) between consecutive frames.
+
+    Args:
+        positions: (F, N, d) wrapped positions.
+        box: (d,) box lengths (constant).
+
+    Returns:
+        (F, N, d) unwrapped positions, equal to the input at frame 0.
+    """
+    pos = np.asarray(positions, dtype=np.float64)
+    if pos.ndim != 3:
+        raise InputError(f"positions must have shape (F, N, d), got {pos.shape}")
+    box = np.broadcast_to(np.asarray(box, dtype=np.float64), (pos.shape[2],))
+    step = np.diff(pos, axis=0)
+    step -= box * np.round(step / box)
+    out = np.empty_like(pos)
+    out[0] = pos[0]
+    np.cumsum(step, axis=0, out=out[1:])
+    out[1:] += pos[0]
+    return out
+
+
+def tau_alpha(times: np.ndarray, fs: np.ndarray, threshold: float = float(np.exp(-1.0))) -> Any:
+    """Relaxation time: where F_s first falls to ``threshold``, interpolated linearly in log(t).
+
+    Between the last point above and the first point at or below the threshold, (log t, F_s) is
+    interpolated linearly; if the point above is at t <= 0 (e.g. t = 0, F_s = 1), (t, F_s) is
+    interpolated linearly instead. Only the first downward crossing counts.
+
+    Args:
+        times: (T,) increasing lag times.
+        fs: (T,) or (..., T) correlation values (e.g. ``fs_by_species``).
+        threshold: level defining tau_alpha (default 1/e).
+
+    Returns:
+        tau_alpha as a float (or an array of shape ``fs.shape[:-1]``). NaN where F_s never reaches
+        the threshold within the data (run longer), where it is already at or below it at the first
+        time (crossing not resolved), or where the series is NaN; no exception is raised.
+    """
+    t = np.asarray(times, dtype=np.float64)
+    f = np.asarray(fs, dtype=np.float64)
+    if t.ndim != 1 or f.shape[-1:] != t.shape:
+        raise InputError(f"times (T,) and fs (..., T) must agree, got {t.shape} and {f.shape}")
+    if np.any(np.diff(t) <= 0):
+        raise InputError("times must be strictly increasing")
+    flat = f.reshape(-1, t.size)
+    out = np.full(flat.shape[0], np.nan)
+    for s, y in enumerate(flat):
+        below = np.nonzero(y <= threshold)[0]
+        if below.size == 0 or below[0] == 0:
+            continue
+        k = below[0]
+        y0, y1 = y[k - 1], y[k]
+        if not (np.isfinite(y0) and np.isfinite(y1)):
+            continue
+        w = (y0 - threshold) / (y0 - y1)
+        t0, t1 = t[k - 1], t[k]
+        if t0 > 0:
+            out[s] = float(np.exp(np.log(t0) + w * (np.log(t1) - np.log(t0))))
+        else:
+            out[s] = t0 + w * (t1 - t0)
+    if f.ndim == 1:
+        return float(out[0])
+    return out.reshape(f.shape[:-1])
+
+
+class _SelfCorrelation:
+    """Shared machinery: origins, lag grouping, per-species accumulation of per-particle quantities."""
+
+    _n_quantities = 1
+    _analysis = "self_correlation"
+
+    def __init__(self, origins: str | LagPairs | BlockLogSchedule = "first", *, max_lag: int | None = None,
+                 wrapped_input: bool = False, n_species: int | None = None) -> None:
+        if isinstance(origins, str) and origins not in ("first", "all"):
+            raise InputError(f"origins must be 'first', 'all', a BlockLogSchedule or LagPairs, got {origins!r}")
+        if not isinstance(origins, (str, LagPairs, BlockLogSchedule)):
+            raise InputError(f"origins must be 'first', 'all', a BlockLogSchedule or LagPairs, got {origins!r}")
+        if max_lag is not None and int(max_lag) < 0:
+            raise InputError(f"max_lag must be >= 0, got {max_lag}")
+        if n_species is not None and int(n_species) < 1:
+            raise InputError(f"n_species must be >= 1, got {n_species}")
+        self.origins = origins
+        self.max_lag = None if max_lag is None else int(max_lag)
+        self.wrapped_input = bool(wrapped_input)
+        self._n_species_arg = None if n_species is None else int(n_species)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._nsp: int | None = self._n_species_arg
+        self._dim: int | None = None
+        self._sums: np.ndarray | None = None  # (n_quantities, nsp, n_lags)
+        self._counts: np.ndarray | None = None  # (nsp, n_lags) particle-origin samples
+        self._n_origins: np.ndarray | None = None  # (n_lags,)
+        self._lag_times: np.ndarray | None = None
+        self._lag_steps: np.ndarray | None = None
+        self._n_runs = 0
+
+    # per-particle quantities from squared displacements r2 (P, N) -> (n_quantities, P, N)
+    def _quantities(self, r2: np.ndarray, dim: int) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def _pairs(self, n_frames: int, times: np.ndarray, steps: np.ndarray | None) -> LagPairs:
+        o = self.origins
+        if isinstance(o, LagPairs):
+            pairs = o
+        elif isinstance(o, BlockLogSchedule):
+            if steps is None:
+                raise InputError("origins given as a BlockLogSchedule need the stored steps (steps=...)")
+            pairs = o.lag_pairs(steps)
+        elif o == "first":
+            pairs = lag_pairs_single_origin(n_frames)
+            if self.max_lag is not None:
+                keep = pairs.lag_index <= self.max_lag
+                pairs = LagPairs(pairs.origin[keep], pairs.frame[keep], pairs.lag_index[keep],
+                                 pairs.lags[: self.max_lag + 1])
+        else:  # "all"
+            spacing = np.diff(steps) if steps is not None else np.diff(times)
+            if spacing.size and not np.allclose(spacing, spacing[0], rtol=1e-6, atol=0):
+                raise InputError("origins='all' needs equally spaced frames; use origins='first', a "
+                                 "BlockLogSchedule or LagPairs for log-spaced frames")
+            pairs = lag_pairs_all_origins(n_frames, self.max_lag)
+        if pairs.origin.size and pairs.frame.max() >= n_frames:
+            raise InputError(f"lag pairs refer to frame {int(pairs.frame.max())} but the trajectory has "
+                             f"{n_frames} frames")
+        return pairs
+
+    def compute(self, times: np.ndarray, positions: np.ndarray, species: np.ndarray | None = None,
+                box: np.ndarray | None = None, reset: bool = True, steps: np.ndarray | None = None) -> Any:
+        """Accumulate the correlation over the trajectory's (origin, frame) pairs.
+
+        Args:
+            times: (F,) strictly increasing frame times (time units).
+            positions: (F, N, d) float positions, unwrapped (or wrapped with ``wrapped_input=True``).
+            species: (N,) int species indices, 0-based (default: all 0).
+            box: (d,) box lengths; only needed with ``wrapped_input=True``.
+            reset: if True, forget previous data; if False, add this trajectory (same lag grid).
+            steps: (F,) int MD steps of the frames; needed for a BlockLogSchedule, used by
+                ``origins='all'`` to check the spacing, and stored as :attr:`lag_steps`.
+
+        Returns:
+            self.
+        """
+        t = np.asarray(times, dtype=np.float64)
+        pos = np.asarray(positions, dtype=np.float64)
+        if pos.ndim != 3 or pos.shape[2] not in (2, 3):
+            raise InputError(f"positions must have shape (F, N, d) with d in (2, 3), got {pos.shape}")
+        nf, n, d = pos.shape
+        if t.shape != (nf,):
+            raise InputError(f"times must have shape ({nf},), got {t.shape}")
+        if nf > 1 and np.any(np.diff(t) <= 0):
+            raise InputError("times must be strictly increasing")
+        if not np.all(np.isfinite(pos)):
+            raise InputError("positions contain NaN or infinite values")
+        st = None
+        if steps is not None:
+            st = np.asarray(steps, dtype=np.int64)
+            if st.shape != (nf,):
+                raise InputError(f"steps must have shape ({nf},), got {st.shape}")
+        spec = np.zeros(n, dtype=np.int64) if species is None else np.asarray(species)
+        if spec.shape != (n,) or not np.issubdtype(spec.dtype, np.integer) or (n and spec.min() < 0):
+            raise InputError(f"species must be non-negative integers of shape ({n},)")
+        spec = spec.astype(np.int64)
+        if self.wrapped_input:
+            if box is None:
+                raise InputError("wrapped_input=True needs the box lengths")
+            pos = unwrap(pos, box)
+
+        if reset:
+            self._reset()
+        if self._dim is not None and self._dim != d:
+            raise InputError(f"cannot accumulate {d}D data onto {self._dim}D data")
+        nsp = int(spec.max()) + 1 if self._nsp is None else self._nsp
+        if spec.max() >= nsp:
+            raise InputError(f"species index {int(spec.max())} out of range for n_species = {nsp}")
+
+        pairs = self._pairs(nf, t, st)
+        groups = pairs.groups()
+        lag_times = np.empty(pairs.n_lags)
+        lag_steps = None if st is None else np.empty(pairs.n_lags, dtype=np.int64)
+        for g, (o, f) in enumerate(groups):
+            if o.size == 0:
+                raise InputError(f"lag {pairs.lags[g]} has no (origin, frame) pair")
+            dt = t[f] - t[o]
+            if np.ptp(dt) > 1e-6 * max(abs(dt[0]), 1e-300) + 1e-12:
+                raise InputError(f"pairs of lag {pairs.lags[g]} span different time differences "
+                                 f"({dt.min()} .. {dt.max()})")
+            lag_times[g] = dt.mean()
+            if lag_steps is not None:
+                ds = st[f] - st[o]
+                if np.any(ds != ds[0]):
+                    raise InputError(f"pairs of lag {pairs.lags[g]} span different step differences")
+                lag_steps[g] = ds[0]
+
+        if self._sums is None:
+            self._nsp, self._dim = nsp, d
+            self._sums = np.zeros((self._n_quantities, nsp, pairs.n_lags))
+            self._counts = np.zeros((nsp, pairs.n_lags))
+            self._n_origins = np.zeros(pairs.n_lags, dtype=np.int64)
+            self._lag_times = lag_times
+            self._lag_steps = lag_steps
+        elif lag_times.shape != self._lag_times.shape or not np.allclose(lag_times, self._lag_times,
+                                                                           rtol=1e-9, atol=1e-12):
+            raise InputError("reset=False needs the same lag times as the data already accumulated")
+
+        per_species = np.bincount(spec, minlength=nsp).astype(np.float64)
+        chunk = max(1, _CHUNK_ELEMENTS // max(1, n * d))
+        for g, (o, f) in enumerate(groups):
+            for a in range(0, o.size, chunk):
+                oc, fc = o[a:a + chunk], f[a:a + chunk]
+                dr = pos[fc] - pos[oc]  # (P, N, d), unwrapped: no minimum image
+                r2 = np.einsum("pnk,pnk->pn", dr, dr)
+                for qi, q in enumerate(self._quantities(r2, d)):
+                    self._sums[qi, :, g] += np.bincount(spec, weights=q.sum(axis=0), minlength=nsp)
+                self._counts[:, g] += per_species * oc.size
+            self._n_origins[g] += o.size
+        self._n_runs += 1
+        return self
+
+    def compute_trajectory(self, trajectory: Any, species: np.ndarray | None = None,
+                           box: np.ndarray | None = None, reset: bool = True) -> Any:
+        """:meth:`compute` on a :class:`~glassgen.dynamics.results.Trajectory` (uses its steps)."""
+        return self.compute(trajectory.times, trajectory.positions, species, box, reset=reset,
+                            steps=getattr(trajectory, "steps", None))
+
+    # ----------------------------------------------------------------- results
+    def _mean(self, qi: int) -> tuple[np.ndarray, np.ndarray]:
+        sums = _guard(self, self._sums, "result")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            by = sums[qi] / self._counts
+            tot = sums[qi].sum(axis=0) / self._counts.sum(axis=0)
+        return tot, by
+
+    @property
+    def lag_times(self) -> np.ndarray:
+        """(n_lags,) lag times t (time units), increasing from 0."""
+        return _guard(self, self._lag_times, "lag_times").copy()
+
+    @property
+    def lag_steps(self) -> np.ndarray | None:
+        """(n_lags,) lags in MD steps, or None if no steps were given."""
+        _guard(self, self._lag_times, "lag_steps")
+        return None if self._lag_steps is None else self._lag_steps.copy()
+
+    @property
+    def n_origins(self) -> np.ndarray:
+        """(n_lags,) number of time origins averaged at each lag (summed over accumulated runs)."""
+        return _guard(self, self._n_origins, "n_origins").copy()
+
+    @property
+    def n_samples(self) -> np.ndarray:
+        """(nsp, n_lags) number of (particle, origin) samples per species and lag."""
+        return _guard(self, self._counts, "n_samples").copy()
+
+    @property
+    def n_species(self) -> int:
+        """Number of species."""
+        return int(_guard(self, self._nsp, "n_species"))
+
+    def _columns(self) -> tuple[list[np.ndarray], list[str]]:
+        raise NotImplementedError
+
+    def write(self, path: str | os.PathLike[str], **meta: Any) -> None:
+        """Write ``t value value_s...`` columns with a provenance header (atomic)."""
+        cols, names = self._columns()
+        extra = {"q": getattr(self, "q", None)}
+        write_columns(path, [self.lag_times, *cols], ["t", *names], analysis=self._analysis,
+                      origins=self.origins if isinstance(self.origins, str) else type(self.origins).__name__,
+                      n_runs=self._n_runs, **extra, **meta)
+
+
+class MSD(_SelfCorrelation):
+    """Mean-squared displacement MSD(t) = <|r_i(t0 + t) - r_i(t0)|^2> (length^2 units).
+
+    Args:
+        origins: ``"first"`` (default), ``"all"``, a BlockLogSchedule or LagPairs (module docstring).
+        max_lag: largest lag in frames for ``"first"``/``"all"`` (default: all).
+        wrapped_input: unwrap a wrapped trajectory first (see :func:`unwrap`).
+        n_species: number of species (default ``species.max() + 1``).
+    """
+
+    _n_quantities = 1
+    _analysis = "msd"
+
+    def _quantities(self, r2: np.ndarray, dim: int) -> list[np.ndarray]:
+        return [r2]
+
+    @property
+    def msd(self) -> np.ndarray:
+        """(n_lags,) MSD over all particles."""
+        return self._mean(0)[0]
+
+    @property
+    def msd_by_species(self) -> np.ndarray:
+        """(nsp, n_lags) MSD per species (NaN for an absent species)."""
+        return self._mean(0)[1]
+
+    def _columns(self) -> tuple[list[np.ndarray], list[str]]:
+        by = self.msd_by_species
+        return [self.msd, *by], ["msd", *[f"msd_{s}" for s in range(by.shape[0])]]
+
+
+class SelfIntermediateScattering(_SelfCorrelation):
+    """Self intermediate scattering function F_s(q, t), isotropically averaged (dimensionless).
+
+    3D: <sin(q r) / (q r)>; 2D: <J_0(q r)>, r = |r_i(t0 + t) - r_i(t0)|.
+
+    Args:
+        q: wavenumber (inverse length), e.g. 7.25 for KA A particles at rho = 1.2.
+        origins, max_lag, wrapped_input, n_species: as for :class:`MSD`.
+    """
+
+    _n_quantities = 1
+    _analysis = "fs"
+
+    def __init__(self, q: float, origins: str | LagPairs | BlockLogSchedule = "first", *,
+                 max_lag: int | None = None, wrapped_input: bool = False, n_species: int | None = None) -> None:
+        if not (np.isfinite(q) and q > 0):
+            raise InputError(f"q must be positive, got {q}")
+        self.q = float(q)
+        super().__init__(origins, max_lag=max_lag, wrapped_input=wrapped_input, n_species=n_species)
+
+    def _quantities(self, r2: np.ndarray, dim: int) -> list[np.ndarray]:
+        qr = self.q * np.sqrt(r2)
+        if dim == 3:
+            return [np.sinc(qr / np.pi)]  # sin(qr)/(qr), = 1 at r = 0
+        return [j0(qr)]
+
+    @property
+    def fs(self) -> np.ndarray:
+        """(n_lags,) F_s over all particles."""
+        return self._mean(0)[0]
+
+    @property
+    def fs_by_species(self) -> np.ndarray:
+        """(nsp, n_lags) F_s per species (NaN for an absent species)."""
+        return self._mean(0)[1]
+
+    def tau_alpha(self, threshold: float = float(np.exp(-1.0)), species: int | None = None) -> float:
+        """Relaxation time from :func:`tau_alpha` (NaN if F_s never reaches ``threshold``).
+
+        Args:
+            threshold: level, default 1/e.
+            species: species index, or None for all particles.
+        """
+        f = self.fs if species is None else self.fs_by_species[int(species)]
+        return float(tau_alpha(self.lag_times, f, threshold))
+
+    def _columns(self) -> tuple[list[np.ndarray], list[str]]:
+        by = self.fs_by_species
+        return [self.fs, *by], ["fs", *[f"fs_{s}" for s in range(by.shape[0])]]
+
+
+class NonGaussian(_SelfCorrelation):
+    """Non-Gaussian parameter alpha_2(t) = d/(d+2) <r^4> / <r^2>^2 - 1 (dimensionless).
+
+    Args: as for :class:`MSD`. At lag 0 (r = 0) alpha_2 is NaN (0/0).
+    """
+
+    _n_quantities = 2
+    _analysis = "ngp"
+
+    def _quantities(self, r2: np.ndarray, dim: int) -> list[np.ndarray]:
+        return [r2, r2 * r2]
+
+    def _alpha(self, r2: np.ndarray, r4: np.ndarray) -> np.ndarray:
+        d = _guard(self, self._dim, "alpha2")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return d / (d + 2.0) * r4 / (r2 * r2) - 1.0
+
+    @property
+    def alpha2(self) -> np.ndarray:
+        """(n_lags,) alpha_2 over all particles."""
+        return self._alpha(self._mean(0)[0], self._mean(1)[0])
+
+    @property
+    def alpha2_by_species(self) -> np.ndarray:
+        """(nsp, n_lags) alpha_2 per species."""
+        return self._alpha(self._mean(0)[1], self._mean(1)[1])
+
+    @property
+    def msd(self) -> np.ndarray:
+        """(n_lags,) <r^2> over all particles (the MSD, computed on the way)."""
+        return self._mean(0)[0]
+
+    @property
+    def msd_by_species(self) -> np.ndarray:
+        """(nsp, n_lags) <r^2> per species."""
+        return self._mean(0)[1]
+
+    def _columns(self) -> tuple[list[np.ndarray], list[str]]:
+        by = self.alpha2_by_species
+        return [self.alpha2, *by], ["alpha2", *[f"alpha2_{s}" for s in range(by.shape[0])]]
+
+
+def relaxation_time(trajectory: Any, q: float, species: np.ndarray | None = None, *,
+                    which: int | None = None, threshold: float = float(np.exp(-1.0)),
+                    origins: str | LagPairs | BlockLogSchedule = "first", box: np.ndarray | None = None,
+                    wrapped_input: bool = False) -> float:
+    """tau_alpha of a trajectory: F_s(q, t) then :func:`tau_alpha`.
+
+    Args:
+        trajectory: a :class:`~glassgen.dynamics.results.Trajectory` (times, steps, positions (F, N, d)).
+        q: wavenumber (inverse length).
+        species: (N,) species indices (default all 0).
+        which: species whose F_s defines tau_alpha (None: all particles).
+        threshold: F_s level, default 1/e.
+        origins: time origins, as for :class:`SelfIntermediateScattering`.
+        box: (d,) box lengths (only for ``wrapped_input``).
+        wrapped_input: the trajectory is wrapped into the box.
+
+    Returns:
+        tau_alpha (time units), NaN if F_s never reaches the threshold.
+    """
+    fs = SelfIntermediateScattering(q, origins, wrapped_input=wrapped_input)
+    fs.compute_trajectory(trajectory, species, box)
+    return fs.tau_alpha(threshold, which)
