@@ -185,16 +185,20 @@ class TorchPairEnergy(Energy):
     n_k in [-m_k, m_k], m_k = ceil(r_c,max / L_k) (this covers every image within r_c). When all
     L_k >= 2 r_c,max only the minimum image is used (fast path). Positions may be unwrapped.
 
-    Gradients are finite everywhere: excluded and out-of-range pairs are evaluated at a safe
-    distance and removed with ``torch.where``; the soft-core branch evaluates the exact potential at
-    max(r, r_s) only; coincident particles give force 0 (as in the Numba kernel).
+    Only the interacting pair-images (r < r_c,ab, excluding i = j at n = 0) are evaluated, gathered
+    with a boolean mask and scattered back, so no excluded entry can put a NaN into the gradient. With
+    a soft core the exact branch is evaluated at max(r, r_s) and the linear branch at
+    sqrt(max(r^2, tiny)) (``torch.where`` between them), so gradients stay finite; coincident
+    particles get force 0, as in the Numba kernel. Without a soft core, overlapping particles have
+    the (huge or infinite) exact energy: nothing is masked.
 
-    Memory: a (B, N, N, S) block of pair terms (S = number of images, 1 on the fast path) with about
-    ``15 + d`` float temporaries per pair-image, i.e. ~``B N^2 S (15 + d) * 8`` bytes in float64 when
-    a gradient is needed (autograd keeps them for the backward). Rows are processed in chunks of at
-    most ``max_pairs`` pair-images, which bounds the peak memory without grad (with grad the chunks'
-    intermediates are all kept). Fine for N up to a few hundred in
-    a batch, or one configuration of a few thousand particles.
+    Memory: the displacements form a (B, N, N, S, d) block (S = number of images, 1 on the fast
+    path) plus a few (B, N, N, S) temporaries, and ~15 temporaries per interacting pair-image; in
+    float64 that is roughly ``8 B N^2 S (d + 4)`` bytes plus ``120 B P`` bytes for P interacting
+    pair-images (P ~ N^2 S / 2 in small boxes, a few % of N^2 in large ones). Rows are processed in
+    chunks of at most ``max_pairs`` pair-images, which bounds the peak without a gradient; with a
+    gradient, autograd keeps every chunk's intermediates. Fine for N up to a few hundred in a batch
+    (e.g. B = 256, N = 32, S = 27: ~0.6 GB with gradient), or one configuration of a few thousand.
 
     Args:
         model: model name or :class:`InteractionModel`.
@@ -254,24 +258,29 @@ class TorchPairEnergy(Energy):
                 f"soft_core={self.soft_core}, images={self.n_images}")
 
     # ------------------------------------------------------------------ pair terms
-    def _pair_u(self, r2: torch.Tensor, p: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """Pair energies u(r2) where ``valid`` (0 elsewhere); p: (11, ...) broadcastable params."""
+    def _pair_u(self, r2: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        """Pair energies u at squared distances ``r2`` (all < r_c^2, > 0 unless coincident).
+
+        Args:
+            r2: (P,) squared distances of the interacting pair-images.
+            p: (11, P) their parameters, rows in the order of ``_PARAM_NAMES``.
+        """
         sig2, eps4, rc2, c0, c1, c2, c4, rs2, us, dus, rs = p
-        r2s = torch.where(valid, r2, rc2)  # safe distance for excluded entries
         if self._has_soft:
-            soft = r2s < rs2
-            r2e = torch.where(soft, rs2, r2s)
+            soft = r2 < rs2
+            r2e = torch.where(soft, rs2, r2)  # the exact branch never sees r < r_s
         else:
-            r2e = r2s
+            r2e = r2
         s2 = sig2 / r2e
         s6 = s2 * s2 * s2
         u = eps4 * (s6 * s6 - s6) + c0 + c2 * r2e + c4 * r2e * r2e
         if self._has_c1:
             u = u + c1 * torch.sqrt(r2e)
         if self._has_soft:
-            r = torch.sqrt(r2s.clamp_min(torch.finfo(r2s.dtype).tiny))
+            # clamp: r = 0 (coincident particles) gets zero gradient instead of 0 * inf = NaN
+            r = torch.sqrt(r2.clamp_min(torch.finfo(r2.dtype).tiny))
             u = torch.where(soft, us + dus * (r - rs), u)
-        return torch.where(valid, u, torch.zeros_like(u))
+        return u
 
     def _row_energies(self, x: torch.Tensor) -> torch.Tensor:
         """(B, N) per-particle energies e_i = 1/2 sum_{j, n}' u_ij(n) for x (B, N, d)."""
@@ -296,15 +305,17 @@ class TorchPairEnergy(Energy):
             dr = x[:, None, :, :] - x[:, i0:i1, None, :]  # (B, ci, N, d): x_j - x_i
             dr = dr - box * torch.round(dr / box)
             ab = species[i0:i1, None] * nsp + species[None, :]  # (ci, N)
-            p = params[:, ab]  # (11, ci, N)
+            p = params[:, ab][:, None]  # (11, 1, ci, N): broadcast over the batch
             selfpair = (torch.arange(i0, i1, device=dev)[:, None] == cols[None, :])  # (ci, N)
             if self.use_images:
                 dr = dr[..., None, :] + shifts  # (B, ci, N, S, d)
                 p = p[..., None]
                 selfpair = selfpair[..., None] & central  # (ci, N, S)
             r2 = (dr * dr).sum(-1)
-            valid = (r2 < p[2]) & ~selfpair
-            u = self._pair_u(r2, p, valid)
+            valid = (r2 < p[2]) & ~selfpair  # interacting pair-images
+            # evaluate u only there (a few % of the pairs in a large box), scatter back with zeros
+            uv = self._pair_u(r2[valid], p.expand(p.shape[0], *r2.shape)[:, valid])
+            u = torch.zeros_like(r2).masked_scatter(valid, uv)
             if self.use_images:
                 u = u.sum(-1)
             out.append(0.5 * u.sum(-1))  # (B, ci)

@@ -21,7 +21,8 @@ class NotComputedError(GlassgenError, RuntimeError):
 def _guard(obj: object, value: Any, name: str) -> Any:
     """Return ``value``, or raise :class:`NotComputedError` naming the property if it is ``None``."""
     if value is None:
-        raise NotComputedError(f"{type(obj).__name__}.{name} is not available until compute() has been called")
+        raise NotComputedError(f"{type(obj).__name__}.{name} is not available until compute() "
+                               "has been called")
     return value
 
 

@@ -129,10 +129,10 @@ class _SelfCorrelation:
 
     def __init__(self, origins: str | LagPairs | BlockLogSchedule = "first", *, max_lag: int | None = None,
                  wrapped_input: bool = False, n_species: int | None = None) -> None:
-        if isinstance(origins, str) and origins not in ("first", "all"):
-            raise InputError(f"origins must be 'first', 'all', a BlockLogSchedule or LagPairs, got {origins!r}")
-        if not isinstance(origins, (str, LagPairs, BlockLogSchedule)):
-            raise InputError(f"origins must be 'first', 'all', a BlockLogSchedule or LagPairs, got {origins!r}")
+        if (isinstance(origins, str) and origins not in ("first", "all")) or not isinstance(
+                origins, (str, LagPairs, BlockLogSchedule)):
+            raise InputError("origins must be 'first', 'all', a BlockLogSchedule or LagPairs, "
+                             f"got {origins!r}")
         if max_lag is not None and int(max_lag) < 0:
             raise InputError(f"max_lag must be >= 0, got {max_lag}")
         if n_species is not None and int(n_species) < 1:
@@ -371,7 +371,8 @@ class SelfIntermediateScattering(_SelfCorrelation):
     _analysis = "fs"
 
     def __init__(self, q: float, origins: str | LagPairs | BlockLogSchedule = "first", *,
-                 max_lag: int | None = None, wrapped_input: bool = False, n_species: int | None = None) -> None:
+                 max_lag: int | None = None, wrapped_input: bool = False,
+                 n_species: int | None = None) -> None:
         if not (np.isfinite(q) and q > 0):
             raise InputError(f"q must be positive, got {q}")
         self.q = float(q)

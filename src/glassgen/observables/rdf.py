@@ -23,11 +23,13 @@ from typing import Any
 import numba
 import numpy as np
 
-from glassgen._kernels.structure import pair_histogram
+from glassgen._kernels.structure import pair_histogram, pair_histogram_serial
 from glassgen.errors import InputError
 from glassgen.observables._base import _guard, write_columns
 
 __all__ = ["RDF"]
+
+_SERIAL_PAIRS = 200_000  # below this many pairs per frame the serial kernel is used
 
 
 def _shell_volumes(edges: np.ndarray, dim: int) -> np.ndarray:
@@ -117,7 +119,8 @@ class RDF:
         if pos.ndim == 2:
             pos = pos[None]
         if pos.ndim != 3 or pos.shape[2] not in (2, 3):
-            raise InputError(f"positions must have shape (N, d) or (F, N, d) with d in (2, 3), got {pos.shape}")
+            raise InputError("positions must have shape (N, d) or (F, N, d) with d in (2, 3), "
+                             f"got {pos.shape}")
         _, n, d = pos.shape
         if n < 2:
             raise InputError("g(r) needs at least two particles")
@@ -125,7 +128,8 @@ class RDF:
             raise InputError("positions contain NaN or infinite values")
         spec = np.zeros(n, dtype=np.int32) if species is None else np.asarray(species)
         if spec.shape != (n,) or not np.issubdtype(spec.dtype, np.integer):
-            raise InputError(f"species must be an integer array of shape ({n},), got {spec.dtype} {spec.shape}")
+            raise InputError(f"species must be an integer array of shape ({n},), "
+                             f"got {spec.dtype} {spec.shape}")
         if spec.min() < 0:
             raise InputError("species indices must be >= 0")
         spec = np.ascontiguousarray(spec, dtype=np.int32)
@@ -155,11 +159,16 @@ class RDF:
         with np.errstate(divide="ignore", invalid="ignore"):
             norm_ab = np.where(npairs > 0, volume / npairs, np.nan)
         norm_tot = volume / (n * (n - 1.0))
-        nth = max(1, min(numba.get_num_threads(), n))
+        nth = max(1, min(numba.get_num_threads(), n // 64))
+        if n * (n - 1) // 2 < _SERIAL_PAIRS:
+            nth = 1
         hbuf = np.empty((nth, nsp, nsp, self.bins), dtype=np.int64)
         for frame in pos:
-            hist = pair_histogram(np.ascontiguousarray(frame), spec, bx, nsp, self.r_min, self.r_max,
-                                  self.bins, hbuf)
+            frame = np.ascontiguousarray(frame)
+            if nth == 1:
+                hist = pair_histogram_serial(frame, spec, bx, nsp, self.r_min, self.r_max, self.bins)
+            else:
+                hist = pair_histogram(frame, spec, bx, nsp, self.r_min, self.r_max, self.bins, hbuf)
             self._g_sum += hist * norm_ab[:, :, None] / shell
             self._gt_sum += hist.sum(axis=(0, 1)) * norm_tot / shell
             self._n_frames += 1

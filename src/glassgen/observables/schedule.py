@@ -102,7 +102,8 @@ class LagPairs:
         """For each lag, the ``(origin, frame)`` index arrays of its pairs."""
         order = np.argsort(self.lag_index, kind="stable")
         bounds = np.searchsorted(self.lag_index[order], np.arange(self.n_lags + 1))
-        return [(self.origin[order[a:b]], self.frame[order[a:b]]) for a, b in zip(bounds[:-1], bounds[1:])]
+        return [(self.origin[order[a:b]], self.frame[order[a:b]])
+                for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 def lag_pairs_single_origin(n_frames: int) -> LagPairs:
@@ -193,18 +194,23 @@ class BlockLogSchedule:
         long = np.arange(1, self.n_blocks + 1, dtype=np.int64) * self.block_steps
         return np.unique(np.concatenate([short, long]))
 
-    def lag_pairs(self, steps: np.ndarray | None = None) -> LagPairs:
+    def lag_pairs(self, steps: np.ndarray | None = None, offset: int | None = None) -> LagPairs:
         """(origin, frame) pairs for every origin and lag of this schedule.
 
         Args:
             steps: the steps actually stored (default :attr:`steps`); pairs whose frame is missing
                 (e.g. a run stopped early) are dropped, so a partial trajectory can be analysed.
+            offset: absolute step of the schedule's step 0 (e.g. the MD step counter at the start
+                of the production run); default ``steps[0]``.
 
         Returns:
             :class:`LagPairs` with lags in steps.
         """
         stored = self.steps if steps is None else np.asarray(steps, dtype=np.int64)
-        origins = self.origin_steps
+        if stored.size == 0:
+            raise InputError("no stored steps")
+        base = int(stored[0]) if offset is None else int(offset)
+        origins = base + self.origin_steps
         origins = origins[np.isin(origins, stored)]
         if origins.size == 0:
             raise InputError("none of the schedule's time origins is among the stored steps")

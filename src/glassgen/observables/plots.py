@@ -1,0 +1,218 @@
+"""Diagnostic PNG plots of g(r), MSD, F_s and thermodynamic series.
+
+Matplotlib is imported inside each function and drawn on an explicit Agg canvas
+(``matplotlib.figure.Figure`` + ``FigureCanvasAgg``): importing glassgen never selects a backend and
+never touches pyplot's global state, so plotting works headless and inside other applications.
+Each PNG is written atomically (temporary file in the same directory, then rename) and carries
+the provenance record in its PNG text metadata (key ``Description``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from glassgen import __version__
+from glassgen.errors import InputError
+from glassgen.provenance import atomic_path, provenance_json
+
+__all__ = ["plot_rdf", "plot_msd", "plot_fs", "plot_thermo"]
+
+
+def _figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (5.0, 3.8)) -> tuple[Any, Any]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, axes
+
+
+def _save(fig: Any, path: str | os.PathLike[str], **meta: Any) -> Path:
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, format="png", dpi=120,
+                    metadata={"Software": f"glassgen {__version__}", "Description": provenance_json(**meta)})
+    return target
+
+
+def _label(s: int, names: Sequence[str] | None) -> str:
+    return names[s] if names is not None and s < len(names) else f"species {s}"
+
+
+def _series(obj: Any, attr: str, by_attr: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(times, all-particle values, per-species values or None) from a compute object or a tuple."""
+    if hasattr(obj, "lag_times"):
+        return obj.lag_times, getattr(obj, attr), getattr(obj, by_attr)
+    try:
+        t, y = obj
+    except (TypeError, ValueError) as exc:
+        raise InputError("expected a compute object with lag_times or a (times, values) pair, "
+                         f"got {obj!r}") from exc
+    t = np.asarray(t, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if y.ndim == 1:
+        return t, y, None
+    return t, np.full(t.shape, np.nan), y
+
+
+def plot_rdf(rdf: Any, path: str | os.PathLike[str], *, pairs: Sequence[tuple[int, int]] | None = None,
+             species_names: Sequence[str] | None = None, total: bool = True,
+             title: str | None = None) -> Path:
+    """Plot the partial g_ab(r) (and the total g(r)) of a computed :class:`~glassgen.observables.rdf.RDF`.
+
+    Args:
+        rdf: a computed RDF.
+        path: output PNG.
+        pairs: species pairs to draw (default ``rdf.pairs``).
+        species_names: names for the species indices (default "0", "1", ...).
+        total: also draw the total g(r).
+        title: optional title.
+
+    Returns:
+        the path written.
+    """
+    r = rdf.bin_centers
+    g = rdf.g
+    fig, ax = _figure()
+    ax = ax[0, 0]
+    for a, b in (rdf.pairs if pairs is None else pairs):
+        na = species_names[a] if species_names else str(a)
+        nb = species_names[b] if species_names else str(b)
+        ax.plot(r, g[a, b], lw=1.2, label=f"g_{na}{nb}")
+    if total:
+        ax.plot(r, rdf.g_total, "k--", lw=1.0, label="total")
+    ax.axhline(1.0, color="0.6", lw=0.6)
+    ax.set_xlabel("r")
+    ax.set_ylabel("g(r)")
+    ax.set_xlim(rdf.r_min, rdf.r_max)
+    ax.legend(frameon=False, fontsize=8)
+    if title:
+        ax.set_title(title)
+    return _save(fig, path, analysis="rdf", n_frames=rdf.n_frames)
+
+
+def plot_msd(msd: Any, path: str | os.PathLike[str], *, species_names: Sequence[str] | None = None,
+             by_species: bool = True, title: str | None = None) -> Path:
+    """Log-log MSD(t), all particles and per species.
+
+    Args:
+        msd: a computed :class:`~glassgen.observables.dynamics.MSD` (or NonGaussian), or a
+            ``(times (T,), values (T,) or (nsp, T))`` pair.
+        path: output PNG.
+        species_names: names of the species.
+        by_species: draw the per-species curves.
+        title: optional title.
+
+    Returns:
+        the path written. Lag 0 is not drawn (log axes).
+    """
+    t, y, by = _series(msd, "msd", "msd_by_species")
+    keep = t > 0
+    fig, ax = _figure()
+    ax = ax[0, 0]
+    if np.any(np.isfinite(y)):
+        ax.loglog(t[keep], y[keep], "k-", lw=1.5, label="all")
+    if by_species and by is not None:
+        for s in range(by.shape[0]):
+            if np.any(np.isfinite(by[s])):
+                ax.loglog(t[keep], by[s][keep], lw=1.0, label=_label(s, species_names))
+    ax.set_xlabel("t")
+    ax.set_ylabel("MSD(t)")
+    ax.legend(frameon=False, fontsize=8)
+    if title:
+        ax.set_title(title)
+    return _save(fig, path, analysis="msd")
+
+
+def plot_fs(fs: Any, path: str | os.PathLike[str], *, species_names: Sequence[str] | None = None,
+            by_species: bool = True, threshold: float = float(np.exp(-1.0)),
+            title: str | None = None) -> Path:
+    """F_s(q, t) on a log time axis with the threshold line and tau_alpha marked for each curve.
+
+    Args:
+        fs: a computed :class:`~glassgen.observables.dynamics.SelfIntermediateScattering`, or a
+            ``(times (T,), values (T,) or (nsp, T))`` pair.
+        path: output PNG.
+        species_names: names of the species.
+        by_species: draw the per-species curves.
+        threshold: the level defining tau_alpha (default 1/e).
+        title: optional title (default ``q = ...`` when known).
+
+    Returns:
+        the path written.
+    """
+    from glassgen.observables.dynamics import tau_alpha
+
+    t, y, by = _series(fs, "fs", "fs_by_species")
+    keep = t > 0
+    fig, ax = _figure()
+    ax = ax[0, 0]
+    curves = []
+    if np.any(np.isfinite(y)):
+        curves.append(("all", y, "k"))
+    if by_species and by is not None:
+        for s in range(by.shape[0]):
+            if np.any(np.isfinite(by[s])):
+                curves.append((_label(s, species_names), by[s], f"C{s}"))
+    for label, yy, color in curves:
+        tau = tau_alpha(t, yy, threshold)
+        lab = f"{label}: tau = {tau:.4g}" if np.isfinite(tau) else f"{label}: tau not reached"
+        ax.semilogx(t[keep], yy[keep], color=color, lw=1.2, label=lab)
+        if np.isfinite(tau):
+            ax.plot([tau], [threshold], "o", color=color, ms=4)
+            ax.axvline(tau, color=color, lw=0.5, ls=":")
+    ax.axhline(threshold, color="0.5", lw=0.8, ls="--")
+    ax.set_xlabel("t")
+    ax.set_ylabel("F_s(q, t)")
+    finite = [float(np.nanmin(c[1])) for c in curves if np.any(np.isfinite(c[1]))]
+    ax.set_ylim(min([-0.05, *finite]), 1.05)
+    ax.legend(frameon=False, fontsize=8)
+    q = getattr(fs, "q", None)
+    if title or q is not None:
+        ax.set_title(title or f"q = {q:g}")
+    return _save(fig, path, analysis="fs", q=q, threshold=threshold)
+
+
+def plot_thermo(thermo: Mapping[str, np.ndarray] | Any, path: str | os.PathLike[str], *, x: str = "time",
+                keys: Sequence[str] | None = None, title: str | None = None) -> Path:
+    """One panel per thermodynamic series against time (or step).
+
+    Args:
+        thermo: dict of equal-length 1D arrays (or an object with ``as_dict()``, e.g.
+            :class:`~glassgen.dynamics.results.Thermo`).
+        path: output PNG.
+        x: key of the abscissa (``"time"`` or ``"step"``; falls back to the sample index if absent).
+        keys: series to draw (default every key except the abscissa and ``step``/``time``,
+            skipping all-NaN series).
+        title: optional title.
+
+    Returns:
+        the path written.
+    """
+    data = thermo.as_dict() if hasattr(thermo, "as_dict") else dict(thermo)
+    if not data:
+        raise InputError("plot_thermo needs at least one series")
+    arrays = {k: np.asarray(v, dtype=np.float64) for k, v in data.items()}
+    n = next(iter(arrays.values())).shape[0]
+    xs = arrays.get(x, np.arange(n, dtype=np.float64))
+    if keys is None:
+        keys = [k for k, v in arrays.items() if k not in (x, "step", "time") and np.any(np.isfinite(v))]
+    if not keys:
+        raise InputError("plot_thermo: no series to draw")
+    fig, axes = _figure(len(keys), 1, size=(6.0, 1.6 * len(keys) + 0.8))
+    for ax, k in zip(axes[:, 0], keys, strict=True):
+        v = arrays[k]
+        if v.shape != xs.shape:
+            raise InputError(f"series {k!r} has shape {v.shape}, expected {xs.shape}")
+        ax.plot(xs, v, lw=0.8)
+        ax.set_ylabel(k)
+    axes[-1, 0].set_xlabel(x if x in arrays else "sample")
+    if title:
+        axes[0, 0].set_title(title)
+    return _save(fig, path, analysis="thermo")

@@ -1,0 +1,397 @@
+"""Physics-first tests of glassgen.observables: g(r), MSD / F_s / alpha_2, tau_alpha, schedules,
+error bars, trajectories (round trip and resume after a crash) and plots."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from scipy.signal import lfilter
+from scipy.special import j0
+
+from glassgen.dynamics.results import Trajectory
+from glassgen.errors import InputError
+from glassgen.observables import (
+    MSD,
+    RDF,
+    NonGaussian,
+    NotComputedError,
+    SelfIntermediateScattering,
+    TrajectoryWriter,
+    block_average,
+    block_log_schedule,
+    integrated_autocorrelation_time,
+    log_spaced_steps,
+    mean_and_error,
+    plot_fs,
+    plot_msd,
+    plot_rdf,
+    plot_thermo,
+    read_trajectory,
+    relaxation_time,
+    statistical_inefficiency,
+    tau_alpha,
+)
+from glassgen.systems.configuration import Configuration
+
+
+def _shell(edges: np.ndarray, d: int) -> np.ndarray:
+    if d == 2:
+        return np.pi * np.diff(edges**2)
+    return 4.0 / 3.0 * np.pi * np.diff(edges**3)
+
+
+# ------------------------------------------------------------------------------------------ g(r)
+@pytest.mark.parametrize("d, counts, L", [(2, (600, 250, 150), 30.0), (3, (800, 200), 10.0)])
+def test_rdf_ideal_gas_partials_are_one(d: int, counts: tuple[int, ...], L: float) -> None:
+    rng = np.random.default_rng(11)
+    species = np.repeat(np.arange(len(counts)), counts)
+    n = species.size
+    box = np.full(d, L)
+    n_frames = 6
+    rdf = RDF(r_max=L / 2, bins=20)
+    for k in range(n_frames):
+        rdf.compute(rng.random((n, d)) * L, species, box, reset=(k == 0))
+    assert rdf.n_frames == n_frames
+    shell = _shell(rdf.bin_edges, d)
+    nsp = len(counts)
+    assert rdf.g.shape == (nsp, nsp, 20)
+    for a in range(nsp):
+        for b in range(nsp):
+            expected = counts[a] * (counts[b] - (a == b)) / L**d * shell * n_frames  # ordered pairs
+            sd = np.sqrt(2.0 / expected)
+            z = (rdf.g[a, b] - 1.0) / sd
+            assert np.all(np.abs(z) < 5.0), (a, b, z)
+            pooled = np.sum(rdf.g[a, b] * shell) / shell.sum()
+            assert abs(pooled - 1.0) < 5.0 * np.sqrt(2.0 / expected.sum())
+    np.testing.assert_allclose(rdf.g, np.swapaxes(rdf.g, 0, 1))
+    expected_tot = n * (n - 1) / L**d * shell * n_frames
+    assert np.all(np.abs(rdf.g_total - 1.0) < 5.0 * np.sqrt(2.0 / expected_tot))
+
+
+def test_rdf_small_system_normalisation_has_no_one_over_n_bias() -> None:
+    """With 10 + 10 particles, a V/(N_a N_b) normalisation would give g_aa = 0.9: we must get 1."""
+    rng = np.random.default_rng(3)
+    L, n_frames = 10.0, 2000
+    species = np.repeat([0, 1], 10)
+    frames = rng.random((n_frames, 20, 2)) * L
+    rdf = RDF(r_max=5.0, bins=10).compute(frames, species, np.array([L, L]))
+    shell = _shell(rdf.bin_edges, 2)
+    for a, b in [(0, 0), (0, 1), (1, 1)]:
+        pooled = np.sum(rdf.g[a, b] * shell) / shell.sum()
+        assert abs(pooled - 1.0) < 0.015, (a, b, pooled)
+    assert abs(np.sum(rdf.g_total * shell) / shell.sum() - 1.0) < 0.01
+
+
+@pytest.mark.parametrize("d, a, n_cells", [(3, 1.1, 6), (2, 1.07, 8)])
+def test_rdf_lattice_first_peak_at_lattice_constant(d: int, a: float, n_cells: int) -> None:
+    grid = np.stack(np.meshgrid(*[np.arange(n_cells)] * d, indexing="ij"), -1).reshape(-1, d) * a
+    grid = grid + 0.3 * a  # any offset; the box is periodic
+    L = n_cells * a
+    rdf = RDF(r_max=L / 2, bins=int(round(L / 2 / 0.03))).compute(grid, None, np.full(d, L))
+    edges = rdf.bin_edges
+    first = int(np.nonzero(rdf.g_total > 0)[0][0])
+    assert edges[first] <= a < edges[first + 1]
+    # z = 2d nearest neighbours at distance a: g = V z / ((N - 1) shell)
+    n = grid.shape[0]
+    shell = _shell(edges, d)[first]
+    np.testing.assert_allclose(rdf.g_total[first], L**d * 2 * d / ((n - 1) * shell), rtol=1e-12)
+    np.testing.assert_allclose(rdf.g[0, 0], rdf.g_total)
+
+
+def test_rdf_contract_and_errors(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    rdf = RDF(r_max=2.0, bins=10)
+    with pytest.raises(NotComputedError):
+        _ = rdf.g
+    box = np.array([5.0, 5.0, 3.9])
+    with pytest.raises(InputError, match="min"):
+        rdf.compute(rng.random((50, 3)) * box, None, box)
+    box = np.array([5.0, 5.0, 4.0])
+    pos = rng.random((50, 3)) * box
+    species = (np.arange(50) % 2).astype(np.int32)
+    conf = Configuration(pos, species, box)
+    a = RDF(2.0, 10).compute(conf)
+    b = RDF(2.0, 10).compute_configuration(conf)
+    c = RDF(2.0, 10).compute(pos + 7 * box, species, box)  # unwrapped images: same distances
+    assert a.compute(conf) is a
+    np.testing.assert_allclose(a.g, b.g)
+    np.testing.assert_allclose(a.g, c.g)
+    a.write(tmp_path / "rdf.txt", T=0.5)
+    text = (tmp_path / "rdf.txt").read_text()
+    assert text.startswith("# provenance:") and "g_01" in text
+    assert np.loadtxt(tmp_path / "rdf.txt").shape == (10, 5)
+
+
+# ------------------------------------------------------------------------- self correlations
+def _random_walk(rng: np.random.Generator, n: int, n_frames: int, d: int, D: float, dt: float) -> np.ndarray:
+    inc = rng.normal(0.0, np.sqrt(2 * D * dt), (n_frames - 1, n, d))
+    start = rng.random((n, d)) * 10.0
+    return np.concatenate([start[None], start + np.cumsum(inc, axis=0)])
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_random_walk_msd_fs_ngp(d: int) -> None:
+    rng = np.random.default_rng(5 + d)
+    n, n_frames, D, dt, q = 4000, 40, 0.5, 0.1, 2.0
+    pos = _random_walk(rng, n, n_frames, d, D, dt)
+    times = np.arange(n_frames) * dt
+    species = (np.arange(n) % 4 == 0).astype(int)
+    for origins in ("first", "all"):
+        msd = MSD(origins).compute(times, pos, species)
+        t = msd.lag_times
+        np.testing.assert_allclose(t, times)
+        sd = np.sqrt(2.0 / (n * d))  # relative sd of the single-origin estimate
+        np.testing.assert_allclose(msd.msd[1:], 2 * d * D * t[1:], rtol=5 * sd)
+        np.testing.assert_allclose(msd.msd_by_species[:, 1:], np.stack([2 * d * D * t[1:]] * 2), rtol=10 * sd)
+        fs = SelfIntermediateScattering(q, origins).compute(times, pos, species)
+        np.testing.assert_allclose(fs.fs, np.exp(-q * q * D * t), atol=0.02)
+        ngp = NonGaussian(origins).compute(times, pos, species)
+        assert np.isnan(ngp.alpha2[0])
+        assert np.all(np.abs(ngp.alpha2[1:]) < 0.05)
+    assert msd.n_origins[0] == n_frames and msd.n_origins[-1] == 1
+    # tau_alpha of Gaussian diffusion: F_s = exp(-q^2 D t) = 1/e at t = 1 / (q^2 D)
+    assert abs(fs.tau_alpha() * q * q * D - 1.0) < 0.05
+    traj = Trajectory(times=times, steps=np.arange(n_frames), positions=pos)
+    assert abs(relaxation_time(traj, q, species, which=0, origins="all") * q * q * D - 1.0) < 0.05
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_fixed_length_displacements_exact(d: int) -> None:
+    """Ballistic motion at speed v_s per species: F_s = sin(q v t)/(q v t) (3D), J0(q v t) (2D) exactly."""
+    rng = np.random.default_rng(2)
+    n, n_frames, q = 300, 12, 3.0
+    species = np.repeat([0, 1], [200, 100])
+    speed = np.where(species == 0, 0.4, 1.3)
+    u = rng.normal(size=(n, d))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    times = np.arange(n_frames) * 0.25
+    pos = rng.random((n, d)) * 5 + times[:, None, None] * speed[None, :, None] * u[None]
+    iso = (lambda x: np.sinc(x / np.pi)) if d == 3 else j0
+    for origins in ("first", "all"):
+        fs = SelfIntermediateScattering(q, origins).compute(times, pos, species)
+        ref = np.stack([iso(q * v * times) for v in (0.4, 1.3)])
+        np.testing.assert_allclose(fs.fs_by_species, ref, atol=1e-12)
+        np.testing.assert_allclose(fs.fs, (200 * ref[0] + 100 * ref[1]) / 300, atol=1e-12)
+        msd = MSD(origins).compute(times, pos, species)
+        np.testing.assert_allclose(msd.msd_by_species, np.stack([(v * times) ** 2 for v in (0.4, 1.3)]),
+                                   rtol=1e-12, atol=1e-14)
+        ngp = NonGaussian(origins).compute(times, pos, species)
+        np.testing.assert_allclose(ngp.alpha2_by_species[:, 1:], -2.0 / (d + 2), atol=1e-12)
+
+
+def test_block_log_schedule_origins_on_ballistic_and_diffusive_motion() -> None:
+    rng = np.random.default_rng(9)
+    sched = block_log_schedule(n_blocks=4, block_steps=200, n_per_decade=8)
+    steps, dt, n, d, q, v = sched.steps, 0.01, 500, 3, 2.0, 0.7
+    times = steps * dt
+    u = rng.normal(size=(n, d))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    pos = times[:, None, None] * v * u[None]
+    fs = SelfIntermediateScattering(q, sched).compute(times, pos, steps=steps)
+    lags = fs.lag_steps
+    np.testing.assert_array_equal(lags, sched.lags)
+    np.testing.assert_allclose(fs.lag_times, lags * dt, rtol=1e-12)
+    np.testing.assert_allclose(fs.fs, np.sinc(q * v * lags * dt / np.pi), atol=1e-12)
+    # a production run starting at MD step 1000: the schedule is relative to the first stored frame
+    shifted = SelfIntermediateScattering(q, sched).compute(times + 10.0, pos, steps=steps + 1000)
+    np.testing.assert_allclose(shifted.fs, fs.fs, atol=1e-12)
+    short = lags < sched.block_steps
+    assert np.all(fs.n_origins[short] == 4)
+    np.testing.assert_array_equal(fs.n_origins[~short], [4, 3, 2, 1])
+    # diffusion on the same schedule
+    D = 0.5
+    inc = rng.normal(0.0, np.sqrt(2 * D * dt), (steps[-1], n, d))
+    full = np.concatenate([np.zeros((1, n, d)), np.cumsum(inc, axis=0)])
+    msd = MSD(sched).compute(times, full[steps], steps=steps)
+    np.testing.assert_allclose(msd.msd[1:], 2 * d * D * msd.lag_times[1:], rtol=0.1)
+    with pytest.raises(InputError, match="steps"):
+        MSD(sched).compute(times, pos)
+    with pytest.raises(InputError, match="equally spaced"):
+        MSD("all").compute(times, pos, steps=steps)
+
+
+def test_wrapped_input_unwraps_and_accumulation() -> None:
+    rng = np.random.default_rng(4)
+    n, n_frames, d, D, dt = 200, 30, 3, 1.0, 0.05
+    box = np.array([4.0, 5.0, 6.0])
+    pos = _random_walk(rng, n, n_frames, d, D, dt)
+    times = np.arange(n_frames) * dt
+    wrapped = pos - box * np.floor(pos / box)
+    ref = MSD().compute(times, pos)
+    got = MSD(wrapped_input=True).compute(times, wrapped, box=box)
+    np.testing.assert_allclose(got.msd, ref.msd, rtol=1e-10, atol=1e-12)
+    assert not np.allclose(MSD().compute(times, wrapped).msd, ref.msd)  # wrapping matters
+    # reset=False: the average of two runs
+    pos2 = _random_walk(rng, n, n_frames, d, D, dt)
+    both = MSD().compute(times, pos).compute(times, pos2, reset=False)
+    np.testing.assert_allclose(both.msd, 0.5 * (ref.msd + MSD().compute(times, pos2).msd))
+    assert both.n_origins[0] == 2
+    with pytest.raises(InputError, match="lag"):
+        both.compute(times[:-1], pos[:-1], reset=False)
+    with pytest.raises(NotComputedError):
+        _ = MSD().msd
+
+
+def test_tau_alpha_interpolation() -> None:
+    tau = 7.3
+    t = np.concatenate([[0.0], np.logspace(-2, 3, 51)])  # 10 points per decade
+    assert abs(tau_alpha(t, np.exp(-t / tau)) / tau - 1.0) < 1e-3
+    # several series at once, another threshold
+    t40 = np.logspace(-2, 3, 201)  # away from the inflection point at t = tau a finer grid is needed
+    f = np.exp(-t40[None] / np.array([[0.5], [20.0]]))
+    np.testing.assert_allclose(tau_alpha(t40, f, threshold=0.5), np.log(2) * np.array([0.5, 20.0]),
+                               rtol=1e-3)
+    # never crossing -> NaN (documented), NaN series -> NaN
+    assert np.isnan(tau_alpha(t, np.exp(-t / 1e6)))
+    assert np.isnan(tau_alpha(t, np.full(t.size, np.nan)))
+    # crossing before the first positive time: linear interpolation from t = 0
+    assert tau_alpha(np.array([0.0, 2.0]), np.array([1.0, 0.0]), 0.5) == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------------------------ schedules
+def test_log_spaced_steps_properties() -> None:
+    s = log_spaced_steps(100_000, n_per_decade=10)
+    assert s.dtype == np.int64 and s[0] == 0 and s[-1] == 100_000 and s[1] == 1
+    assert np.all(np.diff(s) > 0)
+    assert np.sum((s >= 1000) & (s < 10_000)) == 10  # 10 points per decade once steps are sparse
+    ratios = s[-20:][1:] / s[-20:][:-1]
+    np.testing.assert_allclose(ratios, 10 ** 0.1, rtol=0.01)
+    s2 = log_spaced_steps(777, n_per_decade=4, first=5)
+    assert s2[0] == 0 and s2[1] == 5 and s2[-1] == 777 and np.all(np.diff(s2) > 0)
+    np.testing.assert_array_equal(log_spaced_steps(3, 10, first=5), [0, 3])
+    np.testing.assert_array_equal(log_spaced_steps(0), [0])
+    sched = block_log_schedule(3, 100, 5)
+    assert set(sched.origin_steps) <= set(sched.steps) and sched.steps[-1] == 300
+    pairs = sched.lag_pairs()
+    np.testing.assert_array_equal(sched.steps[pairs.frame] - sched.steps[pairs.origin],
+                                  pairs.lags[pairs.lag_index])
+
+
+# ----------------------------------------------------------------------------------- error bars
+def _ar1(rng: np.random.Generator, phi: float, n: int) -> np.ndarray:
+    x = lfilter([1.0], [1.0, -phi], rng.normal(size=n + 2000))
+    return x[2000:]
+
+
+def test_autocorrelation_time_and_block_average_on_ar1() -> None:
+    rng = np.random.default_rng(21)
+    phi, n, reps = 0.9, 200_000, 8
+    tau_exact = (1 + phi) / (1 - phi)
+    var_mean_exact = 1.0 / (1 - phi**2) * tau_exact / n
+    taus, var_blocks = [], []
+    for _ in range(reps):
+        x = _ar1(rng, phi, n)
+        taus.append(integrated_autocorrelation_time(x))
+        var_blocks.append(block_average(x, n_blocks=50)[1] ** 2)
+        assert statistical_inefficiency(x) == taus[-1]
+    assert abs(np.mean(taus) / tau_exact - 1.0) < 0.15
+    assert np.all(np.abs(np.array(taus) / tau_exact - 1.0) < 0.3)
+    assert abs(np.sqrt(np.mean(var_blocks) / var_mean_exact) - 1.0) < 0.15
+    _, err = mean_and_error(x)
+    assert abs(err / np.sqrt(var_mean_exact) - 1.0) < 0.15
+    white = rng.normal(size=50_000)
+    assert abs(integrated_autocorrelation_time(white) - 1.0) < 0.1
+    mean, se = block_average(white, 10)
+    assert mean == pytest.approx(white.mean()) and 0 < se < 0.01
+    with pytest.raises(InputError):
+        block_average(white[:5], 10)
+
+
+# --------------------------------------------------------------------------------- trajectories
+def test_trajectory_round_trip(tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    n, d = 17, 3
+    species = rng.integers(0, 2, n)
+    box = np.array([3.0, 4.0, 5.0])
+    path = tmp_path / "traj.h5"
+    frames = rng.normal(size=(6, n, d)) * 10
+    vels = rng.normal(size=(6, n, d))
+    with TrajectoryWriter(path, species, box, "ka3d", {"seed": 7, "T": 0.5}, store_velocities=True,
+                          compression="gzip") as w:
+        for k in range(6):
+            w.append(10 * k, 0.05 * k, frames[k], vels[k])
+            assert not path.exists() and w.partial_path.exists()
+        with pytest.raises(InputError, match="advance"):
+            w.append(50, 1.0, frames[0], vels[0])
+    assert path.exists() and not w.partial_path.exists()
+    data = read_trajectory(path)
+    np.testing.assert_array_equal(data.trajectory.positions, frames)
+    np.testing.assert_array_equal(data.trajectory.velocities, vels)
+    np.testing.assert_array_equal(data.trajectory.steps, 10 * np.arange(6))
+    np.testing.assert_allclose(data.trajectory.times, 0.05 * np.arange(6))
+    np.testing.assert_array_equal(data.species, species)
+    np.testing.assert_array_equal(data.box, box)
+    assert data.model == "ka3d" and data.attrs["seed"] == 7 and data.complete
+    sub = read_trajectory(path, frames=slice(1, None, 2)).trajectory
+    np.testing.assert_array_equal(sub.steps, [10, 30, 50])
+    np.testing.assert_array_equal(sub.positions, frames[1::2])
+    with pytest.raises(InputError, match="already complete"):
+        TrajectoryWriter(path, species, box, "ka3d", resume=True)
+    with pytest.raises(InputError, match="not found"):
+        read_trajectory(tmp_path / "missing.h5")
+
+
+def test_trajectory_resume_after_crash(tmp_path) -> None:
+    """A process writes 5 frames, half-writes a 6th and dies; a resumed writer continues cleanly."""
+    n, d = 8, 2
+    species = np.arange(n) % 2
+    box = np.array([4.0, 4.0])
+    path = tmp_path / "run.h5"
+    frame = lambda k: np.full((n, d), float(k)) + np.arange(n)[:, None]  # noqa: E731
+    script = textwrap.dedent(f"""
+        import os
+        import numpy as np
+        from glassgen.observables import TrajectoryWriter
+        w = TrajectoryWriter({str(path)!r}, np.arange({n}) % 2, np.array([4.0, 4.0]), "ka2d", {{"seed": 1}})
+        for k in range(5):
+            w.append(100 * k, 0.5 * k, np.full(({n}, {d}), float(k)) + np.arange({n})[:, None])
+        g = w._file["trajectory"]
+        for name in ("positions", "steps", "times"):
+            g[name].resize(6, axis=0)   # a frame half-written when the job is killed
+        g["positions"][5] = -1.0
+        w._file.flush()
+        os._exit(0)                     # no close(): as if killed
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    assert not path.exists()
+    partial = read_trajectory(path, allow_partial=True)
+    assert not partial.complete and partial.trajectory.steps.tolist() == [0, 100, 200, 300, 400]
+    w = TrajectoryWriter(path, species, box, "ka2d", resume=True)
+    assert w.n_frames == 5 and w.last_step == 400 and w.last_time == 2.0
+    for k in range(5, 9):
+        w.append(100 * k, 0.5 * k, frame(k))
+    w.close()
+    data = read_trajectory(path)
+    np.testing.assert_array_equal(data.trajectory.steps, 100 * np.arange(9))
+    np.testing.assert_array_equal(data.trajectory.positions, np.stack([frame(k) for k in range(9)]))
+    assert data.attrs["seed"] == 1 and data.complete
+
+
+# ----------------------------------------------------------------------------------------- plots
+def test_plots_write_pngs_atomically(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    box = np.full(3, 6.0)
+    rdf = RDF(3.0, 30).compute(rng.random((200, 3)) * 6, np.arange(200) % 2, box)
+    times = np.arange(20) * 0.1
+    pos = _random_walk(rng, 100, 20, 3, 0.5, 0.1)
+    msd = MSD().compute(times, pos, np.arange(100) % 2)
+    fs = SelfIntermediateScattering(2.0).compute(times, pos, np.arange(100) % 2)
+    thermo = {"time": times, "potential": rng.normal(size=20), "temperature": 1 + rng.normal(size=20)}
+    out = [plot_rdf(rdf, tmp_path / "g.png"), plot_msd(msd, tmp_path / "msd.png"),
+           plot_fs(fs, tmp_path / "fs.png"), plot_fs((times, np.exp(-times)), tmp_path / "fs2.png"),
+           plot_thermo(thermo, tmp_path / "thermo.png")]
+    for p in out:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(x.name for x in tmp_path.iterdir()) == sorted(p.name for p in out)  # no temp files
+
+
+def test_import_does_not_load_matplotlib_or_torch() -> None:
+    code = ("import sys, glassgen.observables; "
+            "print(int('matplotlib' in sys.modules), int('torch' in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.split() == ["0", "0"]
