@@ -195,7 +195,8 @@ class MDSimulation:
 
     # ------------------------------------------------------------------ checkpoints
     def _state(self) -> dict[str, Any]:
-        st = {"positions": self.positions, "velocities": self.velocities, "step": self.step_count,
+        st = {"positions": self.positions, "velocities": self.velocities, "forces": self.forces,
+              "step": self.step_count, "potential": self.potential, "virial": self.virial,
               "run_start": getattr(self, "_run_start", 0),
               "rng": json.dumps(self.rng.bit_generator.state)}
         if self.bath is not None:
@@ -215,9 +216,12 @@ class MDSimulation:
             if isinstance(self.bath, NoseHooverChain):
                 self.bath.xi[:] = g["xi"][()]
                 self.bath.vxi[:] = g["vxi"][()]
+        self.forces[:] = g["forces"][()]
+        self.potential = float(g.attrs["potential"])
+        self.virial = float(g.attrs["virial"])
+        # the neighbour list is rebuilt at the next step, exactly as in the run that wrote the
+        # checkpoint (save_checkpoint invalidates it too), so a resumed run is bitwise identical
         self.ff.invalidate()
-        res = self.ff.compute(self.positions, out=self.forces)
-        self.potential, self.virial = res.energy, res.virial
         self.k2 = float(np.sum(self.masses[:, None] * self.velocities**2))
 
     def _signature(self) -> str:
@@ -228,6 +232,7 @@ class MDSimulation:
     def save_checkpoint(self, path: str | os.PathLike[str], thermo: dict[str, list[float]],
                         frames: list[tuple[int, np.ndarray]]) -> None:
         """Write the full state plus everything sampled so far (atomic)."""
+        self.ff.invalidate()
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             h5_write_attrs(f, provenance(seed=self.seed, model=self.model.name, T=self.T))
             f.attrs["signature"] = self._signature()
