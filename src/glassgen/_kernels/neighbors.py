@@ -88,6 +88,52 @@ def _keep(i, j, code, c0):
     return (i < j) != (((i + j) & 1) == 1)
 
 
+@njit(cache=True, boundscheck=False)
+def _cell_row(i, pos, species, nsp, rl2, shifts, ncell, cell_start, cell_parts, cell_coord, nbr, nbr_code):
+    """Neighbours of particle i from the 3^d cells around it; returns the count (may exceed cap)."""
+    n, d = pos.shape
+    cap = nbr.shape[1]
+    c0 = 13 if d == 3 else 4
+    noff = 27 if d == 3 else 9
+    si = species[i]
+    c = 0
+    for off in range(noff):
+        code = 0
+        flat = 0
+        mul = 1
+        w = 1
+        rem = off
+        for k in range(d):
+            ok = rem % 3 - 1
+            rem //= 3
+            cc = cell_coord[i, k] + ok
+            img = 0
+            if cc < 0:
+                cc += ncell[k]
+                img = -1
+            elif cc >= ncell[k]:
+                cc -= ncell[k]
+                img = 1
+            flat += cc * mul
+            mul *= ncell[k]
+            code += (img + 1) * w
+            w *= 3
+        for p in range(cell_start[flat], cell_start[flat + 1]):
+            j = cell_parts[p]
+            if not _keep(i, j, code, c0):
+                continue
+            r2 = 0.0
+            for k in range(d):
+                dx = pos[j, k] + shifts[code, k] - pos[i, k]
+                r2 += dx * dx
+            if r2 < rl2[si * nsp + species[j]]:
+                if c < cap:
+                    nbr[i, c] = j
+                    nbr_code[i, c] = code
+                c += 1
+    return c
+
+
 @njit(parallel=True, cache=True)
 def build_half_list_cells(pos, species, nsp, rl2, shifts, ncell, cell_start, cell_parts, cell_coord,
                           nbr, nbr_code, count):
@@ -103,49 +149,12 @@ def build_half_list_cells(pos, species, nsp, rl2, shifts, ncell, cell_start, cel
     Returns:
         The largest neighbour count found (> cap means the list overflowed and must be rebuilt).
     """
-    n, d = pos.shape
+    n = pos.shape[0]
     cap = nbr.shape[1]
-    c0 = 13 if d == 3 else 4
-    noff = 27 if d == 3 else 9
     need = np.zeros(n, dtype=np.int64)
     for i in prange(n):
-        si = species[i]
-        c = 0
-        for off in range(noff):
-            o0 = off % 3 - 1
-            o1 = (off // 3) % 3 - 1
-            o2 = off // 9 - 1 if d == 3 else 0
-            code = 0
-            flat = 0
-            mul = 1
-            w = 1
-            for k in range(d):
-                ok = o0 if k == 0 else (o1 if k == 1 else o2)
-                cc = cell_coord[i, k] + ok
-                img = 0
-                if cc < 0:
-                    cc += ncell[k]
-                    img = -1
-                elif cc >= ncell[k]:
-                    cc -= ncell[k]
-                    img = 1
-                flat += cc * mul
-                mul *= ncell[k]
-                code += (img + 1) * w
-                w *= 3
-            for p in range(cell_start[flat], cell_start[flat + 1]):
-                j = cell_parts[p]
-                if not _keep(i, j, code, c0):
-                    continue
-                r2 = 0.0
-                for k in range(d):
-                    dx = pos[j, k] + shifts[code, k] - pos[i, k]
-                    r2 += dx * dx
-                if r2 < rl2[si * nsp + species[j]]:
-                    if c < cap:
-                        nbr[i, c] = j
-                        nbr_code[i, c] = code
-                    c += 1
+        c = _cell_row(i, pos, species, nsp, rl2, shifts, ncell, cell_start, cell_parts, cell_coord, nbr,
+                      nbr_code)
         count[i] = min(c, cap)
         need[i] = c
     return need.max() if n > 0 else 0

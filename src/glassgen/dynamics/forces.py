@@ -27,6 +27,9 @@ from glassgen.systems.model import InteractionModel, load_model
 
 __all__ = ["ForceField", "ForceResult", "potential_energy", "OVERLAP_FACTOR"]
 
+#: below this many particles the default is one thread
+SERIAL_BELOW = 1000
+
 #: particles closer than OVERLAP_FACTOR * sigma_ab are reported as overlapping (LJ energy > 4e5 eps)
 OVERLAP_FACTOR = 0.5
 
@@ -60,7 +63,8 @@ class ForceField:
         box: (d,) box lengths.
         skin: Verlet skin (sigma_AA units); 0 rebuilds the list at every call.
         soft_core: soft-core factor (see :meth:`InteractionModel.kernel_params`); 0 = exact.
-        threads: Numba threads for the force loop (default: numba's current setting).
+        threads: Numba threads for the force loop (default: numba's current setting for N >= 1000,
+            1 below, where thread synchronisation costs more than the pair loop).
         check_overlap: raise :class:`PhysicsError` when particles overlap (r < 0.5 sigma_ab) or the
             energy is not finite.
     """
@@ -80,7 +84,9 @@ class ForceField:
         self.skin = float(skin)
         self.params = self.model.kernel_params(soft_core)
         self.check_overlap = check_overlap
-        self.threads = int(threads or numba.get_num_threads())
+        if threads is None:
+            threads = numba.get_num_threads() if self.n >= SERIAL_BELOW else 1
+        self.threads = max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS))
         rl = self.model.rcut + self.skin
         self._rl2 = np.ascontiguousarray((rl**2).ravel())
         rl_max = float(rl.max())

@@ -371,3 +371,21 @@ def read_trajectory(path: str | os.PathLike[str], frames: slice | None = None,
                                   complete=bool(g.attrs.get("complete", False)))
     except OSError as exc:
         raise InputError(f"cannot read trajectory {p}: {exc}") from exc
+
+
+def write_trajectory_group(f: h5py.File, trajectory: Trajectory, species: np.ndarray, box: np.ndarray,
+                           model_name: str | None = None, compression: str | None = "gzip") -> None:
+    """Write a complete in-memory trajectory as the ``/trajectory`` group of an open HDF5 file.
+
+    The layout is the one :class:`TrajectoryWriter` produces, so :func:`read_trajectory` reads it.
+    """
+    g = f.create_group("trajectory")
+    h5_write_attrs(g, {"format": FORMAT, "format_version": FORMAT_VERSION, "dim": int(np.asarray(box).size),
+                       "n_frames": int(trajectory.steps.shape[0]), "complete": True, "model": model_name})
+    g.create_dataset("positions", data=trajectory.positions, compression=compression)
+    g.create_dataset("steps", data=trajectory.steps)
+    g.create_dataset("times", data=trajectory.times)
+    if trajectory.velocities is not None:
+        g.create_dataset("velocities", data=trajectory.velocities, compression=compression)
+    g.create_dataset("species", data=np.asarray(species, dtype=np.int32))
+    g.create_dataset("box", data=np.asarray(box, dtype=np.float64))

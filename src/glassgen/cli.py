@@ -1,0 +1,245 @@
+"""The ``glassgen`` command line (typer). Each command parses options and calls one api function.
+
+Bad input prints one line ``error: ...`` on stderr and exits with code 2 (never a traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from glassgen import __version__
+from glassgen.errors import GlassgenError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+                  help="glassgen: simulation and machine learning of glassy dynamics (Kob-Andersen and friends).")
+md_app = typer.Typer(no_args_is_help=True, help="Molecular dynamics (Numba engine or LAMMPS).")
+mc_app = typer.Typer(no_args_is_help=True, help="Metropolis Monte Carlo (displacements and species swaps).")
+app.add_typer(md_app, name="md")
+app.add_typer(mc_app, name="mc")
+
+# ------------------------------------------------------------------ shared options
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config; command-line options win.")]
+InputOpt = Annotated[Path | None, typer.Option("--input", "-i", help="Starting configuration (.xyz, .data, .h5).")]
+ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Model name (ka3d, ka3d_sf, ka2d, ka2) or TOML.")]
+NOpt = Annotated[int | None, typer.Option("--N", "--n", help="Particles of a random initial state.")]
+DensOpt = Annotated[float | None, typer.Option("--density", help="Number density (default: the model's).")]
+TOpt = Annotated[float | None, typer.Option("--T", "-T", help="Temperature (LJ units).")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (recorded in the output).")]
+OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Output file (HDF5), written atomically.")]
+ProgOpt = Annotated[bool | None, typer.Option("--progress/--no-progress", help="Progress bar (default: on a terminal).")]
+
+
+def _merge(config: Path | None, section: str, **cli: Any) -> dict[str, Any]:
+    """Config-file keys (top level + ``[section]``) overridden by the options given on the command line."""
+    import inspect
+
+    from glassgen import api
+    from glassgen.api import load_config
+
+    opts = load_config(config, section)
+    target = {"md": api.md_run, "mc": api.mc_run, "minimize": api.minimize, "init": api.init_state}[section]
+    allowed = set(inspect.signature(target).parameters) - {"progress"}
+    unknown = sorted(set(opts) - allowed)
+    if unknown:
+        raise GlassgenError(f"unknown key(s) in {config}: {', '.join(unknown)} "
+                            f"(allowed: {', '.join(sorted(allowed))})")
+    opts.update({k: v for k, v in cli.items() if v is not None})
+    return opts
+
+
+def _progress(flag: bool | None) -> bool:
+    return sys.stderr.isatty() if flag is None else flag
+
+
+def _print(summary: dict[str, Any]) -> None:
+    for k, v in summary.items():
+        if isinstance(v, tuple) and len(v) == 2 and all(isinstance(x, float) for x in v):
+            typer.echo(f"{k:>36}: {v[0]:.6g} +- {v[1]:.2g}")
+        elif isinstance(v, float):
+            typer.echo(f"{k:>36}: {v:.6g}")
+        else:
+            typer.echo(f"{k:>36}: {json.dumps(v) if isinstance(v, (dict, list)) else v}")
+
+
+def _require(opts: dict[str, Any], *keys: str) -> None:
+    missing = [k for k in keys if opts.get(k) is None]
+    if missing:
+        raise GlassgenError(f"missing option(s): {', '.join('--' + m for m in missing)} (or set them in --config)")
+
+
+# ------------------------------------------------------------------ commands
+@app.command("models")
+def models_cmd() -> None:
+    """List the interaction models (configs/models/*.toml).
+
+    Example: [bold]glassgen models[/bold]
+    """
+    from glassgen.systems.model import available_models, load_model
+
+    for name in available_models():
+        m = load_model(name)
+        typer.echo(f"{name:10s} {m.dim}D {len(m.species)} species, rho={m.density}, {m.cutoff_scheme}: {m.description}")
+
+
+@app.command("init")
+def init_cmd(model: ModelOpt = None, n: NOpt = None, T: TOpt = None, density: DensOpt = None,
+             seed: SeedOpt = None, out: OutOpt = None, config: ConfigOpt = None) -> None:
+    """Random initial configuration without overlaps (soft-core FIRE), velocities at T.
+
+    Examples:
+      glassgen init --model ka3d --N 1000 --T 1.0 --out init.h5
+      glassgen init --model ka2d --N 1290 --out ka2d.xyz
+    """
+    from glassgen.api import init_state
+
+    o = _merge(config, "init", model=model, n=n, T=T, density=density, seed=seed, out=out)
+    _require(o, "model", "n", "out")
+    _print(init_state(**{k: o[k] for k in ("model", "n", "out", "T", "density", "seed") if k in o}))
+
+
+@md_app.command("run")
+def md_run_cmd(
+    config: ConfigOpt = None, input: InputOpt = None, model: ModelOpt = None, n: NOpt = None,
+    density: DensOpt = None, T: TOpt = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="MD steps.")] = None,
+    dt: Annotated[float | None, typer.Option("--dt", help="Time step (default 0.005).")] = None,
+    ensemble: Annotated[str | None, typer.Option("--ensemble", help="nve or nvt (default nvt).")] = None,
+    thermostat: Annotated[str | None, typer.Option("--thermostat", help="nhc, langevin or bussi.")] = None,
+    tau: Annotated[float | None, typer.Option("--tau", help="Thermostat time constant.")] = None,
+    engine: Annotated[str | None, typer.Option("--engine", help="numba (default) or lammps.")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", help="Threads for the force loop.")] = None,
+    traj: Annotated[str | None, typer.Option("--traj", help="Frames: log (default), linear or none.")] = None,
+    traj_every: Annotated[int | None, typer.Option("--traj-every", help="Steps between frames (linear).")] = None,
+    traj_blocks: Annotated[int | None, typer.Option("--traj-blocks", help="Time origins for log frames.")] = None,
+    thermo_every: Annotated[int | None, typer.Option("--thermo-every", help="Steps between thermo samples.")] = None,
+    seed: SeedOpt = None, out: OutOpt = None, progress: ProgOpt = None,
+) -> None:
+    """Molecular dynamics (NVE or NVT) from a file or a random state; resumes if interrupted.
+
+    Examples:
+      glassgen md run --model ka3d --N 500 --T 0.8 --steps 20000 --out md.h5
+      glassgen md run --input conf.xyz --model ka3d_sf --T 0.44 --steps 100000 --thermostat bussi --out run.h5
+      glassgen md run --config configs/md/demo.toml
+      glassgen md run --config configs/md/demo.toml --engine lammps --threads 2
+    """
+    from glassgen.api import md_run
+
+    o = _merge(config, "md", input=input, model=model, n=n, density=density, T=T, steps=steps, dt=dt,
+               ensemble=ensemble, thermostat=thermostat, tau=tau, engine=engine, threads=threads, traj=traj,
+               traj_every=traj_every, traj_blocks=traj_blocks, thermo_every=thermo_every, seed=seed, out=out)
+    _require(o, "steps", "out")
+    o.setdefault("T", None)
+    _print(md_run(progress=_progress(progress), **o))
+
+
+@mc_app.command("run")
+def mc_run_cmd(
+    config: ConfigOpt = None, input: InputOpt = None, model: ModelOpt = None, n: NOpt = None,
+    density: DensOpt = None, T: TOpt = None,
+    sweeps: Annotated[int | None, typer.Option("--sweeps", help="MC sweeps (N trial moves each).")] = None,
+    delta: Annotated[float | None, typer.Option("--delta", help="Maximal displacement.")] = None,
+    swap_fraction: Annotated[float | None, typer.Option("--swap-fraction", help="Fraction of swap trials.")] = None,
+    tune_sweeps: Annotated[int | None, typer.Option("--tune-sweeps", help="Sweeps tuning delta first.")] = None,
+    traj: Annotated[str | None, typer.Option("--traj", help="Frames: log (default), linear or none.")] = None,
+    traj_every: Annotated[int | None, typer.Option("--traj-every", help="Sweeps between frames.")] = None,
+    seed: SeedOpt = None, out: OutOpt = None, progress: ProgOpt = None,
+) -> None:
+    """Metropolis Monte Carlo with displacement moves and (for KA2D/KA2) species swaps.
+
+    Examples:
+      glassgen mc run --model ka2d --N 200 --T 0.5 --sweeps 5000 --swap-fraction 0.1 --out mc.h5
+      glassgen mc run --input ../shared/data/configurations/ka2d_N1290_T0.231.xyz --T 0.231 --sweeps 100 --out mc.h5
+    """
+    from glassgen.api import mc_run
+
+    o = _merge(config, "mc", input=input, model=model, n=n, density=density, T=T, sweeps=sweeps, delta=delta,
+               swap_fraction=swap_fraction, tune_sweeps=tune_sweeps, traj=traj, traj_every=traj_every,
+               seed=seed, out=out)
+    _require(o, "T", "sweeps", "out")
+    _print(mc_run(progress=_progress(progress), **o))
+
+
+@app.command("minimize")
+def minimize_cmd(
+    input: InputOpt = None, model: ModelOpt = None, out: OutOpt = None,
+    ftol: Annotated[float | None, typer.Option("--ftol", help="Force tolerance (default 1e-10).")] = None,
+    soft: Annotated[bool, typer.Option("--soft", help="Remove overlaps with a soft core first.")] = False,
+    config: ConfigOpt = None, progress: ProgOpt = None,
+) -> None:
+    """FIRE minimisation to the inherent state.
+
+    Examples:
+      glassgen minimize --input ../shared/data/configurations/ka3d_N150_rho1.2.xyz --model ka3d --out is.xyz
+      glassgen minimize --input random.h5 --soft --out clean.h5
+    """
+    from glassgen.api import minimize
+
+    o = _merge(config, "minimize", input=input, model=model, out=out, ftol=ftol)
+    _require(o, "input", "out")
+    _print(minimize(soft=soft, progress=_progress(progress), **o))
+
+
+@app.command("analyze")
+def analyze_cmd(
+    input: Annotated[Path, typer.Argument(help="A run file written by md run / mc run.")],
+    out_dir: Annotated[Path | None, typer.Option("--out-dir", help="Directory for PNGs and tables.")] = None,
+    q: Annotated[float, typer.Option("--q", help="Wave number of F_s (default 7.25).")] = 7.25,
+    r_max: Annotated[float | None, typer.Option("--r-max", help="g(r) range (default L/2).")] = None,
+    bins: Annotated[int, typer.Option("--bins", help="g(r) bins.")] = 200,
+) -> None:
+    """g_ab(r), MSD, F_s(q,t), tau_alpha (F_s = 1/e) and alpha_2 of a run, with PNG plots.
+
+    Examples:
+      glassgen analyze md.h5
+      glassgen analyze md.h5 --q 6.0 --out-dir analysis/
+    """
+    from glassgen.api import analyze
+
+    _print(analyze(input=input, out_dir=out_dir, q=q, r_max=r_max, bins=bins))
+
+
+@app.callback(invoke_without_command=True)
+def _root(version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False) -> None:
+    if version:
+        typer.echo(f"glassgen {__version__}")
+        raise typer.Exit()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: one-line errors, exit code 2 on bad input, 130 on interruption."""
+    from typer.exceptions import Abort, Exit, TyperException
+
+    try:
+        rv = app(args=argv, standalone_mode=False)
+        if isinstance(rv, int) and rv != 0:
+            return rv
+    except GlassgenError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return 2
+    except Exit as exc:
+        return int(exc.exit_code or 0)
+    except TyperException as exc:  # usage errors: typer's own message
+        if hasattr(exc, "show"):
+            exc.show()
+        else:
+            typer.echo(f"error: {exc.format_message()}", err=True)
+        return 2
+    except Abort:
+        typer.echo("interrupted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        typer.echo("interrupted: the checkpoint next to the output lets the same command resume", err=True)
+        return 130
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

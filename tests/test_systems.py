@@ -1,0 +1,117 @@
+"""Models as data and configuration file formats (round trips, provenance, clear errors)."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from glassgen.errors import InputError
+from glassgen.systems.configuration import Configuration, minimum_image, random_configuration
+from glassgen.systems.io import (
+    read_configuration,
+    read_hdf5,
+    read_lammps_data,
+    read_xyz,
+    write_configuration,
+    write_hdf5,
+)
+from glassgen.systems.model import available_models, load_model
+
+
+def test_models_as_data():
+    assert {"ka3d", "ka3d_sf", "ka2d", "ka2"} <= set(available_models())
+    ka = load_model("ka3d")
+    assert ka.sigma[0, 1] == 0.8 and ka.epsilon[0, 1] == 1.5 and ka.cutoff_scheme == "cut_shift"
+    assert np.allclose(ka.rcut, 2.5 * ka.sigma)
+    ka2d = load_model("ka2d")
+    assert ka2d.dim == 2 and ka2d.nsp == 3
+    assert list(ka2d.counts(1290)) == [600, 330, 360] and list(ka2d.counts(43)) == [20, 11, 12]
+    assert list(ka.counts(4096)) == [3277, 819]
+    with pytest.raises(InputError, match="unknown model"):
+        load_model("nope")
+
+
+def test_model_validation(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text('name="x"\ndim=3\nspecies=["A","B"]\ncomposition=[0.5,0.5]\ndensity=1.0\n'
+                 'cutoff_scheme="cut"\nsigma=[[1,0.8],[0.9,1]]\nepsilon=[[1,1],[1,1]]\n')
+    with pytest.raises(InputError, match="symmetric"):
+        load_model(p)
+    p.write_text('name="x"\ndim=3\nspecies=["A"]\ncomposition=[1.0]\ndensity=1.0\ncutoff_scheme="spline"\n'
+                 'sigma=[[1]]\nepsilon=[[1]]\n')
+    with pytest.raises(InputError, match="cutoff_scheme"):
+        load_model(p)
+
+
+@pytest.mark.parametrize("suffix", [".xyz", ".data", ".h5"])
+@pytest.mark.parametrize("model", ["ka3d", "ka2d"])
+def test_round_trip(tmp_path, suffix, model):
+    conf = random_configuration(model, 50, seed=1)
+    conf = conf.replace(velocities=np.random.default_rng(0).normal(size=conf.positions.shape))
+    path = tmp_path / f"c{suffix}"
+    write_configuration(path, conf, seed=9, T=0.5)
+    back = read_configuration(path, model)
+    assert back.n == conf.n and back.dim == conf.dim
+    assert np.array_equal(back.species, conf.species)
+    assert np.allclose(back.box, conf.box)
+    d = minimum_image(back.positions - conf.positions, conf.box)
+    assert np.abs(d).max() < 1e-9
+    if suffix != ".xyz":
+        assert np.allclose(back.velocities, conf.velocities)
+
+
+def test_hdf5_provenance_and_model(tmp_path):
+    conf = random_configuration("ka2", 30, seed=2)
+    p = tmp_path / "c.h5"
+    write_hdf5(p, conf, seed=4, T=0.7)
+    with h5py.File(p) as f:
+        assert f.attrs["seed"] == 4 and f.attrs["T"] == 0.7 and f.attrs["model"] == "ka2"
+        assert "command" in f.attrs and "glassgen_version" in f.attrs
+    back = read_hdf5(p)  # the model travels inside the file
+    assert back.model is not None and back.model.name == "ka2"
+    assert np.allclose(back.model.epsilon, conf.model.epsilon)
+
+
+def test_reads_shared_files(data):
+    c = read_xyz(data / "configurations" / "ka3d_N150_rho1.2.xyz", "ka3d")
+    assert c.n == 150 and np.allclose(c.box, 5.0) and (c.species == 1).sum() == 30
+    c2 = read_xyz(data / "configurations" / "ka2d_N1290_T0.231.xyz", "ka2d")
+    assert c2.dim == 2 and list(np.bincount(c2.species)) == [600, 330, 360]
+
+
+def test_lammps_data_unwrapped_images(tmp_path):
+    conf = random_configuration("ka3d", 20, seed=3)
+    shifted = conf.replace(positions=conf.positions + np.array([2, -1, 0]) * conf.box)
+    p = tmp_path / "c.data"
+    write_configuration(p, shifted)
+    back = read_lammps_data(p, "ka3d")
+    assert np.abs(minimum_image(back.positions - conf.positions, conf.box)).max() < 1e-9
+
+
+def test_configuration_validation():
+    ka = load_model("ka3d")
+    with pytest.raises(InputError, match="shape"):
+        Configuration(np.zeros((5, 4)), np.zeros(5, int), np.ones(4), None)
+    with pytest.raises(InputError, match="3D"):
+        Configuration(np.zeros((5, 2)), np.zeros(5, int), np.ones(2), ka)
+    with pytest.raises(InputError, match="NaN"):
+        Configuration(np.full((5, 3), np.nan), np.zeros(5, int), np.ones(3), ka)
+    with pytest.raises(InputError, match="out of range"):
+        Configuration(np.zeros((5, 3)), np.full(5, 3), np.ones(3), ka)
+    with pytest.raises(InputError, match="box"):
+        Configuration(np.zeros((5, 3)), np.zeros(5, int), -np.ones(3), ka)
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        read_configuration(tmp_path / "none.xyz")
+    (tmp_path / "a.pdb").write_text("x")
+    with pytest.raises(InputError, match="unknown configuration format"):
+        read_configuration(tmp_path / "a.pdb")
+    (tmp_path / "b.xyz").write_text("3\nno cell here\n1 0 0 0\n1 1 1 1\n1 2 2 2\n")
+    with pytest.raises(InputError, match="cell"):
+        read_xyz(tmp_path / "b.xyz")
+    (tmp_path / "c.h5").write_text("not hdf5")
+    with pytest.raises(InputError):
+        read_hdf5(tmp_path / "c.h5")
