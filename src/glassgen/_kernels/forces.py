@@ -13,7 +13,7 @@ from glassgen._kernels.pair import pair_uw
 __all__ = ["half_list_forces", "chunk_forces"]
 
 
-@njit(cache=True, fastmath=True, boundscheck=False)
+@njit(cache=True, fastmath=True, boundscheck=False, error_model="numpy")
 def chunk_forces(lo, hi, pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, shifts, nbr, nbr_code,
                  count, f):
     """Pair forces of particles lo..hi-1 (and their half-list partners) accumulated into ``f``.
@@ -64,7 +64,7 @@ def chunk_forces(lo, hi, pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2
     return e, vir, smax
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _peratom(pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, shifts, nbr, nbr_code, count, peratom):
     n, d = pos.shape
     for i in range(n):
@@ -85,7 +85,7 @@ def _peratom(pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, shifts, nb
                 peratom[j] += 0.5 * u
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def half_list_forces(pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, shifts, nbr, nbr_code,
                      count, fbuf, ebuf, want_peratom, forces, peratom):
     """Compute U, W and forces.

@@ -5,7 +5,7 @@ from numba import njit
 __all__ = ["kick", "drift", "kick_drift"]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def kick(vel, forces, inv_mass, h):
     """v += h F / m; returns sum m v^2 (= 2K) after the kick. inv_mass: (N,)."""
     n, d = vel.shape
@@ -19,7 +19,7 @@ def kick(vel, forces, inv_mass, h):
     return k2
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def drift(pos, vel, h):
     """x += h v."""
     n, d = pos.shape
@@ -28,7 +28,7 @@ def drift(pos, vel, h):
             pos[i, k] += h * vel[i, k]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def kick_drift(pos, vel, forces, inv_mass, h, dt):
     """v += h F / m, then x += dt v (the first half of a velocity-Verlet step)."""
     n, d = pos.shape

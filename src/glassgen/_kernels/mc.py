@@ -17,7 +17,7 @@ from glassgen._kernels.pair import pair_uw
 __all__ = ["particle_energy", "build_cells", "metropolis_sweep", "total_energy_mc"]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _cell_of(x, box, ncell):
     d = x.shape[0]
     flat = 0
@@ -29,7 +29,7 @@ def _cell_of(x, box, ncell):
     return flat
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def build_cells(pos, box, ncell, cap):
     """Fixed-capacity cells: returns (cells (ncell_tot, cap), cell_count, cell_of (N,), slot (N,), ok)."""
     n, d = pos.shape
@@ -54,7 +54,7 @@ def build_cells(pos, box, ncell, cap):
     return cells, count, cell_of, slot, ok
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def particle_energy(i, x, s, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2,
                     use_cells, ncell, cells, cell_count, shifts):
     """Energy of particle i placed at x (d,) with species s, against all other particles.
@@ -111,7 +111,7 @@ def particle_energy(i, x, s, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2
     return e
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def total_energy_mc(pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, use_cells, ncell, cells,
                     cell_count, shifts):
     """Total energy as half the sum of particle energies (for bookkeeping checks)."""
@@ -138,7 +138,7 @@ def total_energy_mc(pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2
     return 0.5 * e
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def metropolis_sweep(pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, beta,
                      use_cells, ncell, cells, cell_count, cell_of, slot, shifts,
                      members, member_pos, n_members,

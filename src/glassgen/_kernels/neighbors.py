@@ -37,7 +37,7 @@ def image_shifts(box: np.ndarray, m: int) -> np.ndarray:
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def cell_sort(pos, box, ncell):
     """Counting sort of wrapped positions into a grid of cells.
 
@@ -88,7 +88,7 @@ def _keep(i, j, code, c0):
     return (i < j) != (((i + j) & 1) == 1)
 
 
-@njit(cache=True, boundscheck=False)
+@njit(cache=True, boundscheck=False, error_model="numpy")
 def _cell_row(i, pos, species, nsp, rl2, shifts, ncell, cell_start, cell_parts, cell_coord, nbr, nbr_code):
     """Neighbours of particle i from the 3^d cells around it; returns the count (may exceed cap)."""
     n, d = pos.shape
@@ -134,7 +134,7 @@ def _cell_row(i, pos, species, nsp, rl2, shifts, ncell, cell_start, cell_parts, 
     return c
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def build_half_list_cells(pos, species, nsp, rl2, shifts, ncell, cell_start, cell_parts, cell_coord,
                           nbr, nbr_code, count):
     """Half neighbour list from a cell grid (requires >= 3 cells per axis, cell edge >= list cutoff).
@@ -160,7 +160,7 @@ def build_half_list_cells(pos, species, nsp, rl2, shifts, ncell, cell_start, cel
     return need.max() if n > 0 else 0
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def build_half_list_brute(pos, species, nsp, rl2, shifts, m, nbr, nbr_code, count):
     """Half neighbour list by testing every pair and every image n in [-m, m]^d (small boxes).
 
@@ -198,7 +198,7 @@ def build_half_list_brute(pos, species, nsp, rl2, shifts, m, nbr, nbr_code, coun
     return need.max() if n > 0 else 0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def wrap_and_displacement(pos, box, image, ref, out):
     """Positions in the list's frame and the largest squared displacement since the list was built.
 

@@ -16,7 +16,7 @@ from numba import njit
 __all__ = ["pair_uw", "pair_energy_array"]
 
 
-@njit(inline="always", cache=True, fastmath=False)
+@njit(inline="always", cache=True, fastmath=False, error_model="numpy")
 def _exact_uw(r2, ab, sig2, eps4, c0, c1, c2, c4):
     s2 = sig2[ab] / r2
     s6 = s2 * s2 * s2
@@ -30,7 +30,7 @@ def _exact_uw(r2, ab, sig2, eps4, c0, c1, c2, c4):
     return u, w
 
 
-@njit(inline="always", cache=True, fastmath=False)
+@njit(inline="always", cache=True, fastmath=False, error_model="numpy")
 def pair_uw(r2, ab, sig2, eps4, c0, c1, c2, c4, rs2):
     """Pair energy u and w = -u'(r)/r at squared distance ``r2`` (< r_c^2) for species pair ``ab``."""
     if r2 < rs2[ab]:
@@ -44,7 +44,7 @@ def pair_uw(r2, ab, sig2, eps4, c0, c1, c2, c4, rs2):
     return _exact_uw(r2, ab, sig2, eps4, c0, c1, c2, c4)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def pair_energy_array(r, ab, sig2, eps4, rc2, c0, c1, c2, c4, rs2):
     """Vectorised helper: u(r) and u'(r) for an array of distances of one species pair (0 beyond r_c)."""
     n = r.shape[0]

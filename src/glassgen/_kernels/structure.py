@@ -16,7 +16,7 @@ from numba import njit, prange
 __all__ = ["pair_histogram", "pair_histogram_serial"]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _histogram_rows(pos, species, box, r_min, r_max, bins, t, nth, h):
     """Add the pairs (i, j > i) of the rows i = t, t + nth, ... to ``h`` (nsp, nsp, bins)."""
     n, d = pos.shape
@@ -41,7 +41,7 @@ def _histogram_rows(pos, species, box, r_min, r_max, bins, t, nth, h):
             h[b, a, m] += 1
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def pair_histogram(pos, species, box, nsp, r_min, r_max, bins, hbuf):
     """Histogram of minimum-image pair distances, by ordered species pair (threaded).
 
@@ -68,7 +68,7 @@ def pair_histogram(pos, species, box, nsp, r_min, r_max, bins, hbuf):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def pair_histogram_serial(pos, species, box, nsp, r_min, r_max, bins):
     """Single-threaded :func:`pair_histogram` (no thread start-up cost: for small N)."""
     out = np.zeros((nsp, nsp, bins), dtype=np.int64)
