@@ -6,20 +6,24 @@ The pair loop is a plain (serial) jitted function called once per chunk from the
 Numba's parfor lowering of the loop body itself was measured 7x slower.
 """
 
+import numba
 from numba import njit, prange
 
 from glassgen._kernels.pair import pair_uw
 
-__all__ = ["half_list_forces", "chunk_forces"]
+__all__ = ["half_list_forces", "half_list_forces_serial", "chunk_forces"]
 
 
 @njit(cache=True, fastmath=True, boundscheck=False, error_model="numpy")
 def chunk_forces(lo, hi, pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, shifts, nbr, nbr_code,
-                 count, f):
+                 count, f, soft, linear):
     """Pair forces of particles lo..hi-1 (and their half-list partners) accumulated into ``f``.
 
+    ``soft``/``linear`` are literal booleans (compile-time specialisation, see :mod:`.pair`).
     Returns (energy, virial, max sig^2/r^2) of the chunk's pairs.
     """
+    numba.literally(soft)
+    numba.literally(linear)
     n, d = pos.shape
     for i in range(n):
         for k in range(d):
@@ -44,8 +48,7 @@ def chunk_forces(lo, hi, pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2
             r2 = dx0 * dx0 + dx1 * dx1 + dx2 * dx2
             ab = si + species[j]
             if r2 < rc2[ab]:
-                u, w = pair_uw(r2, ab, sig2, eps4, c0, c1, c2, c4, rs2)
-                sr = sig2[ab] / r2
+                u, w, sr = pair_uw(r2, ab, sig2, eps4, c0, c1, c2, c4, rs2, soft, linear)
                 if sr > smax:
                     smax = sr
                 e += u
@@ -65,6 +68,23 @@ def chunk_forces(lo, hi, pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2
 
 
 @njit(cache=True, error_model="numpy")
+def _chunk_dispatch(lo, hi, pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, shifts, nbr, nbr_code,
+                    count, f, soft, linear):
+    """Run-time flags -> one of the four compile-time specialisations of :func:`chunk_forces`."""
+    if soft:
+        if linear:
+            return chunk_forces(lo, hi, pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, shifts, nbr,
+                                nbr_code, count, f, True, True)
+        return chunk_forces(lo, hi, pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, shifts, nbr,
+                            nbr_code, count, f, True, False)
+    if linear:
+        return chunk_forces(lo, hi, pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, shifts, nbr,
+                            nbr_code, count, f, False, True)
+    return chunk_forces(lo, hi, pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, shifts, nbr,
+                        nbr_code, count, f, False, False)
+
+
+@njit(cache=True, error_model="numpy")
 def _peratom(pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, shifts, nbr, nbr_code, count, peratom):
     n, d = pos.shape
     for i in range(n):
@@ -80,14 +100,14 @@ def _peratom(pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, shifts, nb
                 r2 += dx * dx
             ab = si + species[j]
             if r2 < rc2[ab]:
-                u, w = pair_uw(r2, ab, sig2, eps4, c0, c1, c2, c4, rs2)
+                u, w, _ = pair_uw(r2, ab, sig2, eps4, c0, c1, c2, c4, rs2, True, True)
                 peratom[i] += 0.5 * u
                 peratom[j] += 0.5 * u
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def half_list_forces(pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, shifts, nbr, nbr_code,
-                     count, fbuf, ebuf, want_peratom, forces, peratom):
+                     count, fbuf, ebuf, want_peratom, forces, peratom, soft, linear):
     """Compute U, W and forces.
 
     Args:
@@ -99,6 +119,8 @@ def half_list_forces(pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, sh
         want_peratom: if True, fill ``peratom`` (N,) with e_i = half the sum of i's pair energies.
         forces: (N, d) output.
         peratom: (N,) output (only written when want_peratom).
+        soft, linear: run-time flags from :func:`~glassgen._kernels.pair.kernel_flags`, dispatched
+            here to compile-time specialisations of the pair loop.
 
     Returns:
         (U total potential energy, W = sum_pairs w r^2 (virial), max over pairs of sig^2/r^2).
@@ -109,8 +131,8 @@ def half_list_forces(pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, sh
     for t in prange(nth):
         lo = t * chunk
         hi = min(n, lo + chunk)
-        e, vir, smax = chunk_forces(lo, hi, pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, shifts,
-                                    nbr, nbr_code, count, fbuf[t])
+        e, vir, smax = _chunk_dispatch(lo, hi, pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, shifts,
+                                       nbr, nbr_code, count, fbuf[t], soft, linear)
         ebuf[t, 0] = e
         ebuf[t, 1] = vir
         ebuf[t, 2] = smax
@@ -131,3 +153,15 @@ def half_list_forces(pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, sh
         if ebuf[t, 2] > smax:
             smax = ebuf[t, 2]
     return etot, vtot, smax
+
+
+@njit(cache=True, error_model="numpy")
+def half_list_forces_serial(pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, shifts, nbr, nbr_code,
+                            count, want_peratom, forces, peratom, soft, linear):
+    """One-thread version of :func:`half_list_forces` (no thread buffers, no parallel region)."""
+    n = pos.shape[0]
+    e, vir, smax = _chunk_dispatch(0, n, pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, shifts, nbr,
+                                   nbr_code, count, forces, soft, linear)
+    if want_peratom:
+        _peratom(pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, shifts, nbr, nbr_code, count, peratom)
+    return e, vir, smax

@@ -8,7 +8,8 @@ list valid between rebuilds for unwrapped motion, and handles boxes smaller than
 Image codes: with images n_k in [-m, m] per axis, ``code = sum_k (n_k + m) (2m+1)^k``; the central
 code is ``c0 = sum_k m (2m+1)^k`` and ``code(-n) = 2 c0 - code(n)``.
 
-Half list rule, balanced between threads: the ordered pair (i, j) with i != j is kept when
+Half list rules. Cell lists: a half stencil (see :func:`build_half_list_cells`). Brute force (small
+boxes, balanced between threads): the ordered pair (i, j) with i != j is kept when
 ``(i < j) != ((i + j) odd)``; a self-image pair (i, i, n != 0) is kept when ``code > c0``.
 Each unordered pair (with each image) then appears exactly once.
 
@@ -89,20 +90,26 @@ def _keep(i, j, code, c0):
 
 
 @njit(cache=True, boundscheck=False, error_model="numpy")
-def _cell_row(i, pos, species, nsp, rl2, shifts, ncell, cell_start, cell_parts, cell_coord, nbr, nbr_code):
-    """Neighbours of particle i from the 3^d cells around it; returns the count (may exceed cap)."""
-    n, d = pos.shape
+def _cell_row(ps, pos_sorted, spec_sorted, nsp, rl2, shifts, ncell, cell_start, cell_parts, cell_coord,
+              nbr, nbr_code):
+    """Half-list row of the particle in sorted slot ``ps``: later slots of its own cell, plus every
+    particle of the 13 (3D) / 4 (2D) forward cells. Returns the count (may exceed cap)."""
+    d = pos_sorted.shape[1]
     cap = nbr.shape[1]
-    c0 = 13 if d == 3 else 4
-    noff = 27 if d == 3 else 9
-    si = species[i]
+    i = cell_parts[ps]
+    si = spec_sorted[ps] * nsp
+    xi0 = pos_sorted[ps, 0]
+    xi1 = pos_sorted[ps, 1]
+    xi2 = pos_sorted[ps, 2] if d == 3 else 0.0
+    noff = 14 if d == 3 else 5  # own cell + forward half of the stencil
     c = 0
     for off in range(noff):
+        # forward offsets: the lexicographically positive half of {-1,0,1}^d (last axis slowest)
+        rem = off + (13 if d == 3 else 4)
         code = 0
         flat = 0
         mul = 1
         w = 1
-        rem = off
         for k in range(d):
             ok = rem % 3 - 1
             rem //= 3
@@ -118,17 +125,18 @@ def _cell_row(i, pos, species, nsp, rl2, shifts, ncell, cell_start, cell_parts, 
             mul *= ncell[k]
             code += (img + 1) * w
             w *= 3
-        for p in range(cell_start[flat], cell_start[flat + 1]):
-            j = cell_parts[p]
-            if not _keep(i, j, code, c0):
-                continue
-            r2 = 0.0
-            for k in range(d):
-                dx = pos[j, k] + shifts[code, k] - pos[i, k]
-                r2 += dx * dx
-            if r2 < rl2[si * nsp + species[j]]:
+        sx0 = shifts[code, 0] - xi0
+        sx1 = shifts[code, 1] - xi1
+        sx2 = (shifts[code, 2] - xi2) if d == 3 else 0.0
+        lo = ps + 1 if off == 0 else cell_start[flat]
+        for p in range(lo, cell_start[flat + 1]):
+            dx0 = pos_sorted[p, 0] + sx0
+            dx1 = pos_sorted[p, 1] + sx1
+            dx2 = (pos_sorted[p, 2] + sx2) if d == 3 else 0.0
+            r2 = dx0 * dx0 + dx1 * dx1 + dx2 * dx2
+            if r2 < rl2[si + spec_sorted[p]]:
                 if c < cap:
-                    nbr[i, c] = j
+                    nbr[i, c] = cell_parts[p]
                     nbr_code[i, c] = code
                 c += 1
     return c
@@ -138,6 +146,10 @@ def _cell_row(i, pos, species, nsp, rl2, shifts, ncell, cell_start, cell_parts, 
 def build_half_list_cells(pos, species, nsp, rl2, shifts, ncell, cell_start, cell_parts, cell_coord,
                           nbr, nbr_code, count):
     """Half neighbour list from a cell grid (requires >= 3 cells per axis, cell edge >= list cutoff).
+
+    Each pair is found once: inside a cell from the earlier to the later sorted slot, between cells
+    from the cell that has the other in its forward half-stencil. Positions are first gathered in
+    cell order so the scans read contiguous memory.
 
     Args:
         pos: (N, d) wrapped positions.
@@ -149,12 +161,20 @@ def build_half_list_cells(pos, species, nsp, rl2, shifts, ncell, cell_start, cel
     Returns:
         The largest neighbour count found (> cap means the list overflowed and must be rebuilt).
     """
-    n = pos.shape[0]
+    n, d = pos.shape
     cap = nbr.shape[1]
+    pos_sorted = np.empty((n, d))
+    spec_sorted = np.empty(n, dtype=species.dtype)
+    for p in range(n):
+        j = cell_parts[p]
+        spec_sorted[p] = species[j]
+        for k in range(d):
+            pos_sorted[p, k] = pos[j, k]
     need = np.zeros(n, dtype=np.int64)
-    for i in prange(n):
-        c = _cell_row(i, pos, species, nsp, rl2, shifts, ncell, cell_start, cell_parts, cell_coord, nbr,
-                      nbr_code)
+    for ps in prange(n):
+        c = _cell_row(ps, pos_sorted, spec_sorted, nsp, rl2, shifts, ncell, cell_start, cell_parts, cell_coord,
+                      nbr, nbr_code)
+        i = cell_parts[ps]
         count[i] = min(c, cap)
         need[i] = c
     return need.max() if n > 0 else 0

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from glassgen._kernels.forces import half_list_forces
+from glassgen._kernels.forces import half_list_forces, half_list_forces_serial
+from glassgen._kernels.pair import kernel_flags
 from glassgen._kernels.neighbors import (
     build_half_list_brute,
     build_half_list_cells,
@@ -83,6 +84,7 @@ class ForceField:
             raise InputError("skin must be >= 0")
         self.skin = float(skin)
         self.params = self.model.kernel_params(soft_core)
+        self._soft, self._linear = kernel_flags(self.params.c1, self.params.rs2)
         self.check_overlap = check_overlap
         if threads is None:
             threads = numba.get_num_threads() if self.n >= SERIAL_BELOW else 1
@@ -177,9 +179,16 @@ class ForceField:
         forces = out if out is not None else np.empty((self.n, self.dim))
         peratom = np.empty(self.n) if per_particle else np.empty(0)
         p = self.params
-        e, w, smax = half_list_forces(local, self.species, p.nsp, p.sig2, p.eps4, p.rc2, p.c0, p.c1, p.c2,
-                                      p.c4, p.rs2, self._shifts, self._nbr, self._code, self._count,
-                                      self._fbuf, self._ebuf, per_particle, forces, peratom)
+        if self.threads == 1:
+            e, w, smax = half_list_forces_serial(local, self.species, p.nsp, p.sig2, p.eps4, p.rc2, p.c0, p.c1,
+                                                 p.c2, p.c4, p.rs2, self._shifts, self._nbr, self._code,
+                                                 self._count, per_particle, forces, peratom, self._soft,
+                                                 self._linear)
+        else:
+            e, w, smax = half_list_forces(local, self.species, p.nsp, p.sig2, p.eps4, p.rc2, p.c0, p.c1, p.c2,
+                                          p.c4, p.rs2, self._shifts, self._nbr, self._code, self._count,
+                                          self._fbuf, self._ebuf, per_particle, forces, peratom, self._soft,
+                                          self._linear)
         ratio = 1.0 / math.sqrt(smax) if smax > 0 else math.inf
         if self.check_overlap:
             if ratio < OVERLAP_FACTOR:
