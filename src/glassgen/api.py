@@ -153,9 +153,11 @@ def md_run(*, out: PathLike, T: float | None, steps: int, input: PathLike | None
            ensemble: str = "nvt", thermostat: str = "nhc", tau: float | None = None, engine: str = "numba",
            threads: int | None = None, seed: int = 0, thermo_every: int = 100, traj: str = "log",
            traj_every: int | None = None, n_per_decade: int = 10, traj_blocks: int = 1,
-           checkpoint_every: int = 20000, progress: bool = False, plot: bool = True) -> dict[str, Any]:
+           checkpoint_every: int = 20000, equilibrate_steps: int = 0, progress: bool = False,
+           plot: bool = True) -> dict[str, Any]:
     """Run MD and write ``out`` (HDF5): final configuration, thermo series, trajectory, provenance.
 
+    ``equilibrate_steps`` of NVT at T (same thermostat, not recorded) precede the production run.
     Resumes from ``<out>.ckpt.h5`` if a previous run with the same parameters was interrupted.
     """
     from glassgen.dynamics.md import run_md
@@ -169,6 +171,14 @@ def md_run(*, out: PathLike, T: float | None, steps: int, input: PathLike | None
     traj_steps, sched = _traj_steps(int(steps), traj, traj_every, n_per_decade, traj_blocks)
     ck = checkpoint_path(out) if engine == "numba" else None
     resumed = ck is not None and ck.is_file()
+    if equilibrate_steps > 0 and not resumed:
+        if T is None:
+            raise InputError("equilibration needs a temperature T")
+        eq = run_md(conf, T=T, dt=dt, nsteps=int(equilibrate_steps), ensemble="nvt",
+                    thermostat=thermostat if ensemble == "nvt" else "nhc", tau=tau, seed=seed + 1_000_003,
+                    thermo_every=max(1, int(equilibrate_steps)), threads=threads, engine=engine,
+                    progress=progress)
+        conf = eq.final
     t0 = time.perf_counter()
     res = run_md(conf, T=T, dt=dt, nsteps=int(steps), ensemble=ensemble, thermostat=thermostat, tau=tau,
                  seed=seed, thermo_every=thermo_every, traj_steps=traj_steps, threads=threads, engine=engine,
@@ -176,7 +186,7 @@ def md_run(*, out: PathLike, T: float | None, steps: int, input: PathLike | None
     wall = time.perf_counter() - t0
     prov = provenance(seed=seed, model=conf.model.name, T=T, engine=engine, ensemble=ensemble,  # type: ignore[union-attr]
                       thermostat=thermostat if ensemble == "nvt" else None, dt=dt, steps=int(steps),
-                      N=conf.n, input=str(input) if input else None)
+                      N=conf.n, input=str(input) if input else None, equilibrate_steps=equilibrate_steps)
     write_run(out, res, prov, sched)
     if ck is not None and ck.is_file():
         ck.unlink()
