@@ -11,8 +11,8 @@ import argparse
 import time
 
 import numba
-
 from _common import save, table
+
 from glassgen.dynamics.initial import random_state
 from glassgen.dynamics.lammps_engine import lammps_available, run_md_lammps
 from glassgen.dynamics.md import MDSimulation

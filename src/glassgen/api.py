@@ -11,12 +11,12 @@ import json
 import math
 import os
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
+import tomllib
 
 from glassgen.dynamics.results import MDResult
 from glassgen.errors import InputError

@@ -31,7 +31,8 @@ DensOpt = Annotated[float | None, typer.Option("--density", help="Number density
 TOpt = Annotated[float | None, typer.Option("--T", "-T", help="Temperature (LJ units).")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (recorded in the output).")]
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Output file (HDF5), written atomically.")]
-ProgOpt = Annotated[bool | None, typer.Option("--progress/--no-progress", help="Progress bar (default: on a terminal).")]
+ProgOpt = Annotated[bool | None, typer.Option("--progress/--no-progress",
+                                              help="Progress bar (default: on a terminal).")]
 
 
 def _merge(config: Path | None, section: str, **cli: Any) -> dict[str, Any]:

@@ -16,14 +16,13 @@ __all__ = ["half_list_forces", "half_list_forces_serial", "chunk_forces"]
 
 @njit(cache=True, fastmath=True, boundscheck=False, error_model="numpy")
 def chunk_forces(lo, hi, pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, shifts, nbr, nbr_code,
-                 count, f, soft, linear):
+                 count, f, variant):
     """Pair forces of particles lo..hi-1 (and their half-list partners) accumulated into ``f``.
 
-    ``soft``/``linear`` are literal booleans (compile-time specialisation, see :mod:`.pair`).
+    ``variant`` is a literal int (compile-time specialisation, see :mod:`.pair`).
     Returns (energy, virial, max sig^2/r^2) of the chunk's pairs.
     """
-    numba.literally(soft)
-    numba.literally(linear)
+    numba.literally(variant)
     n, d = pos.shape
     for i in range(n):
         for k in range(d):
@@ -48,7 +47,7 @@ def chunk_forces(lo, hi, pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2
             r2 = dx0 * dx0 + dx1 * dx1 + dx2 * dx2
             ab = si + species[j]
             if r2 < rc2[ab]:
-                u, w, sr = pair_uw(r2, ab, sig2, eps4, c0, c1, c2, c4, rs2, soft, linear)
+                u, w, sr = pair_uw(r2, ab, sig2, eps4, c0, c1, c2, c4, rs2, variant)
                 if sr > smax:
                     smax = sr
                 e += u
@@ -69,19 +68,23 @@ def chunk_forces(lo, hi, pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2
 
 @njit(cache=True, error_model="numpy")
 def _chunk_dispatch(lo, hi, pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, shifts, nbr, nbr_code,
-                    count, f, soft, linear):
-    """Run-time flags -> one of the four compile-time specialisations of :func:`chunk_forces`."""
-    if soft:
-        if linear:
-            return chunk_forces(lo, hi, pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, shifts, nbr,
-                                nbr_code, count, f, True, True)
-        return chunk_forces(lo, hi, pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, shifts, nbr,
-                            nbr_code, count, f, True, False)
-    if linear:
-        return chunk_forces(lo, hi, pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, shifts, nbr,
-                            nbr_code, count, f, False, True)
-    return chunk_forces(lo, hi, pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, shifts, nbr,
-                        nbr_code, count, f, False, False)
+                    count, f, variant):
+    """Run-time variant -> one of the compile-time specialisations of :func:`chunk_forces`
+    (the variants that occur: exact LJ with cut/shift, shifted force, quartic; each +/- soft core)."""
+    a0, a1, a2, a3, a4, a5, a6, a7, a8 = lo, hi, pos, species, nsp, sig2, eps4, rc2, c0
+    if variant == 0:
+        return chunk_forces(a0, a1, a2, a3, a4, a5, a6, a7, a8, c1, c2, c4, rs2, shifts, nbr, nbr_code, count, f, 0)
+    if variant == 1:
+        return chunk_forces(a0, a1, a2, a3, a4, a5, a6, a7, a8, c1, c2, c4, rs2, shifts, nbr, nbr_code, count, f, 1)
+    if variant == 2:
+        return chunk_forces(a0, a1, a2, a3, a4, a5, a6, a7, a8, c1, c2, c4, rs2, shifts, nbr, nbr_code, count, f, 2)
+    if variant == 3:
+        return chunk_forces(a0, a1, a2, a3, a4, a5, a6, a7, a8, c1, c2, c4, rs2, shifts, nbr, nbr_code, count, f, 3)
+    if variant == 4:
+        return chunk_forces(a0, a1, a2, a3, a4, a5, a6, a7, a8, c1, c2, c4, rs2, shifts, nbr, nbr_code, count, f, 4)
+    if variant == 5:
+        return chunk_forces(a0, a1, a2, a3, a4, a5, a6, a7, a8, c1, c2, c4, rs2, shifts, nbr, nbr_code, count, f, 5)
+    return chunk_forces(a0, a1, a2, a3, a4, a5, a6, a7, a8, c1, c2, c4, rs2, shifts, nbr, nbr_code, count, f, 7)
 
 
 @njit(cache=True, error_model="numpy")
@@ -100,14 +103,14 @@ def _peratom(pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, shifts, nb
                 r2 += dx * dx
             ab = si + species[j]
             if r2 < rc2[ab]:
-                u, w, _ = pair_uw(r2, ab, sig2, eps4, c0, c1, c2, c4, rs2, True, True)
+                u, w, _ = pair_uw(r2, ab, sig2, eps4, c0, c1, c2, c4, rs2, 7)
                 peratom[i] += 0.5 * u
                 peratom[j] += 0.5 * u
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def half_list_forces(pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, shifts, nbr, nbr_code,
-                     count, fbuf, ebuf, want_peratom, forces, peratom, soft, linear):
+                     count, fbuf, ebuf, want_peratom, forces, peratom, variant):
     """Compute U, W and forces.
 
     Args:
@@ -119,8 +122,8 @@ def half_list_forces(pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, sh
         want_peratom: if True, fill ``peratom`` (N,) with e_i = half the sum of i's pair energies.
         forces: (N, d) output.
         peratom: (N,) output (only written when want_peratom).
-        soft, linear: run-time flags from :func:`~glassgen._kernels.pair.kernel_flags`, dispatched
-            here to compile-time specialisations of the pair loop.
+        variant: run-time bits from :func:`~glassgen._kernels.pair.kernel_variant`, dispatched here to
+            compile-time specialisations of the pair loop.
 
     Returns:
         (U total potential energy, W = sum_pairs w r^2 (virial), max over pairs of sig^2/r^2).
@@ -132,7 +135,7 @@ def half_list_forces(pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, sh
         lo = t * chunk
         hi = min(n, lo + chunk)
         e, vir, smax = _chunk_dispatch(lo, hi, pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, shifts,
-                                       nbr, nbr_code, count, fbuf[t], soft, linear)
+                                       nbr, nbr_code, count, fbuf[t], variant)
         ebuf[t, 0] = e
         ebuf[t, 1] = vir
         ebuf[t, 2] = smax
@@ -157,11 +160,11 @@ def half_list_forces(pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, sh
 
 @njit(cache=True, error_model="numpy")
 def half_list_forces_serial(pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, shifts, nbr, nbr_code,
-                            count, want_peratom, forces, peratom, soft, linear):
+                            count, want_peratom, forces, peratom, variant):
     """One-thread version of :func:`half_list_forces` (no thread buffers, no parallel region)."""
     n = pos.shape[0]
     e, vir, smax = _chunk_dispatch(0, n, pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, shifts, nbr,
-                                   nbr_code, count, forces, soft, linear)
+                                   nbr_code, count, forces, variant)
     if want_peratom:
         _peratom(pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, shifts, nbr, nbr_code, count, peratom)
     return e, vir, smax

@@ -89,7 +89,7 @@ def particle_energy(i, x, s, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2
                     r2 += dx * dx
                 ab = base + species[j]
                 if r2 < rc2[ab]:
-                    u, w, _ = pair_uw(r2, ab, sig2, eps4, c0, c1, c2, c4, rs2, True, True)
+                    u, w, _ = pair_uw(r2, ab, sig2, eps4, c0, c1, c2, c4, rs2, 7)
                     e += u
         return e
     nimg = shifts.shape[0]
@@ -106,7 +106,7 @@ def particle_energy(i, x, s, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2
             if r2 == 0.0:
                 continue
             if r2 < rc2[ab]:
-                u, w, _ = pair_uw(r2, ab, sig2, eps4, c0, c1, c2, c4, rs2, True, True)
+                u, w, _ = pair_uw(r2, ab, sig2, eps4, c0, c1, c2, c4, rs2, 7)
                 e += 0.5 * u if j == i else u
     return e
 
@@ -132,7 +132,7 @@ def total_energy_mc(pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2
                 for k in range(pos.shape[1]):
                     r2 += shifts[c, k] * shifts[c, k]
                 if r2 > 0.0 and r2 < rc2[ab]:
-                    u, w, _ = pair_uw(r2, ab, sig2, eps4, c0, c1, c2, c4, rs2, True, True)
+                    u, w, _ = pair_uw(r2, ab, sig2, eps4, c0, c1, c2, c4, rs2, 7)
                     eself += 0.5 * u
             e += eself  # each e_i holds self-images at weight 1/2; after halving they need it once more
     return 0.5 * e

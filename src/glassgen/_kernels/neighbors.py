@@ -192,7 +192,7 @@ def build_half_list_brute(pos, species, nsp, rl2, shifts, m, nbr, nbr_code, coun
     w = 2 * m + 1
     c0 = 0
     mul = 1
-    for k in range(d):
+    for _ in range(d):
         c0 += m * mul
         mul *= w
     need = np.zeros(n, dtype=np.int64)

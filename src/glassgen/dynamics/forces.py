@@ -14,7 +14,6 @@ import numba
 import numpy as np
 
 from glassgen._kernels.forces import half_list_forces, half_list_forces_serial
-from glassgen._kernels.pair import kernel_flags
 from glassgen._kernels.neighbors import (
     build_half_list_brute,
     build_half_list_cells,
@@ -22,6 +21,7 @@ from glassgen._kernels.neighbors import (
     image_shifts,
     wrap_and_displacement,
 )
+from glassgen._kernels.pair import kernel_variant
 from glassgen.errors import InputError, PhysicsError
 from glassgen.systems.configuration import Configuration
 from glassgen.systems.model import InteractionModel, load_model
@@ -84,7 +84,10 @@ class ForceField:
             raise InputError("skin must be >= 0")
         self.skin = float(skin)
         self.params = self.model.kernel_params(soft_core)
-        self._soft, self._linear = kernel_flags(self.params.c1, self.params.rs2)
+        p = self.params
+        self._variant = kernel_variant(p.c1, p.c2, p.c4, p.rs2)
+        if self._variant == 6:  # no model has both a linear and a polynomial term: use the general loop
+            self._variant = 7
         self.check_overlap = check_overlap
         if threads is None:
             threads = numba.get_num_threads() if self.n >= SERIAL_BELOW else 1
@@ -182,13 +185,12 @@ class ForceField:
         if self.threads == 1:
             e, w, smax = half_list_forces_serial(local, self.species, p.nsp, p.sig2, p.eps4, p.rc2, p.c0, p.c1,
                                                  p.c2, p.c4, p.rs2, self._shifts, self._nbr, self._code,
-                                                 self._count, per_particle, forces, peratom, self._soft,
-                                                 self._linear)
+                                                 self._count, per_particle, forces, peratom, self._variant)
         else:
             e, w, smax = half_list_forces(local, self.species, p.nsp, p.sig2, p.eps4, p.rc2, p.c0, p.c1, p.c2,
                                           p.c4, p.rs2, self._shifts, self._nbr, self._code, self._count,
-                                          self._fbuf, self._ebuf, per_particle, forces, peratom, self._soft,
-                                          self._linear)
+                                          self._fbuf, self._ebuf, per_particle, forces, peratom,
+                                          self._variant)
         ratio = 1.0 / math.sqrt(smax) if smax > 0 else math.inf
         if self.check_overlap:
             if ratio < OVERLAP_FACTOR:

@@ -20,12 +20,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
+import tomllib
 
 from glassgen.errors import InputError
 from glassgen.provenance import atomic_path, provenance

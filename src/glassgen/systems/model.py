@@ -20,12 +20,12 @@ Units: reduced LJ units (sigma_AA, epsilon_AA, m, k_B = 1).
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tomllib
 
 from glassgen.errors import InputError
 
