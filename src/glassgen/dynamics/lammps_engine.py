@@ -44,7 +44,7 @@ from glassgen.errors import InputError, PhysicsError
 from glassgen.systems.configuration import Configuration
 from glassgen.systems.model import InteractionModel
 
-__all__ = ["lammps_available", "lammps_energy", "run_md_lammps"]
+__all__ = ["lammps_available", "lammps_energy", "run_md_lammps", "export_lammps_input"]
 
 _CMDARGS = ["-log", "none", "-screen", "none", "-nocite"]
 _SKIN = 0.3
@@ -336,3 +336,54 @@ def run_md_lammps(conf: Configuration, *, T: float | None, dt: float, nsteps: in
             "thermostat": thermostat if ensemble == "nvt" else "none", "tau": tau,
             "wall_s": wall, "particle_steps_per_s": conf.n * nsteps / wall if wall > 0 else math.nan}
     return MDResult(final=final, thermo=thermo, trajectory=traj, info=info)
+
+
+def export_lammps_input(conf: Configuration, outdir: str | os.PathLike[str], *, T: float | None, dt: float,
+                        nsteps: int, ensemble: str = "nvt", thermostat: str = "nhc", tau: float = 0.5,
+                        seed: int = 0, thermo_every: int = 1000, dump_every: int = 0) -> dict[str, str]:
+    """Write a stand-alone LAMMPS run of ``conf`` for ``mpirun -np K lmp -in in.glassgen``.
+
+    For production runs beyond one machine: the same model, thermostat and initial state as
+    :func:`run_md_lammps`, as files. Writes ``conf.data`` (positions and velocities; Maxwell-Boltzmann at
+    T from ``seed`` when ``conf`` has none), ``in.glassgen`` (pair style, fixes, thermo output, optional
+    ``dump custom`` of unwrapped coordinates every ``dump_every`` steps to ``traj.lammpstrj``) and, for
+    the quartic scheme, ``quartic.table``. Returns the paths.
+    """
+    from pathlib import Path
+
+    from glassgen.systems.io import write_lammps_data
+
+    if ensemble not in ENSEMBLES:
+        raise InputError(f"unknown ensemble {ensemble!r} (choose from {', '.join(ENSEMBLES)})")
+    if ensemble == "nvt" and thermostat not in THERMOSTATS:
+        raise InputError(f"unknown thermostat {thermostat!r} (choose from {', '.join(THERMOSTATS)})")
+    if ensemble == "nvt" and (T is None or T <= 0):
+        raise InputError(f"temperature must be positive, got T={T}")
+    model = conf.require_model()
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    if conf.velocities is None:
+        if T is None or T <= 0:
+            raise InputError("initial velocities need a positive temperature T")
+        vel = maxwell_boltzmann(model.masses[conf.species], conf.dim, float(T), np.random.default_rng(seed))
+        conf = conf.replace(velocities=vel)
+    write_lammps_data(out / "conf.data", conf, seed=seed, T=T)
+    style, pair = _pair_commands(model, str(out))
+    pair = [c.replace(str(out / "quartic.table"), "quartic.table") for c in pair]
+    lines = ["# glassgen export: run with  mpirun -np K lmp -in in.glassgen  (or lmp -sf omp -pk omp K ...)",
+             "units lj", f"dimension {conf.dim}", "boundary p p p", "atom_style atomic", "atom_modify map array",
+             "read_data conf.data", *pair, f"neighbor {_SKIN} bin", "neigh_modify every 1 delay 0 check yes",
+             f"timestep {dt!r}", *_thermostat_fixes(ensemble, thermostat, T, tau, seed)]
+    if conf.dim == 2:
+        lines.append("fix glassgen_2d all enforce2d")
+    lines += ["thermo_style custom step time pe ke temp press econserve", "thermo_modify norm no",
+              f"thermo {max(1, int(thermo_every))}"]
+    if dump_every > 0:
+        lines.append(f"dump glassgen_traj all custom {int(dump_every)} traj.lammpstrj id type xu yu zu")
+        lines.append("dump_modify glassgen_traj sort id")
+    lines += [f"run {int(nsteps)}", "write_data final.data"]
+    (out / "in.glassgen").write_text("\n".join(lines) + "\n")
+    paths = {"input": str(out / "in.glassgen"), "data": str(out / "conf.data")}
+    if (out / "quartic.table").exists():
+        paths["table"] = str(out / "quartic.table")
+    return paths
