@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit, prange
 
 __all__ = ["cell_sort", "build_half_list_cells", "build_half_list_brute", "image_shifts",
-           "wrap_and_displacement"]
+           "gather_frame", "scatter_rows"]
 
 
 def image_shifts(box: np.ndarray, m: int) -> np.ndarray:
@@ -219,21 +219,34 @@ def build_half_list_brute(pos, species, nsp, rl2, shifts, m, nbr, nbr_code, coun
 
 
 @njit(cache=True, error_model="numpy")
-def wrap_and_displacement(pos, box, image, ref, out):
-    """Positions in the list's frame and the largest squared displacement since the list was built.
+def gather_frame(pos, perm, box, image, ref, out):
+    """Positions in the list's (cell-sorted) frame and the largest squared displacement since the build.
 
-    ``out = pos - image * box`` (image: (N, d) int64 fixed at the last build); returns
-    max_i |out_i - ref_i|^2.
+    ``out[s] = pos[perm[s]] - image[s] * box`` for sorted slot s; returns max_s |out_s - ref_s|^2.
     """
-    n, d = pos.shape
+    n, d = out.shape
     mx = 0.0
-    for i in range(n):
-        s = 0.0
+    for s in range(n):
+        i = perm[s]
+        acc = 0.0
         for k in range(d):
-            v = pos[i, k] - image[i, k] * box[k]
-            out[i, k] = v
-            dv = v - ref[i, k]
-            s += dv * dv
-        if s > mx:
-            mx = s
+            v = pos[i, k] - image[s, k] * box[k]
+            out[s, k] = v
+            dv = v - ref[s, k]
+            acc += dv * dv
+        if acc > mx:
+            mx = acc
     return mx
+
+
+@njit(cache=True, error_model="numpy")
+def scatter_rows(src, perm, dst):
+    """``dst[perm[s]] = src[s]`` for (N, d) or (N,) arrays (back from the sorted frame)."""
+    n = src.shape[0]
+    if src.ndim == 1:
+        for s in range(n):
+            dst[perm[s]] = src[s]
+    else:
+        for s in range(n):
+            for k in range(src.shape[1]):
+                dst[perm[s], k] = src[s, k]
