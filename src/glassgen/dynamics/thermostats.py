@@ -17,6 +17,8 @@ import math
 
 import numpy as np
 
+from glassgen._kernels.integrators import nhc_half_step
+
 __all__ = ["NoseHooverChain", "Langevin", "Bussi"]
 
 
@@ -31,30 +33,9 @@ class NoseHooverChain:
         self.vxi = np.zeros(chain)
         self.bath = 0.0
 
-    def _g(self, j: int, k2: float) -> float:
-        if j == 0:
-            return (k2 - self.n_dof * self.T) / self.Q[0]
-        return (self.Q[j - 1] * self.vxi[j - 1] ** 2 - self.T) / self.Q[j]
-
     def half_step(self, k2: float) -> float:
         """Propagate the chain by dt/2 given 2K = sum m v^2; returns the velocity scale factor."""
-        h = 0.5 * self.dt
-        M = self.Q.shape[0]
-        v = self.vxi
-        v[M - 1] += 0.5 * h * self._g(M - 1, k2)
-        for j in range(M - 2, -1, -1):
-            v[j] *= math.exp(-0.25 * h * v[j + 1])
-            v[j] += 0.5 * h * self._g(j, k2)
-            v[j] *= math.exp(-0.25 * h * v[j + 1])
-        s = math.exp(-h * v[0])
-        k2 *= s * s
-        self.xi += h * v
-        for j in range(M - 1):
-            v[j] *= math.exp(-0.25 * h * v[j + 1])
-            v[j] += 0.5 * h * self._g(j, k2)
-            v[j] *= math.exp(-0.25 * h * v[j + 1])
-        v[M - 1] += 0.5 * h * self._g(M - 1, k2)
-        return s
+        return nhc_half_step(self.Q, self.xi, self.vxi, float(k2), self.T, float(self.n_dof), self.dt)
 
     def energy(self) -> float:
         """Thermostat energy: sum Q v_xi^2 / 2 + N_f T xi_1 + T sum_{j>1} xi_j."""
