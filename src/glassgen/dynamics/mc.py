@@ -20,9 +20,9 @@ import numpy as np
 from glassgen._kernels.mc import build_cells, metropolis_sweep, total_energy_mc
 from glassgen._kernels.neighbors import image_shifts
 from glassgen.dynamics.forces import ForceField
-from glassgen.dynamics.results import MDResult, Thermo, Trajectory
+from glassgen.dynamics.results import MDResult
+from glassgen.dynamics.schedule import collect_results, new_samples, run_events
 from glassgen.errors import InputError, PhysicsError
-from glassgen.progress import progress_bar
 from glassgen.provenance import atomic_path, provenance
 from glassgen.systems.configuration import Configuration
 from glassgen.systems.io import h5_write_attrs
@@ -177,6 +177,12 @@ class MonteCarlo:
             f.create_dataset("species", data=self.species)
             f.create_dataset("delta", data=self.delta)
             f.create_dataset("stats", data=self.stats)
+            # the order of these lists decides swap partners and the summation order of energies:
+            # stored so that a resumed chain is identical to an uninterrupted one
+            for name in ("members", "member_pos", "n_members", "cells", "cell_count", "cell_of", "slot"):
+                f.create_dataset(f"lists/{name}", data=getattr(self, name))
+            if getattr(self, "_unwrapped", None) is not None:
+                f.create_dataset("unwrapped", data=self._unwrapped)  # displacements accumulated so far
             for k, v in samples.items():
                 f.create_dataset(f"samples/{k}", data=np.asarray(v, dtype=np.float64))
             if frames:
@@ -200,18 +206,12 @@ class MonteCarlo:
             if "frames" in f:
                 frames = [(int(s), p) for s, p in zip(f["frames/sweeps"][()], f["frames/positions"][()],
                                                        strict=True)]
-        # rebuild derived structures
-        self.__init_members()
+            for name in ("members", "member_pos", "n_members", "cells", "cell_count", "cell_of", "slot"):
+                setattr(self, name, np.ascontiguousarray(f[f"lists/{name}"][()]))
+            self._unwrapped = f["unwrapped"][()] if "unwrapped" in f else None
         if self.use_cells:
-            self._rebuild_cells()
+            self._cap = int(self.cells.shape[1])
         return samples, frames
-
-    def __init_members(self) -> None:
-        self.n_members[:] = 0
-        for i, s in enumerate(self.species):
-            self.members[s, self.n_members[s]] = i
-            self.member_pos[i] = self.n_members[s]
-            self.n_members[s] += 1
 
     # ------------------------------------------------------------------ driver
     def run(self, n_sweeps: int, sample_every: int = 10, traj_sweeps: list[int] | np.ndarray | None = None,
@@ -225,57 +225,41 @@ class MonteCarlo:
         """
         sample_every = max(1, int(sample_every))
         wanted = set() if traj_sweeps is None else {int(s) for s in traj_sweeps if 0 <= int(s) <= n_sweeps}
-        samples: dict[str, list[float]] = {k: [] for k in Thermo.__dataclass_fields__}
+        samples = new_samples()
         frames: list[tuple[int, np.ndarray]] = []
         last_done = -1
         if checkpoint is not None and Path(checkpoint).is_file():
             samples, frames = self.load_checkpoint(checkpoint)
             last_done = self.sweeps
-        ff = ForceField(self.model, self.species, self.box, skin=0.0)
-        unwrapped = frames[-1][1].copy() if frames else self.pos.copy()
+        ff = [ForceField(self.model, self.species, self.box, skin=0.0)]
+        restored = getattr(self, "_unwrapped", None)
+        unwrapped = restored.copy() if restored is not None else self.pos.copy()
+        self._unwrapped = unwrapped
         prev = self.pos.copy()
-        done = max(last_done, 0)
+
+        def advance_to(current: int, target: int) -> None:
+            for _ in range(target - current):
+                self.sweep(1)
+                dx = self.pos - prev
+                unwrapped[:] += dx - self.box * np.round(dx / self.box)
+                prev[:] = self.pos
+
+        def on_event(ev: int) -> None:
+            if ev % sample_every == 0 or ev == n_sweeps:
+                if self.swap_fraction > 0:  # species changed: the force field's species array is stale
+                    ff[0] = ForceField(self.model, self.species, self.box, skin=0.0)
+                res = ff[0].compute(self.pos)
+                for key, val in (("step", float(ev)), ("time", float(ev)), ("potential", self.energy),
+                                 ("kinetic", math.nan), ("temperature", self.T),
+                                 ("pressure", ff[0].pressure(res.virial, self.T)), ("conserved", math.nan)):
+                    samples[key].append(val)
+            if ev in wanted:
+                frames.append((ev, unwrapped.copy()))
+
+        save = None if checkpoint is None else (lambda: self.save_checkpoint(checkpoint, samples, frames))
         events = sorted(set(range(0, n_sweeps + 1, sample_every)) | wanted | {n_sweeps})
-        next_ckpt = done + checkpoint_every
-        try:
-            with progress_bar(n_sweeps, "MC", progress) as advance:
-                advance(done)
-                for ev in events:
-                    if ev <= last_done:
-                        continue
-                    while done < ev:
-                        self.sweep(1)
-                        dx = self.pos - prev
-                        unwrapped += dx - self.box * np.round(dx / self.box)
-                        prev[:] = self.pos
-                        done += 1
-                        advance(1)
-                    if ev % sample_every == 0 or ev == n_sweeps:
-                        if self.swap_fraction > 0:
-                            ff = ForceField(self.model, self.species, self.box, skin=0.0)
-                        res = ff.compute(self.pos)
-                        samples["step"].append(float(ev))
-                        samples["time"].append(float(ev))
-                        samples["potential"].append(self.energy)
-                        samples["kinetic"].append(math.nan)
-                        samples["temperature"].append(self.T)
-                        samples["pressure"].append(ff.pressure(res.virial, self.T))
-                        samples["conserved"].append(math.nan)
-                    if ev in wanted:
-                        frames.append((ev, unwrapped.copy()))
-                    last_done = ev
-                    if checkpoint is not None and done >= next_ckpt:
-                        self.save_checkpoint(checkpoint, samples, frames)
-                        next_ckpt = done + checkpoint_every
-        except KeyboardInterrupt:
-            if checkpoint is not None:
-                self.save_checkpoint(checkpoint, samples, frames)
-            raise
-        th = Thermo(**{k: np.asarray(v, dtype=np.float64) for k, v in samples.items()})
-        traj = None
-        if frames:
-            st = np.array([s for s, _ in frames], dtype=np.int64)
-            traj = Trajectory(times=st.astype(np.float64), steps=st, positions=np.stack([p for _, p in frames]))
+        run_events(n_sweeps, events, last_done, advance_to, on_event, save, checkpoint_every, progress, "MC")
+        th, traj = collect_results(samples, frames, 1.0)
         info = {"engine": "numba-mc", "acceptance": self.acceptance, "delta": self.delta.tolist(),
                 "sweeps": self.sweeps}
         return MDResult(final=self.configuration(), thermo=th, trajectory=traj, info=info)

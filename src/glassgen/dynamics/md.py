@@ -25,10 +25,10 @@ import numpy as np
 
 from glassgen._kernels.integrators import drift, kick, kick_drift
 from glassgen.dynamics.forces import ForceField
-from glassgen.dynamics.results import ENSEMBLES, THERMOSTATS, MDResult, Thermo, Trajectory
+from glassgen.dynamics.results import ENSEMBLES, THERMOSTATS, MDResult
+from glassgen.dynamics.schedule import collect_results, new_samples, run_events
 from glassgen.dynamics.thermostats import Bussi, Langevin, NoseHooverChain
 from glassgen.errors import InputError, PhysicsError
-from glassgen.progress import progress_bar
 from glassgen.provenance import atomic_path, provenance
 from glassgen.systems.configuration import Configuration
 from glassgen.systems.io import h5_write_attrs
@@ -288,45 +288,27 @@ class MDSimulation:
             raise InputError("nsteps must be >= 0")
         thermo_every = max(1, int(thermo_every))
         wanted = set() if traj_steps is None else {int(s) for s in traj_steps if 0 <= int(s) <= nsteps}
-        thermo: dict[str, list[float]] = {k: [] for k in Thermo.__dataclass_fields__}
+        thermo = new_samples()
         frames: list[tuple[int, np.ndarray]] = []
         self._run_start = self.step_count
         last_done = -1  # last event (relative step) fully processed
         if checkpoint is not None and Path(checkpoint).is_file():
             thermo, frames = self.load_checkpoint(checkpoint)
             last_done = self.step_count - self._run_start
-        done = max(last_done, 0)
+
+        def on_event(ev: int) -> None:
+            if ev % thermo_every == 0 or ev == nsteps:
+                self._sample(thermo)
+                if callback is not None:
+                    callback(self)
+            if ev in wanted:
+                frames.append((self.step_count, self.positions.copy()))
+
+        save = None if checkpoint is None else (lambda: self.save_checkpoint(checkpoint, thermo, frames))
         events = sorted(set(range(0, nsteps + 1, thermo_every)) | wanted | {nsteps})
-        next_ckpt = done + checkpoint_every
-        try:
-            with progress_bar(nsteps, "MD", progress) as advance:
-                advance(done)
-                for ev in events:
-                    if ev <= last_done:
-                        continue
-                    if ev > done:
-                        self.step(ev - done)
-                        advance(ev - done)
-                        done = ev
-                    if ev % thermo_every == 0 or ev == nsteps:
-                        self._sample(thermo)
-                        if callback is not None:
-                            callback(self)
-                    if ev in wanted:
-                        frames.append((self.step_count, self.positions.copy()))
-                    last_done = ev
-                    if checkpoint is not None and done >= next_ckpt:
-                        self.save_checkpoint(checkpoint, thermo, frames)
-                        next_ckpt = done + checkpoint_every
-        except KeyboardInterrupt:
-            if checkpoint is not None:
-                self.save_checkpoint(checkpoint, thermo, frames)
-            raise
-        th = Thermo(**{k: np.asarray(v, dtype=np.float64) for k, v in thermo.items()})
-        traj = None
-        if frames:
-            steps = np.array([s for s, _ in frames], dtype=np.int64)
-            traj = Trajectory(times=steps * self.dt, steps=steps, positions=np.stack([p for _, p in frames]))
+        run_events(nsteps, events, last_done, lambda a, b: self.step(b - a), on_event, save, checkpoint_every,
+                   progress, "MD")
+        th, traj = collect_results(thermo, frames, self.dt)
         info = {"engine": "numba", "neighbour_builds": self.ff.builds, "threads": self.ff.threads,
                 "tau": self.tau, "thermostat": self.thermostat}
         return MDResult(final=self.configuration(), thermo=th, trajectory=traj, info=info)

@@ -409,10 +409,11 @@ class SelfIntermediateScattering(_SelfCorrelation):
         return [self.fs, *by], ["fs", *[f"fs_{s}" for s in range(by.shape[0])]]
 
 
-class NonGaussian(_SelfCorrelation):
+class NonGaussian(MSD):
     """Non-Gaussian parameter alpha_2(t) = d/(d+2) <r^4> / <r^2>^2 - 1 (dimensionless).
 
-    Args: as for :class:`MSD`. At lag 0 (r = 0) alpha_2 is NaN (0/0).
+    Args: as for :class:`MSD`. At lag 0 (r = 0) alpha_2 is NaN (0/0). The MSD (quantity 0, <r^2>) is
+    computed on the way and inherited as :attr:`msd` / :attr:`msd_by_species`.
     """
 
     _n_quantities = 2
@@ -435,16 +436,6 @@ class NonGaussian(_SelfCorrelation):
     def alpha2_by_species(self) -> np.ndarray:
         """(nsp, n_lags) alpha_2 per species."""
         return self._alpha(self._mean(0)[1], self._mean(1)[1])
-
-    @property
-    def msd(self) -> np.ndarray:
-        """(n_lags,) <r^2> over all particles (the MSD, computed on the way)."""
-        return self._mean(0)[0]
-
-    @property
-    def msd_by_species(self) -> np.ndarray:
-        """(nsp, n_lags) <r^2> per species."""
-        return self._mean(0)[1]
 
     def _columns(self) -> tuple[list[np.ndarray], list[str]]:
         by = self.alpha2_by_species
