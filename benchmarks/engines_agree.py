@@ -34,11 +34,9 @@ from glassgen.dynamics.initial import random_state
 from glassgen.dynamics.lammps_engine import lammps_available
 from glassgen.dynamics.md import MDSimulation, run_md
 from glassgen.observables import (
-    MSD,
-    SelfIntermediateScattering,
+    batched_self_correlations,
     block_average,
     block_log_schedule,
-    lag_pairs_from_steps,
     tau_alpha,
 )
 
@@ -55,34 +53,9 @@ SHORT_T = 0.5  # "short" lags (ballistic and cage regime) get their own, tighter
 
 
 def curves(traj, species: np.ndarray, sch, max_steps: int, n_batches: int = N_BATCHES) -> dict[str, np.ndarray]:
-    """MSD and F_s of A particles at the schedule's lags T_MIN <= t <= max_steps * DT.
-
-    Values: the library's MSD / SelfIntermediateScattering over the schedule's (origin, lag) pairs (every
-    block start is a time origin), restricted to lags <= max_steps (the schedule also holds every multiple
-    of block_steps up to the run length). Errors: the origins are cut into ``n_batches`` contiguous batches,
-    the curves are averaged within each batch, and the standard error is the spread of the batch means /
-    sqrt(batches). Origins closer than the lag overlap, so batches (not single origins) are the
-    ~independent units.
-    """
-    lags = sch.lags[(sch.lags >= round(T_MIN / DT)) & (sch.lags <= max_steps)]
-    origins = int(traj.steps[0]) + sch.origin_steps
-
-    def corr(origin_steps: np.ndarray) -> tuple[np.ndarray, MSD, SelfIntermediateScattering]:
-        pairs = lag_pairs_from_steps(traj.steps, origin_steps, lags)
-        msd = MSD(origins=pairs).compute(traj.times, traj.positions, species, steps=traj.steps)
-        fs = SelfIntermediateScattering(Q, origins=pairs).compute(traj.times, traj.positions, species,
-                                                                  steps=traj.steps)
-        return np.searchsorted(lags, msd.lag_steps), msd, fs
-
-    _, msd, fs = corr(origins)
-    per = np.full((n_batches, 2, lags.size), np.nan)
-    for b, batch in enumerate(np.array_split(origins, n_batches)):
-        i, m, f = corr(batch)
-        per[b, 0, i], per[b, 1, i] = m.msd_by_species[0], f.fs_by_species[0]
-    err = np.nanstd(per, axis=0, ddof=1) / np.sqrt(np.sum(np.isfinite(per), axis=0))
-    return {"t": msd.lag_times, "steps": lags, "msd": msd.msd_by_species[0], "fs": fs.fs_by_species[0],
-            "msd_err": err[0], "fs_err": err[1], "tau_alpha": fs.tau_alpha(species=0),
-            "n_origins": fs.n_origins}
+    """MSD and F_s(q = 7.25) of A particles with batch error bars, lags T_MIN .. max_steps (library)."""
+    return batched_self_correlations(traj, species, sch, Q, min_lag=round(T_MIN / DT), max_lag=max_steps,
+                                     n_batches=n_batches, which=0)
 
 
 def pool(runs: list[dict]) -> dict[str, np.ndarray]:

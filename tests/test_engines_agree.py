@@ -38,11 +38,9 @@ from glassgen.dynamics.initial import random_state
 from glassgen.dynamics.lammps_engine import lammps_available
 from glassgen.dynamics.md import MDSimulation, run_md
 from glassgen.observables import (
-    MSD,
-    SelfIntermediateScattering,
+    batched_self_correlations,
     block_average,
     block_log_schedule,
-    lag_pairs_from_steps,
 )
 
 pytestmark = [
@@ -84,31 +82,9 @@ def state(one_thread):
 
 
 def _curves(traj, species: np.ndarray, sch) -> dict[str, np.ndarray]:
-    """MSD and F_s of A particles at the schedule's lags FIRST_LAG..MAX_LAG, with standard errors.
-
-    Values average over all (origin, lag) pairs of the schedule (restricted to lags <= MAX_LAG: the schedule
-    also has every multiple of ORIGIN_STEPS up to the run length). Errors: the origins are cut into
-    N_BATCHES contiguous batches; origins closer than the lag overlap, batches are ~independent.
-    """
-    lags = sch.lags[(sch.lags >= FIRST_LAG) & (sch.lags <= MAX_LAG)]
-    origins = int(traj.steps[0]) + sch.origin_steps
-
-    def corr(origin_steps: np.ndarray) -> tuple[np.ndarray, MSD, SelfIntermediateScattering]:
-        pairs = lag_pairs_from_steps(traj.steps, origin_steps, lags)
-        msd = MSD(origins=pairs).compute(traj.times, traj.positions, species, steps=traj.steps)
-        fs = SelfIntermediateScattering(Q, origins=pairs).compute(traj.times, traj.positions, species,
-                                                                  steps=traj.steps)
-        return np.searchsorted(lags, msd.lag_steps), msd, fs
-
-    idx, msd, fs = corr(origins)
-    assert idx.size == lags.size
-    per = np.full((N_BATCHES, 2, lags.size), np.nan)
-    for b, batch in enumerate(np.array_split(origins, N_BATCHES)):
-        i, m, f = corr(batch)
-        per[b, 0, i], per[b, 1, i] = m.msd_by_species[0], f.fs_by_species[0]
-    err = np.nanstd(per, axis=0, ddof=1) / np.sqrt(np.sum(np.isfinite(per), axis=0))
-    return {"t": msd.lag_times, "msd": msd.msd_by_species[0], "fs": fs.fs_by_species[0],
-            "msd_err": err[0], "fs_err": err[1], "tau_alpha": fs.tau_alpha(species=0)}
+    """MSD and F_s of A particles with batch error bars (library function)."""
+    return batched_self_correlations(traj, species, sch, Q, min_lag=FIRST_LAG, max_lag=MAX_LAG,
+                                     n_batches=N_BATCHES, which=0)
 
 
 def _run_both(conf, nsteps: int) -> dict[str, dict]:

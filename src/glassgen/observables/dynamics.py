@@ -43,10 +43,12 @@ from glassgen.observables.schedule import (
     BlockLogSchedule,
     LagPairs,
     lag_pairs_all_origins,
+    lag_pairs_from_steps,
     lag_pairs_single_origin,
 )
 
-__all__ = ["MSD", "SelfIntermediateScattering", "NonGaussian", "tau_alpha", "relaxation_time", "unwrap"]
+__all__ = ["MSD", "SelfIntermediateScattering", "NonGaussian", "tau_alpha", "relaxation_time", "unwrap",
+           "batched_self_correlations"]
 
 _CHUNK_ELEMENTS = 1 << 22  # (pairs x N x d) doubles per vectorised chunk (~32 MB)
 
@@ -464,3 +466,57 @@ def relaxation_time(trajectory: Any, q: float, species: np.ndarray | None = None
     fs = SelfIntermediateScattering(q, origins, wrapped_input=wrapped_input)
     fs.compute_trajectory(trajectory, species, box)
     return fs.tau_alpha(threshold, which)
+
+
+def batched_self_correlations(trajectory: Any, species: np.ndarray, schedule: Any, q: float, *,
+                              min_lag: int = 1, max_lag: int | None = None, n_batches: int = 10,
+                              which: int | None = 0) -> dict[str, Any]:
+    """MSD and F_s(q, t) over a block-log schedule, with error bars from batches of time origins.
+
+    Values average over every (origin, lag) pair of ``schedule`` (a
+    :class:`~glassgen.observables.schedule.BlockLogSchedule`) with ``min_lag <= lag <= max_lag`` (steps).
+    Errors: the origins are cut into ``n_batches`` contiguous batches, the curves are averaged per batch,
+    and the standard error is the spread of the batch means / sqrt(batches). Origins closer than the lag
+    overlap, so batches, not single origins, are the ~independent units.
+
+    Args:
+        trajectory: :class:`~glassgen.dynamics.results.Trajectory` stored on ``schedule.steps``
+            (offset by its first step).
+        species: (N,) species indices; ``which`` selects one species (None: all particles).
+
+    Returns:
+        dict with ``t``, ``steps`` (lags), ``msd``, ``fs``, ``msd_err``, ``fs_err`` ((n_lags,) each),
+        ``tau_alpha`` (F_s = 1/e) and ``n_origins``.
+    """
+    lags = schedule.lags[schedule.lags >= min_lag]
+    if max_lag is not None:
+        lags = lags[lags <= max_lag]
+    if lags.size == 0:
+        raise InputError("no lags in the requested range")
+    steps = np.asarray(trajectory.steps, dtype=np.int64)
+    origins = int(steps[0]) + schedule.origin_steps
+
+    def curves(origin_steps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
+        pairs = lag_pairs_from_steps(steps, origin_steps, lags)
+        msd = MSD(origins=pairs).compute(trajectory.times, trajectory.positions, species, steps=steps)
+        fs = SelfIntermediateScattering(q, origins=pairs).compute(trajectory.times, trajectory.positions, species,
+                                                                  steps=steps)
+        m = msd.msd if which is None else msd.msd_by_species[which]
+        f = fs.fs if which is None else fs.fs_by_species[which]
+        return np.searchsorted(lags, msd.lag_steps), m, f, fs
+
+    idx, msd_all, fs_all, fs_obj = curves(origins)
+    per = np.full((n_batches, 2, lags.size), np.nan)
+    for b, batch in enumerate(np.array_split(origins, n_batches)):
+        i, m, f, _ = curves(batch)
+        per[b, 0, i], per[b, 1, i] = m, f
+    with np.errstate(invalid="ignore", divide="ignore"):
+        err = np.nanstd(per, axis=0, ddof=1) / np.sqrt(np.sum(np.isfinite(per), axis=0))
+    msd_full = np.full(lags.size, np.nan)
+    fs_full = np.full(lags.size, np.nan)
+    msd_full[idx], fs_full[idx] = msd_all, fs_all
+    t = np.full(lags.size, np.nan)
+    t[idx] = fs_obj.lag_times
+    return {"t": t, "steps": lags, "msd": msd_full, "fs": fs_full, "msd_err": err[0], "fs_err": err[1],
+            "tau_alpha": float(fs_obj.tau_alpha(species=which)) if which is not None else float(fs_obj.tau_alpha()),
+            "n_origins": fs_obj.n_origins}
