@@ -1,0 +1,215 @@
+"""The Boltzmann generator: a trained :class:`ParticleFlow` plus the exact target energy.
+
+It owns sampling of full configurations, their log-densities on the torus, exact energies, importance
+weights and checkpoints (bgflow's ``BoltzmannGenerator`` role). It implements the ``Proposal``
+protocol of :mod:`glassgen.sampling.flow_mcmc` (``sample(n, T)``, ``log_prob(x, T)``).
+
+Checkpoint format (``torch.save`` of a dict, written atomically): ``format = "glassgen-flow"``,
+``system`` and ``architecture`` (dicts), ``state_dict``, ``T_range`` (the trained temperatures),
+``prior_pool`` (Boltzmann-prior base only), ``training`` (history, config) and ``provenance``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from glassgen.dynamics.forces import ForceField
+from glassgen.errors import InputError
+from glassgen.flows.base import BoltzmannPriorBase
+from glassgen.flows.energy import NumbaPairEnergy
+from glassgen.flows.model import (
+    FlowArchitecture,
+    FlowSystem,
+    ParticleFlow,
+    beta_context,
+    to_full,
+    to_relative,
+)
+from glassgen.provenance import atomic_path, provenance
+
+__all__ = ["BoltzmannGenerator", "CHECKPOINT_FORMAT"]
+
+CHECKPOINT_FORMAT = "glassgen-flow"
+
+
+class BoltzmannGenerator:
+    """A flow that proposes configurations of a system, and the exact energy that judges them.
+
+    Args:
+        flow: the :class:`ParticleFlow`.
+        T_range: (T_min, T_max) the flow was trained for (sampling outside it raises, unless
+            ``allow_extrapolation``).
+        allow_extrapolation: permit temperatures outside ``T_range``.
+    """
+
+    def __init__(self, flow: ParticleFlow, T_range: tuple[float, float] | None = None,
+                 allow_extrapolation: bool = False) -> None:
+        self.flow = flow
+        self.system: FlowSystem = flow.system
+        self.T_range = T_range
+        self.allow_extrapolation = allow_extrapolation
+        self.training: dict[str, Any] = {}
+        self.provenance: dict[str, Any] = {}
+        self._exact = ForceField(self.system.interaction, self.system.species_array(), self.system.box_array(),
+                                 skin=0.0, check_overlap=False)
+        self.box = flow.box
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def create(cls, model: str, n: int, arch: FlowArchitecture | None = None, density: float | None = None,
+               prior_pool: np.ndarray | None = None) -> BoltzmannGenerator:
+        """A fresh (identity-initialised) generator for ``model`` with ``n`` particles.
+
+        ``prior_pool`` (P, N, d) equilibrium configurations at ``arch.T_prior`` are required when
+        ``arch.base == "boltzmann"``.
+        """
+        arch = arch or FlowArchitecture()
+        system = FlowSystem.create(model, n, density)
+        base = None
+        if arch.base == "boltzmann":
+            if prior_pool is None:
+                raise InputError("a Boltzmann-prior flow needs a pool of configurations at T_prior")
+            base = _prior_base(system, prior_pool, arch.T_prior)
+        elif arch.base != "uniform":
+            raise InputError(f"unknown flow base {arch.base!r} (use 'uniform' or 'boltzmann')")
+        return cls(ParticleFlow(system, arch, base))
+
+    # ------------------------------------------------------------------ temperatures
+    def check_temperature(self, T: float) -> None:
+        if not (math.isfinite(T) and T > 0):
+            raise InputError(f"temperature must be positive, got T={T}")
+        if self.T_range is not None and not self.allow_extrapolation:
+            lo, hi = self.T_range
+            if not (lo - 1e-9 <= T <= hi + 1e-9):
+                raise InputError(f"T={T} is outside the trained range [{lo}, {hi}] of this flow "
+                                 "(train it further, or allow extrapolation)")
+
+    # ------------------------------------------------------------------ sampling and densities
+    @torch.no_grad()
+    def sample(self, n: int, T: float, batch: int = 1024, generator: torch.Generator | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``n`` configurations at temperature ``T``.
+
+        Returns:
+            x: (n, N, d) float64 positions in [0, L) (the pinned particle uniform in the box).
+            log_q: (n,) float64 log-density of x on the torus (normalised for a uniform base; up to
+                the constant -log Z_h for a Boltzmann-prior base).
+        """
+        self.check_temperature(T)
+        xs, lqs = [], []
+        for start in range(0, n, batch):
+            m = min(batch, n - start)
+            r, lq = self.flow.sample(m, beta_context(T, m))
+            x0 = torch.rand(m, self.system.dim, dtype=torch.float64, generator=generator) * self.box
+            xs.append(to_full(r, x0, self.box))
+            lqs.append(lq + self.flow.log_pinned)
+        return torch.cat(xs), torch.cat(lqs)
+
+    @torch.no_grad()
+    def log_prob(self, x: torch.Tensor, T: float, batch: int = 1024) -> torch.Tensor:
+        """log q(x) (n,) float64 of full configurations x (n, N, d), wrapped or not."""
+        x = torch.as_tensor(x, dtype=torch.float64)
+        if x.ndim != 3 or tuple(x.shape[1:]) != (self.system.n, self.system.dim):
+            raise InputError(f"configurations must have shape (n, {self.system.n}, {self.system.dim}), "
+                             f"got {tuple(x.shape)}")
+        out = []
+        for start in range(0, x.shape[0], batch):
+            xb = x[start:start + batch]
+            out.append(self.flow.log_prob(to_relative(xb, self.box), beta_context(T, xb.shape[0]))
+                       + self.flow.log_pinned)
+        return torch.cat(out)
+
+    def energies(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Exact potential energies U (n,) in epsilon (Numba engine); non-finite values become +inf."""
+        pos = np.asarray(torch.as_tensor(x, dtype=torch.float64).detach().cpu().numpy())
+        out = np.empty(pos.shape[0])
+        for b in range(pos.shape[0]):
+            e = self._exact.compute(pos[b]).energy
+            out[b] = e if math.isfinite(e) else math.inf
+        return out
+
+    def log_weights(self, energies: np.ndarray, log_q: torch.Tensor | np.ndarray, T: float) -> np.ndarray:
+        """log w = -U/T - log q (float64; -inf where U is infinite)."""
+        lq = np.asarray(torch.as_tensor(log_q, dtype=torch.float64).cpu().numpy())
+        e = np.asarray(energies, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            lw = -e / T - lq
+        lw[~np.isfinite(e)] = -np.inf
+        return lw
+
+    def training_energy(self, soft_core: float) -> NumbaPairEnergy:
+        """Differentiable U (epsilon) of full configurations with a soft core (for reverse-KL training)."""
+        return NumbaPairEnergy(self.system.interaction, self.system.species_array(), self.system.box_array(),
+                               soft_core=soft_core)
+
+    # ------------------------------------------------------------------ checkpoints
+    def state(self, **extra: Any) -> dict[str, Any]:
+        base = self.flow.q0
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "system": asdict(self.system),
+            "architecture": self.flow.arch.as_dict(),
+            "state_dict": self.flow.state_dict(),
+            "T_range": None if self.T_range is None else [float(t) for t in self.T_range],
+            "prior_pool": (to_full(base.pool, torch.zeros(base.pool.shape[0], self.system.dim,
+                                                          dtype=torch.float64), self.box).numpy()
+                           if isinstance(base, BoltzmannPriorBase) else None),
+            "training": self.training,
+            "provenance": self.provenance or provenance(model=self.system.model, N=self.system.n),
+            **extra,
+        }
+
+    def save(self, path: str | os.PathLike[str], **extra: Any) -> Path:
+        """Write the checkpoint atomically; returns the path."""
+        with atomic_path(path) as tmp:
+            torch.save(self.state(**extra), tmp)
+        return Path(path)
+
+    @classmethod
+    def from_state(cls, ck: dict[str, Any]) -> BoltzmannGenerator:
+        if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
+            raise InputError("not a glassgen flow checkpoint")
+        s = ck["system"]
+        system = FlowSystem(s["model"], tuple(s["species"]), tuple(s["box"]))
+        arch = FlowArchitecture(**ck["architecture"])
+        base = None
+        if arch.base == "boltzmann":
+            base = _prior_base(system, np.asarray(ck["prior_pool"]), arch.T_prior)
+        flow = ParticleFlow(system, arch, base)
+        flow.load_state_dict(ck["state_dict"])
+        gen = cls(flow, tuple(ck["T_range"]) if ck.get("T_range") else None)
+        gen.training = ck.get("training", {})
+        gen.provenance = ck.get("provenance", {})
+        return gen
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> BoltzmannGenerator:
+        """Load a checkpoint written by :meth:`save` (one-line error for missing or malformed files)."""
+        p = Path(path)
+        if not p.is_file():
+            raise InputError(f"flow checkpoint not found: {p}")
+        try:
+            ck = torch.load(p, map_location="cpu", weights_only=False)
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure is a malformed file
+            raise InputError(f"cannot read flow checkpoint {p}: {type(exc).__name__}") from None
+        return cls.from_state(ck)
+
+
+def _prior_base(system: FlowSystem, pool: np.ndarray, T_prior: float) -> BoltzmannPriorBase:
+    box = torch.as_tensor(system.box_array())
+    pool_t = torch.as_tensor(np.asarray(pool, dtype=np.float64))
+    if pool_t.ndim != 3 or tuple(pool_t.shape[1:]) != (system.n, system.dim):
+        raise InputError(f"prior pool must have shape (P, {system.n}, {system.dim}), got {tuple(pool_t.shape)}")
+    u = NumbaPairEnergy(system.interaction, system.species_array(), system.box_array())
+
+    def energy(r: torch.Tensor) -> torch.Tensor:  # differentiable (forward-KL training through the base)
+        return u.energy(to_full(r, torch.zeros(r.shape[0], system.dim, dtype=torch.float64), box))
+
+    return BoltzmannPriorBase(to_relative(pool_t, box), T_prior, energy)

@@ -1,0 +1,307 @@
+"""Training a temperature-conditioned Boltzmann generator down a temperature ladder.
+
+Objectives (per step, on a batch of B samples whose temperatures are drawn from the rungs reached so
+far, half of them at the newest rung):
+
+* reverse KL: E_q[beta U_s(x) + log q(x)] with U_s the soft-cored energy (linear below
+  ``soft_core`` * sigma_ab, so overlapping samples have finite energies and gradients);
+* forward KL: -E_p[log q(x)] on reference configurations from our Metropolis MC at each rung
+  (generated once, stored next to the checkpoint, reused on resume);
+* mixture: (1 - w) reverse + w forward.
+
+Steps with a non-finite loss or gradient are skipped (and counted); gradients are clipped by norm.
+The run checkpoints every ``checkpoint_every`` steps (model, optimizer, step, RNG states, history)
+and resumes from the checkpoint bitwise-deterministically on the CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from glassgen.dynamics.initial import random_state
+from glassgen.dynamics.mc import MonteCarlo
+from glassgen.errors import InputError
+from glassgen.flows.generator import BoltzmannGenerator
+from glassgen.flows.model import FlowArchitecture, beta_context, to_full, to_relative
+from glassgen.progress import progress_bar
+from glassgen.provenance import atomic_path, provenance
+
+__all__ = ["TrainingConfig", "train_flow", "reference_data"]
+
+OBJECTIVES = ("reverse", "forward", "mixture")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Everything ``glassgen flow train`` needs (the ``[system]``, ``[architecture]``, ``[training]``
+    and ``[data]`` tables of a TOML file under ``configs/flows/``).
+
+    Attributes:
+        model, N, density: the system (density None = the model's default).
+        T_ladder: temperatures from high (easy) to low; the flow serves [min, max].
+        steps_per_rung: optimisation steps before the next (lower) temperature is added.
+        batch: samples per step; lr: Adam learning rate (cosine-decayed to lr/10 over the run).
+        objective: reverse | forward | mixture; forward_weight: w of the mixture.
+        soft_core: soft-core factor of the training energy (r_s = soft_core * sigma_ab).
+        clip: gradient-norm clip. seed: seed of torch and of the MC data.
+        checkpoint_every: steps between checkpoints.
+        data_per_T, data_chains, data_equilibration, data_every: MC reference data per rung
+            (configurations, independent chains, equilibration sweeps, sweeps between samples).
+        architecture: :class:`FlowArchitecture`.
+    """
+
+    model: str = "ka3d"
+    N: int = 32
+    density: float | None = None
+    T_ladder: tuple[float, ...] = (2.0, 1.0, 0.7, 0.6, 0.5, 0.45, 0.4)
+    steps_per_rung: int = 300
+    batch: int = 128
+    lr: float = 5e-4
+    objective: str = "mixture"
+    forward_weight: float = 0.5
+    soft_core: float = 0.8
+    clip: float = 100.0
+    seed: int = 0
+    checkpoint_every: int = 100
+    data_per_T: int = 512
+    data_chains: int = 8
+    data_equilibration: int = 2000
+    data_every: int = 20
+    architecture: FlowArchitecture = field(default_factory=FlowArchitecture)
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise InputError(f"unknown objective {self.objective!r} (use one of {', '.join(OBJECTIVES)})")
+        if len(self.T_ladder) < 1 or any(not (t > 0) for t in self.T_ladder):
+            raise InputError("T_ladder must be a non-empty list of positive temperatures")
+        if list(self.T_ladder) != sorted(self.T_ladder, reverse=True):
+            raise InputError("T_ladder must go from high to low temperature")
+        for name in ("steps_per_rung", "batch", "checkpoint_every", "data_per_T", "data_chains"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be >= 1")
+        if not 0.0 <= self.forward_weight <= 1.0:
+            raise InputError("forward_weight must be in [0, 1]")
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_rung * len(self.T_ladder)
+
+    @property
+    def needs_data(self) -> bool:
+        return self.objective != "reverse" or self.architecture.base == "boltzmann"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainingConfig:
+        """Build from the nested TOML tables (unknown keys are a one-line error)."""
+        allowed = {"system", "architecture", "training", "data"}
+        unknown = set(d) - allowed
+        if unknown:
+            raise InputError(f"unknown table(s) in flow config: {', '.join(sorted(unknown))}")
+        flat: dict[str, Any] = {}
+        sysd = dict(d.get("system", {}))
+        for k in ("model", "N", "density"):
+            if k in sysd:
+                flat[k] = sysd.pop(k)
+        if sysd:
+            raise InputError(f"unknown key(s) in [system]: {', '.join(sorted(sysd))}")
+        names = {f.name for f in fields(cls)}
+        for table in ("training", "data"):
+            for k, v in d.get(table, {}).items():
+                key = k if table == "training" else f"data_{k}"
+                if key not in names or key == "architecture":
+                    raise InputError(f"unknown key in [{table}]: {k}")
+                flat[key] = tuple(v) if isinstance(v, list) else v
+        arch_names = {f.name for f in fields(FlowArchitecture)}
+        archd = d.get("architecture", {})
+        bad = set(archd) - arch_names
+        if bad:
+            raise InputError(f"unknown key(s) in [architecture]: {', '.join(sorted(bad))}")
+        flat["architecture"] = FlowArchitecture(**archd)
+        try:
+            return cls(**flat)
+        except TypeError as exc:
+            raise InputError(f"bad flow config: {exc}") from None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["T_ladder"] = list(self.T_ladder)
+        return out
+
+
+# ----------------------------------------------------------------------------- reference data
+def reference_data(cfg: TrainingConfig, temperatures: tuple[float, ...] | None = None,
+                   progress: bool = True) -> dict[float, np.ndarray]:
+    """Equilibrium configurations from Metropolis MC for each temperature.
+
+    Each of ``data_chains`` chains starts from a soft-core-relaxed random state, equilibrates for
+    ``data_equilibration`` sweeps (displacement tuned to 40 % acceptance during the first half) and
+    stores a configuration every ``data_every`` sweeps.
+
+    Returns:
+        {T: (data_per_T, N, d) float64 positions}.
+    """
+    temps = tuple(temperatures or cfg.T_ladder)
+    per_chain = math.ceil(cfg.data_per_T / cfg.data_chains)
+    total = len(temps) * cfg.data_chains * (cfg.data_equilibration + per_chain * cfg.data_every)
+    out: dict[float, np.ndarray] = {}
+    with progress_bar(total, "MC reference data (sweeps)", progress) as advance:
+        for ti, T in enumerate(temps):
+            confs = []
+            for c in range(cfg.data_chains):
+                seed = cfg.seed * 100003 + ti * 1009 + c
+                mc = MonteCarlo(random_state(cfg.model, cfg.N, T=T, density=cfg.density, seed=seed), T=T,
+                                delta=0.1, seed=seed)
+                mc.tune_delta(0.4, sweeps=max(1, cfg.data_equilibration // 20), rounds=10)
+                mc.sweep(cfg.data_equilibration - 10 * max(1, cfg.data_equilibration // 20))
+                advance(cfg.data_equilibration)
+                for _ in range(per_chain):
+                    mc.sweep(cfg.data_every)
+                    confs.append(mc.pos.copy())
+                    advance(cfg.data_every)
+            out[float(T)] = np.stack(confs)[: cfg.data_per_T]
+    return out
+
+
+def _data_path(checkpoint: Path) -> Path:
+    return checkpoint.with_name(checkpoint.stem + ".data.npz")
+
+
+def _load_or_make_data(cfg: TrainingConfig, checkpoint: Path, progress: bool) -> dict[float, np.ndarray]:
+    path = _data_path(checkpoint)
+    temps = sorted(set(cfg.T_ladder) | ({cfg.architecture.T_prior} if cfg.architecture.base == "boltzmann"
+                                        else set()), reverse=True)
+    if path.is_file():
+        with np.load(path) as f:
+            data = {float(k): f[k] for k in f.files}
+        if all(float(t) in data for t in temps):
+            return data
+    data = reference_data(cfg, tuple(temps), progress)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **{repr(float(k)): v for k, v in data.items()})
+    return data
+
+
+# ----------------------------------------------------------------------------- training loop
+def _sample_temperatures(rng: np.random.Generator, ladder: tuple[float, ...], rung: int, n: int) -> np.ndarray:
+    """Half of the batch at the newest rung, the rest uniform over all rungs reached."""
+    reached = np.asarray(ladder[: rung + 1])
+    t = reached[rng.integers(0, rung + 1, n)]
+    t[: n // 2] = ladder[rung]
+    return t
+
+
+def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resume: bool = True,
+               device: str = "cpu", progress: bool = True, log_every: int = 25) -> BoltzmannGenerator:
+    """Train (or resume training) a Boltzmann generator; the final checkpoint is written to ``checkpoint``.
+
+    Args:
+        cfg: the :class:`TrainingConfig`.
+        checkpoint: output path (``.pt``); intermediate checkpoints overwrite it atomically.
+        resume: continue from an existing checkpoint at that path (same config required).
+        device: torch device (``cpu`` or ``cuda``); energies are always evaluated on the CPU.
+        progress: draw a progress bar.
+        log_every: steps between history records.
+
+    Returns:
+        the trained :class:`BoltzmannGenerator` (on the CPU).
+    """
+    ck_path = Path(checkpoint)
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda requested but no CUDA device is available")
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    data = _load_or_make_data(cfg, ck_path, progress) if cfg.needs_data else {}
+    prior_pool = data.get(float(cfg.architecture.T_prior)) if cfg.architecture.base == "boltzmann" else None
+    gen = BoltzmannGenerator.create(cfg.model, cfg.N, cfg.architecture, cfg.density, prior_pool=prior_pool)
+    flow = gen.flow.to(dev)
+    opt = torch.optim.Adam(flow.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.total_steps, eta_min=cfg.lr / 10)
+    history: list[dict[str, float]] = []
+    step, skipped = 0, 0
+    if resume and ck_path.is_file():
+        ck = torch.load(ck_path, map_location="cpu", weights_only=False)
+        if ck.get("format") != "glassgen-flow" or ck.get("training", {}).get("config") != cfg.as_dict():
+            raise InputError(f"{ck_path} was written by a different configuration; use a new --out or --no-resume")
+        flow.load_state_dict(ck["state_dict"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        step, skipped = int(ck["step"]), int(ck["training"]["skipped"])
+        history = list(ck["training"]["history"])
+        torch.set_rng_state(ck["torch_rng"])
+        rng.bit_generator.state = ck["numpy_rng"]
+    energy = gen.training_energy(cfg.soft_core)
+    data_rel = {T: to_relative(torch.as_tensor(x), gen.box).to(dev) for T, x in data.items()}
+    w_fwd = {"reverse": 0.0, "forward": 1.0, "mixture": cfg.forward_weight}[cfg.objective]
+
+    def save() -> None:
+        gen.T_range = (min(cfg.T_ladder), max(cfg.T_ladder[: min(step // cfg.steps_per_rung,
+                                                                   len(cfg.T_ladder) - 1) + 1]))
+        gen.training = {"config": cfg.as_dict(), "history": history, "skipped": skipped, "step": step}
+        gen.provenance = provenance(model=cfg.model, N=cfg.N, seed=cfg.seed, T_ladder=list(cfg.T_ladder))
+        flow.to("cpu")
+        gen.save(ck_path, optimizer=opt.state_dict(), scheduler=sched.state_dict(), step=step,
+                 torch_rng=torch.get_rng_state(), numpy_rng=rng.bit_generator.state)
+        flow.to(dev)
+
+    acc = {"reverse": 0.0, "forward": 0.0, "n": 0}
+    with progress_bar(cfg.total_steps, "training flow (steps)", progress) as advance:
+        advance(step)
+        while step < cfg.total_steps:
+            rung = min(step // cfg.steps_per_rung, len(cfg.T_ladder) - 1)
+            temps = _sample_temperatures(rng, cfg.T_ladder, rung, cfg.batch)
+            beta = torch.as_tensor(1.0 / temps, dtype=torch.float64, device=dev)
+            ctx = beta_context(torch.as_tensor(temps))
+            ctx = ctx.to(dev)
+            loss = torch.zeros((), dtype=torch.float64, device=dev)
+            lr_val = lf_val = float("nan")
+            if w_fwd < 1.0:
+                z, lq0 = flow.q0(cfg.batch)
+                r, ld = flow.forward_and_log_det(z.to(dev), ctx)
+                log_q = lq0.to(dev) - ld
+                x = to_full(r.cpu(), torch.zeros(cfg.batch, gen.system.dim, dtype=torch.float64), gen.box)
+                u = energy.energy(x).to(dev)
+                lr_t = torch.mean(beta * u + log_q)
+                loss = loss + (1.0 - w_fwd) * lr_t
+                lr_val = float(lr_t.detach())
+            if w_fwd > 0.0:
+                xs = [data_rel[float(t)][rng.integers(0, data_rel[float(t)].shape[0])] for t in temps]
+                lf_t = -torch.mean(flow.log_prob(torch.stack(xs), ctx))
+                loss = loss + w_fwd * lf_t
+                lf_val = float(lf_t.detach())
+            opt.zero_grad(set_to_none=True)
+            ok = bool(torch.isfinite(loss))
+            if ok:
+                loss.backward()
+                gnorm = torch.nn.utils.clip_grad_norm_(flow.parameters(), cfg.clip)
+                ok = bool(torch.isfinite(gnorm))
+            if ok:
+                opt.step()
+            else:
+                skipped += 1
+                opt.zero_grad(set_to_none=True)
+            sched.step()
+            step += 1
+            acc["reverse"] += lr_val if math.isfinite(lr_val) else 0.0
+            acc["forward"] += lf_val if math.isfinite(lf_val) else 0.0
+            acc["n"] += 1
+            if step % log_every == 0 or step == cfg.total_steps:
+                history.append({"step": step, "T": float(cfg.T_ladder[rung]),
+                                "reverse_kl": acc["reverse"] / acc["n"] if w_fwd < 1 else float("nan"),
+                                "forward_kl": acc["forward"] / acc["n"] if w_fwd > 0 else float("nan"),
+                                "skipped": skipped})
+                acc = {"reverse": 0.0, "forward": 0.0, "n": 0}
+            if step % cfg.checkpoint_every == 0 or step == cfg.total_steps:
+                save()
+            advance(1)
+    flow.to("cpu")
+    return gen
+
