@@ -20,7 +20,7 @@ the caller re-allocates when it exceeds the capacity: nothing is ever truncated 
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["cell_sort", "build_half_list_cells", "build_half_list_brute", "image_shifts",
+__all__ = ["cell_sort", "half_stencil", "cell_neighbours", "build_half_list_cells", "build_half_list_brute", "image_shifts",
            "gather_frame", "scatter_rows"]
 
 
@@ -49,13 +49,12 @@ def cell_sort(pos, box, ncell):
 
     Returns:
         cell_start (ncell_total + 1,) int64, cell_parts (N,) int64 particle indices ordered by cell,
-        cell_coord (N, d) int64 cell coordinates of each particle.
+        cell_of (N,) int64 flat cell index (first axis fastest) of each particle.
     """
     n, d = pos.shape
     ntot = 1
     for k in range(d):
         ntot *= ncell[k]
-    coord = np.empty((n, d), dtype=np.int64)
     flat = np.empty(n, dtype=np.int64)
     counts = np.zeros(ntot + 1, dtype=np.int64)
     for i in range(n):
@@ -67,7 +66,6 @@ def cell_sort(pos, box, ncell):
                 c = ncell[k] - 1
             if c < 0:
                 c = 0
-            coord[i, k] = c
             f += c * mul
             mul *= ncell[k]
         flat[i] = f
@@ -79,7 +77,7 @@ def cell_sort(pos, box, ncell):
     for i in range(n):
         parts[fill[flat[i]]] = i
         fill[flat[i]] += 1
-    return counts, parts, coord
+    return counts, parts, flat
 
 
 @njit(inline="always", cache=True)
@@ -89,94 +87,170 @@ def _keep(i, j, code, c0):
     return (i < j) != (((i + j) & 1) == 1)
 
 
+def half_stencil(cell: np.ndarray, rl: float, sub: int) -> np.ndarray:
+    """Forward half of the cell stencil for cells of edge ``cell`` >= rl / sub, as strips along axis 0.
+
+    The stencil is the set of offsets o in [-sub, sub]^d that are lexicographically positive (last
+    axis compared first) and whose cells can hold a point within ``rl`` of a point of the central cell
+    (closest approach sum_k ((|o_k| - 1)^+ cell_k)^2 < rl^2; the corners of the cube are dropped, as in
+    LAMMPS' bin stencils), plus the own cell. Offsets that differ only in o_0 are runs of consecutive
+    cells, i.e. consecutive particles in cell order, so they are stored as one strip.
+
+    Args:
+        cell: (d,) cell edge lengths.
+        rl: list cutoff (largest over species pairs).
+        sub: cells per cutoff length (1: 3^d stencil, 2: 5^d stencil, ...).
+
+    Returns:
+        (nstrip, d + 1) int64 rows ``(o0_lo, o0_hi, o_1, ..., o_{d-1})`` (o_0 from o0_lo to o0_hi
+        inclusive). Row 0 is the strip that starts at the own cell (o0_lo = 0, o_k = 0).
+    """
+    d = cell.shape[0]
+    rows = []
+    for flat in range((2 * sub + 1) ** (d - 1)):
+        rest = [(flat // (2 * sub + 1) ** k) % (2 * sub + 1) - sub for k in range(d - 1)]
+        positive = next((o > 0 for o in reversed(rest) if o != 0), None)  # None: all zero
+        if positive is False:
+            continue
+        gap2 = sum((max(abs(o) - 1, 0) * float(cell[k + 1])) ** 2 for k, o in enumerate(rest))
+        reach = [o0 for o0 in range(-sub, sub + 1) if gap2 + (max(abs(o0) - 1, 0) * float(cell[0])) ** 2 < rl * rl]
+        if not reach:
+            continue
+        lo = 0 if positive is None else min(reach)
+        rows.append([lo, max(reach), *rest])
+    rows.sort(key=lambda r: any(r[2:]))  # the own strip first
+    return np.array(rows, dtype=np.int64).reshape(-1, d + 1)
+
+
+@njit(cache=True, error_model="numpy")
+def cell_neighbours(ncell, strips):
+    """Segment table of a periodic cell grid: for cell c, the runs of consecutive cells (in flat order)
+    that its forward stencil covers, each seen through one periodic image.
+
+    A strip that crosses the periodic boundary along axis 0 splits into two segments; unused
+    segments are empty.
+
+    Args:
+        ncell: (d,) int64 cells per axis (>= 2 max|offset| + 1); strips: from :func:`half_stencil`.
+
+    Returns:
+        (ncell_total, 2 nstrip, 3) int64 rows ``(first cell, end cell (exclusive), image code)`` (image
+        codes for m = 1, see the module docstring). Segment 0 starts at the own cell.
+    """
+    d = ncell.shape[0]
+    ntot = 1
+    for k in range(d):
+        ntot *= ncell[k]
+    nstrip = strips.shape[0]
+    seg = np.zeros((ntot, 2 * nstrip, 3), dtype=np.int64)
+    n0 = ncell[0]
+    for c in range(ntot):
+        x0 = c % n0
+        for st in range(nstrip):
+            # cell row (axes 1..d-1) and its image code
+            rem = c // n0
+            base = 0
+            mul = n0
+            code = 0
+            w = 3
+            for k in range(1, d):
+                cc = rem % ncell[k] + strips[st, k + 1]
+                rem //= ncell[k]
+                img = 0
+                if cc < 0:
+                    cc += ncell[k]
+                    img = -1
+                elif cc >= ncell[k]:
+                    cc -= ncell[k]
+                    img = 1
+                base += cc * mul
+                mul *= ncell[k]
+                code += (img + 1) * w
+                w *= 3
+            q = 2 * st
+            for o0 in range(strips[st, 0], strips[st, 1] + 1):
+                xx = x0 + o0
+                img = 0
+                if xx < 0:
+                    xx += n0
+                    img = -1
+                elif xx >= n0:
+                    xx -= n0
+                    img = 1
+                cd = code + img + 1
+                if seg[c, q, 1] > seg[c, q, 0] and cd != seg[c, q, 2]:
+                    q += 1  # the strip wrapped: a second segment
+                if seg[c, q, 1] == seg[c, q, 0]:
+                    seg[c, q, 0] = base + xx
+                    seg[c, q, 2] = cd
+                seg[c, q, 1] = base + xx + 1
+    return seg
+
+
 @njit(cache=True, boundscheck=False, error_model="numpy")
-def _cell_row(ps, pos_sorted, spec_sorted, nsp, rl2, shifts, ncell, cell_start, cell_parts, cell_coord,
-              nbr, nbr_code):
-    """Half-list row of the particle in sorted slot ``ps``: later slots of its own cell, plus every
-    particle of the 13 (3D) / 4 (2D) forward cells. Returns the count (may exceed cap)."""
+def _cell_row(ps, pos_sorted, spec_sorted, nsp, rl2, shifts, segments, cell_start, cell_of, nbr,
+              nbr_code):
+    """Half-list row of the particle in sorted slot ``ps`` (rows are in sorted order): later slots of its
+    own cell, plus every particle of the forward stencil cells. Returns the count (may exceed cap)."""
     d = pos_sorted.shape[1]
     cap = nbr.shape[1]
-    i = cell_parts[ps]
+    last = cap - 1
     si = spec_sorted[ps] * nsp
     xi0 = pos_sorted[ps, 0]
     xi1 = pos_sorted[ps, 1]
     xi2 = pos_sorted[ps, 2] if d == 3 else 0.0
-    noff = 14 if d == 3 else 5  # own cell + forward half of the stencil
+    cell = cell_of[ps]
     c = 0
-    for off in range(noff):
-        # forward offsets: the lexicographically positive half of {-1,0,1}^d (last axis slowest)
-        rem = off + (13 if d == 3 else 4)
-        code = 0
-        flat = 0
-        mul = 1
-        w = 1
-        for k in range(d):
-            ok = rem % 3 - 1
-            rem //= 3
-            cc = cell_coord[i, k] + ok
-            img = 0
-            if cc < 0:
-                cc += ncell[k]
-                img = -1
-            elif cc >= ncell[k]:
-                cc -= ncell[k]
-                img = 1
-            flat += cc * mul
-            mul *= ncell[k]
-            code += (img + 1) * w
-            w *= 3
+    for sg in range(segments.shape[1]):
+        code = segments[cell, sg, 2]
         sx0 = shifts[code, 0] - xi0
         sx1 = shifts[code, 1] - xi1
         sx2 = (shifts[code, 2] - xi2) if d == 3 else 0.0
-        lo = ps + 1 if off == 0 else cell_start[flat]
-        for p in range(lo, cell_start[flat + 1]):
+        lo = ps + 1 if sg == 0 else cell_start[segments[cell, sg, 0]]
+        hi = cell_start[segments[cell, sg, 1]]
+        for p in range(lo, hi):
             dx0 = pos_sorted[p, 0] + sx0
             dx1 = pos_sorted[p, 1] + sx1
             dx2 = (pos_sorted[p, 2] + sx2) if d == 3 else 0.0
             r2 = dx0 * dx0 + dx1 * dx1 + dx2 * dx2
-            if r2 < rl2[si + spec_sorted[p]]:
-                if c < cap:
-                    nbr[i, c] = cell_parts[p]
-                    nbr_code[i, c] = code
-                c += 1
+            # branch-free append: always write, advance only when inside (past cap: overwrite the last
+            # slot; the caller re-allocates and rebuilds)
+            q = min(c, last)
+            nbr[ps, q] = p
+            nbr_code[ps, q] = code
+            c += 1 if r2 < rl2[si + spec_sorted[p]] else 0
     return c
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def build_half_list_cells(pos, species, nsp, rl2, shifts, ncell, cell_start, cell_parts, cell_coord,
+def build_half_list_cells(pos_sorted, spec_sorted, nsp, rl2, shifts, segments, cell_start, cell_of,
                           nbr, nbr_code, count):
-    """Half neighbour list from a cell grid (requires >= 3 cells per axis, cell edge >= list cutoff).
+    """Half neighbour list from a cell grid, for particles already sorted by cell.
 
     Each pair is found once: inside a cell from the earlier to the later sorted slot, between cells
-    from the cell that has the other in its forward half-stencil. Positions are first gathered in
-    cell order so the scans read contiguous memory.
+    from the cell that has the other in its forward half-stencil.
 
     Args:
-        pos: (N, d) wrapped positions.
+        pos_sorted: (N, d) wrapped positions in cell order (see :func:`cell_sort`).
+        spec_sorted: (N,) int32 species in the same order.
         rl2: (nsp*nsp,) squared list cutoffs (r_c + skin)^2.
         shifts: (3^d, d) image shifts for m = 1 (see :func:`image_shifts`).
-        ncell, cell_start, cell_parts, cell_coord: from :func:`cell_sort`.
-        nbr, nbr_code: (N, cap) int32 / int16 outputs; count: (N,) int32 output.
+        segments: from :func:`cell_neighbours` (segment 0 starts at the own cell).
+        cell_start: (ncell_total + 1,) from :func:`cell_sort`; cell_of: (N,) flat cell index in cell
+            order.
+        nbr, nbr_code: (N, cap) int32 / int16 outputs (sorted indices); count: (N,) int32 output.
 
     Returns:
         The largest neighbour count found (> cap means the list overflowed and must be rebuilt).
     """
-    n, d = pos.shape
+    n = pos_sorted.shape[0]
     cap = nbr.shape[1]
-    pos_sorted = np.empty((n, d))
-    spec_sorted = np.empty(n, dtype=species.dtype)
-    for p in range(n):
-        j = cell_parts[p]
-        spec_sorted[p] = species[j]
-        for k in range(d):
-            pos_sorted[p, k] = pos[j, k]
     need = np.zeros(n, dtype=np.int64)
     for ps in prange(n):
-        c = _cell_row(ps, pos_sorted, spec_sorted, nsp, rl2, shifts, ncell, cell_start, cell_parts, cell_coord,
+        c = _cell_row(ps, pos_sorted, spec_sorted, nsp, rl2, shifts, segments, cell_start, cell_of,
                       nbr, nbr_code)
-        i = cell_parts[ps]
-        count[i] = min(c, cap)
-        need[i] = c
+        count[ps] = min(c, cap)
+        need[ps] = c
     return need.max() if n > 0 else 0
 
 

@@ -20,8 +20,10 @@ from glassgen._kernels.forces import half_list_forces, half_list_forces_serial
 from glassgen._kernels.neighbors import (
     build_half_list_brute,
     build_half_list_cells,
+    cell_neighbours,
     cell_sort,
     gather_frame,
+    half_stencil,
     image_shifts,
     scatter_rows,
 )
@@ -34,6 +36,9 @@ __all__ = ["ForceField", "ForceResult", "potential_energy", "OVERLAP_FACTOR"]
 
 #: below this many particles the default is one thread
 SERIAL_BELOW = 1000
+
+#: cells per list cutoff (cell edge >= (r_c + skin) / CELLS_PER_CUTOFF) when the box allows it
+CELLS_PER_CUTOFF = 2
 
 #: particles closer than OVERLAP_FACTOR * sigma_ab are reported as overlapping (LJ energy > 4e5 eps)
 OVERLAP_FACTOR = 0.5
@@ -99,14 +104,19 @@ class ForceField:
         rl = self.model.rcut + self.skin
         self._rl2 = np.ascontiguousarray((rl**2).ravel())
         rl_max = float(rl.max())
-        ncell = np.floor(self.box / rl_max).astype(np.int64)
-        self._use_cells = bool(np.all(ncell >= 3))
-        if self._use_cells:
-            self._ncell = ncell
-            self._m = 1
-        else:
-            self._ncell = np.ones(self.dim, dtype=np.int64)
-            self._m = int(math.ceil(rl_max / float(self.box.min())))
+        # cells of edge >= rl/2 with a pruned 5^d stencil (LAMMPS' bins are half the cutoff too): about
+        # half the candidate pairs of rl-sized cells; rl-sized cells, then all pairs, in smaller boxes
+        self._use_cells = False
+        self._ncell = np.ones(self.dim, dtype=np.int64)
+        self._m = int(math.ceil(rl_max / float(self.box.min())))
+        for sub in (CELLS_PER_CUTOFF, 1):
+            ncell = np.floor(self.box / (rl_max / sub)).astype(np.int64)
+            if np.all(ncell >= 2 * sub + 1):
+                self._use_cells = True
+                self._ncell = ncell
+                self._m = 1
+                self._segments = cell_neighbours(ncell, half_stencil(self.box / ncell, rl_max, sub))
+                break
         self._shifts = image_shifts(self.box, self._m)
         if self._shifts.shape[0] > 32767:
             raise InputError("box too small for the cutoff: too many periodic images")
@@ -141,19 +151,18 @@ class ForceField:
         wrapped = np.ascontiguousarray(pos - image * self.box)
         nsp = self.model.nsp
         if self._use_cells:
-            start, parts, coord = cell_sort(wrapped, self.box, self._ncell)
+            start, parts, cell_of = cell_sort(wrapped, self.box, self._ncell)
             self._perm = parts
             wrapped = np.ascontiguousarray(wrapped[parts])
             image = np.ascontiguousarray(image[parts])
-            coord = np.ascontiguousarray(coord[parts])
-            identity = np.arange(self.n, dtype=np.int64)
+            cell_of = np.ascontiguousarray(cell_of[parts])
         else:
             self._perm = np.arange(self.n, dtype=np.int64)
         self._species_sorted = np.ascontiguousarray(self.species[self._perm])
         while True:
             if self._use_cells:
                 need = build_half_list_cells(wrapped, self._species_sorted, nsp, self._rl2, self._shifts,
-                                             self._ncell, start, identity, coord, self._nbr, self._code,
+                                             self._segments, start, cell_of, self._nbr, self._code,
                                              self._count)
             else:
                 need = build_half_list_brute(wrapped, self._species_sorted, nsp, self._rl2, self._shifts,
