@@ -1,8 +1,10 @@
 """ForceField: energies, forces, virial and per-particle energies of a configuration (Numba engine).
 
-Manages a half Verlet neighbour list with a skin: it is rebuilt when some particle has moved more
-than skin/2 since the last build. Positions may be unwrapped; the list works in its own frame
-(positions shifted by whole boxes at build time), so MD can integrate unwrapped coordinates.
+Manages a half Verlet neighbour list with a skin: it is rebuilt when the two largest displacements
+since the last build add up to the skin (no pair distance can have shrunk by more than their sum;
+this is exact, and lasts longer than the usual "one particle moved skin/2"). Positions may be
+unwrapped; the list works in its own frame (positions shifted by whole boxes at build time), so MD
+can integrate unwrapped coordinates.
 Internally particles are reordered by cell at every build (as LAMMPS' atom sorting does), so that
 neighbours are close in memory: the force loop ran 2x faster in cell order than in random order.
 Inputs and outputs keep the caller's particle order.
@@ -182,10 +184,10 @@ class ForceField:
         if self._ref is None:
             self._build(pos)
             return self._ref  # type: ignore[return-value]
-        disp2 = gather_frame(pos, self._perm, self.box, self._image, self._ref, self._local)
-        if not math.isfinite(disp2):
+        d1, d2 = gather_frame(pos, self._perm, self.box, self._image, self._ref, self._local)
+        if not math.isfinite(d1):
             raise PhysicsError("non-finite positions")
-        if 4.0 * disp2 >= self.skin * self.skin:
+        if math.sqrt(d1) + math.sqrt(d2) >= self.skin:
             self._build(pos)
             return self._ref  # type: ignore[return-value]
         return self._local
