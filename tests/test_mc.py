@@ -99,3 +99,50 @@ def test_checkpoint_resume_is_identical(tmp_path):
     assert np.array_equal(ra.final.species, rb.final.species)
     assert np.array_equal(ra.thermo.potential, rb.thermo.potential)
     assert np.array_equal(ra.trajectory.positions, rb.trajectory.positions)
+
+
+def test_set_positions_equals_a_fresh_chain():
+    """After set_positions (a jump, given in another periodic image) the chain is the chain a fresh
+    MonteCarlo would be at those positions: same energy, cell lists and, with the same random numbers,
+    the same trajectory. Cell mode (KA2D N=100) and image-sum mode (KA3D N=8 at low density)."""
+    import pytest
+
+    from glassgen.dynamics.initial import random_state
+    from glassgen.errors import InputError
+
+    for model, n, density in [("ka2d", 100, None), ("ka3d", 8, 0.1)]:
+        a = random_state(model, n, density=density, seed=4)
+        b = random_state(model, n, density=density, seed=5)
+        mc = MonteCarlo(a, 0.8, delta=0.15, seed=6)
+        mc.run(5, traj_sweeps=[0, 5])  # also starts the unwrapped-displacement bookkeeping
+        image = np.random.default_rng(0).integers(-2, 3, b.positions.shape) * b.box
+        mc.set_positions(b.positions + image)
+        assert np.all((mc.pos >= 0) & (mc.pos < b.box))
+        exact = ForceField(load_model(model), b.species, b.box, skin=0.0).energy(b.positions)
+        assert abs(mc.energy - exact) < 1e-9 * max(1.0, abs(exact))
+        assert mc.energy == mc.recompute_energy()
+        fresh = MonteCarlo(b, 0.8, delta=0.15, seed=7)
+        assert np.allclose(fresh.pos, mc.pos, rtol=0, atol=1e-12)
+        if mc.use_cells:
+            assert np.array_equal(fresh.cell_of, mc.cell_of) and np.array_equal(fresh.cell_count, mc.cell_count)
+        fresh.pos[:] = mc.pos  # identical bits, then identical random numbers
+        fresh.rng.bit_generator.state = mc.rng.bit_generator.state
+        mc.sweep(20)
+        fresh.sweep(20)
+        assert np.array_equal(mc.pos, fresh.pos)
+        assert abs(mc.energy - fresh.energy) < 1e-9 * max(1.0, abs(exact))
+        assert abs(mc.energy - mc.recompute_energy()) < 1e-9 * max(1.0, abs(exact))
+        # the unwrapped bookkeeping restarts at the new positions as given (no displacement carried over)
+        mc2 = MonteCarlo(a, 0.8, delta=0.15, seed=8)
+        mc2.run(5, traj_sweeps=[5])
+        mc2.set_positions(b.positions + image)
+        traj = mc2.run(3, traj_sweeps=[0, 3]).trajectory.positions
+        assert np.array_equal(traj[0], b.positions + image)
+        assert np.allclose(traj[1] - b.box * np.floor(traj[1] / b.box), mc2.pos, rtol=0, atol=1e-9)
+        start = b.positions - b.box * np.floor(b.positions / b.box)
+        dr = mc2.pos - start
+        assert np.allclose(traj[1] - traj[0], dr - b.box * np.round(dr / b.box), rtol=0, atol=1e-9)
+        with pytest.raises(InputError):
+            mc.set_positions(b.positions[:-1])
+        with pytest.raises(InputError):
+            mc.set_positions(np.full_like(b.positions, np.nan))

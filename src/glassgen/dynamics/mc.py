@@ -132,6 +132,34 @@ class MonteCarlo:
         if not math.isfinite(self.energy):
             raise PhysicsError("non-finite energy in Monte Carlo")
 
+    def set_positions(self, pos: np.ndarray) -> None:
+        """Replace the positions (a jump, e.g. an accepted flow proposal); species stay as they are.
+
+        The positions are wrapped into [0, L), the cell lists rebuilt and :attr:`energy` recomputed
+        from scratch with the MC kernel. The unwrapped-displacement bookkeeping of :meth:`run` restarts
+        from ``pos`` as given (a jump is not a diffusive displacement, so no displacement is carried over).
+
+        Args:
+            pos: (N, d) float64 positions, sigma_AA units, in any periodic image.
+
+        Raises:
+            InputError: wrong shape or non-finite positions.
+            PhysicsError: the new configuration has a non-finite energy.
+        """
+        new = np.asarray(pos, dtype=np.float64)
+        if new.shape != (self.n, self.dim):
+            raise InputError(f"positions must have shape {(self.n, self.dim)}, got {new.shape}")
+        if not np.all(np.isfinite(new)):
+            raise InputError("positions contain NaN or infinite values")
+        self.pos[:] = new - self.box * np.floor(new / self.box)
+        if self.use_cells:
+            self._rebuild_cells()
+        self.energy = self.recompute_energy()
+        if getattr(self, "_unwrapped", None) is not None:
+            self._unwrapped = new.copy()
+        if not math.isfinite(self.energy):
+            raise PhysicsError(f"non-finite energy ({self.energy}) after set_positions")
+
     def recompute_energy(self) -> float:
         """Total energy from scratch with the MC kernel (for bookkeeping checks)."""
         p = self.params

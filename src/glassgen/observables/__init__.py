@@ -11,6 +11,7 @@ provenance header.
   :func:`tau_alpha`, :func:`relaxation_time`.
 - :func:`log_spaced_steps`, :func:`block_log_schedule`: frame schedules.
 - :class:`TrajectoryWriter`, :func:`read_trajectory`: interrupt-safe, resumable HDF5 trajectories.
+- :func:`self_overlap`, :func:`overlap_correlation`: self-overlap Q and its decorrelation time tau_Q.
 - :func:`block_average`, :func:`integrated_autocorrelation_time`, ...: error bars.
 - :mod:`glassgen.observables.plots`: PNG plots (matplotlib imported only when plotting).
 """
@@ -25,6 +26,7 @@ from glassgen.observables.dynamics import (
     tau_alpha,
     unwrap,
 )
+from glassgen.observables.overlap import OverlapCorrelation, overlap_baseline, overlap_correlation, self_overlap
 from glassgen.observables.plots import plot_fs, plot_msd, plot_rdf, plot_thermo
 from glassgen.observables.rdf import RDF
 from glassgen.observables.schedule import (
@@ -72,6 +74,10 @@ __all__ = [
     "statistical_inefficiency",
     "effective_sample_size",
     "mean_and_error",
+    "self_overlap",
+    "overlap_baseline",
+    "overlap_correlation",
+    "OverlapCorrelation",
     "plot_rdf",
     "plot_msd",
     "plot_fs",

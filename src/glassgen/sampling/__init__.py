@@ -1,0 +1,12 @@
+"""Samplers built on the simulation core and on flows: flow-MCMC (IMH with flow proposals + local MC)."""
+
+from glassgen.sampling.flow_mcmc import (
+    EnergyFn,
+    FlowMCMC,
+    FlowMCMCResult,
+    Proposal,
+    model_energy,
+    pooled_autocorrelation_time,
+)
+
+__all__ = ["Proposal", "EnergyFn", "model_energy", "FlowMCMC", "FlowMCMCResult", "pooled_autocorrelation_time"]
