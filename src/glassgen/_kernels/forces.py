@@ -116,17 +116,18 @@ def _peratom(pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, shifts, nb
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def half_list_forces(pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, shifts, nbr, nbr_code,
-                     count, fbuf, ebuf, want_peratom, forces, peratom, variant):
-    """Compute U, W and forces.
+                     count, fbuf, ebuf, want_peratom, peratom, variant):
+    """Compute U, W and the per-thread force buffers.
 
     Args:
         pos: (N, d) positions in the neighbour list's frame.
         species: (N,) int32.
         sig2 ... rs2: flattened pair parameters (see :class:`~glassgen.systems.model.KernelParams`).
         shifts, nbr, nbr_code, count: half neighbour list (see :mod:`glassgen._kernels.neighbors`).
-        fbuf: (nthreads, N, d) scratch; ebuf: (nthreads, 4) scratch.
+        fbuf: (nthreads, N, d) output: the forces are ``fbuf.sum(0)`` (summed by the caller, e.g. with
+            :func:`~glassgen._kernels.neighbors.scatter_sum`, which saves a second parallel region).
+        ebuf: (nthreads, 4) scratch.
         want_peratom: if True, fill ``peratom`` (N,) with e_i = half the sum of i's pair energies.
-        forces: (N, d) output.
         peratom: (N,) output (only written when want_peratom).
         variant: run-time bits from :func:`~glassgen._kernels.pair.kernel_variant`, dispatched here to
             compile-time specialisations of the pair loop.
@@ -134,7 +135,7 @@ def half_list_forces(pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, sh
     Returns:
         (U total potential energy, W = sum_pairs w r^2 (virial), max over pairs of sig^2/r^2).
     """
-    n, d = pos.shape
+    n = pos.shape[0]
     nth = fbuf.shape[0]
     chunk = (n + nth - 1) // nth
     for t in prange(nth):
@@ -145,12 +146,6 @@ def half_list_forces(pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, sh
         ebuf[t, 0] = e
         ebuf[t, 1] = vir
         ebuf[t, 2] = smax
-    for i in prange(n):
-        for k in range(d):
-            s = 0.0
-            for t in range(nth):
-                s += fbuf[t, i, k]
-            forces[i, k] = s
     if want_peratom:
         _peratom(pos, species, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, shifts, nbr, nbr_code, count, peratom)
     etot = 0.0

@@ -31,13 +31,14 @@ def drift(pos, vel, h):
 
 
 @njit(cache=True, error_model="numpy")
-def kick_drift(pos, vel, forces, inv_mass, h, dt):
-    """v += h F / m, then x += dt v (the first half of a velocity-Verlet step)."""
+def kick_drift(pos, vel, forces, inv_mass, h, dt, scale):
+    """v = scale v + h F / m, then x += dt v (a thermostat scaling and the first half of a
+    velocity-Verlet step in one pass; scale = 1 for plain velocity Verlet)."""
     n, d = pos.shape
     for i in range(n):
         im = inv_mass[i]
         for k in range(d):
-            v = vel[i, k] + h * forces[i, k] * im
+            v = vel[i, k] * scale + h * forces[i, k] * im
             vel[i, k] = v
             pos[i, k] += dt * v
 

@@ -25,7 +25,7 @@ import numpy as np
 from numba import njit, prange
 
 __all__ = ["cell_sort", "half_stencil", "cell_neighbours", "build_half_list_cells", "build_half_list_brute",
-           "image_shifts", "gather_frame", "scatter_rows", "U"]
+           "image_shifts", "gather_frame", "scatter_rows", "scatter_sum", "U"]
 
 #: index cast for the hot loops (see the module docstring)
 U = np.uint64
@@ -345,3 +345,16 @@ def scatter_rows(src, perm, dst):
         for s in range(n):
             for k in range(src.shape[1]):
                 dst[perm[s], k] = src[s, k]
+
+
+@njit(cache=True, error_model="numpy")
+def scatter_sum(bufs, perm, dst):
+    """``dst[perm[s]] = sum_t bufs[t, s]`` for (T, N, d) per-thread buffers (back from the sorted frame)."""
+    nb, n, d = bufs.shape
+    for s in range(n):
+        i = perm[s]
+        for k in range(d):
+            acc = 0.0
+            for t in range(nb):
+                acc += bufs[t, s, k]
+            dst[i, k] = acc

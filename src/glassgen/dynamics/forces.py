@@ -28,6 +28,7 @@ from glassgen._kernels.neighbors import (
     half_stencil,
     image_shifts,
     scatter_rows,
+    scatter_sum,
 )
 from glassgen._kernels.pair import kernel_variant
 from glassgen.errors import InputError, PhysicsError
@@ -130,11 +131,12 @@ class ForceField:
         self._ref = None  # positions (list frame) at the last build
         self._image = np.zeros((self.n, self.dim), dtype=np.int64)
         self._local = np.empty((self.n, self.dim))
-        self._forces_sorted = np.empty((self.n, self.dim))
         self._perm = np.arange(self.n, dtype=np.int64)
         self._species_sorted = self.species
         self._fbuf = np.empty((self.threads, self.n, self.dim))
         self._ebuf = np.zeros((self.threads, 4))
+        self._no_peratom = np.empty(0)
+        self._peratom = self._no_peratom
         self.builds = 0
 
     def _alloc(self) -> None:
@@ -197,6 +199,36 @@ class ForceField:
         self._ref = None
 
     # ------------------------------------------------------------------ evaluation
+    def _evaluate(self, positions: np.ndarray, per_particle: bool, out: np.ndarray) -> tuple[float, float, float]:
+        """Forces into ``out`` (N, d) (caller's order), per-atom energies (sorted order) into
+        ``self._peratom`` when asked; returns (U, W, max sig^2/r^2) after the overlap checks."""
+        local = self._frame(positions)
+        peratom = np.empty(self.n) if per_particle else self._no_peratom
+        p = self.params
+        if self.threads == 1:
+            e, w, smax = half_list_forces_serial(local, self._species_sorted, p.nsp, p.sig2, p.eps4, p.rc2, p.c0, p.c1,
+                                                 p.c2, p.c4, p.rs2, self._shifts, self._nbr, self._code,
+                                                 self._count, per_particle, self._fbuf[0], peratom, self._variant)
+        else:
+            e, w, smax = half_list_forces(local, self._species_sorted, p.nsp, p.sig2, p.eps4, p.rc2, p.c0, p.c1, p.c2,
+                                          p.c4, p.rs2, self._shifts, self._nbr, self._code, self._count,
+                                          self._fbuf, self._ebuf, per_particle, peratom, self._variant)
+        scatter_sum(self._fbuf, self._perm, out)
+        self._peratom = peratom
+        if self.check_overlap:
+            if smax * OVERLAP_FACTOR**2 > 1.0:
+                raise PhysicsError(f"overlapping particles: a pair is at {1.0 / math.sqrt(smax):.3f} sigma_ab "
+                                   f"(< {OVERLAP_FACTOR}); remove overlaps first (glassgen minimize --soft)")
+            if not math.isfinite(e):
+                raise PhysicsError(f"non-finite potential energy ({e})")
+        return e, w, smax
+
+    def forces_into(self, positions: np.ndarray, out: np.ndarray) -> tuple[float, float]:
+        """MD fast path: forces at ``positions`` (N, d) written into ``out`` (N, d); returns (U, W)
+        (potential energy and virial, as in :class:`ForceResult`)."""
+        e, w, _ = self._evaluate(positions, False, out)
+        return e, w
+
     def compute(self, positions: np.ndarray, per_particle: bool = False,
                 out: np.ndarray | None = None) -> ForceResult:
         """Energy, forces and virial at ``positions`` ((N, d), wrapped or unwrapped).
@@ -206,34 +238,14 @@ class ForceField:
             per_particle: also return e_i (N,).
             out: optional (N, d) array to receive the forces (avoids an allocation per MD step).
         """
-        local = self._frame(positions)
-        forces = self._forces_sorted
-        peratom = np.empty(self.n) if per_particle else np.empty(0)
-        p = self.params
-        if self.threads == 1:
-            e, w, smax = half_list_forces_serial(local, self._species_sorted, p.nsp, p.sig2, p.eps4, p.rc2, p.c0, p.c1,
-                                                 p.c2, p.c4, p.rs2, self._shifts, self._nbr, self._code,
-                                                 self._count, per_particle, forces, peratom, self._variant)
-        else:
-            e, w, smax = half_list_forces(local, self._species_sorted, p.nsp, p.sig2, p.eps4, p.rc2, p.c0, p.c1, p.c2,
-                                          p.c4, p.rs2, self._shifts, self._nbr, self._code, self._count,
-                                          self._fbuf, self._ebuf, per_particle, forces, peratom,
-                                          self._variant)
-        out = out if out is not None else np.empty((self.n, self.dim))
-        scatter_rows(forces, self._perm, out)
-        forces = out
+        forces = out if out is not None else np.empty((self.n, self.dim))
+        e, w, smax = self._evaluate(positions, per_particle, forces)
+        pa = None
         if per_particle:
             pa = np.empty(self.n)
-            scatter_rows(peratom, self._perm, pa)
-            peratom = pa
+            scatter_rows(self._peratom, self._perm, pa)
         ratio = 1.0 / math.sqrt(smax) if smax > 0 else math.inf
-        if self.check_overlap:
-            if ratio < OVERLAP_FACTOR:
-                raise PhysicsError(f"overlapping particles: a pair is at {ratio:.3f} sigma_ab "
-                                   f"(< {OVERLAP_FACTOR}); remove overlaps first (glassgen minimize --soft)")
-            if not math.isfinite(e):
-                raise PhysicsError(f"non-finite potential energy ({e})")
-        return ForceResult(float(e), forces, float(w), peratom if per_particle else None, ratio)
+        return ForceResult(float(e), forces, float(w), pa, ratio)
 
     def energy(self, positions: np.ndarray) -> float:
         """Total potential energy U."""

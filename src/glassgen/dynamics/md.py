@@ -146,13 +146,13 @@ class MDSimulation:
                 self.bath.apply(v, self.rng)
                 drift(x, v, h)
             else:
+                s = 1.0
                 if th == "nhc":
                     s = self.bath.half_step(self.k2)
-                    v *= s
                 elif th == "bussi":
-                    v *= self.bath.scale(self.k2, self.rng)
-                kick_drift(x, v, f, im, h, dt)
-            res = ff.compute(x, out=f)
+                    s = self.bath.scale(self.k2, self.rng)
+                kick_drift(x, v, f, im, h, dt, s)
+            energy, virial = ff.forces_into(x, f)
             k2 = kick(v, f, im, h)
             if th == "nhc":
                 s = self.bath.half_step(k2)
@@ -163,8 +163,8 @@ class MDSimulation:
                 v *= s
                 k2 *= s * s
             self.k2 = k2
-            self.potential = res.energy
-            self.virial = res.virial
+            self.potential = energy
+            self.virial = virial
             self.step_count += 1
         if not math.isfinite(self.potential):
             raise PhysicsError(f"non-finite energy at step {self.step_count}; reduce dt")
