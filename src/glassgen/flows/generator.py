@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from glassgen.dynamics.forces import ForceField
+from glassgen.dynamics.batch import model_energy
 from glassgen.errors import InputError
 from glassgen.flows.base import BoltzmannPriorBase
 from glassgen.flows.energy import NumbaPairEnergy
@@ -57,8 +57,8 @@ class BoltzmannGenerator:
         self.allow_extrapolation = allow_extrapolation
         self.training: dict[str, Any] = {}
         self.provenance: dict[str, Any] = {}
-        self._exact = ForceField(self.system.interaction, self.system.species_array(), self.system.box_array(),
-                                 skin=0.0, check_overlap=False)
+        self._exact = model_energy(self.system.interaction, self.system.species_array(),
+                                   self.system.box_array())
         self.box = flow.box
 
     # ------------------------------------------------------------------ construction
@@ -127,13 +127,9 @@ class BoltzmannGenerator:
         return torch.cat(out)
 
     def energies(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
-        """Exact potential energies U (n,) in epsilon (Numba engine); non-finite values become +inf."""
-        pos = np.asarray(torch.as_tensor(x, dtype=torch.float64).detach().cpu().numpy())
-        out = np.empty(pos.shape[0])
-        for b in range(pos.shape[0]):
-            e = self._exact.compute(pos[b]).energy
-            out[b] = e if math.isfinite(e) else math.inf
-        return out
+        """Exact potential energies U (n,) in epsilon (Numba engine); +inf for non-finite energies and
+        overlapping configurations (see :func:`glassgen.dynamics.batch.model_energy`)."""
+        return self._exact(np.asarray(torch.as_tensor(x, dtype=torch.float64).detach().cpu().numpy()))
 
     def log_weights(self, energies: np.ndarray, log_q: torch.Tensor | np.ndarray, T: float) -> np.ndarray:
         """log w = -U/T - log q (float64; -inf where U is infinite)."""

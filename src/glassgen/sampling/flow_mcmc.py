@@ -29,17 +29,16 @@ Particle species never change (no swap moves): a proposal generates positions fo
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-import numba
 import numpy as np
 import torch
 
-from glassgen.dynamics.forces import OVERLAP_FACTOR, SERIAL_BELOW, ForceField
+from glassgen.dynamics.batch import EnergyFn, model_energy, numba_threads
+from glassgen.dynamics.forces import SERIAL_BELOW
 from glassgen.dynamics.mc import MonteCarlo
 from glassgen.errors import InputError, PhysicsError
 from glassgen.flows.weights import log_weights
@@ -47,12 +46,10 @@ from glassgen.observables.overlap import OVERLAP_RADIUS, OverlapCorrelation, ove
 from glassgen.observables.thermo import autocorrelation, integrated_autocorrelation_time
 from glassgen.progress import progress_bar
 from glassgen.systems.configuration import Configuration
-from glassgen.systems.model import InteractionModel
 
 __all__ = ["Proposal", "EnergyFn", "model_energy", "FlowMCMC", "FlowMCMCResult", "pooled_autocorrelation_time"]
 
 #: energy of a batch: (B, N, d) float64 positions -> (B,) float64 total energies (epsilon), +inf if invalid
-EnergyFn = Callable[[np.ndarray], np.ndarray]
 
 
 @runtime_checkable
@@ -68,56 +65,6 @@ class Proposal(Protocol):
     def sample(self, n: int, T: float) -> tuple[torch.Tensor, torch.Tensor]: ...
 
     def log_prob(self, x: torch.Tensor, T: float) -> torch.Tensor: ...
-
-
-@contextlib.contextmanager
-def _numba_threads(n: int | None) -> Iterator[None]:
-    """Temporarily run Numba parallel regions with ``n`` threads (None: leave the setting alone)."""
-    if n is None:
-        yield
-        return
-    old = numba.get_num_threads()
-    numba.set_num_threads(n)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(old)
-
-
-def model_energy(model: InteractionModel, species: np.ndarray, box: np.ndarray) -> EnergyFn:
-    """Batched exact total energy of an interaction model (Numba :class:`ForceField`, looped over the batch).
-
-    Args:
-        model: interaction model.
-        species: (N,) int species.
-        box: (d,) box lengths.
-
-    Returns:
-        ``energy(x)`` mapping (B, N, d) positions to (B,) float64 energies (epsilon); +inf for non-finite
-        positions or energies and for overlapping configurations (a pair closer than
-        ``OVERLAP_FACTOR`` sigma_ab, where U > 1e4 epsilon: weight exp(-1e4 / T), zero in practice).
-        Below ForceField's serial threshold (N < 1000) the batch runs with one Numba thread: a parallel
-        neighbour-list launch per small configuration costs far more than the work (35 ms vs 15 us for
-        KA N=8 on a loaded 2-core machine).
-    """
-    ff = ForceField(model, species, box, skin=0.0, check_overlap=False)
-    shape = (ff.n, ff.dim)
-
-    def energy(x: np.ndarray) -> np.ndarray:
-        xs = np.asarray(x, dtype=np.float64)
-        if xs.ndim != 3 or xs.shape[1:] != shape:
-            raise InputError(f"positions must have shape (B, {shape[0]}, {shape[1]}), got {xs.shape}")
-        out = np.full(xs.shape[0], np.inf)
-        with _numba_threads(1 if ff.threads == 1 else None):
-            for b in range(xs.shape[0]):
-                if not np.all(np.isfinite(xs[b])):
-                    continue
-                res = ff.compute(xs[b])
-                if math.isfinite(res.energy) and res.min_distance_ratio >= OVERLAP_FACTOR:
-                    out[b] = res.energy
-        return out
-
-    return energy
 
 
 def pooled_autocorrelation_time(series: np.ndarray, c: float = 5.0) -> float:
@@ -245,7 +192,7 @@ class FlowMCMC:
         self.rng = np.random.default_rng(children[0])
         self.chains: list[MonteCarlo] = []
         if self.local_sweeps > 0:
-            with _numba_threads(1 if self.n < SERIAL_BELOW else None):  # see model_energy
+            with numba_threads(1 if self.n < SERIAL_BELOW else None):  # see model_energy
                 self.chains = [MonteCarlo(cf, self.T, delta=delta, seed=int(ch.generate_state(1)[0]))
                                for cf, ch in zip(confs, children[1:], strict=True)]
             self.pos = np.stack([mc.pos for mc in self.chains]).astype(np.float64)
