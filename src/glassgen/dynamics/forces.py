@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from glassgen._kernels.forces import half_list_forces, half_list_forces_serial
+from glassgen._kernels.forces import balanced_bounds, half_list_forces, half_list_forces_serial
 from glassgen._kernels.neighbors import (
     build_half_list_brute,
     build_half_list_cells,
@@ -177,6 +177,7 @@ class ForceField:
             self._alloc()
         self._image = image
         self._ref = wrapped
+        self._bounds = balanced_bounds(self._count, self.threads)
         self.builds += 1
 
     def _frame(self, positions: np.ndarray) -> np.ndarray:
@@ -212,7 +213,7 @@ class ForceField:
         else:
             e, w, smax = half_list_forces(local, self._species_sorted, p.nsp, p.sig2, p.eps4, p.rc2, p.c0, p.c1, p.c2,
                                           p.c4, p.rs2, self._shifts, self._nbr, self._code, self._count,
-                                          self._fbuf, self._ebuf, per_particle, peratom, self._variant)
+                                          self._bounds, self._fbuf, self._ebuf, per_particle, peratom, self._variant)
         scatter_sum(self._fbuf, self._perm, out)
         self._peratom = peratom
         if self.check_overlap:
