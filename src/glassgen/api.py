@@ -320,3 +320,199 @@ def analyze(*, input: PathLike, out_dir: PathLike | None = None, q: float = 7.25
     with atomic_path(outd / "summary.json") as tmp:
         tmp.write_text(json.dumps({**summary, "provenance": provenance(input=str(p))}, indent=2))
     return summary
+
+
+# ----------------------------------------------------------------------------- Boltzmann generators
+DEFAULT_FLOW = {"model": "ka3d", "N": 32}
+SAMPLE_METHODS = ("is", "imh", "pgmc")
+
+
+def shipped_flow(model: str, n: int) -> Path:
+    """Path of the flow checkpoint shipped in the package for (model, N) (may not exist)."""
+    return Path(__file__).parent / "data" / "flows" / f"{model}_n{int(n)}.pt"
+
+
+def flow_train(*, config: PathLike, out: PathLike, resume: bool = True, device: str = "cpu",
+               progress: bool = False, ship: bool = False) -> dict[str, Any]:
+    """Train a Boltzmann generator from a TOML config (``configs/flows/*.toml``); checkpoint to ``out``.
+
+    ``ship`` additionally writes a slim copy (no optimizer state) to the package's shipped location.
+    """
+    import torch
+
+    from glassgen.flows.generator import BoltzmannGenerator
+    from glassgen.flows.training import TrainingConfig, train_flow
+
+    p = Path(config)
+    if not p.is_file():
+        raise InputError(f"config file not found: {p}")
+    try:
+        with open(p, "rb") as fh:
+            raw = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"malformed TOML in {p}: {exc}") from None
+    cfg = TrainingConfig.from_dict(raw)
+    t0 = time.perf_counter()
+    gen = train_flow(cfg, out, resume=resume, device=device, progress=progress)
+    summary: dict[str, Any] = {"out": str(out), "model": cfg.model, "N": cfg.N, "T_range": list(gen.T_range or ()),
+                               "steps": cfg.total_steps, "skipped_steps": gen.training.get("skipped"),
+                               "wall_s": time.perf_counter() - t0}
+    hist = gen.training.get("history", [])
+    if hist:
+        summary["final_losses"] = {k: v for k, v in hist[-1].items() if k in ("reverse_kl", "forward_kl")}
+    if ship:
+        ck = torch.load(out, map_location="cpu", weights_only=False)
+        slim = BoltzmannGenerator.from_state(ck).state(config_file=str(p), config_text=p.read_text())
+        dest = shipped_flow(cfg.model, cfg.N)
+        with atomic_path(dest) as tmp:
+            torch.save(slim, tmp)
+        summary["shipped"] = str(dest)
+    return summary
+
+
+def _per_sample_rdf(x: np.ndarray, species: np.ndarray, box: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, bins) total g(r) of every configuration (for reweighting), r up to L/2."""
+    from glassgen.observables import RDF
+
+    rdf = RDF(r_max=0.5 * float(box.min()), bins=bins)
+    out = np.empty((x.shape[0], bins))
+    for k in range(x.shape[0]):
+        out[k] = rdf.compute(x[k], species, box).g_total
+    return rdf.bin_centers, out
+
+
+def sample(*, T: float, model: str | None = None, n: int | None = None, n_samples: int = 2000,
+           method: str = "is", seed: int = 0, out: PathLike = "sample.h5", checkpoint: PathLike | None = None,
+           train: bool = False, n_chains: int = 16, local_sweeps: int = 1, rdf_bins: int = 60,
+           progress: bool = False) -> dict[str, Any]:
+    """Draw configurations at temperature ``T`` from a Boltzmann generator, unbiased exactly.
+
+    ``method="is"``: ``n_samples`` flow samples with importance weights log w = -U/T - log q
+    (self-normalised estimates, Kish ESS, log Z). ``method="imh"``: flow-MCMC, ``n_chains``
+    independence-Metropolis-Hastings chains with ``local_sweeps`` local MC sweeps per iteration,
+    ``n_samples`` states in total. Writes ``out`` (HDF5: configurations, energies, log_q,
+    log_weights, provenance) and ``out`` with suffix ``.png`` (energy histogram and g(r)).
+    """
+    import torch
+
+    from glassgen.flows.generator import BoltzmannGenerator
+    from glassgen.flows.weights import reweighted_mean, summarize
+    from glassgen.observables.plots import plot_sample_summary
+    from glassgen.observables.thermo import mean_and_error
+
+    _positive("T", T)
+    if method not in SAMPLE_METHODS:
+        raise InputError(f"unknown method {method!r} (use is, imh or pgmc)")
+    if method == "pgmc":
+        raise InputError("--method pgmc needs a trained PGMC policy (policy-guided MC, issue 6); "
+                         "not available in this version: use is or imh")
+    if n_samples < 1 or n_chains < 1:
+        raise InputError("n_samples and n_chains must be positive")
+    model = model or DEFAULT_FLOW["model"]
+    n = int(n or DEFAULT_FLOW["N"])
+    if checkpoint is None:
+        ck = shipped_flow(load_model(model).name, n)
+        if not ck.is_file():
+            cfg = repo_flow_config(model, n)
+            if not train:
+                raise InputError(f"no trained flow shipped for model={model} N={n}; pass --checkpoint, "
+                                 f"or --train (needs {cfg or 'a config under configs/flows/'})")
+            if cfg is None:
+                raise InputError(f"--train: no flow config for model={model} N={n} under configs/flows/")
+            ck = Path(str(out)).with_suffix(".flow.pt")
+            flow_train(config=cfg, out=ck, progress=progress)
+    else:
+        ck = Path(checkpoint)
+    gen = BoltzmannGenerator.load(ck)
+    if gen.system.model != load_model(model).name or gen.system.n != n:
+        raise InputError(f"checkpoint {ck} is for model={gen.system.model} N={gen.system.n}, "
+                         f"not model={model} N={n}")
+    gen.check_temperature(T)
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    species, box, nn = gen.system.species_array(), gen.system.box_array(), gen.system.n
+    summary: dict[str, Any] = {"model": gen.system.model, "N": nn, "T": T, "method": method,
+                               "checkpoint": str(ck), "n_samples": n_samples}
+    x, lq = gen.sample(n_samples, T)
+    u = gen.energies(x)
+    lw = gen.log_weights(u, lq, T)
+    x_np = x.numpy()
+    ws = summarize(lw)
+    summary.update({"ESS": ws.ess, "ESS_fraction": ws.ess_fraction, "log_Z": (ws.log_z, ws.log_z_err),
+                    "max_weight_fraction": ws.max_weight_fraction})
+    r, g_each = _per_sample_rdf(x_np, species, box, rdf_bins)
+    finite = np.isfinite(lw)
+    g_raw = g_each.mean(axis=0)
+    if finite.any():
+        u_mean, u_err = reweighted_mean(u[finite] / nn, lw[finite])
+        g_rw, g_rw_err = reweighted_mean(g_each[finite], lw[finite])
+    else:
+        u_mean = u_err = float("nan")
+        g_rw, g_rw_err = np.full(rdf_bins, np.nan), None
+    summary["finite_energy_fraction"] = float(np.isfinite(u).mean())
+    summary["U_per_N_flow_raw"] = float(np.mean(u[np.isfinite(u)] / nn)) if np.isfinite(u).any() else float("nan")
+    summary["U_per_N_reweighted"] = (float(u_mean), float(u_err))
+    energies_plot: dict[str, tuple[np.ndarray, np.ndarray | None]] = {
+        "flow q (raw)": (u / nn, None), "reweighted to p": (u / nn, lw)}
+    g_plot: dict[str, tuple[np.ndarray, np.ndarray | None]] = {
+        "flow q (raw)": (g_raw, None),
+        "reweighted": (np.asarray(g_rw), None if g_rw_err is None else np.asarray(g_rw_err))}
+    chain = None
+    if method == "imh":
+        from glassgen.sampling import FlowMCMC
+        from glassgen.systems.configuration import Configuration
+
+        n_iter = max(2, int(math.ceil(n_samples / n_chains)))
+        starts = [Configuration(x_np[k], species, box, load_model(gen.system.model))
+                  for k in _lowest_energy(u, n_chains)]
+        mcmc = FlowMCMC(gen, starts, T, n_chains, local_sweeps=local_sweeps, seed=seed)
+        chain = mcmc.run(n_iter, progress=progress, store_every=1, overlap_every=1)
+        u_chain = chain.energies[n_iter // 5:] / nn  # first 20 % discarded as burn-in
+        means = [mean_and_error(u_chain[:, c]) for c in range(n_chains)]
+        pooled = float(np.mean([m for m, _ in means]))
+        err = float(np.sqrt(np.sum([e * e for _, e in means])) / n_chains)
+        summary.update({"imh_acceptance": chain.imh_acceptance, "local_acceptance": chain.local_acceptance,
+                        "tau_U_iterations": chain.tau_u, "tau_overlap_iterations": chain.tau_q,
+                        "U_per_N_imh": (pooled, err)})
+        energies_plot["flow-MCMC chain"] = (u_chain.ravel(), None)
+        frames = chain.frames[n_iter // 5:].reshape(-1, nn, gen.system.dim)
+        _, g_chain = _per_sample_rdf(frames, species, box, rdf_bins)
+        g_plot["flow-MCMC"] = (g_chain.mean(axis=0), None)
+        x_np = frames
+    summary["wall_s"] = time.perf_counter() - t0
+    prov = provenance(seed=seed, model=gen.system.model, T=T, N=nn, method=method, checkpoint=str(ck),
+                      flow_provenance=gen.provenance)
+    with atomic_path(out) as tmp:
+        with h5py.File(tmp, "w") as f:
+            h5_write_attrs(f, prov)
+            f.create_dataset("flow_samples/positions", data=x.numpy())
+            f.create_dataset("flow_samples/energies", data=u)
+            f.create_dataset("flow_samples/log_q", data=lq.numpy())
+            f.create_dataset("flow_samples/log_weights", data=lw)
+            f["species"] = species
+            f["box"] = box
+            f.create_dataset("rdf/r", data=r)
+            f.create_dataset("rdf/g_reweighted", data=np.asarray(g_rw))
+            if chain is not None:
+                f.create_dataset("flow_mcmc/positions", data=x_np)
+                f.create_dataset("flow_mcmc/energies", data=chain.energies)
+            h5_write_attrs(f["flow_samples"], {"summary": {k: v for k, v in summary.items()}})
+    png = Path(str(out)).with_suffix(".png")
+    plot_sample_summary(png, energies=energies_plot, r=r, g=g_plot,
+                        title=f"{gen.system.model} N={nn} T={T} ({method})", **prov)
+    summary.update({"out": str(out), "plot": str(png)})
+    return summary
+
+
+def _lowest_energy(u: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k lowest finite energies (chain starting points; equilibrium is reached by the chain)."""
+    order = np.argsort(np.where(np.isfinite(u), u, np.inf))
+    return order[:k] if np.isfinite(u[order[:k]]).all() else order[np.isfinite(u[order])][:k]
+
+
+def repo_flow_config(model: str, n: int) -> Path | None:
+    """``configs/flows/<model>_n<N>.toml`` of the source tree, if present."""
+    from glassgen.config import repo_root
+
+    p = repo_root() / "configs" / "flows" / f"{load_model(model).name}_n{int(n)}.toml"
+    return p if p.is_file() else None

@@ -199,7 +199,8 @@ def _sample_temperatures(rng: np.random.Generator, ladder: tuple[float, ...], ru
 
 
 def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resume: bool = True,
-               device: str = "cpu", progress: bool = True, log_every: int = 25) -> BoltzmannGenerator:
+               device: str = "cpu", progress: bool = True, log_every: int = 25,
+               max_steps: int | None = None) -> BoltzmannGenerator:
     """Train (or resume training) a Boltzmann generator; the final checkpoint is written to ``checkpoint``.
 
     Args:
@@ -209,6 +210,8 @@ def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resum
         device: torch device (``cpu`` or ``cuda``); energies are always evaluated on the CPU.
         progress: draw a progress bar.
         log_every: steps between history records.
+        max_steps: stop (with a checkpoint) after this many steps of this call, e.g. to split a long
+            run into sessions; the next call resumes.
 
     Returns:
         the trained :class:`BoltzmannGenerator` (on the CPU).
@@ -255,7 +258,8 @@ def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resum
     acc = {"reverse": 0.0, "forward": 0.0, "n": 0}
     with progress_bar(cfg.total_steps, "training flow (steps)", progress) as advance:
         advance(step)
-        while step < cfg.total_steps:
+        stop_at = cfg.total_steps if max_steps is None else min(cfg.total_steps, step + int(max_steps))
+        while step < stop_at:
             rung = min(step // cfg.steps_per_rung, len(cfg.T_ladder) - 1)
             temps = _sample_temperatures(rng, cfg.T_ladder, rung, cfg.batch)
             beta = torch.as_tensor(1.0 / temps, dtype=torch.float64, device=dev)
@@ -299,7 +303,7 @@ def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resum
                                 "forward_kl": acc["forward"] / acc["n"] if w_fwd > 0 else float("nan"),
                                 "skipped": skipped})
                 acc = {"reverse": 0.0, "forward": 0.0, "n": 0}
-            if step % cfg.checkpoint_every == 0 or step == cfg.total_steps:
+            if step % cfg.checkpoint_every == 0 or step == stop_at:
                 save()
             advance(1)
     flow.to("cpu")

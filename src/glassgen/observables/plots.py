@@ -20,7 +20,7 @@ from glassgen import __version__
 from glassgen.errors import InputError
 from glassgen.provenance import atomic_path, provenance_json
 
-__all__ = ["plot_rdf", "plot_msd", "plot_fs", "plot_thermo"]
+__all__ = ["plot_rdf", "plot_msd", "plot_fs", "plot_thermo", "plot_sample_summary"]
 
 
 def _figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (5.0, 3.8)) -> tuple[Any, Any]:
@@ -216,3 +216,45 @@ def plot_thermo(thermo: Mapping[str, np.ndarray] | Any, path: str | os.PathLike[
     if title:
         axes[0, 0].set_title(title)
     return _save(fig, path, analysis="thermo")
+
+
+def plot_sample_summary(path: str | os.PathLike[str], *, energies: Mapping[str, tuple[np.ndarray, np.ndarray | None]],
+                        r: np.ndarray, g: Mapping[str, tuple[np.ndarray, np.ndarray | None]],
+                        title: str = "", **meta: Any) -> Path:
+    """Two panels: energy-per-particle histograms and g(r), each with several labelled curves.
+
+    Args:
+        path: PNG path (written atomically, provenance ``meta`` in the PNG text).
+        energies: label -> (U/N values (n,), log-weights (n,) or None for unweighted).
+        r: (bins,) g(r) bin centres.
+        g: label -> (g(r) (bins,), error (bins,) or None).
+        title: figure title.
+    """
+    fig, axes = _figure(1, 2, size=(10.0, 3.8))
+    ax = axes[0, 0]
+    finite = [v[np.isfinite(v)] for v, _ in energies.values()]
+    lo = min((np.percentile(v, 0.5) for v in finite if v.size), default=0.0)
+    hi = max((np.percentile(v, 99.5) for v in finite if v.size), default=1.0)
+    edges = np.linspace(lo, hi if hi > lo else lo + 1.0, 60)
+    for label, (u, lw) in energies.items():
+        ok = np.isfinite(u) & (np.isfinite(lw) if lw is not None else True)
+        if not ok.any():
+            continue
+        w = None
+        if lw is not None and ok.any():
+            w = np.exp(lw[ok] - lw[ok].max())
+        ax.hist(u[ok], bins=edges, weights=w, density=True, histtype="step", label=label)
+    ax.set_xlabel("U/N")
+    ax.set_ylabel("P(U/N)")
+    ax.legend(fontsize=8)
+    ax = axes[0, 1]
+    for label, (gv, err) in g.items():
+        ax.plot(r, gv, label=label)
+        if err is not None:
+            ax.fill_between(r, gv - err, gv + err, alpha=0.3)
+    ax.set_xlabel("r")
+    ax.set_ylabel("g(r)")
+    ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path, **meta)

@@ -1,0 +1,117 @@
+"""Flow training: config validation, learning on MC data, checkpoint/resume, the sample command."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from glassgen.errors import InputError
+from glassgen.flows.generator import BoltzmannGenerator
+from glassgen.flows.model import FlowArchitecture
+from glassgen.flows.training import TrainingConfig, train_flow
+
+TINY = dict(model="ka2d", N=6, density=0.6, T_ladder=(2.0, 1.0), steps_per_rung=6, batch=16, lr=2e-3,
+            checkpoint_every=3, data_per_T=64, data_chains=2, data_equilibration=100, data_every=2,
+            architecture=FlowArchitecture(n_blocks=1, width=16, n_layers=1, ff_width=16, n_bins=8))
+
+
+@pytest.mark.parametrize("objective", ["forward", "mixture", "reverse"])
+def test_training_runs_and_resumes_bitwise(tmp_path, objective):
+    cfg = TrainingConfig(objective=objective, **TINY)
+    full = train_flow(cfg, tmp_path / "full.pt", progress=False, log_every=3)
+    part = tmp_path / "part.pt"
+    train_flow(cfg, part, progress=False, log_every=3, max_steps=4)  # "interrupted" after 4 steps
+    assert torch.load(part, weights_only=False)["step"] == 4
+    resumed = train_flow(cfg, part, progress=False, log_every=3)
+    for (k, a), b in zip(full.flow.state_dict().items(), resumed.flow.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    assert full.T_range == (1.0, 2.0)
+    hist = full.training["history"]
+    assert len(hist) == 4 and hist[-1]["step"] == 12
+
+
+def test_forward_training_learns(tmp_path):
+    """Maximum likelihood on MC data lowers -<log q>_p below the uniform value N_moving * d * log L."""
+    cfg = TrainingConfig(objective="forward", **{**TINY, "steps_per_rung": 40, "checkpoint_every": 80})
+    gen = train_flow(cfg, tmp_path / "f.pt", progress=False, log_every=10)
+    uniform = (cfg.N - 1) * 2 * np.log(gen.system.box[0])
+    first, last = gen.training["history"][0]["forward_kl"], gen.training["history"][-1]["forward_kl"]
+    assert last < first and last < uniform - 0.3, (first, last, uniform)
+
+
+def test_config_validation():
+    with pytest.raises(InputError, match="objective"):
+        TrainingConfig(objective="adversarial")
+    with pytest.raises(InputError, match="high to low"):
+        TrainingConfig(T_ladder=(0.4, 2.0))
+    with pytest.raises(InputError, match="unknown key"):
+        TrainingConfig.from_dict({"training": {"learning_rate": 1.0}})
+    with pytest.raises(InputError, match="unknown table"):
+        TrainingConfig.from_dict({"optimiser": {}})
+
+
+def test_resume_refuses_another_config(tmp_path):
+    cfg = TrainingConfig(objective="forward", **TINY)
+    train_flow(cfg, tmp_path / "a.pt", progress=False, max_steps=3)
+    other = TrainingConfig(objective="forward", **{**TINY, "lr": 1e-4})
+    with pytest.raises(InputError, match="different configuration"):
+        train_flow(other, tmp_path / "a.pt", progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> str:
+    d = tmp_path_factory.mktemp("flow")
+    cfg = TrainingConfig(objective="forward", **TINY)
+    train_flow(cfg, d / "tiny.pt", progress=False)
+    return str(d / "tiny.pt")
+
+
+@pytest.mark.parametrize("method", ["is", "imh"])
+def test_sample_command_writes_outputs(tmp_path, tiny_checkpoint, method):
+    from glassgen.cli import main
+
+    out = tmp_path / "s.h5"
+    rc = main(["sample", "--T", "1.0", "--model", "ka2d", "--N", "6", "--checkpoint", tiny_checkpoint,
+               "--n-samples", "64", "--chains", "4", "--method", method, "--seed", "3", "--out", str(out)])
+    assert rc in (0, None)
+    assert out.is_file() and out.with_suffix(".png").is_file()
+    with h5py.File(out) as f:
+        assert f.attrs["seed"] == 3 and f.attrs["model"] == "ka2d" and float(f.attrs["T"]) == 1.0
+        assert "command" in f.attrs and "glassgen_version" in f.attrs
+        lw = f["flow_samples/log_weights"][()]
+        assert lw.dtype == np.float64 and lw.shape == (64,)
+        assert f["flow_samples/positions"].shape == (64, 6, 2)
+        if method == "imh":
+            assert f["flow_mcmc/energies"].shape[1] == 4
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--T", "0.5", "--method", "pgmc"], "pgmc"),
+    (["--T", "-1"], "positive"),
+    (["--T", "0.1"], "outside the trained range"),
+    (["--T", "1.0", "--method", "hmc"], "unknown method"),
+    (["--T", "1.0", "--N", "7"], "not model=ka2d N=7"),
+])
+def test_sample_bad_input_is_one_line(tmp_path, tiny_checkpoint, capsys, args, msg):
+    from glassgen.cli import main
+
+    rc = main(["sample", "--model", "ka2d", "--N", "6", "--checkpoint", tiny_checkpoint,
+               "--out", str(tmp_path / "x.h5"), *args])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith("error:") and msg in err and "\n" not in err
+
+
+def test_sample_without_a_shipped_flow_says_so(tmp_path, capsys):
+    from glassgen.cli import main
+
+    rc = main(["sample", "--T", "0.5", "--model", "ka2d", "--N", "17", "--out", str(tmp_path / "x.h5")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "no trained flow shipped" in err
+
+
+def test_generator_rejects_wrong_shapes(tiny_checkpoint):
+    gen = BoltzmannGenerator.load(tiny_checkpoint)
+    with pytest.raises(InputError, match="shape"):
+        gen.log_prob(torch.zeros(3, 5, 2, dtype=torch.float64), 1.0)
