@@ -382,13 +382,14 @@ def _per_sample_rdf(x: np.ndarray, species: np.ndarray, box: np.ndarray, bins: i
 
 
 def sample(*, T: float, model: str | None = None, n: int | None = None, n_samples: int = 2000,
-           method: str = "is", seed: int = 0, out: PathLike = "sample.h5", checkpoint: PathLike | None = None,
+           method: str = "imh", seed: int = 0, out: PathLike = "sample.h5", checkpoint: PathLike | None = None,
            train: bool = False, n_chains: int = 16, local_sweeps: int = 1, rdf_bins: int = 60,
            progress: bool = False) -> dict[str, Any]:
     """Draw configurations at temperature ``T`` from a Boltzmann generator, unbiased exactly.
 
-    ``method="is"``: ``n_samples`` flow samples with importance weights log w = -U/T - log q
-    (self-normalised estimates, Kish ESS, log Z). ``method="imh"``: flow-MCMC, ``n_chains``
+    Both methods first draw ``n_samples`` flow samples and report their importance weights
+    log w = -U/T - log q (self-normalised estimates, Kish ESS, log Z). ``method="imh"`` (default)
+    then runs flow-MCMC, ``n_chains``
     independence-Metropolis-Hastings chains with ``local_sweeps`` local MC sweeps per iteration,
     ``n_samples`` states in total. Writes ``out`` (HDF5: configurations, energies, log_q,
     log_weights, provenance) and ``out`` with suffix ``.png`` (energy histogram and g(r)).

@@ -264,7 +264,8 @@ def sample_cmd(
     model: ModelOpt = None,
     n: Annotated[int | None, typer.Option("--N", "--n", help="Particles (default 32: the shipped flow).")] = None,
     n_samples: Annotated[int, typer.Option("--n-samples", help="Flow samples (is) or chain states (imh).")] = 2000,
-    method: Annotated[str, typer.Option("--method", help="is (reweighting), imh (flow-MCMC) or pgmc.")] = "is",
+    method: Annotated[str, typer.Option("--method", help="imh (flow-MCMC, default), is (reweighting only) or pgmc.")]
+    = "imh",
     checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="Flow checkpoint (default: shipped).")]
     = None,
     train: Annotated[bool, typer.Option("--train", help="Train a flow first if none is shipped for --model/--N.")]
