@@ -130,6 +130,36 @@ def test_small_boxes_sum_all_images(n):
     assert abs(e - brute_energy(conf, m_img=2, soft_core=0.8)) < 1e-9 * max(1, abs(e))
 
 
+@pytest.mark.parametrize("cells_per_cutoff", [1, 2])
+def test_cell_lists_match_tiled_small_box(ka3d_n150, monkeypatch, cells_per_cutoff):
+    """The 2x2x2 tiling of the N=150 box goes through cell lists (both stencils) and must give 8x the
+    energy (the small box, all-pairs list) and the tiled forces; also through a moved, unwrapped state."""
+    import glassgen.dynamics.forces as forces_module
+
+    monkeypatch.setattr(forces_module, "CELLS_PER_CUTOFF", cells_per_cutoff)
+    conf = ka3d_n150
+    shifts = np.array(list(itertools.product([0, 1], repeat=3)), dtype=float) * conf.box
+    big = conf.replace(positions=np.concatenate([conf.positions + sh for sh in shifts]),
+                       species=np.tile(conf.species, len(shifts)), box=2 * conf.box, velocities=None)
+    ff = ForceField.for_configuration(big, skin=0.3)
+    assert ff._use_cells
+    small = ForceField.for_configuration(conf, skin=0.0).compute(conf.positions)
+    res = ff.compute(big.positions)
+    assert abs(res.energy - 8 * small.energy) < 1e-9 * abs(res.energy)
+    np.testing.assert_allclose(res.forces, np.tile(small.forces, (8, 1)), atol=1e-9)
+    # slightly moved positions (within the skin: no rebuild), then unwrapped ones, against fresh lists
+    rng = np.random.default_rng(3)
+    x = big.positions + rng.uniform(-0.05, 0.05, big.positions.shape)
+    builds = ff.builds
+    for pos in (x, x + 3 * big.box):
+        e_skin = ff.compute(pos)
+        fresh = ForceField.for_configuration(big, skin=0.0).compute(pos)
+        assert abs(e_skin.energy - fresh.energy) < 1e-9 * abs(fresh.energy)
+        np.testing.assert_allclose(e_skin.forces, fresh.forces, atol=1e-9)
+        assert ff.builds == builds
+        builds += 1  # the jump by whole boxes rebuilds
+
+
 def test_per_particle_energies_sum_and_virial(ka3d_n150):
     conf = ka3d_n150
     ff = ForceField.for_configuration(conf, skin=0.0)
