@@ -466,6 +466,8 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
         n_iter = max(2, int(math.ceil(n_samples / n_chains)))
         starts = [Configuration(x_np[k], species, box, load_model(gen.system.model))
                   for k in _lowest_energy(u, n_chains)]
+        summary["chains_started_from_flow"] = len(starts)
+        starts += _relaxed_states(gen.system.model, nn, T, box, n_chains - len(starts), seed)
         mcmc = FlowMCMC(gen, starts, T, n_chains, local_sweeps=local_sweeps, seed=seed)
         chain = mcmc.run(n_iter, progress=progress, store_every=1, overlap_every=1)
         u_chain = chain.energies[n_iter // 5:] / nn  # first 20 % discarded as burn-in
@@ -506,9 +508,22 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
 
 
 def _lowest_energy(u: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k lowest finite energies (chain starting points; equilibrium is reached by the chain)."""
+    """Indices of the (at most) k lowest finite energies: chain starting points (the chain equilibrates)."""
     order = np.argsort(np.where(np.isfinite(u), u, np.inf))
-    return order[:k] if np.isfinite(u[order[:k]]).all() else order[np.isfinite(u[order])][:k]
+    return order[np.isfinite(u[order])][:k]
+
+
+def _relaxed_states(model: str, n: int, T: float, box: np.ndarray, k: int, seed: int) -> list[Configuration]:
+    """k random states with overlaps removed (soft core), for chains the flow could not start."""
+    from glassgen.dynamics.initial import random_state
+
+    out = []
+    for j in range(k):
+        c = random_state(model, n, T=T, seed=seed * 1000 + j)
+        if not np.allclose(c.box, box):
+            raise InputError(f"cannot build starting states in the flow's box {box.tolist()}")
+        out.append(c)
+    return out
 
 
 def repo_flow_config(model: str, n: int) -> Path | None:

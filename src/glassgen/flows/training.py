@@ -52,6 +52,9 @@ class TrainingConfig:
         soft_core: soft-core factor of the training energy (r_s = soft_core * sigma_ab).
         clip: gradient-norm clip. seed: seed of torch and of the MC data.
         checkpoint_every: steps between checkpoints.
+        init_from: checkpoint whose flow weights start this run (a second training stage, e.g. reverse
+            KL after maximum likelihood); same system and architecture required; relative paths are
+            relative to the current directory.
         data_per_T, data_chains, data_equilibration, data_every: MC reference data per rung
             (configurations, independent chains, equilibration sweeps, sweeps between samples).
         architecture: :class:`FlowArchitecture`.
@@ -70,6 +73,7 @@ class TrainingConfig:
     clip: float = 100.0
     seed: int = 0
     checkpoint_every: int = 100
+    init_from: str | None = None
     data_per_T: int = 512
     data_chains: int = 8
     data_equilibration: int = 2000
@@ -190,6 +194,14 @@ def _load_or_make_data(cfg: TrainingConfig, checkpoint: Path, progress: bool) ->
 
 
 # ----------------------------------------------------------------------------- training loop
+def _same_config(saved: dict[str, Any] | None, cfg: TrainingConfig) -> bool:
+    """A checkpoint's config equals ``cfg`` (options added to glassgen since then must be at their defaults)."""
+    if saved is None:
+        return False
+    current, defaults = cfg.as_dict(), TrainingConfig().as_dict()
+    return all(saved[k] == v if k in saved else v == defaults[k] for k, v in current.items())
+
+
 def _sample_temperatures(rng: np.random.Generator, ladder: tuple[float, ...], rung: int, n: int) -> np.ndarray:
     """Half of the batch at the newest rung, the rest uniform over all rungs reached."""
     reached = np.asarray(ladder[: rung + 1])
@@ -225,6 +237,11 @@ def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resum
     data = _load_or_make_data(cfg, ck_path, progress) if cfg.needs_data else {}
     prior_pool = data.get(float(cfg.architecture.T_prior)) if cfg.architecture.base == "boltzmann" else None
     gen = BoltzmannGenerator.create(cfg.model, cfg.N, cfg.architecture, cfg.density, prior_pool=prior_pool)
+    if cfg.init_from and not (resume and ck_path.is_file()):
+        init = BoltzmannGenerator.load(cfg.init_from)
+        if init.system != gen.system or init.flow.arch != gen.flow.arch:
+            raise InputError(f"init_from {cfg.init_from}: different system or architecture")
+        gen.flow.load_state_dict(init.flow.state_dict())
     flow = gen.flow.to(dev)
     opt = torch.optim.Adam(flow.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.total_steps, eta_min=cfg.lr / 10)
@@ -232,7 +249,7 @@ def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resum
     step, skipped = 0, 0
     if resume and ck_path.is_file():
         ck = torch.load(ck_path, map_location="cpu", weights_only=False)
-        if ck.get("format") != "glassgen-flow" or ck.get("training", {}).get("config") != cfg.as_dict():
+        if ck.get("format") != "glassgen-flow" or not _same_config(ck.get("training", {}).get("config"), cfg):
             raise InputError(f"{ck_path} was written by a different configuration; use a new --out or --no-resume")
         flow.load_state_dict(ck["state_dict"])
         opt.load_state_dict(ck["optimizer"])
@@ -246,8 +263,8 @@ def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resum
     w_fwd = {"reverse": 0.0, "forward": 1.0, "mixture": cfg.forward_weight}[cfg.objective]
 
     def save() -> None:
-        gen.T_range = (min(cfg.T_ladder), max(cfg.T_ladder[: min(step // cfg.steps_per_rung,
-                                                                   len(cfg.T_ladder) - 1) + 1]))
+        reached = cfg.T_ladder[: min(max(step - 1, 0) // cfg.steps_per_rung, len(cfg.T_ladder) - 1) + 1]
+        gen.T_range = (min(reached), max(reached))  # temperatures trained on so far
         gen.training = {"config": cfg.as_dict(), "history": history, "skipped": skipped, "step": step}
         gen.provenance = provenance(model=cfg.model, N=cfg.N, seed=cfg.seed, T_ladder=list(cfg.T_ladder))
         flow.to("cpu")
@@ -303,9 +320,10 @@ def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resum
                                 "forward_kl": acc["forward"] / acc["n"] if w_fwd > 0 else float("nan"),
                                 "skipped": skipped})
                 acc = {"reverse": 0.0, "forward": 0.0, "n": 0}
-            if step % cfg.checkpoint_every == 0 or step == stop_at:
+            if step % cfg.checkpoint_every == 0 and step < stop_at:
                 save()
             advance(1)
+    save()  # final state (also when resuming a finished run: fills T_range, history, provenance)
     flow.to("cpu")
     return gen
 
