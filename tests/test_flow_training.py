@@ -115,3 +115,16 @@ def test_generator_rejects_wrong_shapes(tiny_checkpoint):
     gen = BoltzmannGenerator.load(tiny_checkpoint)
     with pytest.raises(InputError, match="shape"):
         gen.log_prob(torch.zeros(3, 5, 2, dtype=torch.float64), 1.0)
+
+
+def test_init_from_starts_from_another_checkpoint(tmp_path):
+    first = train_flow(TrainingConfig(objective="forward", **TINY), tmp_path / "a.pt", progress=False, max_steps=3)
+    cfg = TrainingConfig(objective="forward", init_from=str(tmp_path / "a.pt"), **TINY)
+    second = train_flow(cfg, tmp_path / "b.pt", progress=False, max_steps=0)
+    for a, b in zip(first.flow.state_dict().values(), second.flow.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    other = TrainingConfig(objective="forward", init_from=str(tmp_path / "a.pt"),
+                           **{**TINY, "architecture": FlowArchitecture(n_blocks=2, width=16, n_layers=1,
+                                                                        ff_width=16, n_bins=8)})
+    with pytest.raises(InputError, match="different system or architecture"):
+        train_flow(other, tmp_path / "c.pt", progress=False, max_steps=0)
