@@ -21,7 +21,7 @@ md_app = typer.Typer(no_args_is_help=True, help="Molecular dynamics (Numba engin
 mc_app = typer.Typer(no_args_is_help=True, help="Metropolis Monte Carlo (displacements and species swaps).")
 app.add_typer(md_app, name="md")
 app.add_typer(mc_app, name="mc")
-flow_app = typer.Typer(no_args_is_help=True, help="Normalizing-flow Boltzmann generators (train, inspect).")
+flow_app = typer.Typer(no_args_is_help=True, help="Normalizing-flow Boltzmann generators (training; sampling is glassgen sample).")
 app.add_typer(flow_app, name="flow")
 
 # ------------------------------------------------------------------ shared options
