@@ -91,6 +91,16 @@ def _check_log_w(log_w: Any, name: str = "log_w") -> np.ndarray:
     return lw
 
 
+def _weighted(values: np.ndarray, lw: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised weights of the samples with w > 0 and their values; values there must be finite."""
+    keep = lw > -np.inf
+    w = _normalised(lw[keep])
+    kept = values[keep]
+    if not np.all(np.isfinite(kept)):
+        raise InputError(f"{name} contains NaN or infinite entries at samples with non-zero weight")
+    return w, kept
+
+
 def _normalised(lw: np.ndarray) -> np.ndarray:
     """Weights w_i / sum w (float64, sums to 1); raises if every weight is zero."""
     lse = logsumexp(lw)
@@ -222,11 +232,7 @@ def reweighted_mean(values: Any, log_w: Any) -> tuple[Any, Any]:
     a = _as_f64(values, "values")
     if a.ndim not in (1, 2) or a.shape[0] != lw.size:
         raise InputError(f"values must have shape ({lw.size},) or ({lw.size}, k), got {a.shape}")
-    keep = lw > -np.inf
-    w = _normalised(lw[keep])
-    a = a[keep]
-    if not np.all(np.isfinite(a)):
-        raise InputError("values contain NaN or infinite entries at samples with non-zero weight")
+    w, a = _weighted(a, lw, "values")
     mean = np.tensordot(w, a, axes=(0, 0))
     var = np.tensordot(w * w, (a - mean) ** 2, axes=(0, 0))
     err = np.sqrt(var)
@@ -257,11 +263,7 @@ def reweighted_histogram(x: Any, log_w: Any, bins: int | Any = 50,
     xv = _as_f64(x, "x")
     if xv.shape != lw.shape:
         raise InputError(f"x must have shape {lw.shape}, got {xv.shape}")
-    keep = lw > -np.inf
-    w = _normalised(lw[keep])
-    xv = xv[keep]
-    if not np.all(np.isfinite(xv)):
-        raise InputError("x contains NaN or infinite entries at samples with non-zero weight")
+    w, xv = _weighted(xv, lw, "x")
     edges = np.histogram_bin_edges(xv, bins=bins, range=range)
     s1, _ = np.histogram(xv, bins=edges, weights=w)
     s2, _ = np.histogram(xv, bins=edges, weights=w * w)
