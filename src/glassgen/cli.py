@@ -292,6 +292,19 @@ def sample_cmd(
                   checkpoint=checkpoint, train=train, n_chains=n_chains, progress=_progress(progress)))
 
 
+# ------------------------------------------------------------------ command groups in their own modules
+# Each area (GlassBench, predictors, PGMC, phenomenological models) keeps its commands in ``cli_<area>.py``
+# with a ``register(app)`` function, so the areas can grow independently.
+def _register_groups() -> None:
+    from glassgen import cli_bench, cli_models, cli_pgmc, cli_predict
+
+    for module in (cli_bench, cli_predict, cli_pgmc, cli_models):
+        module.register(app)
+
+
+_register_groups()
+
+
 @app.callback(invoke_without_command=True)
 def _root(version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False) -> None:
     if version:
