@@ -1,9 +1,65 @@
-"""Command line for GlassBench datasets and metrics (glassgen dataset, glassgen bench); registered by :mod:`glassgen.cli`."""
+"""Command line for GlassBench datasets and metrics (``glassgen dataset``, ``glassgen bench``).
+
+Registered by :mod:`glassgen.cli`; each command parses options and calls one :mod:`glassgen.api_bench` job.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+dataset_app = typer.Typer(no_args_is_help=True, help="Isoconfigurational datasets in the GlassBench format.")
+bench_app = typer.Typer(no_args_is_help=True, help="GlassBench metrics: Pearson, chi_4, rho_max, transferability.")
+
+
+@dataset_app.command("make")
+def dataset_make_cmd(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML with a \\[dataset] table.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Dataset directory.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Interaction model (ka3d, ka2d, ...).")] = None,
+    n: Annotated[int | None, typer.Option("--N", "--n", help="Particles.")] = None,
+    T: Annotated[list[float] | None, typer.Option("--T", "-T", help="Temperature (repeat for several).")] = None,
+    n_configs: Annotated[int | None, typer.Option("--configs", help="Configurations per temperature.")] = None,
+    n_replicas: Annotated[int | None, typer.Option("--replicas", help="Isoconfigurational replicas.")] = None,
+    n_test: Annotated[int | None, typer.Option("--test", help="Last configurations put in the test split.")] = None,
+    engine: Annotated[str | None, typer.Option("--engine", help="numba (default) or lammps.")] = None,
+    keep_replicas: Annotated[bool | None, typer.Option("--keep-replicas/--no-keep-replicas",
+                                                       help="Store replica positions at tau_alpha.")] = None,
+    tau_alpha: Annotated[float | None, typer.Option("--tau-alpha", help="Skip the measurement, use this.")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Local processes for the replicas.")] = None,
+    shard: Annotated[str | None, typer.Option("--shard", help="k/K: do configurations (i-1) mod K == k; "
+                                                              "'mpi': rank/size from mpirun.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Master seed (recorded in every file).")] = None,
+    progress: Annotated[bool | None, typer.Option("--progress/--no-progress", help="Progress bar.")] = None,
+) -> None:
+    """Equilibrate, measure tau_alpha, draw configurations, run isoconfigurational replicas.
+
+    Each configuration is written as N{N}T{T}_{i}.npz (GlassBench layout: types, initial_positions,
+    initial_positions_inherent, md_prop, bb_prop, times, provenance). Interrupt any time: the same command
+    continues where it stopped and never redoes a finished configuration.
+
+    Examples:
+      glassgen dataset make --config configs/datasets/ka3d_n500.toml
+      glassgen dataset make --model ka3d --N 256 --T 0.8 --configs 4 --replicas 8 --out runs/tiny
+      mpirun -n 4 glassgen dataset make --config configs/datasets/ka3d_n500.toml --shard mpi
+    """
+    from glassgen.api_bench import dataset_make, dataset_spec_from_config
+    from glassgen.cli import _print, _progress
+
+    specs, other = dataset_spec_from_config(
+        config, model=model, n=n, temperatures=T, n_configs=n_configs, n_replicas=n_replicas, n_test=n_test,
+        engine=engine, keep_replicas=keep_replicas, tau_alpha=tau_alpha, seed=seed, out=out, workers=workers)
+    if other.get("out") is None:
+        from glassgen.errors import InputError
+
+        raise InputError("missing option --out (or out = ... in the config)")
+    _print(dataset_make(specs=specs, out=other["out"], workers=int(other.get("workers", 1)), shard=shard,
+                        progress=_progress(progress)))
 
 
 def register(app: typer.Typer) -> None:
-    """Add this area's command group(s) to the root glassgen app."""
+    """Add ``glassgen dataset`` and ``glassgen bench`` to the root app."""
+    app.add_typer(dataset_app, name="dataset")
+    app.add_typer(bench_app, name="bench")

@@ -1,0 +1,241 @@
+"""GlassBench I/O, isoconfigurational observables and metrics, tested against independent computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from glassgen.bench import metrics
+from glassgen.errors import InputError
+from glassgen.observables.isoconfig import (
+    bond_breaking,
+    displacements,
+    propensity,
+    spearman_brown,
+    split_half_propensities,
+    split_half_rho_max,
+)
+from glassgen.systems.glassbench import (
+    GlassBenchSample,
+    infer_species,
+    read_dataset,
+    read_sample,
+    time_of_code,
+    write_sample,
+)
+
+
+# ----------------------------------------------------------------------------------------- metrics
+def _fields(seed: int = 0, k: int = 6, n: int = 400):
+    rng = np.random.default_rng(seed)
+    y = [rng.gamma(2.0, 0.3, n) + 0.5 * c for c in range(k)]  # configurations differ in mean mobility
+    p = [a + rng.normal(0, 0.4, n) for a in y]
+    m = [rng.random(n) < 0.8 for _ in range(k)]
+    return y, p, m
+
+
+def test_pearson_pooled_matches_scipy():
+    y, p, m = _fields()
+    pooled_true = np.concatenate([a[b] for a, b in zip(y, m, strict=True)])
+    pooled_pred = np.concatenate([a[b] for a, b in zip(p, m, strict=True)])
+    ref = stats.pearsonr(pooled_true, pooled_pred)
+    assert metrics.pearson_pooled(y, p, m) == pytest.approx(ref.statistic, abs=1e-12)
+
+
+def test_pearson_per_configuration_matches_scipy_and_differs_from_pooled():
+    y, p, m = _fields()
+    per = [stats.pearsonr(a[b], c[b]).statistic for a, c, b in zip(y, p, m, strict=False)]
+    mean, err = metrics.pearson_per_configuration(y, p, m)
+    assert mean == pytest.approx(np.mean(per), abs=1e-12)
+    assert err == pytest.approx(np.std(per, ddof=1) / np.sqrt(len(per)), abs=1e-12)
+    # configuration-to-configuration shifts of the mean raise the pooled value above the per-config mean
+    assert metrics.pearson_pooled(y, p, m) > mean + 0.05
+
+
+def test_r2_against_sklearn_formula():
+    y, p, m = _fields(1)
+    a = np.concatenate([u[b] for u, b in zip(y, m, strict=False)])
+    b_ = np.concatenate([u[b] for u, b in zip(p, m, strict=False)])
+    from sklearn.metrics import r2_score
+
+    assert metrics.r2_score(y, p, m) == pytest.approx(r2_score(a, b_), abs=1e-12)
+
+
+def test_chi4_of_field_with_known_variance():
+    # Each configuration: N_A particles mobile independently with probability p_k, p_k = 0.3 or 0.5.
+    # Var_k(frac) = Var(p_k) + E[p(1-p)]/N_A, so chi_4 = N_A Var(p) + E[p(1-p)].
+    rng = np.random.default_rng(3)
+    n, k = 500, 4000
+    pk = np.where(rng.random(k) < 0.5, 0.3, 0.5)
+    fields = [np.where(rng.random(n) < q, 1.0, 0.0) for q in pk]
+    expected = n * np.var(pk) + np.mean(pk * (1 - pk))
+    got = metrics.chi4_thresholded(fields, threshold=0.5)
+    # standard error of a variance estimate with k samples: about var * sqrt(2/k) (plus kurtosis) -> 5 %
+    assert got == pytest.approx(expected, rel=0.06)
+    # without configuration-to-configuration variation chi_4 -> E[p(1-p)] = 0.25 (binomial noise only)
+    flat = [np.where(rng.random(n) < 0.5, 1.0, 0.0) for _ in range(k)]
+    assert metrics.chi4_thresholded(flat, threshold=0.5) == pytest.approx(0.25, rel=0.08)
+
+
+def test_spearman_brown_recovers_reliability():
+    # two halves = signal + independent noise: r_half = s2 / (s2 + 2 n2) ; full average of the halves has
+    # correlation with the signal sqrt(s2 / (s2 + n2)), which is what rho_max estimates.
+    rng = np.random.default_rng(4)
+    sig = rng.normal(0, 1, 200000)
+    a = sig + rng.normal(0, 1, sig.size)
+    b = sig + rng.normal(0, 1, sig.size)
+    expected = np.sqrt(1.0 / (1.0 + 0.5))
+    assert metrics.rho_max([a], [b]) == pytest.approx(expected, abs=5e-3)
+    assert spearman_brown(-0.1) == 0.0
+
+
+def test_rearrangement_probability():
+    rng = np.random.default_rng(5)
+    s = rng.normal(0, 1, 200000)
+    r = rng.random(s.size) < 1 / (1 + np.exp(-2 * s))
+    res = metrics.rearrangement_probability([s], [r], bins=np.linspace(-2, 2, 9))
+    centre = res["S"]
+    exact = 1 / (1 + np.exp(-2 * centre))
+    ok = np.isfinite(res["P_R"])
+    assert np.all(np.diff(res["P_R"][ok]) > 0)
+    assert np.allclose(res["P_R"][ok], exact[ok], atol=0.06)  # bin width 0.5: curvature within a bin
+
+
+def test_metric_errors():
+    with pytest.raises(InputError):
+        metrics.pearson_pooled([np.ones(3)], [np.ones(4)])
+    with pytest.raises(InputError):
+        metrics.pearson_pooled([np.array([1.0, np.nan])], [np.ones(2)])
+    with pytest.raises(InputError):
+        metrics.pearson_pooled([], [])
+
+
+def test_transferability_matrix():
+    mat = metrics.transferability_matrix([1, 2], [3, 4, 5], lambda a, b: 10 * a + b)
+    assert mat.shape == (2, 3) and mat[1, 2] == 25
+
+
+# ----------------------------------------------------------------------------------------- isoconfig
+def test_displacements_minimum_image_and_unwrapped():
+    box = np.array([10.0, 10.0])
+    x0 = np.array([[9.9, 5.0], [1.0, 1.0]])
+    xt = np.array([[0.1, 5.0], [1.5, 1.0]])
+    d = displacements(x0, xt, box)
+    assert np.allclose(d, [[0.2, 0.0], [0.5, 0.0]])
+    # both unwrapped (coordinates outside the box): plain difference, even beyond L/2
+    x0u = np.array([[-7.0, 5.0], [1.0, 1.0]])
+    xtu = np.array([[0.0, 5.0], [12.0, 1.0]])
+    assert np.allclose(displacements(x0u, xtu, box), [[7.0, 0.0], [11.0, 0.0]])
+    assert np.allclose(propensity(x0, np.stack([xt, xt]), box), [0.2, 0.5])
+
+
+def test_bond_breaking_brute_force():
+    rng = np.random.default_rng(0)
+    n, L = 60, 5.0
+    box = np.full(3, L)
+    species = (rng.random(n) < 0.3).astype(np.int32)
+    sigma = np.array([[1.0, 0.8], [0.8, 0.88]])
+    x0 = rng.random((n, 3)) * L
+    xt = x0 + rng.normal(0, 0.3, (3, n, 3))
+    got = bond_breaking(x0, xt, species, box, sigma, 1.4, 1.8)
+    ref = np.zeros(n)
+    for i in range(n):
+        nbrs = []
+        for j in range(n):
+            if i == j:
+                continue
+            d = x0[j] - x0[i]
+            d -= L * np.round(d / L)
+            if np.linalg.norm(d) < 1.4 * sigma[species[i], species[j]]:
+                nbrs.append(j)
+        if not nbrs:
+            ref[i] = 1.0
+            continue
+        kept = 0
+        for r in range(3):
+            for j in nbrs:
+                d = xt[r, j] - xt[r, i]
+                d -= L * np.round(d / L)
+                kept += np.linalg.norm(d) < 1.8 * sigma[species[i], species[j]]
+        ref[i] = kept / (3 * len(nbrs))
+    assert np.allclose(got, ref, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------------------- I/O
+def test_infer_species():
+    assert infer_species(np.array([1, 2, 3, 1])).tolist() == [0, 1, 2, 0]
+    assert infer_species(np.array([0, 1, 1])).tolist() == [0, 1, 1]
+    with pytest.raises(InputError):
+        infer_species(np.array([2, 3]))
+
+
+def test_time_codes():
+    assert time_of_code("KA", 0.44, 7) == 4120.0
+    assert time_of_code("KA2D", 0.30, 1) == 0.11
+    with pytest.raises(InputError):
+        time_of_code("KA2D", 0.30, 17)
+
+
+def test_write_read_roundtrip(tmp_path):
+    rng = np.random.default_rng(1)
+    n = 50
+    s = GlassBenchSample(system="ka3d", T=0.8, index=7, species=(rng.random(n) < 0.2).astype(np.int32),
+                         positions=rng.random((n, 3)) * 4, box=np.full(3, 4.0), times=np.array([0.1, 1.0, 3.0]),
+                         inherent=rng.random((n, 3)) * 4, md_prop=rng.random((3, n)), bb_prop=rng.random((3, n)),
+                         replicas=rng.random((4, n, 3)), replica_time=1.0, metadata={"split": "test"})
+    path = tmp_path / "N50T0.80_7.npz"
+    write_sample(path, s, provenance={"seed": 3})
+    r = read_sample(path)
+    for f in ("species", "positions", "box", "times", "inherent", "md_prop", "bb_prop", "replicas"):
+        assert np.array_equal(getattr(r, f), getattr(s, f)), f
+    assert (r.T, r.index, r.split, r.system, r.replica_time) == (0.8, 7, "test", "ka3d", 1.0)
+    assert r.metadata["provenance"]["seed"] == 3
+    ds = read_dataset(tmp_path)
+    assert ds.files == {("ka3d", 0.8, "test"): [path]}
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(InputError):
+        read_sample(tmp_path / "missing.npz")
+    bad = tmp_path / "N5T0.50_1.npz"
+    bad.write_text("not an npz")
+    with pytest.raises(InputError):
+        read_sample(bad)
+    np.savez(tmp_path / "N5T0.50_2.npz", types=np.ones(5), initial_positions=np.zeros((4, 3)))
+    with pytest.raises(InputError, match="types"):
+        read_sample(tmp_path / "N5T0.50_2.npz")
+    with pytest.raises(InputError):
+        read_dataset(tmp_path / "nothing")
+
+
+@pytest.mark.data
+def test_shipped_data_layouts(data):
+    ds = read_dataset(data)
+    assert len(ds.paths("KA", 0.44, "train")) == 10
+    assert [p.name for p in ds.paths("KA", 0.44, "test")][0].startswith("isoconfig_N4096T0.44_401")
+    s = read_sample(ds.paths("KA", 0.44, "test")[0])
+    assert s.replicas.shape == (32, 4096, 3) and s.replica_time == 4120.0
+    assert np.allclose(s.box, 15.05658, atol=1e-4)
+    assert (s.species == 0).sum() == 3277
+    k2 = read_sample(data / "ka2d-isoconfig" / "N1290T0.23_151_tc40.npz")
+    assert k2.system == "KA2D" and k2.replica_time == 1.5e6 and k2.inherent is not None
+    assert ds.paths("KA2D", 0.23, "test")  # the archive member was a test file
+
+
+@pytest.mark.data
+def test_rho_max_on_shipped_ka3d(data):
+    """Split-half rho_max pooled over the 15 shipped samples: REFERENCE.md quotes about 0.936 (published 0.943)."""
+    ds = read_dataset(data)
+    halves_a, halves_b, masks, per = [], [], [], []
+    for s in ds.samples("KA", 0.44):
+        a, b = split_half_propensities(s.positions, s.replicas, s.box)
+        mask = s.mask(0)
+        halves_a.append(a)
+        halves_b.append(b)
+        masks.append(mask)
+        per.append(split_half_rho_max(s.positions, s.replicas, s.box, mask))
+        assert per[-1] == pytest.approx(spearman_brown(stats.pearsonr(a[mask], b[mask]).statistic), abs=1e-12)
+    pooled = metrics.rho_max(halves_a, halves_b, masks)
+    assert pooled == pytest.approx(0.936, abs=0.003)
+    assert pooled > np.mean(per)  # pooling adds the configuration-to-configuration variance
