@@ -239,3 +239,73 @@ def test_rho_max_on_shipped_ka3d(data):
     pooled = metrics.rho_max(halves_a, halves_b, masks)
     assert pooled == pytest.approx(0.936, abs=0.003)
     assert pooled > np.mean(per)  # pooling adds the configuration-to-configuration variance
+
+
+# ----------------------------------------------------------------------------------------- dataset make
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    from glassgen.bench.dataset import DatasetSpec, make_dataset
+
+    out = tmp_path_factory.mktemp("tiny")
+    spec = DatasetSpec(model="ka3d", n=256, T=0.8, n_configs=3, n_replicas=4, n_test=1, equil_tau=5, seed=2)
+    summary = make_dataset(spec, out)
+    return spec, out, summary
+
+
+def test_dataset_end_to_end_identical_arrays(tiny_dataset):
+    from glassgen.bench.dataset import _load_prep, prep_path, sample_path
+    from glassgen.bench.replicas import run_isoconfigurational
+    from glassgen.systems.configuration import Configuration
+    from glassgen.systems.model import load_model
+
+    spec, out, summary = tiny_dataset
+    assert summary["written"] == 3 and 1.0 < summary["tau_alpha"] < 8.0  # KA 3D at T = 0.8: tau_alpha ~ 3
+    ds = read_dataset(out)
+    assert {k: len(v) for k, v in ds.files.items()} == {("ka3d", 0.8, "train"): 2, ("ka3d", 0.8, "test"): 1}
+    s = read_sample(sample_path(out, spec, 2))
+    st = _load_prep(prep_path(out, spec))
+    conf = Configuration(st["initial"][1], st["species"], st["box"], load_model("ka3d"))
+    res = run_isoconfigurational(conf, T=0.8, times=np.asarray(spec.time_factors) * float(st["tau_alpha"]),
+                                 n_replicas=4, seed=spec.seed * 7919 + 2)
+    assert np.array_equal(s.md_prop, res.md_prop) and np.array_equal(s.bb_prop, res.bb_prop)
+    assert np.array_equal(s.times, res.times) and np.array_equal(s.positions, st["initial"][1])
+    assert s.metadata["provenance"]["tau_alpha_index"] == 6
+    k = s.metadata["provenance"]["tau_alpha_index"]
+    assert s.times[k] == pytest.approx(float(st["tau_alpha"]), abs=spec.dt)
+    # physics: propensity grows with time, bonds break with time, inherent energy below the thermal one
+    assert np.all(np.diff(s.md_prop.mean(axis=1)) > 0)
+    assert np.all(np.diff(s.bb_prop.mean(axis=1)) <= 1e-12)
+    assert s.metadata["provenance"]["inherent_energy"] < -7.0
+
+
+def test_dataset_resume_recomputes_only_missing(tiny_dataset):
+    from glassgen.bench.dataset import make_dataset, sample_path
+
+    spec, out, _ = tiny_dataset
+    p1, p3 = sample_path(out, spec, 1), sample_path(out, spec, 3)
+    before = read_sample(p3)
+    mtime1 = p1.stat().st_mtime_ns
+    p3.unlink()
+    summary = make_dataset(spec, out)
+    assert summary["written"] == 1 and summary["already_present"] == 2
+    assert p1.stat().st_mtime_ns == mtime1
+    after = read_sample(p3)
+    assert np.array_equal(before.md_prop, after.md_prop) and np.array_equal(before.inherent, after.inherent)
+
+
+def test_bench_score_cli_on_tiny_dataset(tiny_dataset, tmp_path, capsys):
+    from glassgen.cli import main
+
+    _, out, _ = tiny_dataset
+    rc = main(["bench", "score", "--data", str(out), "--T", "0.8", "--split", "all", "--key", "EPOT",
+               "--cache", str(tmp_path), "--out", str(tmp_path / "s.json")])
+    assert rc == 0
+    assert "EPOT Pearson pooled @tau_alpha" in capsys.readouterr().out
+    rc = main(["bench", "score", "--data", str(out), "--T", "0.8", "--key", "NOPE", "--cache", str(tmp_path)])
+    assert rc == 2
+    assert main(["bench", "score", "--data", str(tmp_path / "none"), "--T", "0.8"]) == 2
+    assert main(["dataset", "make", "--model", "ka3d", "--N", "64", "--T", "-1", "--out", str(tmp_path)]) == 2
+    rc = main(["bench", "report", "--data", str(out), "--out", str(tmp_path / "rep"), "--split", "all",
+               "--cache", str(tmp_path)])
+    assert rc == 0
+    assert (tmp_path / "rep" / "report.md").is_file() and (tmp_path / "rep" / "pearson_vs_t.png").is_file()

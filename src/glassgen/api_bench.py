@@ -13,7 +13,7 @@ from typing import Any
 from glassgen.api import load_config
 from glassgen.errors import InputError
 
-__all__ = ["dataset_make", "dataset_spec_from_config"]
+__all__ = ["dataset_make", "dataset_spec_from_config", "bench_reference", "bench_score", "bench_report"]
 
 PathLike = str | os.PathLike[str]
 
@@ -81,3 +81,156 @@ def dataset_make(*, specs: list[Any], out: PathLike, workers: int = 1, shard: st
         summary[f"T={spec.T:g}"] = res
     summary["out"] = str(Path(out))
     return summary
+
+
+def _cache(cache: PathLike | None) -> Path:
+    return Path(cache) if cache is not None else Path(os.environ.get("GLASSGEN_CACHE", "runs/cache"))
+
+
+def bench_reference(*, data: PathLike | None = None, cache: PathLike | None = None, out: PathLike | None = None,
+                    progress: bool = False) -> dict[str, Any]:
+    """rho_max, chi_4 and the EPOT-propensity Pearson at tau_alpha on the shipped KA 3D T = 0.44 samples.
+
+    Args:
+        data: the data directory (default ``GLASSGEN_DATA`` / ``../shared/data``).
+        cache: inherent-state cache directory (default ``runs/cache``).
+        out: optional JSON file for the numbers (atomic, with provenance).
+    """
+    import json
+
+    from glassgen.bench.reference import shipped_reference
+    from glassgen.config import data_dir
+    from glassgen.provenance import atomic_path, provenance
+
+    d = Path(data) if data is not None else data_dir()
+    res = shipped_reference(d, _cache(cache), progress=progress)
+    if out is not None:
+        with atomic_path(out) as tmp:
+            tmp.write_text(json.dumps({"provenance": provenance(data=str(d)), **res}, indent=1, default=float))
+    flat: dict[str, Any] = {"samples": f"{res['n_samples']} ({res['n_test']} held-out test)"}
+    for which in ("all", "test"):
+        flat[f"rho_max ({which})"] = res[f"rho_max_{which}"]
+        flat[f"chi4 at tau_alpha ({which})"] = res[f"chi4_{which}"]
+        for kind in ("inherent", "thermal"):
+            v = res[f"pearson_EPOT_{kind}_{which}"]
+            flat[f"Pearson EPOT {kind} pooled ({which})"] = v["pooled"]
+            flat[f"Pearson EPOT {kind} per-config ({which})"] = (v["per_config"], v["per_config_err"])
+    flat["published (100 test configs)"] = res["published"]
+    return flat
+
+
+def _load_predictions(path: PathLike) -> dict[str, Any]:
+    import numpy as np
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"predictions file not found: {p}")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"cannot read predictions {p}: {exc}") from None
+
+
+def bench_score(*, data: PathLike, T: float, system: str | None = None, split: str | None = "test",
+                key: list[str] | None = None, predictions: PathLike | None = None, cache: PathLike | None = None,
+                out: PathLike | None = None) -> dict[str, Any]:
+    """Score predictions against md_prop at every lag time: pooled/per-config Pearson, R^2, chi_4.
+
+    Args:
+        data: dataset directory (GlassBench archive or ours).
+        T: temperature; system: 'KA', 'KA2D' or a model name (default: the only one present).
+        split: 'test', 'train' or None (all).
+        key: keys to report (default all: EPOT, EPOT_thermal, published keys present).
+        predictions: npz with one array per sample, named by the sample's file stem, (N,) or (n_times, N).
+        out: JSON output (atomic, with provenance).
+    """
+    import json
+
+    import numpy as np
+
+    from glassgen.bench.report import score_dataset
+    from glassgen.provenance import atomic_path, provenance
+    from glassgen.systems.glassbench import read_dataset
+
+    ds = read_dataset(data)
+    systems = [s for s in ds.systems if any(abs(t - T) < 1e-9 for (sy, t, _) in ds.files if sy == s)]
+    if system is None:
+        if len(systems) != 1:
+            raise InputError(f"T={T}: choose --system among {systems or ds.systems}")
+        system = systems[0]
+    extra = None
+    if predictions is not None:
+        pr = _load_predictions(predictions)
+        paths = ds.paths(system, T, split)
+        missing = [p.stem for p in paths if p.stem not in pr]
+        if missing:
+            raise InputError(f"predictions lack {len(missing)} samples, e.g. {missing[0]}")
+        extra = {Path(predictions).stem: [np.asarray(pr[p.stem], dtype=np.float64) for p in paths]}
+    res = score_dataset(ds, system, T, split, _cache(cache), extra)
+    keys = key or list(res["scores"])
+    unknown = [k for k in keys if k not in res["scores"]]
+    if unknown:
+        raise InputError(f"unknown key(s) {unknown}; available: {sorted(res['scores'])}")
+    if out is not None:
+        with atomic_path(out) as tmp:
+            payload = {"provenance": provenance(data=str(data), T=T, system=system, split=split),
+                       **{k: v for k, v in res.items() if k != "R_tau"}}
+            tmp.write_text(json.dumps(payload, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else o))
+    summary: dict[str, Any] = {"system": system, "T": T, "configurations": res["n_configs"],
+                               "tau_alpha": res["tau_alpha"]}
+    for k in keys:
+        row = res["scores"][k][res["tau_index"]]
+        summary[f"{k} Pearson pooled @tau_alpha"] = row["pearson_pooled"]
+        summary[f"{k} Pearson per-config @tau_alpha"] = (row["pearson_per_config"], row["pearson_per_config_err"])
+        summary[f"{k} Pearson pooled vs t"] = [round(r["pearson_pooled"], 4) for r in res["scores"][k]]
+    summary["chi4 true vs t"] = [round(c, 3) for c in res["chi4_true"]]
+    return summary
+
+
+def bench_report(*, data: PathLike, out: PathLike, split: str | None = "test", reference: bool = False,
+                 models: PathLike | None = None, published: PathLike | None = None,
+                 cache: PathLike | None = None) -> dict[str, Any]:
+    """Markdown + PNG report of a dataset (every system and temperature in it), with published curves.
+
+    Args:
+        data: dataset directory.
+        out: report directory (report.md, report.json, *.png).
+        reference: also compute the shipped KA 3D T = 0.44 reference numbers.
+        models: JSON with model results from ``glassgen predict eval`` (transferability etc.).
+        published: folder of the published curves (default ``<data>/../reference/glassbench-results``).
+    """
+    import json
+
+    from glassgen.bench.reference import shipped_reference
+    from glassgen.bench.report import read_published, score_dataset, write_report
+    from glassgen.config import data_dir
+    from glassgen.provenance import provenance
+    from glassgen.systems.glassbench import read_dataset
+
+    ds = read_dataset(data)
+    results = []
+    for system, T, sp in sorted(ds.files):
+        if split is not None and sp != split:
+            continue
+        try:
+            results.append(score_dataset(ds, system, T, split, _cache(cache)))
+        except InputError as exc:
+            print(f"skipped {system} T={T}: {exc}", file=sys.stderr)
+    if not results:
+        raise InputError(f"nothing to score in {data} (split={split})")
+    pub_dir = Path(published) if published is not None else data_dir().parent / "reference" / "glassbench-results"
+    model_res = None
+    if models is not None:
+        mp = Path(models)
+        if not mp.is_file():
+            raise InputError(f"models file not found: {mp}")
+        try:
+            model_res = json.loads(mp.read_text())
+        except json.JSONDecodeError as exc:
+            raise InputError(f"malformed models JSON {mp}: {exc}") from None
+    ref = shipped_reference(data_dir(), _cache(cache)) if reference else None
+    files = write_report(results, Path(out), read_published(pub_dir), model_res,
+                         provenance(data=str(data), split=split), ref)
+    return {"written": [str(f) for f in files],
+            "scored": [f"{r['system']} T={r['T']:g} ({r['n_configs']} configs)" for r in results]}

@@ -59,6 +59,83 @@ def dataset_make_cmd(
                         progress=_progress(progress)))
 
 
+DataOpt = Annotated[Path | None, typer.Option("--data", help="Data directory (default GLASSGEN_DATA).")]
+CacheOpt = Annotated[Path | None, typer.Option("--cache", help="Inherent-state cache (default runs/cache).")]
+
+
+@bench_app.command("reference")
+def bench_reference_cmd(data: DataOpt = None, cache: CacheOpt = None,
+                        out: Annotated[Path | None, typer.Option("--out", "-o", help="JSON output.")] = None,
+                        progress: Annotated[bool | None, typer.Option("--progress/--no-progress")] = None) -> None:
+    """rho_max, chi_4 and Pearson(EPOT, propensity) at tau_alpha on the shipped KA 3D T=0.44 samples.
+
+    Propensities come from the 32 replicas; inherent states from our FIRE (cached). Published values
+    (GlassBench, 100 test configurations): rho_max 0.943, chi_4 17.05, Pearson EPOT 0.51.
+
+    Examples:
+      glassgen bench reference
+      glassgen bench reference --data ../shared/data --out runs/reference.json
+    """
+    from glassgen.api_bench import bench_reference
+    from glassgen.cli import _print, _progress
+
+    _print(bench_reference(data=data, cache=cache, out=out, progress=_progress(progress)))
+
+
+@bench_app.command("score")
+def bench_score_cmd(
+    data: Annotated[Path, typer.Option("--data", help="Dataset directory (GlassBench archive or ours).")],
+    T: Annotated[float, typer.Option("--T", "-T", help="Temperature.")],
+    system: Annotated[str | None, typer.Option("--system", help="KA, KA2D or a model name.")] = None,
+    split: Annotated[str, typer.Option("--split", help="test, train or all.")] = "test",
+    key: Annotated[list[str] | None, typer.Option("--key", help="Prediction key to report (repeatable): EPOT, "
+                                                               "EPOT_thermal, BOTAN, GlassMLP, ...")] = None,
+    predictions: Annotated[Path | None, typer.Option("--predictions", help="npz: one array per sample stem.")] = None,
+    cache: CacheOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="JSON output.")] = None,
+) -> None:
+    """Score any prediction against the propensity at every lag time (Pearson pooled and per-config, R^2, chi_4).
+
+    Examples:
+      glassgen bench score --data datasets/ka3d_n500 --T 0.8 --key EPOT
+      glassgen bench score --data ~/GlassBench --T 0.44 --key GlassMLP --key SE3
+      glassgen bench score --data datasets/ka3d_n500 --T 0.8 --predictions runs/my_model_T0.8.npz
+    """
+    from glassgen.api_bench import bench_score
+    from glassgen.cli import _print
+
+    _print(bench_score(data=data, T=T, system=system, split=None if split == "all" else split, key=key,
+                       predictions=predictions, cache=cache, out=out))
+
+
+@bench_app.command("report")
+def bench_report_cmd(
+    data: Annotated[Path, typer.Option("--data", help="Dataset directory (GlassBench archive or ours).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report directory.")],
+    split: Annotated[str, typer.Option("--split", help="test, train or all.")] = "test",
+    reference: Annotated[bool, typer.Option("--reference/--no-reference",
+                                            help="Add the shipped KA T=0.44 reference numbers.")] = False,
+    models: Annotated[Path | None, typer.Option("--models", help="Model results JSON (glassgen predict eval).")]
+    = None,
+    published: Annotated[Path | None, typer.Option("--published", help="Published curves folder.")] = None,
+    cache: CacheOpt = None,
+) -> None:
+    """Markdown table + PNG figures: Pearson vs t/tau_alpha, chi_4 vs t, transferability, distributions.
+
+    Published GlassBench curves (shared/reference/glassbench-results) are drawn beside ours.
+
+    Examples:
+      glassgen bench report --data datasets/ka3d_n500 --out reports/ka3d_n500 --reference
+      glassgen bench report --data datasets/ka3d_n500 --out reports/x \\
+          --models benchmarks/results/predictors_our_dataset.json
+    """
+    from glassgen.api_bench import bench_report
+    from glassgen.cli import _print
+
+    _print(bench_report(data=data, out=out, split=None if split == "all" else split, reference=reference,
+                        models=models, published=published, cache=cache))
+
+
 def register(app: typer.Typer) -> None:
     """Add ``glassgen dataset`` and ``glassgen bench`` to the root app."""
     app.add_typer(dataset_app, name="dataset")

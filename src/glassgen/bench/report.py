@@ -1,0 +1,247 @@
+"""GlassBench report: Pearson vs t/tau_alpha, chi_4(t), transferability and distributions, beside the
+published curves (the roadmap's Figs. 4-6 style), as a Markdown file and PNG figures.
+
+Inputs: a dataset directory (ours or GlassBench), optional model predictions (JSON written by the
+predictors, ``{model: {T_train: {T_test: {t: pearson}}}}``), and the published curves
+(``shared/reference/glassbench-results``). Plain descriptors computed here for every sample: the
+per-particle potential energy of the inherent state (``EPOT``, as in GlassBench) and of the thermal
+configuration (``EPOT_thermal``); published prediction keys stored in test files are scored as well.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from glassgen.bench import metrics
+from glassgen.bench.reference import inherent_positions, per_particle_energy
+from glassgen.errors import InputError
+from glassgen.provenance import atomic_path
+from glassgen.systems.glassbench import PREDICTION_KEYS, GlassBenchDataset
+
+__all__ = ["read_published", "score_dataset", "write_report", "tau_alpha_index"]
+
+
+def read_published(ref_dir: Path) -> dict[str, dict[str, np.ndarray]]:
+    """Published GlassBench curves: {file stem: {column: values}} from ``*_results_*.dat`` (header '# a b c')."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    d = Path(ref_dir)
+    if not d.is_dir():
+        return out
+    for f in sorted(d.glob("*.dat")):
+        lines = f.read_text().splitlines()
+        if not lines:
+            continue
+        header = lines[0].lstrip("#").split()
+        rows = [list(map(float, ln.split())) for ln in lines[1:] if ln.strip() and not ln.startswith("#")]
+        if not rows:
+            continue
+        width = max(len(r) for r in rows)  # some published tables have ragged rows: pad with NaN
+        arr = np.array([r + [float("nan")] * (width - len(r)) for r in rows])
+        if header == ["none"] or len(header) != arr.shape[1]:
+            header = [f"c{i}" for i in range(arr.shape[1])]
+        out[f.stem] = {h: arr[:, i] for i, h in enumerate(header)}
+    return out
+
+
+def tau_alpha_index(times: np.ndarray, provenance: dict[str, Any] | None) -> int:
+    """Row of tau_alpha: recorded by ``glassgen dataset make``; GlassBench KA grids: 6."""
+    if provenance and "tau_alpha_index" in provenance:
+        return int(provenance["tau_alpha_index"])
+    return 6 if times.size == 10 else int(times.size // 2)
+
+
+def score_dataset(ds: GlassBenchDataset, system: str, T: float, split: str | None = "test",
+                  cache_dir: Path | None = None, extra: dict[str, list[np.ndarray]] | None = None) -> dict[str, Any]:
+    """Score the plain descriptors (and published keys) against md_prop at every time of one (system, T).
+
+    Returns:
+        dict with ``times``, ``tau_alpha``, ``scores`` {key: [score_all per time]}, ``chi4_true`` per time,
+        ``n_configs``, and the pooled type-A propensity at tau_alpha (``R_tau``, for distributions).
+    """
+    samples = list(ds.samples(system, T, split, load_replicas=False))
+    if not samples:
+        raise InputError(f"no samples for {system} T={T} split={split}")
+    if any(s.md_prop is None for s in samples):
+        raise InputError(f"{system} T={T}: samples without md_prop cannot be scored")
+    times = samples[0].times
+    k_tau = tau_alpha_index(times, samples[0].metadata.get("provenance"))
+    masks = [s.mask(0) for s in samples]
+    preds: dict[str, list[np.ndarray]] = {
+        "EPOT": [per_particle_energy(s, inherent_positions(s, cache_dir)) for s in samples],
+        "EPOT_thermal": [per_particle_energy(s, s.positions) for s in samples],
+    }
+    for key in PREDICTION_KEYS:
+        if all(key in s.predictions for s in samples):
+            preds[key] = [s.predictions[key] for s in samples]
+    preds.update(extra or {})
+    scores: dict[str, list[dict[str, float]]] = {}
+    for key, p in preds.items():
+        row = []
+        for k in range(times.size):
+            pk = [a if a.ndim == 1 else a[k] for a in p]
+            row.append(metrics.score_all([s.md_prop[k] for s in samples], pk, masks))  # type: ignore[index]
+        scores[key] = row
+    chi4 = [metrics.chi4_thresholded([s.md_prop[k] for s in samples], masks) for k in range(times.size)]  # type: ignore[index]
+    r_tau = np.concatenate([s.md_prop[k_tau][m] for s, m in zip(samples, masks, strict=True)])  # type: ignore[index]
+    return {"system": system, "T": T, "split": split, "times": times, "tau_alpha": float(times[k_tau]),
+            "tau_index": k_tau, "scores": scores, "chi4_true": chi4, "n_configs": len(samples), "R_tau": r_tau}
+
+
+def _fig(path: Path, draw: Any) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.0, 4.2))
+    draw(ax)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
+_PUB_TAU = {"0.44": 4120.0, "0.50": 217.0, "0.56": 52.0, "0.64": 16.5}
+
+
+def write_report(results: list[dict[str, Any]], out_dir: Path, published: dict[str, dict[str, np.ndarray]],
+                 models: dict[str, Any] | None = None, provenance: dict[str, Any] | None = None,
+                 reference: dict[str, Any] | None = None) -> list[Path]:
+    """Markdown report + PNG figures (Pearson vs t/tau_alpha, chi_4 vs t/tau_alpha, transferability,
+    propensity distributions). Returns the files written."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    colors = ["C0", "C1", "C2", "C3", "C4", "C5", "C6"]
+
+    def pearson_fig(ax: Any) -> None:
+        for c, res in enumerate(results):
+            x = res["times"] / res["tau_alpha"]
+            for key, ls in (("EPOT", "-o"), ("EPOT_thermal", ":s")):
+                ax.plot(x, [r["pearson_pooled"] for r in res["scores"][key]], ls, color=colors[c % 7], ms=3,
+                        label=f"ours {key} T={res['T']:g} (N from data)")
+        fig1 = published.get("KA_results_FIG1")
+        if fig1:
+            x = fig1["t"] / 4120.0
+            for key, c in (("EPOT", "k"), ("GlassMLP", "grey"), ("SE3", "tab:brown")):
+                if key in fig1:
+                    ax.plot(x, fig1[key], "--", color=c, label=f"published {key} T=0.44")
+        ax.set_xscale("log")
+        ax.set_xlabel("t / tau_alpha")
+        ax.set_ylabel("Pearson (pooled, species A)")
+        ax.axvline(1.0, color="0.8", lw=0.8)
+        ax.legend(fontsize=6)
+
+    p = out / "pearson_vs_t.png"
+    _fig(p, pearson_fig)
+    written.append(p)
+
+    def chi4_fig(ax: Any) -> None:
+        for c, res in enumerate(results):
+            ax.plot(res["times"] / res["tau_alpha"], res["chi4_true"], "-o", color=colors[c % 7], ms=3,
+                    label=f"ours MD T={res['T']:g}")
+        fig7 = published.get("KA_results_FIG7")
+        if fig7:
+            for T, tau in _PUB_TAU.items():
+                if f"MD{T}" in fig7:
+                    ax.plot(fig7[f"t{T}"] / tau, fig7[f"MD{T}"], "--", lw=1, label=f"published MD T={T} (N=4096)")
+        ax.set_xscale("log")
+        ax.set_yscale("symlog", linthresh=0.1)
+        ax.set_xlabel("t / tau_alpha")
+        ax.set_ylabel("chi_4 of Theta(R - 0.3)")
+        ax.legend(fontsize=6)
+
+    p = out / "chi4_vs_t.png"
+    _fig(p, chi4_fig)
+    written.append(p)
+
+    def dist_fig(ax: Any) -> None:
+        for c, res in enumerate(results):
+            h, e = np.histogram(res["R_tau"], bins=50, density=True)
+            ax.plot(0.5 * (e[1:] + e[:-1]), h, color=colors[c % 7], label=f"true R(tau_alpha) T={res['T']:g}")
+        ax.set_xlabel("propensity R_i(tau_alpha) (species A)")
+        ax.set_ylabel("density")
+        ax.legend(fontsize=7)
+
+    p = out / "propensity_distributions.png"
+    _fig(p, dist_fig)
+    written.append(p)
+
+    transfer = (models or {}).get("transferability")
+    fig5 = published.get("KA_results_FIG5")
+    if transfer or fig5:
+        def tr_fig(ax: Any) -> None:
+            if fig5:
+                inv = fig5["1/T"]
+                for name, c in (("GlassMLP", "grey"), ("SE3", "tab:brown")):
+                    for T in ("0.44", "0.64"):
+                        key = f"{name}{T}"
+                        if key in fig5:
+                            ax.plot(inv, fig5[key], "--", color=c, alpha=1.0 if T == "0.44" else 0.5,
+                                    label=f"published {name} trained T={T}")
+            if transfer:
+                for c, (name, by_train) in enumerate(transfer.items()):
+                    for t_train, by_test in by_train.items():
+                        xs = sorted(by_test, key=float)
+                        ax.plot([1 / float(x) for x in xs], [by_test[x] for x in xs], "-o", color=colors[c % 7],
+                                ms=3, label=f"ours {name} trained T={t_train}")
+            ax.set_xlabel("1 / T_test")
+            ax.set_ylabel("Pearson at tau_alpha")
+            ax.legend(fontsize=6)
+
+        p = out / "transferability.png"
+        _fig(p, tr_fig)
+        written.append(p)
+
+    lines = ["# GlassBench report", ""]
+    if provenance:
+        lines += [f"Generated by `{provenance.get('command', '')}` (glassgen {provenance.get('glassgen_version')}, "
+                  f"{provenance.get('time')}).", ""]
+    if reference:
+        lines += ["## Shipped KA 3D T = 0.44 samples (published data, replicas at tau_alpha = 4120)", "",
+                  "| quantity | all samples | test 401-405 | published |", "|---|---|---|---|"]
+        pub = reference["published"]
+        lines.append(f"| rho_max (split-half, pooled A) | {reference['rho_max_all']:.3f} | "
+                     f"{reference['rho_max_test']:.3f} | {pub['rho_max']} |")
+        lines.append(f"| chi_4 (Theta(R-0.3)) | {reference['chi4_all']:.1f} | {reference['chi4_test']:.1f} | "
+                     f"{pub['chi4_true']} (100 configs) |")
+        for kind in ("inherent", "thermal"):
+            a, t = reference[f"pearson_EPOT_{kind}_all"], reference[f"pearson_EPOT_{kind}_test"]
+            ref_val = pub["pearson_EPOT"] if kind == "inherent" else "-"
+            lines.append(f"| Pearson EPOT ({kind}), pooled / per-config | {a['pooled']:.3f} / "
+                         f"{a['per_config']:.3f} | {t['pooled']:.3f} / {t['per_config']:.3f} | {ref_val} |")
+        lines.append("")
+    for res in results:
+        heads = " | ".join(f"{k} pooled / per-config" for k in res["scores"])
+        lines += [f"## {res['system']} T = {res['T']:g} ({res['split'] or 'all'} split, {res['n_configs']} "
+                  f"configurations, tau_alpha = {res['tau_alpha']:.4g})", "",
+                  f"| t | t/tau_alpha | chi_4 true | {heads} |", "|---|---|---|" + "---|" * len(res["scores"])]
+        for k, t in enumerate(res["times"]):
+            cells = " | ".join(f"{res['scores'][key][k]['pearson_pooled']:.3f} / "
+                               f"{res['scores'][key][k]['pearson_per_config']:.3f}" for key in res["scores"])
+            lines.append(f"| {t:.4g} | {t / res['tau_alpha']:.3g} | {res['chi4_true'][k]:.2f} | {cells} |")
+        lines.append("")
+    if transfer:
+        lines += ["## Transferability (Pearson at tau_alpha of the test temperature)", ""]
+        for name, by_train in transfer.items():
+            tests = sorted({x for v in by_train.values() for x in v}, key=float)
+            lines += [f"**{name}**", "", "| train T \\ test T | " + " | ".join(tests) + " |",
+                      "|---|" + "---|" * len(tests)]
+            for t_train, by_test in by_train.items():
+                cells = " | ".join(f"{by_test[x]:.3f}" if x in by_test else "-" for x in tests)
+                lines.append(f"| {t_train} | {cells} |")
+            lines.append("")
+    lines += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in written]
+    md = out / "report.md"
+    with atomic_path(md) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    jpath = out / "report.json"
+    with atomic_path(jpath) as tmp:
+        tmp.write_text(json.dumps({"results": [{k: v for k, v in r.items() if k != "R_tau"} for r in results],
+                                   "reference": reference, "models": models, "provenance": provenance},
+                                  default=lambda o: o.tolist() if isinstance(o, np.ndarray) else float(o), indent=1))
+    return [md, jpath, *written]
