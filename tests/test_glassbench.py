@@ -309,3 +309,38 @@ def test_bench_score_cli_on_tiny_dataset(tiny_dataset, tmp_path, capsys):
                "--cache", str(tmp_path)])
     assert rc == 0
     assert (tmp_path / "rep" / "report.md").is_file() and (tmp_path / "rep" / "pearson_vs_t.png").is_file()
+
+
+def test_coarse_grain_brute_force():
+    from glassgen.observables.fields import coarse_grain
+
+    rng = np.random.default_rng(0)
+    n, L = 80, 4.0
+    box = np.full(3, L)
+    x = rng.random((n, 3)) * L
+    v = rng.normal(size=n)
+    m = rng.random(n) < 0.5
+    for mask in (None, m):
+        got = coarse_grain(v, x, box, 0.7, r_cut=1.9, mask=mask)
+        ref = np.zeros(n)
+        for i in range(n):
+            d = x - x[i]
+            d -= L * np.round(d / L)
+            r = np.linalg.norm(d, axis=1)
+            w = np.exp(-r / 0.7) * (r < 1.9) * (1.0 if mask is None else mask)
+            ref[i] = (w * v).sum() / w.sum()
+        assert np.allclose(got, ref, atol=1e-12)
+    assert np.array_equal(coarse_grain(v, x, box, 0.0), v)
+    # a constant field stays constant; vector fields are coarse-grained column by column
+    assert np.allclose(coarse_grain(np.full(n, 2.5), x, box, 1.0), 2.5)
+    two = coarse_grain(np.stack([v, 2 * v], axis=1), x, box, 0.7, r_cut=1.9)
+    assert np.allclose(two[:, 1], 2 * two[:, 0])
+
+
+def test_chi4_bootstrap_error_scales():
+    rng = np.random.default_rng(2)
+    small = [np.where(rng.random(300) < rng.uniform(0.3, 0.6), 1.0, 0.0) for _ in range(15)]
+    big = [np.where(rng.random(300) < rng.uniform(0.3, 0.6), 1.0, 0.0) for _ in range(600)]
+    e_small = metrics.chi4_bootstrap_error(small, threshold=0.5)
+    e_big = metrics.chi4_bootstrap_error(big, threshold=0.5)
+    assert e_small > 2.5 * e_big  # error ~ 1/sqrt(configurations): sqrt(40) ~ 6.3

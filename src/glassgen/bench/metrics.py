@@ -22,7 +22,8 @@ import numpy as np
 from glassgen.errors import InputError
 
 __all__ = ["pearson", "pearson_pooled", "pearson_per_configuration", "r2_score", "chi4_thresholded",
-           "rho_max", "transferability_matrix", "distribution", "rearrangement_probability", "score_all"]
+           "chi4_bootstrap_error", "rho_max", "transferability_matrix", "distribution", "rearrangement_probability",
+           "score_all"]
 
 Arrays = Sequence[np.ndarray]
 
@@ -95,6 +96,19 @@ def chi4_thresholded(fields: Arrays, masks: Arrays | None = None, threshold: flo
     frac = np.array([np.mean(a > threshold) for a, _ in pairs])
     n_a = float(np.mean([a.size for a, _ in pairs]))
     return float(n_a * frac.var())
+
+
+def chi4_bootstrap_error(fields: Arrays, masks: Arrays | None = None, threshold: float = 0.3,
+                         n_boot: int = 2000, seed: int = 0) -> float:
+    """Bootstrap standard error of :func:`chi4_thresholded` (configurations resampled with replacement)."""
+    pairs = _select(fields, fields, masks)
+    if len(pairs) < 2:
+        return float("nan")
+    frac = np.array([np.mean(a > threshold) for a, _ in pairs])
+    n_a = float(np.mean([a.size for a, _ in pairs]))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, frac.size, size=(n_boot, frac.size))
+    return float(np.std(n_a * frac[idx].var(axis=1), ddof=1))
 
 
 def rho_max(halves_a: Arrays, halves_b: Arrays, masks: Arrays | None = None) -> float:
