@@ -214,6 +214,12 @@ def write_report(results: list[dict[str, Any]], out_dir: Path, published: dict[s
             ref_val = pub["pearson_EPOT"] if kind == "inherent" else "-"
             lines.append(f"| Pearson EPOT ({kind}), pooled / per-config | {a['pooled']:.3f} / "
                          f"{a['per_config']:.3f} | {t['pooled']:.3f} / {t['per_config']:.3f} | {ref_val} |")
+        cg = reference.get("pearson_EPOT_cg_inherent")
+        if cg:
+            best = f"{cg['L_selected_on_train']:g}"
+            lines.append(f"| Pearson coarse-grained EPOT (inherent), L = {best} chosen on train 1-10 | "
+                         f"{cg['by_L'][best]['train']:.3f} (train) | {cg['test_at_selected_L']:.3f} | "
+                         f"{pub['pearson_EPOT']} |")
         lines.append("")
     for res in results:
         heads = " | ".join(f"{k} pooled / per-config" for k in res["scores"])
