@@ -404,9 +404,11 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
     _positive("T", T)
     if method not in SAMPLE_METHODS:
         raise InputError(f"unknown method {method!r} (use is, imh or pgmc)")
-    if method == "pgmc":
-        raise InputError("--method pgmc needs a trained PGMC policy (policy-guided MC, issue 6); "
-                         "not available in this version: use is or imh")
+    if method == "pgmc":  # policy-guided MC: ``checkpoint`` is the policy file (trained on the fly if None)
+        from glassgen.api_pgmc import pgmc_sample
+
+        return pgmc_sample(T=T, model=model, n=n, n_samples=n_samples, seed=seed, out=out, policy=checkpoint,
+                           n_chains=n_chains, progress=progress)
     if n_samples < 1 or n_chains < 1:
         raise InputError("n_samples and n_chains must be positive")
     model = model or DEFAULT_FLOW["model"]

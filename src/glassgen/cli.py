@@ -266,11 +266,12 @@ def sample_cmd(
     n_samples: Annotated[int, typer.Option("--n-samples", help="Flow samples (is) or chain states (imh).")] = 2000,
     method: Annotated[str, typer.Option("--method", help="imh (flow-MCMC, default), is (reweighting only) or pgmc.")]
     = "imh",
-    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="Flow checkpoint (default: shipped).")]
+    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="Flow checkpoint (default: shipped); "
+                                                    "with --method pgmc the policy file (default: trained now).")]
     = None,
     train: Annotated[bool, typer.Option("--train", help="Train a flow first if none is shipped for --model/--N.")]
     = False,
-    n_chains: Annotated[int, typer.Option("--chains", help="Flow-MCMC chains (imh).")] = 16,
+    n_chains: Annotated[int, typer.Option("--chains", help="Flow-MCMC (imh) or PGMC chains.")] = 16,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (recorded in the output).")] = 0,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output HDF5 (a PNG is written next to it).")]
     = Path("sample.h5"),
@@ -285,6 +286,7 @@ def sample_cmd(
       glassgen sample --T 0.4
       glassgen sample --T 0.5 --method imh --n-samples 4000 --out imh.h5
       glassgen sample --T 0.6 --checkpoint runs/ka3d_n32.pt --seed 3
+      glassgen sample --T 0.5 --model ka2d --N 43 --method pgmc --out pgmc.h5
     """
     from glassgen.api import sample
 

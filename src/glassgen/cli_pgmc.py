@@ -2,8 +2,139 @@
 
 from __future__ import annotations
 
+import inspect
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from glassgen.errors import InputError
+
+pgmc_app = typer.Typer(no_args_is_help=True,
+                       help="Policy-guided Monte Carlo: learn proposals in burn-in, then run exact chains.")
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config ([train]/[run] tables); "
+                                                                        "command-line options win.")]
+InputOpt = Annotated[Path | None, typer.Option("--input", "-i", help="Starting configuration (.xyz, .data, .h5).")]
+ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Model name (ka3d, ka2d, ka2, ...).")]
+NOpt = Annotated[int | None, typer.Option("--N", "--n", help="Particles of a random initial state.")]
+DensOpt = Annotated[float | None, typer.Option("--density", help="Number density (default: the model's).")]
+TOpt = Annotated[float | None, typer.Option("--T", "-T", help="Temperature (LJ units).")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (recorded in the output).")]
+ChainsOpt = Annotated[int | None, typer.Option("--chains", help="Parallel chains.")]
+ProgOpt = Annotated[bool | None, typer.Option("--progress/--no-progress",
+                                              help="Progress bar (default: on a terminal).")]
+
+
+def _merge(config: Path | None, section: str, target: Any, **cli: Any) -> dict[str, Any]:
+    """Config keys (top level + ``[section]``) overridden by the options given on the command line."""
+    from glassgen.api import load_config
+
+    opts = load_config(config, section)
+    opts = {k.replace("-", "_"): v for k, v in opts.items() if not isinstance(v, dict)}
+    allowed = set(inspect.signature(target).parameters) - {"progress"}
+    unknown = sorted(set(opts) - allowed)
+    if unknown:
+        raise InputError(f"unknown key(s) in {config}: {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
+    opts.update({k: v for k, v in cli.items() if v is not None})
+    return opts
+
+
+def _require(opts: dict[str, Any], *keys: str) -> None:
+    missing = [k for k in keys if opts.get(k) is None]
+    if missing:
+        raise InputError(f"missing option(s): {', '.join('--' + m.replace('_', '-') for m in missing)} "
+                         "(or set them in --config)")
+
+
+def _progress(flag: bool | None) -> bool:
+    return sys.stderr.isatty() if flag is None else flag
+
+
+def _print(summary: dict[str, Any]) -> None:
+    for k, v in summary.items():
+        if isinstance(v, tuple) and len(v) == 2 and all(isinstance(x, float) for x in v):
+            typer.echo(f"{k:>28}: {v[0]:.6g} +- {v[1]:.2g}")
+        elif isinstance(v, float):
+            typer.echo(f"{k:>28}: {v:.6g}")
+        else:
+            typer.echo(f"{k:>28}: {json.dumps(v, default=float) if isinstance(v, (dict, list)) else v}")
+
+
+@pgmc_app.command("train")
+def train_cmd(
+    config: ConfigOpt = None, input: InputOpt = None, model: ModelOpt = None, n: NOpt = None,
+    density: DensOpt = None, T: TOpt = None, seed: SeedOpt = None, n_chains: ChainsOpt = None,
+    iterations: Annotated[int | None, typer.Option("--iterations", help="Learning steps (default 200).")] = None,
+    trials: Annotated[int | None, typer.Option("--trials", help="Trial proposals per chain and step.")] = None,
+    optimizer: Annotated[str | None, typer.Option("--optimizer", help="plain, baseline or natural.")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Learning rate.")] = None,
+    local_fraction: Annotated[float | None, typer.Option("--local-fraction",
+                                                         help="Fraction of environment-aware displacements.")] = None,
+    swap_fraction: Annotated[float | None, typer.Option("--swap-fraction",
+                                                        help="Fraction of swaps (default 0.2 for ka2d/ka2).")] = None,
+    biased: Annotated[bool | None, typer.Option("--biased/--uniform", help="Biased or uniform swap selection.")]
+    = None,
+    equilibrate: Annotated[int | None, typer.Option("--equilibrate", help="Sweeps before learning.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Policy file (JSON), written atomically.")] = None,
+    progress: ProgOpt = None,
+) -> None:
+    """Learn a PGMC policy during burn-in (on-policy gradient of E[reward x acceptance]) and save it.
+
+    Examples:
+      glassgen pgmc train --model ka2d --N 43 --T 0.5 --out ka2d_n43.policy.json
+      glassgen pgmc train --config configs/pgmc/ka2d_n43.toml --seed 3
+      glassgen pgmc train --model ka3d --N 600 --T 0.6 --local-fraction 0.5 --optimizer baseline --out ka3d.json
+    """
+    from glassgen.api_pgmc import pgmc_train
+
+    o = _merge(config, "train", pgmc_train, input=input, model=model, n=n, density=density, T=T, seed=seed,
+               n_chains=n_chains, iterations=iterations, trials_per_chain=trials, optimizer=optimizer, lr=lr,
+               local_fraction=local_fraction, swap_fraction=swap_fraction, biased=biased,
+               equilibrate_sweeps=equilibrate, out=out)
+    _require(o, "T", "out")
+    _print(pgmc_train(progress=_progress(progress), **o))
+
+
+@pgmc_app.command("run")
+def run_cmd(
+    config: ConfigOpt = None,
+    policy: Annotated[Path | None, typer.Option("--policy", "-p", help="Policy file from glassgen pgmc train.")]
+    = None,
+    input: InputOpt = None, model: ModelOpt = None, n: NOpt = None, density: DensOpt = None, T: TOpt = None,
+    sweeps: Annotated[int | None, typer.Option("--sweeps", help="Sweeps (N trial moves per chain each).")] = None,
+    n_chains: ChainsOpt = None,
+    equilibrate: Annotated[int | None, typer.Option("--equilibrate", help="Sweeps before recording.")] = None,
+    sample_every: Annotated[int | None, typer.Option("--sample-every", help="Sweeps between energy samples.")]
+    = None,
+    traj: Annotated[str | None, typer.Option("--traj", help="Frames: log (default), linear or none.")] = None,
+    q: Annotated[float | None, typer.Option("--q", help="Wavenumber of F_s for tau_alpha.")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option("--checkpoint-every", help="Sweeps between checkpoints.")]
+    = None,
+    seed: SeedOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output HDF5, written atomically.")] = None,
+    progress: ProgOpt = None,
+) -> None:
+    """Production PGMC with a frozen policy (exact Markov chains); resumes from <out>.ckpt.h5 if interrupted.
+
+    Defaults (model, N, T) come from the policy file.
+
+    Examples:
+      glassgen pgmc run --policy ka2d_n43.policy.json --sweeps 20000 --chains 8 --out pgmc.h5
+      glassgen pgmc run --policy ka2d_n43.policy.json --T 0.4 --sweeps 100000 --checkpoint-every 5000 --out cold.h5
+      glassgen pgmc run --config configs/pgmc/ka2d_n43.toml --policy p.json --out run.h5
+    """
+    from glassgen.api_pgmc import pgmc_run
+
+    o = _merge(config, "run", pgmc_run, policy=policy, input=input, model=model, n=n, density=density, T=T,
+               sweeps=sweeps, n_chains=n_chains, equilibrate_sweeps=equilibrate, sample_every=sample_every,
+               traj=traj, q=q, checkpoint_every=checkpoint_every, seed=seed, out=out)
+    _require(o, "policy", "sweeps", "out")
+    _print(pgmc_run(progress=_progress(progress), **o))
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's command group(s) to the root glassgen app."""
+    app.add_typer(pgmc_app, name="pgmc")

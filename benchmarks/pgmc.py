@@ -1,0 +1,164 @@
+"""tau_alpha of policy-guided MC against Metropolis (best fixed step) and uniform swap MC, same states.
+
+Cases: KA2D N = 43 and 1290 at T = 0.5, 0.4, 0.3 and KA 3D (N = 600, cell lists) at T = 0.6, 0.5.
+For each case one equilibrated start (swap MC for KA2D, Metropolis for KA 3D) is shared by every method:
+
+- ``metropolis``: mc.py, displacement only, delta from a short scan maximising the mean squared
+  displacement per sweep (the "best fixed step");
+- ``swap``: mc.py with uniform swaps (swap_fraction 0.2, same delta), KA2D only (KA has no useful swap);
+- ``pgmc``: policy learned in burn-in (per-species Gaussian widths; KA2D: + biased swaps through C at
+  fraction 0.2; KA 3D: + environment-aware displacements at fraction 0.3), then frozen.
+
+tau_alpha: F_s(q, t) of ALL particles (labels kept through swaps), q = 2 pi (2D) or 7.25 (3D), time
+origin = start of the production run, pooled over chains, first crossing of 1/e (interpolated in log t),
+in sweeps and in CPU seconds per chain (process time / chains). NaN = not reached in the budget ("converged":
+false). Training CPU time of PGMC is reported separately. One run, one seed: no error bars.
+
+Run: ``.venv/bin/python benchmarks/pgmc.py --quick`` (about 10-20 CPU minutes on the 2-core machine)
+or without ``--quick`` for every case with longer runs (hours).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+
+import numpy as np
+from _common import save, table
+
+from glassgen.api_pgmc import default_q
+from glassgen.dynamics.initial import random_state
+from glassgen.dynamics.mc import MonteCarlo
+from glassgen.observables.dynamics import SelfIntermediateScattering, tau_alpha
+from glassgen.observables.schedule import log_spaced_steps
+from glassgen.sampling.pgmc import PGMC, PGMCTarget
+from glassgen.sampling.policies import Policy
+
+
+def fs_tau(sweeps: np.ndarray, frames: list[np.ndarray], q: float) -> tuple[float, float, np.ndarray]:
+    """(tau_alpha in sweeps, final F_s, F_s curve) from unwrapped frames (F, N, d) of each chain."""
+    fs = SelfIntermediateScattering(q)
+    t = sweeps.astype(np.float64)
+    for c, fr in enumerate(frames):
+        fs.compute(t - t[0], fr, None, reset=(c == 0))
+    return float(tau_alpha(fs.lag_times, fs.fs)), float(fs.fs[-1]), fs.fs
+
+
+def best_delta(conf, T: float, sweeps: int = 60) -> tuple[float, dict[str, float]]:
+    scan = {}
+    for delta in (0.05, 0.08, 0.12, 0.16, 0.22):
+        mc = MonteCarlo(conf, T, delta=delta, seed=11)
+        prev = mc.pos.copy()
+        msd = 0.0
+        for _ in range(sweeps):
+            mc.sweep(1)
+            dx = mc.pos - prev
+            dx -= conf.box * np.round(dx / conf.box)
+            msd += float(np.mean(np.sum(dx * dx, axis=1)))
+            prev = mc.pos.copy()
+        scan[f"{delta:g}"] = msd / sweeps
+    best = max(scan, key=scan.get)
+    return float(best), scan
+
+
+def run_mc(conf, T: float, delta: float, swap: float, chains: int, sweeps: int, q: float, seed: int) -> dict:
+    frames_at = log_spaced_steps(sweeps, 8)
+    frames, cpu = [], 0.0
+    for c in range(chains):
+        mc = MonteCarlo(conf, T, delta=delta, swap_fraction=swap, seed=seed + c)
+        t0 = time.process_time()
+        res = mc.run(sweeps, sample_every=max(1, sweeps // 50), traj_sweeps=frames_at)
+        cpu += time.process_time() - t0
+        frames.append(res.trajectory.positions)
+    tau, f_end, _ = fs_tau(np.asarray(res.trajectory.steps), frames, q)
+    return {"tau_sweeps": tau, "fs_final": f_end, "cpu_per_sweep": cpu / chains / sweeps,
+            "acceptance": mc.acceptance}
+
+
+def run_pgmc(conf, T: float, sigma0: float, chains: int, sweeps: int, q: float, seed: int, learn_iters: int) -> dict:
+    m = conf.model
+    if m.nsp == 3:
+        pol = Policy.default(3, m.dim, sigma=sigma0, swap_fraction=0.2, swap_pairs=[(0, 2), (1, 2)], biased=True,
+                             counts=np.bincount(conf.species, minlength=3))
+    else:
+        pol = Policy.default(m.nsp, m.dim, sigma=sigma0, local_fraction=0.3)
+    pg = PGMC(PGMCTarget.from_model(m, conf.box, T), pol, [conf] * chains, seed=seed)
+    t0 = time.process_time()
+    pg.learn(learn_iters, trials_per_chain=max(50, 2000 // chains // max(1, conf.n // 200)), optimizer="natural",
+             lr=0.1)
+    train_cpu = time.process_time() - t0
+    pg.reset_stats()
+    pg_prod = PGMC(pg.target, pg.freeze(), [conf] * chains, seed=seed + 1)  # same start as the baselines
+    res = pg_prod.run(sweeps, sample_every=max(1, sweeps // 50), frame_sweeps=log_spaced_steps(sweeps, 8))
+    tau, f_end, _ = fs_tau(res.frame_sweeps, [res.frames[:, c] for c in range(chains)], q)
+    return {"tau_sweeps": tau, "fs_final": f_end, "cpu_per_sweep": res.info["cpu_s"] / chains / sweeps,
+            "acceptance": res.acceptance, "sigma": pg_prod.policy.sigma.tolist(),
+            "theta": pg_prod.policy.theta.tolist(), "train_cpu_s": train_cpu}
+
+
+def equilibrated(model: str, n: int, T: float, sweeps: int, seed: int = 1):
+    conf = random_state(model, n, seed=seed)
+    swap = 0.2 if model == "ka2d" else 0.0
+    mc = MonteCarlo(conf, T, delta=0.1, swap_fraction=swap, seed=seed)
+    mc.tune_delta(sweeps=max(1, sweeps // 20), rounds=5)
+    mc.sweep(sweeps)
+    return mc.configuration()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="Affordable subset (default budget ~10-20 CPU min).")
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args()
+    if args.quick:
+        cases = [("ka2d", 43, 0.5, 4, 4000, 2000), ("ka2d", 43, 0.4, 4, 8000, 2000), ("ka2d", 43, 0.3, 4, 12000, 2000),
+                 ("ka2d", 1290, 0.5, 1, 1500, 300), ("ka3d", 600, 0.6, 1, 800, 300)]
+        learn_iters = 60
+    else:
+        cases = [("ka2d", 43, T, 8, 100_000, 5000) for T in (0.5, 0.4, 0.3)]
+        cases += [("ka2d", 1290, T, 2, 20_000, 3000) for T in (0.5, 0.4, 0.3)]
+        cases += [("ka3d", 600, T, 2, 20_000, 3000) for T in (0.6, 0.5)]
+        learn_iters = 200
+    rows = []
+    t_start = time.process_time()
+    for model, n, T, chains, sweeps, eq in cases:
+        q = default_q(2 if model == "ka2d" else 3)
+        conf = equilibrated(model, n, T, eq, args.seed)
+        delta, scan = best_delta(conf, T)
+        row = {"model": model, "N": n, "T": T, "chains": chains, "sweeps": sweeps, "q": q, "delta_best": delta,
+               "delta_scan_msd_per_sweep": scan, "equilibration_sweeps": eq}
+        res = {"metropolis": run_mc(conf, T, delta, 0.0, chains, sweeps, q, args.seed + 10)}
+        if model == "ka2d":
+            res["swap"] = run_mc(conf, T, delta, 0.2, chains, sweeps, q, args.seed + 20)
+        res["pgmc"] = run_pgmc(conf, T, delta / math.sqrt(3), chains, sweeps, q, args.seed + 30, learn_iters)
+        row["methods"] = res
+        for k, v in res.items():
+            v["converged"] = bool(math.isfinite(v["tau_sweeps"]))
+            v["tau_cpu_s"] = v["tau_sweeps"] * v["cpu_per_sweep"]
+            row[f"tau_{k}"] = v["tau_sweeps"]
+            row[f"fs_end_{k}"] = v["fs_final"]
+            row[f"tau_cpu_{k}"] = v["tau_cpu_s"]
+        base = [res[k] for k in ("metropolis", "swap") if k in res]
+        best_sw = min((b["tau_sweeps"] for b in base if b["converged"]), default=math.nan)
+        best_cpu = min((b["tau_cpu_s"] for b in base if b["converged"]), default=math.nan)
+        row["speedup_sweeps"] = best_sw / res["pgmc"]["tau_sweeps"] if res["pgmc"]["converged"] else math.nan
+        row["speedup_cpu"] = best_cpu / res["pgmc"]["tau_cpu_s"] if res["pgmc"]["converged"] else math.nan
+        row["loadavg"] = list(os.getloadavg())
+        rows.append(row)
+        print({k: v for k, v in row.items() if k not in ("methods", "delta_scan_msd_per_sweep")}, flush=True)
+        save("pgmc", {"mode": "quick" if args.quick else "full", "rows": rows, "complete": False,
+                      "cpu_s_total": time.process_time() - t_start})
+    path = save("pgmc", {"mode": "quick" if args.quick else "full", "rows": rows, "complete": True,
+                         "cpu_s_total": time.process_time() - t_start, "loadavg_end": list(os.getloadavg()),
+                         "definition": "tau_alpha: F_s(q,t) of all particles = 1/e, origin = start of production, "
+                                       "pooled over chains; sweeps and CPU s per chain; NaN = not reached"})
+    cols = ["model", "N", "T", "tau_metropolis", "tau_swap", "tau_pgmc", "fs_end_metropolis", "fs_end_swap",
+            "fs_end_pgmc", "speedup_sweeps", "speedup_cpu"]
+    print(table(rows, cols))
+    print(f"saved {path}")
+
+
+if __name__ == "__main__":
+    main()

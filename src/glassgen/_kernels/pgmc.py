@@ -1,0 +1,656 @@
+"""Policy-guided Monte Carlo (PGMC) moves: arrays in, arrays out (Numba only).
+
+One call of :func:`pgmc_moves` runs a batch of trial moves on ONE chain. Every random number is drawn
+by the caller (numpy Generator) and passed in, as in :mod:`glassgen._kernels.mc`, whose cell lists and
+:func:`~glassgen._kernels.mc.particle_energy` (energy of one particle, O(neighbours)) are reused here.
+
+Move kinds (``kind`` per trial):
+
+- ``KIND_GAUSS``: particle i (uniform), displacement delta = sigma_s xi, xi ~ N(0, I_d),
+  sigma_s = exp(log_sigma[s]) (learned per species). Symmetric: log q(x->x') = log q(x'->x).
+- ``KIND_LOCAL``: environment-aware displacement. Local descriptors of particle i at position x
+  (``N_RADIAL`` radial densities G_k and a direction vector b, both over the other particles) go through
+  a one-hidden-layer tanh network giving (o_0, o_1); log sigma = ls0[s] + o_0 and mean
+  mu = o_1 b / sqrt(1 + |b|^2). delta = mu(x) + sigma(x) xi. The reverse density is evaluated with the
+  descriptors of i at x' in the NEW configuration: log q(x'->x) = log N(-delta; mu(x'), sigma(x')^2).
+- ``KIND_SWAP``: species swap of i in species a and j in species b, (a, b) = ``pair_a/pair_b[p]``
+  with p drawn by the caller (state-independent, cancels). Uniform selection, or (``biased``)
+  i chosen with probability exp(theta_a . f_i) / Z_a within species a (and j likewise in b), where
+  f_k = (sum_j u(r_kj), sum_j g(r_kj / sigma)) are pair-additive selection features (energy and a
+  smooth coordination number, no self-images) maintained incrementally in ``feat``. The reverse
+  selection (j from a, i from b) is evaluated with the features of the NEW state, O(N_a + N_b).
+
+Acceptance: log alpha = -beta dE + log q(x'->x) - log q(x->x'), accepted if log u < log alpha.
+Displacements are never folded back by the minimum image: the pairing (x, delta) <-> (x', -delta) is an
+involution on the torus, so detailed balance holds for every image path separately.
+
+``mh_mode`` other than ``MH_EXACT`` exists only for negative controls in tests: ``MH_NO_PROPOSAL_RATIO``
+drops log q(reverse) - log q(forward); ``MH_STALE_REVERSE`` evaluates the reverse density with the
+pre-move descriptors/features (the classic bug). Both break detailed balance for asymmetric policies.
+
+Units: lengths sigma_AA, energies epsilon (total), beta = 1/T.
+"""
+
+import math
+
+import numpy as np
+from numba import njit
+
+from glassgen._kernels.mc import _cell_of, build_cells, particle_energy  # noqa: F401  (build_cells re-exported)
+from glassgen._kernels.pair import pair_uw
+
+__all__ = ["KIND_GAUSS", "KIND_LOCAL", "KIND_SWAP", "MH_EXACT", "MH_NO_PROPOSAL_RATIO", "MH_STALE_REVERSE",
+           "N_RADIAL", "N_SEL", "RADIAL_MU", "pgmc_moves", "local_descriptors", "selection_features",
+           "local_log_density", "build_cells", "ext_energy", "swap_energy_change"]
+
+KIND_GAUSS, KIND_LOCAL, KIND_SWAP = 0, 1, 2
+MH_EXACT, MH_NO_PROPOSAL_RATIO, MH_STALE_REVERSE = 0, 1, 2
+
+#: radial descriptor centres and width, in units of sigma_ab; smooth cutoff (1 - (x/x_c)^2)^2 at x_c
+N_RADIAL = 5
+RADIAL_MU = (0.8, 1.1, 1.4, 1.7, 2.0)
+RADIAL_WIDTH = 0.25
+DESC_CUT = 2.2
+#: coordination feature g(x) = (1 - (x / COORD_CUT)^2)^2 for x = r / sigma_ab < COORD_CUT
+COORD_CUT = 1.5
+N_SEL = 2
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+@njit(cache=True, error_model="numpy")
+def ext_energy(x, s, ext_k, ext_c, box):
+    """External harmonic well 0.5 k_s |x - c|^2 (minimum image), 0 where k_s = 0 (toy targets)."""
+    k = ext_k[s]
+    if k == 0.0:
+        return 0.0
+    r2 = 0.0
+    for a in range(x.shape[0]):
+        dx = x[a] - ext_c[a]
+        dx -= box[a] * math.floor(dx / box[a] + 0.5)
+        r2 += dx * dx
+    return 0.5 * k * r2
+
+
+@njit(cache=True, error_model="numpy")
+def _energy(i, x, s, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts, ext_k, ext_c):
+    sig2, eps4, rc2, c0, c1, c2, c4, rs2 = pp
+    return (particle_energy(i, x, s, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, use_cells,
+                            ncell, cells, cell_count, shifts) + ext_energy(x, s, ext_k, ext_c, box))
+
+
+@njit(cache=True, error_model="numpy", fastmath=False)
+def _pair_contrib(j, r2, dxv, ab, pp, mode, sign, out, dfeat, touched, nt, is_touched):
+    """One neighbour j at squared distance r2 (dxv = x_j - x): add its contribution for ``mode``.
+
+    mode 0: descriptors into out[0:N_RADIAL] (G_k) and out[N_RADIAL:N_RADIAL+d] (b);
+    mode 1: sign * (u, g) into dfeat[j] (feature change of neighbour j), tracking touched rows;
+    mode 2: (u, g) into out[0:2] (features of the central particle).
+    """
+    sig2 = pp[0]
+    if mode == 0:
+        xr2 = r2 / sig2[ab]
+        if xr2 < DESC_CUT * DESC_CUT:
+            xr = math.sqrt(xr2)
+            t = 1.0 - xr2 / (DESC_CUT * DESC_CUT)
+            fc = t * t
+            for k in range(N_RADIAL):
+                z = (xr - RADIAL_MU[k]) / RADIAL_WIDTH
+                out[k] += math.exp(-z * z) * fc
+            inv = 1.0 / xr2
+            phi = fc * inv * inv * inv
+            r = math.sqrt(r2)
+            for a in range(dxv.shape[0]):
+                out[N_RADIAL + a] -= phi * dxv[a] / r
+        return nt
+    u = 0.0
+    g = 0.0
+    if r2 < pp[2][ab]:
+        u, w, _ = pair_uw(r2, ab, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
+    xr2 = r2 / sig2[ab]
+    if xr2 < COORD_CUT * COORD_CUT:
+        t = 1.0 - xr2 / (COORD_CUT * COORD_CUT)
+        g = t * t
+    if mode == 2:
+        out[0] += u
+        out[1] += g
+        return nt
+    if u != 0.0 or g != 0.0:
+        dfeat[j, 0] += sign * u
+        dfeat[j, 1] += sign * g
+        if not is_touched[j]:
+            is_touched[j] = True
+            touched[nt] = j
+            nt += 1
+    return nt
+
+
+@njit(cache=True, error_model="numpy")
+def _neigh_loop(i, skip2, x, s, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts,
+                mode, sign, out, dfeat, touched, nt, is_touched, dxv):
+    """Visit every neighbour j (j != i, j != skip2, all periodic images in image mode) of a particle of
+    species s placed at x, calling :func:`_pair_contrib`. Returns the updated touched count."""
+    n, d = pos.shape
+    base = s * nsp
+    rc_desc = pp[2]
+    if use_cells:
+        cc0 = np.empty(3, dtype=np.int64)
+        for k in range(d):
+            cc0[k] = int(math.floor(x[k] / box[k] * ncell[k])) % ncell[k]
+        noff = 27 if d == 3 else 9
+        for off in range(noff):
+            flat = 0
+            mul = 1
+            for k in range(d):
+                o = (off // (3**k)) % 3 - 1
+                c = (cc0[k] + o) % ncell[k]
+                flat += c * mul
+                mul *= ncell[k]
+            for q in range(cell_count[flat]):
+                j = cells[flat, q]
+                if j == i or j == skip2:
+                    continue
+                r2 = 0.0
+                for k in range(d):
+                    dx = pos[j, k] - x[k]
+                    dx -= box[k] * math.floor(dx / box[k] + 0.5)
+                    dxv[k] = dx
+                    r2 += dx * dx
+                ab = base + species[j]
+                if r2 < rc_desc[ab] and r2 > 0.0:
+                    nt = _pair_contrib(j, r2, dxv, ab, pp, mode, sign, out, dfeat, touched, nt, is_touched)
+        return nt
+    nimg = shifts.shape[0]
+    for j in range(n):
+        if j == i or j == skip2:
+            continue
+        ab = base + species[j]
+        for c in range(nimg):
+            r2 = 0.0
+            for k in range(d):
+                dx = pos[j, k] + shifts[c, k] - x[k]
+                dxv[k] = dx
+                r2 += dx * dx
+            if r2 < rc_desc[ab] and r2 > 0.0:
+                nt = _pair_contrib(j, r2, dxv, ab, pp, mode, sign, out, dfeat, touched, nt, is_touched)
+    return nt
+
+
+@njit(cache=True, error_model="numpy")
+def local_descriptors(i, x, s, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts, out):
+    """Descriptors of particle i (species s) placed at x against the other particles (i's images excluded).
+
+    out (N_RADIAL + d,) is overwritten: G_k = sum_j exp(-((r/sig_ab - mu_k)/w)^2) fc, then
+    b = sum_j fc (sig_ab/r)^6 (x - x_j)/r, fc = (1 - (r/(2.2 sig_ab))^2)^2. Requires 2.2 sig_ab <= r_c,ab.
+    """
+    out[:] = 0.0
+    d = pos.shape[1]
+    dummy = np.zeros((1, 2))
+    t = np.zeros(1, dtype=np.int64)
+    it = np.zeros(1, dtype=np.bool_)
+    dxv = np.empty(d)
+    _neigh_loop(i, -1, x, s, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts, 0, 1.0,
+                out, dummy, t, 0, it, dxv)
+
+
+@njit(cache=True, error_model="numpy")
+def _own_features(i, skip2, x, s, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts,
+                  out, dxv):
+    out[0] = 0.0
+    out[1] = 0.0
+    dummy = np.zeros((1, 2))
+    t = np.zeros(1, dtype=np.int64)
+    it = np.zeros(1, dtype=np.bool_)
+    _neigh_loop(i, skip2, x, s, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts, 2, 1.0,
+                out, dummy, t, 0, it, dxv)
+
+
+@njit(cache=True, error_model="numpy")
+def selection_features(pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts, feat):
+    """Selection features of every particle from scratch into feat (N, N_SEL): (energy, coordination)."""
+    n, d = pos.shape
+    out = np.zeros(2)
+    dxv = np.empty(d)
+    for k in range(n):
+        _own_features(k, -1, pos[k], species[k], pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
+                      shifts, out, dxv)
+        feat[k, 0] = out[0]
+        feat[k, 1] = out[1]
+
+
+@njit(cache=True, error_model="numpy")
+def _network(f, s, ls0, W1, b1, W2, b2):
+    """(log sigma, drift coefficient) of the local policy for descriptors f (N_RADIAL,)."""
+    o0 = b2[0]
+    o1 = b2[1]
+    for h in range(W1.shape[0]):
+        a = b1[h]
+        for k in range(W1.shape[1]):
+            a += W1[h, k] * f[k]
+        t = math.tanh(a)
+        o0 += W2[0, h] * t
+        o1 += W2[1, h] * t
+    return ls0[s] + o0, o1
+
+
+@njit(cache=True, error_model="numpy")
+def local_log_density(delta, desc, s, ls0, W1, b1, W2, b2):
+    """log N(delta; mu(desc), sigma(desc)^2 I_d) of the local policy (desc = (G (N_RADIAL,), b (d,)))."""
+    d = delta.shape[0]
+    ls, c = _network(desc, s, ls0, W1, b1, W2, b2)
+    nb2 = 0.0
+    for a in range(d):
+        nb2 += desc[N_RADIAL + a] ** 2
+    scale = c / math.sqrt(1.0 + nb2)
+    inv_var = math.exp(-2.0 * ls)
+    q = 0.0
+    for a in range(d):
+        z = delta[a] - scale * desc[N_RADIAL + a]
+        q += z * z
+    return -0.5 * q * inv_var - d * ls - 0.5 * d * _LOG_2PI
+
+
+@njit(cache=True, error_model="numpy")
+def swap_energy_change(i, j, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts, ext_k,
+                       ext_c):
+    """Energy change of exchanging the species of i and j (species left unchanged on return)."""
+    si = species[i]
+    sj = species[j]
+    e_old = _energy(i, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts,
+                    ext_k, ext_c)
+    e_old += _energy(j, pos[j], sj, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts,
+                     ext_k, ext_c)
+    species[i] = sj
+    species[j] = si
+    e_new = _energy(i, pos[i], sj, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts,
+                    ext_k, ext_c)
+    e_new += _energy(j, pos[j], si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts,
+                     ext_k, ext_c)
+    species[i] = si
+    species[j] = sj
+    return e_new - e_old
+
+
+@njit(cache=True, error_model="numpy")
+def _select(u, sp, members, n_members, theta, feat, dfeat, is_touched, swap_out, swap_in, f_in, use_new,
+            biased, gmean):
+    """Pick a member of species sp with probability exp(theta_sp . f) / Z (uniform if not biased).
+
+    In the new state (use_new) the member ``swap_out`` is replaced by ``swap_in`` with features f_in and
+    other features are feat + dfeat. If u < 0 no particle is drawn and the log-probability of
+    ``swap_in`` is returned instead (evaluation only). Returns (chosen index, log P(chosen));
+    gmean (N_SEL,) receives the mean features under the selection distribution.
+    """
+    m = n_members[sp]
+    if not biased:
+        for a in range(N_SEL):
+            gmean[a] = 0.0
+        if u < 0.0:
+            return swap_in, -math.log(m)
+        k = int(u * m)
+        if k >= m:
+            k = m - 1
+        return members[sp, k], -math.log(m)
+    lmax = -np.inf
+    for q in range(m):
+        k = members[sp, q]
+        lk = 0.0
+        for a in range(N_SEL):
+            fk = feat[k, a]
+            if use_new:
+                if k == swap_out:
+                    fk = f_in[a]
+                elif is_touched[k]:
+                    fk += dfeat[k, a]
+            lk += theta[sp, a] * fk
+        if lk > lmax:
+            lmax = lk
+    z = 0.0
+    for a in range(N_SEL):
+        gmean[a] = 0.0
+    for q in range(m):
+        k = members[sp, q]
+        lk = 0.0
+        for a in range(N_SEL):
+            fk = feat[k, a]
+            if use_new:
+                if k == swap_out:
+                    fk = f_in[a]
+                elif is_touched[k]:
+                    fk += dfeat[k, a]
+            lk += theta[sp, a] * fk
+        w = math.exp(lk - lmax)
+        z += w
+        for a in range(N_SEL):
+            fk = feat[k, a]
+            if use_new:
+                if k == swap_out:
+                    fk = f_in[a]
+                elif is_touched[k]:
+                    fk += dfeat[k, a]
+            gmean[a] += w * fk
+    for a in range(N_SEL):
+        gmean[a] /= z
+    logz = lmax + math.log(z)
+    target = u * z
+    chosen = -1
+    acc = 0.0
+    lchosen = 0.0
+    for q in range(m):
+        k = members[sp, q]
+        lk = 0.0
+        for a in range(N_SEL):
+            fk = feat[k, a]
+            if use_new:
+                if k == swap_out:
+                    fk = f_in[a]
+                elif is_touched[k]:
+                    fk += dfeat[k, a]
+            lk += theta[sp, a] * fk
+        if u < 0.0:
+            if (use_new and k == swap_out and swap_in >= 0) or (not use_new and k == swap_in):
+                return swap_in, lk - logz
+            continue
+        acc += math.exp(lk - lmax)
+        if acc > target or q == m - 1:
+            chosen = k
+            lchosen = lk
+            break
+    if u < 0.0:
+        return swap_in, -np.inf
+    return chosen, lchosen - logz
+
+
+@njit(cache=True, error_model="numpy")
+def _clear_touched(dfeat, touched, nt, is_touched):
+    for q in range(nt):
+        k = touched[q]
+        dfeat[k, 0] = 0.0
+        dfeat[k, 1] = 0.0
+        is_touched[k] = False
+    return 0
+
+
+@njit(cache=True, error_model="numpy")
+def _move_cells(i, xnew, box, ncell, cells, cell_count, cell_of, slot):
+    """Move particle i to the cell of xnew; False (nothing changed) if that cell is full."""
+    cap = cells.shape[1]
+    cnew = _cell_of(xnew, box, ncell)
+    cold = cell_of[i]
+    if cnew == cold:
+        return True
+    if cell_count[cnew] >= cap:
+        return False
+    last = cells[cold, cell_count[cold] - 1]
+    cells[cold, slot[i]] = last
+    slot[last] = slot[i]
+    cell_count[cold] -= 1
+    cells[cnew, cell_count[cnew]] = i
+    slot[i] = cell_count[cnew]
+    cell_count[cnew] += 1
+    cell_of[i] = cnew
+    return True
+
+
+@njit(cache=True, error_model="numpy")
+def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
+               use_cells, ncell, cells, cell_count, cell_of, slot, shifts,
+               members, member_pos, n_members, feat, track, unwrapped,
+               log_sigma, ls0, W1, b1, W2, b2, pair_a, pair_b, theta, biased,
+               kind, idx, xi, usel, logu, start, commit, mh_mode,
+               stats, rec_scalar, rec_int, rec_delta, rec_env, rec_sel):
+    """Run trial moves ``start .. len(kind) - 1`` on one chain.
+
+    Args:
+        pos (N, d) wrapped positions, species (N,) int32, box (d,), pp: the 8 flattened pair-parameter
+            arrays (sig2, eps4, rc2, c0, c1, c2, c4, rs2), beta = 1/T, ext_k (nsp,), ext_c (d,).
+        cell arguments as in :func:`glassgen._kernels.mc.metropolis_sweep`.
+        members, member_pos, n_members: particles of each species (updated by accepted swaps).
+        feat: (N, N_SEL) selection features, kept current when ``track``; unwrapped (N, d) accumulated
+            accepted displacements.
+        log_sigma (nsp,); ls0 (nsp,), W1 (H, N_RADIAL), b1 (H,), W2 (2, H), b2 (2,): policy parameters;
+        pair_a, pair_b (P,) swap species pairs; theta (nsp, N_SEL); biased: biased selection.
+        kind (M,) int8, idx (M,) particle (displacements) or pair index (swaps), xi (M, d) standard
+            normals, usel (M, 2) uniforms, logu (M,) log uniforms.
+        commit: apply accepted moves (False: perform, evaluate, revert; for learning).
+        mh_mode: MH_EXACT (production); other values are negative controls.
+        stats: (3, 3) per kind [tried, accepted, sum of accepted |delta|^2 (displacements)].
+        rec_*: per-trial records (written when rec_scalar has M rows): rec_scalar (M, 2) [log alpha,
+            reward], rec_int (M, 2) [species or pair, particle], rec_delta (M, d),
+            rec_env (M, 2, N_RADIAL + d) descriptors at x and x', rec_sel (M, 2, 2 N_SEL) selection
+            scores f - <f> for theta_a, theta_b, forward (row 0) and reverse (row 1).
+
+    Returns:
+        (dE accumulated by committed moves, index of the first move not done: len(kind) unless a cell
+        overflowed, in which case the caller grows the cells and calls again from there).
+    """
+    n, d = pos.shape
+    m_tot = kind.shape[0]
+    record = rec_scalar.shape[0] == m_tot
+    nd = N_RADIAL + d
+    xnew = np.empty(d)
+    delta = np.empty(d)
+    env_old = np.empty(nd)
+    env_new = np.empty(nd)
+    dxv = np.empty(d)
+    fi_new = np.zeros(2)
+    fj_new = np.zeros(2)
+    gm = np.zeros(N_SEL)
+    dfeat = np.zeros((n, 2))
+    touched = np.empty(n, dtype=np.int64)
+    is_touched = np.zeros(n, dtype=np.bool_)
+    nt = 0
+    dE = 0.0
+    for t in range(start, m_tot):
+        kd = kind[t]
+        if kd != KIND_SWAP:
+            i = idx[t]
+            si = species[i]
+            if kd == KIND_GAUSS:
+                sg = math.exp(log_sigma[si])
+                for a in range(d):
+                    delta[a] = sg * xi[t, a]
+                lq_f = 0.0
+                lq_r = 0.0
+            else:
+                local_descriptors(i, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
+                                  shifts, env_old)
+                ls, c = _network(env_old, si, ls0, W1, b1, W2, b2)
+                nb2 = 0.0
+                for a in range(d):
+                    nb2 += env_old[N_RADIAL + a] ** 2
+                scale = c / math.sqrt(1.0 + nb2)
+                sg = math.exp(ls)
+                q2 = 0.0
+                for a in range(d):
+                    delta[a] = scale * env_old[N_RADIAL + a] + sg * xi[t, a]
+                    q2 += xi[t, a] * xi[t, a]
+                lq_f = -0.5 * q2 - d * ls - 0.5 * d * _LOG_2PI
+            r2jump = 0.0
+            for a in range(d):
+                v = pos[i, a] + delta[a]
+                xnew[a] = v - box[a] * math.floor(v / box[a])
+                r2jump += delta[a] * delta[a]
+            if kd == KIND_LOCAL:
+                local_descriptors(i, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
+                                  shifts, env_new)
+                for a in range(d):
+                    dxv[a] = -delta[a]
+                if mh_mode == MH_STALE_REVERSE:
+                    lq_r = local_log_density(dxv, env_old, si, ls0, W1, b1, W2, b2)
+                else:
+                    lq_r = local_log_density(dxv, env_new, si, ls0, W1, b1, W2, b2)
+            e_old = _energy(i, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts,
+                            ext_k, ext_c)
+            e_new = _energy(i, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts,
+                            ext_k, ext_c)
+            de = e_new - e_old
+            log_alpha = -beta * de
+            if mh_mode != MH_NO_PROPOSAL_RATIO:
+                log_alpha += lq_r - lq_f
+            if record:
+                rec_scalar[t, 0] = log_alpha
+                rec_scalar[t, 1] = r2jump
+                rec_int[t, 0] = si
+                rec_int[t, 1] = i
+                for a in range(d):
+                    rec_delta[t, a] = delta[a]
+                if kd == KIND_LOCAL:
+                    for a in range(nd):
+                        rec_env[t, 0, a] = env_old[a]
+                        rec_env[t, 1, a] = env_new[a]
+            stats[kd, 0] += 1
+            if commit and logu[t] < log_alpha:
+                if use_cells:
+                    if not _move_cells(i, xnew, box, ncell, cells, cell_count, cell_of, slot):
+                        stats[kd, 0] -= 1
+                        return dE, t
+                if track:
+                    nt = _neigh_loop(i, -1, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells,
+                                     cell_count, shifts, 1, -1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
+                    nt = _neigh_loop(i, -1, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells,
+                                     cell_count, shifts, 1, 1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
+                    for q in range(nt):
+                        k = touched[q]
+                        feat[k, 0] += dfeat[k, 0]
+                        feat[k, 1] += dfeat[k, 1]
+                    nt = _clear_touched(dfeat, touched, nt, is_touched)
+                for a in range(d):
+                    pos[i, a] = xnew[a]
+                    unwrapped[i, a] += delta[a]
+                if track:
+                    _own_features(i, -1, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
+                                  shifts, fi_new, dxv)
+                    feat[i, 0] = fi_new[0]
+                    feat[i, 1] = fi_new[1]
+                dE += de
+                stats[kd, 1] += 1
+                stats[kd, 2] += r2jump
+            continue
+        # ---------------------------------------------------------------- species swap
+        p = idx[t]
+        sa = pair_a[p]
+        sb = pair_b[p]
+        if n_members[sa] == 0 or n_members[sb] == 0:
+            continue
+        stats[KIND_SWAP, 0] += 1
+        i, lpa = _select(usel[t, 0], sa, members, n_members, theta, feat, dfeat, is_touched, -1, -1, fi_new, False,
+                         biased, gm)
+        if record:
+            for a in range(N_SEL):
+                rec_sel[t, 0, a] = feat[i, a] - gm[a]
+        j, lpb = _select(usel[t, 1], sb, members, n_members, theta, feat, dfeat, is_touched, -1, -1, fi_new, False,
+                         biased, gm)
+        if record:
+            for a in range(N_SEL):
+                rec_sel[t, 0, N_SEL + a] = feat[j, a] - gm[a]
+        lq_f = lpa + lpb
+        de = swap_energy_change(i, j, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts,
+                                ext_k, ext_c)
+        species[i] = sb
+        species[j] = sa
+        if biased:
+            # features of the new state: neighbours of i and j by differences, i and j from scratch
+            nt = _neigh_loop(i, j, pos[i], sa, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
+                             shifts, 1, -1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
+            nt = _neigh_loop(i, j, pos[i], sb, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
+                             shifts, 1, 1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
+            nt = _neigh_loop(j, i, pos[j], sb, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
+                             shifts, 1, -1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
+            nt = _neigh_loop(j, i, pos[j], sa, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
+                             shifts, 1, 1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
+            _own_features(i, -1, pos[i], sb, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts,
+                          fi_new, dxv)
+            _own_features(j, -1, pos[j], sa, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts,
+                          fj_new, dxv)
+        use_new = mh_mode != MH_STALE_REVERSE
+        if use_new:
+            # reverse move: j drawn from species a (where it replaced i), i from species b (replacing j)
+            _, lra = _select(-1.0, sa, members, n_members, theta, feat, dfeat, is_touched, i, j, fj_new, True, biased,
+                             gm)
+            if record:
+                for a in range(N_SEL):
+                    rec_sel[t, 1, a] = (fj_new[a] if biased else 0.0) - gm[a]
+            _, lrb = _select(-1.0, sb, members, n_members, theta, feat, dfeat, is_touched, j, i, fi_new, True, biased,
+                             gm)
+            if record:
+                for a in range(N_SEL):
+                    rec_sel[t, 1, N_SEL + a] = (fi_new[a] if biased else 0.0) - gm[a]
+        elif biased:  # negative control: reverse selection with the old-state features
+            lra = _stale_logp(sa, i, j, members, n_members, theta, feat)
+            lrb = _stale_logp(sb, j, i, members, n_members, theta, feat)
+        else:
+            lra = -math.log(n_members[sa])
+            lrb = -math.log(n_members[sb])
+        lq_r = lra + lrb
+        log_alpha = -beta * de
+        if mh_mode != MH_NO_PROPOSAL_RATIO:
+            log_alpha += lq_r - lq_f
+        if record:
+            rec_scalar[t, 0] = log_alpha
+            rec_scalar[t, 1] = 1.0
+            rec_int[t, 0] = p
+            rec_int[t, 1] = i
+        if commit and logu[t] < log_alpha:
+            pi = member_pos[i]
+            pj = member_pos[j]
+            members[sa, pi] = j
+            members[sb, pj] = i
+            member_pos[i] = pj
+            member_pos[j] = pi
+            if biased or track:
+                if not biased:  # tracked features (for a biased move elsewhere in the mixture) stay current
+                    nt = _neigh_loop(i, j, pos[i], sa, pos, species, box, nsp, pp, use_cells, ncell, cells,
+                                     cell_count, shifts, 1, -1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
+                    nt = _neigh_loop(i, j, pos[i], sb, pos, species, box, nsp, pp, use_cells, ncell, cells,
+                                     cell_count, shifts, 1, 1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
+                    nt = _neigh_loop(j, i, pos[j], sb, pos, species, box, nsp, pp, use_cells, ncell, cells,
+                                     cell_count, shifts, 1, -1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
+                    nt = _neigh_loop(j, i, pos[j], sa, pos, species, box, nsp, pp, use_cells, ncell, cells,
+                                     cell_count, shifts, 1, 1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
+                    _own_features(i, -1, pos[i], sb, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
+                                  shifts, fi_new, dxv)
+                    _own_features(j, -1, pos[j], sa, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
+                                  shifts, fj_new, dxv)
+                for q in range(nt):
+                    k = touched[q]
+                    feat[k, 0] += dfeat[k, 0]
+                    feat[k, 1] += dfeat[k, 1]
+                feat[i, 0] = fi_new[0]
+                feat[i, 1] = fi_new[1]
+                feat[j, 0] = fj_new[0]
+                feat[j, 1] = fj_new[1]
+            dE += de
+            stats[KIND_SWAP, 1] += 1
+        else:
+            species[i] = sa
+            species[j] = sb
+        nt = _clear_touched(dfeat, touched, nt, is_touched)
+    return dE, m_tot
+
+
+@njit(cache=True, error_model="numpy")
+def _stale_logp(sp, out_k, in_k, members, n_members, theta, feat):
+    """Negative control only: log P(in_k) in species sp after the swap, with OLD features everywhere."""
+    m = n_members[sp]
+    lmax = -np.inf
+    for q in range(m):
+        k = members[sp, q]
+        if k == out_k:
+            k = in_k
+        lk = 0.0
+        for a in range(N_SEL):
+            lk += theta[sp, a] * feat[k, a]
+        lmax = max(lmax, lk)
+    z = 0.0
+    lin = 0.0
+    for q in range(m):
+        k = members[sp, q]
+        if k == out_k:
+            k = in_k
+        lk = 0.0
+        for a in range(N_SEL):
+            lk += theta[sp, a] * feat[k, a]
+        z += math.exp(lk - lmax)
+        if k == in_k:
+            lin = lk
+    return lin - lmax - math.log(z)

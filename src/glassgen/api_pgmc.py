@@ -1,0 +1,255 @@
+"""User-level PGMC jobs: train a policy (burn-in learning), run exact production chains, sample.
+
+Every job validates its inputs (:class:`~glassgen.errors.InputError` on bad input), writes atomically
+with provenance (command, glassgen version, seed, model, T), and :func:`pgmc_run` checkpoints next to its
+output (``<out>.ckpt.h5``) and resumes from that checkpoint when the same command is repeated.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from glassgen.errors import InputError
+from glassgen.provenance import atomic_path, provenance
+from glassgen.sampling.pgmc import OPTIMIZERS, PGMC, PGMCResult, PGMCTarget
+from glassgen.sampling.policies import Policy
+from glassgen.systems.configuration import Configuration
+from glassgen.systems.io import h5_write_attrs
+
+__all__ = ["pgmc_train", "pgmc_run", "pgmc_sample", "default_swap_pairs", "default_q", "chain_starts"]
+
+PathLike = str | os.PathLike[str]
+
+
+def default_swap_pairs(model_name: str) -> list[tuple[int, int]]:
+    """Species pairs worth swapping: KA2D and KA2 swap through C (A-C, B-C); plain KA has none
+    (A-B swaps cost ~70 epsilon, REFERENCE.md section 1)."""
+    return [(0, 2), (1, 2)] if model_name in ("ka2d", "ka2") else []
+
+
+def default_q(dim: int) -> float:
+    """Wavenumber of F_s used for tau_alpha: 7.25 in 3D (KA A peak), 2 pi (sigma_AA = 1) in 2D."""
+    return 7.25 if dim == 3 else 2.0 * math.pi
+
+
+def _positive(name: str, v: Any) -> None:
+    if v is None or not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+        raise InputError(f"{name} must be positive, got {name}={v}")
+
+
+def chain_starts(conf: Configuration, n_chains: int, T: float, seed: int, equilibrate_sweeps: int = 0,
+                 policy: Policy | None = None) -> list[Configuration]:
+    """``n_chains`` starting configurations: ``conf`` decorrelated by independent Metropolis-like PGMC
+    sweeps (``equilibrate_sweeps`` each, Gaussian sigma 0.1 or the given policy)."""
+    if equilibrate_sweeps <= 0:
+        return [conf] * n_chains
+    m = conf.require_model()
+    pol = policy or Policy.default(m.nsp, m.dim, sigma=0.1)
+    pg = PGMC(PGMCTarget.from_model(m, conf.box, T), pol, [conf] * n_chains, seed=seed + 7919)
+    pg.sweep(equilibrate_sweeps)
+    return [conf.replace(positions=c.pos.copy(), species=c.species.copy(), velocities=None) for c in pg.chains]
+
+
+def pgmc_train(*, T: float, out: PathLike, input: PathLike | None = None, model: str | None = None,
+               n: int | None = None, density: float | None = None, seed: int = 0, n_chains: int = 8,
+               equilibrate_sweeps: int = 200, iterations: int = 200, trials_per_chain: int = 100,
+               sweeps_between: int = 1, optimizer: str = "natural", lr: float = 0.1, sigma: float = 0.1,
+               local_fraction: float = 0.0, swap_fraction: float | None = None,
+               swap_pairs: list[list[int]] | None = None, biased: bool = True, hidden: int = 8,
+               progress: bool = False) -> dict[str, Any]:
+    """Learn a PGMC policy during burn-in and save it (one JSON file, ``out``).
+
+    The chains start from ``input`` (or a random state of ``n`` particles of ``model``), are equilibrated
+    for ``equilibrate_sweeps`` sweeps, then ``iterations`` learning steps follow (each: ``sweeps_between``
+    sweeps, ``trials_per_chain`` trial proposals per chain, one ``optimizer`` step).
+
+    Returns:
+        Summary: learned widths, acceptances and J estimates at the end, wall time, output path.
+    """
+    from glassgen.api import load_input
+
+    _positive("T", T)
+    if optimizer not in OPTIMIZERS:
+        raise InputError(f"unknown optimizer {optimizer!r} (choose from {', '.join(OPTIMIZERS)})")
+    for name, v in (("n_chains", n_chains), ("iterations", iterations), ("trials_per_chain", trials_per_chain)):
+        if not (isinstance(v, int) and v >= 1):
+            raise InputError(f"{name} must be a positive integer, got {v}")
+    _positive("lr", lr)
+    _positive("sigma", sigma)
+    conf = load_input(input, model, n, None, density, seed)
+    m = conf.require_model()
+    pairs = [tuple(p) for p in swap_pairs] if swap_pairs is not None else default_swap_pairs(m.name)
+    if swap_fraction is None:
+        swap_fraction = 0.2 if pairs else 0.0
+    if swap_fraction > 0 and not pairs:
+        raise InputError(f"model {m.name} has no species pairs to swap; set swap_pairs or swap_fraction = 0")
+    counts = np.bincount(conf.species, minlength=m.nsp)
+    pol = Policy.default(m.nsp, m.dim, sigma=sigma, local_fraction=local_fraction, swap_fraction=swap_fraction,
+                         swap_pairs=pairs or None, biased=biased, hidden=hidden, seed=seed, counts=counts)
+    t0 = time.perf_counter()
+    starts = chain_starts(conf, n_chains, T, seed, equilibrate_sweeps)
+    pg = PGMC(PGMCTarget.from_model(m, conf.box, T), pol, starts, seed=seed)
+    hist = pg.learn(iterations, trials_per_chain=trials_per_chain, sweeps_between=sweeps_between,
+                    optimizer=optimizer, lr=lr, progress=progress)
+    learned = pg.freeze()
+    tail = hist[-max(1, len(hist) // 10):]
+    summary: dict[str, Any] = {"model": m.name, "N": conf.n, "T": T, "optimizer": optimizer,
+                               "iterations": iterations, "sigma_learned": learned.sigma.tolist(),
+                               "move_probs": learned.move_probs.tolist(), "biased_swaps": learned.biased,
+                               "theta": learned.theta.tolist()}
+    for key in tail[0]:
+        if key.startswith(("J_", "acc_")):
+            summary[f"{key}_last10pct"] = float(np.nanmean([h.get(key, math.nan) for h in tail]))
+    summary["wall_s"] = time.perf_counter() - t0
+    learned.meta.update({"model": m.name, "N": conf.n, "T": T, "box": conf.box.tolist(),
+                         "training": {k: v for k, v in summary.items() if k not in ("theta",)},
+                         "history_tail": tail})
+    learned.save(out, seed=seed, model=m.name, T=T, N=conf.n)
+    summary["out"] = str(out)
+    return summary
+
+
+def _frame_sweeps(sweeps: int, traj: str, per_decade: int) -> np.ndarray | None:
+    from glassgen.observables.schedule import log_spaced_steps
+
+    if traj == "none":
+        return None
+    if traj == "log":
+        return log_spaced_steps(sweeps, per_decade)
+    if traj.startswith("linear"):
+        every = max(1, sweeps // 100)
+        return np.arange(0, sweeps + 1, every)
+    raise InputError(f"traj must be log, linear or none, got {traj!r}")
+
+
+def _u_summary(res: PGMCResult, n: int) -> tuple[float, float]:
+    from glassgen.observables.thermo import mean_and_error
+
+    u = res.energies[res.energies.shape[0] // 5:] / n  # first 20 % discarded
+    if u.shape[0] < 4:
+        return math.nan, math.nan
+    ms = [mean_and_error(u[:, c]) for c in range(u.shape[1])]
+    mean = float(np.mean([a for a, _ in ms]))
+    err = float(np.sqrt(np.sum([e * e for _, e in ms])) / len(ms))
+    return mean, err
+
+
+def pgmc_run(*, policy: PathLike, out: PathLike, sweeps: int, T: float | None = None, input: PathLike | None = None,
+             model: str | None = None, n: int | None = None, density: float | None = None, seed: int = 0,
+             n_chains: int = 4, equilibrate_sweeps: int = 0, sample_every: int = 10, traj: str = "log",
+             frames_per_decade: int = 10, q: float | None = None, checkpoint_every: int = 1000,
+             progress: bool = False) -> dict[str, Any]:
+    """Production PGMC with a frozen policy: an exact Markov chain per chain; trajectory in HDF5.
+
+    ``T`` defaults to the temperature the policy was trained at (any T is exact; the policy is only
+    tuned for its own). Writes ``out`` (HDF5) with provenance attributes, ``/energies`` (S, chains),
+    ``/sample_sweeps``, ``/trajectory/{sweeps, positions (F, chains, N, d) unwrapped, species}``,
+    ``/final/{positions, species}``, ``/box`` and the policy (JSON attribute ``policy``). A checkpoint
+    ``<out>.ckpt.h5`` is written every ``checkpoint_every`` sweeps and resumed if present; it is removed
+    when the run completes.
+
+    Returns:
+        Summary: U/N (mean, error), acceptance per move kind, tau_alpha (sweeps and CPU seconds) from
+        F_s(q) of all particles if it decays below 1/e, cpu seconds, output path.
+    """
+    from glassgen.api import load_input
+
+    pol = Policy.load(policy)
+    T = float(T if T is not None else pol.meta.get("T", math.nan))
+    _positive("T", T)
+    if not (isinstance(sweeps, int) and sweeps >= 1):
+        raise InputError(f"sweeps must be a positive integer, got {sweeps}")
+    if not (isinstance(n_chains, int) and n_chains >= 1):
+        raise InputError(f"n_chains must be a positive integer, got {n_chains}")
+    if model is None and input is None:
+        model = pol.meta.get("model")
+    if n is None and input is None:
+        n = pol.meta.get("N")
+    conf = load_input(input, model, n, None, density, seed)
+    m = conf.require_model()
+    if (m.nsp, m.dim) != (pol.nsp, pol.dim):
+        raise InputError(f"policy {policy} is for {pol.nsp} species in {pol.dim}D, model {m.name} has "
+                         f"{m.nsp} species in {m.dim}D")
+    ck = Path(str(out) + ".ckpt.h5")
+    starts = chain_starts(conf, n_chains, T, seed, 0 if ck.is_file() else equilibrate_sweeps)
+    pg = PGMC(PGMCTarget.from_model(m, conf.box, T), pol, starts, seed=seed)
+    fr = _frame_sweeps(sweeps, traj, frames_per_decade)
+    t0 = time.perf_counter()
+    res = pg.run(sweeps, sample_every=sample_every, frame_sweeps=fr, progress=progress, checkpoint=ck,
+                 checkpoint_every=checkpoint_every)
+    q = default_q(m.dim) if q is None else float(q)
+    summary: dict[str, Any] = {"model": m.name, "N": conf.n, "T": T, "chains": n_chains, "sweeps": sweeps,
+                               "acceptance": res.acceptance, "sigma": pol.sigma.tolist()}
+    summary["U_per_N"] = _u_summary(res, conf.n)
+    if res.frames is not None and res.frames.shape[0] >= 2:
+        from glassgen.observables.dynamics import tau_alpha
+
+        lag, fs = res.fs(q)
+        tau = float(tau_alpha(lag, fs)) if lag.size > 1 else math.nan
+        summary["q"] = q
+        summary["tau_alpha_sweeps"] = tau
+        summary["tau_alpha_cpu_s"] = tau * res.info["cpu_s"] / max(1, res.info["sweeps"]) if math.isfinite(tau) \
+            else math.nan
+        summary["fs_final"] = float(fs[-1])
+    summary["cpu_s"] = res.info["cpu_s"]
+    summary["wall_s"] = time.perf_counter() - t0
+    prov = provenance(seed=seed, model=m.name, T=T, N=conf.n, method="pgmc", policy=str(policy),
+                      policy_provenance=pol.meta.get("provenance"))
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+        h5_write_attrs(f, prov)
+        f.attrs["policy"] = json.dumps(pol.to_dict(), default=float)
+        f.attrs["summary"] = json.dumps(summary, default=float)
+        f.create_dataset("energies", data=res.energies)
+        f.create_dataset("sample_sweeps", data=res.sample_sweeps)
+        f.create_dataset("box", data=conf.box)
+        f.create_dataset("final/positions", data=res.final_positions)
+        f.create_dataset("final/species", data=res.final_species)
+        if res.frames is not None:
+            g = f.create_group("trajectory")
+            g.attrs["unwrapped"] = True
+            g.create_dataset("sweeps", data=res.frame_sweeps)
+            g.create_dataset("positions", data=res.frames, compression="gzip")
+            g.create_dataset("species", data=res.frame_species, compression="gzip")
+    ck.unlink(missing_ok=True)
+    summary["out"] = str(out)
+    return summary
+
+
+def pgmc_sample(*, T: float, model: str | None = None, n: int | None = None, n_samples: int = 2000,
+                seed: int = 0, out: PathLike = "sample.h5", policy: PathLike | None = None, n_chains: int = 8,
+                sweeps_per_sample: int = 10, train_iterations: int = 100, progress: bool = False) -> dict[str, Any]:
+    """``glassgen sample --method pgmc``: exact samples at T from PGMC chains.
+
+    Uses the policy file ``policy`` if given; otherwise first learns one on the fly (``train_iterations``
+    learning steps at T during burn-in, saved next to ``out`` as ``<out>.policy.json``). Then
+    ``n_chains`` frozen-policy chains run ``ceil(n_samples / n_chains) * sweeps_per_sample`` sweeps, storing a
+    state every ``sweeps_per_sample`` sweeps (``n_samples`` states in total, the first 20 % of each chain
+    excluded from the U/N estimate). Output: :func:`pgmc_run`'s HDF5 file.
+    """
+    from glassgen.systems.model import load_model
+
+    _positive("T", T)
+    if not (isinstance(n_samples, int) and n_samples >= 1):
+        raise InputError(f"n_samples must be a positive integer, got {n_samples}")
+    model = model or "ka3d"
+    n = int(n or 32)
+    summary: dict[str, Any] = {}
+    if policy is None:
+        policy = Path(str(out) + ".policy.json")
+        tr = pgmc_train(T=T, out=policy, model=load_model(model).name, n=n, seed=seed, n_chains=n_chains,
+                        iterations=train_iterations, trials_per_chain=50, progress=progress)
+        summary["trained_policy"] = {"out": tr["out"], "sigma": tr["sigma_learned"], "wall_s": tr["wall_s"]}
+    per_chain = max(2, math.ceil(n_samples / n_chains))
+    sweeps = per_chain * sweeps_per_sample
+    res = pgmc_run(policy=policy, out=out, sweeps=sweeps, T=T, model=model, n=n, seed=seed, n_chains=n_chains,
+                   equilibrate_sweeps=max(100, sweeps // 5), sample_every=sweeps_per_sample, traj="none",
+                   progress=progress)
+    return {**summary, **res, "method": "pgmc", "n_samples": per_chain * n_chains}

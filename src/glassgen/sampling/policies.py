@@ -1,0 +1,283 @@
+"""PGMC policies: parameters of the proposal distributions, their log-densities and score functions.
+
+A :class:`Policy` is plain data (numpy arrays) that the Numba kernel :func:`glassgen._kernels.pgmc.pgmc_moves`
+reads, plus a mixture of move kinds chosen with fixed, state-independent probabilities ``move_probs`` =
+(Gaussian displacement, local displacement, species swap):
+
+- ``gauss``: delta ~ N(0, sigma_s^2 I_d), log sigma_s = ``log_sigma[s]`` (one learned width per species);
+- ``local``: delta ~ N(mu(env), sigma(env)^2 I_d) with (log sigma - ls0[s], c) = W2 tanh(W1 G + b1) + b2 and
+  mu = c b / sqrt(1 + |b|^2), G (5,) radial descriptors and b (d,) a direction vector of the particle's
+  environment (:func:`glassgen._kernels.pgmc.local_descriptors`); the reverse density uses the descriptors
+  after the move. Parameters: ``ls0`` (nsp,), ``W1`` (H, 5), ``b1`` (H,), ``W2`` (2, H), ``b2`` (2,);
+- ``swap``: exchange the species of i in a and j in b, (a, b) from ``pairs`` with probabilities
+  ``pair_probs``; i chosen uniformly, or (``biased``) proportional to exp(theta_a . f_i) within its
+  species, f_i = (energy of i, smooth coordination number of i), both in the old and the new state.
+
+Blocks of learnable parameters: ``"gauss"`` (log_sigma), ``"local"`` (ls0, W1, b1, W2, b2), ``"swap"``
+(theta). :func:`score_gauss`, :func:`score_local` and the kernel's selection records give grad log q of
+each block (the estimator is in :mod:`glassgen.sampling.pgmc`). Policies are saved to one JSON file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from glassgen._kernels.pgmc import N_RADIAL, N_SEL
+from glassgen.errors import InputError
+from glassgen.provenance import atomic_path, provenance
+
+__all__ = ["Policy", "BLOCKS", "score_gauss", "local_log_q_and_score", "FORMAT"]
+
+BLOCKS = ("gauss", "local", "swap")
+FORMAT = "glassgen-pgmc-policy-1"
+
+
+@dataclass
+class Policy:
+    """Parameters of a PGMC proposal mixture (mutable during learning, then frozen by the sampler).
+
+    Attributes:
+        nsp: number of species; dim: spatial dimension (1, 2 or 3).
+        move_probs: (3,) probabilities of (gauss, local, swap) trials (state independent).
+        log_sigma: (nsp,) log widths of the Gaussian displacement (sigma_AA units).
+        ls0, W1, b1, W2, b2: local-policy network (see the module docstring).
+        pairs: (P, 2) int species pairs that may be swapped; pair_probs: (P,) their probabilities.
+        theta: (nsp, 2) selection parameters (energy, coordination) of biased swaps.
+        biased: biased (True) or uniform (False) swap selection.
+        trainable: names of the blocks that learning updates.
+        meta: free-form metadata (model, T, training history summary, provenance).
+    """
+
+    nsp: int
+    dim: int
+    move_probs: np.ndarray
+    log_sigma: np.ndarray
+    ls0: np.ndarray
+    W1: np.ndarray
+    b1: np.ndarray
+    W2: np.ndarray
+    b2: np.ndarray
+    pairs: np.ndarray
+    pair_probs: np.ndarray
+    theta: np.ndarray
+    biased: bool = False
+    trainable: tuple[str, ...] = ("gauss", "local", "swap")
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        f = np.float64
+        self.move_probs = np.asarray(self.move_probs, dtype=f)
+        self.log_sigma = np.ascontiguousarray(self.log_sigma, dtype=f)
+        self.ls0 = np.ascontiguousarray(self.ls0, dtype=f)
+        self.W1 = np.ascontiguousarray(self.W1, dtype=f)
+        self.b1 = np.ascontiguousarray(self.b1, dtype=f)
+        self.W2 = np.ascontiguousarray(self.W2, dtype=f)
+        self.b2 = np.ascontiguousarray(self.b2, dtype=f)
+        self.pairs = np.ascontiguousarray(np.asarray(self.pairs, dtype=np.int64).reshape(-1, 2))
+        self.pair_probs = np.asarray(self.pair_probs, dtype=f).reshape(-1)
+        self.theta = np.ascontiguousarray(self.theta, dtype=f)
+        nsp, h = self.nsp, self.W1.shape[0]
+        if self.dim not in (1, 2, 3):
+            raise InputError(f"policy dimension must be 1, 2 or 3, got {self.dim}")
+        if self.move_probs.shape != (3,) or np.any(self.move_probs < 0) or abs(self.move_probs.sum() - 1) > 1e-9:
+            raise InputError(f"move_probs must be 3 non-negative numbers summing to 1, got {self.move_probs}")
+        shapes = {"log_sigma": (self.log_sigma, (nsp,)), "ls0": (self.ls0, (nsp,)),
+                  "W1": (self.W1, (h, N_RADIAL)), "b1": (self.b1, (h,)), "W2": (self.W2, (2, h)),
+                  "b2": (self.b2, (2,)), "theta": (self.theta, (nsp, N_SEL))}
+        for name, (a, shp) in shapes.items():
+            if a.shape != shp:
+                raise InputError(f"policy parameter {name} must have shape {shp}, got {a.shape}")
+            if not np.all(np.isfinite(a)):
+                raise InputError(f"policy parameter {name} is not finite")
+        if self.move_probs[2] > 0:
+            if self.pairs.shape[0] == 0:
+                raise InputError("swap moves need at least one species pair")
+            if np.any(self.pairs < 0) or np.any(self.pairs >= nsp) or np.any(self.pairs[:, 0] == self.pairs[:, 1]):
+                raise InputError(f"swap pairs must be pairs of different species < {nsp}, got {self.pairs.tolist()}")
+        if self.pair_probs.shape != (self.pairs.shape[0],) or (
+                self.pairs.shape[0] and abs(self.pair_probs.sum() - 1) > 1e-9):
+            raise InputError("pair_probs must have one probability per pair, summing to 1")
+        unknown = set(self.trainable) - set(BLOCKS)
+        if unknown:
+            raise InputError(f"unknown trainable block(s) {sorted(unknown)} (choose from {BLOCKS})")
+        self.trainable = tuple(self.trainable)
+        self.biased = bool(self.biased)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def default(cls, nsp: int, dim: int, *, sigma: float | list[float] = 0.1, local_fraction: float = 0.0,
+                swap_fraction: float = 0.0, swap_pairs: list[tuple[int, int]] | None = None, biased: bool = False,
+                hidden: int = 8, trainable: tuple[str, ...] = BLOCKS, seed: int = 0,
+                counts: np.ndarray | None = None) -> Policy:
+        """A policy with Gaussian widths ``sigma``, a local network that starts as that same Gaussian
+        (W2 = 0, tiny random W1) and uniform-looking swaps (theta = 0).
+
+        Args:
+            nsp, dim: species count and dimension.
+            sigma: initial width (scalar or per species).
+            local_fraction, swap_fraction: probabilities of local displacements and swaps; the rest are
+                Gaussian displacements.
+            swap_pairs: species pairs (default: all pairs a < b); ``counts`` (nsp,) species counts give
+                pair probabilities proportional to N_a N_b (default: equal).
+            biased: biased swap selection.
+            hidden: hidden units H of the local network.
+            seed: seed of the random initial W1.
+        """
+        if not (0 <= local_fraction <= 1 and 0 <= swap_fraction <= 1 and local_fraction + swap_fraction <= 1):
+            raise InputError("local_fraction and swap_fraction must be in [0, 1] with sum <= 1")
+        ls = np.log(np.broadcast_to(np.asarray(sigma, dtype=np.float64), (nsp,)).copy())
+        if not np.all(np.isfinite(ls)):
+            raise InputError(f"sigma must be positive, got {sigma}")
+        rng = np.random.default_rng(seed)
+        pairs = np.array(swap_pairs if swap_pairs is not None else
+                         [(a, b) for a in range(nsp) for b in range(a + 1, nsp)], dtype=np.int64).reshape(-1, 2)
+        if counts is not None and pairs.shape[0]:
+            c = np.asarray(counts, dtype=np.float64)
+            w = c[pairs[:, 0]] * c[pairs[:, 1]]
+            pp = w / w.sum() if w.sum() > 0 else np.full(pairs.shape[0], 1.0 / pairs.shape[0])
+        else:
+            pp = np.full(pairs.shape[0], 1.0 / max(1, pairs.shape[0]))
+        return cls(nsp=nsp, dim=dim, move_probs=np.array([1 - local_fraction - swap_fraction, local_fraction,
+                                                          swap_fraction]),
+                   log_sigma=ls, ls0=ls.copy(), W1=0.01 * rng.standard_normal((hidden, N_RADIAL)), b1=np.zeros(hidden),
+                   W2=np.zeros((2, hidden)), b2=np.zeros(2), pairs=pairs, pair_probs=pp,
+                   theta=np.zeros((nsp, N_SEL)), biased=biased, trainable=tuple(trainable))
+
+    def copy(self) -> Policy:
+        """A deep copy."""
+        return Policy.from_dict(self.to_dict())
+
+    # ------------------------------------------------------------------ parameter blocks
+    def vector(self, block: str) -> np.ndarray:
+        """Flat copy of the parameters of ``block``."""
+        if block == "gauss":
+            return self.log_sigma.copy()
+        if block == "local":
+            return np.concatenate([self.ls0, self.W1.ravel(), self.b1, self.W2.ravel(), self.b2])
+        if block == "swap":
+            return self.theta.ravel().copy()
+        raise InputError(f"unknown block {block!r}")
+
+    def set_vector(self, block: str, v: np.ndarray) -> None:
+        """Set the parameters of ``block`` from a flat vector (inverse of :meth:`vector`)."""
+        v = np.asarray(v, dtype=np.float64)
+        if v.shape != self.vector(block).shape or not np.all(np.isfinite(v)):
+            raise InputError(f"bad parameter vector for block {block!r}")
+        if block == "gauss":
+            self.log_sigma[:] = v
+        elif block == "local":
+            h, nsp = self.W1.shape[0], self.nsp
+            k = 0
+            for arr in (self.ls0, self.W1, self.b1, self.W2, self.b2):
+                arr.ravel()[:] = v[k:k + arr.size]
+                k += arr.size
+            assert k == nsp + h * N_RADIAL + h + 2 * h + 2
+        else:
+            self.theta.ravel()[:] = v
+
+    @property
+    def sigma(self) -> np.ndarray:
+        """(nsp,) widths of the Gaussian displacement."""
+        return np.exp(self.log_sigma)
+
+    # ------------------------------------------------------------------ persistence
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict (format :data:`FORMAT`)."""
+        return {"format": FORMAT, "nsp": self.nsp, "dim": self.dim, "move_probs": self.move_probs.tolist(),
+                "log_sigma": self.log_sigma.tolist(), "ls0": self.ls0.tolist(), "W1": self.W1.tolist(),
+                "b1": self.b1.tolist(), "W2": self.W2.tolist(), "b2": self.b2.tolist(),
+                "pairs": self.pairs.tolist(), "pair_probs": self.pair_probs.tolist(), "theta": self.theta.tolist(),
+                "biased": self.biased, "trainable": list(self.trainable), "meta": self.meta}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Policy:
+        if d.get("format") != FORMAT:
+            raise InputError(f"not a glassgen PGMC policy (format {d.get('format')!r}, expected {FORMAT!r})")
+        try:
+            return cls(nsp=int(d["nsp"]), dim=int(d["dim"]), move_probs=d["move_probs"], log_sigma=d["log_sigma"],
+                       ls0=d["ls0"], W1=np.array(d["W1"]).reshape(-1, N_RADIAL), b1=d["b1"],
+                       W2=np.array(d["W2"]).reshape(2, -1), b2=d["b2"], pairs=d["pairs"], pair_probs=d["pair_probs"],
+                       theta=d["theta"], biased=d["biased"], trainable=tuple(d["trainable"]),
+                       meta=dict(d.get("meta", {})))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"malformed PGMC policy: {exc}") from None
+
+    def save(self, path: str | os.PathLike[str], **prov: Any) -> Path:
+        """Write the policy to one JSON file, atomically, with provenance (``prov``: seed, model, T, ...)."""
+        doc = self.to_dict()
+        doc["provenance"] = provenance(**prov)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(doc, indent=1, default=float))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Policy:
+        """Read a policy written by :meth:`save`."""
+        p = Path(path)
+        if not p.is_file():
+            raise InputError(f"policy file not found: {p}")
+        try:
+            doc = json.loads(p.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"malformed policy file {p}: {exc}") from None
+        pol = cls.from_dict(doc)
+        pol.meta.setdefault("provenance", doc.get("provenance", {}))
+        return pol
+
+
+def score_gauss(policy: Policy, species: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """grad_{log_sigma} log q of Gaussian displacements: (M, nsp), (|delta|^2/sigma_s^2 - d) e_s.
+
+    Args:
+        species: (M,) species of the moved particles; delta: (M, d) displacements.
+    """
+    s = np.asarray(species, dtype=np.int64)
+    d = delta.shape[1]
+    g = np.zeros((s.size, policy.nsp))
+    g[np.arange(s.size), s] = np.sum(delta**2, axis=1) * np.exp(-2 * policy.log_sigma[s]) - d
+    return g
+
+
+def local_log_q_and_score(policy: Policy, env: np.ndarray, delta: np.ndarray,
+                          species: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """log q and grad log q (w.r.t. the ``local`` block) of local displacements, vectorised.
+
+    Args:
+        env: (M, 5 + d) descriptors (G, b) of the particle at the START of the displacement.
+        delta: (M, d) displacement (use -delta with the post-move descriptors for the reverse density).
+        species: (M,) species.
+
+    Returns:
+        (log_q (M,), score (M, P)) with P = len(policy.vector("local")); same formula as
+        :func:`glassgen._kernels.pgmc.local_log_density`.
+    """
+    s = np.asarray(species, dtype=np.int64)
+    f, b = env[:, :N_RADIAL], env[:, N_RADIAL:]
+    d = b.shape[1]
+    h = np.tanh(f @ policy.W1.T + policy.b1)
+    o0 = h @ policy.W2[0] + policy.b2[0]
+    o1 = h @ policy.W2[1] + policy.b2[1]
+    ls = policy.ls0[s] + o0
+    bh = b / np.sqrt(1.0 + np.sum(b * b, axis=1, keepdims=True))
+    z = delta - o1[:, None] * bh
+    q = np.sum(z * z, axis=1)
+    iv = np.exp(-2 * ls)
+    logq = -0.5 * q * iv - d * ls - 0.5 * d * math.log(2 * math.pi)
+    g0 = q * iv - d  # d logq / d o0 (= d / d ls)
+    g1 = iv * np.sum(z * bh, axis=1)  # d logq / d o1
+    dh = g0[:, None] * policy.W2[0] + g1[:, None] * policy.W2[1]
+    da = dh * (1 - h * h)
+    m, hdim = h.shape[0], h.shape[1]
+    gls0 = np.zeros((m, policy.nsp))
+    gls0[np.arange(m), s] = g0
+    gW1 = (da[:, :, None] * f[:, None, :]).reshape(m, hdim * N_RADIAL)
+    gW2 = np.concatenate([g0[:, None] * h, g1[:, None] * h], axis=1)
+    score = np.concatenate([gls0, gW1, da, gW2, g0[:, None], g1[:, None]], axis=1)
+    return logq, score
