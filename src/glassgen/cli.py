@@ -21,7 +21,8 @@ md_app = typer.Typer(no_args_is_help=True, help="Molecular dynamics (Numba engin
 mc_app = typer.Typer(no_args_is_help=True, help="Metropolis Monte Carlo (displacements and species swaps).")
 app.add_typer(md_app, name="md")
 app.add_typer(mc_app, name="mc")
-flow_app = typer.Typer(no_args_is_help=True, help="Normalizing-flow Boltzmann generators (training; sampling is glassgen sample).")
+flow_app = typer.Typer(no_args_is_help=True,
+                       help="Normalizing-flow Boltzmann generators (training; sampling is glassgen sample).")
 app.add_typer(flow_app, name="flow")
 
 # ------------------------------------------------------------------ shared options
@@ -298,9 +299,9 @@ def sample_cmd(
 # Each area (GlassBench, predictors, PGMC, phenomenological models) keeps its commands in ``cli_<area>.py``
 # with a ``register(app)`` function, so the areas can grow independently.
 def _register_groups() -> None:
-    from glassgen import cli_bench, cli_models, cli_pgmc, cli_predict
+    from glassgen import cli_bench, cli_experiment, cli_models, cli_pgmc, cli_predict
 
-    for module in (cli_bench, cli_predict, cli_pgmc, cli_models):
+    for module in (cli_bench, cli_predict, cli_pgmc, cli_models, cli_experiment):
         module.register(app)
 
 
