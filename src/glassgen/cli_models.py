@@ -1,9 +1,159 @@
-"""Command line for phenomenological models (glassgen trap-model, glassgen step-model); registered by :mod:`glassgen.cli`."""
+"""Command line for phenomenological models (glassgen trap-model, glassgen step-model).
+
+Registered by :mod:`glassgen.cli` through :func:`register`.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from glassgen.errors import InputError
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config; command-line options win.")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (recorded in the output).")]
+OutOpt = Annotated[Path | None, typer.Option("--out", "-o",
+                                             help="Output file (HDF5, PNG next to it), written atomically.")]
+ProgOpt = Annotated[bool | None, typer.Option("--progress/--no-progress",
+                                              help="Progress bar (default: on a terminal).")]
+
+
+def _progress(flag: bool | None) -> bool:
+    return sys.stderr.isatty() if flag is None else flag
+
+
+def _print(summary: dict[str, Any]) -> None:
+    for k, v in summary.items():
+        if isinstance(v, float):
+            typer.echo(f"{k:>28}: {v:.6g}")
+        elif isinstance(v, dict):
+            typer.echo(f"{k:>28}: " + ", ".join(f"{kk}={vv:.4g}" if isinstance(vv, float) else f"{kk}={vv}"
+                                                 for kk, vv in v.items()))
+        else:
+            typer.echo(f"{k:>28}: {json.dumps(v) if isinstance(v, list) else v}")
+
+
+_JOB_KEYS_TRAP = {"model", "T", "N", "n", "replicas", "seed", "q", "p_stop", "t_max", "max_events", "n_per_decade",
+                  "n_blocks", "out", "softness_law", "input"}
+_JOB_KEYS_STEP = {"s_mean", "gamma_max", "seed", "out"}
+
+
+def trap_run_cmd(
+    model: Annotated[str | None, typer.Option("--model", "-m", help="bouchaud, bouchaud-gaussian, softness, "
+                                              "softness-facilitated or facilitated.")] = None,
+    T: Annotated[list[float] | None, typer.Option("--T", "-T", help="Temperature; repeat for a sweep.")] = None,
+    config: ConfigOpt = None,
+    n: Annotated[int | None, typer.Option("--N", "--n", help="Number of traps (non-lattice models).")] = None,
+    L: Annotated[int | None, typer.Option("--L", help="Lattice side (facilitated models).")] = None,
+    dim: Annotated[int | None, typer.Option("--dim", help="Dimension of lattice and displacements.")] = None,
+    replicas: Annotated[int | None, typer.Option("--replicas", help="Independent runs per temperature.")] = None,
+    softness_law: Annotated[str | None, typer.Option("--softness-law", help="Softness-law TOML/JSON or name "
+                                                     "(default softness_systemIII).")] = None,
+    input: Annotated[Path | None, typer.Option("--input", "-i", help="Configuration for off-lattice "
+                                               "facilitation (.xyz, .data, .h5).")] = None,
+    T0: Annotated[float | None, typer.Option("--T0", help="Bouchaud barrier scale T0.")] = None,
+    E0: Annotated[float | None, typer.Option("--E0", help="Mean Gaussian barrier.")] = None,
+    sigma_E: Annotated[float | None, typer.Option("--sigma-E", help="Std of Gaussian barriers.")] = None,
+    eta0: Annotated[float | None, typer.Option("--eta0", help="Facilitation kick strength at r = 1.")] = None,
+    r_c: Annotated[float | None, typer.Option("--r-c", help="Facilitation range.")] = None,
+    redraw: Annotated[str | None, typer.Option("--redraw", help="stationary (default) or naive (control).")] = None,
+    p_stop: Annotated[float | None, typer.Option("--p-stop", help="Stop when this fraction never moved "
+                                                 "(default 0.05).")] = None,
+    max_events: Annotated[int | None, typer.Option("--max-events", help="Event budget per run.")] = None,
+    q: Annotated[float | None, typer.Option("--q", help="Wave number of F_s (default pi/b).")] = None,
+    seed: SeedOpt = None, out: OutOpt = None, progress: ProgOpt = None,
+) -> None:
+    """Trap models by rejection-free kinetic Monte Carlo: one temperature or a sweep in one command.
+
+    Writes persistence, F_s, MSD, chi_4, chi''(omega), tau_alpha(T), D*tau_alpha and the fragility to an
+    HDF5 file with a PNG summary; an interrupted sweep resumes without redoing finished temperatures.
+
+    Examples:
+      glassgen trap-model run --model bouchaud --T0 1 --T 1.5 --T 2 --T 3 --N 10000 --out mb.h5
+      glassgen trap-model run --model softness --T 0.40 --T 0.38 --T 0.36 --out softness.h5
+      glassgen trap-model run -c configs/models/phenomenological/softness_facilitated_2d.toml --T 0.4 --T 0.36 -o fac.h5
+      glassgen trap-model run --model facilitated --L 48 --dim 2 --eta0 0.1 --T 0.4 --p-stop 0.02 --out wing.h5
+      glassgen trap-model run --model softness-facilitated --input conf.xyz --r-c 1.5 --T 0.38 --out offlattice.h5
+    """
+    from glassgen.api_models import load_model_config, trap_model_run
+
+    job, params = load_model_config(config)
+    unknown = sorted(set(job) - _JOB_KEYS_TRAP)
+    if unknown:
+        raise InputError(f"unknown key(s) in {config}: {', '.join(unknown)} "
+                         f"(allowed: {', '.join(sorted(_JOB_KEYS_TRAP))})")
+    for k, v in {"L": L, "dim": dim, "T0": T0, "E0": E0, "sigma_E": sigma_E, "eta0": eta0, "r_c": r_c,
+                 "redraw": redraw}.items():
+        if v is not None:
+            params[k] = v
+    mdl = model or job.get("model")
+    Ts = T or job.get("T")
+    o = out or job.get("out")
+    if mdl is None or Ts is None or o is None:
+        raise InputError("missing option(s): --model, --T and --out are required (or set them in --config)")
+    law = softness_law or params.pop("softness_law", None) or job.get("softness_law")
+    params.pop("softness_law", None)
+    nn = n if n is not None else job.get("N", job.get("n"))
+    _print(trap_model_run(
+        mdl, Ts, o, n=nn, replicas=replicas or int(job.get("replicas", 1)),
+        seed=seed if seed is not None else int(job.get("seed", 0)),
+        q=q if q is not None else job.get("q"), p_stop=p_stop if p_stop is not None else float(job.get("p_stop", 0.05)),
+        t_max=job.get("t_max"), max_events=max_events or int(job.get("max_events", 500_000_000)),
+        n_per_decade=int(job.get("n_per_decade", 8)), n_blocks=int(job.get("n_blocks", 4)), params=params,
+        softness_law=law, input=input or job.get("input"), progress=_progress(progress)))
+
+
+def step_run_cmd(
+    config: ConfigOpt = None,
+    L: Annotated[int | None, typer.Option("--L", help="Lattice side (even).")] = None,
+    dim: Annotated[int | None, typer.Option("--dim", help="2 (PRR model) or 3.")] = None,
+    s_mean: Annotated[list[float] | None, typer.Option("--s-mean", help="Initial mean softness; repeat to "
+                                                       "compare (default PRR -1.66).")] = None,
+    gamma_max: Annotated[float | None, typer.Option("--gamma-max", help="Final applied strain (default 0.2).")] = None,
+    restore_shift: Annotated[float | None, typer.Option("--restore-shift", help="Shift c of the softness "
+                                                        "restoring target (default 0).")] = None,
+    seed: SeedOpt = None, out: OutOpt = None, progress: ProgOpt = None,
+) -> None:
+    """StEP lattice model (structuro-elasto-plasticity) under athermal quasistatic shear.
+
+    Writes stress-strain curves, avalanche sizes, softness statistics, plastic-strain maps and
+    ductility measures (HDF5 + PNG); parameters default to the PRR model
+    (configs/models/phenomenological/step_prr.toml).
+
+    Examples:
+      glassgen step-model run --L 64 --gamma-max 0.2 --out step.h5
+      glassgen step-model run -c configs/models/phenomenological/step_prr.toml --s-mean -1.66 --s-mean -5 -o step.h5
+      glassgen step-model run --dim 3 --L 24 --gamma-max 0.1 --out step3d.h5
+    """
+    from glassgen.api_models import load_model_config, step_model_run
+
+    job, params = load_model_config(config)
+    unknown = sorted(set(job) - _JOB_KEYS_STEP)
+    if unknown:
+        raise InputError(f"unknown key(s) in {config}: {', '.join(unknown)} "
+                         f"(allowed: {', '.join(sorted(_JOB_KEYS_STEP))})")
+    for k, v in {"L": L, "dim": dim, "restore_shift": restore_shift}.items():
+        if v is not None:
+            params[k] = v
+    o = out or job.get("out")
+    if o is None:
+        raise InputError("missing option: --out (or set out in --config)")
+    _print(step_model_run(o, s_mean=s_mean or job.get("s_mean"),
+                          gamma_max=gamma_max if gamma_max is not None else float(job.get("gamma_max", 0.2)),
+                          seed=seed if seed is not None else int(job.get("seed", 0)), params=params,
+                          progress=_progress(progress)))
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's command group(s) to the root glassgen app."""
+    trap_app = typer.Typer(no_args_is_help=True, help="Trap models (Monthus-Bouchaud, softness, facilitated) by KMC.")
+    step_app = typer.Typer(no_args_is_help=True,
+                           help="StEP lattice model (structuro-elasto-plasticity) under AQS shear.")
+    trap_app.command("run")(trap_run_cmd)
+    step_app.command("run")(step_run_cmd)
+    app.add_typer(trap_app, name="trap-model")
+    app.add_typer(step_app, name="step-model")

@@ -1,0 +1,271 @@
+r"""Rejection-free kinetic Monte Carlo (BKL / Gillespie) for trap models, with a binary sum tree.
+
+Each site i carries a scalar state x_i (a barrier E_i or a softness S_i), an escape rate
+k_i = exp(ln k(x_i)) and a displacement vector (d,). One event:
+
+1. the waiting time dt ~ Exp(K), K = sum_i k_i (the root of the sum tree);
+2. the site i is chosen with probability k_i / K by descending the tree: O(log N);
+3. the site jumps: pos_i += b * xi, xi ~ N(0, 1)^d (variance b^2 per dimension);
+4. x_i is redrawn from the post-rearrangement law (``redraw_mode``), its leaf is updated: O(log N);
+5. facilitation (optional): every neighbour j of i (CSR lists ``nb_ptr``/``nb_idx``/``nb_eta``) gets
+   the reversible AR(1) kick  x_j' = m + (1 - eta)(x_j - m) + eta * shift + sqrt(eta (2 - eta)) * s * xi,
+   which leaves N(m, s^2) invariant and is reversible with respect to it when ``shift = 0``
+   (REFERENCE section 6); its leaf is updated.
+
+The rate law is ln k(x) = min(c0 + c1 x, lncap) or, when ``tab`` is not empty, a linear interpolation
+of ``tab`` on the uniform grid ``tab_x0 + j * tab_dx`` (clamped at the ends), also capped at ``lncap``.
+
+Redraw laws (``redraw_mode``):
+
+- 0: exponential, x = -p0 ln(1 - u) (Monthus-Bouchaud barriers, p0 = T0);
+- 1: Gaussian N(p0, p1^2);
+- 2: exact sampling of g(x) ~ N(x; m, s^2) k(x) for the capped linear law k = min(exp(c0 + c1 x), cap)
+  (softness trap model). g is a two-piece mixture: where the law is linear, N(m + c1 s^2, s^2) restricted
+  to that side of x* = (ln cap - c0)/c1; beyond x*, N(m, s^2) restricted to the other side. p0 = m + c1 s^2,
+  p1 = s, and ``rp = [m, x*, P(linear piece), +1 if the linear piece is x < x* else -1]``. Each piece is a
+  truncated normal drawn exactly (naive rejection near the bulk, Robert's exponential proposal in tails:
+  C. P. Robert, Stat. Comput. 5, 121 (1995));
+- 3: inverse of a tabulated CDF (``cdf_x`` increasing, ``cdf`` from 0 to 1, linear interpolation).
+
+Time is continuous and the process is Markov between events, so a run stopped at ``t_stop`` (the
+pending event discarded) and continued later is the same process (chunked runs, checkpoints).
+
+Randomness: the kernels seed Numba's own generator with the ``seed`` they are given (an int drawn by
+the Python driver from its ``np.random.Generator``); nothing reads global random state.
+"""
+
+import math
+
+import numpy as np
+from numba import njit
+
+__all__ = ["tree_size", "tree_build", "tree_set", "tree_sample", "lnrate", "kmc_run", "sample_redraw"]
+
+
+# ----------------------------------------------------------------------------------------- sum tree
+@njit(cache=True)
+def tree_size(n):
+    """Number of leaves M (the smallest power of two >= n); the tree array has 2M entries."""
+    m = 1
+    while m < n:
+        m *= 2
+    return m
+
+
+@njit(cache=True)
+def tree_build(rates):
+    """Sum tree (2M,) of ``rates`` (N,): leaves at M + i, node j holds tree[2j] + tree[2j+1], root at 1."""
+    n = rates.shape[0]
+    m = tree_size(n)
+    tree = np.zeros(2 * m)
+    for i in range(n):
+        tree[m + i] = rates[i]
+    for j in range(m - 1, 0, -1):
+        tree[j] = tree[2 * j] + tree[2 * j + 1]
+    return tree
+
+
+@njit(cache=True)
+def tree_set(tree, i, rate):
+    """Set leaf i to ``rate`` and recompute its ancestors (sums of children: no round-off drift)."""
+    m = tree.shape[0] // 2
+    j = m + i
+    tree[j] = rate
+    j //= 2
+    while j >= 1:
+        tree[j] = tree[2 * j] + tree[2 * j + 1]
+        j //= 2
+
+
+@njit(cache=True)
+def tree_sample(tree, u):
+    """Leaf index chosen with probability rate_i / total for u uniform in [0, 1)."""
+    m = tree.shape[0] // 2
+    target = u * tree[1]
+    j = 1
+    while j < m:
+        left = 2 * j
+        if target < tree[left] or tree[left + 1] <= 0.0:
+            j = left
+        else:
+            target -= tree[left]
+            j = left + 1
+    return j - m
+
+
+# ----------------------------------------------------------------------------------------- rate law
+@njit(cache=True)
+def lnrate(x, c0, c1, lncap, tab_x0, tab_dx, tab):
+    """ln k(x): min(c0 + c1 x, lncap), or the interpolated table ``tab`` (capped) when it is not empty."""
+    n = tab.shape[0]
+    if n > 0:
+        f = (x - tab_x0) / tab_dx
+        if f <= 0.0:
+            v = tab[0]
+        elif f >= n - 1:
+            v = tab[n - 1]
+        else:
+            j = int(f)
+            w = f - j
+            v = tab[j] * (1.0 - w) + tab[j + 1] * w
+    else:
+        v = c0 + c1 * x
+    return min(v, lncap)
+
+
+@njit(cache=True)
+def _tnorm_upper(a):
+    """Standard normal restricted to [a, inf), exact (Robert 1995 for a > 0.5)."""
+    if a < 0.5:
+        while True:
+            z = np.random.standard_normal()
+            if z >= a:
+                return z
+    lam = 0.5 * (a + math.sqrt(a * a + 4.0))
+    while True:
+        z = a - math.log(1.0 - np.random.random()) / lam
+        if np.random.random() <= math.exp(-0.5 * (z - lam) ** 2):
+            return z
+
+
+@njit(cache=True)
+def _redraw(mode, p0, p1, rp, c0, c1, lncap, tab_x0, tab_dx, tab, cdf_x, cdf):
+    if mode == 0:
+        return -p0 * math.log(1.0 - np.random.random())
+    if mode == 1:
+        return p0 + p1 * np.random.standard_normal()
+    if mode == 2:
+        m, xs, p_lin, side = rp[0], rp[1], rp[2], rp[3]
+        if np.random.random() < p_lin:  # linear piece: N(p0, p1^2) on the side `side` of xs
+            if side > 0:
+                return p0 - p1 * _tnorm_upper((p0 - xs) / p1)
+            return p0 + p1 * _tnorm_upper((xs - p0) / p1)
+        if side > 0:  # capped piece: N(m, p1^2) on the other side
+            return m + p1 * _tnorm_upper((xs - m) / p1)
+        return m - p1 * _tnorm_upper((m - xs) / p1)
+    # mode 3: tabulated inverse CDF
+    u = np.random.random()
+    lo = 0
+    hi = cdf.shape[0] - 1
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if cdf[mid] <= u:
+            lo = mid
+        else:
+            hi = mid
+    dc = cdf[hi] - cdf[lo]
+    w = (u - cdf[lo]) / dc if dc > 0.0 else 0.5
+    return cdf_x[lo] + w * (cdf_x[hi] - cdf_x[lo])
+
+
+# ----------------------------------------------------------------------------------------- KMC loop
+@njit(cache=True)
+def kmc_run(x, pos, nhop, t_first, t_last, t, t_stop, max_events,
+            c0, c1, lncap, tab_x0, tab_dx, tab,
+            redraw_mode, p0, p1, rp, cdf_x, cdf,
+            nb_ptr, nb_idx, nb_eta, kick_mean, kick_std, kick_shift,
+            b, t_samples, m_next, snap_pos, snap_nhop, snap_x,
+            wt, n_wt, gap_acc, seed):
+    """Run the KMC from time ``t`` until ``t_stop`` or ``max_events`` events, updating the state in place.
+
+    Args:
+        x: (N,) float64 site states (barrier or softness), updated.
+        pos: (N, d) float64 displacements, updated.
+        nhop: (N,) int64 number of rearrangements since time 0, updated.
+        t_first: (N,) float64 time of the first rearrangement (-1 if none yet), updated.
+        t_last: (N,) float64 time of the last rearrangement (-1: still in the initial trap), updated.
+        t: current time.
+        t_stop: stop time (the pending event is discarded: exact for a Markov jump process).
+        max_events: stop after this many events (then the time is that of the last event).
+        c0, c1, lncap, tab_x0, tab_dx, tab: the rate law (module docstring).
+        redraw_mode, p0, p1, rp, cdf_x, cdf: the post-rearrangement law (module docstring).
+        nb_ptr: (N + 1,) int64 CSR offsets of the facilitation neighbours (all zero: no facilitation).
+        nb_idx: (n_edges,) int64 neighbour indices.
+        nb_eta: (n_edges,) float64 kick strengths eta in [0, 1].
+        kick_mean, kick_std, kick_shift: m, s and the mean shift of the AR(1) kick.
+        b: jump length (standard deviation per dimension).
+        t_samples: (n_t,) increasing sampling times; a snapshot at t_s is the state just before the first
+            event after t_s.
+        m_next: index of the next sampling time.
+        snap_pos: (n_t, N, d) displacements at the sampling times, filled from m_next on.
+        snap_nhop: (n_t, N) int64 rearrangement counts at the sampling times.
+        snap_x: (n_t, N) site states at the sampling times.
+        wt: (cap,) completed waiting times of traps entered during the run (cap 0: not recorded).
+        n_wt: number of entries of ``wt`` already filled.
+        gap_acc: (n_t,) or (0,): for every completed interval g between consecutive rearrangements of a
+            site (the first one measured from t = 0), adds max(0, g - t_samples[k]) to gap_acc[k]: the
+            numerator of the persistence averaged over all time origins (see
+            :func:`glassgen.models.observables.persistence_all_origins`).
+        seed: seed of Numba's generator for this call.
+
+    Returns:
+        (t, m_next, n_events, n_wt): the time reached, the next sampling index, the events done and the
+        waiting-time count.
+    """
+    np.random.seed(seed)
+    n = x.shape[0]
+    d = pos.shape[1]
+    n_t = t_samples.shape[0]
+    wcap = wt.shape[0]
+    n_gap = gap_acc.shape[0]
+    rates = np.empty(n)
+    for i in range(n):
+        rates[i] = math.exp(lnrate(x[i], c0, c1, lncap, tab_x0, tab_dx, tab))
+    tree = tree_build(rates)
+    n_ev = 0
+    while n_ev < max_events:
+        total = tree[1]
+        if not total > 0.0:
+            break
+        t_new = t - math.log(1.0 - np.random.random()) / total
+        limit = min(t_new, t_stop)
+        while m_next < n_t and t_samples[m_next] <= limit:
+            for i in range(n):
+                for k in range(d):
+                    snap_pos[m_next, i, k] = pos[i, k]
+                snap_nhop[m_next, i] = nhop[i]
+                snap_x[m_next, i] = x[i]
+            m_next += 1
+        if t_new > t_stop:
+            t = t_stop
+            break
+        t = t_new
+        i = tree_sample(tree, np.random.random())
+        if i >= n:  # round-off at the right edge of the tree
+            i = n - 1
+        if t_last[i] >= 0.0 and n_wt < wcap:
+            wt[n_wt] = t - t_last[i]
+            n_wt += 1
+        if n_gap > 0:
+            g = t - max(t_last[i], 0.0)
+            for k in range(n_gap):
+                if t_samples[k] >= g:
+                    break
+                gap_acc[k] += g - t_samples[k]
+        t_last[i] = t
+        if nhop[i] == 0:
+            t_first[i] = t
+        nhop[i] += 1
+        for k in range(d):
+            pos[i, k] += b * np.random.standard_normal()
+        x[i] = _redraw(redraw_mode, p0, p1, rp, c0, c1, lncap, tab_x0, tab_dx, tab, cdf_x, cdf)
+        tree_set(tree, i, math.exp(lnrate(x[i], c0, c1, lncap, tab_x0, tab_dx, tab)))
+        for e in range(nb_ptr[i], nb_ptr[i + 1]):
+            j = nb_idx[e]
+            eta = nb_eta[e]
+            x[j] = (kick_mean + (1.0 - eta) * (x[j] - kick_mean) + eta * kick_shift
+                    + math.sqrt(eta * (2.0 - eta)) * kick_std * np.random.standard_normal())
+            tree_set(tree, j, math.exp(lnrate(x[j], c0, c1, lncap, tab_x0, tab_dx, tab)))
+        n_ev += 1
+    return t, m_next, n_ev, n_wt
+
+
+
+@njit(cache=True)
+def sample_redraw(n, mode, p0, p1, rp, c0, c1, lncap, tab_x0, tab_dx, tab, cdf_x, cdf, seed):
+    """n independent draws (n,) of the post-rearrangement law (for tests and diagnostics)."""
+    np.random.seed(seed)
+    out = np.empty(n)
+    for k in range(n):
+        out[k] = _redraw(mode, p0, p1, rp, c0, c1, lncap, tab_x0, tab_dx, tab, cdf_x, cdf)
+    return out

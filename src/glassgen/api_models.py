@@ -1,0 +1,296 @@
+"""User-level jobs of the phenomenological models: trap-model temperature sweeps and StEP shear runs.
+
+Each job validates its input (one-line :class:`~glassgen.errors.InputError`), writes one HDF5 file
+atomically with provenance attributes (command, glassgen version, seed, model, temperatures/softness)
+and a PNG summary next to it, and keeps a checkpoint ``<out>.ckpt.h5`` with the finished temperatures
+(or softness values) so that an interrupted sweep resumes without recomputing them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import tomllib
+
+from glassgen.errors import InputError
+from glassgen.provenance import atomic_path, provenance
+
+__all__ = ["trap_model_run", "step_model_run", "load_model_config"]
+
+PathLike = str | os.PathLike[str]
+_TRAP_SCALARS = ("tau_alpha", "tau_persistence", "D", "D_tau_alpha", "chi4_peak", "t_chi4_peak", "xi4",
+                 "omega_peak", "slope_low", "beta_high", "events_per_s", "n_events", "truncated")
+_TRAP_CURVES = ("times", "persistence", "persistence_all", "msd", "fs", "chi4", "omega", "chi_loss", "local_times")
+
+
+def load_model_config(path: PathLike | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(job options, model parameters) of a TOML config: top-level keys and the ``[params]`` table."""
+    if path is None:
+        return {}, {}
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"config file not found: {p}")
+    try:
+        data = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"malformed config {p}: {exc}") from None
+    job = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    return job, dict(data.get("params", {}))
+
+
+def _ckpt(out: PathLike) -> Path:
+    return Path(str(out) + ".ckpt.h5")
+
+
+def _read_ckpt(path: Path, signature: str) -> dict[str, dict[str, Any]]:
+    if not path.is_file():
+        return {}
+    with h5py.File(path, "r") as f:
+        if f.attrs.get("signature") != signature:
+            raise InputError(f"checkpoint {path} belongs to a different job (other model or options); "
+                             "delete it or choose another --out")
+        done = {}
+        for key in f:
+            g = f[key]
+            done[key] = {k: g[k][()] for k in g} | {k: v for k, v in g.attrs.items()}
+        return done
+
+
+def _write_ckpt(path: Path, signature: str, done: dict[str, dict[str, Any]]) -> None:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["signature"] = signature
+        for key, res in done.items():
+            g = f.create_group(key)
+            for k, v in res.items():
+                if isinstance(v, np.ndarray):
+                    g.create_dataset(k, data=v)
+                else:
+                    g.attrs[k] = v
+
+
+def _check_T(T: Any) -> list[float]:
+    Ts = [T] if isinstance(T, (int, float)) else list(T or [])
+    if not Ts:
+        raise InputError("give at least one temperature (--T)")
+    for t in Ts:
+        if not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0):
+            raise InputError(f"temperatures must be positive, got T={t}")
+    return [float(t) for t in Ts]
+
+
+def trap_model_run(model: str, T: float | list[float], out: PathLike, *, n: int | None = None,
+                   replicas: int = 1, seed: int = 0, q: float | None = None, p_stop: float = 0.05,
+                   t_max: float | None = None, max_events: int = 500_000_000, n_per_decade: int = 8,
+                   n_blocks: int = 4, params: dict[str, Any] | None = None, softness_law: PathLike | None = None,
+                   input: PathLike | None = None, plot: bool = True, progress: bool = False) -> dict[str, Any]:
+    """Run a trap model at one or several temperatures and write observables to ``out`` (HDF5) + PNG.
+
+    Args:
+        model: ``bouchaud``, ``bouchaud-gaussian``, ``softness``, ``softness-facilitated`` or ``facilitated``.
+        T: temperature(s); several make a sweep (Angell plot, fragility, D*tau_alpha(T)).
+        out: output HDF5 path (a PNG with the same stem is written next to it).
+        n: number of traps (non-lattice models; default 4000).
+        replicas: independent runs per temperature (pooled; chi_4 uses all blocks of all replicas).
+        seed: base seed; temperature T and replica r use SeedSequence([seed, round(1e6 T), r]).
+        q: wave number of F_s (default pi / b).
+        p_stop: stop a run once this fraction of sites has never rearranged.
+        t_max: last sampling time (default automatic).
+        max_events: event budget per run.
+        n_per_decade: sampling times per decade.
+        n_blocks: blocks per side of the chi_4 estimator.
+        params: model parameters (keys of :class:`glassgen.models.trap.TrapModel`).
+        softness_law: softness-law file or name (softness models).
+        input: configuration file for off-lattice facilitation (``softness-facilitated``).
+        plot: write the PNG summary.
+        progress: draw a progress bar.
+
+    Returns:
+        summary dict: per temperature tau_alpha, D, D*tau_alpha, chi_4 peak, xi_4, wing exponent, events/s;
+        the fragility; output paths.
+    """
+    from glassgen.models.observables import analyze_runs, fragility
+    from glassgen.models.trap import load_trap_model, simulate
+    from glassgen.progress import progress_bar
+
+    Ts = _check_T(T)
+    if replicas < 1:
+        raise InputError(f"replicas must be >= 1, got {replicas}")
+    if p_stop < 0 or p_stop >= 1:
+        raise InputError(f"p_stop must be in [0, 1), got {p_stop}")
+    mdl = load_trap_model(model, params or {}, softness_law=softness_law, input=input)
+    n_eff = mdl.n_sites(n if n is not None else 4000)
+    qq = float(q) if q is not None else math.pi / mdl.b
+    desc = mdl.describe()
+    signature = json.dumps({"model": desc, "n": n_eff, "replicas": replicas, "seed": seed, "q": qq,
+                            "p_stop": p_stop, "t_max": t_max, "max_events": max_events,
+                            "n_per_decade": n_per_decade, "n_blocks": n_blocks}, sort_keys=True, default=str)
+    ck = _ckpt(out)
+    done = _read_ckpt(ck, signature)
+    t0 = time.perf_counter()
+    with progress_bar(len(Ts) * replicas, f"{model} sweep", enabled=progress) as advance:
+        for T_ in Ts:
+            key = f"T_{T_:.6g}"
+            if key in done:
+                advance(replicas)
+                continue
+            runs = []
+            for r in range(replicas):
+                ss = np.random.SeedSequence([int(seed), int(round(T_ * 1e6)), r])
+                runs.append(simulate(mdl, T_, n=n_eff, seed=np.random.default_rng(ss), t_max=t_max,
+                                     p_stop=p_stop, n_per_decade=n_per_decade, max_events=max_events,
+                                     progress=None))
+                advance(1)
+            res = analyze_runs(runs, qq, n_blocks=n_blocks)
+            entry: dict[str, Any] = {k: np.asarray(res[k], np.float64) for k in _TRAP_CURVES}
+            entry.update({k: res[k] for k in _TRAP_SCALARS})
+            entry["T"] = T_
+            entry["final_states"] = np.concatenate([r_.final_states for r_ in runs])
+            exact = mdl.exact(T_)
+            for k, v in exact.items():
+                entry[f"exact_{k}"] = v
+            done[key] = entry
+            _write_ckpt(ck, signature, done)
+    results = {float(v["T"]): v for v in done.values() if float(v["T"]) in Ts}
+    taus = [float(results[t_]["tau_alpha"]) for t_ in Ts]
+    frag = fragility(Ts, taus)
+    prov = provenance(seed=seed, model=model, T=Ts, N=n_eff, replicas=replicas, q=qq,
+                      model_params=json.dumps(desc, default=str))
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+        for k, v in prov.items():
+            f.attrs[k] = v if isinstance(v, (str, int, float)) else json.dumps(v, default=str)
+        f.attrs["fragility_m"] = frag["m"]
+        f.attrs["fragility_Tg"] = frag["Tg"]
+        sw = f.create_group("sweep")
+        sw.create_dataset("T", data=np.array(Ts))
+        for k in ("tau_alpha", "D", "D_tau_alpha", "chi4_peak", "xi4", "beta_high", "slope_low"):
+            sw.create_dataset(k, data=np.array([float(results[t_][k]) for t_ in Ts]))
+        for t_ in Ts:
+            g = f.create_group(f"T_{t_:.6g}")
+            for k, v in results[t_].items():
+                if isinstance(v, np.ndarray):
+                    g.create_dataset(k, data=v)
+                else:
+                    g.attrs[k] = v
+    png = None
+    if plot:
+        from glassgen.models.plots import plot_trap_sweep
+
+        png = plot_trap_sweep({t_: results[t_] for t_ in Ts}, Path(out).with_suffix(".png"),
+                              title=f"{model} trap model", fragility=frag, model=model, seed=seed, T=Ts)
+    ck.unlink(missing_ok=True)
+    summary: dict[str, Any] = {"model": model, "N": n_eff, "replicas": replicas}
+    for t_ in Ts:
+        r = results[t_]
+        summary[f"T={t_:g}"] = {k: float(r[k]) for k in ("tau_alpha", "D", "D_tau_alpha", "chi4_peak", "xi4",
+                                                          "beta_high", "events_per_s")}
+        for k, v in r.items():
+            if k.startswith("exact_"):
+                summary[f"T={t_:g}"][k] = float(v)
+    summary["fragility_m"] = frag["m"]
+    summary["Tg (lowest T)"] = frag["Tg"]
+    summary["wall_s"] = time.perf_counter() - t0
+    summary["out"] = str(out)
+    if png is not None:
+        summary["plot"] = str(png)
+    return summary
+
+
+def step_model_run(out: PathLike, *, s_mean: float | list[float] | None = None, gamma_max: float = 0.2,
+                   seed: int = 0, params: dict[str, Any] | None = None, plot: bool = True,
+                   progress: bool = False) -> dict[str, Any]:
+    """StEP lattice model under AQS shear, for one or several initial mean softnesses.
+
+    Args:
+        out: output HDF5 path (PNG next to it).
+        s_mean: initial mean softness value(s) (default: the parameters' ``s_mean``, PRR -1.66).
+        gamma_max: final applied strain.
+        seed: seed (run k uses SeedSequence([seed, k])).
+        params: :class:`glassgen.models.step.StepParams` fields (L, dim, ...).
+        plot: write the PNG summary.
+        progress: draw a progress bar.
+
+    Returns:
+        summary dict: per softness the peak and flow stress, overshoot, localisation, ductility, avalanche
+        statistics and frames per second; output paths.
+    """
+    from glassgen.models.step import StepModel, StepParams, ductility
+    from glassgen.progress import progress_bar
+
+    base = StepParams.from_dict(dict(params or {}))
+    if not (isinstance(gamma_max, (int, float)) and gamma_max > 0):
+        raise InputError(f"gamma_max must be positive, got {gamma_max}")
+    s_list = [base.s_mean] if s_mean is None else ([s_mean] if isinstance(s_mean, (int, float)) else list(s_mean))
+    signature = json.dumps({"params": base.__dict__, "gamma_max": gamma_max, "seed": seed}, sort_keys=True,
+                           default=str)
+    ck = _ckpt(out)
+    done = _read_ckpt(ck, signature)
+    runs: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    from dataclasses import replace
+
+    with progress_bar(gamma_max * len(s_list), "StEP shear", enabled=progress) as advance:
+        for k, sm in enumerate(s_list):
+            key = f"S_{float(sm):.6g}"
+            if key in done:
+                advance(gamma_max)
+                continue
+            rng = np.random.default_rng(np.random.SeedSequence([seed, k]))
+            mdl = StepModel(replace(base, s_mean=float(sm)), seed=rng)
+            res = mdl.shear(gamma_max, progress=advance)
+            entry = {f: getattr(res, f) for f in ("gamma", "stress_before", "stress_after", "aval_events",
+                                                  "aval_sites", "aval_frames", "aval_released", "softness_mean",
+                                                  "softness_std", "plastic_map", "softness_map",
+                                                  "softness_initial")}
+            entry = {k2: np.asarray(v) for k2, v in entry.items()}
+            entry.update(ductility(res))
+            entry.update({"s_mean": float(sm), "frames_per_s": res.frames_per_s, "completed": res.completed,
+                          "wall_s": res.wall_s})
+            done[key] = entry
+            _write_ckpt(ck, signature, done)
+    from glassgen.models.step import StepResult
+
+    for key, e in done.items():
+        runs[key] = StepResult(**{f: e[f] for f in ("gamma", "stress_before", "stress_after", "aval_events",
+                                                   "aval_sites", "aval_frames", "aval_released", "softness_mean",
+                                                   "softness_std", "plastic_map", "softness_map",
+                                                   "softness_initial")},
+                               frames_per_s=float(e["frames_per_s"]), wall_s=float(e["wall_s"]),
+                               completed=bool(e["completed"]))
+    prov = provenance(seed=seed, model="StEP", s_mean=[float(s) for s in s_list], gamma_max=gamma_max,
+                      params=json.dumps(base.__dict__, default=str))
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+        for k, v in prov.items():
+            f.attrs[k] = v if isinstance(v, (str, int, float)) else json.dumps(v, default=str)
+        for key, e in done.items():
+            g = f.create_group(key)
+            for k, v in e.items():
+                if isinstance(v, np.ndarray):
+                    g.create_dataset(k, data=v)
+                else:
+                    g.attrs[k] = v
+    png = None
+    if plot:
+        from glassgen.models.plots import plot_step_runs
+
+        png = plot_step_runs({f"S0={float(done[k]['s_mean']):g}": runs[k] for k in done}, Path(out).with_suffix(".png"),
+                             title=f"StEP {base.dim}D, L={base.L}", seed=seed)
+    ck.unlink(missing_ok=True)
+    summary: dict[str, Any] = {"model": f"StEP {base.dim}D", "L": base.L}
+    for e in done.values():
+        summary[f"S0={float(e['s_mean']):g}"] = {
+            k: float(e[k]) for k in ("sigma_peak", "gamma_peak", "sigma_flow", "overshoot", "overshoot_binned",
+                                     "localization",
+                                     "ductility", "frames_per_s")} | {
+            "avalanches": int(np.sum(e["aval_events"] > 0)), "mean_aval_sites": float(np.mean(e["aval_sites"]))}
+    summary["wall_s"] = time.perf_counter() - t0
+    summary["out"] = str(out)
+    if png is not None:
+        summary["plot"] = str(png)
+    return summary

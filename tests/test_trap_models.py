@@ -1,0 +1,232 @@
+"""Trap models by KMC: exact results (Monthus-Bouchaud, Gaussian barriers, softness trap model),
+stationarity of P(S) with and without facilitation (with negative controls), and the physics trends
+(D*tau_alpha, chi_4, excess wing). Tolerances come from the sampling error of each estimator."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from glassgen._kernels.kmc import sample_redraw, tree_build, tree_sample, tree_set
+from glassgen.errors import InputError
+from glassgen.models import observables as ob
+from glassgen.models.softness_law import load_softness_law
+from glassgen.models.trap import TrapModel, simulate
+
+LAW = load_softness_law("softness_systemIII")
+KS_C = 1.95  # KS critical value sqrt(-ln(alpha/2)/2) for alpha = 1e-3
+
+
+def _ks_threshold(n: int) -> float:
+    return KS_C / math.sqrt(n)
+
+
+# --------------------------------------------------------------------------------------------- sum tree
+def test_sum_tree_selects_in_proportion_to_rates() -> None:
+    rng = np.random.default_rng(0)
+    rates = rng.exponential(1.0, 37)
+    tree = tree_build(rates)
+    tree_set(tree, 5, 3.0)  # an update must be seen by the sampler
+    rates[5] = 3.0
+    assert tree[1] == pytest.approx(rates.sum(), rel=1e-12)
+    n = 200_000
+    counts = np.bincount([tree_sample(tree, u) for u in rng.random(n)], minlength=37)
+    p = stats.chisquare(counts, rates / rates.sum() * n).pvalue
+    assert p > 1e-3
+    wrong = rates.copy()
+    wrong[5] = 2.7  # negative control: a 10 % wrong rate is detected at this sample size
+    assert stats.chisquare(counts, wrong / wrong.sum() * n).pvalue < 1e-6
+
+
+# --------------------------------------------------------------------------------------------- Bouchaud
+def _km_mean(run) -> float:
+    t, S = ob.kaplan_meier(run.waiting_times, run.censored)
+    t = np.concatenate([[0.0], t])
+    S = np.concatenate([[1.0], S])
+    return float(np.sum(S[:-1] * np.diff(t)))
+
+
+def test_bouchaud_mean_trapping_time() -> None:
+    """<tau> = tau0 T / (T - T0) at T = 3 T0 (finite variance of the waiting time there)."""
+    m = TrapModel(kind="bouchaud", T0=1.0, tau0=1.0)
+    T = 3.0
+    run = simulate(m, T, n=10_000, seed=11, p_stop=0, t_max=300.0, record_waiting=4_000_000)
+    exact = m.exact(T)["mean_trapping_time"]  # 1.5
+    var_w = 2 * T / (T - 2.0) - exact**2  # Var(w) = 2 <tau^2> - <tau>^2 with <tau^2> = T/(T - 2 T0)
+    # (1) renewal identity of a stationary start: events per site per time = 1 / <tau>
+    est_rate = run.t_end * 10_000 / run.n_events
+    err_rate = math.sqrt(var_w) / exact / math.sqrt(run.n_events) * exact
+    assert abs(est_rate - exact) < 5 * err_rate
+    # (2) Kaplan-Meier mean of the waiting times of traps drawn from rho during the run
+    est_km = _km_mean(run)
+    err_km = math.sqrt(var_w / run.waiting_times.size)
+    assert abs(est_km - exact) < 5 * err_km
+    assert 5 * err_km < 0.01 * exact  # the test resolves a 1 % error
+
+
+def test_bouchaud_waiting_time_tail_exponent() -> None:
+    """psi(tau) ~ tau^(-1 - T/T0): censored Pareto MLE of the survival exponent T/T0 above t_min."""
+    m = TrapModel(kind="bouchaud", T0=1.0)
+    T = 1.5
+    run = simulate(m, T, n=10_000, seed=12, p_stop=0, t_max=1500.0, record_waiting=6_000_000)
+    alpha, err = ob.pareto_tail(run.waiting_times, run.censored, t_min=20.0)
+    assert abs((1 + alpha) - m.exact(T)["tail_exponent"]) < 5 * err
+    assert 5 * err < 0.1
+    with pytest.raises(InputError):  # no equilibrium below T0
+        simulate(m, 0.8, n=10, seed=0)
+
+
+def test_gaussian_barriers_mean_trapping_time() -> None:
+    """<tau> = tau0 exp(E0/T + s^2 / 2T^2)."""
+    m = TrapModel(kind="bouchaud-gaussian", E0=1.0, sigma_E=0.5)
+    T = 1.0
+    run = simulate(m, T, n=10_000, seed=13, p_stop=0, t_max=600.0, record_waiting=3_000_000)
+    exact = m.exact(T)["mean_trapping_time"]
+    var_w = 2 * math.exp(2 * 1.0 / T + 2 * 0.25 / T**2) - exact**2
+    est = run.t_end * 10_000 / run.n_events
+    err = math.sqrt(var_w) / math.sqrt(run.n_events)
+    assert abs(est - exact) < 5 * err
+    est_km = _km_mean(run)
+    assert abs(est_km - exact) < 5 * math.sqrt(var_w / run.waiting_times.size)
+    assert abs(est - exact * 1.02) > 5 * err  # a 2 % error would be detected
+
+
+# --------------------------------------------------------------------------------------------- softness
+def test_redraw_law_is_p_times_k() -> None:
+    """The exact two-piece sampler of g ~ P(S) k(S) (capped linear law) against its numerical CDF."""
+    T = 0.36
+    law = LAW.kernel_law(T)
+    assert law.redraw_mode == 2
+    draws = sample_redraw(200_000, 2, law.p0, law.p1, law.rp, law.c0, law.c1, law.lncap, 0.0, 1.0, np.zeros(0),
+                          np.zeros(2), np.zeros(2), 7)
+    m, s = LAW.p_s(T)
+    grid = np.linspace(m - 12 * s, m + 12 * s, 200_001)
+    g = np.exp(-0.5 * ((grid - m) / s) ** 2 + LAW.lnk(grid, T) - LAW.lnk(grid, T).max())
+    cdf = np.cumsum(g)
+    cdf /= cdf[-1]
+    D = stats.kstest(draws, lambda x: np.interp(x, grid, cdf)).statistic
+    assert D < _ks_threshold(draws.size)
+    D_wrong = stats.kstest(draws, "norm", args=(m + law.c1 * s * s, s)).statistic  # the uncapped Gaussian
+    assert D_wrong > 3 * _ks_threshold(draws.size)
+
+
+@pytest.mark.parametrize("redraw", ["stationary", "naive"])
+def test_softness_model_keeps_p_s_stationary(redraw: str) -> None:
+    """Start from P(S); after many rearrangements the softness of all sites is still P(S) (KS, alpha 1e-3).
+    Negative control: redrawing from P(S) itself (the naive law) drives the distribution away."""
+    T, n = 0.38, 20_000
+    m = TrapModel(kind="softness", law=LAW, redraw=redraw)
+    run = simulate(m, T, n=n, seed=21, p_stop=0, t_max=2.0e4)
+    assert np.mean(run.nhop[-1] > 0) > 0.5  # most sites rearranged at least once
+    mu, s = LAW.p_s(T)
+    D = stats.kstest(run.final_states, "norm", args=(mu, s)).statistic
+    if redraw == "stationary":
+        assert D < _ks_threshold(n)
+    else:
+        assert D > 10 * _ks_threshold(n)
+
+
+def test_softness_msd_is_d_b2_k_t() -> None:
+    """MSD(t) = d b^2 <k>_P t exactly from a stationary start (checked at three times)."""
+    T, n, b = 0.40, 20_000, 0.7
+    m = TrapModel(kind="softness", law=LAW, b=b, dim=3)
+    times = np.array([200.0, 1000.0, 5000.0])
+    run = simulate(m, T, n=n, seed=22, times=times, p_stop=0)
+    slope = m.exact(T)["msd_slope"]
+    for k, t in enumerate(times):
+        r2 = np.sum(run.displacements[k] ** 2, -1)
+        assert abs(r2.mean() - slope * t) < 5 * r2.std() / math.sqrt(n), (t, r2.mean(), slope * t)
+    r2 = np.sum(run.displacements[-1] ** 2, -1)
+    assert abs(r2.mean() - 1.1 * slope * times[-1]) > 5 * r2.std() / math.sqrt(n)  # resolves 10 %
+
+
+@pytest.mark.parametrize("softening", [0.0, 0.3])
+def test_facilitation_kicks_keep_p_s(softening: float) -> None:
+    """Reversible kicks leave the product of P(S) stationary (KS on all sites after the run);
+    negative control: a mean softening shift in the kick breaks it."""
+    T = 0.38
+    m = TrapModel(kind="softness-facilitated", law=LAW, L=64, dim=2, eta0=0.5, r_c=1.5, softening=softening)
+    run = simulate(m, T, seed=31, p_stop=0, t_max=3000.0)
+    assert np.mean(run.nhop[-1] > 0) > 0.5
+    mu, s = LAW.p_s(T)
+    D = stats.kstest(run.final_states, "norm", args=(mu, s)).statistic
+    if softening == 0.0:
+        assert D < _ks_threshold(run.final_states.size)
+    else:
+        assert D > 3 * _ks_threshold(run.final_states.size)
+
+
+def test_kick_is_reversible() -> None:
+    """The AR(1) kick S' = m + (1 - eta)(S - m) + sqrt(eta (2 - eta)) s xi: (S, S') is exchangeable under
+    N(m, s^2) (equal third cross moments, equal marginals); with a shift it is not."""
+    rng = np.random.default_rng(3)
+    m, s, eta, n = 0.5, 0.7, 0.3, 400_000
+    S = rng.normal(m, s, n)
+    for shift, ok in ((0.0, True), (0.2, False)):
+        S2 = m + (1 - eta) * (S - m) + eta * shift + math.sqrt(eta * (2 - eta)) * s * rng.standard_normal(n)
+        a = (S - m) ** 3 * (S2 - m) - (S - m) * (S2 - m) ** 3
+        z = a.mean() / (a.std() / math.sqrt(n))
+        d_mean = (S2.mean() - S.mean()) / (s * math.sqrt(2.0 / n))
+        assert (abs(z) < 5 and abs(d_mean) < 5) == ok
+
+
+def test_off_lattice_facilitation_runs(tmp_path) -> None:
+    rng = np.random.default_rng(4)
+    pos = rng.random((300, 3)) * 6.0
+    m = TrapModel(kind="softness-facilitated", law=LAW, positions=pos, box=np.full(3, 6.0), r_c=1.5, dim=3)
+    run = simulate(m, 0.40, seed=5, p_stop=0.3)
+    assert run.final_states.shape == (300,) and run.n_events > 0
+
+
+# --------------------------------------------------------------------------------------------- physics
+def test_softness_d_tau_alpha_grows_on_cooling() -> None:
+    """Stokes-Einstein breakdown: D tau_alpha grows on cooling; tau_alpha agrees with the exact
+    persistence <exp(-k t)>_P and D with b^2 <k>/2 of the independent model."""
+    res = {}
+    for T in (0.40, 0.38, 0.36):
+        m = TrapModel(kind="softness", law=LAW, dim=3)
+        run = simulate(m, T, n=3000, seed=41, p_stop=0.2)
+        a = ob.analyze_runs([run], q=math.pi)
+        res[T] = a
+        # first-escape persistence given the initial softnesses: mean_i exp(-k_i t), Bernoulli error bars
+        q = np.exp(-np.exp(LAW.lnk(run.initial_states, T))[None, :] * a["times"][:, None])
+        err = np.sqrt(np.sum(q * (1 - q), 1)) / q.shape[1]
+        assert np.all(np.abs(a["persistence"] - q.mean(1)) < 5 * err + 1e-12)
+        tau_exact = ob.tau_alpha(a["times"], LAW.persistence(T, a["times"]))
+        assert abs(math.log(a["tau_persistence"] / tau_exact)) < 0.35, (T, a["tau_persistence"], tau_exact)
+        assert a["D"] == pytest.approx(LAW.mean_rate(T) / 2, rel=0.1)
+    dt = [res[T]["D_tau_alpha"] for T in (0.40, 0.38, 0.36)]
+    assert dt[0] * 2 < dt[1] and dt[1] * 2 < dt[2], dt
+
+
+@pytest.mark.slow
+def test_facilitated_chi4_peak_grows_on_cooling() -> None:
+    """chi_4 peak of the facilitated softness lattice grows on cooling. Error bar: the sampling error of a
+    variance over M blocks, chi_4 sqrt(2 / (M - 1)) (blocks pooled over 16 replicas)."""
+    peaks = {}
+    for T in (0.40, 0.34):
+        m = TrapModel(kind="softness-facilitated", law=LAW, L=32, dim=2, eta0=0.5, r_c=1.5)
+        runs = [simulate(m, T, seed=100 + r, p_stop=0.1) for r in range(16)]
+        a = ob.analyze_runs(runs, q=math.pi)
+        n_blocks = 16 * len(runs)
+        peaks[T] = (a["chi4_peak"], a["chi4_peak"] * math.sqrt(2.0 / (n_blocks - 1)))
+    (hi, ehi), (lo, elo) = peaks[0.34], peaks[0.40]
+    assert hi - lo > 3 * math.hypot(ehi, elo), peaks
+
+
+@pytest.mark.slow
+def test_facilitated_trap_excess_wing() -> None:
+    """Facilitation makes chi''(omega) asymmetric: Debye low-frequency side (slope 1) and a high-frequency
+    power law omega^-beta with beta well below 1 (excess wing); without facilitation the low-frequency
+    side is not Debye (broad log-normal spectrum)."""
+    T = 0.4
+    fac = TrapModel(kind="facilitated", E0=0.0, sigma_E=1.0, L=48, dim=2, eta0=0.1, r_c=1.0)
+    a = ob.analyze_runs([simulate(fac, T, seed=51, p_stop=0.02, n_per_decade=10)], q=math.pi)
+    assert abs(a["slope_low"] - 1.0) < 0.1, a["slope_low"]
+    assert 0.3 < a["beta_high"] < 0.8, a["beta_high"]
+    ctl = TrapModel(kind="facilitated", E0=0.0, sigma_E=1.0, L=32, dim=2, eta0=0.0, r_c=1.0)
+    b = ob.analyze_runs([simulate(ctl, T, seed=52, p_stop=0.05, n_per_decade=10)], q=math.pi)
+    assert b["slope_low"] < 0.7, b["slope_low"]
