@@ -88,7 +88,7 @@ def test_sample_command_writes_outputs(tmp_path, tiny_checkpoint, method):
 
 
 @pytest.mark.parametrize("args, msg", [
-    (["--T", "0.5", "--method", "pgmc"], "pgmc"),
+    (["--T", "0.5", "--method", "pgmc"], "malformed policy file"),  # a flow checkpoint is not a PGMC policy
     (["--T", "-1"], "positive"),
     (["--T", "0.1"], "outside the trained range"),
     (["--T", "1.0", "--method", "hmc"], "unknown method"),
