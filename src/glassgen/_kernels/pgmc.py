@@ -41,7 +41,8 @@ from glassgen._kernels.pair import pair_uw
 
 __all__ = ["KIND_GAUSS", "KIND_LOCAL", "KIND_SWAP", "MH_EXACT", "MH_NO_PROPOSAL_RATIO", "MH_STALE_REVERSE",
            "N_RADIAL", "N_SEL", "RADIAL_MU", "pgmc_moves", "local_descriptors", "selection_features",
-           "local_log_density", "build_cells", "ext_energy", "swap_energy_change"]
+           "local_log_density", "build_cells", "ext_energy", "swap_energy_change", "biased_displacements",
+           "subset_energy"]
 
 KIND_GAUSS, KIND_LOCAL, KIND_SWAP = 0, 1, 2
 MH_EXACT, MH_NO_PROPOSAL_RATIO, MH_STALE_REVERSE = 0, 1, 2
@@ -654,3 +655,180 @@ def _stale_logp(sp, out_k, in_k, members, n_members, theta, feat):
         if k == in_k:
             lin = lk
     return lin - lmax - math.log(z)
+
+
+# ---------------------------------------------------------------------------- predict-then-propose (issue 8)
+@njit(cache=True, error_model="numpy")
+def _log_z_sel(species, theta_d, feat, dfeat, is_touched, moved, f_moved):
+    """log sum_k exp(s_k), s_k = theta_d[species_k] . f_k; f_k = feat_k (+ dfeat_k if touched),
+    f_moved for k = moved (>= 0). Returns (log Z, lmax-free log Z)."""
+    n = feat.shape[0]
+    lmax = -np.inf
+    for k in range(n):
+        lk = _score_k(k, species, theta_d, feat, dfeat, is_touched, moved, f_moved)
+        if lk > lmax:
+            lmax = lk
+    z = 0.0
+    for k in range(n):
+        z += math.exp(_score_k(k, species, theta_d, feat, dfeat, is_touched, moved, f_moved) - lmax)
+    return lmax + math.log(z)
+
+
+@njit(cache=True, error_model="numpy")
+def _score_k(k, species, theta_d, feat, dfeat, is_touched, moved, f_moved):
+    sp = species[k]
+    lk = 0.0
+    for a in range(N_SEL):
+        if k == moved:
+            fk = f_moved[a]
+        else:
+            fk = feat[k, a]
+            if is_touched[k]:
+                fk += dfeat[k, a]
+        lk += theta_d[sp, a] * fk
+    return lk
+
+
+@njit(cache=True, error_model="numpy")
+def biased_displacements(pos, species, box, nsp, pp, beta, ext_k, ext_c,
+                         use_cells, ncell, cells, cell_count, cell_of, slot, shifts,
+                         feat, unwrapped, log_sigma, theta_d, xi, usel, logu, start, mh_mode, stats):
+    """Gaussian displacements of a particle chosen with probability P(i | x) = exp(s_i(x)) / Z(x).
+
+    s_k(x) = theta_d[species_k] . f_k(x) over ALL particles, f = the pair-additive selection features
+    (energy, coordination) of :func:`selection_features`, kept current in ``feat``. After a trial move of i
+    by delta = sigma_{s_i} xi, the features of the new state are obtained locally: those of the
+    neighbours of the old and new position of i by differences (``_neigh_loop`` mode 1), those of i from
+    scratch; every other particle keeps its score. Acceptance (the Gaussian is symmetric):
+
+        log alpha = -beta dU + log P(i | x') - log P(i | x).
+
+    Args:
+        as :func:`pgmc_moves` for the system and cell arguments; feat (N, N_SEL) current features;
+        unwrapped (N, d); log_sigma (nsp,); theta_d (nsp, N_SEL); xi (M, d) standard normals; usel (M,)
+        uniforms (selection); logu (M,) log uniforms; start: first trial to do.
+        mh_mode: MH_EXACT; MH_STALE_REVERSE (negative control) evaluates the reverse selection with the
+            OLD scores, i.e. drops the selection ratio.
+        stats (4,): [tried, accepted, sum accepted |delta|^2, particles whose score was recomputed].
+
+    Returns:
+        (dE of committed moves, index of the first trial not done: M unless a cell overflowed).
+    """
+    n, d = pos.shape
+    m_tot = xi.shape[0]
+    xnew = np.empty(d)
+    delta = np.empty(d)
+    dxv = np.empty(d)
+    fi_new = np.zeros(2)
+    f_none = np.zeros(2)
+    dfeat = np.zeros((n, 2))
+    touched = np.empty(n, dtype=np.int64)
+    is_touched = np.zeros(n, dtype=np.bool_)
+    nt = 0
+    dE = 0.0
+    for t in range(start, m_tot):
+        # forward selection in the current state
+        logz = _log_z_sel(species, theta_d, feat, dfeat, is_touched, -1, f_none)
+        target = usel[t]
+        acc = 0.0
+        i = n - 1
+        for k in range(n):
+            acc += math.exp(_score_k(k, species, theta_d, feat, dfeat, is_touched, -1, f_none) - logz)
+            if acc > target:
+                i = k
+                break
+        lp_f = _score_k(i, species, theta_d, feat, dfeat, is_touched, -1, f_none) - logz
+        si = species[i]
+        sg = math.exp(log_sigma[si])
+        r2jump = 0.0
+        for a in range(d):
+            delta[a] = sg * xi[t, a]
+            v = pos[i, a] + delta[a]
+            xnew[a] = v - box[a] * math.floor(v / box[a])
+            r2jump += delta[a] * delta[a]
+        e_old = _energy(i, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts,
+                        ext_k, ext_c)
+        e_new = _energy(i, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts,
+                        ext_k, ext_c)
+        de = e_new - e_old
+        # scores of the new state, locally
+        nt = _neigh_loop(i, -1, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
+                         shifts, 1, -1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
+        nt = _neigh_loop(i, -1, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
+                         shifts, 1, 1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
+        _own_features(i, -1, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts,
+                      fi_new, dxv)
+        stats[3] += nt + 1
+        if mh_mode == MH_STALE_REVERSE:
+            lp_r = lp_f
+        else:
+            logz_new = _log_z_sel(species, theta_d, feat, dfeat, is_touched, i, fi_new)
+            lp_r = _score_k(i, species, theta_d, feat, dfeat, is_touched, i, fi_new) - logz_new
+        log_alpha = -beta * de + lp_r - lp_f
+        stats[0] += 1
+        if logu[t] < log_alpha:
+            if use_cells:
+                if not _move_cells(i, xnew, box, ncell, cells, cell_count, cell_of, slot):
+                    stats[0] -= 1
+                    stats[3] -= nt + 1
+                    nt = _clear_touched(dfeat, touched, nt, is_touched)
+                    return dE, t
+            for q in range(nt):
+                k = touched[q]
+                if k != i:
+                    feat[k, 0] += dfeat[k, 0]
+                    feat[k, 1] += dfeat[k, 1]
+            feat[i, 0] = fi_new[0]
+            feat[i, 1] = fi_new[1]
+            for a in range(d):
+                pos[i, a] = xnew[a]
+                unwrapped[i, a] += delta[a]
+            dE += de
+            stats[1] += 1
+            stats[2] += r2jump
+        nt = _clear_touched(dfeat, touched, nt, is_touched)
+    return dE, m_tot
+
+
+@njit(cache=True, error_model="numpy")
+def subset_energy(idx, xs, pos, species, box, nsp, pp, shifts, ext_k, ext_c):
+    """Energy of the particles ``idx`` (m,) placed at ``xs`` (m, d): their pairs with every other particle
+    (at ``pos``) and among themselves, all periodic images in ``shifts`` (image mode), plus their external
+    energy. Self-image terms are omitted (they do not depend on positions). Differences of this function
+    between two placements of the same subset are exact total-energy differences. Positions wrapped into
+    [0, L); ``shifts`` as in the image mode of :func:`glassgen._kernels.mc.particle_energy`."""
+    n, d = pos.shape
+    m = idx.shape[0]
+    sig2, eps4, rc2, c0, c1, c2, c4, rs2 = pp
+    inset = np.zeros(n, dtype=np.bool_)
+    for q in range(m):
+        inset[idx[q]] = True
+    e = 0.0
+    for q in range(m):
+        i = idx[q]
+        base = species[i] * nsp
+        e += ext_energy(xs[q], species[i], ext_k, ext_c, box)
+        for j in range(n):
+            if inset[j]:
+                continue
+            ab = base + species[j]
+            for c in range(shifts.shape[0]):
+                r2 = 0.0
+                for k in range(d):
+                    dx = pos[j, k] + shifts[c, k] - xs[q, k]
+                    r2 += dx * dx
+                if r2 < rc2[ab]:
+                    u, w, _ = pair_uw(r2, ab, sig2, eps4, c0, c1, c2, c4, rs2, 7)
+                    e += u
+        for p in range(q + 1, m):
+            j = idx[p]
+            ab = base + species[j]
+            for c in range(shifts.shape[0]):
+                r2 = 0.0
+                for k in range(d):
+                    dx = xs[p, k] + shifts[c, k] - xs[q, k]
+                    r2 += dx * dx
+                if r2 < rc2[ab]:
+                    u, w, _ = pair_uw(r2, ab, sig2, eps4, c0, c1, c2, c4, rs2, 7)
+                    e += u
+    return e

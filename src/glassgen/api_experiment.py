@@ -1,0 +1,433 @@
+"""Predict-then-propose experiment (issue 8): decorrelation per CPU second of samplers, one command.
+
+``predict_propose_experiment(config=...)`` reads a TOML file (configs/experiments/), and for every case
+(model, N, T) equilibrates one start, decorrelates ``n_chains`` chain starts, then runs each method on
+them and measures, per chain:
+
+- tau_alpha: first 1/e crossing of F_s(q, t) of all particles (origin = start of the run, pooled over
+  chains), in the method's own steps and in CPU seconds (process time / chains); NaN if not reached;
+- tau_U: pooled integrated autocorrelation time of U (Sokal window), in CPU seconds;
+- U/N: mean and error (standard error inflated by tau_U) against the Metropolis reference;
+- selection scores of the sampled configurations (the feature scorer used for the biased methods).
+
+Methods: ``md`` (NVT, Nose-Hoover chain), ``metropolis`` (displacements, tuned step), ``pgmc`` (policy
+learned in a short burn-in, then frozen), ``predict_pgmc`` (same policy; displacements with selection
+biased by the feature scorer), ``local_flow_uniform`` / ``local_flow_predictor`` (a LocalFlow trained on
+Metropolis frames at T; uniform or biased centre selection), ``flow_mcmc`` (the shipped global flow,
+independence MH + 1 local sweep; only where one is shipped). Writes ``<out>/results.json`` and
+``<out>/report.md`` with PNG plots, atomically, with provenance and ``os.getloadavg()``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from glassgen.errors import InputError
+from glassgen.provenance import atomic_path, provenance
+
+__all__ = ["predict_propose_experiment", "ka2d_energy_check", "METHODS"]
+
+PathLike = str | os.PathLike[str]
+METHODS = ("md", "metropolis", "pgmc", "predict_pgmc", "local_flow_uniform", "local_flow_predictor", "flow_mcmc")
+
+
+def _load(path: PathLike) -> dict[str, Any]:
+    import tomllib
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"config file not found: {p}")
+    try:
+        return tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{p}: invalid TOML ({exc})") from exc
+
+
+def _fs_tau(steps: np.ndarray, frames: np.ndarray, q: float) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """(tau_alpha in steps, last F_s, lags, F_s) from unwrapped frames (F, chains, N, d)."""
+    from glassgen.observables.dynamics import SelfIntermediateScattering, tau_alpha
+
+    fs = SelfIntermediateScattering(q)
+    t = np.asarray(steps, dtype=np.float64)
+    for c in range(frames.shape[1]):
+        fs.compute(t - t[0], frames[:, c], None, reset=(c == 0))
+    return float(tau_alpha(fs.lag_times, fs.fs)), float(fs.fs[-1]), fs.lag_times, fs.fs
+
+
+def _u_stats(energies: np.ndarray, n: int) -> dict[str, float]:
+    from glassgen.sampling.flow_mcmc import pooled_autocorrelation_time
+
+    e = np.asarray(energies, dtype=np.float64)
+    half = e[e.shape[0] // 5:]  # drop the first fifth (the starts are equilibrated; a safety margin)
+    tau = pooled_autocorrelation_time(half) if half.shape[0] >= 8 else math.nan
+    neff = half.size / max(tau, 1.0) if math.isfinite(tau) else 1.0
+    return {"U_per_N": float(half.mean() / n), "U_per_N_err": float(half.std() / n / math.sqrt(max(neff, 1.0))),
+            "tau_U_samples": float(tau)}
+
+
+def _log_frames(n_steps: int, per_decade: int = 8) -> np.ndarray:
+    from glassgen.observables.schedule import log_spaced_steps
+
+    return np.unique(np.concatenate([[0], np.asarray(log_spaced_steps(n_steps, per_decade)), [n_steps]]))
+
+
+def _starts(model: str, n: int, T: float, chains: int, eq_sweeps: int, seed: int) -> tuple[Any, list[Any], float]:
+    """(model conf, chain starts (Configurations), tuned Metropolis delta)."""
+    from glassgen.dynamics.initial import random_state
+    from glassgen.dynamics.mc import MonteCarlo
+
+    conf = random_state(model, n, seed=seed)
+    swap = 0.2 if conf.model.nsp == 3 else 0.0
+    mc = MonteCarlo(conf, T, delta=0.1, swap_fraction=swap, seed=seed)
+    mc.tune_delta(sweeps=max(1, eq_sweeps // 20), rounds=5)
+    mc.sweep(eq_sweeps)
+    delta = float(np.mean(mc.delta))
+    starts = []
+    for c in range(chains):
+        m2 = MonteCarlo(mc.configuration(), T, delta=delta, swap_fraction=swap, seed=seed + 101 + c)
+        m2.sweep(max(1, eq_sweeps // 4))
+        starts.append(m2.configuration())
+    return conf, starts, delta
+
+
+def _record(name: str, unit: str, steps: np.ndarray, frames: np.ndarray, sample_steps: np.ndarray,
+            energies: np.ndarray, cpu: float, chains: int, n: int, q: float, extra: dict[str, Any]) -> dict[str, Any]:
+    tau, f_end, lags, fs = _fs_tau(steps, frames, q)
+    us = _u_stats(energies, n)
+    n_steps = float(steps[-1])
+    cpu_per_step = cpu / chains / max(n_steps, 1.0)
+    ds = float(np.median(np.diff(sample_steps))) if len(sample_steps) > 1 else 1.0
+    rec = {"method": name, "unit": unit, "steps": n_steps, "cpu_s_per_chain": cpu / chains,
+           "cpu_per_step": cpu_per_step, "tau_alpha_steps": tau, "tau_alpha_cpu_s": tau * cpu_per_step,
+           "fs_final": f_end, "tau_U_cpu_s": us["tau_U_samples"] * ds * cpu_per_step,
+           "U_per_N": us["U_per_N"], "U_per_N_err": us["U_per_N_err"], "tau_U_steps": us["tau_U_samples"] * ds,
+           "fs_curve": [lags.tolist(), fs.tolist()]}
+    rec.update(extra)
+    return rec
+
+
+def _scores_of(target: Any, theta: np.ndarray, positions: np.ndarray, species: np.ndarray) -> list[float]:
+    from glassgen.sampling.predict_propose import FeatureScorer
+
+    sc = FeatureScorer(target, theta)
+    return np.concatenate([sc.scores(p, s, target.box) for p, s in zip(positions, species, strict=True)]).tolist()
+
+
+def _run_case(case: dict[str, Any], glob: dict[str, Any], progress: bool) -> dict[str, Any]:
+    import torch
+
+    from glassgen.api_pgmc import default_q
+    from glassgen.dynamics.mc import MonteCarlo
+    from glassgen.dynamics.md import run_md
+    from glassgen.sampling.local_flow import LocalFlow, LocalFlowMC, LocalRegion, extract_regions, train_local_flow
+    from glassgen.sampling.pgmc import PGMC, PGMCTarget
+    from glassgen.sampling.policies import Policy
+    from glassgen.sampling.predict_propose import PredictProposePGMC
+
+    torch.set_num_threads(1)
+    cfg = {**glob, **case}
+    model, n, T = str(cfg["model"]), int(cfg["n"]), float(cfg["T"])
+    chains, seed = int(cfg.get("n_chains", 4)), int(cfg.get("seed", 0))
+    methods = list(cfg.get("methods", METHODS))
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise InputError(f"unknown method(s) {bad} (choose from {', '.join(METHODS)})")
+    conf, starts, delta = _starts(model, n, T, chains, int(cfg.get("equilibrate_sweeps", 2000)), seed)
+    mdl = conf.model
+    q = default_q(mdl.dim)
+    target = PGMCTarget.from_model(mdl, conf.box, T)
+    theta = np.asarray(cfg.get("theta_select", [1.0, 0.0]), dtype=np.float64)
+    sweeps = int(cfg.get("sweeps", 4000))
+    out: dict[str, Any] = {"model": model, "N": n, "T": T, "chains": chains, "q": q, "delta": delta,
+                           "theta_select": theta.tolist(), "methods": {}}
+    scores: dict[str, list[float]] = {}
+    fr_sw = _log_frames(sweeps)
+    every = max(1, sweeps // 200)
+
+    def mc_run(extra_swap: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Any], float]:
+        frames, ens, finals, cpu = [], [], [], 0.0
+        for c, st in enumerate(starts):
+            mc = MonteCarlo(st, T, delta=delta, swap_fraction=extra_swap, seed=seed + 11 + c)
+            t0 = time.process_time()
+            res = mc.run(sweeps, sample_every=every, traj_sweeps=fr_sw)
+            cpu += time.process_time() - t0
+            frames.append(res.trajectory.positions)
+            ens.append(res.thermo.potential)
+            finals.append(res.final)
+        return (np.asarray(res.trajectory.steps), np.stack(frames, 1), np.stack(ens, 1),
+                finals, cpu)
+
+    if "metropolis" in methods:
+        steps, frames, ens, finals, cpu = mc_run()
+        out["methods"]["metropolis"] = _record("metropolis", "sweep", steps, frames, np.arange(ens.shape[0]) * every,
+                                               ens, cpu, chains, n, q, {"delta": delta})
+        scores["metropolis"] = _scores_of(target, theta, [f.wrapped_positions() for f in finals],
+                                          [f.species for f in finals])
+    if "md" in methods:
+        dt = float(cfg.get("md_dt", 0.005))
+        nsteps = int(cfg.get("md_steps", 20000))
+        fr_md = _log_frames(nsteps)
+        frames, ens, cpu = [], [], 0.0
+        for c, st in enumerate(starts):
+            t0 = time.process_time()
+            res = run_md(st, T=T, dt=dt, nsteps=nsteps, seed=seed + 21 + c, init_velocities=True,
+                         thermo_every=max(1, nsteps // 200), traj_steps=fr_md, threads=1)
+            cpu += time.process_time() - t0
+            frames.append(res.trajectory.positions)
+            ens.append(res.thermo.potential)
+        out["methods"]["md"] = _record("md", "step", np.asarray(res.trajectory.steps), np.stack(frames, 1),
+                                       np.asarray(res.thermo.step), np.stack(ens, 1), cpu, chains, n, q, {"dt": dt})
+    pol = None
+    if "pgmc" in methods or "predict_pgmc" in methods:
+        swap = 0.2 if mdl.nsp == 3 else 0.0
+        pairs = [(0, 2), (1, 2)] if mdl.nsp == 3 else None
+        pol0 = Policy.default(mdl.nsp, mdl.dim, sigma=delta / math.sqrt(3), swap_fraction=swap, swap_pairs=pairs,
+                              biased=swap > 0, counts=np.bincount(conf.species, minlength=mdl.nsp))
+        pg = PGMC(target, pol0, starts, seed=seed + 31)
+        t0 = time.process_time()
+        pg.learn(int(cfg.get("learn_iterations", 30)), trials_per_chain=100, optimizer="natural", lr=0.1)
+        train_cpu = time.process_time() - t0
+        pol = pg.freeze()
+        for name in ("pgmc", "predict_pgmc"):
+            if name not in methods:
+                continue
+            if name == "pgmc":
+                s = PGMC(target, pol, starts, seed=seed + 41)
+            else:
+                s = PredictProposePGMC(target, pol, starts, seed=seed + 41, theta_select=theta,
+                                       select_fraction=1.0 - swap)
+            res = s.run(sweeps, sample_every=every, frame_sweeps=fr_sw, progress=progress)
+            extra = {"train_cpu_s": train_cpu, "acceptance": res.acceptance, "sigma": pol.sigma.tolist()}
+            if name == "predict_pgmc":
+                extra["selection"] = s.selection_report()
+            out["methods"][name] = _record(name, "sweep", res.frame_sweeps, res.frames, res.sample_sweeps,
+                                           res.energies, res.info["cpu_s"], chains, n, q, extra)
+            scores[name] = _scores_of(target, theta, res.final_positions, res.final_species)
+    if "local_flow_uniform" in methods or "local_flow_predictor" in methods:
+        reg = LocalRegion(float(cfg.get("region_half_width", 0.8)), float(cfg.get("env_radius", 2.2)),
+                          int(cfg.get("max_mobile", 8)), int(cfg.get("max_env", 40)))
+        # training data: Metropolis frames at T (equilibrium), regions around random centres
+        mc = MonteCarlo(starts[0], T, delta=delta, seed=seed + 51)
+        frames = []
+        t0 = time.process_time()
+        for _ in range(int(cfg.get("flow_train_frames", 60))):
+            mc.sweep(int(cfg.get("flow_train_every", 20)))
+            frames.append(mc.pos.copy())
+        data = extract_regions(np.stack(frames), conf.species, conf.box, reg, centres_per_frame=16, seed=seed)
+        flow = LocalFlow(mdl.dim, mdl.nsp, n_layers=int(cfg.get("flow_layers", 4)),
+                         hidden=int(cfg.get("flow_hidden", 16)), bins=8, seed=seed)
+        losses = train_local_flow(flow, data, steps=int(cfg.get("flow_train_steps", 150)), batch=128, lr=3e-3,
+                                  seed=seed, progress=progress)
+        flow_train_cpu = time.process_time() - t0
+        lf_steps = int(cfg.get("local_flow_steps", 1500))
+        fr_lf = _log_frames(lf_steps)
+        for name, th in (("local_flow_uniform", 0.0), ("local_flow_predictor", theta)):
+            if name not in methods:
+                continue
+            lmc = LocalFlowMC(target, flow, reg, [(s.wrapped_positions(), s.species) for s in starts],
+                              seed=seed + 61, theta_select=th)
+            res = lmc.run(lf_steps, sample_every=max(1, lf_steps // 200), frame_steps=fr_lf, progress=progress)
+            extra = {**res.info, "flow_train_cpu_s": flow_train_cpu, "flow_loss_first_last": [losses[0], losses[-1]],
+                     "training_regions": int(data["u"].shape[0]), "energy_drift": lmc.energy_drift()}
+            out["methods"][name] = _record(name, "move", res.frame_steps, res.frames, res.sample_steps,
+                                           res.energies, res.cpu_s, chains, n, q, extra)
+            scores[name] = _scores_of(target, theta, res.final_positions, lmc.species)
+    if "flow_mcmc" in methods:
+        out["methods"]["flow_mcmc"] = _flow_mcmc(model, n, T, starts, cfg, seed, q, progress)
+    out["scores"] = {k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "values": v} for k, v in scores.items()}
+    u = out["methods"].get("local_flow_uniform", {}).get("tau_U_cpu_s", math.nan)
+    p = out["methods"].get("local_flow_predictor", {}).get("tau_U_cpu_s", math.nan)
+    out["ratio_tau_U_predictor_over_uniform"] = p / u if u and math.isfinite(u) else math.nan
+    pu = out["methods"].get("pgmc", {}).get("tau_alpha_cpu_s", math.nan)
+    pp_ = out["methods"].get("predict_pgmc", {}).get("tau_alpha_cpu_s", math.nan)
+    out["ratio_tau_alpha_predict_pgmc_over_pgmc"] = pp_ / pu if pu and math.isfinite(pu) else math.nan
+    out["loadavg"] = list(os.getloadavg())
+    return out
+
+
+def _flow_mcmc(model: str, n: int, T: float, starts: list[Any], cfg: dict[str, Any], seed: int, q: float,
+               progress: bool) -> dict[str, Any]:
+    import torch
+
+    from glassgen.api import shipped_flow
+    from glassgen.flows.generator import BoltzmannGenerator
+    from glassgen.sampling import FlowMCMC
+
+    ck = shipped_flow(model, n)
+    if not ck.is_file():
+        return {"method": "flow_mcmc", "skipped": f"no shipped flow for {model} N={n}"}
+    gen = BoltzmannGenerator.load(ck)
+    try:
+        gen.check_temperature(T)
+    except Exception as exc:  # noqa: BLE001  (reported in the table, not fatal)
+        return {"method": "flow_mcmc", "skipped": f"shipped flow not valid at T={T}: {exc}"}
+    torch.manual_seed(seed)
+    iters = int(cfg.get("flow_mcmc_iterations", 300))
+    fm = FlowMCMC(gen, starts, T=T, n_chains=len(starts), local_sweeps=1, delta=0.1, seed=seed + 71)
+    unwrapped = fm.pos.copy()
+    prev = fm.pos.copy()
+    frames, f_steps = [unwrapped.copy()], [0]
+    wanted = set(_log_frames(iters).tolist())
+    t0 = time.process_time()
+    ens = []
+    for it in range(1, iters + 1):
+        r = fm.run(1, progress=False, overlap_every=0)
+        d = fm.pos - prev
+        d -= fm.box * np.round(d / fm.box)  # IMH jumps are not continuous: F_s counts them as min-image moves
+        unwrapped += d
+        prev = fm.pos.copy()
+        ens.append(r.energies[0])
+        if it in wanted:
+            frames.append(unwrapped.copy())
+            f_steps.append(it)
+    cpu = time.process_time() - t0
+    rec = _record("flow_mcmc", "iteration", np.array(f_steps), np.stack(frames), np.arange(1, iters + 1),
+                  np.stack(ens), cpu, len(starts), n, q,
+                  {"imh_acceptance": float(fm.imh_accepted.sum() / max(fm.imh_tried.sum(), 1)), "checkpoint": str(ck)})
+    return rec
+
+
+def ka2d_energy_check(T: float = 1.0, seed: int = 0, sweeps: int = 3000, chains: int = 4) -> dict[str, Any]:
+    """U/N (mean, error) of KA2D N = 43 at T from Metropolis, predictor-biased PGMC and local-flow moves."""
+    cfg = {"model": "ka2d", "n": 43, "T": T, "n_chains": chains, "seed": seed, "sweeps": sweeps,
+           "equilibrate_sweeps": 1000, "local_flow_steps": 40 * sweeps // 10, "learn_iterations": 10,
+           "methods": ["metropolis", "predict_pgmc", "local_flow_predictor"], "flow_train_steps": 80}
+    r = _run_case(cfg, {}, False)["methods"]
+    return {"metropolis": (r["metropolis"]["U_per_N"], r["metropolis"]["U_per_N_err"]),
+            "predict_pgmc": (r["predict_pgmc"]["U_per_N"], r["predict_pgmc"]["U_per_N_err"]),
+            "local_flow": (r["local_flow_predictor"]["U_per_N"], r["local_flow_predictor"]["U_per_N_err"])}
+
+
+def predict_propose_experiment(*, config: PathLike, out: PathLike | None = None, quick: bool | None = None,
+                               progress: bool = False) -> dict[str, Any]:
+    """Run the experiment of ``config`` (cases x methods) and write ``results.json`` + ``report.md`` + PNGs.
+
+    Args:
+        config: TOML with top-level defaults, ``[quick]`` overrides and ``[[case]]`` tables.
+        out: output folder (default: the config's ``out``).
+        quick: use the ``[quick]`` overrides (default: the config's ``quick``).
+    Returns:
+        The results dict (also written to ``<out>/results.json``).
+    """
+    cfg = _load(config)
+    cases = cfg.pop("case", [])
+    quick_over = cfg.pop("quick", {})
+    use_quick = bool(cfg.get("quick_default", True) if quick is None else quick)
+    glob = {k: v for k, v in cfg.items() if k not in ("out", "quick_default")}
+    if use_quick:
+        glob.update({k: v for k, v in quick_over.items() if k != "cases"})
+        if "cases" in quick_over:
+            cases = [c for i, c in enumerate(cases) if i in set(quick_over["cases"])]
+    if not cases:
+        raise InputError(f"{config}: no [[case]] tables")
+    out_dir = Path(out or cfg.get("out", "reports/predict_propose"))
+    t0 = time.process_time()
+    w0 = time.perf_counter()
+    results = {"provenance": provenance(config=str(config), quick=use_quick), "loadavg_start": list(os.getloadavg()),
+               "cases": []}
+    for case in cases:
+        results["cases"].append(_run_case(case, glob, progress))
+        _write(out_dir, results)  # partial results survive an interruption
+    results["cpu_s_total"] = time.process_time() - t0
+    results["wall_s_total"] = time.perf_counter() - w0
+    results["loadavg_end"] = list(os.getloadavg())
+    _write(out_dir, results)
+    write_report(out_dir, results)
+    return results
+
+
+def _write(out_dir: Path, results: dict[str, Any]) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / "results.json") as tmp:
+        tmp.write_text(json.dumps(results, indent=1, default=float))
+
+
+def _fmt(v: Any, nd: int = 3) -> str:
+    if isinstance(v, float):
+        return "nan" if not math.isfinite(v) else f"{v:.{nd}g}"
+    return str(v)
+
+
+def write_report(out_dir: PathLike, results: dict[str, Any]) -> Path:
+    """``report.md`` + ``fs_<case>.png`` + ``scores_<case>.png`` from the results dict (atomic writes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    lines = ["# Predict-then-propose experiment", "",
+             f"Provenance: `{results['provenance'].get('command', '')}`, glassgen "
+             f"{results['provenance'].get('glassgen_version')}, {results['provenance'].get('time')}; "
+             f"quick={results['provenance'].get('quick')}. Load average (1, 5, 15 min) at start "
+             f"{[round(x, 2) for x in results['loadavg_start']]}, at end "
+             f"{[round(x, 2) for x in results.get('loadavg_end', [math.nan] * 3)]} on a 2-core machine: CPU "
+             "seconds are process time, wall time is not used.", "",
+             "tau_alpha: F_s(q, t) = 1/e (all particles, origin = run start, pooled over chains); "
+             "tau_U: integrated autocorrelation time of U. Both in the method's steps and in CPU seconds per "
+             "chain; nan = not reached within the run (F_s at the end given instead).", ""]
+    for c in results["cases"]:
+        tag = f"{c['model']}_N{c['N']}_T{c['T']}"
+        lines += [f"## {c['model']} N={c['N']} T={c['T']} ({c['chains']} chains, q={c['q']:.3g}, "
+                  f"selection theta={c['theta_select']})", "",
+                  "| method | unit | steps | CPU s/chain | tau_alpha (steps) | tau_alpha (CPU s) | F_s end | "
+                  "tau_U (steps) | tau_U (CPU s) | U/N | acc. |", "|" + "---|" * 11]
+        for name, r in c["methods"].items():
+            if "skipped" in r:
+                lines.append(f"| {name} | skipped: {r['skipped']} |" + " |" * 9)
+                continue
+            acc = r.get("acceptance", r.get("imh_acceptance", ""))
+            if isinstance(acc, dict):
+                acc = ", ".join(f"{k} {v:.2f}" for k, v in acc.items() if math.isfinite(v))
+            lines.append(f"| {name} | {r['unit']} | {r['steps']:.0f} | {_fmt(r['cpu_s_per_chain'])} | "
+                         f"{_fmt(r['tau_alpha_steps'])} | {_fmt(r['tau_alpha_cpu_s'])} | {_fmt(r['fs_final'])} | "
+                         f"{_fmt(r['tau_U_steps'])} | {_fmt(r['tau_U_cpu_s'])} | "
+                         f"{r['U_per_N']:.4f} +- {r['U_per_N_err']:.4f} | {_fmt(acc, 2)} |")
+        lines += ["", f"Ratio tau_U (CPU s) predictor-selected / uniform-selected local flow moves: "
+                  f"**{_fmt(c['ratio_tau_U_predictor_over_uniform'])}** (target <= 0.5); tau_alpha (CPU s) "
+                  f"predictor-biased PGMC / PGMC: **{_fmt(c['ratio_tau_alpha_predict_pgmc_over_pgmc'])}**.", ""]
+        for k in ("predict_pgmc", "local_flow_uniform", "local_flow_predictor"):
+            r = c["methods"].get(k, {})
+            if "selection" in r:
+                lines.append(f"- {k}: selection report {r['selection']}")
+            if "mean_mobile" in r:
+                lines.append(f"- {k}: acceptance {r['acceptance']:.3f}, mean mobile particles {r['mean_mobile']:.2f},"
+                             f" empty regions {r['empty_fraction']:.3f}, skipped {r['skipped_fraction']:.3f}, "
+                             f"flow NLL first/last {[round(x, 2) for x in r['flow_loss_first_last']]}, "
+                             f"training regions {r['training_regions']}, flow training {r['flow_train_cpu_s']:.0f} "
+                             "CPU s (not included above)")
+        if c.get("scores"):
+            lines += ["", "Selection scores of the final configurations (mean +- std over particles and chains): "
+                      + "; ".join(f"{k} {v['mean']:.3f} +- {v['std']:.3f}" for k, v in c["scores"].items())]
+        fig, ax = plt.subplots(1, 2, figsize=(10, 3.8))
+        for name, r in c["methods"].items():
+            if "fs_curve" not in r:
+                continue
+            lag, fs = np.asarray(r["fs_curve"][0]), np.asarray(r["fs_curve"][1])
+            ok = lag > 0
+            ax[0].semilogx(lag[ok] * r["cpu_per_step"], fs[ok], "o-", ms=3, label=name)
+        ax[0].axhline(math.exp(-1), color="k", lw=0.5)
+        ax[0].set(xlabel="CPU seconds per chain", ylabel="F_s(q, t)", title=tag)
+        ax[0].legend(fontsize=7)
+        for k, v in c.get("scores", {}).items():
+            ax[1].hist(v["values"], bins=40, histtype="step", density=True, label=k)
+        ax[1].set(xlabel="selection score s_k", ylabel="density", title="scores of sampled configurations")
+        ax[1].legend(fontsize=7)
+        fig.tight_layout()
+        with atomic_path(out_dir / f"fs_{tag}.png") as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
+        plt.close(fig)
+        lines += ["", f"![F_s and scores](fs_{tag}.png)", ""]
+    lines += [f"Total: {results.get('cpu_s_total', math.nan):.0f} CPU s, {results.get('wall_s_total', math.nan):.0f}"
+              " s wall.", ""]
+    path = out_dir / "report.md"
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines))
+    return path
