@@ -1,0 +1,234 @@
+"""User-level predictor jobs: train, evaluate (GlassBench metrics), score configurations.
+
+Each job writes its output atomically with a provenance record (command, glassgen version, seed, model, T).
+Configs: ``configs/predictors/*.toml`` with a ``[predictor]`` table (keys of :func:`train` plus ``hyper`` and
+``descriptors`` sub-tables); command-line options override the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time as _time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tomllib
+
+from glassgen.errors import InputError
+from glassgen.provenance import atomic_path, provenance
+
+__all__ = ["train_spec_from_config", "train", "evaluate", "score_file", "build_predictor"]
+
+PathLike = str | os.PathLike[str]
+
+_TRAIN_KEYS = {"kind", "data", "T", "time", "split", "indices", "seed", "out", "hyper", "descriptors",
+               "time_index"}
+
+
+def train_spec_from_config(config: PathLike | None, **cli: Any) -> dict[str, Any]:
+    """Merge a ``[predictor]`` TOML table with command-line values (which win when not None)."""
+    spec: dict[str, Any] = {}
+    if config is not None:
+        p = Path(config)
+        if not p.is_file():
+            raise InputError(f"config file not found: {p}")
+        try:
+            table = tomllib.loads(p.read_text()).get("predictor")
+        except tomllib.TOMLDecodeError as exc:
+            raise InputError(f"{p}: invalid TOML ({exc})") from None
+        if not isinstance(table, dict):
+            raise InputError(f"{p}: no [predictor] table")
+        bad = set(table) - _TRAIN_KEYS
+        if bad:
+            raise InputError(f"{p}: unknown key(s) {sorted(bad)} (allowed: {sorted(_TRAIN_KEYS)})")
+        spec.update(table)
+    spec.update({k: v for k, v in cli.items() if v is not None})
+    return spec
+
+
+def build_predictor(kind: str, descriptors: dict[str, Any] | None = None, hyper: dict[str, Any] | None = None) -> Any:
+    """A fresh predictor of ``kind`` ('ridge', 'glassmlp', 'gnn') with descriptor settings and hyperparameters."""
+    from glassgen.predictors import REGISTRY
+    from glassgen.predictors.descriptors import DescriptorSettings
+
+    cls = REGISTRY.get(kind)
+    if cls is None:
+        raise InputError(f"unknown predictor kind {kind!r} (known: {', '.join(sorted(REGISTRY))})")
+    settings = DescriptorSettings.from_dict(descriptors or {})
+    try:
+        return cls(settings, **(hyper or {}))
+    except TypeError as exc:
+        raise InputError(f"bad hyperparameters for {kind}: {exc}") from None
+
+
+def _resolve_time(ds: Any, T: float | None, time: float | None, time_index: int | None) -> float | None:
+    if time is not None or time_index is None:
+        return time
+    s = next(iter(ds.samples(T=T, load_replicas=False)))
+    if s.times is None:
+        raise InputError("the data have no time grid: pass --time")
+    return float(s.times[time_index])
+
+
+def train(*, kind: str, data: PathLike, out: PathLike, T: float | None = None, time: float | None = None,
+          time_index: int | None = None, split: str = "train", indices: list[int] | None = None, seed: int = 0,
+          hyper: dict[str, Any] | None = None, descriptors: dict[str, Any] | None = None,
+          progress: bool = False) -> dict[str, Any]:
+    """Train a predictor on ``data`` (a GlassBench directory) at lag ``time`` and save it to ``out``.
+
+    Args:
+        kind: 'ridge', 'glassmlp' or 'gnn'.
+        data: directory of GlassBench-layout npz files.
+        out: model file (``.npz``); a GNN keeps a checkpoint ``out + '.ckpt.npz'`` and resumes from it.
+        T: training temperature (all present if None); time / time_index: lag time or its row in the
+            time grid (None with isoconfig files: the replicas' time).
+        split, indices: which samples (default the train split; never the test split for real benchmarks).
+        seed: training seed (CV folds, initialisation, batch order).
+
+    Returns:
+        summary dict (also written next to the model as ``<out>.json``).
+    """
+    import torch
+
+    from glassgen.systems.glassbench import read_dataset
+
+    torch.set_num_threads(int(os.environ.get("GLASSGEN_TORCH_THREADS", "1")))
+    ds = read_dataset(data)
+    t = _resolve_time(ds, T, time, time_index)
+    pred = build_predictor(kind, descriptors, hyper)
+    if kind == "gnn":
+        pred.hyper["checkpoint"] = str(out) + ".ckpt.npz"
+    t0 = _time.perf_counter()
+    pred.fit(ds, t, T=T, split=split, indices=indices, seed=seed, progress=progress)
+    secs = _time.perf_counter() - t0
+    prov = provenance(seed=seed, model=pred.settings.model, T=T, kind=kind, data=str(data), time=t)
+    pred.info["train_seconds"] = secs
+    pred.save(out, provenance=prov)
+    summary = {"model_file": str(out), "kind": kind, "time": t, "T_train": pred.info.get("T_train"),
+               "n_train": pred.info.get("n_train"), "train_seconds": round(secs, 2), "seed": seed}
+    for k in ("alpha", "cv_pearson", "threshold"):
+        if k in pred.info:
+            summary[k] = pred.info[k]
+    _write_json(Path(str(out) + ".json"), {"provenance": prov, **summary})
+    return summary
+
+
+def _write_json(path: Path, obj: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1, default=float))
+
+
+def evaluate(*, model: PathLike, data: PathLike, T: float | None = None, split: str = "test",
+             time: float | None = None, indices: list[int] | None = None, out: PathLike | None = None,
+             threshold: float = 0.3, progress: bool = False) -> dict[str, Any]:
+    """All GlassBench metrics of a trained predictor on ``data`` (species A): pooled and per-configuration
+    Pearson, R^2, chi_4 of the true and predicted fields (threshold 0.3).
+
+    Args:
+        model: predictor file; data: GlassBench directory; T/split/indices: the evaluated samples
+            (default: the test split); time: lag time (default: the model's training time).
+        out: optional JSON output (atomic, with provenance).
+    """
+    from glassgen.bench.metrics import score_all
+    from glassgen.predictors import load_predictor
+    from glassgen.predictors.base import select_samples
+    from glassgen.progress import progress_bar
+
+    pred = load_predictor(model)
+    t = time if time is not None else pred.info.get("time")
+    samples = select_samples(Path(data), T, split, indices)
+    y_true, y_pred, masks = [], [], []
+    t0 = _time.perf_counter()
+    with progress_bar(len(samples), "evaluate", progress) as advance:
+        for s in samples:
+            f = pred.frame(s, t)
+            y_true.append(f.target)
+            y_pred.append(pred.predict_frame(f))
+            masks.append(s.mask(0))
+            advance(1)
+    metrics = score_all(y_true, y_pred, masks, threshold)
+    res = {"model_file": str(model), "kind": pred.kind, "time": t, "T_train": pred.info.get("T_train"),
+           "T_test": sorted({s.T for s in samples}), "test_indices": [s.index for s in samples],
+           "seconds": round(_time.perf_counter() - t0, 2), **metrics}
+    if out is not None:
+        _write_json(Path(out), {"provenance": provenance(model=pred.settings.model, T=T, kind=pred.kind,
+                                                         seed=pred.info.get("seed")), **res})
+    return res
+
+
+def score_file(*, model: PathLike, input: PathLike, out: PathLike, interaction_model: str | None = None,
+               progress: bool = False) -> dict[str, Any]:
+    """Per-particle predictions of one configuration file (xyz/HDF5/LAMMPS data, or a GlassBench npz).
+
+    Writes ``out`` (npz): ``prediction`` (N,), ``species``, ``positions``, ``box``, ``provenance`` (JSON).
+    """
+    from glassgen.predictors import load_predictor
+
+    pred = load_predictor(model)
+    p = Path(input)
+    if not p.is_file():
+        raise InputError(f"input file not found: {p}")
+    if p.suffix == ".npz":
+        from glassgen.systems.glassbench import read_sample
+
+        s = read_sample(p, load_replicas=False)
+        pos, spec, box = s.positions, s.species, s.box
+    else:
+        from glassgen.systems.io import read_configuration
+
+        c = read_configuration(p, interaction_model or pred.settings.model)
+        pos, spec, box = c.positions, c.species, c.box
+    t0 = _time.perf_counter()
+    y = pred.score(pos, spec, box)
+    secs = _time.perf_counter() - t0
+    prov = provenance(model=pred.settings.model, kind=pred.kind, input=str(p), seed=pred.info.get("seed"))
+    target = Path(out)
+    with atomic_path(target) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, prediction=y, species=spec, positions=pos, box=box,
+                     provenance=np.asarray(json.dumps(prov, default=str)))
+    return {"out": str(target), "N": int(y.size), "seconds": round(secs, 3), "mean_prediction": float(y.mean())}
+
+
+def softness(*, out: PathLike, temperatures: list[float], n: int = 400, model: str = "ka3d",
+             t_eq: list[float] | None = None, t_prod: float = 100.0, frame_dt: float = 0.1, half_window: int = 10,
+             p_c: float = 0.2, seed: int = 0, model_out: PathLike | None = None,
+             progress: bool = False) -> dict[str, Any]:
+    """Softness study: MD at each T, p_hop labels, linear SVM, P_R(S, T), Arrhenius fits; TOML export to ``out``.
+
+    Args:
+        temperatures: MD temperatures; t_eq: equilibration time per T (default 300 / (T - 0.4), capped at 400).
+        n: particles; t_prod: production length per T; frame_dt: frame spacing; half_window: p_hop half window
+            in frames (t_R = 2 half_window frame_dt); p_c: rearrangement threshold.
+        model_out: also save the SVM (``.npz`` predictor file).
+    """
+    from glassgen.predictors.softness import export_toml, simulate_trajectory, softness_study
+    from glassgen.progress import progress_bar
+
+    temps = [float(t) for t in temperatures]
+    if len(temps) < 2 or min(temps) <= 0:
+        raise InputError("the softness study needs at least two positive temperatures")
+    eq = t_eq or [min(400.0, 30.0 / max(T - 0.45, 0.05)) for T in temps]
+    t0 = _time.perf_counter()
+    trajs = []
+    with progress_bar(len(temps), "softness MD", progress) as advance:
+        for k, T in enumerate(temps):
+            trajs.append(simulate_trajectory(model, n, T, eq[k], t_prod, frame_dt, seed=seed + k))
+            advance(1)
+    md_secs = _time.perf_counter() - t0
+    pred, res = softness_study(trajs, half_window=half_window, p_c=p_c, nr_window=2 * half_window,
+                               n_train_frames=10**9, seed=seed, progress=progress)
+    meta = {"model": model, "n": n, "temperatures": temps, "t_eq": eq, "t_prod": t_prod, "frame_dt": frame_dt,
+            "t_R": 2 * half_window * frame_dt, "p_c": p_c, "seed": seed, "svm_C": pred.info["C"],
+            "svm_cv_accuracy": max(pred.info["cv_accuracy"]), "n_labels": pred.info["n_labels"],
+            "provenance": {k: v for k, v in provenance(seed=seed, model=model).items()
+                           if isinstance(v, (str, int, float))}}
+    export_toml(out, res, meta)
+    if model_out is not None:
+        pred.save(model_out, provenance=provenance(seed=seed, model=model, kind="softness"))
+    return {"out": str(out), "md_seconds": round(md_secs, 1), "total_seconds": round(_time.perf_counter() - t0, 1),
+            "fit": res["fit"], "S_mean": res["S_mean"].tolist(), "S_std": res["S_std"].tolist(),
+            "svm": res["svm"], "P_R": res["P_R"].tolist(), "S": res["S"].tolist(),
+            "DeltaE_bins": res["arrhenius"]["DeltaE"].tolist(), "Sigma_bins": res["arrhenius"]["Sigma"].tolist()}

@@ -1,0 +1,197 @@
+"""The common predictor interface: fit on a GlassBench dataset at one lag time, predict per-particle propensity.
+
+Every predictor:
+
+* ``fit(dataset, time, T=None, split="train", seed=0)`` — trains on the samples of ``dataset`` (a
+  :class:`~glassgen.systems.glassbench.GlassBenchDataset`, a directory, or a list of samples) at lag ``time``;
+* ``predict(configuration)`` — (N,) predicted propensity of a :class:`~glassgen.systems.configuration.Configuration`
+  or a :class:`~glassgen.systems.glassbench.GlassBenchSample` (its inherent state is computed with our FIRE when
+  the descriptor settings ask for it, as at training time);
+* ``score(positions, species, box)`` — the same on bare arrays (the samplers' entry point);
+* ``save(path)`` / ``Predictor.load(path)`` — one ``.npz`` file (no pickles): a JSON header ``meta`` with the
+  kind, the descriptor settings, hyperparameters, training time/temperatures/seed and provenance, plus arrays.
+
+Features are standardised per species with the training mean and standard deviation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from glassgen.errors import InputError
+from glassgen.predictors.data import Frame, frames
+from glassgen.predictors.descriptors import DescriptorSettings, compute_descriptors
+from glassgen.provenance import atomic_path
+from glassgen.systems.glassbench import GlassBenchDataset, GlassBenchSample, read_dataset
+
+__all__ = ["Predictor", "load_predictor", "select_samples", "REGISTRY"]
+
+PathLike = str | os.PathLike[str]
+REGISTRY: dict[str, type[Predictor]] = {}
+
+
+def select_samples(dataset: GlassBenchDataset | PathLike | list[GlassBenchSample], T: float | None = None,
+                   split: str | None = "train", indices: list[int] | None = None) -> list[GlassBenchSample]:
+    """Samples of ``dataset`` at temperature ``T`` (all if None) in ``split`` (all if None), optionally by index."""
+    if isinstance(dataset, list):
+        out = [s for s in dataset if (T is None or abs(s.T - T) < 1e-9) and (split is None or s.split == split)]
+    else:
+        ds = dataset if isinstance(dataset, GlassBenchDataset) else read_dataset(dataset)
+        out = list(ds.samples(T=T, split=split))
+    if indices is not None:
+        out = [s for s in out if s.index in set(indices)]
+    if not out:
+        raise InputError(f"no samples with T={T}, split={split}, indices={indices}")
+    return out
+
+
+class Predictor:
+    """Base class; subclasses implement ``_fit(frames, seed, progress)``, ``_predict(x, species)``, ``_arrays``."""
+
+    kind: ClassVar[str] = ""
+
+    def __init__(self, settings: DescriptorSettings | None = None, **hyper: Any) -> None:
+        self.settings = settings or DescriptorSettings()
+        self.hyper: dict[str, Any] = dict(hyper)
+        self.info: dict[str, Any] = {}
+        self.mean: np.ndarray | None = None  # (nsp, F)
+        self.std: np.ndarray | None = None
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if cls.kind:
+            REGISTRY[cls.kind] = cls
+
+    # ------------------------------------------------------------------------------------------ training
+    def fit(self, dataset: GlassBenchDataset | PathLike | list[GlassBenchSample], time: float | None,
+            T: float | None = None, split: str | None = "train", indices: list[int] | None = None, seed: int = 0,
+            progress: bool = False) -> Predictor:
+        """Train on the selected samples at lag ``time`` (None: the replicas' time of isoconfig files)."""
+        samples = select_samples(dataset, T, split, indices)
+        fr = frames(samples, self.settings, time)
+        self.info.update({"time": time, "T_train": sorted({s.T for s in samples}),
+                          "train_indices": [s.index for s in samples], "seed": int(seed),
+                          "n_train": len(samples), "N": int(samples[0].n)})
+        return self.fit_frames(fr, seed=seed, progress=progress)
+
+    def fit_frames(self, fr: list[Frame], seed: int = 0, progress: bool = False) -> Predictor:
+        """Train on precomputed frames (features + targets)."""
+        if not fr or any(f.target is None for f in fr):
+            raise InputError("training frames need targets")
+        nsp = self.settings.nsp
+        x = np.concatenate([f.features for f in fr])
+        s = np.concatenate([f.species for f in fr])
+        self.mean = np.stack([x[s == c].mean(0) if np.any(s == c) else np.zeros(x.shape[1]) for c in range(nsp)])
+        sd = np.stack([x[s == c].std(0) if np.any(s == c) else np.ones(x.shape[1]) for c in range(nsp)])
+        self.std = np.where(sd > 1e-12, sd, 1.0)
+        self._fit(fr, seed, progress)
+        return self
+
+    def standardise(self, x: np.ndarray, species: np.ndarray) -> np.ndarray:
+        if self.mean is None or self.std is None:
+            raise InputError(f"{self.kind} predictor is not trained")
+        if x.shape[1] != self.mean.shape[1]:
+            raise InputError(f"{x.shape[1]} features but the model was trained on {self.mean.shape[1]}")
+        sp = np.asarray(species, dtype=np.int64)
+        return (x - self.mean[sp]) / self.std[sp]
+
+    # ------------------------------------------------------------------------------------------ prediction
+    def predict_features(self, features: np.ndarray, species: np.ndarray) -> np.ndarray:
+        """(N,) predictions from raw (unstandardised) features."""
+        return self._predict(self.standardise(features, species), np.asarray(species, dtype=np.int64))
+
+    def predict_frame(self, frame: Frame) -> np.ndarray:
+        return self.predict_features(frame.features, frame.species)
+
+    def frame(self, sample: GlassBenchSample, time: float | None, with_target: bool = True) -> Frame:
+        """What this predictor needs of one sample (features or positions; inherent state if the settings ask)."""
+        return frames([sample], self.settings, time, with_target)[0]
+
+    def score(self, positions: np.ndarray, species: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """(N,) predicted propensity of one configuration given as arrays (inherent state computed if needed)."""
+        pos = np.asarray(positions, dtype=np.float64)
+        sp = np.asarray(species, dtype=np.int64)
+        b = np.broadcast_to(np.asarray(box, dtype=np.float64), (pos.shape[1],)).copy()
+        if self.settings.inherent:
+            from glassgen.dynamics.minimize import fire_minimize
+            from glassgen.systems.configuration import Configuration
+            from glassgen.systems.model import load_model
+
+            conf = Configuration(pos, sp.astype(np.int32), b, load_model(self.settings.model))
+            pos = fire_minimize(conf, ftol=self.settings.ftol, max_iter=200000).configuration.positions
+        return self.score_structure(pos, sp, b)
+
+    def score_structure(self, positions: np.ndarray, species: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """(N,) prediction from the positions the descriptors are computed on (no minimisation)."""
+        x, _ = compute_descriptors(self.settings, positions, species, box)
+        return self.predict_features(x, species)
+
+    def predict(self, configuration: Any) -> np.ndarray:
+        """(N,) predicted propensity of a Configuration or GlassBenchSample."""
+        if isinstance(configuration, GlassBenchSample):
+            if self.settings.inherent:
+                from glassgen.predictors.data import inherent_positions
+
+                x = inherent_positions(configuration, self.settings.model, self.settings.ftol)
+                return self.score_structure(x, configuration.species, configuration.box)
+            return self.score_structure(configuration.positions, configuration.species, configuration.box)
+        return self.score(configuration.positions, configuration.species, configuration.box)
+
+    # ------------------------------------------------------------------------------------------ persistence
+    def _arrays(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def _fit(self, fr: list[Frame], seed: int, progress: bool) -> None:
+        raise NotImplementedError
+
+    def _predict(self, x: np.ndarray, species: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def save(self, path: PathLike, provenance: dict[str, Any] | None = None) -> Path:
+        """Write the model to one ``.npz`` file (atomically)."""
+        if self.mean is None or self.std is None:
+            raise InputError("cannot save an untrained predictor")
+        meta = {"kind": self.kind, "settings": self.settings.to_dict(), "hyper": self.hyper, "info": self.info,
+                "provenance": provenance or {}}
+        arrays = {"meta": np.asarray(json.dumps(meta, default=float)), "mean": self.mean, "std": self.std}
+        arrays.update({f"a_{k}": v for k, v in self._arrays().items()})
+        target = Path(path)
+        with atomic_path(target) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, **arrays)
+        return target
+
+    @staticmethod
+    def load(path: PathLike) -> Predictor:
+        """Read a model written by :meth:`save` (any kind)."""
+        return load_predictor(path)
+
+
+def load_predictor(path: PathLike) -> Predictor:
+    """Read a predictor file (``.npz`` written by :meth:`Predictor.save`)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"predictor file not found: {p}")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            arrays = {k[2:]: np.array(z[k]) for k in z.files if k.startswith("a_")}
+            mean, std = np.array(z["mean"]), np.array(z["std"])
+    except Exception as exc:  # noqa: BLE001 - anything unreadable is bad input
+        raise InputError(f"cannot read predictor {p}: {exc}") from None
+    cls = REGISTRY.get(meta.get("kind", ""))
+    if cls is None:
+        raise InputError(f"{p}: unknown predictor kind {meta.get('kind')!r}")
+    obj = cls(DescriptorSettings.from_dict(meta["settings"]), **meta["hyper"])
+    obj.info = meta.get("info", {})
+    obj.mean, obj.std = mean, std
+    obj._set_arrays(arrays)
+    return obj

@@ -1,0 +1,123 @@
+"""Training data for predictors: inherent states (cached), descriptors (cached) and propensity targets.
+
+Caches live under ``runs/predictors/cache`` (gitignored; ``$GLASSGEN_PREDICTOR_CACHE`` overrides), keyed by
+the file name, its size and modification time, and the descriptor settings, so a changed file or setting is
+never served stale. Inherent states: the file's own ``initial_positions_inherent`` when it was produced with
+the settings' interaction model (our datasets record it in their provenance), else our FIRE
+(:func:`glassgen.dynamics.minimize.fire_minimize`, ``ftol`` from the settings) with that model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from glassgen.errors import InputError
+from glassgen.predictors.descriptors import DescriptorSettings, compute_descriptors
+from glassgen.provenance import atomic_path
+from glassgen.systems.glassbench import GlassBenchSample
+
+__all__ = ["cache_dir", "inherent_positions", "sample_features", "target", "Frame", "frames"]
+
+
+def cache_dir() -> Path:
+    """Cache directory (``$GLASSGEN_PREDICTOR_CACHE`` or ``<repo>/runs/predictors/cache``)."""
+    env = os.environ.get("GLASSGEN_PREDICTOR_CACHE")
+    if env:
+        return Path(env)
+    from glassgen.config import repo_root
+
+    return repo_root() / "runs" / "predictors" / "cache"
+
+
+def _file_key(sample: GlassBenchSample) -> str:
+    p = Path(sample.path)
+    st = p.stat() if p.is_file() else None
+    tag = f"{p.name}:{st.st_size}:{int(st.st_mtime)}" if st else f"{p.name}:{sample.index}"
+    return p.stem + "-" + hashlib.sha1(tag.encode()).hexdigest()[:10]
+
+
+def _sample_model(sample: GlassBenchSample) -> str | None:
+    prov = sample.metadata.get("provenance")
+    return prov.get("model") if isinstance(prov, dict) else None
+
+
+def inherent_positions(sample: GlassBenchSample, model: str, ftol: float = 1e-6,
+                       cache: Path | None = None) -> np.ndarray:
+    """(N, d) inherent state of the sample's initial configuration under ``model`` (cached)."""
+    if sample.inherent is not None and _sample_model(sample) == model:
+        return sample.inherent
+    cache = cache or cache_dir()
+    f = cache / "inherent" / f"{_file_key(sample)}-{model}-{ftol:g}.npy"
+    if f.is_file():
+        return np.load(f)
+    from glassgen.dynamics.minimize import fire_minimize
+    from glassgen.systems.configuration import Configuration
+    from glassgen.systems.model import load_model
+
+    conf = Configuration(sample.positions, sample.species, sample.box, load_model(model))
+    res = fire_minimize(conf, ftol=ftol, max_iter=200000)
+    if not res.converged:
+        raise InputError(f"FIRE did not converge on {sample.path} (max force {res.max_force:.2e})")
+    with atomic_path(f) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, res.configuration.positions)
+    return res.configuration.positions
+
+
+def sample_features(sample: GlassBenchSample, settings: DescriptorSettings,
+                    cache: Path | None = None) -> np.ndarray:
+    """(N, F) descriptors of a sample (on its inherent state if ``settings.inherent``), cached."""
+    cache = cache or cache_dir()
+    h = hashlib.sha1(json.dumps(settings.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+    f = cache / "features" / f"{_file_key(sample)}-{h}.npy"
+    if f.is_file():
+        return np.load(f)
+    x = inherent_positions(sample, settings.model, settings.ftol, cache) if settings.inherent else sample.positions
+    feats, _ = compute_descriptors(settings, x, sample.species, sample.box)
+    with atomic_path(f) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, feats)
+    return feats
+
+
+def target(sample: GlassBenchSample, time: float | None) -> np.ndarray:
+    """(N,) propensity at lag ``time`` (row of ``md_prop``), or from the replicas at ``replica_time``."""
+    if sample.md_prop is not None and sample.times is not None and time is not None:
+        return sample.md_prop[sample.time_index(time)]
+    if sample.replicas is not None and (time is None or sample.replica_time is None
+                                        or abs(sample.replica_time - time) <= 1e-3 * time):
+        from glassgen.observables.isoconfig import propensity
+
+        return propensity(sample.positions, sample.replicas, sample.box)
+    raise InputError(f"{sample.path}: no propensity at t = {time}")
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One configuration ready for training/evaluation: features (N, F), species (N,), target (N,) or None."""
+
+    features: np.ndarray
+    species: np.ndarray
+    target: np.ndarray | None
+    positions: np.ndarray
+    box: np.ndarray
+    index: int
+    T: float
+
+
+def frames(samples: Iterable[GlassBenchSample], settings: DescriptorSettings, time: float | None,
+           with_target: bool = True, cache: Path | None = None) -> list[Frame]:
+    """Features and targets of several samples (positions: the ones the descriptors were computed on)."""
+    out = []
+    for s in samples:
+        x = inherent_positions(s, settings.model, settings.ftol, cache) if settings.inherent else s.positions
+        out.append(Frame(sample_features(s, settings, cache), s.species, target(s, time) if with_target else None,
+                         x, s.box, s.index, s.T))
+    return out

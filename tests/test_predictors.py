@@ -1,0 +1,431 @@
+"""Predictors: descriptors against brute-force NumPy (periodic images, 2D and 3D), Voronoi consistency,
+invariances, p_hop, model save/load round trips, CLI errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from glassgen.errors import InputError
+from glassgen.predictors import descriptors as D
+
+
+def _random_system(n: int, d: int, box: float, seed: int, nsp: int = 2, min_dist: float = 0.0):
+    rng = np.random.default_rng(seed)
+    pos = rng.uniform(0, box, size=(n, d))
+    spec = (rng.uniform(size=n) < 0.3).astype(np.int64) if nsp == 2 else np.zeros(n, np.int64)
+    return pos, spec, np.full(d, box)
+
+
+def _brute_pairs(pos, box, rc):
+    """All (i, j, dr) with 0 < |dr| < rc over explicit image shifts."""
+    n, d = pos.shape
+    m = int(math.ceil(rc / box.min())) + 1
+    shifts = np.array(np.meshgrid(*[np.arange(-m, m + 1)] * d, indexing="ij")).reshape(d, -1).T * box
+    out = []
+    for i in range(n):
+        dr = pos[None, :, :] + shifts[:, None, :] - pos[i]  # (S, N, d)
+        r = np.sqrt((dr * dr).sum(-1))
+        s_idx, j_idx = np.nonzero((r < rc) & (r > 1e-12))
+        for s, j in zip(s_idx, j_idx, strict=True):
+            out.append((i, j, *dr[s, j]))
+    return np.array(sorted(out, key=lambda t: tuple(np.round(t, 9))))
+
+
+def _as_sorted(nl):
+    rows = np.column_stack([nl.owner, nl.nbr, nl.dr])
+    return np.array(sorted(rows.tolist(), key=lambda t: tuple(np.round(t, 9))))
+
+
+@pytest.mark.parametrize("d,n,box,rc", [(3, 25, 3.0, 2.0), (3, 300, 7.0, 2.2), (2, 30, 3.0, 2.5), (2, 200, 9.0, 2.5)])
+def test_neighbour_list_matches_brute_force(d, n, box, rc):
+    # small boxes (rc > L/2: several images, own images) and cell-list boxes, 2D and 3D
+    pos, _, b = _random_system(n, d, box, seed=n)
+    nl = D.neighbour_list(pos, b, rc)
+    ref = _brute_pairs(pos, b, rc)
+    got = _as_sorted(nl)
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, atol=1e-12)
+    np.testing.assert_allclose(nl.r, np.linalg.norm(nl.dr, axis=1))
+
+
+def test_neighbour_list_within_is_a_sub_list():
+    pos, _, b = _random_system(120, 3, 5.0, seed=3)
+    full = D.neighbour_list(pos, b, 2.4)
+    sub = full.within(1.3)
+    np.testing.assert_array_equal(_as_sorted(sub), _as_sorted(D.neighbour_list(pos, b, 1.3)))
+
+
+def _brute_glassmlp(pos, spec, box, e, c, L, rc, nsp):
+    """DEN, EPOT, PERI, EPOT_VAR per channel from explicit images (j = i included with weight 1)."""
+    pairs = _brute_pairs(pos, box, rc)
+    n = pos.shape[0]
+    out = np.zeros((n, nsp + 1, 4))
+    for i in range(n):
+        rows = pairs[pairs[:, 0] == i]
+        js = np.concatenate([[i], rows[:, 1].astype(int)])
+        r = np.concatenate([[0.0], np.linalg.norm(rows[:, 2:], axis=1)])
+        w = np.exp(-r / L) if L > 0 else (r == 0).astype(float)
+        for ch in range(nsp + 1):
+            sel = np.ones(js.size, bool) if ch == nsp else spec[js] == ch
+            den = w[sel].sum()
+            if den == 0:
+                continue
+            ep = (w[sel] * e[js[sel]]).sum() / den
+            out[i, ch] = [den, ep, (w[sel] * c[js[sel]]).sum() / den, (w[sel] * (e[js[sel]] - ep) ** 2).sum() / den]
+    return out
+
+
+@pytest.mark.parametrize("d,box", [(3, 3.2), (2, 4.0)])
+def test_glassmlp_features_match_brute_force(d, box):
+    pos, spec, b = _random_system(20, d, box, seed=7)
+    rng = np.random.default_rng(1)
+    e, c = rng.normal(size=20), rng.uniform(1, 2, size=20)
+    lengths = (0.0, 0.7, 1.5)
+    x, names = D.glassmlp_features(pos, spec, b, e, c, lengths=lengths, rc=2.5)
+    col = {nm: x[:, k] for k, nm in enumerate(names)}
+    for L in lengths:
+        ref = _brute_glassmlp(pos, spec, b, e, c, L, 2.5, 2)
+        for ch, cname in enumerate(["A", "B", "all"]):
+            for f, fname in enumerate(["DEN", "EPOT", "PERI", "EPOT_VAR"]):
+                key = f"{fname}_L{L:g}_{cname}"
+                if key in col:
+                    np.testing.assert_allclose(col[key], ref[:, ch, f], rtol=1e-10, atol=1e-12, err_msg=key)
+    assert "EPOT_L0_all" in col and "DEN_L0_all" not in col
+
+
+def _complex_ql(pos, box, rc, lmax):
+    from scipy.special import sph_harm_y
+
+    pairs = _brute_pairs(pos, box, rc)
+    out = np.zeros((pos.shape[0], lmax))
+    for i in range(pos.shape[0]):
+        dr = pairs[pairs[:, 0] == i][:, 2:]
+        r = np.linalg.norm(dr, axis=1)
+        theta = np.arccos(dr[:, 2] / r)
+        phi = np.arctan2(dr[:, 1], dr[:, 0])
+        for ll in range(1, lmax + 1):
+            qlm = np.array([sph_harm_y(ll, m, theta, phi).mean() for m in range(-ll, ll + 1)])
+            out[i, ll - 1] = np.sqrt(4 * np.pi / (2 * ll + 1) * np.sum(np.abs(qlm) ** 2))
+    return out
+
+
+def test_bond_order_matches_scipy_and_addition_theorem():
+    from glassgen._kernels import descriptors as K
+
+    pos, _, b = _random_system(15, 3, 3.0, seed=11)
+    lmax = 12
+    nl = D.neighbour_list(pos, b, 1.6)
+    w = np.ones_like(nl.r)
+    ql = D.ql_from_qlm(D.bond_order(nl, w, lmax), lmax)
+    np.testing.assert_allclose(ql, _complex_ql(pos, b, 1.6, lmax), rtol=1e-9, atol=1e-12)
+    q2 = K.legendre_ql(nl.start, nl.dr3(), w, lmax)[:, 1:]
+    np.testing.assert_allclose(ql**2, q2, rtol=1e-9, atol=1e-12)
+
+
+def test_rotation_invariance_of_structural_descriptors():
+    # a cluster in a large box: rotating it about its centre must leave radial shells, q_l, SBO and
+    # the angular softness functions unchanged
+    rng = np.random.default_rng(5)
+    n = 60
+    pos = rng.normal(size=(n, 3)) * 1.2 + 50.0
+    spec = (rng.uniform(size=n) < 0.3).astype(np.int64)
+    b = np.full(3, 100.0)
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    rot = (pos - 50.0) @ q.T + 50.0
+    for fn in (lambda p: D.boattini_features(p, spec, b, rc=3.0)[0], lambda p: D.sbo_features(p, b)[0],
+               lambda p: D.softness_features(p, spec, b, mus=(0.5, 2.0, 0.1))[0]):
+        np.testing.assert_allclose(fn(rot), fn(pos), rtol=1e-8, atol=1e-10)
+
+
+def test_permutation_and_box_symmetry_invariance():
+    pos, spec, b = _random_system(80, 3, 4.5, seed=2)
+    e = np.random.default_rng(0).normal(size=80)
+    c, _ = D.voronoi_cells(pos, b)
+    x, _ = D.glassmlp_features(pos, spec, b, e, c, rc=3.0)
+    perm = np.random.default_rng(1).permutation(80)
+    cp, _ = D.voronoi_cells(pos[perm], b)
+    np.testing.assert_allclose(cp, c[perm], rtol=1e-9)
+    xp, _ = D.glassmlp_features(pos[perm], spec[perm], b, e[perm], cp, rc=3.0)
+    np.testing.assert_allclose(xp, x[perm], rtol=1e-9, atol=1e-12)
+    # a 90 degree rotation of the cubic box plus a translation is a symmetry of the periodic system
+    rot = np.column_stack([pos[:, 1], -pos[:, 0], pos[:, 2]]) + np.array([0.3, 1.7, -2.2])
+    cr, _ = D.voronoi_cells(rot, b)
+    np.testing.assert_allclose(cr, c, rtol=1e-8)
+    xb, _ = D.boattini_features(pos, spec, b, rc=3.0)
+    xbr, _ = D.boattini_features(rot, spec, b, rc=3.0)
+    np.testing.assert_allclose(xbr, xb, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_voronoi_sizes_sum_to_box_and_lattice_values(d):
+    pos, _, b = _random_system(150 if d == 3 else 200, d, 6.0, seed=d)
+    boundary, size = D.voronoi_cells(pos, b)
+    assert np.all(boundary > 0) and np.all(size > 0)
+    assert size.sum() == pytest.approx(np.prod(b), rel=1e-10)
+    # a slightly perturbed simple cubic / square lattice: cells are unit cubes / squares
+    k = 5
+    grid = np.array(np.meshgrid(*[np.arange(k)] * d, indexing="ij")).reshape(d, -1).T + 0.5
+    grid = grid + np.random.default_rng(0).normal(scale=1e-7, size=grid.shape)
+    bl, sl = D.voronoi_cells(grid, np.full(d, float(k)))
+    np.testing.assert_allclose(sl, 1.0, rtol=1e-5)
+    np.testing.assert_allclose(bl, 2.0 * d, rtol=1e-5)  # 6 unit faces in 3D, 4 unit edges in 2D
+
+
+def test_p_hop_matches_loop():
+    rng = np.random.default_rng(4)
+    traj = np.cumsum(rng.normal(scale=0.1, size=(21, 7, 3)), axis=0)
+    h = 4
+    got = D.p_hop(traj, h)
+    ref = np.zeros((21 - 2 * h, 7))
+    for k, t in enumerate(range(h, 21 - h)):
+        a, bw = traj[t - h:t + 1], traj[t:t + h + 1]
+        va = ((a - bw.mean(0)) ** 2).sum(-1).mean(0)
+        vb = ((bw - a.mean(0)) ** 2).sum(-1).mean(0)
+        ref[k] = np.sqrt(va * vb)
+    np.testing.assert_allclose(got, ref, rtol=1e-10)
+    # a particle that jumps by 1 in the middle of the window has p_hop ~ 1/4 ... 1 at the jump
+    jump = np.zeros((21, 1, 3))
+    jump[11:, 0, 0] = 1.0
+    assert D.p_hop(jump, h)[11 - h, 0] > 0.2 and D.p_hop(jump, h)[0, 0] == 0.0
+
+
+def test_descriptor_input_errors():
+    with pytest.raises(InputError):
+        D.neighbour_list(np.zeros((3, 4)), np.ones(4), 1.0)
+    with pytest.raises(InputError):
+        D.neighbour_list(np.zeros((3, 3)), np.ones(3), -1.0)
+    with pytest.raises(InputError):
+        D.DescriptorSettings.from_dict({"families": ["nope"]})
+    with pytest.raises(InputError):
+        D.p_hop(np.zeros((3, 2, 3)), 2)
+
+
+# ---------------------------------------------------------------------------------------------- models
+def _write_tiny_dataset(root, n_configs=6, n=64, seed=0):
+    """KA 3D configurations (random, overlaps removed) with a synthetic propensity that depends on structure."""
+    from glassgen.dynamics.initial import random_state
+    from glassgen.systems.glassbench import GlassBenchSample, write_sample
+
+    rng = np.random.default_rng(seed)
+    for i in range(1, n_configs + 1):
+        c = random_state("ka3d", n, seed=seed + i)
+        e = D.per_particle_energy(c.positions, c.species, c.box, "ka3d")
+        y = 0.5 + 0.05 * (e - e.mean()) + 0.01 * rng.normal(size=n)
+        s = GlassBenchSample(system="KA", T=0.8, index=i, species=c.species, positions=c.positions, box=c.box,
+                             times=np.array([1.0, 2.0]), md_prop=np.stack([y, 2 * y]),
+                             metadata={"split": "test" if i == n_configs else "train"})
+        write_sample(root / f"N{n}T0.80_{i}.npz", s)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return _write_tiny_dataset(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GLASSGEN_PREDICTOR_CACHE", str(tmp_path / "cache"))
+
+
+THERMAL = {"families": ["glassmlp"], "inherent": False, "rc_cg": 3.0, "lengths": [0.0, 1.0, 2.0]}
+
+
+@pytest.mark.parametrize("kind,hyper", [("ridge", {}), ("glassmlp", {"epochs1": 3, "epochs2": 2, "n_corr": 20}),
+                                        ("gnn", {"epochs": 2, "hidden": 8, "steps": 2})])
+def test_save_load_round_trip_gives_identical_predictions(tiny, tmp_path, kind, hyper):
+    from glassgen.api_predict import build_predictor
+    from glassgen.predictors import load_predictor
+    from glassgen.systems.glassbench import read_dataset
+
+    p = build_predictor(kind, THERMAL, hyper).fit(read_dataset(tiny), 2.0, seed=3)
+    f = p.save(tmp_path / "m.npz")
+    q = load_predictor(f)
+    s = next(read_dataset(tiny).samples(split="test"))
+    a = p.predict(s)
+    np.testing.assert_array_equal(q.predict(s), a)
+    np.testing.assert_array_equal(q.score(s.positions, s.species, s.box), a)
+    assert q.settings == p.settings and q.info["time"] == 2.0 and a.shape == (64,)
+
+
+def test_ridge_learns_a_structural_target(tiny):
+    from glassgen.bench.metrics import pearson_pooled
+    from glassgen.predictors import RidgePredictor
+    from glassgen.predictors.descriptors import DescriptorSettings
+    from glassgen.systems.glassbench import read_dataset
+
+    ds = read_dataset(tiny)
+    p = RidgePredictor(DescriptorSettings.from_dict(THERMAL)).fit(ds, 2.0, seed=0)
+    s = next(ds.samples(split="test"))
+    r = pearson_pooled([s.md_prop[1]], [p.predict(s)], [s.mask(0)])
+    assert r > 0.9  # the target is a linear function of EPOT_L0 plus 2 % noise
+
+
+def test_same_seed_same_glassmlp(tiny):
+    from glassgen.api_predict import build_predictor
+    from glassgen.systems.glassbench import read_dataset
+
+    s = next(read_dataset(tiny).samples(split="test"))
+    preds = [build_predictor("glassmlp", THERMAL, {"epochs1": 2, "epochs2": 2, "n_corr": 20})
+             .fit(read_dataset(tiny), 2.0, seed=5).predict(s) for _ in range(2)]
+    np.testing.assert_array_equal(preds[0], preds[1])
+
+
+def test_arrhenius_fit_recovers_known_law():
+    from glassgen.predictors.softness import arrhenius_fit
+
+    temps = np.array([0.5, 0.6, 0.8, 1.0])
+    s = np.linspace(-2, 2, 5)
+    de, sig = 3.0 - 1.0 * s, 2.0 - 0.5 * s
+    p = np.exp(sig[None] - de[None] / temps[:, None])
+    counts = np.full(p.shape, 1e6)
+    out = arrhenius_fit(temps, p, counts, p * counts)
+    np.testing.assert_allclose(out["DeltaE"], de, rtol=1e-8)
+    np.testing.assert_allclose(out["Sigma"], sig, rtol=1e-8)
+
+
+def test_cli_predict_help_and_bad_input(tmp_path, capsys):
+    from glassgen.cli import main
+
+    for cmd in ("train", "eval", "score"):
+        assert main(["predict", cmd, "--help"]) == 0
+        assert "Examples" in capsys.readouterr().out
+    cases = [["predict", "train", "--kind", "ridge", "--data", str(tmp_path / "no"), "--out", str(tmp_path / "m.npz")],
+             ["predict", "train", "--kind", "nonsense", "--data", str(tmp_path), "--out", str(tmp_path / "m.npz")],
+             ["predict", "score", str(tmp_path / "missing.npz"), str(tmp_path / "c.xyz"), "--out", str(tmp_path / "o")],
+             ["predict", "eval", str(tmp_path / "missing.npz"), "--data", str(tmp_path)],
+             ["predict", "train", "--kind", "ridge", "--data", str(tmp_path), "--out", "x.npz", "--hyper", "[1"]]
+    for args in cases:
+        assert main(args) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and "\n" not in err, err
+
+
+def test_cli_train_eval_score_end_to_end(tiny, tmp_path):
+    import json
+
+    from glassgen.cli import main
+
+    m = tmp_path / "r.npz"
+    assert main(["predict", "train", "--kind", "ridge", "--data", str(tiny), "--time", "2.0", "--out", str(m),
+                 "--descriptors", json.dumps(THERMAL), "--seed", "4", "--no-progress"]) == 0
+    meta = json.loads((tmp_path / "r.npz.json").read_text())
+    assert meta["provenance"]["seed"] == 4 and meta["provenance"]["model"] == "ka3d"
+    assert main(["predict", "eval", str(m), "--data", str(tiny), "--out", str(tmp_path / "e.json")]) == 0
+    ev = json.loads((tmp_path / "e.json").read_text())
+    assert ev["pearson_pooled"] > 0.8 and ev["test_indices"] == [6]
+    assert main(["predict", "score", str(m), str(tiny / "N64T0.80_6.npz"), "--out", str(tmp_path / "p.npz")]) == 0
+    with np.load(tmp_path / "p.npz") as z:
+        assert z["prediction"].shape == (64,) and "command" in json.loads(str(z["provenance"]))
+
+
+# ---------------------------------------------------------------------------------------------- real data
+def test_real_ka3d_voronoi_and_features(data):
+    from glassgen.systems.glassbench import read_sample
+
+    s = read_sample(data / "ka3d-T0.44-isoconfig" / "isoconfig_N4096T0.44_1_tc07.npz", load_replicas=False)
+    boundary, size = D.voronoi_cells(s.positions, s.box)
+    assert size.sum() == pytest.approx(np.prod(s.box), rel=1e-10)
+    # A particles are bigger than B particles: larger Voronoi cells on average
+    assert size[s.species == 0].mean() > size[s.species == 1].mean()
+    x, names = D.compute_descriptors(D.DescriptorSettings(model="ka3d_sf"), s.positions, s.species, s.box)
+    assert x.shape == (4096, len(names)) and np.all(np.isfinite(x))
+
+
+@pytest.mark.slow
+def test_real_ka3d_inherent_energy_predicts_propensity(data, tmp_path, monkeypatch):
+    # physics check on one real configuration: coarse-grained inherent-state energy correlates with propensity
+    from glassgen.predictors.data import inherent_positions, target
+    from glassgen.systems.glassbench import read_sample
+
+    monkeypatch.setenv("GLASSGEN_PREDICTOR_CACHE", str(tmp_path))
+    s = read_sample(data / "ka3d-T0.44-isoconfig" / "isoconfig_N4096T0.44_2_tc07.npz")
+    x_is = inherent_positions(s, "ka3d_sf")
+    e = D.per_particle_energy(x_is, s.species, s.box, "ka3d_sf")
+    c, _ = D.voronoi_cells(x_is, s.box)
+    x, names = D.glassmlp_features(x_is, s.species, s.box, e, c)
+    y = target(s, None)
+    a = s.species == 0
+    assert np.corrcoef(x[a, names.index("EPOT_L2_all")], y[a])[0, 1] > 0.3
+
+
+def test_shipped_configs_parse():
+    from glassgen.api_predict import build_predictor, train_spec_from_config
+    from glassgen.config import repo_root
+
+    files = sorted((repo_root() / "configs" / "predictors").glob("ka3d_*.toml"))
+    assert len(files) >= 4
+    for f in files:
+        spec = train_spec_from_config(f)
+        build_predictor(spec["kind"], spec.get("descriptors"), spec.get("hyper"))
+
+
+def test_softness_export_round_trip(tmp_path):
+    import tomllib
+
+    from glassgen.predictors.softness import export_toml
+
+    keys = ("DeltaE", "DeltaE_err", "Sigma", "Sigma_err", "n_T")
+    res = {"temperatures": np.array([0.6, 0.8]), "S": np.array([-1.0, 0.0, 1.0]),
+           "fit": {"DeltaE": [3.0, -1.0], "Sigma": [2.0, -0.5], "S_range": [-1.0, 1.0]},
+           "S_mean": np.array([-0.1, 0.1]), "S_std": np.array([1.0, 1.1]),
+           "P_R": np.array([[0.01, 0.02, np.nan], [0.02, 0.04, 0.08]]), "count": np.ones((2, 3)),
+           "arrhenius": {k: np.array([1.0, np.nan, 2.0]) for k in keys}}
+    export_toml(tmp_path / "s.toml", res, {"model": "ka3d", "p_c": 0.2, "provenance": {"command": 'a "b"', "seed": 1}})
+    d = tomllib.loads((tmp_path / "s.toml").read_text())["softness"]
+    assert d["fit"]["DeltaE"] == [3.0, -1.0] and d["T_fit_range"] == [0.6, 0.8]
+    assert d["provenance"]["command"] == 'a "b"' and len(d["P_S"]) == 2 and d["P_S"][1]["std"] == 1.1
+    assert math.isnan(d["bins"]["DeltaE"][1])
+
+
+def test_recursive_coarse_graining_matches_brute_force():
+    pos, spec, b = _random_system(25, 3, 3.0, seed=9)
+    x = np.random.default_rng(2).normal(size=(25, 3))
+    nl = D.neighbour_list(pos, b, 2.2)
+    got = D.coarse_grain(x, nl, np.exp(-nl.r / 2.0), 2)
+    pairs = _brute_pairs(pos, b, 2.2)
+    ref = [x]
+    for _ in range(2):
+        prev, new = ref[-1], np.empty_like(x)
+        for i in range(25):
+            rows = pairs[pairs[:, 0] == i]
+            w = np.exp(-np.linalg.norm(rows[:, 2:], axis=1) / 2.0)
+            new[i] = (prev[i] + (w[:, None] * prev[rows[:, 1].astype(int)]).sum(0)) / (1 + w.sum())
+        ref.append(new)
+    for g, r in zip(got, ref, strict=True):
+        np.testing.assert_allclose(g, r, rtol=1e-12)
+    # the settings option appends exactly these levels of the GlassMLP block
+    from glassgen.dynamics.initial import random_state
+
+    c = random_state("ka3d", 40, seed=1)
+    pos, spec, b = c.positions, c.species, c.box
+    nl = D.neighbour_list(pos, b, 2.2)
+    st = D.DescriptorSettings(model="ka3d", glassmlp_cg_levels=1, rc_cg=2.2, lengths=(0.0, 1.0))
+    full, names = D.compute_descriptors(st, pos, spec, b)
+    plain, pnames = D.compute_descriptors(D.DescriptorSettings(model="ka3d", rc_cg=2.2, lengths=(0.0, 1.0)),
+                                          pos, spec, b)
+    np.testing.assert_allclose(full[:, :plain.shape[1]], plain)
+    np.testing.assert_allclose(full[:, plain.shape[1]:], D.coarse_grain(plain, nl, np.exp(-nl.r / 2.0), 1)[1])
+    assert names[len(pnames):] == [n + "_cg1" for n in pnames]
+
+
+def test_gnn_learns_coordination_number():
+    # the message passing must be able to fit a simple graph function (neighbours within 1.4)
+    import torch
+
+    from glassgen.dynamics.initial import random_state
+    from glassgen.predictors import DescriptorSettings, GNNPredictor
+    from glassgen.predictors.data import Frame
+
+    torch.set_num_threads(1)
+    fr = []
+    for k in range(3):
+        c = random_state("ka3d", 100, seed=k)
+        y = np.diff(D.neighbour_list(c.positions, c.box, 1.4).start).astype(float)
+        fr.append(Frame(np.zeros((100, 1)), c.species, y, c.positions, c.box, k, 1.0))
+    p = GNNPredictor(DescriptorSettings(inherent=False), epochs=80, hidden=16, steps=2, edge_features="rbf", lr=3e-3)
+    p.fit_frames(fr, seed=0)
+    assert p.info["loss_history"][-1] < 0.3 < p.info["loss_history"][0]
