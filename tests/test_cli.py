@@ -115,8 +115,11 @@ def test_interrupted_md_resumes(tmp_path):
     out = tmp_path / "long.h5"
     cfg.write_text(f'model = "ka3d"\nn = 64\nseed = 2\n[md]\nT = 1.0\nsteps = 60000\ncheckpoint_every = 500\n'
                    f'traj = "none"\nout = "{out}"\n')
+    # A shell's background job (nohup ... &) ignores SIGINT and children inherit that; restore the default
+    # so Python installs its KeyboardInterrupt handler in the child.
     proc = subprocess.Popen([sys.executable, "-m", "glassgen.cli", "md", "run", "--config", str(cfg)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     ck = Path(str(out) + ".ckpt.h5")
     t0 = time.time()
     while not ck.exists() and time.time() - t0 < 240 and proc.poll() is None:
