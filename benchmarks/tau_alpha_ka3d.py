@@ -16,8 +16,8 @@ import os
 import time
 
 import numpy as np
-
 from _common import save, table
+
 from glassgen.bench.dataset import measure_tau_alpha
 from glassgen.dynamics.initial import equilibrate, random_state
 from glassgen.dynamics.md import MDSimulation
