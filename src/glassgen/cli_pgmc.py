@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -50,17 +48,15 @@ def _require(opts: dict[str, Any], *keys: str) -> None:
 
 
 def _progress(flag: bool | None) -> bool:
-    return sys.stderr.isatty() if flag is None else flag
+    from glassgen.cli import _progress as progress  # the root CLI's helpers (imported late: no cycle)
+
+    return progress(flag)
 
 
 def _print(summary: dict[str, Any]) -> None:
-    for k, v in summary.items():
-        if isinstance(v, tuple) and len(v) == 2 and all(isinstance(x, float) for x in v):
-            typer.echo(f"{k:>28}: {v[0]:.6g} +- {v[1]:.2g}")
-        elif isinstance(v, float):
-            typer.echo(f"{k:>28}: {v:.6g}")
-        else:
-            typer.echo(f"{k:>28}: {json.dumps(v, default=float) if isinstance(v, (dict, list)) else v}")
+    from glassgen.cli import _print as print_summary
+
+    print_summary(summary)
 
 
 @pgmc_app.command("train")
