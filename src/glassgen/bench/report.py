@@ -184,11 +184,13 @@ def write_report(results: list[dict[str, Any]], out_dir: Path, published: dict[s
                             ax.plot(inv, fig5[key], "--", color=c, alpha=1.0 if T == "0.44" else 0.5,
                                     label=f"published {name} trained T={T}")
             if transfer:
-                for c, (name, by_train) in enumerate(transfer.items()):
-                    for t_train, by_test in by_train.items():
+                curves = [(name, by_train) for name, by_train in transfer.items()
+                          if any(len(v) > 1 for v in by_train.values())]  # models tested across temperatures
+                for c, (name, by_train) in enumerate(curves):
+                    for k, (t_train, by_test) in enumerate(by_train.items()):
                         xs = sorted(by_test, key=float)
-                        ax.plot([1 / float(x) for x in xs], [by_test[x] for x in xs], "-o", color=colors[c % 7],
-                                ms=3, label=f"ours {name} trained T={t_train}")
+                        ax.plot([1 / float(x) for x in xs], [by_test[x] for x in xs], ["-o", ":s", "-.^"][k % 3],
+                                color=f"C{c % 10}", ms=3, label=f"ours {name} trained T={t_train}")
             ax.set_xlabel("1 / T_test")
             ax.set_ylabel("Pearson at tau_alpha")
             ax.legend(fontsize=6)
