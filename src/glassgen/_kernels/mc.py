@@ -55,6 +55,28 @@ def build_cells(pos, box, ncell, cap):
 
 
 @njit(cache=True, error_model="numpy")
+def home_cell(x, box, ncell):
+    """(3,) integer cell coordinates of a point x (d,) in a box split into ``ncell`` cells per axis."""
+    cc0 = np.zeros(3, dtype=np.int64)
+    for k in range(x.shape[0]):
+        cc0[k] = int(math.floor(x[k] / box[k] * ncell[k])) % ncell[k]
+    return cc0
+
+
+@njit(cache=True, error_model="numpy")
+def stencil_cell(cc0, ncell, off):
+    """Flat index of the ``off``-th cell (0 <= off < 3^d) of the 3^d stencil around cell ``cc0``."""
+    flat = 0
+    mul = 1
+    for k in range(ncell.shape[0]):
+        o = (off // (3**k)) % 3 - 1
+        c = (cc0[k] + o) % ncell[k]
+        flat += c * mul
+        mul *= ncell[k]
+    return flat
+
+
+@njit(cache=True, error_model="numpy")
 def particle_energy(i, x, s, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2,
                     use_cells, ncell, cells, cell_count, shifts):
     """Energy of particle i placed at x (d,) with species s, against all other particles.
@@ -66,18 +88,9 @@ def particle_energy(i, x, s, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2
     e = 0.0
     base = s * nsp
     if use_cells:
-        cc0 = np.empty(3, dtype=np.int64)
-        for k in range(d):
-            cc0[k] = int(math.floor(x[k] / box[k] * ncell[k])) % ncell[k]
-        noff = 27 if d == 3 else 9
-        for off in range(noff):
-            flat = 0
-            mul = 1
-            for k in range(d):
-                o = (off // (3**k)) % 3 - 1
-                c = (cc0[k] + o) % ncell[k]
-                flat += c * mul
-                mul *= ncell[k]
+        cc0 = home_cell(x, box, ncell)
+        for off in range(3**d):
+            flat = stencil_cell(cc0, ncell, off)
             for q in range(cell_count[flat]):
                 j = cells[flat, q]
                 if j == i:

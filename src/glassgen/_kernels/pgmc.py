@@ -36,7 +36,7 @@ import math
 import numpy as np
 from numba import njit
 
-from glassgen._kernels.mc import _cell_of, build_cells, particle_energy  # noqa: F401  (build_cells re-exported)
+from glassgen._kernels.mc import _cell_of, build_cells, home_cell, particle_energy, stencil_cell  # noqa: F401
 from glassgen._kernels.pair import pair_uw
 
 __all__ = ["KIND_GAUSS", "KIND_LOCAL", "KIND_SWAP", "MH_EXACT", "MH_NO_PROPOSAL_RATIO", "MH_STALE_REVERSE",
@@ -134,18 +134,9 @@ def _neigh_loop(i, skip2, x, s, pos, species, box, nsp, pp, use_cells, ncell, ce
     base = s * nsp
     rc_desc = pp[2]
     if use_cells:
-        cc0 = np.empty(3, dtype=np.int64)
-        for k in range(d):
-            cc0[k] = int(math.floor(x[k] / box[k] * ncell[k])) % ncell[k]
-        noff = 27 if d == 3 else 9
-        for off in range(noff):
-            flat = 0
-            mul = 1
-            for k in range(d):
-                o = (off // (3**k)) % 3 - 1
-                c = (cc0[k] + o) % ncell[k]
-                flat += c * mul
-                mul *= ncell[k]
+        cc0 = home_cell(x, box, ncell)
+        for off in range(3**d):
+            flat = stencil_cell(cc0, ncell, off)
             for q in range(cell_count[flat]):
                 j = cells[flat, q]
                 if j == i or j == skip2:
