@@ -263,6 +263,21 @@ def swap_energy_change(i, j, pos, species, box, nsp, pp, use_cells, ncell, cells
 
 
 @njit(cache=True, error_model="numpy")
+def _selection_logit(k, sp, feat, theta, use_new, swap_out, f_in, is_touched, dfeat):
+    """theta[sp] . features of particle k, in the old state or (``use_new``) the state after the move."""
+    lk = 0.0
+    for a in range(N_SEL):
+        fk = feat[k, a]
+        if use_new:
+            if k == swap_out:
+                fk = f_in[a]
+            elif is_touched[k]:
+                fk += dfeat[k, a]
+        lk += theta[sp, a] * fk
+    return lk
+
+
+@njit(cache=True, error_model="numpy")
 def _select(u, sp, members, n_members, theta, feat, dfeat, is_touched, swap_out, swap_in, f_in, use_new,
             biased, gmean):
     """Pick a member of species sp with probability exp(theta_sp . f) / Z (uniform if not biased).
@@ -285,15 +300,7 @@ def _select(u, sp, members, n_members, theta, feat, dfeat, is_touched, swap_out,
     lmax = -np.inf
     for q in range(m):
         k = members[sp, q]
-        lk = 0.0
-        for a in range(N_SEL):
-            fk = feat[k, a]
-            if use_new:
-                if k == swap_out:
-                    fk = f_in[a]
-                elif is_touched[k]:
-                    fk += dfeat[k, a]
-            lk += theta[sp, a] * fk
+        lk = _selection_logit(k, sp, feat, theta, use_new, swap_out, f_in, is_touched, dfeat)
         if lk > lmax:
             lmax = lk
     z = 0.0
@@ -301,15 +308,7 @@ def _select(u, sp, members, n_members, theta, feat, dfeat, is_touched, swap_out,
         gmean[a] = 0.0
     for q in range(m):
         k = members[sp, q]
-        lk = 0.0
-        for a in range(N_SEL):
-            fk = feat[k, a]
-            if use_new:
-                if k == swap_out:
-                    fk = f_in[a]
-                elif is_touched[k]:
-                    fk += dfeat[k, a]
-            lk += theta[sp, a] * fk
+        lk = _selection_logit(k, sp, feat, theta, use_new, swap_out, f_in, is_touched, dfeat)
         w = math.exp(lk - lmax)
         z += w
         for a in range(N_SEL):
@@ -329,15 +328,7 @@ def _select(u, sp, members, n_members, theta, feat, dfeat, is_touched, swap_out,
     lchosen = 0.0
     for q in range(m):
         k = members[sp, q]
-        lk = 0.0
-        for a in range(N_SEL):
-            fk = feat[k, a]
-            if use_new:
-                if k == swap_out:
-                    fk = f_in[a]
-                elif is_touched[k]:
-                    fk += dfeat[k, a]
-            lk += theta[sp, a] * fk
+        lk = _selection_logit(k, sp, feat, theta, use_new, swap_out, f_in, is_touched, dfeat)
         if u < 0.0:
             if (use_new and k == swap_out and swap_in >= 0) or (not use_new and k == swap_in):
                 return swap_in, lk - logz
