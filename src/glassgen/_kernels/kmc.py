@@ -5,7 +5,8 @@ k_i = exp(ln k(x_i)) and a displacement vector (d,). One event:
 
 1. the waiting time dt ~ Exp(K), K = sum_i k_i (the root of the sum tree);
 2. the site i is chosen with probability k_i / K by descending the tree: O(log N);
-3. the site jumps: pos_i += b * xi, xi ~ N(0, 1)^d (variance b^2 per dimension);
+3. the site jumps: pos_i += b * xi, xi ~ N(0, 1)^d (variance b^2 per dimension; ziggurat normals,
+   :mod:`glassgen._kernels.rng`);
 4. x_i is redrawn from the post-rearrangement law (``redraw_mode``), its leaf is updated: O(log N);
 5. facilitation (optional): every neighbour j of i (CSR lists ``nb_ptr``/``nb_idx``/``nb_eta``) gets
    the reversible AR(1) kick  x_j' = m + (1 - eta)(x_j - m) + eta * shift + sqrt(eta (2 - eta)) * s * xi,
@@ -38,6 +39,8 @@ import math
 
 import numpy as np
 from numba import njit
+
+from glassgen._kernels.rng import normal
 
 __all__ = ["tree_size", "tree_build", "tree_set", "tree_sample", "lnrate", "kmc_run", "sample_redraw"]
 
@@ -83,13 +86,12 @@ def tree_sample(tree, u):
     m = tree.shape[0] // 2
     target = u * tree[1]
     j = 1
-    while j < m:
+    while j < m:  # branch-free descent: go right iff target >= left sum and the right subtree has rate
         left = 2 * j
-        if target < tree[left] or tree[left + 1] <= 0.0:
-            j = left
-        else:
-            target -= tree[left]
-            j = left + 1
+        t_left = tree[left]
+        right = (target >= t_left) & (tree[left + 1] > 0.0)
+        target -= t_left * right
+        j = left + right
     return j - m
 
 
@@ -118,7 +120,7 @@ def _tnorm_upper(a):
     """Standard normal restricted to [a, inf), exact (Robert 1995 for a > 0.5)."""
     if a < 0.5:
         while True:
-            z = np.random.standard_normal()
+            z = normal()
             if z >= a:
                 return z
     lam = 0.5 * (a + math.sqrt(a * a + 4.0))
@@ -133,7 +135,7 @@ def _redraw(mode, p0, p1, rp, c0, c1, lncap, tab_x0, tab_dx, tab, cdf_x, cdf):
     if mode == 0:
         return -p0 * math.log(1.0 - np.random.random())
     if mode == 1:
-        return p0 + p1 * np.random.standard_normal()
+        return p0 + p1 * normal()
     if mode == 2:
         m, xs, p_lin, side = rp[0], rp[1], rp[2], rp[3]
         if np.random.random() < p_lin:  # linear piece: N(p0, p1^2) on the side `side` of xs
@@ -247,14 +249,14 @@ def kmc_run(x, pos, nhop, t_first, t_last, t, t_stop, max_events,
             t_first[i] = t
         nhop[i] += 1
         for k in range(d):
-            pos[i, k] += b * np.random.standard_normal()
+            pos[i, k] += b * normal()
         x[i] = _redraw(redraw_mode, p0, p1, rp, c0, c1, lncap, tab_x0, tab_dx, tab, cdf_x, cdf)
         tree_set(tree, i, math.exp(lnrate(x[i], c0, c1, lncap, tab_x0, tab_dx, tab)))
         for e in range(nb_ptr[i], nb_ptr[i + 1]):
             j = nb_idx[e]
             eta = nb_eta[e]
             x[j] = (kick_mean + (1.0 - eta) * (x[j] - kick_mean) + eta * kick_shift
-                    + math.sqrt(eta * (2.0 - eta)) * kick_std * np.random.standard_normal())
+                    + math.sqrt(eta * (2.0 - eta)) * kick_std * normal())
             tree_set(tree, j, math.exp(lnrate(x[j], c0, c1, lncap, tab_x0, tab_dx, tab)))
         n_ev += 1
     return t, m_next, n_ev, n_wt
