@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from glassgen._kernels.kmc import sample_redraw, tree_build, tree_sample, tree_set
+from glassgen._kernels.kmc import sample_redraw, tree_build, tree_sample, tree_set, tree_set_leaves
 from glassgen.errors import InputError
 from glassgen.models import observables as ob
 from glassgen.models.softness_law import load_softness_law
@@ -39,6 +39,24 @@ def test_sum_tree_selects_in_proportion_to_rates() -> None:
     wrong = rates.copy()
     wrong[5] = 2.7  # negative control: a 10 % wrong rate is detected at this sample size
     assert stats.chisquare(counts, wrong / wrong.sum() * n).pvalue < 1e-6
+
+
+def test_tree_set_leaves_equals_a_rebuild() -> None:
+    """Several leaves updated in one pass (sorted, unsorted, repeated) give the tree built from scratch."""
+    rng = np.random.default_rng(1)
+    rates = rng.exponential(1.0, 1000)
+    tree = tree_build(rates)
+    for order in ("sorted", "shuffled", "repeat"):
+        for _ in range(200):
+            idx = np.sort(rng.choice(1000, size=9, replace=False))
+            if order == "shuffled":
+                rng.shuffle(idx)
+            if order == "repeat":
+                idx[3] = idx[2]
+            new = rng.exponential(1.0, idx.size)
+            tree_set_leaves(tree, idx.copy(), new, idx.size)
+            rates[idx] = new  # with a repeated index the last value wins, as in the kernel
+        assert np.array_equal(tree, tree_build(rates)), order
 
 
 # --------------------------------------------------------------------------------------------- Bouchaud

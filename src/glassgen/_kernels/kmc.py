@@ -42,7 +42,8 @@ from numba import njit
 
 from glassgen._kernels.rng import normal
 
-__all__ = ["tree_size", "tree_build", "tree_set", "tree_sample", "lnrate", "kmc_run", "sample_redraw"]
+__all__ = ["tree_size", "tree_build", "tree_set", "tree_set_leaves", "tree_sample", "lnrate", "kmc_run",
+           "sample_redraw"]
 
 
 # ----------------------------------------------------------------------------------------- sum tree
@@ -78,6 +79,31 @@ def tree_set(tree, i, rate):
     while j >= 1:
         tree[j] = tree[2 * j] + tree[2 * j + 1]
         j //= 2
+
+
+@njit(cache=True)
+def tree_set_leaves(tree, leaves, rates, k):
+    """Set leaves ``leaves[:k]`` to ``rates[:k]`` and recompute their ancestors once each.
+
+    The ancestors are recomputed level by level; parents shared by adjacent entries of ``leaves`` are
+    recomputed once (a facilitated event changes a site and its neighbours, which are close in index).
+    ``leaves`` is overwritten. Correct for any order of ``leaves``; sorted order is the fast one.
+    """
+    m = tree.shape[0] // 2
+    for r in range(k):
+        leaves[r] += m
+        tree[leaves[r]] = rates[r]
+    while leaves[0] > 1:
+        w = 0
+        prev = -1
+        for r in range(k):
+            p = leaves[r] // 2
+            if p != prev:
+                tree[p] = tree[2 * p] + tree[2 * p + 1]
+                leaves[w] = p
+                w += 1
+                prev = p
+        k = w
 
 
 @njit(cache=True)
@@ -182,7 +208,7 @@ def kmc_run(x, pos, nhop, t_first, t_last, t, t_stop, max_events,
         c0, c1, lncap, tab_x0, tab_dx, tab: the rate law (module docstring).
         redraw_mode, p0, p1, rp, cdf_x, cdf: the post-rearrangement law (module docstring).
         nb_ptr: (N + 1,) int64 CSR offsets of the facilitation neighbours (all zero: no facilitation).
-        nb_idx: (n_edges,) int64 neighbour indices.
+        nb_idx: (n_edges,) int64 neighbour indices (sorted within a row: the fast order, not required).
         nb_eta: (n_edges,) float64 kick strengths eta in [0, 1].
         kick_mean, kick_std, kick_shift: m, s and the mean shift of the AR(1) kick.
         b: jump length (standard deviation per dimension).
@@ -214,6 +240,14 @@ def kmc_run(x, pos, nhop, t_first, t_last, t, t_stop, max_events,
     for i in range(n):
         rates[i] = math.exp(lnrate(x[i], c0, c1, lncap, tab_x0, tab_dx, tab))
     tree = tree_build(rates)
+    max_deg = 0
+    for i in range(n):
+        max_deg = max(max_deg, nb_ptr[i + 1] - nb_ptr[i])
+    leaves = np.empty(max_deg + 1, dtype=np.int64)
+    new_rates = np.empty(max_deg + 1)
+    kick_amp = np.empty(nb_eta.shape[0])
+    for e in range(nb_eta.shape[0]):
+        kick_amp[e] = math.sqrt(nb_eta[e] * (2.0 - nb_eta[e])) * kick_std
     n_ev = 0
     while n_ev < max_events:
         total = tree[1]
@@ -251,13 +285,30 @@ def kmc_run(x, pos, nhop, t_first, t_last, t, t_stop, max_events,
         for k in range(d):
             pos[i, k] += b * normal()
         x[i] = _redraw(redraw_mode, p0, p1, rp, c0, c1, lncap, tab_x0, tab_dx, tab, cdf_x, cdf)
-        tree_set(tree, i, math.exp(lnrate(x[i], c0, c1, lncap, tab_x0, tab_dx, tab)))
-        for e in range(nb_ptr[i], nb_ptr[i + 1]):
-            j = nb_idx[e]
-            eta = nb_eta[e]
-            x[j] = (kick_mean + (1.0 - eta) * (x[j] - kick_mean) + eta * kick_shift
-                    + math.sqrt(eta * (2.0 - eta)) * kick_std * normal())
-            tree_set(tree, j, math.exp(lnrate(x[j], c0, c1, lncap, tab_x0, tab_dx, tab)))
+        rate_i = math.exp(lnrate(x[i], c0, c1, lncap, tab_x0, tab_dx, tab))
+        if nb_ptr[i] == nb_ptr[i + 1]:
+            tree_set(tree, i, rate_i)
+        else:  # the site and its kicked neighbours, in index order (CSR rows are sorted), one tree pass
+            k = 0
+            placed = False
+            for e in range(nb_ptr[i], nb_ptr[i + 1]):
+                j = nb_idx[e]
+                if not placed and j > i:
+                    leaves[k] = i
+                    new_rates[k] = rate_i
+                    k += 1
+                    placed = True
+                eta = nb_eta[e]
+                x[j] = (kick_mean + (1.0 - eta) * (x[j] - kick_mean) + eta * kick_shift
+                        + kick_amp[e] * normal())
+                leaves[k] = j
+                new_rates[k] = math.exp(lnrate(x[j], c0, c1, lncap, tab_x0, tab_dx, tab))
+                k += 1
+            if not placed:
+                leaves[k] = i
+                new_rates[k] = rate_i
+                k += 1
+            tree_set_leaves(tree, leaves, new_rates, k)
         n_ev += 1
     return t, m_next, n_ev, n_wt
 
