@@ -14,10 +14,12 @@ most unstable site (largest |e|^2 - eps_y^2 > 0) starts, with co-rearranging sit
 n_f = max(1, ceil(sqrt(sum |e|^2) / release)) frames. Per frame, a site releasing I (nc,) changes the
 strain of every site x by sum_a I_a G[a, :, x - i] (G: the normalised Eshelby propagator, self term
 -1, sum -1) and softness by coupling * Delta|e|^2; the initiating site also changes the softness around
-it (offsets ``soft_off`` with r < r_soft): near-field mean change nf_a(r) . I, restoring
-eta (mavg[floor r] + shift_c - S) with eta = eta_amp(r) |I| (clipped to [0, 1]) toward a running mean
-of S at that distance (updated 0.99 / 0.01), noise sqrt(eta (2 - eta)) * s_noise * xi, and a uniform
-shift ``comp * |I|`` on every site so that the expected net change is zero. When a site's frames are
+it (offsets ``soft_off``): near-field mean change nf_a(r) . I, and where ``soft_bin >= 0`` (r < the
+restoring range) a restoring step eta (mavg[bin] + shift_c - S) with eta = soft_eta * i (i = eta_fixed,
+the reference's fixed 0.1, or |I| if eta_fixed = 0; clipped to 1) toward the target mavg of that
+distance bin, the running-mean update mavg <- (1 - ema_rate) mavg + ema_rate S (ema_rate = 0: a fixed
+target), noise sqrt(eta (2 - eta)) * s_noise * xi, and a uniform shift ``comp * i`` on every site that
+removes the expected effect of shift_c. When a site's frames are
 done, its u is redrawn and its rearrangement counted.
 """
 
@@ -126,8 +128,8 @@ def _propagate(e, S, G, I, ci, L, dim, coupling, unif):
 
 @njit(cache=True)
 def avalanche(e, S, u, ep, coords, L, G, m0, m1, w0, w1, w2, coupling, release,
-              co_off, co_p, soft_off, soft_r, soft_nf, soft_eta, shift_c, s_noise, comp, mavg,
-              max_frames, seed):
+              co_off, co_p, soft_off, soft_nf, soft_eta, soft_bin, eta_fixed, shift_c, s_noise, comp, mavg,
+              ema_rate, max_frames, seed):
     """Relax all unstable sites frame by frame (module docstring); state arrays are updated in place.
 
     Args:
@@ -137,11 +139,14 @@ def avalanche(e, S, u, ep, coords, L, G, m0, m1, w0, w1, w2, coupling, release,
             of component a (self term G[a, a, 0] = -1).
         m0, m1, w0, w1, w2: Weibull law; coupling: dS / d|e|^2; release: strain released per frame.
         co_off: (M, d) int64 co-rearrangement offsets (including 0); co_p: (M,) probabilities.
-        soft_off: (K, d) int64 offsets with r < r_soft; soft_r: (K,) their length; soft_nf: (K, nc) near-field
-            coefficients (mean dS = soft_nf . I); soft_eta: (K,) eta per unit released strain.
+        soft_off: (K, d) int64 offsets of the near field and the restoring; soft_nf: (K, nc) near-field
+            coefficients (mean dS = soft_nf . I); soft_eta: (K,) eta per unit intensity (0 outside the
+            restoring range); soft_bin: (K,) int64 running-mean bin of the offset (-1: no restoring).
+        eta_fixed: if > 0, the intensity entering eta and the compensating shift (the reference code's
+            fixed 0.1); otherwise the frame's |I| of the initiator.
         shift_c: shift c of the restoring target; s_noise: softness noise scale; comp: uniform
-            compensating shift per unit released strain.
-        mavg: (n_bins,) running mean of S per integer distance, updated.
+            compensating shift per unit intensity.
+        mavg: (n_bins,) running mean of S per distance bin, updated mavg <- (1 - ema_rate) mavg + ema_rate S.
         max_frames: guard (the avalanche stops there; returned ``completed`` is False).
         seed: seed of Numba's generator.
 
@@ -212,7 +217,8 @@ def avalanche(e, S, u, ep, coords, L, G, m0, m1, w0, w1, w2, coupling, release,
                 imod += inten[i, a] * inten[i, a]
             imod = math.sqrt(imod)
             released += imod
-            unif = comp * imod if primary[i] else 0.0
+            ieta = eta_fixed if eta_fixed > 0.0 else imod
+            unif = comp * ieta if primary[i] else 0.0
             _propagate(e, S, G, inten[i], coords[i], L, dim, coupling, unif)
             for a in range(nc):
                 ep[i, a] += inten[i, a]
@@ -222,11 +228,11 @@ def avalanche(e, S, u, ep, coords, L, G, m0, m1, w0, w1, w2, coupling, release,
                     ds = 0.0
                     for a in range(nc):
                         ds += soft_nf[kk, a] * inten[i, a]
-                    eta = min(1.0, soft_eta[kk] * imod)
-                    if eta > 0.0:
-                        rb = int(soft_r[kk])
+                    rb = soft_bin[kk]
+                    if rb >= 0:
+                        eta = min(1.0, soft_eta[kk] * ieta)
                         ds += eta * (mavg[rb] + shift_c - S[x])
-                        mavg[rb] = 0.99 * mavg[rb] + 0.01 * S[x]
+                        mavg[rb] = (1.0 - ema_rate) * mavg[rb] + ema_rate * S[x]
                         ds += math.sqrt(eta * (2.0 - eta)) * s_noise * np.random.standard_normal()
                     S[x] += ds
         frames += 1

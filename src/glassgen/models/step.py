@@ -13,16 +13,39 @@ the shear modulus ``mu``):
   that the self term is -1 + 1/N and every site loses a further 1/N (self term -1, kernel sum -1:
   the strain released by a site is removed from the system, the macroscopic strain is conserved by the
   load); the cross terms get the factor of their source component.
-- Softness S ~ N(mean, std^2) initially (PRR: N(-1.66, 2.0^2)); Weibull yield strains with mean
-  0.087261 - 0.0049821 S and shape 2.0758 - 0.024151 S + 0.0029429 S^2; strain coupling
-  dS = 101.3 d|e|^2; near-field mean softness change -18.3 [I_xy sin 2theta + I_dev cos 2theta] / r^2 for
-  0 < r < 30 around an initiating site releasing I per frame; restoring eta(r) = 0.6 |I| r^-3.1
-  (at the nominal 0.1 strain per frame: the reference's 0.1 * 0.6 r^-3.1; eta(0) = 0.6 |I|) toward a
-  running mean of S at distance r plus a shift c (input; default 0), noise sqrt(eta (2 - eta)) * 2.0, and
-  a compensating uniform shift so that the expected net change is zero; co-rearrangement of sites in a
-  21 x 21 box around the initiator with probability exp(-r / 1.40179); 0.1 strain released per frame.
+- Softness S ~ N(mean, std^2) initially (PRR: N(-1.66, 2.0^2)); initial elastic strain components
+  N(0, 0.01^2) (the reference's PRR version); Weibull yield strains with mean 0.087261 - 0.0049821 S and
+  shape 2.0758 - 0.024151 S + 0.0029429 S^2; strain coupling dS = 101.3 d|e|^2 (every site, every frame
+  and every AQS step); co-rearrangement of sites in a 21 x 21 box around the initiator with probability
+  exp(-r / 1.40179); 0.1 strain released per frame.
+- Softness change around an initiating site, every frame of its rearrangement (reference code
+  ``dsFromRearranger``, src/gridModel.cpp of branch strainConserved): near-field mean change
+  -18.3 [I_xy sin 2theta + I_dev cos 2theta] / r^2 for 0 < r < 30 (I: the frame's released strain);
+  for r < 10 a restoring step eta (S_target(r) + c - S) with eta(r) = 0.1 * 0.6 r^-3.1 (eta(0) = 0.06;
+  the reference uses the fixed intensity 0.1, not |I|), noise sqrt(eta (2 - eta)) * 2.0 * xi, and on
+  every site a uniform shift -0.1 * sum_{r<10} 0.6 r^-3.1 * c / N that removes the expected effect of
+  the shift c (an input, default 0).
+
+  The restoring target, and what makes a hard start soften. In the reference code S_target(r) is a
+  running mean per distance bin round(r) (11 bins), started at the constant meanSoftness = -1.66 (the
+  PRR softness, which there is also the mean of the initial softness) and updated
+  S_target <- 0.999 S_target + 0.001 S at every restoring step. Measured with this module
+  (``restore_ema=0.001``, L = 32, 4 seeds, shear to 0.4): S_target relaxes to the sample's own local
+  softness within ~0.05 strain and the mean softness is then conserved (up to the +-0.4 transient), so a
+  hard start (mean -6) stays hard, a soft one (mean 2) stays soft and neither shows an overshoot
+  (drop (peak - flow)/flow: 0.03 +- 0.02 and 0.05 +- 0.01). Nothing else in the reference changes the
+  mean: the coupling is a function of |e|^2 (reversible), the near field and the noise average to zero
+  and the c shift is compensated. glassgen's PRR default therefore freezes the target
+  (``restore_ema = 0``) at the PRR steady-state softness ``restore_target = -1.66``: S relaxes toward
+  -1.66 (+ c) wherever plastic activity is, which is what makes a low-softness (well-annealed) start
+  soften under flow and the steady state forget the initial mean; a start at N(-1.66, 2^2) is
+  stationary. With the PRR numbers the relaxation strain is ~0.3, and a mean -6 start gives a stress
+  overshoot (peak near gamma ~ 0.05-0.1) while a mean +2 start strain-hardens (tests/test_step_model.py).
+  ``restore_ema = 0.001`` restores the reference's running mean; ``restore_target = None`` starts it at
+  the sample mean (glassgen's earlier reading).
 - Loading: AQS simple shear: add the smallest e_xy increment that destabilises one site (at most
-  ``max_dgamma``), relax the avalanche (most unstable site first, frame by frame), repeat.
+  ``max_dgamma``; the reference has no cap), relax the avalanche (most unstable site first, frame by
+  frame), repeat.
 
 3D (documented glassgen construction; the published model is 2D): a single strain component e_xy with
 the propagator -(4 qx^2 qy^2 + q^2 qz^2) / q^4 (REFERENCE section 7) normalised the same way; near-field
@@ -36,7 +59,6 @@ released strain) and two ductility measures (glassgen's definitions, see :func:`
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -61,13 +83,21 @@ class StepParams:
         yield_shape: (w0, w1, w2) of the Weibull shape w0 + w1 S + w2 S^2.
         coupling: dS / d|e|^2.
         near_field: amplitude A of the near-field mean change A [I . angular] / r^2 (2D) or / r^3 (3D).
-        r_soft: range of the near-field and restoring changes.
-        restore_amp, restore_exp: eta(r) = restore_amp |I| r^restore_exp (r > 0), restore_amp |I| at r = 0.
+        r_soft: range of the near-field change (30).
+        restore_amp, restore_exp: eta(r) = restore_amp * i * r^restore_exp (r > 0), restore_amp * i at r = 0,
+            with i = restore_intensity (reference: fixed 0.1), or the frame's |I| if restore_intensity = 0.
         restore_shift: shift c of the restoring target (input of the model; default 0).
+        restore_range: range of the restoring and noise steps (reference: r < 10).
+        restore_intensity: intensity entering eta and the compensating shift (reference: 0.1; 0: |I|).
+        restore_target: initial value of the restoring target S_target(r) in every distance bin
+            (-1.66, the PRR softness, as the reference's meanSoftness); None (or "sample" in a config):
+            the mean of the initial softness.
+        restore_ema: weight of the running-mean update S_target <- (1 - w) S_target + w S
+            (reference: 0.001; glassgen's PRR default 0: a fixed target, see the module docstring).
         s_noise: softness noise scale of the restoring step.
         co_range: half side of the co-rearrangement box (10: a 21^d box); co_length: probability exp(-r/co_length).
         release: strain released per frame.
-        e0_std: std of the initial elastic strain components.
+        e0_std: std of the initial elastic strain components (reference PRR version: 0.01).
         mu: shear modulus (stress = mu * mean e_xy).
         max_dgamma: largest applied strain increment of one AQS step.
         max_frames: guard on the frames of one avalanche.
@@ -85,11 +115,15 @@ class StepParams:
     restore_amp: float = 0.6
     restore_exp: float = -3.1
     restore_shift: float = 0.0
+    restore_range: float = 10.0
+    restore_intensity: float = 0.1
+    restore_target: float | None = -1.66
+    restore_ema: float = 0.0
     s_noise: float = 2.0
     co_range: int = 10
     co_length: float = 1.40179
     release: float = 0.1
-    e0_std: float = 0.001
+    e0_std: float = 0.01
     mu: float = 1.0
     max_dgamma: float = 1e-3
     max_frames: int = 10_000_000
@@ -102,6 +136,11 @@ class StepParams:
         for name in ("s_std", "release", "co_length", "max_dgamma", "r_soft", "mu"):
             if not getattr(self, name) > 0:
                 raise InputError(f"StEP parameter {name} must be positive, got {getattr(self, name)}")
+        if not 0.0 <= self.restore_ema <= 1.0:
+            raise InputError(f"StEP parameter restore_ema must be in [0, 1], got {self.restore_ema}")
+        for name in ("restore_range", "restore_intensity", "e0_std"):
+            if not getattr(self, name) >= 0:
+                raise InputError(f"StEP parameter {name} must be >= 0, got {getattr(self, name)}")
         if len(self.yield_mean) != 2 or len(self.yield_shape) != 3:
             raise InputError("yield_mean needs 2 coefficients and yield_shape 3")
 
@@ -118,6 +157,10 @@ class StepParams:
         if unknown:
             raise InputError(f"unknown StEP parameter(s): {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
         kw = dict(d)
+        if isinstance(kw.get("restore_target"), str):
+            if kw["restore_target"] != "sample":
+                raise InputError(f"restore_target must be a number or \"sample\", got {kw['restore_target']!r}")
+            kw["restore_target"] = None
         for k in ("yield_mean", "yield_shape"):
             if k in kw:
                 kw[k] = tuple(float(v) for v in kw[k])
@@ -227,21 +270,25 @@ class StepModel:
         # co-rearrangement offsets (the initiator first, probability 1)
         co, r = _min_image_offsets(p.L, p.dim, 0.0, box_half=p.co_range)
         self.co_off, self.co_p = co, np.exp(-r / p.co_length)
-        # softness offsets: near field and restoring (r < r_soft)
-        so, sr = _min_image_offsets(p.L, p.dim, p.r_soft)
+        # softness offsets: near field (0 < r < r_soft) and restoring (r < restore_range)
+        so, sr = _min_image_offsets(p.L, p.dim, max(p.r_soft, p.restore_range))
         nf = np.zeros((so.shape[0], p.nc))
-        nz = sr > 0
+        nz = (sr > 0) & (sr < p.r_soft)
         if p.dim == 2:
             th = np.arctan2(so[nz, 1], so[nz, 0])
             nf[nz, 0] = p.near_field * np.sin(2 * th) / sr[nz] ** 2
             nf[nz, 1] = p.near_field * np.cos(2 * th) / sr[nz] ** 2
         else:
             nf[nz, 0] = p.near_field * (2 * so[nz, 0] * so[nz, 1] / sr[nz] ** 2) / sr[nz] ** 3
-        eta = np.where(nz, p.restore_amp * np.where(nz, sr, 1.0) ** p.restore_exp, p.restore_amp)
-        self.soft_off, self.soft_r, self.soft_nf, self.soft_eta = so, sr, nf, eta
-        # expected restoring change per unit released strain is sum(eta) * c: remove it uniformly
+        rest = sr < p.restore_range
+        eta = np.where(rest, p.restore_amp * np.where(sr > 0, sr, 1.0) ** p.restore_exp, 0.0)
+        # running-mean bins: nearest integer distance (the reference's floor(r + 0.5))
+        sbin = np.where(rest, np.floor(sr + 0.5), -1).astype(np.int64)
+        self.soft_off, self.soft_r, self.soft_nf, self.soft_eta, self.soft_bin = so, sr, nf, eta, sbin
+        # expected restoring change per unit intensity is sum(eta) * c: remove it uniformly
         self.comp = -float(eta.sum()) * p.restore_shift / n
-        self.mavg = np.full(int(math.ceil(p.r_soft)) + 2, float(self.S.mean()))
+        m0 = float(self.S.mean()) if p.restore_target is None else float(p.restore_target)
+        self.mavg = np.full(int(sbin.max()) + 1 if sbin.max() >= 0 else 1, m0)
 
     def _seed(self) -> int:
         return int(self.rng.integers(2**31 - 1))
@@ -256,9 +303,9 @@ class StepModel:
         m0, m1 = p.yield_mean
         w0, w1, w2 = p.yield_shape
         return avalanche(self.e, self.S, self.u, self.ep, self.coords, p.L, self.G, m0, m1, w0, w1, w2,
-                         p.coupling, p.release, self.co_off, self.co_p, self.soft_off, self.soft_r, self.soft_nf,
-                         self.soft_eta, p.restore_shift, p.s_noise, self.comp, self.mavg, p.max_frames,
-                         self._seed())
+                         p.coupling, p.release, self.co_off, self.co_p, self.soft_off, self.soft_nf, self.soft_eta,
+                         self.soft_bin, p.restore_intensity, p.restore_shift, p.s_noise, self.comp, self.mavg,
+                         p.restore_ema, p.max_frames, self._seed())
 
     def shear(self, gamma_max: float, max_steps: int = 1_000_000,
               progress: Callable[[float], None] | None = None) -> StepResult:
