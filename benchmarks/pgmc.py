@@ -21,9 +21,11 @@ or without ``--quick`` for every case with longer runs (hours).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 from _common import save, table
@@ -111,8 +113,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="Affordable subset (default budget ~10-20 CPU min).")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--case", action="append", default=[], metavar="MODEL:N:T:CHAINS:SWEEPS:EQ",
+                    help="Run only these cases (repeatable), e.g. ka2d:1290:0.5:2:6000:1000; their rows replace "
+                         "rows of the same (model, N, T) in the saved JSON, the other rows are kept.")
     args = ap.parse_args()
-    if args.quick:
+    previous: list[dict] = []
+    if args.case:
+        cases = []
+        for c in args.case:
+            m, n, t, ch, sw, eq = c.split(":")
+            cases.append((m, int(n), float(t), int(ch), int(sw), int(eq)))
+        learn_iters = 60
+        old = Path(__file__).resolve().parent / "results" / "pgmc.json"
+        if old.exists():
+            keys = {(m, n, t) for m, n, t, *_ in cases}
+            previous = [r for r in json.loads(old.read_text())["rows"] if (r["model"], r["N"], r["T"]) not in keys]
+    elif args.quick:
         cases = [("ka2d", 43, 0.5, 4, 4000, 2000), ("ka2d", 43, 0.4, 4, 8000, 2000), ("ka2d", 43, 0.3, 4, 12000, 2000),
                  ("ka2d", 1290, 0.5, 1, 1500, 300), ("ka3d", 600, 0.6, 1, 800, 300)]
         learn_iters = 60
@@ -121,6 +137,7 @@ def main() -> None:
         cases += [("ka2d", 1290, T, 2, 20_000, 3000) for T in (0.5, 0.4, 0.3)]
         cases += [("ka3d", 600, T, 2, 20_000, 3000) for T in (0.6, 0.5)]
         learn_iters = 200
+    mode = "cases" if args.case else ("quick" if args.quick else "full")
     rows = []
     t_start = time.process_time()
     for model, n, T, chains, sweeps, eq in cases:
@@ -148,9 +165,10 @@ def main() -> None:
         row["loadavg"] = list(os.getloadavg())
         rows.append(row)
         print({k: v for k, v in row.items() if k not in ("methods", "delta_scan_msd_per_sweep")}, flush=True)
-        save("pgmc", {"mode": "quick" if args.quick else "full", "rows": rows, "complete": False,
+        save("pgmc", {"mode": mode, "rows": previous + rows, "complete": False,
                       "cpu_s_total": time.process_time() - t_start})
-    path = save("pgmc", {"mode": "quick" if args.quick else "full", "rows": rows, "complete": True,
+    rows = previous + rows
+    path = save("pgmc", {"mode": mode, "rows": rows, "complete": True,
                          "cpu_s_total": time.process_time() - t_start, "loadavg_end": list(os.getloadavg()),
                          "definition": "tau_alpha: F_s(q,t) of all particles = 1/e, origin = start of production, "
                                        "pooled over chains; sweeps and CPU s per chain; NaN = not reached"})

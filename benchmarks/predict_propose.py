@@ -1,7 +1,7 @@
 """Predict-then-propose benchmark (issue 8): runs the experiment and stores its table as a benchmark result.
 
-Run: ``.venv/bin/python benchmarks/predict_propose.py`` (quick mode, a few CPU minutes on the loaded 2-core
-machine) or ``--full`` (hours). Same code as ``glassgen experiment predict-propose --config
+Run: ``.venv/bin/python benchmarks/predict_propose.py`` (quick mode: about 25 CPU minutes, most of it in the
+two lowest-temperature cases) or ``--full`` (hours). Same code as ``glassgen experiment predict-propose --config
 configs/experiments/predict_propose.toml``; the report goes to reports/predict_propose/ and a compact copy
 of the table (without F_s curves and score values) to benchmarks/results/predict_propose[_full].json.
 """

@@ -1,7 +1,8 @@
 """Predictor benchmarks (issue 5): real KA T=0.44 held-out test, our dataset (Pearson vs time, transfer), timings.
 
 Usage (from the repository root; NUMBA_NUM_THREADS=1 recommended on the shared machine):
-    python benchmarks/predictors.py t044 [--seeds 0 1 2] [--gnn-epochs 12] [--skip-gnn]
+    python benchmarks/predictors.py t044 [--seeds 0 1 2] [--gnn-epochs 400] [--skip gnn]
+    python benchmarks/predictors.py t044 --only gnn --seeds 0 --out predictors_t044_gnn.json
     python benchmarks/predictors.py ourdata [--times 0 1 2 3 4 5 6 7 8] [--gnn-times 6]
     python benchmarks/predictors.py timing
 
@@ -31,6 +32,9 @@ RUNS = ROOT / "runs" / "predictors"
 GM = {"families": ["glassmlp"], "model": "ka3d_sf"}
 GMB = {"families": ["glassmlp", "boattini"], "model": "ka3d_sf"}
 GMBCG = {"families": ["glassmlp", "boattini"], "model": "ka3d_sf", "glassmlp_cg_levels": 2}
+#: GNN settings chosen by train-on-1-8 / validate-on-9-10 CV (runs/gnn_dev, see configs/predictors/ka3d_T0.44_gnn.toml)
+GNN_HYPER = {"hidden": 48, "steps": 4, "r_edge": 1.5, "lr": 2e-3, "lr_final": 1e-5, "edge_features": "rbf",
+             "center_targets": True}
 
 
 def _write(name: str, obj: dict[str, Any]) -> Path:
@@ -50,7 +54,7 @@ def _put(d: dict[str, Any], *keys_and_value: Any) -> None:
 
 
 def _metrics(pred: Any, samples: list[Any], t: float | None) -> dict[str, Any]:
-    from glassgen.bench.metrics import score_all
+    from glassgen.bench.metrics import chi4_bootstrap_error, score_all
 
     fr = [pred.frame(s, t) for s in samples]
     yt = [f.target for f in fr]
@@ -58,6 +62,10 @@ def _metrics(pred: Any, samples: list[Any], t: float | None) -> dict[str, Any]:
     m = [f.species == 0 for f in fr]
     out = score_all(yt, yp, m)
     out["per_config"] = [float(np.corrcoef(a[k], b[k])[0, 1]) for a, b, k in zip(yt, yp, m, strict=True)]
+    out["chi4_true_err"] = chi4_bootstrap_error(yt, m)
+    out["chi4_pred_err"] = chi4_bootstrap_error(yp, m)
+    out["mobile_fraction_true"] = [float(np.mean(a[k] > 0.3)) for a, k in zip(yt, m, strict=True)]
+    out["mobile_fraction_pred"] = [float(np.mean(b[k] > 0.3)) for b, k in zip(yp, m, strict=True)]
     return out
 
 
@@ -103,7 +111,9 @@ def _models(gnn_epochs: int) -> dict[str, tuple[str, dict[str, Any], dict[str, A
         "glassmlp_boattini": ("glassmlp", GMB, {}),
         "ridge_glassmlp_boattini_cg": ("ridge", GMBCG, {}),
         "glassmlp_boattini_cg": ("glassmlp", GMBCG, {}),
-        "gnn": ("gnn", {"model": "ka3d_sf"}, {"epochs": gnn_epochs, "lr": 2e-3, "edge_features": "rbf"}),
+        "glassmlp_calibrated": ("glassmlp", GM, {"calibrate": "meanvar"}),
+        "glassmlp_boattini_calibrated": ("glassmlp", GMB, {"calibrate": "meanvar"}),
+        "gnn": ("gnn", {"model": "ka3d_sf"}, dict(GNN_HYPER, epochs=gnn_epochs)),
     }
 
 
@@ -275,7 +285,7 @@ def main() -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     a = sub.add_parser("t044")
     a.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    a.add_argument("--gnn-epochs", type=int, default=12)
+    a.add_argument("--gnn-epochs", type=int, default=400)
     a.add_argument("--skip", nargs="*", default=[])
     a.add_argument("--only", nargs="*", default=[])
     a.add_argument("--resume", action="store_true")

@@ -190,9 +190,8 @@ def small_reference() -> tuple[np.ndarray, list]:
     return ref, [(c.pos.copy(), c.species.copy()) for c in pg2.chains]
 
 
-# NOT included: negative controls for the local-flow move. On this toy they are not detected at p < 1e-3
-# (dropping the density ratio: p = 0.0055 after 40 moves, 0.20 after 150; stale selection: p = 0.25-0.93).
-# The flow density itself is checked against autograd in test_local_flow_density_is_consistent.
+# The negative controls of the local-flow move are in test_local_flow_exact_pair below (exactly known target,
+# proposal far from it); on this soft 4-particle toy they are not detectable (p = 0.005-0.9).
 @pytest.mark.parametrize("mode, theta, exact", [("exact", (0.0, 10.0), True), ("exact", (0.0, 0.0), True)])
 def test_local_flow_histogram(small_reference, mode: str, theta: tuple[float, float], exact: bool) -> None:
     """Chains start in equilibrium (independent Metropolis chains); after 40 local-flow moves each, the final
@@ -207,6 +206,104 @@ def test_local_flow_histogram(small_reference, mode: str, theta: tuple[float, fl
     p = _pvalue(ref, _small_obs(res.final_positions), 6, 6)
     assert (p > P_PASS) if exact else (p < P_FAIL), p
     assert res.info["acceptance"] > 0.05 and res.info["mean_mobile"] > 1.0
+    assert mc.energy_drift() < 1e-9
+
+
+# --- exactly known target for the local-flow negative controls -------------------------------------------
+# Two particles A, B (species 0) in a harmonic well 0.5 k |x - c|^2, interacting by LJ (sigma 0.8, eps 1,
+# rc = 2), plus a spectator C (species 1, no well) far away, at T = 0.5 in a periodic box of 12. With
+# d = x_B - x_A and X = (x_A + x_B) / 2 the target factorises,
+#     p(X, d) ~ exp(-beta k |X - c|^2) * exp(-beta [u(|d|) + k |d|^2 / 4]),
+# and the local-flow moves (cube of half-width 1 around the centre) keep |d|_inf < 1, so the exact
+# stationary law is this restricted to the cube: d by quadrature, X Gaussian (variance T / 2k per axis).
+# The proposal is a random non-identity flow (init_scale 3), far from p (acceptance ~0.13). Choosing C as
+# the centre gives an empty region (a trivial move), so a selection evaluated only in the old state makes
+# the chain lazier where P(C | x) is large: its stationary law is p / (1 - P(C | x)), detectably wrong.
+PAIR_SIG, PAIR_T, PAIR_K, PAIR_BOX = 0.8, 0.5, 1.0, 12.0
+PAIR = PGMCTarget(np.full(2, PAIR_BOX), 2, _target(4.0, PAIR_BOX, (0.0, 0.0), PAIR_T, PAIR_SIG).pp, 2.5 * PAIR_SIG,
+                  PAIR_T, np.array([PAIR_K, 0.0]), np.full(2, PAIR_BOX / 2))
+PAIR_REGION = LocalRegion(1.0, 1.5, 2, 4)
+
+
+def _pair_u(r: np.ndarray) -> np.ndarray:
+    s6 = (PAIR_SIG / r) ** 6
+    return np.where(r < 2.5 * PAIR_SIG, 4.0 * (s6 * s6 - s6), 0.0)
+
+
+def _pair_bins(d: np.ndarray, com: np.ndarray, redges: np.ndarray) -> np.ndarray:
+    """4 radial x 8 angular bins of d, x 2 bins of |X - c|^2 (split at its exact median)."""
+    r = np.hypot(d[:, 0], d[:, 1])
+    ir = np.clip(np.searchsorted(redges, r) - 1, 0, 3)
+    ia = np.clip(((np.arctan2(d[:, 1], d[:, 0]) + math.pi) / (2 * math.pi) * 8).astype(int), 0, 7)
+    big = (np.sum(com * com, axis=1) > math.log(2.0) * PAIR_T / PAIR_K).astype(int)  # chi2(2) median * T / 2k
+    return (ir * 8 + ia) * 2 + big
+
+
+@pytest.fixture(scope="module")
+def pair_exact() -> tuple[np.ndarray, np.ndarray]:
+    return _pair_exact_law()
+
+
+def _pair_exact_law() -> tuple[np.ndarray, np.ndarray]:
+    """(radial bin edges, exact bin probabilities (64,)) by midpoint quadrature on the cube."""
+    m = 800
+    g = -1.0 + (np.arange(m) + 0.5) * 2.0 / m
+    grid = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+    r = np.hypot(grid[:, 0], grid[:, 1])
+    w = np.exp(-(_pair_u(r) + 0.25 * PAIR_K * np.sum(grid * grid, axis=1)) / PAIR_T)
+    o = np.argsort(r)
+    cw = np.cumsum(w[o]) / w.sum()
+    redges = np.concatenate([[0.0], r[o][np.searchsorted(cw, [0.25, 0.5, 0.75])], [2.0]])
+    pd = np.bincount(_pair_bins(grid, np.zeros_like(grid), redges) // 2, weights=w, minlength=32) / w.sum()
+    return redges, np.repeat(pd, 2) / 2.0
+
+
+def _pair_starts(n: int, seed: int) -> list:
+    """n independent draws from the exact law (rejection sampling of d, Gaussian X), C at (0.5, 0.5)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    while len(out) < n:
+        d = rng.uniform(-1.0, 1.0, 2)
+        if rng.random() * math.exp(1.0 / PAIR_T) * 1.01 < math.exp(-(float(_pair_u(np.hypot(*d)))
+                                                                    + 0.25 * PAIR_K * d @ d) / PAIR_T):
+            com = PAIR_BOX / 2 + rng.normal(0.0, math.sqrt(PAIR_T / (2 * PAIR_K)), 2)
+            out.append((np.stack([com - d / 2, com + d / 2, [0.5, 0.5]]), np.array([0, 0, 1])))
+    return out
+
+
+def test_pair_target_energy_matches_the_formula() -> None:
+    """The closed form used for the exact law is the sampler's energy (pair + wells; C contributes 0)."""
+    pos, sp = _pair_starts(1, 0)[0]
+    mc = LocalFlowMC(PAIR, _flow(3.0), PAIR_REGION, [(pos, sp)])
+    d, com = pos[1] - pos[0], 0.5 * (pos[0] + pos[1]) - PAIR_BOX / 2
+    exact = float(_pair_u(np.hypot(*d))) + PAIR_K * com @ com + 0.25 * PAIR_K * d @ d
+    assert abs(mc.energy[0] - exact) < 1e-10
+
+
+@pytest.mark.parametrize("mode, theta, exact", [
+    ("exact", 0.0, True), ("no_density_ratio", 0.0, False), ("no_reverse_density", 0.0, False),
+    ("flipped_logdet", 0.0, False), ("exact", 3.0, True), ("stale_selection", 3.0, False)])
+def test_local_flow_exact_pair(pair_exact, mode: str, theta: float, exact: bool) -> None:
+    """1500 chains start in the exact law, 80 local-flow moves each; chi-squared goodness of fit of the final
+    states (64 bins) against the exact law. Fixed seeds; measured p-values (exact: 0.18 uniform, 0.15 biased;
+    controls: no_density_ratio 6e-37 (= log-det dropped: the base density is uniform), no_reverse_density
+    3e-99, flipped_logdet < 1e-300, stale_selection 5e-9)."""
+    from scipy.stats import chisquare
+
+    redges, probs = pair_exact
+    n = 1500
+    th = np.array([[theta, 0.0], [0.0, 0.0]])  # s = theta * pair energy for A, B; s_C = 0
+    mc = LocalFlowMC(PAIR, _flow(3.0), PAIR_REGION, _pair_starts(n, 11), seed=5, theta_select=th, mh_mode=mode)
+    res = mc.run(80, sample_every=80)
+    d = mc.pos[:, 1] - mc.pos[:, 0]
+    d -= PAIR_BOX * np.round(d / PAIR_BOX)
+    assert np.all(np.abs(d) < 1.0)  # the moves never leave the cube
+    com = 0.5 * (mc.pos[:, 0] + mc.pos[:, 1]) - PAIR_BOX / 2
+    cnt = np.bincount(_pair_bins(d, com, redges), minlength=64)
+    p = float(chisquare(cnt, probs * n).pvalue)
+    assert (p > P_PASS) if exact else (p < 1e-6), p
+    moved = res.info["acceptance_nonempty"] * (1.0 - res.info["empty_fraction"]) * 80
+    assert moved > 1.5  # accepted non-trivial moves per chain: the exact runs are not vacuous
     assert mc.energy_drift() < 1e-9
 
 
@@ -243,3 +340,54 @@ def test_ka2d_energy_agrees_with_metropolis() -> None:
     out = ka2d_energy_check(T=1.0, seed=3)
     for k in ("predict_pgmc", "local_flow"):
         assert abs(out[k][0] - out["metropolis"][0]) < 4.0 * math.hypot(out[k][1], out["metropolis"][1]), out
+
+
+# --- the trained selection predictor and the experiment's bookkeeping -------------------------------------
+def test_trained_selection_is_a_least_squares_propensity_fit(data) -> None:
+    """The KA2D selection predictor is the least-squares fit of the propensity on (pair energy, coordination):
+    residuals orthogonal to the features, a positive training Pearson (measured 0.264), and the selection
+    log-weight equals scale x (predicted propensity - intercept) / spread."""
+    from glassgen.api_experiment import _scores_of, trained_selection
+    from glassgen.observables.isoconfig import propensity
+    from glassgen.sampling.predict_propose import FeatureScorer, features_of
+    from glassgen.systems.glassbench import read_sample
+    from glassgen.systems.model import load_model
+
+    mdl = load_model("ka2d")
+    theta, info = trained_selection("ka2d", mdl, scale=2.0)
+    s = read_sample(data / "ka2d-isoconfig" / "N1290T0.23_151_tc40.npz")
+    t = PGMCTarget.from_model(mdl, s.box, 1.0)
+    f = features_of(t, s.positions % s.box, s.species)
+    y = propensity(s.positions, s.replicas, s.box, unwrapped=False)
+    pred = info["intercept"] + f @ np.asarray(info["w"])
+    resid = y - pred
+    assert abs(resid.mean()) < 1e-9 * y.std()
+    assert np.all(np.abs(f.T @ resid) < 1e-7 * np.abs(f).sum(0) * y.std())  # normal equations
+    assert 0.2 < info["pearson_train_A"] < 0.4
+    assert info["w"][1] < 0  # more neighbours, less mobile
+    sc = FeatureScorer(t, theta).scores(s.positions % s.box, s.species, s.box)
+    assert np.allclose(sc, 2.0 * (pred - info["intercept"]) / info["pred_std"], rtol=1e-10, atol=1e-10)
+    got = np.asarray(_scores_of(t, theta, [s.positions % s.box], [s.species], info))
+    assert np.allclose(got, pred, rtol=0, atol=1e-10)
+    with pytest.raises(InputError):
+        trained_selection("ka2", mdl)
+
+
+def test_experiment_resumes_finished_cases(tmp_path) -> None:
+    """A second run of the same config keeps the finished case (same CPU-time record); a changed setting
+    recomputes it. The report has the g(r) comparison."""
+    from glassgen.api_experiment import predict_propose_experiment
+
+    cfg = tmp_path / "pp.toml"
+    body = ('seed = 0\nn_chains = 2\nequilibrate_sweeps = 40\nsweeps = {s}\nselection = "features"\n'
+            '[[case]]\nmodel = "ka2d"\nn = 43\nT = 1.0\nmethods = ["metropolis", "md"]\nmd_steps = 400\n')
+    cfg.write_text(body.format(s=60))
+    r1 = predict_propose_experiment(config=cfg, out=tmp_path / "o", quick=False)
+    r2 = predict_propose_experiment(config=cfg, out=tmp_path / "o", quick=False)
+    m1, m2 = r1["cases"][0]["methods"], r2["cases"][0]["methods"]
+    assert m1["metropolis"]["cpu_s_per_chain"] == m2["metropolis"]["cpu_s_per_chain"]
+    assert "gr_vs_metropolis" in m2["md"] and m2["md"]["gr_vs_metropolis"]["bins"] > 10
+    assert "Total g(r) against Metropolis" in (tmp_path / "o" / "report.md").read_text()
+    cfg.write_text(body.format(s=80))
+    r3 = predict_propose_experiment(config=cfg, out=tmp_path / "o", quick=False)
+    assert r3["cases"][0]["methods"]["metropolis"]["steps"] == 80

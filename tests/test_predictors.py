@@ -429,3 +429,88 @@ def test_gnn_learns_coordination_number():
     p = GNNPredictor(DescriptorSettings(inherent=False), epochs=80, hidden=16, steps=2, edge_features="rbf", lr=3e-3)
     p.fit_frames(fr, seed=0)
     assert p.info["loss_history"][-1] < 0.3 < p.info["loss_history"][0]
+
+
+def _gnn_frames(n_configs=3, n=100, offsets=None):
+    from glassgen.dynamics.initial import random_state
+    from glassgen.predictors.data import Frame
+
+    fr = []
+    for k in range(n_configs):
+        c = random_state("ka3d", n, seed=k)
+        y = np.diff(D.neighbour_list(c.positions, c.box, 1.4).start).astype(float)
+        if offsets is not None:
+            y = y + offsets[k]
+        fr.append(Frame(np.zeros((n, 1)), c.species, y, c.positions, c.box, k, 1.0))
+    return fr
+
+
+def test_gnn_ignores_per_configuration_offsets():
+    # center_targets: a constant added to one configuration's target (not a function of structure) must not be
+    # learned; the per-configuration Pearson with the structural part stays high
+    import torch
+
+    from glassgen.predictors import DescriptorSettings, GNNPredictor
+
+    torch.set_num_threads(1)
+    fr = _gnn_frames(offsets=[0.0, 30.0, -30.0])
+    p = GNNPredictor(DescriptorSettings(inherent=False), epochs=60, hidden=16, steps=2, lr=3e-3, lr_final=3e-4)
+    p.fit_frames(fr, seed=0)
+    # the loss sees species A only (the default loss_species, as Bapst), so A is what is checked
+    pooled_mean_a = np.mean(np.concatenate([g.target[g.species == 0] for g in fr]))
+    for f in fr:
+        a = f.species == 0
+        yp = p.predict_frame(f)[a]
+        assert np.corrcoef(yp, f.target[a])[0, 1] > 0.8  # measured 0.96-0.97
+        assert abs(yp.mean() - pooled_mean_a) < 5.0  # no offset learned (offsets are +-30)
+
+
+def test_gnn_checkpoint_resume_matches_uninterrupted(tmp_path, monkeypatch):
+    # interrupted after 3 of 6 epochs (parameters, Adam moments and the lr schedule restored): same result
+    import torch
+
+    import glassgen.predictors.gnn as G
+    from glassgen.predictors import DescriptorSettings, GNNPredictor
+
+    torch.set_num_threads(1)
+    fr = _gnn_frames(n_configs=2, n=64)
+    kw = {"hidden": 8, "steps": 2, "lr": 3e-3, "epochs": 6}
+    full = GNNPredictor(DescriptorSettings(inherent=False), **kw).fit_frames(fr, seed=1)
+    ck = str(tmp_path / "g.ckpt.npz")
+
+    class Stop(Exception):
+        pass
+
+    orig = G.GNNPredictor._save_checkpoint
+
+    def save_then_stop(self, path, epoch, seed, opt=None):
+        orig(self, path, epoch, seed, opt)
+        if epoch == 3:
+            raise Stop
+
+    with monkeypatch.context() as mp:
+        mp.setattr(G.GNNPredictor, "_save_checkpoint", save_then_stop)
+        with pytest.raises(Stop):
+            GNNPredictor(DescriptorSettings(inherent=False), checkpoint=ck, **kw).fit_frames(fr, seed=1)
+    resumed = GNNPredictor(DescriptorSettings(inherent=False), checkpoint=ck, **kw).fit_frames(fr, seed=1)
+    np.testing.assert_allclose(resumed.predict_frame(fr[0]), full.predict_frame(fr[0]), rtol=1e-5, atol=1e-6)
+    assert resumed.info["loss_history"] == pytest.approx(full.info["loss_history"], rel=1e-5)
+
+
+def test_glassmlp_meanvar_calibration_matches_training_distribution(tiny):
+    from glassgen.api_predict import build_predictor
+    from glassgen.predictors.data import frames
+    from glassgen.systems.glassbench import read_dataset
+
+    ds = read_dataset(tiny)
+    hyper = {"epochs1": 3, "epochs2": 2, "n_corr": 20}
+    raw = build_predictor("glassmlp", THERMAL, hyper).fit(ds, 2.0, seed=0)
+    cal = build_predictor("glassmlp", THERMAL, dict(hyper, calibrate="meanvar")).fit(ds, 2.0, seed=0)
+    tr = [s for s in ds.samples(split="train")]
+    fr = frames(tr, cal.settings, 2.0)
+    for sp in (0, 1):
+        yt = np.concatenate([f.target[f.species == sp] for f in fr])
+        yp = np.concatenate([cal.predict_frame(f)[f.species == sp] for f in fr])
+        yr = np.concatenate([raw.predict_frame(f)[f.species == sp] for f in fr])
+        assert yp.mean() == pytest.approx(yt.mean(), rel=1e-8) and yp.std() == pytest.approx(yt.std(), rel=1e-8)
+        assert np.corrcoef(yp, yr)[0, 1] == pytest.approx(1.0)  # a monotone linear map: Pearson unchanged

@@ -68,8 +68,14 @@ def _u_stats(energies: np.ndarray, n: int) -> dict[str, float]:
     half = e[e.shape[0] // 5:]  # drop the first fifth (the starts are equilibrated; a safety margin)
     tau = pooled_autocorrelation_time(half) if half.shape[0] >= 8 else math.nan
     neff = half.size / max(tau, 1.0) if math.isfinite(tau) else 1.0
-    return {"U_per_N": float(half.mean() / n), "U_per_N_err": float(half.std() / n / math.sqrt(max(neff, 1.0))),
-            "tau_U_samples": float(tau)}
+    # Sokal's estimate of the statistical error of tau (window M ~ 5 tau, n = all samples of all chains)
+    err = tau * math.sqrt(2.0 * (2.0 * math.ceil(5.0 * tau) + 1.0) / half.size) if math.isfinite(tau) else math.nan
+    err_tau = float(half.std() / n / math.sqrt(max(neff, 1.0)))
+    # spread of the chain means: catches slow modes (basins) that a short run's tau_U misses; the larger is used
+    err_ch = float(half.mean(0).std(ddof=1) / n / math.sqrt(half.shape[1])) if half.shape[1] > 1 else math.nan
+    return {"U_per_N": float(half.mean() / n), "U_per_N_err": max(err_tau, err_ch) if err_ch == err_ch else err_tau,
+            "U_per_N_err_tau": err_tau, "U_per_N_err_chains": err_ch,
+            "tau_U_samples": float(tau), "tau_U_err_samples": float(err)}
 
 
 def _log_frames(n_steps: int, per_decade: int = 8) -> np.ndarray:
@@ -98,26 +104,129 @@ def _starts(model: str, n: int, T: float, chains: int, eq_sweeps: int, seed: int
 
 
 def _record(name: str, unit: str, steps: np.ndarray, frames: np.ndarray, sample_steps: np.ndarray,
-            energies: np.ndarray, cpu: float, chains: int, n: int, q: float, extra: dict[str, Any]) -> dict[str, Any]:
+            energies: np.ndarray, cpu: float, chains: int, n: int, q: float, extra: dict[str, Any],
+            box: np.ndarray | None = None) -> dict[str, Any]:
     tau, f_end, lags, fs = _fs_tau(steps, frames, q)
     us = _u_stats(energies, n)
     n_steps = float(steps[-1])
     cpu_per_step = cpu / chains / max(n_steps, 1.0)
     ds = float(np.median(np.diff(sample_steps))) if len(sample_steps) > 1 else 1.0
+    msd = float(np.mean(np.sum((frames[-1] - frames[0]) ** 2, axis=-1)))  # over chains and particles
     rec = {"method": name, "unit": unit, "steps": n_steps, "cpu_s_per_chain": cpu / chains,
            "cpu_per_step": cpu_per_step, "tau_alpha_steps": tau, "tau_alpha_cpu_s": tau * cpu_per_step,
-           "fs_final": f_end, "tau_U_cpu_s": us["tau_U_samples"] * ds * cpu_per_step,
+           "fs_final": f_end, "msd_end": msd, "msd_per_cpu_s": msd / max(cpu / chains, 1e-12),
+           "tau_U_cpu_s": us["tau_U_samples"] * ds * cpu_per_step,
+           "tau_U_cpu_s_err": us["tau_U_err_samples"] * ds * cpu_per_step,
            "U_per_N": us["U_per_N"], "U_per_N_err": us["U_per_N_err"], "tau_U_steps": us["tau_U_samples"] * ds,
            "fs_curve": [lags.tolist(), fs.tolist()]}
+    if box is not None and frames.shape[1] > 1:  # total g(r) per chain, second half of the frames
+        r, g = _total_rdf(frames, np.asarray(box, dtype=np.float64), 0.5 * float(np.min(box)))
+        rec["gr"] = {"r": r.tolist(), "g": g.mean(0).tolist(), "err": (g.std(0, ddof=1) / math.sqrt(g.shape[0])).tolist()}
     rec.update(extra)
     return rec
 
 
-def _scores_of(target: Any, theta: np.ndarray, positions: np.ndarray, species: np.ndarray) -> list[float]:
-    from glassgen.sampling.predict_propose import FeatureScorer
+def _gr_comparison(rec: dict[str, Any], ref: dict[str, Any]) -> dict[str, float]:
+    """chi^2 per bin and largest |z| of a method's g(r) against the reference's (bins where both vary)."""
+    g, e = np.asarray(rec["gr"]["g"]), np.asarray(rec["gr"]["err"])
+    g0, e0 = np.asarray(ref["gr"]["g"]), np.asarray(ref["gr"]["err"])
+    ok = (e > 0) & (e0 > 0)
+    z = (g[ok] - g0[ok]) / np.hypot(e[ok], e0[ok])
+    return {"chi2_per_bin": float(np.mean(z * z)) if z.size else math.nan,
+            "max_abs_z": float(np.max(np.abs(z))) if z.size else math.nan, "bins": int(z.size)}
 
+
+def _scores_of(target: Any, theta: np.ndarray, positions: np.ndarray, species: np.ndarray,
+               sel_info: dict[str, Any] | None = None) -> list[float]:
+    """Per-particle scores of configurations: the selection log-weights s_k, or, for a trained selection
+    predictor (``sel_info`` from :func:`trained_selection`), its predicted propensity a + w . f_k."""
+    from glassgen.sampling.predict_propose import FeatureScorer, features_of
+
+    if sel_info:
+        a, w = float(sel_info["intercept"]), np.asarray(sel_info["w"])
+        return np.concatenate([a + features_of(target, p, s) @ w
+                               for p, s in zip(positions, species, strict=True)]).tolist()
     sc = FeatureScorer(target, theta)
     return np.concatenate([sc.scores(p, s, target.box) for p, s in zip(positions, species, strict=True)]).tolist()
+
+
+#: training data of the trained selection predictor, per model: (folder, file glob, configuration indices)
+_SELECTION_DATA = {"ka3d": ("ka3d-T0.44-isoconfig", "isoconfig_N4096T0.44_{i}_tc07.npz", range(1, 11)),
+                   "ka2d": ("ka2d-isoconfig", "N1290T0.23_{i}_tc40.npz", (151,))}
+
+
+def trained_selection(model: str, interaction: Any, scale: float = 1.0) -> tuple[np.ndarray, dict[str, Any]]:
+    """Selection coefficients from a trained linear propensity predictor on the selection features.
+
+    The predictor is R_i ~ a + w . f_i with f_i = (e_i, c_i) (pair energy, coordination: the LOCAL features
+    that the Numba kernels rescore after every move), fitted by least squares on the propensity of the
+    shared real data, all species pooled (the selection kernel carries no species intercept):
+    KA 3D: the T = 0.44 configurations 1-10 at tau_alpha (32 replicas; 401-405 are never read);
+    KA2D: the T = 0.23 configuration 151 at t = 1.5e6 (20 replicas), the only KA2D propensity shipped.
+    Features are computed with the pair model ``interaction`` (the sampler's) and thermal (not inherent) positions. The selection
+    log-weight is the predicted propensity in units of its spread over the training particles,
+    s_i = scale * (w . f_i) / std(w . f) (the intercept cancels in P(i | x)), so theta = scale * w / std.
+
+    Returns:
+        (theta (2,), info) with the coefficients, the training Pearson (pooled, species A) and, for more
+        than one configuration, the leave-one-configuration-out Pearson.
+    """
+    from glassgen.config import data_dir
+    from glassgen.observables.isoconfig import propensity
+    from glassgen.sampling.pgmc import PGMCTarget
+    from glassgen.sampling.predict_propose import features_of
+    from glassgen.systems.glassbench import read_sample
+
+    if model not in _SELECTION_DATA:
+        raise InputError(f"no propensity data to train a selection predictor for model {model!r} "
+                         f"(have: {', '.join(_SELECTION_DATA)})")
+    folder, pattern, indices = _SELECTION_DATA[model]
+    feats, ys, masks = [], [], []
+    for i in indices:
+        path = data_dir() / folder / pattern.format(i=i)
+        s = read_sample(path)
+        t = PGMCTarget.from_model(interaction, s.box, 1.0)  # T does not enter the features
+        feats.append(features_of(t, s.positions % s.box, s.species))
+        ys.append(propensity(s.positions, s.replicas, s.box, unwrapped=False))
+        masks.append(s.species == 0)
+    X = np.concatenate(feats)
+    y = np.concatenate(ys)
+    A = np.column_stack([np.ones(len(y)), X])
+    coef = np.linalg.lstsq(A, y, rcond=None)[0]
+    pred = A @ coef
+    a_mask = np.concatenate(masks)
+    sd = float(np.std(pred - coef[0]))
+    info: dict[str, Any] = {"features": ["pair_energy", "coordination"], "intercept": float(coef[0]),
+                            "w": coef[1:].tolist(), "pred_std": sd, "scale": float(scale),
+                            "train_files": [pattern.format(i=i) for i in indices],
+                            "pearson_train_A": float(np.corrcoef(pred[a_mask], y[a_mask])[0, 1])}
+    if len(indices) > 1:  # leave one configuration out
+        lo = []
+        for k in range(len(indices)):
+            tr = [j for j in range(len(indices)) if j != k]
+            At = np.column_stack([np.ones(sum(len(ys[j]) for j in tr)), np.concatenate([feats[j] for j in tr])])
+            ck = np.linalg.lstsq(At, np.concatenate([ys[j] for j in tr]), rcond=None)[0]
+            pk = ck[0] + feats[k] @ ck[1:]
+            lo.append(float(np.corrcoef(pk[masks[k]], ys[k][masks[k]])[0, 1]))
+        info["pearson_leave_one_out_A"] = lo
+    theta = scale * coef[1:] / (sd if sd > 0 else 1.0)
+    info["theta"] = theta.tolist()
+    return theta, info
+
+
+def _total_rdf(frames: np.ndarray, box: np.ndarray, r_max: float, bins: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    """(r, g (chains, bins)): total g(r) per chain from the second half of the frames (F, chains, N, d).
+
+    The total g(r) (all pairs) does not depend on species labels, so it also compares samplers with swaps."""
+    from glassgen.observables.rdf import RDF
+
+    half = frames[frames.shape[0] // 2:]
+    gs = []
+    for c in range(frames.shape[1]):
+        rdf = RDF(r_max=r_max, bins=bins, n_species=1)
+        rdf.compute(half[:, c] % box, np.zeros(half.shape[2], dtype=np.int64), box)
+        gs.append(rdf.g_total)
+    return rdf.bin_centers, np.asarray(gs)
 
 
 def _run_case(case: dict[str, Any], glob: dict[str, Any], progress: bool) -> dict[str, Any]:
@@ -143,10 +252,18 @@ def _run_case(case: dict[str, Any], glob: dict[str, Any], progress: bool) -> dic
     mdl = conf.model
     q = default_q(mdl.dim)
     target = PGMCTarget.from_model(mdl, conf.box, T)
-    theta = np.asarray(cfg.get("theta_select", [1.0, 0.0]), dtype=np.float64)
+    selection = str(cfg.get("selection", "features"))
+    sel_info: dict[str, Any] = {}
+    if selection == "trained":  # a trained propensity predictor chooses where (see trained_selection)
+        theta, sel_info = trained_selection(model, mdl, float(cfg.get("selection_scale", 1.0)))
+    elif selection == "features":  # hand-set coefficients of (pair energy, coordination)
+        theta = np.asarray(cfg.get("theta_select", [1.0, 0.0]), dtype=np.float64)
+    else:
+        raise InputError(f"selection must be 'features' or 'trained', got {selection!r}")
     sweeps = int(cfg.get("sweeps", 4000))
     out: dict[str, Any] = {"model": model, "N": n, "T": T, "chains": chains, "q": q, "delta": delta,
-                           "theta_select": theta.tolist(), "methods": {}}
+                           "config": cfg, "selection": selection, "selection_predictor": sel_info,
+                           "theta_select": np.asarray(theta).tolist(), "methods": {}}
     scores: dict[str, list[float]] = {}
     fr_sw = _log_frames(sweeps)
     every = max(1, sweeps // 200)
@@ -167,9 +284,9 @@ def _run_case(case: dict[str, Any], glob: dict[str, Any], progress: bool) -> dic
     if "metropolis" in methods:
         steps, frames, ens, finals, cpu = mc_run()
         out["methods"]["metropolis"] = _record("metropolis", "sweep", steps, frames, np.arange(ens.shape[0]) * every,
-                                               ens, cpu, chains, n, q, {"delta": delta})
+                                               ens, cpu, chains, n, q, {"delta": delta}, box=conf.box)
         scores["metropolis"] = _scores_of(target, theta, [f.wrapped_positions() for f in finals],
-                                          [f.species for f in finals])
+                                          [f.species for f in finals], sel_info)
     if "md" in methods:
         dt = float(cfg.get("md_dt", 0.005))
         nsteps = int(cfg.get("md_steps", 20000))
@@ -183,7 +300,8 @@ def _run_case(case: dict[str, Any], glob: dict[str, Any], progress: bool) -> dic
             frames.append(res.trajectory.positions)
             ens.append(res.thermo.potential)
         out["methods"]["md"] = _record("md", "step", np.asarray(res.trajectory.steps), np.stack(frames, 1),
-                                       np.asarray(res.thermo.step), np.stack(ens, 1), cpu, chains, n, q, {"dt": dt})
+                                       np.asarray(res.thermo.step), np.stack(ens, 1), cpu, chains, n, q, {"dt": dt},
+                                       box=conf.box)
     pol = None
     if "pgmc" in methods or "predict_pgmc" in methods:
         swap = 0.2 if mdl.nsp == 3 else 0.0
@@ -208,8 +326,8 @@ def _run_case(case: dict[str, Any], glob: dict[str, Any], progress: bool) -> dic
             if name == "predict_pgmc":
                 extra["selection"] = s.selection_report()
             out["methods"][name] = _record(name, "sweep", res.frame_sweeps, res.frames, res.sample_sweeps,
-                                           res.energies, res.info["cpu_s"], chains, n, q, extra)
-            scores[name] = _scores_of(target, theta, res.final_positions, res.final_species)
+                                           res.energies, res.info["cpu_s"], chains, n, q, extra, box=conf.box)
+            scores[name] = _scores_of(target, theta, res.final_positions, res.final_species, sel_info)
     if "local_flow_uniform" in methods or "local_flow_predictor" in methods:
         reg = LocalRegion(float(cfg.get("region_half_width", 0.8)), float(cfg.get("env_radius", 2.2)),
                           int(cfg.get("max_mobile", 8)), int(cfg.get("max_env", 40)))
@@ -237,14 +355,30 @@ def _run_case(case: dict[str, Any], glob: dict[str, Any], progress: bool) -> dic
             extra = {**res.info, "flow_train_cpu_s": flow_train_cpu, "flow_loss_first_last": [losses[0], losses[-1]],
                      "training_regions": int(data["u"].shape[0]), "energy_drift": lmc.energy_drift()}
             out["methods"][name] = _record(name, "move", res.frame_steps, res.frames, res.sample_steps,
-                                           res.energies, res.cpu_s, chains, n, q, extra)
-            scores[name] = _scores_of(target, theta, res.final_positions, lmc.species)
+                                           res.energies, res.cpu_s, chains, n, q, extra, box=conf.box)
+            scores[name] = _scores_of(target, theta, res.final_positions, lmc.species, sel_info)
     if "flow_mcmc" in methods:
         out["methods"]["flow_mcmc"] = _flow_mcmc(model, n, T, starts, cfg, seed, q, progress)
     out["scores"] = {k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "values": v} for k, v in scores.items()}
+    out["score_kind"] = "predicted propensity" if sel_info else "selection log-weight"
+    ref = out["methods"].get("metropolis", {})
+    if "gr" in ref:
+        for name, rec in out["methods"].items():
+            if name != "metropolis" and "gr" in rec:
+                rec["gr_vs_metropolis"] = _gr_comparison(rec, ref)
     u = out["methods"].get("local_flow_uniform", {}).get("tau_U_cpu_s", math.nan)
     p = out["methods"].get("local_flow_predictor", {}).get("tau_U_cpu_s", math.nan)
-    out["ratio_tau_U_predictor_over_uniform"] = p / u if u and math.isfinite(u) else math.nan
+    out["ratio_tau_U_predictor_over_uniform"] = r = p / u if u and math.isfinite(u) else math.nan
+    eu = out["methods"].get("local_flow_uniform", {}).get("tau_U_cpu_s_err", math.nan)
+    ep = out["methods"].get("local_flow_predictor", {}).get("tau_U_cpu_s_err", math.nan)
+    out["ratio_tau_U_predictor_over_uniform_err"] = abs(r) * math.hypot(ep / p, eu / u) if p and u else math.nan
+    lu, lp = out["methods"].get("local_flow_uniform", {}), out["methods"].get("local_flow_predictor", {})
+    if "moved_per_move" in lu and "moved_per_move" in lp:  # particles displaced per CPU s, MSD per CPU s
+        mu = lu["moved_per_move"] / lu["cpu_per_step"]
+        out["ratio_moved_per_cpu_s_predictor_over_uniform"] = (
+            lp["moved_per_move"] / lp["cpu_per_step"] / mu if mu > 0 else math.nan)
+        out["ratio_msd_per_cpu_s_predictor_over_uniform"] = (
+            lp["msd_per_cpu_s"] / lu["msd_per_cpu_s"] if lu["msd_per_cpu_s"] > 0 else math.nan)
     pu = out["methods"].get("pgmc", {}).get("tau_alpha_cpu_s", math.nan)
     pp_ = out["methods"].get("predict_pgmc", {}).get("tau_alpha_cpu_s", math.nan)
     out["ratio_tau_alpha_predict_pgmc_over_pgmc"] = pp_ / pu if pu and math.isfinite(pu) else math.nan
@@ -290,7 +424,8 @@ def _flow_mcmc(model: str, n: int, T: float, starts: list[Any], cfg: dict[str, A
     cpu = time.process_time() - t0
     rec = _record("flow_mcmc", "iteration", np.array(f_steps), np.stack(frames), np.arange(1, iters + 1),
                   np.stack(ens), cpu, len(starts), n, q,
-                  {"imh_acceptance": float(fm.imh_accepted.sum() / max(fm.imh_tried.sum(), 1)), "checkpoint": str(ck)})
+                  {"imh_acceptance": float(fm.imh_accepted.sum() / max(fm.imh_tried.sum(), 1)), "checkpoint": str(ck)},
+                  box=fm.box)
     return rec
 
 
@@ -310,7 +445,8 @@ def predict_propose_experiment(*, config: PathLike, out: PathLike | None = None,
     """Run the experiment of ``config`` (cases x methods) and write ``results.json`` + ``report.md`` + PNGs.
 
     Args:
-        config: TOML with top-level defaults, ``[quick]`` overrides and ``[[case]]`` tables.
+        config: TOML with top-level defaults, ``[quick]`` overrides and ``[[case]]`` tables (a case's keys
+            override the defaults; its optional ``[case.quick]`` table overrides them in quick mode).
         out: output folder (default: the config's ``out``).
         quick: use the ``[quick]`` overrides (default: the config's ``quick``).
     Returns:
@@ -325,14 +461,22 @@ def predict_propose_experiment(*, config: PathLike, out: PathLike | None = None,
         glob.update({k: v for k, v in quick_over.items() if k != "cases"})
         if "cases" in quick_over:
             cases = [c for i, c in enumerate(cases) if i in set(quick_over["cases"])]
+    # a case's own [case.quick] table overrides its keys in quick mode (ignored in full mode)
+    cases = [{**{k: v for k, v in c.items() if k != "quick"}, **(c.get("quick", {}) if use_quick else {})}
+             for c in cases]
     if not cases:
         raise InputError(f"{config}: no [[case]] tables")
     out_dir = Path(out or cfg.get("out", "reports/predict_propose"))
     t0 = time.process_time()
     w0 = time.perf_counter()
     results = {"provenance": provenance(config=str(config), quick=use_quick), "loadavg_start": list(os.getloadavg()),
-               "cases": []}
+               "out_dir": str(out_dir), "cases": []}
+    done = _finished_cases(out_dir / "results.json", str(config), use_quick)
     for case in cases:
+        key = json.dumps({**glob, **case}, sort_keys=True, default=str)
+        if key in done:  # resume: a case already computed with exactly these settings is kept
+            results["cases"].append(done[key])
+            continue
         results["cases"].append(_run_case(case, glob, progress))
         _write(out_dir, results)  # partial results survive an interruption
     results["cpu_s_total"] = time.process_time() - t0
@@ -341,6 +485,20 @@ def predict_propose_experiment(*, config: PathLike, out: PathLike | None = None,
     _write(out_dir, results)
     write_report(out_dir, results)
     return results
+
+
+def _finished_cases(path: Path, config: str, quick: bool) -> dict[str, dict[str, Any]]:
+    """Cases of an earlier (possibly interrupted) run of the same config and mode, keyed by their settings."""
+    if not path.is_file():
+        return {}
+    try:
+        prev = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    pv = prev.get("provenance", {})
+    if pv.get("config") != config or bool(pv.get("quick")) != quick:
+        return {}
+    return {json.dumps(c["config"], sort_keys=True, default=str): c for c in prev.get("cases", []) if "config" in c}
 
 
 def _write(out_dir: Path, results: dict[str, Any]) -> None:
@@ -356,7 +514,8 @@ def _fmt(v: Any, nd: int = 3) -> str:
 
 
 def write_report(out_dir: PathLike, results: dict[str, Any]) -> Path:
-    """``report.md`` + ``fs_<case>.png`` + ``scores_<case>.png`` from the results dict (atomic writes)."""
+    """``report.md`` + ``fs_<case>.png`` from the results dict (atomic writes); ``<out_dir>/summary.md``, if
+    present (hand-written analysis), is included after the header."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -372,41 +531,84 @@ def write_report(out_dir: PathLike, results: dict[str, Any]) -> Path:
              "seconds are process time, wall time is not used.", "",
              "tau_alpha: F_s(q, t) = 1/e (all particles, origin = run start, pooled over chains); "
              "tau_U: integrated autocorrelation time of U. Both in the method's steps and in CPU seconds per "
-             "chain; nan = not reached within the run (F_s at the end given instead).", ""]
+             "chain; nan = not reached within the run (F_s at the end given instead). Errors: U/N standard error "
+             "inflated by tau_U, or the spread of the chain means if larger; tau_U by Sokal's estimate (window "
+             "~5 tau). MSD end: mean squared displacement "
+             "over the run (chains and particles).", ""]
+    summary = out_dir / "summary.md"  # hand-written analysis of these results, kept next to the report
+    if summary.is_file():
+        lines += [summary.read_text().rstrip(), ""]
     for c in results["cases"]:
         tag = f"{c['model']}_N{c['N']}_T{c['T']}"
         lines += [f"## {c['model']} N={c['N']} T={c['T']} ({c['chains']} chains, q={c['q']:.3g}, "
                   f"selection theta={c['theta_select']})", "",
                   "| method | unit | steps | CPU s/chain | tau_alpha (steps) | tau_alpha (CPU s) | F_s end | "
-                  "tau_U (steps) | tau_U (CPU s) | U/N | acc. |", "|" + "---|" * 11]
+                  "MSD end | tau_U (steps) | tau_U (CPU s) | U/N | acc. |", "|" + "---|" * 12]
         for name, r in c["methods"].items():
             if "skipped" in r:
-                lines.append(f"| {name} | skipped: {r['skipped']} |" + " |" * 9)
+                lines.append(f"| {name} | skipped: {r['skipped']} |" + " |" * 10)
                 continue
             acc = r.get("acceptance", r.get("imh_acceptance", ""))
             if isinstance(acc, dict):
                 acc = ", ".join(f"{k} {v:.2f}" for k, v in acc.items() if math.isfinite(v))
             lines.append(f"| {name} | {r['unit']} | {r['steps']:.0f} | {_fmt(r['cpu_s_per_chain'])} | "
                          f"{_fmt(r['tau_alpha_steps'])} | {_fmt(r['tau_alpha_cpu_s'])} | {_fmt(r['fs_final'])} | "
-                         f"{_fmt(r['tau_U_steps'])} | {_fmt(r['tau_U_cpu_s'])} | "
+                         f"{_fmt(r.get('msd_end', math.nan))} | {_fmt(r['tau_U_steps'])} | {_fmt(r['tau_U_cpu_s'])}"
+                         f" +- {_fmt(r.get('tau_U_cpu_s_err', math.nan), 2)} | "
                          f"{r['U_per_N']:.4f} +- {r['U_per_N_err']:.4f} | {_fmt(acc, 2)} |")
+        ref = c["methods"].get("metropolis", {})
+        if "U_per_N" in ref:
+            dev = [f"{k} {(r['U_per_N'] - ref['U_per_N']) / math.hypot(r['U_per_N_err'], ref['U_per_N_err']):+.1f}"
+                   for k, r in c["methods"].items() if k != "metropolis" and "U_per_N" in r]
+            lines += ["", "U/N minus Metropolis, in combined standard errors: " + ", ".join(dev) + "."]
         lines += ["", f"Ratio tau_U (CPU s) predictor-selected / uniform-selected local flow moves: "
-                  f"**{_fmt(c['ratio_tau_U_predictor_over_uniform'])}** (target <= 0.5); tau_alpha (CPU s) "
+                  f"**{_fmt(c['ratio_tau_U_predictor_over_uniform'])} +- "
+                  f"{_fmt(c.get('ratio_tau_U_predictor_over_uniform_err', math.nan), 2)}** (target <= 0.5); "
+                  f"particles displaced per CPU s, predictor / uniform: "
+                  f"{_fmt(c.get('ratio_moved_per_cpu_s_predictor_over_uniform', math.nan))}, MSD per CPU s: "
+                  f"{_fmt(c.get('ratio_msd_per_cpu_s_predictor_over_uniform', math.nan))}; "
+                  "tau_alpha (CPU s) "
                   f"predictor-biased PGMC / PGMC: **{_fmt(c['ratio_tau_alpha_predict_pgmc_over_pgmc'])}**.", ""]
         for k in ("predict_pgmc", "local_flow_uniform", "local_flow_predictor"):
             r = c["methods"].get(k, {})
             if "selection" in r:
                 lines.append(f"- {k}: selection report {r['selection']}")
             if "mean_mobile" in r:
+                if "moved_per_move" in r:
+                    lines.append(f"- {k}: acceptance of non-empty regions {r['acceptance_nonempty']:.3f}, particles "
+                                 f"displaced per move {r['moved_per_move']:.3f}, CPU per move "
+                                 f"{1e3 * r['cpu_per_step']:.2f} ms; pair energy of the chosen centre "
+                                 f"{r['e_centre_selected']:.3f} (accepted moves {r['e_centre_accepted']:.3f}; "
+                                 f"all particles {r['e_particle_mean']:.3f}); MSD per CPU s "
+                                 f"{r['msd_per_cpu_s']:.3g}")
                 lines.append(f"- {k}: acceptance {r['acceptance']:.3f}, mean mobile particles {r['mean_mobile']:.2f},"
                              f" empty regions {r['empty_fraction']:.3f}, skipped {r['skipped_fraction']:.3f}, "
                              f"flow NLL first/last {[round(x, 2) for x in r['flow_loss_first_last']]}, "
                              f"training regions {r['training_regions']}, flow training {r['flow_train_cpu_s']:.0f} "
                              "CPU s (not included above)")
+        sp = c.get("selection_predictor") or {}
+        if sp:
+            loo = sp.get("pearson_leave_one_out_A")
+            lines += ["", f"Selection by a trained propensity predictor: R ~ {sp['intercept']:.3f} + "
+                      f"{sp['w'][0]:.4f} e + {sp['w'][1]:.4f} c (pair energy e, coordination c; least squares on "
+                      f"{', '.join(sp['train_files'])}); training Pearson (A) {sp['pearson_train_A']:.3f}"
+                      + (f", leave-one-configuration-out {np.mean(loo):.3f} +- {np.std(loo):.3f}" if loo else "")
+                      + f"; selection log-weight = {sp['scale']:g} x predicted propensity / {sp['pred_std']:.3f}."]
+        grs = {k: r["gr_vs_metropolis"] for k, r in c["methods"].items() if "gr_vs_metropolis" in r}
+        if grs:
+            k = int(c["chains"])
+            nu = 2 * (k - 1)  # Welch degrees of freedom of a difference of two K-chain means (equal variances)
+            null = f"{nu / (nu - 2):.2f}" if nu > 2 else "infinite"
+            lines += ["", "Total g(r) against Metropolis (per-chain g(r) from the second half of the frames, errors "
+                      f"from the spread over the {k} chains, so for identical distributions z is ~ Student t with "
+                      f"{nu} degrees of freedom and chi2/bin ~ {null}, not 1): " + "; ".join(
+                          f"{k} chi2/bin {v['chi2_per_bin']:.2f}, max |z| {v['max_abs_z']:.1f}" for k, v in grs.items())
+                      + f" ({next(iter(grs.values()))['bins']} bins)."]
         if c.get("scores"):
-            lines += ["", "Selection scores of the final configurations (mean +- std over particles and chains): "
+            kind = c.get("score_kind", "selection log-weight")
+            lines += ["", f"Scores ({kind}) of the final configurations (mean +- std over particles and chains): "
                       + "; ".join(f"{k} {v['mean']:.3f} +- {v['std']:.3f}" for k, v in c["scores"].items())]
-        fig, ax = plt.subplots(1, 2, figsize=(10, 3.8))
+        fig, ax = plt.subplots(1, 3, figsize=(15, 3.8))
         for name, r in c["methods"].items():
             if "fs_curve" not in r:
                 continue
@@ -418,13 +620,28 @@ def write_report(out_dir: PathLike, results: dict[str, Any]) -> Path:
         ax[0].legend(fontsize=7)
         for k, v in c.get("scores", {}).items():
             ax[1].hist(v["values"], bins=40, histtype="step", density=True, label=k)
-        ax[1].set(xlabel="selection score s_k", ylabel="density", title="scores of sampled configurations")
+        ax[1].set(xlabel=c.get("score_kind", "selection log-weight"), ylabel="density",
+                  title="scores of sampled configurations")
         ax[1].legend(fontsize=7)
+        for name, r in c["methods"].items():
+            if "gr" in r:
+                ax[2].errorbar(r["gr"]["r"], r["gr"]["g"], yerr=r["gr"]["err"], lw=0.8, capsize=0, label=name)
+        ax[2].set(xlabel="r", ylabel="g(r) (total)", title="pair correlation")
+        ax[2].legend(fontsize=7)
         fig.tight_layout()
         with atomic_path(out_dir / f"fs_{tag}.png") as tmp:
             fig.savefig(tmp, format="png", dpi=110)
         plt.close(fig)
-        lines += ["", f"![F_s and scores](fs_{tag}.png)", ""]
+        lines += ["", f"![F_s, scores and g(r)](fs_{tag}.png)", ""]
+    trained = [c for c in results["cases"] if c.get("score_kind") == "predicted propensity" and c.get("scores")]
+    if trained:  # the predictor's view of the sampled configurations, case by case (temperature)
+        lines += ["## Predicted propensity of the sampled configurations vs temperature", "",
+                  "| model | N | T | " + " | ".join(METHODS) + " |", "|" + "---|" * (3 + len(METHODS))]
+        for c in trained:
+            lines.append(f"| {c['model']} | {c['N']} | {c['T']} | " + " | ".join(
+                f"{c['scores'][m]['mean']:.3f} +- {c['scores'][m]['std']:.3f}" if m in c["scores"] else "-"
+                for m in METHODS) + " |")
+        lines.append("")
     lines += [f"Total: {results.get('cpu_s_total', math.nan):.0f} CPU s, {results.get('wall_s_total', math.nan):.0f}"
               " s wall.", ""]
     path = out_dir / "report.md"

@@ -34,7 +34,7 @@ def predict_propose(
         typer.echo(f"{c['model']} N={c['N']} T={c['T']}: tau_U ratio predictor/uniform local flow = "
                    f"{c['ratio_tau_U_predictor_over_uniform']:.3g}; tau_alpha ratio predict-PGMC/PGMC = "
                    f"{c['ratio_tau_alpha_predict_pgmc_over_pgmc']:.3g}")
-    typer.echo(f"report: {Path(out or 'reports/predict_propose') / 'report.md'}")
+    typer.echo(f"report: {Path(res['out_dir']) / 'report.md'}")
 
 
 def register(app: typer.Typer) -> None:

@@ -10,9 +10,16 @@ other family). Training, one configuration per batch, Adam:
   where x = (tanh(20 (R - a)) + 1)/2 is the smooth-thresholded field and
   C_k(x) = sum_{i != j} g_k(r_ij) dx_i dx_j / sum_{i != j} g_k(r_ij), dx = x - mean(x),
   g_k(r) = exp(-(r - r_k)^2 / 2), r_k = 2, 4, 6 (sigma_AA). To bound memory, C_k is estimated on a fixed random
-  subset of ``n_corr`` particles per configuration (drawn with the training seed). The threshold a is 0.3 (the
-  GlassBench chi_4 threshold) when it lies between the 20 % and 80 % quantiles of the training targets, else
-  their median.
+  subset of ``n_corr`` particles per configuration (drawn with the training seed). The threshold a is
+  ``threshold`` when given, else 0.3 (the GlassBench chi_4 threshold) when it lies between the 20 % and 80 %
+  quantiles of the training targets, else their median (KA T = 0.44 at tau_alpha: 87 % of the A particles
+  have R > 0.3, so the median, 0.525, is used).
+
+Calibration (``calibrate = "meanvar"``, fitted on the training configurations only): per species, the linear map
+c0 + c1 yhat that gives the pooled training predictions the mean and variance of the pooled training targets.
+It leaves every Pearson coefficient unchanged and only moves where the GlassBench threshold R > 0.3 falls on
+the predicted field (chi_4, R^2). Per-configuration statistics of the training fit are kept in
+``info["calibration"]``.
 
 float64 throughout; ``torch.set_num_threads`` is left to the caller.
 """
@@ -23,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from glassgen.errors import InputError
 from glassgen.predictors.base import Predictor
 from glassgen.predictors.data import Frame
 from glassgen.progress import progress_bar
@@ -57,7 +65,8 @@ class GlassMLPPredictor(Predictor):
     """GlassMLP with the two-stage loss (see the module docstring).
 
     Hyperparameters: hidden (2, 10, 10), epochs1 300, epochs2 150, lr 1e-3, w_corr 0.5, w_var 1.0,
-    n_corr 800, radii (2, 4, 6), n_ensemble 1 (average of nets trained with seeds seed, seed + 1, ...).
+    n_corr 800, radii (2, 4, 6), n_ensemble 1 (average of nets trained with seeds seed, seed + 1, ...),
+    threshold None (the rule above), calibrate 'none' ('meanvar': see above).
     """
 
     kind = "glassmlp"
@@ -65,12 +74,16 @@ class GlassMLPPredictor(Predictor):
     def __init__(self, settings: Any = None, hidden: tuple[int, ...] | list[int] = (2, 10, 10), epochs1: int = 300,
                  epochs2: int = 150, lr: float = 1e-3, w_corr: float = 0.5, w_var: float = 1.0, n_corr: int = 800,
                  radii: tuple[float, ...] | list[float] = (2.0, 4.0, 6.0), n_ensemble: int = 1,
-                 **hyper: Any) -> None:
+                 threshold: float | None = None, calibrate: str = "none", **hyper: Any) -> None:
+        if calibrate not in ("none", "meanvar"):
+            raise InputError(f"calibrate must be 'none' or 'meanvar', got {calibrate!r}")
         super().__init__(settings, hidden=list(hidden), epochs1=int(epochs1), epochs2=int(epochs2), lr=float(lr),
                          w_corr=float(w_corr), w_var=float(w_var), n_corr=int(n_corr), radii=list(radii),
-                         n_ensemble=int(n_ensemble), **hyper)
+                         n_ensemble=int(n_ensemble), threshold=None if threshold is None else float(threshold),
+                         calibrate=calibrate, **hyper)
         self.nets: dict[tuple[int, int], Any] = {}
         self.threshold = np.full(self.settings.nsp, 0.3)
+        self.calib = np.tile([0.0, 1.0], (self.settings.nsp, 1))  # per species: yhat -> c0 + c1 yhat
 
     def _new_nets(self, n_in: int) -> None:
         self.nets = {(s, e): _net(n_in, tuple(self.hyper["hidden"]))
@@ -88,7 +101,10 @@ class GlassMLPPredictor(Predictor):
             if ys_all.size == 0:
                 continue
             q20, q80 = np.quantile(ys_all, [0.2, 0.8])
-            self.threshold[s] = 0.3 if q20 <= 0.3 <= q80 else float(np.median(ys_all))
+            if h.get("threshold") is not None:
+                self.threshold[s] = float(h["threshold"])
+            else:
+                self.threshold[s] = 0.3 if q20 <= 0.3 <= q80 else float(np.median(ys_all))
             for f in fr:
                 m = f.species == s
                 x = torch.from_numpy(self.standardise(f.features[m], f.species[m]))
@@ -130,6 +146,29 @@ class GlassMLPPredictor(Predictor):
                     losses[f"{s}.{e}.stage{2 if stage2 else 1}"] = tot / len(data[s])
         self.info["final_loss"] = losses
         self.info["threshold"] = self.threshold.tolist()
+        self.calib = np.tile([0.0, 1.0], (nsp, 1))
+        if h.get("calibrate", "none") == "meanvar":
+            self._fit_calibration(fr)
+
+    def _fit_calibration(self, fr: list[Frame]) -> None:
+        """Per species, the linear map that gives the predictions on the training configurations the pooled mean
+        and variance of the training targets (fitted on training data only; leaves every Pearson unchanged)."""
+        stats = {}
+        for s in range(self.settings.nsp):
+            yp = [self._predict(self.standardise(f.features[f.species == s], f.species[f.species == s]),
+                                f.species[f.species == s]) for f in fr]
+            yt = [np.asarray(f.target)[f.species == s] for f in fr]  # type: ignore[index]
+            if not sum(len(v) for v in yp):
+                continue
+            p, t = np.concatenate(yp), np.concatenate(yt)
+            c1 = float(t.std() / p.std()) if p.std() > 0 else 1.0
+            self.calib[s] = [float(t.mean() - c1 * p.mean()), c1]
+            stats[str(s)] = {"pred_std": float(p.std()), "target_std": float(t.std()),
+                             "per_config_pred_std": [float(v.std()) for v in yp],
+                             "per_config_target_std": [float(v.std()) for v in yt],
+                             "per_config_pred_mean": [float(v.mean()) for v in yp],
+                             "per_config_target_mean": [float(v.mean()) for v in yt]}
+        self.info["calibration"] = {"calib": self.calib.tolist(), "train_stats": stats}
 
     @staticmethod
     def _corr_loss(y: Any, yhat: Any, sub: Any, g: Any, a: float) -> Any:
@@ -155,11 +194,11 @@ class GlassMLPPredictor(Predictor):
                     continue
                 preds = [self.nets[(s, e)](xt[torch.from_numpy(m)]).squeeze(-1).numpy()
                          for e in range(self.hyper["n_ensemble"])]
-                out[m] = np.mean(preds, 0)
+                out[m] = self.calib[s, 0] + self.calib[s, 1] * np.mean(preds, 0)
         return out
 
     def _arrays(self) -> dict[str, np.ndarray]:
-        arr = {"threshold": self.threshold}
+        arr = {"threshold": self.threshold, "calib": self.calib}
         for (s, e), net in self.nets.items():
             for k, v in net.state_dict().items():
                 arr[f"net{s}_{e}.{k}"] = v.numpy()
@@ -169,6 +208,7 @@ class GlassMLPPredictor(Predictor):
         import torch
 
         self.threshold = arrays["threshold"]
+        self.calib = arrays.get("calib", np.tile([0.0, 1.0], (self.settings.nsp, 1)))
         assert self.mean is not None
         self._new_nets(self.mean.shape[1])
         for (s, e), net in self.nets.items():

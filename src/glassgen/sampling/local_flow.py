@@ -57,8 +57,11 @@ from glassgen.sampling.predict_propose import features_of, log_selection
 __all__ = ["LocalRegion", "LocalFlow", "LocalFlowMC", "LocalFlowResult", "extract_regions", "train_local_flow",
            "MH_MODES"]
 
-#: "exact"; negative controls: "stale_selection" (selection only in the old state), "no_density_ratio"
-MH_MODES = ("exact", "stale_selection", "no_density_ratio")
+#: "exact"; negative controls (wrong on purpose, for the tests): "stale_selection" (selection probability
+#: only in the old state), "no_density_ratio" (log q dropped from the ratio; the base density is uniform, so
+#: this is also "log-det dropped"), "no_reverse_density" (only the forward density -log q(y | env) kept),
+#: "flipped_logdet" (log-det with the wrong sign: q(old) / q(new) replaced by q(new) / q(old))
+MH_MODES = ("exact", "stale_selection", "no_density_ratio", "no_reverse_density", "flipped_logdet")
 _LOG2 = math.log(2.0)
 _D0 = math.log(math.expm1(1.0 - 1e-3))  # softplus^-1(1 - min_derivative) of normflows' splines
 
@@ -274,7 +277,10 @@ class LocalFlowResult:
     """Output of :meth:`LocalFlowMC.run` (times in steps = one move per chain).
 
     energies (S, chains) total U at ``sample_steps``; frames (F, chains, N, d) unwrapped; cpu_s: process
-    time of the run; info: acceptance, mean mobile count, skipped (over-cap) and empty fractions.
+    time of the run; info: acceptance (empty regions count as accepted), acceptance_nonempty, mean mobile
+    count, moved_per_move (particles displaced per attempted move), skipped (over-cap) and empty fractions,
+    e_centre_selected / e_centre_accepted / e_particle_mean: mean pair energy of the chosen centre (all
+    attempts / accepted non-empty moves, before the move) and of all particles (where the moves land).
     """
 
     sample_steps: np.ndarray
@@ -327,7 +333,8 @@ class LocalFlowMC:
         if not np.all(np.isfinite(self.energy)):
             raise PhysicsError("non-finite initial energy (overlap)")
         self.feat = np.stack([features_of(target, self.pos[b], self.species[b]) for b in range(self.n_chains)])
-        self.stats = {"tried": 0, "accepted": 0, "mobile": 0, "skipped": 0, "empty": 0}
+        self.stats = {"tried": 0, "accepted": 0, "mobile": 0, "skipped": 0, "empty": 0, "accepted_nonempty": 0,
+                      "moved": 0, "e_centre": 0.0, "e_mean": 0.0, "e_centre_accepted": 0.0}
 
     @property
     def n_chains(self) -> int:
@@ -361,6 +368,8 @@ class LocalFlowMC:
                 c, lp_f = int(self.rng.integers(n)), -math.log(n)
             mob, u, env = _region(self.pos[b], t.box, c, reg)
             self.stats["tried"] += 1
+            self.stats["e_centre"] += float(self.feat[b, c, 0])  # where the moves land (pair energy of c)
+            self.stats["e_mean"] += float(self.feat[b, :, 0].mean())
             self.stats["mobile"] += mob.size
             if mob.size == 0:
                 self.stats["empty"] += 1
@@ -395,7 +404,11 @@ class LocalFlowMC:
                                      t.ext_c) - subset_energy(mob, xold, self.pos[b], sp, t.box, t.nsp, self.pp,
                                                               self.shifts, t.ext_k, t.ext_c))
             log_alpha = -t.beta * du
-            if self.mh_mode != "no_density_ratio":
+            if self.mh_mode == "no_reverse_density":
+                log_alpha -= float(lq_new[q])
+            elif self.mh_mode == "flipped_logdet":
+                log_alpha += float(lq_new[q] - lq_old[q])
+            elif self.mh_mode != "no_density_ratio":
                 log_alpha += float(lq_old[q] - lq_new[q])
             feat_new = None
             if self.biased:
@@ -408,9 +421,11 @@ class LocalFlowMC:
                 self.pos[b, mob] = xnew
                 self.unwrapped[b, mob] += reg.half_width * (y[q, :m] - bt["u"][q, :m].numpy())
                 self.energy[b] += du
-                if feat_new is not None:
-                    self.feat[b] = feat_new
+                self.stats["e_centre_accepted"] += float(self.feat[b, c, 0])
+                self.feat[b] = feat_new if feat_new is not None else features_of(t, self.pos[b], sp)
                 self.stats["accepted"] += 1
+                self.stats["accepted_nonempty"] += 1
+                self.stats["moved"] += m
 
     def displacements(self, n_moves: int, sigma: float | np.ndarray) -> float:
         """``n_moves`` uniform-selection Gaussian displacements (width ``sigma`` per species) per chain, Numba.
@@ -459,6 +474,10 @@ class LocalFlowMC:
         tr = max(self.stats["tried"], 1)
         info = {"acceptance": self.stats["accepted"] / tr, "mean_mobile": self.stats["mobile"] / tr,
                 "skipped_fraction": self.stats["skipped"] / tr, "empty_fraction": self.stats["empty"] / tr,
+                "acceptance_nonempty": self.stats["accepted_nonempty"] / max(tr - self.stats["empty"], 1),
+                "moved_per_move": self.stats["moved"] / tr,
+                "e_centre_selected": self.stats["e_centre"] / tr, "e_particle_mean": self.stats["e_mean"] / tr,
+                "e_centre_accepted": self.stats["e_centre_accepted"] / max(self.stats["accepted_nonempty"], 1),
                 "steps": float(n_steps), "chains": float(self.n_chains)}
         return LocalFlowResult(np.array(st), np.array(en), np.array(fs, dtype=np.int64),
                                np.stack(fr) if fr else None, self.pos.copy(), cpu, info)
