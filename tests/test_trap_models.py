@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from glassgen._kernels.kmc import sample_redraw, tree_build, tree_sample, tree_set, tree_set_leaves
+from glassgen._kernels.kmc import sample_redraw, tree_build, tree_sample, tree_set, tree_set_leaves, tree_total
 from glassgen.errors import InputError
 from glassgen.models import observables as ob
 from glassgen.models.softness_law import load_softness_law
@@ -31,14 +31,19 @@ def test_sum_tree_selects_in_proportion_to_rates() -> None:
     tree = tree_build(rates)
     tree_set(tree, 5, 3.0)  # an update must be seen by the sampler
     rates[5] = 3.0
-    assert tree[1] == pytest.approx(rates.sum(), rel=1e-12)
+    tree_set(tree, 11, 0.0)  # a zero rate is never chosen (nor are the zero padding leaves 37 ... 63)
+    rates[11] = 0.0
+    assert tree_total(tree) == pytest.approx(rates.sum(), rel=1e-12)
     n = 200_000
     counts = np.bincount([tree_sample(tree, u) for u in rng.random(n)], minlength=37)
-    p = stats.chisquare(counts, rates / rates.sum() * n).pvalue
+    assert counts.size == 37 and counts[11] == 0
+    assert tree_sample(tree, np.nextafter(1.0, 0.0)) == 36  # the right edge: the last positive leaf
+    ok = rates > 0
+    p = stats.chisquare(counts[ok], rates[ok] / rates.sum() * n).pvalue
     assert p > 1e-3
     wrong = rates.copy()
     wrong[5] = 2.7  # negative control: a 10 % wrong rate is detected at this sample size
-    assert stats.chisquare(counts, wrong / wrong.sum() * n).pvalue < 1e-6
+    assert stats.chisquare(counts[ok], wrong[ok] / wrong.sum() * n).pvalue < 1e-6
 
 
 def test_tree_set_leaves_equals_a_rebuild() -> None:
