@@ -121,7 +121,8 @@ def _record(name: str, unit: str, steps: np.ndarray, frames: np.ndarray, sample_
            "fs_curve": [lags.tolist(), fs.tolist()]}
     if box is not None and frames.shape[1] > 1:  # total g(r) per chain, second half of the frames
         r, g = _total_rdf(frames, np.asarray(box, dtype=np.float64), 0.5 * float(np.min(box)))
-        rec["gr"] = {"r": r.tolist(), "g": g.mean(0).tolist(), "err": (g.std(0, ddof=1) / math.sqrt(g.shape[0])).tolist()}
+        err = g.std(0, ddof=1) / math.sqrt(g.shape[0])
+        rec["gr"] = {"r": r.tolist(), "g": g.mean(0).tolist(), "err": err.tolist()}
     rec.update(extra)
     return rec
 
@@ -163,8 +164,8 @@ def trained_selection(model: str, interaction: Any, scale: float = 1.0) -> tuple
     shared real data, all species pooled (the selection kernel carries no species intercept):
     KA 3D: the T = 0.44 configurations 1-10 at tau_alpha (32 replicas; 401-405 are never read);
     KA2D: the T = 0.23 configuration 151 at t = 1.5e6 (20 replicas), the only KA2D propensity shipped.
-    Features are computed with the pair model ``interaction`` (the sampler's) and thermal (not inherent) positions. The selection
-    log-weight is the predicted propensity in units of its spread over the training particles,
+    Features are computed with the pair model ``interaction`` (the sampler's) and thermal (not inherent)
+    positions. The selection log-weight is the predicted propensity in units of its spread over the training particles,
     s_i = scale * (w . f_i) / std(w . f) (the intercept cancels in P(i | x)), so theta = scale * w / std.
 
     Returns:
