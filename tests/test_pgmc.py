@@ -4,6 +4,7 @@ negative controls), bookkeeping, learning, persistence, checkpoints."""
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import numpy as np
@@ -350,6 +351,33 @@ def test_run_checkpoint_resume_is_identical(tmp_path):
     assert np.array_equal(ra.frames, rb.frames)
     lag, fs = ra.fs(2 * np.pi)
     assert lag[0] == 0 and fs[0] == 1.0 and fs[-1] < 1.0
+
+
+def test_learning_resumed_from_a_checkpoint_is_identical(tmp_path):
+    """Learning stopped after 4 iterations and continued to 8 from its checkpoint gives the same policy,
+    history and chain states as 8 uninterrupted iterations."""
+    from glassgen.dynamics.initial import random_state
+
+    conf = random_state("ka2d", 40, seed=4)
+    m = conf.model
+    pol = Policy.default(3, 2, sigma=0.1, local_fraction=0.3, swap_fraction=0.2, biased=True, counts=m.counts(40))
+    tg = PGMCTarget.from_model(m, conf.box, 0.8)
+    ck = tmp_path / "learn.ckpt.h5"
+    a = PGMC(tg, pol, [conf] * 2, seed=5)
+    a.learn(4, trials_per_chain=30, checkpoint=ck, checkpoint_every=2)  # "interrupted" after 4
+    b = PGMC(tg, pol, [conf] * 2, seed=5)
+    hb = b.learn(8, trials_per_chain=30, checkpoint=ck)
+    c = PGMC(tg, pol, [conf] * 2, seed=5)
+    hc = c.learn(8, trials_per_chain=30)
+    assert len(hb) == len(hc) == 8
+    assert json.dumps(hb) == json.dumps(hc)
+    for blk in b.policy.trainable:
+        assert np.array_equal(b.policy.vector(blk), c.policy.vector(blk))
+    for cb, cc in zip(b.chains, c.chains, strict=True):
+        assert np.array_equal(cb.pos, cc.pos) and np.array_equal(cb.species, cc.species)
+    assert not np.array_equal(b.policy.vector("gauss"), pol.vector("gauss"))  # it did learn
+    with pytest.raises(InputError):  # a checkpoint of another run is refused
+        PGMC(tg, pol, [conf] * 2, seed=6).learn(8, trials_per_chain=30, checkpoint=ck)
 
 
 def test_bad_inputs():

@@ -65,7 +65,8 @@ def pgmc_train(*, T: float, out: PathLike, input: PathLike | None = None, model:
                local_fraction: float = 0.0, swap_fraction: float | None = None,
                swap_pairs: list[list[int]] | None = None, biased: bool = True, hidden: int = 8,
                progress: bool = False) -> dict[str, Any]:
-    """Learn a PGMC policy during burn-in and save it (one JSON file, ``out``).
+    """Learn a PGMC policy during burn-in and save it (one JSON file, ``out``); the learning state is
+    checkpointed to ``<out>.ckpt.h5`` and resumed from there when the same call is repeated.
 
     The chains start from ``input`` (or a random state of ``n`` particles of ``model``), are equilibrated
     for ``equilibrate_sweeps`` sweeps, then ``iterations`` learning steps follow (each: ``sweeps_between``
@@ -97,8 +98,9 @@ def pgmc_train(*, T: float, out: PathLike, input: PathLike | None = None, model:
     t0 = time.perf_counter()
     starts = chain_starts(conf, n_chains, T, seed, equilibrate_sweeps)
     pg = PGMC(PGMCTarget.from_model(m, conf.box, T), pol, starts, seed=seed)
+    ck = Path(str(out) + ".ckpt.h5")  # learning resumes from here when the same command is repeated
     hist = pg.learn(iterations, trials_per_chain=trials_per_chain, sweeps_between=sweeps_between,
-                    optimizer=optimizer, lr=lr, progress=progress)
+                    optimizer=optimizer, lr=lr, progress=progress, checkpoint=ck)
     learned = pg.freeze()
     tail = hist[-max(1, len(hist) // 10):]
     summary: dict[str, Any] = {"model": m.name, "N": conf.n, "T": T, "optimizer": optimizer,
@@ -113,6 +115,7 @@ def pgmc_train(*, T: float, out: PathLike, input: PathLike | None = None, model:
                          "training": {k: v for k, v in summary.items() if k not in ("theta",)},
                          "history_tail": tail})
     learned.save(out, seed=seed, model=m.name, T=T, N=conf.n)
+    ck.unlink(missing_ok=True)
     summary["out"] = str(out)
     return summary
 
