@@ -279,13 +279,15 @@ def _selection_logit(k, sp, feat, theta, use_new, swap_out, f_in, is_touched, df
 
 @njit(cache=True, error_model="numpy")
 def _select(u, sp, members, n_members, theta, feat, dfeat, is_touched, swap_out, swap_in, f_in, use_new,
-            biased, gmean):
+            biased, gmean, want_mean, lbuf):
     """Pick a member of species sp with probability exp(theta_sp . f) / Z (uniform if not biased).
 
     In the new state (use_new) the member ``swap_out`` is replaced by ``swap_in`` with features f_in and
     other features are feat + dfeat. If u < 0 no particle is drawn and the log-probability of
-    ``swap_in`` is returned instead (evaluation only). Returns (chosen index, log P(chosen));
-    gmean (N_SEL,) receives the mean features under the selection distribution.
+    ``swap_in`` is returned instead (evaluation only). Returns (chosen index, log P(chosen)).
+    With ``want_mean`` (learning records), gmean (N_SEL,) receives the mean features under the selection
+    distribution; otherwise it is not touched. lbuf (>= members of sp,) is scratch: every logit is computed
+    once (and the chosen one again) and every weight exponentiated once; the draw stops early.
     """
     m = n_members[sp]
     if not biased:
@@ -298,49 +300,53 @@ def _select(u, sp, members, n_members, theta, feat, dfeat, is_touched, swap_out,
             k = m - 1
         return members[sp, k], -math.log(m)
     lmax = -np.inf
+    q_in = -1
+    l_in = 0.0
     for q in range(m):
         k = members[sp, q]
         lk = _selection_logit(k, sp, feat, theta, use_new, swap_out, f_in, is_touched, dfeat)
+        lbuf[q] = lk
         if lk > lmax:
             lmax = lk
+        if u < 0.0 and ((use_new and k == swap_out and swap_in >= 0) or (not use_new and k == swap_in)):
+            q_in = q
+            l_in = lk
     z = 0.0
-    for a in range(N_SEL):
-        gmean[a] = 0.0
-    for q in range(m):
-        k = members[sp, q]
-        lk = _selection_logit(k, sp, feat, theta, use_new, swap_out, f_in, is_touched, dfeat)
-        w = math.exp(lk - lmax)
-        z += w
+    if want_mean:
         for a in range(N_SEL):
-            fk = feat[k, a]
-            if use_new:
-                if k == swap_out:
-                    fk = f_in[a]
-                elif is_touched[k]:
-                    fk += dfeat[k, a]
-            gmean[a] += w * fk
-    for a in range(N_SEL):
-        gmean[a] /= z
-    logz = lmax + math.log(z)
-    target = u * z
-    chosen = -1
-    acc = 0.0
-    lchosen = 0.0
+            gmean[a] = 0.0
     for q in range(m):
-        k = members[sp, q]
-        lk = _selection_logit(k, sp, feat, theta, use_new, swap_out, f_in, is_touched, dfeat)
-        if u < 0.0:
-            if (use_new and k == swap_out and swap_in >= 0) or (not use_new and k == swap_in):
-                return swap_in, lk - logz
-            continue
-        acc += math.exp(lk - lmax)
-        if acc > target or q == m - 1:
-            chosen = k
-            lchosen = lk
-            break
+        w = math.exp(lbuf[q] - lmax)
+        lbuf[q] = w
+        z += w
+        if want_mean:
+            k = members[sp, q]
+            for a in range(N_SEL):
+                fk = feat[k, a]
+                if use_new:
+                    if k == swap_out:
+                        fk = f_in[a]
+                    elif is_touched[k]:
+                        fk += dfeat[k, a]
+                gmean[a] += w * fk
+    if want_mean:
+        for a in range(N_SEL):
+            gmean[a] /= z
+    logz = lmax + math.log(z)
     if u < 0.0:
-        return swap_in, -np.inf
-    return chosen, lchosen - logz
+        if q_in < 0:
+            return swap_in, -np.inf
+        return swap_in, l_in - logz
+    target = u * z
+    acc = 0.0
+    q = 0
+    while q < m - 1:
+        acc += lbuf[q]
+        if acc > target:
+            break
+        q += 1
+    k = members[sp, q]  # its logit again (lbuf now holds weights): log P exactly as the logit minus log Z
+    return k, _selection_logit(k, sp, feat, theta, use_new, swap_out, f_in, is_touched, dfeat) - logz
 
 
 @njit(cache=True, error_model="numpy")
@@ -418,6 +424,7 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
     fi_new = np.zeros(2)
     fj_new = np.zeros(2)
     gm = np.zeros(N_SEL)
+    lbuf = np.empty(n)  # scratch of _select
     dfeat = np.zeros((n, 2))
     touched = np.empty(n, dtype=np.int64)
     is_touched = np.zeros(n, dtype=np.bool_)
@@ -517,12 +524,12 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
             continue
         stats[KIND_SWAP, 0] += 1
         i, lpa = _select(usel[t, 0], sa, members, n_members, theta, feat, dfeat, is_touched, -1, -1, fi_new, False,
-                         biased, gm)
+                         biased, gm, record, lbuf)
         if record:
             for a in range(N_SEL):
                 rec_sel[t, 0, a] = feat[i, a] - gm[a]
         j, lpb = _select(usel[t, 1], sb, members, n_members, theta, feat, dfeat, is_touched, -1, -1, fi_new, False,
-                         biased, gm)
+                         biased, gm, record, lbuf)
         if record:
             for a in range(N_SEL):
                 rec_sel[t, 0, N_SEL + a] = feat[j, a] - gm[a]
@@ -549,12 +556,12 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
         if use_new:
             # reverse move: j drawn from species a (where it replaced i), i from species b (replacing j)
             _, lra = _select(-1.0, sa, members, n_members, theta, feat, dfeat, is_touched, i, j, fj_new, True, biased,
-                             gm)
+                             gm, record, lbuf)
             if record:
                 for a in range(N_SEL):
                     rec_sel[t, 1, a] = (fj_new[a] if biased else 0.0) - gm[a]
             _, lrb = _select(-1.0, sb, members, n_members, theta, feat, dfeat, is_touched, j, i, fi_new, True, biased,
-                             gm)
+                             gm, record, lbuf)
             if record:
                 for a in range(N_SEL):
                     rec_sel[t, 1, N_SEL + a] = (fi_new[a] if biased else 0.0) - gm[a]
