@@ -118,12 +118,22 @@ def test_scorers_and_generic_path() -> None:
         PredictorScorer(object())
 
 
-def test_predictor_file_adapter(tmp_path) -> None:
-    base = pytest.importorskip("glassgen.predictors.base")
-    if not hasattr(base, "load_predictor"):
-        pytest.skip("predictors package has no load_predictor yet")
-    with pytest.raises(Exception):  # noqa: B017  (a missing file must not pass silently)
+def test_predictor_file_adapter(tmp_path, ka3d_n150) -> None:
+    """A saved predictor (the shipped ridge model) as a selection scorer: log-weights are its standardised
+    predictions times the scale; a missing file is a one-line InputError."""
+    from pathlib import Path
+
+    import glassgen
+    from glassgen.predictors.base import load_predictor
+
+    with pytest.raises(InputError):
         PredictorScorer(tmp_path / "missing.npz")
+    shipped = Path(glassgen.__file__).parent / "data" / "predictors" / "ka3d_T0.44_ridge_cg.npz"
+    c = ka3d_n150
+    s = PredictorScorer(shipped, scale=2.0).scores(c.positions, c.species, c.box)
+    p = load_predictor(shipped).score(c.positions, c.species, c.box)
+    assert s.shape == (150,) and np.all(np.isfinite(s)) and p.std() > 0
+    assert np.allclose(s, 2.0 * (p - p.mean()) / p.std(), rtol=0, atol=1e-12)
 
 
 # ---------------------------------------------------------------------------- local flow moves

@@ -263,17 +263,23 @@ def swap_energy_change(i, j, pos, species, box, nsp, pp, use_cells, ncell, cells
 
 
 @njit(cache=True, error_model="numpy")
+def _feature(k, a, feat, use_new, swap_out, f_in, is_touched, dfeat):
+    """Selection feature a of particle k, in the old state or (``use_new``) the state after the move."""
+    fk = feat[k, a]
+    if use_new:
+        if k == swap_out:
+            fk = f_in[a]
+        elif is_touched[k]:
+            fk += dfeat[k, a]
+    return fk
+
+
+@njit(cache=True, error_model="numpy")
 def _selection_logit(k, sp, feat, theta, use_new, swap_out, f_in, is_touched, dfeat):
     """theta[sp] . features of particle k, in the old state or (``use_new``) the state after the move."""
     lk = 0.0
     for a in range(N_SEL):
-        fk = feat[k, a]
-        if use_new:
-            if k == swap_out:
-                fk = f_in[a]
-            elif is_touched[k]:
-                fk += dfeat[k, a]
-        lk += theta[sp, a] * fk
+        lk += theta[sp, a] * _feature(k, a, feat, use_new, swap_out, f_in, is_touched, dfeat)
     return lk
 
 
@@ -322,13 +328,7 @@ def _select(u, sp, members, n_members, theta, feat, dfeat, is_touched, swap_out,
         if want_mean:
             k = members[sp, q]
             for a in range(N_SEL):
-                fk = feat[k, a]
-                if use_new:
-                    if k == swap_out:
-                        fk = f_in[a]
-                    elif is_touched[k]:
-                        fk += dfeat[k, a]
-                gmean[a] += w * fk
+                gmean[a] += w * _feature(k, a, feat, use_new, swap_out, f_in, is_touched, dfeat)
     if want_mean:
         for a in range(N_SEL):
             gmean[a] /= z
