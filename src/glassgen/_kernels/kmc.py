@@ -31,8 +31,9 @@ Redraw laws (``redraw_mode``):
 Time is continuous and the process is Markov between events, so a run stopped at ``t_stop`` (the
 pending event discarded) and continued later is the same process (chunked runs, checkpoints).
 
-Randomness: the kernels seed Numba's own generator with the ``seed`` they are given (an int drawn by
-the Python driver from its ``np.random.Generator``); nothing reads global random state.
+Randomness: each kernel call builds its own xoshiro256++ state from the ``seed`` it is given (an int
+drawn by the Python driver from its ``np.random.Generator``; :mod:`glassgen._kernels.rng`); nothing reads
+global random state.
 """
 
 import math
@@ -40,7 +41,7 @@ import math
 import numpy as np
 from numba import njit
 
-from glassgen._kernels.rng import normal
+from glassgen._kernels.rng import normal, rng_state, uniform
 
 __all__ = ["TREE_B", "tree_size", "tree_total", "tree_build", "tree_set", "tree_set_leaves", "tree_sample", "lnrate",
            "kmc_run",
@@ -177,37 +178,37 @@ def lnrate(x, c0, c1, lncap, tab_x0, tab_dx, tab):
 
 
 @njit(cache=True)
-def _tnorm_upper(a):
+def _tnorm_upper(rs, a):
     """Standard normal restricted to [a, inf), exact (Robert 1995 for a > 0.5)."""
     if a < 0.5:
         while True:
-            z = normal()
+            z = normal(rs)
             if z >= a:
                 return z
     lam = 0.5 * (a + math.sqrt(a * a + 4.0))
     while True:
-        z = a - math.log(1.0 - np.random.random()) / lam
-        if np.random.random() <= math.exp(-0.5 * (z - lam) ** 2):
+        z = a - math.log(1.0 - uniform(rs)) / lam
+        if uniform(rs) <= math.exp(-0.5 * (z - lam) ** 2):
             return z
 
 
 @njit(cache=True)
-def _redraw(mode, p0, p1, rp, c0, c1, lncap, tab_x0, tab_dx, tab, cdf_x, cdf):
+def _redraw(rs, mode, p0, p1, rp, c0, c1, lncap, tab_x0, tab_dx, tab, cdf_x, cdf):
     if mode == 0:
-        return -p0 * math.log(1.0 - np.random.random())
+        return -p0 * math.log(1.0 - uniform(rs))
     if mode == 1:
-        return p0 + p1 * normal()
+        return p0 + p1 * normal(rs)
     if mode == 2:
         m, xs, p_lin, side = rp[0], rp[1], rp[2], rp[3]
-        if np.random.random() < p_lin:  # linear piece: N(p0, p1^2) on the side `side` of xs
+        if uniform(rs) < p_lin:  # linear piece: N(p0, p1^2) on the side `side` of xs
             if side > 0:
-                return p0 - p1 * _tnorm_upper((p0 - xs) / p1)
-            return p0 + p1 * _tnorm_upper((xs - p0) / p1)
+                return p0 - p1 * _tnorm_upper(rs, (p0 - xs) / p1)
+            return p0 + p1 * _tnorm_upper(rs, (xs - p0) / p1)
         if side > 0:  # capped piece: N(m, p1^2) on the other side
-            return m + p1 * _tnorm_upper((xs - m) / p1)
-        return m - p1 * _tnorm_upper((m - xs) / p1)
+            return m + p1 * _tnorm_upper(rs, (xs - m) / p1)
+        return m - p1 * _tnorm_upper(rs, (m - xs) / p1)
     # mode 3: tabulated inverse CDF
-    u = np.random.random()
+    u = uniform(rs)
     lo = 0
     hi = cdf.shape[0] - 1
     while hi - lo > 1:
@@ -222,6 +223,9 @@ def _redraw(mode, p0, p1, rp, c0, c1, lncap, tab_x0, tab_dx, tab, cdf_x, cdf):
 
 
 # ----------------------------------------------------------------------------------------- KMC loop
+#: columns of the per-site record used inside :func:`kmc_run`
+_SITE_T_LAST, _SITE_T_FIRST, _SITE_NHOP, _SITE_POS = 0, 1, 2, 3
+
 @njit(cache=True)
 def kmc_run(x, pos, nhop, t_first, t_last, t, t_stop, max_events,
             c0, c1, lncap, tab_x0, tab_dx, tab,
@@ -259,13 +263,13 @@ def kmc_run(x, pos, nhop, t_first, t_last, t, t_stop, max_events,
             site (the first one measured from t = 0), adds max(0, g - t_samples[k]) to gap_acc[k]: the
             numerator of the persistence averaged over all time origins (see
             :func:`glassgen.models.observables.persistence_all_origins`).
-        seed: seed of Numba's generator for this call.
+        seed: seed of the generator for this call.
 
     Returns:
         (t, m_next, n_events, n_wt): the time reached, the next sampling index, the events done and the
         waiting-time count.
     """
-    np.random.seed(seed)
+    rs = rng_state(seed)
     n = x.shape[0]
     d = pos.shape[1]
     n_t = t_samples.shape[0]
@@ -275,51 +279,68 @@ def kmc_run(x, pos, nhop, t_first, t_last, t, t_stop, max_events,
     for i in range(n):
         rates[i] = math.exp(lnrate(x[i], c0, c1, lncap, tab_x0, tab_dx, tab))
     tree = tree_build(rates)
+    # Memory layout for large N (a random site per event, so every array touched is a cache miss): the
+    # chosen site's bookkeeping lives in one record (t_last, t_first, nhop, pos[0:d]) instead of four
+    # arrays, and a CSR row is 4-byte neighbour indices plus interleaved (eta, amplitude) pairs. x stays a
+    # separate array because the neighbours of a site read and write it. Copied back before returning.
+    rec = _SITE_POS + d
+    site = np.empty((n, rec))
+    for i in range(n):
+        site[i, _SITE_T_LAST] = t_last[i]
+        site[i, _SITE_T_FIRST] = t_first[i]
+        site[i, _SITE_NHOP] = nhop[i]  # exact as a float64 up to 2^53 rearrangements
+        for k in range(d):
+            site[i, _SITE_POS + k] = pos[i, k]
+    n_edges = nb_idx.shape[0]
+    nbr = np.empty(n_edges, dtype=np.int32)
+    kick = np.empty((n_edges, 2))  # (eta, sqrt(eta (2 - eta)) s) per edge
+    for e in range(n_edges):
+        nbr[e] = nb_idx[e]
+        kick[e, 0] = nb_eta[e]
+        kick[e, 1] = math.sqrt(nb_eta[e] * (2.0 - nb_eta[e])) * kick_std
     max_deg = 0
     for i in range(n):
         max_deg = max(max_deg, nb_ptr[i + 1] - nb_ptr[i])
     leaves = np.empty(max_deg + 1, dtype=np.int64)
     new_rates = np.empty(max_deg + 1)
-    kick_amp = np.empty(nb_eta.shape[0])
-    for e in range(nb_eta.shape[0]):
-        kick_amp[e] = math.sqrt(nb_eta[e] * (2.0 - nb_eta[e])) * kick_std
     n_ev = 0
     while n_ev < max_events:
         total = tree_total(tree)
         if not total > 0.0:
             break
-        t_new = t - math.log(1.0 - np.random.random()) / total
+        t_new = t - math.log(1.0 - uniform(rs)) / total
         limit = min(t_new, t_stop)
         while m_next < n_t and t_samples[m_next] <= limit:
             for i in range(n):
                 for k in range(d):
-                    snap_pos[m_next, i, k] = pos[i, k]
-                snap_nhop[m_next, i] = nhop[i]
+                    snap_pos[m_next, i, k] = site[i, _SITE_POS + k]
+                snap_nhop[m_next, i] = np.int64(site[i, _SITE_NHOP])
                 snap_x[m_next, i] = x[i]
             m_next += 1
         if t_new > t_stop:
             t = t_stop
             break
         t = t_new
-        i = tree_sample(tree, np.random.random())
+        i = tree_sample(tree, uniform(rs))
         if i >= n:  # round-off at the right edge of the tree
             i = n - 1
-        if t_last[i] >= 0.0 and n_wt < wcap:
-            wt[n_wt] = t - t_last[i]
+        tl_i = site[i, _SITE_T_LAST]
+        if tl_i >= 0.0 and n_wt < wcap:
+            wt[n_wt] = t - tl_i
             n_wt += 1
         if n_gap > 0:
-            g = t - max(t_last[i], 0.0)
+            g = t - max(tl_i, 0.0)
             for k in range(n_gap):
                 if t_samples[k] >= g:
                     break
                 gap_acc[k] += g - t_samples[k]
-        t_last[i] = t
-        if nhop[i] == 0:
-            t_first[i] = t
-        nhop[i] += 1
+        site[i, _SITE_T_LAST] = t
+        if site[i, _SITE_NHOP] == 0.0:
+            site[i, _SITE_T_FIRST] = t
+        site[i, _SITE_NHOP] += 1.0
         for k in range(d):
-            pos[i, k] += b * normal()
-        x[i] = _redraw(redraw_mode, p0, p1, rp, c0, c1, lncap, tab_x0, tab_dx, tab, cdf_x, cdf)
+            site[i, _SITE_POS + k] += b * normal(rs)
+        x[i] = _redraw(rs, redraw_mode, p0, p1, rp, c0, c1, lncap, tab_x0, tab_dx, tab, cdf_x, cdf)
         rate_i = math.exp(lnrate(x[i], c0, c1, lncap, tab_x0, tab_dx, tab))
         if nb_ptr[i] == nb_ptr[i + 1]:
             tree_set(tree, i, rate_i)
@@ -327,15 +348,15 @@ def kmc_run(x, pos, nhop, t_first, t_last, t, t_stop, max_events,
             k = 0
             placed = False
             for e in range(nb_ptr[i], nb_ptr[i + 1]):
-                j = nb_idx[e]
+                j = np.int64(nbr[e])
                 if not placed and j > i:
                     leaves[k] = i
                     new_rates[k] = rate_i
                     k += 1
                     placed = True
-                eta = nb_eta[e]
+                eta = kick[e, 0]
                 x[j] = (kick_mean + (1.0 - eta) * (x[j] - kick_mean) + eta * kick_shift
-                        + kick_amp[e] * normal())
+                        + kick[e, 1] * normal(rs))
                 leaves[k] = j
                 new_rates[k] = math.exp(lnrate(x[j], c0, c1, lncap, tab_x0, tab_dx, tab))
                 k += 1
@@ -345,6 +366,12 @@ def kmc_run(x, pos, nhop, t_first, t_last, t, t_stop, max_events,
                 k += 1
             tree_set_leaves(tree, leaves, new_rates, k)
         n_ev += 1
+    for i in range(n):
+        t_last[i] = site[i, _SITE_T_LAST]
+        t_first[i] = site[i, _SITE_T_FIRST]
+        nhop[i] = np.int64(site[i, _SITE_NHOP])
+        for k in range(d):
+            pos[i, k] = site[i, _SITE_POS + k]
     return t, m_next, n_ev, n_wt
 
 
@@ -352,8 +379,8 @@ def kmc_run(x, pos, nhop, t_first, t_last, t, t_stop, max_events,
 @njit(cache=True)
 def sample_redraw(n, mode, p0, p1, rp, c0, c1, lncap, tab_x0, tab_dx, tab, cdf_x, cdf, seed):
     """n independent draws (n,) of the post-rearrangement law (for tests and diagnostics)."""
-    np.random.seed(seed)
+    rs = rng_state(seed)
     out = np.empty(n)
     for k in range(n):
-        out[k] = _redraw(mode, p0, p1, rp, c0, c1, lncap, tab_x0, tab_dx, tab, cdf_x, cdf)
+        out[k] = _redraw(rs, mode, p0, p1, rp, c0, c1, lncap, tab_x0, tab_dx, tab, cdf_x, cdf)
     return out

@@ -28,6 +28,8 @@ import math
 import numpy as np
 from numba import njit
 
+from glassgen._kernels.rng import normal, rng_state, uniform
+
 __all__ = ["yield_strain", "min_shear_to_yield", "shear_all", "avalanche"]
 
 
@@ -148,14 +150,14 @@ def avalanche(e, S, u, ep, coords, L, G, m0, m1, w0, w1, w2, coupling, release,
             compensating shift per unit intensity.
         mavg: (n_bins,) running mean of S per distance bin, updated mavg <- (1 - ema_rate) mavg + ema_rate S.
         max_frames: guard (the avalanche stops there; returned ``completed`` is False).
-        seed: seed of Numba's generator.
+        seed: seed of the kernel's generator (:mod:`glassgen._kernels.rng`).
 
     Returns:
         (frames, events, sites, released, completed): frames run, rearrangement events started (an
         initiating site and its co-rearrangers count as one), distinct sites that rearranged, total
         released strain sum |I|, and whether it ended with every site stable.
     """
-    np.random.seed(seed)
+    rs = rng_state(seed)
     n, nc = e.shape
     dim = coords.shape[1]
     step = np.zeros(n, np.int64)
@@ -188,7 +190,7 @@ def avalanche(e, S, u, ep, coords, L, G, m0, m1, w0, w1, w2, coupling, release,
             events += 1
             tot2 = 0.0
             for m in range(co_off.shape[0]):
-                if m > 0 and np.random.random() >= co_p[m]:
+                if m > 0 and uniform(rs) >= co_p[m]:
                     continue
                 j = _site_plus(coords[best], co_off[m], L, dim)
                 if step[j] > 0:
@@ -233,7 +235,7 @@ def avalanche(e, S, u, ep, coords, L, G, m0, m1, w0, w1, w2, coupling, release,
                         eta = min(1.0, soft_eta[kk] * ieta)
                         ds += eta * (mavg[rb] + shift_c - S[x])
                         mavg[rb] = (1.0 - ema_rate) * mavg[rb] + ema_rate * S[x]
-                        ds += math.sqrt(eta * (2.0 - eta)) * s_noise * np.random.standard_normal()
+                        ds += math.sqrt(eta * (2.0 - eta)) * s_noise * normal(rs)
                     S[x] += ds
         frames += 1
         # advance the rearranging sites; finished ones get a new yield quantile
@@ -247,7 +249,7 @@ def avalanche(e, S, u, ep, coords, L, G, m0, m1, w0, w1, w2, coupling, release,
                 primary[i] = False
                 for a in range(nc):
                     inten[i, a] = 0.0
-                u[i] = np.random.random()
+                u[i] = uniform(rs)
                 if not touched[i]:
                     touched[i] = True
                     sites += 1
