@@ -3,7 +3,12 @@
 For each system and temperature, in one run on the same machine:
 
 * flow IS: ``--is-samples`` flow samples, exact energies, Kish ESS/n; CPU s per effective sample =
-  wall time / ESS;
+  wall time / ESS. For a flow on a ladder of Boltzmann priors (pools of MD configurations at T_h > T)
+  the row also reports ``identity_ess_fraction``: the ESS/n of the same pool reweighted from T_h to T
+  without any flow (log w = -U/T + U/T_h), i.e. what the trained map adds over plain temperature
+  reweighting, and ``pool_route_s_per_indep`` = MD CPU s per independent sample at T_h (the MD row of
+  T_h in this run) / ESS_fraction + the IS cost: what an independent sample at T costs when the pool's
+  MD is paid for. ``speedup_pool_route_vs_md`` compares it with MD at T;
 * flow-MCMC: ``--chains`` independence-MH chains with one local MC sweep per iteration; IMH
   acceptance; tau = max(tau_U, tau_Q) in iterations (integrated autocorrelation times of U and of
   the self-overlap, a = 0.3); CPU s per independent sample = wall / (iterations * chains) * tau;
@@ -36,6 +41,7 @@ from glassgen.config import repo_root
 from glassgen.dynamics.initial import random_state
 from glassgen.dynamics.mc import MonteCarlo
 from glassgen.dynamics.md import MDSimulation
+from glassgen.flows.base import BoltzmannPriorBase
 from glassgen.flows.generator import BoltzmannGenerator
 from glassgen.flows.weights import kish_ess_fraction, reweighted_mean
 from glassgen.observables.overlap import overlap_correlation
@@ -73,7 +79,7 @@ def tau_of(u: np.ndarray, frames: np.ndarray, box: np.ndarray) -> tuple[float, f
 def run_md(mc: MonteCarlo, T: float, steps: int, every: int) -> dict:
     sim = MDSimulation(mc.configuration(), T=T, dt=0.005, thermostat="nhc", seed=1, threads=1,
                        init_velocities=True)
-    sim.step(2000)
+    sim.step(steps // 5)  # MD equilibration from the MC state (local MC of small cold systems can be stuck)
     n_s = steps // every
     u, frames = np.empty(n_s), np.empty((n_s, mc.n, mc.dim))
     t0 = time.perf_counter()
@@ -85,7 +91,8 @@ def run_md(mc: MonteCarlo, T: float, steps: int, every: int) -> dict:
     tu, tq, conv = tau_of(u, frames, mc.box)
     tau = max(tu, tq)
     return {"md_tau_U_steps": tu * every, "md_tau_Q_steps": tq * every, "md_converged": conv,
-            "md_s_per_indep": wall / n_s * tau, "md_U_per_N": float(u.mean() / mc.n)}
+            "md_s_per_indep": wall / n_s * tau, "md_U_per_N": float(u.mean() / mc.n),
+            "md_U_per_N_err": float(mean_and_error(u / mc.n)[1])}
 
 
 def run_chains(proposal, mc: MonteCarlo, T: float, chains: int, iters: int, seed: int) -> tuple[dict, float]:
@@ -107,8 +114,8 @@ def main() -> None:
     ap.add_argument("--is-samples", type=int, default=4000)
     ap.add_argument("--chains", type=int, default=8)
     ap.add_argument("--iterations", type=int, default=400, help="flow-MCMC / local-MC iterations per chain")
-    ap.add_argument("--md-steps", type=int, default=100_000)
-    ap.add_argument("--md-every", type=int, default=50)
+    ap.add_argument("--md-steps", type=int, default=400_000)
+    ap.add_argument("--md-every", type=int, default=100)
     ap.add_argument("--equilibration", type=int, default=4000, help="MC sweeps before sampling")
     args = ap.parse_args()
     numba.set_num_threads(1)
@@ -116,6 +123,7 @@ def main() -> None:
     systems = list(GRID) if args.systems == "all" else [
         (s.split(":")[0], int(s.split(":")[1])) for s in args.systems.split(",")]
     rows = []
+    md_cost: dict[tuple[str, int, float], float] = {}
     for model, n in systems:
         ck = find_flow(model, n)
         gen = BoltzmannGenerator.load(ck) if ck else None
@@ -133,6 +141,7 @@ def main() -> None:
             row.update({"mc_tau_sweeps": max(loc["tau_U"], loc["tau_Q"]), "mc_converged": loc["converged"],
                         "mc_s_per_indep": loc["s_per_indep"]})
             row.update(run_md(mc, T, args.md_steps, args.md_every))
+            md_cost[(model, n, float(T))] = row["md_s_per_indep"]
             if gen is not None:
                 torch.manual_seed(0)
                 t0 = time.perf_counter()
@@ -147,6 +156,18 @@ def main() -> None:
                     ok = np.isfinite(lw)
                     m, e = reweighted_mean(u[ok] / n, lw[ok])
                     row.update({"U_per_N_is": float(m), "U_per_N_is_err": float(e)})
+                base = gen.flow.q0
+                if isinstance(base, BoltzmannPriorBase):
+                    t_h = base.prior_temperature(T)
+                    k = base.T_priors.index(t_h)
+                    u_pool = base.pool_energies[k].numpy()
+                    row.update({"prior_T": t_h, "pool_size": int(u_pool.size),
+                                "identity_ess_fraction": kish_ess_fraction(-u_pool / T + u_pool / t_h)})
+                    pool_md = md_cost.get((model, n, float(t_h)))
+                    if pool_md is not None and ess > 0:
+                        route = pool_md / ess + row["is_s_per_indep"]
+                        row.update({"pool_route_s_per_indep": route,
+                                    "speedup_pool_route_vs_md": row["md_s_per_indep"] / route})
                 fm, _ = run_chains(gen, mc, T, args.chains, args.iterations, seed=13)
                 u_f = fm["energies"] / n
                 row.update({"imh_acceptance": fm["imh_acceptance"], "fmcmc_tau": max(fm["tau_U"], fm["tau_Q"]),
@@ -155,9 +176,9 @@ def main() -> None:
                 row["speedup_fmcmc_vs_md"] = row["md_s_per_indep"] / fm["s_per_indep"]
             rows.append(row)
             print({k: (round(v, 5) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
-    cols = ["model", "N", "T", "is_ess_fraction", "imh_acceptance", "is_s_per_indep", "fmcmc_s_per_indep",
-            "mc_s_per_indep", "md_s_per_indep", "speedup_fmcmc_vs_md", "U_per_N_ref", "U_per_N_is",
-            "U_per_N_fmcmc"]
+    cols = ["model", "N", "T", "prior_T", "identity_ess_fraction", "is_ess_fraction", "imh_acceptance",
+            "is_s_per_indep", "fmcmc_s_per_indep", "mc_s_per_indep", "md_s_per_indep", "speedup_fmcmc_vs_md",
+            "speedup_pool_route_vs_md", "md_U_per_N", "U_per_N_ref", "U_per_N_is", "U_per_N_fmcmc"]
     print(table(rows, cols))
     save("flows", {"rows": rows, "args": vars(args),
                    "notes": "s_per_indep = CPU seconds per effectively independent sample; tau = max(tau_U, "

@@ -128,3 +128,33 @@ def test_init_from_starts_from_another_checkpoint(tmp_path):
                                                                         ff_width=16, n_bins=8)})
     with pytest.raises(InputError, match="different system or architecture"):
         train_flow(other, tmp_path / "c.pt", progress=False, max_steps=0)
+
+
+def test_validation_keeps_the_best_flow_and_resumes(tmp_path):
+    """validate_every: Kish ESS/n at every ladder temperature before training and every k steps; the run
+    ends with the flow of the best score (geometric mean), resumes with the same result, and a Boltzmann-
+    prior ladder trains from MD pools (data_source = "md")."""
+    arch = FlowArchitecture(n_blocks=1, width=16, n_layers=1, ff_width=16, n_bins=8, base="boltzmann",
+                            T_priors=(2.0, 1.2))
+    cfg = TrainingConfig(objective="reverse", validate_every=4, validate_samples=64, data_source="md",
+                         **{**TINY, "T_ladder": (1.2, 1.0), "data_equilibration": 200, "data_every": 20,
+                            "architecture": arch})
+    gen = train_flow(cfg, tmp_path / "v.pt", progress=False, log_every=1)  # 1: resumed loss averages comparable
+    vals = [h for h in gen.training["history"] if "validation_ess" in h]
+    assert [h["step"] for h in vals] == [0, 4, 8, 12]
+    assert all(set(h["validation_ess"]) == {"1.2", "1.0"} for h in vals)
+    for h in vals:
+        e = list(h["validation_ess"].values())
+        assert abs(h["score"] - float(np.sqrt(e[0] * e[1]))) < 1e-12
+    best = max(vals, key=lambda h: h["score"])
+    assert gen.training["selected"]["step"] == best["step"]
+    ck = torch.load(tmp_path / "v.pt", weights_only=False)
+    for k, v in ck["best"]["state_dict"].items():
+        assert torch.equal(gen.flow.state_dict()[k], v), k
+    part = tmp_path / "p.pt"
+    train_flow(cfg, part, progress=False, log_every=1, max_steps=5)
+    resumed = train_flow(cfg, part, progress=False, log_every=1)
+    assert resumed.training["selected"]["step"] == best["step"]
+    for (k, a), b in zip(gen.flow.state_dict().items(), resumed.flow.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    assert repr(resumed.training["history"]) == repr(gen.training["history"])  # bitwise equal (nan-safe)

@@ -357,9 +357,11 @@ def flow_train(*, config: PathLike, out: PathLike, resume: bool = True, device: 
     summary: dict[str, Any] = {"out": str(out), "model": cfg.model, "N": cfg.N, "T_range": list(gen.T_range or ()),
                                "steps": cfg.total_steps, "skipped_steps": gen.training.get("skipped"),
                                "wall_s": time.perf_counter() - t0}
-    hist = gen.training.get("history", [])
-    if hist:
-        summary["final_losses"] = {k: v for k, v in hist[-1].items() if k in ("reverse_kl", "forward_kl")}
+    losses = [h for h in gen.training.get("history", []) if "reverse_kl" in h]
+    if losses:
+        summary["final_losses"] = {k: v for k, v in losses[-1].items() if k in ("reverse_kl", "forward_kl")}
+    if gen.training.get("selected"):
+        summary["selected_by_validation"] = gen.training["selected"]
     if ship:
         ck = torch.load(out, map_location="cpu", weights_only=False)
         slim = BoltzmannGenerator.from_state(ck).state(config_file=str(p), config_text=p.read_text())
@@ -396,8 +398,9 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
     """
     import torch
 
+    from glassgen.flows.base import BoltzmannPriorBase
     from glassgen.flows.generator import BoltzmannGenerator
-    from glassgen.flows.weights import reweighted_mean, summarize
+    from glassgen.flows.weights import kish_ess_fraction, reweighted_mean, summarize
     from glassgen.observables.plots import plot_sample_summary
     from glassgen.observables.thermo import mean_and_error
 
@@ -436,6 +439,12 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
     species, box, nn = gen.system.species_array(), gen.system.box_array(), gen.system.n
     summary: dict[str, Any] = {"model": gen.system.model, "N": nn, "T": T, "method": method,
                                "checkpoint": str(ck), "n_samples": n_samples}
+    base = gen.flow.q0
+    if isinstance(base, BoltzmannPriorBase):  # ladder of Boltzmann priors: which pool serves T
+        t_h = base.prior_temperature(T)
+        u_pool = base.pool_energies[base.T_priors.index(t_h)].numpy()
+        summary.update({"prior_T": t_h, "prior_pool_size": int(u_pool.size),
+                        "ESS_fraction_identity_map": kish_ess_fraction(-u_pool / T + u_pool / t_h)})
     x, lq = gen.sample(n_samples, T)
     u = gen.energies(x)
     lw = gen.log_weights(u, lq, T)

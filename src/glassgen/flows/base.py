@@ -7,7 +7,13 @@
   is common to all samples and cancels in self-normalised weights and in Metropolis–Hastings ratios;
   it does not cancel in log Z, which is then relative to Z_h). Sampling draws from a finite pool of
   stored configurations, so proposals are exact draws of the base only in the limit of a large,
-  equilibrated pool; refresh the pool with :meth:`BoltzmannPriorBase.set_pool`.
+  equilibrated pool; refresh the pools with :meth:`BoltzmannPriorBase.set_pools`. Draws go through the
+  pool without replacement (a fresh random permutation each pass), so n <= P draws use n distinct
+  configurations and a pass over the pool uses each once: importance-sampling estimates then carry the
+  pool's own information, not repeated copies of it (their error bars still assume the pool's
+  configurations are independent; MD pools are correlated over the sampling interval). Several pools (a
+  ladder of priors at T_h1 < T_h2 < ...) serve a temperature-conditioned flow: target T starts from the
+  coldest pool strictly hotter than T.
 """
 
 from __future__ import annotations
@@ -50,38 +56,115 @@ class UniformBase(nf.distributions.BaseDistribution):
 class BoltzmannPriorBase(nf.distributions.BaseDistribution):
     """Configurations in equilibrium at T_h as the base; log q0 = -U/T_h (unnormalised, see module doc).
 
+    With pools at several temperatures (a ladder of priors), a sample for the target temperature T (the
+    context, beta = 1/T) starts from the *coldest pool strictly hotter than T*; above every pool the
+    hottest one is used. The flow then always transforms configurations of a hotter state: it never
+    hands back the pool of the target temperature itself. The choice depends only on T, so for one
+    target temperature the base is one fixed density and weights and Metropolis–Hastings ratios are exact.
+
     Args:
-        pool: (P, M, d) relative coordinates of equilibrium configurations at ``T_prior``.
-        T_prior: temperature T_h of the pool.
+        pools: {T_h: (P, M, d) relative coordinates of equilibrium configurations at T_h}, or one
+            (P, M, d) tensor with ``T_prior``.
+        T_prior: temperature of a single pool (ignored when ``pools`` is a dict).
         energy: callable mapping relative coordinates (B, M, d) float64 tensor -> (B,) potential
             energies (epsilon) as a float64 tensor (used by ``log_prob``).
-        pool_energies: optional (P,) energies of the pool (else computed with ``energy``).
+        pool_energies: optional energies matching ``pools`` (same structure; else computed).
     """
 
-    def __init__(self, pool: torch.Tensor, T_prior: float, energy: Callable[[torch.Tensor], torch.Tensor],
-                 pool_energies: torch.Tensor | None = None) -> None:
+    def __init__(self, pools: dict[float, torch.Tensor] | torch.Tensor, T_prior: float | None,
+                 energy: Callable[[torch.Tensor], torch.Tensor],
+                 pool_energies: dict[float, torch.Tensor] | torch.Tensor | None = None) -> None:
         super().__init__()
-        if not T_prior > 0:
-            raise InputError(f"prior temperature must be positive, got {T_prior}")
-        self.T_prior = float(T_prior)
+        if not isinstance(pools, dict):
+            if T_prior is None:
+                raise InputError("a single prior pool needs its temperature T_prior")
+            pools = {float(T_prior): pools}
+            pool_energies = None if pool_energies is None else {float(T_prior): pool_energies}
+        if not pools:
+            raise InputError("a Boltzmann prior needs at least one pool of configurations")
+        for t in pools:
+            if not float(t) > 0:
+                raise InputError(f"prior temperature must be positive, got {t}")
         self.energy = energy
-        self.set_pool(pool, pool_energies)
+        self.set_pools(pools, pool_energies)
 
-    def set_pool(self, pool: torch.Tensor, pool_energies: torch.Tensor | None = None) -> None:
-        """Replace the stored configurations (P, M, d) (and their energies)."""
-        if pool.ndim != 3 or pool.shape[0] < 1:
-            raise InputError(f"prior pool must have shape (P, M, d), got {tuple(pool.shape)}")
-        self.pool = pool.to(torch.float64)
-        e = self.energy(self.pool) if pool_energies is None else pool_energies.to(torch.float64)
-        if not torch.all(torch.isfinite(e)):
-            raise InputError("prior pool contains configurations with non-finite energy")
-        self.pool_energies = e
+    def set_pools(self, pools: dict[float, torch.Tensor],
+                  pool_energies: dict[float, torch.Tensor] | None = None) -> None:
+        """Replace the stored configurations {T_h: (P, M, d)} (and their energies)."""
+        temps = sorted(float(t) for t in pools)
+        self.T_priors = tuple(temps)
+        self.pools: list[torch.Tensor] = []
+        self.pool_energies: list[torch.Tensor] = []
+        for t in temps:
+            pool = pools[t]
+            if pool.ndim != 3 or pool.shape[0] < 1:
+                raise InputError(f"prior pool at T={t} must have shape (P, M, d), got {tuple(pool.shape)}")
+            pool = pool.to(torch.float64)
+            e = self.energy(pool) if pool_energies is None else pool_energies[t].to(torch.float64)
+            if not torch.all(torch.isfinite(e)):
+                raise InputError(f"prior pool at T={t} contains configurations with non-finite energy")
+            self.pools.append(pool)
+            self.pool_energies.append(e.detach())
+        self._order: list[torch.Tensor | None] = [None] * len(self.pools)
+        self._cursor = [0] * len(self.pools)
+
+    def draw_state(self) -> dict:
+        """Position in the current pass over every pool (for bitwise-resumable training)."""
+        return {"order": [None if o is None else o.clone() for o in self._order], "cursor": list(self._cursor)}
+
+    def set_draw_state(self, state: dict) -> None:
+        self._order = [None if o is None else o.clone() for o in state["order"]]
+        self._cursor = list(state["cursor"])
+
+    def _draw(self, j: int, k: int, generator: torch.Generator | None) -> torch.Tensor:
+        """k indices into pool j, without replacement within a pass over the pool."""
+        p = self.pools[j].shape[0]
+        out = []
+        while k > 0:
+            if self._order[j] is None or self._cursor[j] >= p:
+                self._order[j] = torch.randperm(p, generator=generator)
+                self._cursor[j] = 0
+            take = min(k, p - self._cursor[j])
+            out.append(self._order[j][self._cursor[j]:self._cursor[j] + take])
+            self._cursor[j] += take
+            k -= take
+        return torch.cat(out)
+
+    # single-pool view (the common case)
+    @property
+    def T_prior(self) -> float:
+        """Temperature of the hottest pool."""
+        return self.T_priors[-1]
+
+    def pool_index(self, context: torch.Tensor | None, n: int) -> torch.Tensor:
+        """(n,) index of the pool serving each sample: the coldest T_h > T, else the hottest."""
+        if len(self.pools) == 1:
+            return torch.zeros(n, dtype=torch.long)
+        if context is None:
+            raise InputError("a ladder of prior pools needs the temperature (context) of every sample")
+        T = 1.0 / context.reshape(-1).to(torch.float64).cpu()
+        th = torch.as_tensor(self.T_priors, dtype=torch.float64)
+        idx = torch.clamp(torch.searchsorted(th, T * (1.0 + 1e-12), right=True), max=len(self.pools) - 1)
+        return idx.expand(n) if idx.numel() == 1 else idx
+
+    def prior_temperature(self, T: float) -> float:
+        """T_h of the pool that serves target temperature T."""
+        k = int(self.pool_index(torch.tensor([[1.0 / T]], dtype=torch.float64), 1)[0])
+        return self.T_priors[k]
 
     def forward(self, num_samples: int = 1, context: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.randint(0, self.pool.shape[0], (num_samples,), generator=generator)
-        return self.pool[idx].clone(), -self.pool_energies[idx] / self.T_prior
+        k = self.pool_index(context, num_samples)
+        m, d = self.pools[0].shape[1:]
+        z = torch.empty(num_samples, m, d, dtype=torch.float64, device=self.pools[0].device)
+        lq = torch.empty(num_samples, dtype=torch.float64, device=self.pools[0].device)
+        for j in torch.unique(k).tolist():
+            rows = torch.nonzero(k == j).reshape(-1)
+            idx = self._draw(j, rows.numel(), generator)
+            z[rows] = self.pools[j][idx]
+            lq[rows] = -self.pool_energies[j][idx] / self.T_priors[j]
+        return z, lq
 
     def log_prob(self, z: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        return -self.energy(z) / self.T_prior
-
+        th = torch.as_tensor(self.T_priors, dtype=torch.float64, device=z.device)
+        return -self.energy(z) / th[self.pool_index(context, z.shape[0]).to(z.device)]

@@ -6,7 +6,8 @@ protocol of :mod:`glassgen.sampling.flow_mcmc` (``sample(n, T)``, ``log_prob(x, 
 
 Checkpoint format (``torch.save`` of a dict, written atomically): ``format = "glassgen-flow"``,
 ``system`` and ``architecture`` (dicts), ``state_dict``, ``T_range`` (the trained temperatures),
-``prior_pool`` (Boltzmann-prior base only), ``training`` (history, config) and ``provenance``.
+``prior_pool`` (Boltzmann-prior base only: {T_h: (P, N, d) positions}; one array in older files),
+``training`` (history, config) and ``provenance``.
 """
 
 from __future__ import annotations
@@ -64,11 +65,11 @@ class BoltzmannGenerator:
     # ------------------------------------------------------------------ construction
     @classmethod
     def create(cls, model: str, n: int, arch: FlowArchitecture | None = None, density: float | None = None,
-               prior_pool: np.ndarray | None = None) -> BoltzmannGenerator:
+               prior_pool: np.ndarray | dict[float, np.ndarray] | None = None) -> BoltzmannGenerator:
         """A fresh (identity-initialised) generator for ``model`` with ``n`` particles.
 
-        ``prior_pool`` (P, N, d) equilibrium configurations at ``arch.T_prior`` are required when
-        ``arch.base == "boltzmann"``.
+        ``prior_pool``: equilibrium configurations, (P, N, d) at ``arch.T_prior`` or {T_h: (P, N, d)} for
+        every T_h of ``arch.T_priors``; required when ``arch.base == "boltzmann"``.
         """
         arch = arch or FlowArchitecture()
         system = FlowSystem.create(model, n, density)
@@ -76,7 +77,7 @@ class BoltzmannGenerator:
         if arch.base == "boltzmann":
             if prior_pool is None:
                 raise InputError("a Boltzmann-prior flow needs a pool of configurations at T_prior")
-            base = _prior_base(system, prior_pool, arch.T_prior)
+            base = _prior_base(system, prior_pool, arch)
         elif arch.base != "uniform":
             raise InputError(f"unknown flow base {arch.base!r} (use 'uniform' or 'boltzmann')")
         return cls(ParticleFlow(system, arch, base))
@@ -154,8 +155,8 @@ class BoltzmannGenerator:
             "architecture": self.flow.arch.as_dict(),
             "state_dict": self.flow.state_dict(),
             "T_range": None if self.T_range is None else [float(t) for t in self.T_range],
-            "prior_pool": (to_full(base.pool, torch.zeros(base.pool.shape[0], self.system.dim,
-                                                          dtype=torch.float64), self.box).numpy()
+            "prior_pool": ({t: to_full(p, torch.zeros(p.shape[0], self.system.dim, dtype=torch.float64),
+                                       self.box).numpy() for t, p in zip(base.T_priors, base.pools, strict=True)}
                            if isinstance(base, BoltzmannPriorBase) else None),
             "training": self.training,
             "provenance": self.provenance or provenance(model=self.system.model, N=self.system.n),
@@ -177,7 +178,7 @@ class BoltzmannGenerator:
         arch = FlowArchitecture(**ck["architecture"])
         base = None
         if arch.base == "boltzmann":
-            base = _prior_base(system, np.asarray(ck["prior_pool"]), arch.T_prior)
+            base = _prior_base(system, ck["prior_pool"], arch)
         flow = ParticleFlow(system, arch, base)
         flow.load_state_dict(ck["state_dict"])
         gen = cls(flow, tuple(ck["T_range"]) if ck.get("T_range") else None)
@@ -198,14 +199,24 @@ class BoltzmannGenerator:
         return cls.from_state(ck)
 
 
-def _prior_base(system: FlowSystem, pool: np.ndarray, T_prior: float) -> BoltzmannPriorBase:
+def _prior_base(system: FlowSystem, pool: np.ndarray | dict[float, np.ndarray], arch: FlowArchitecture
+                ) -> BoltzmannPriorBase:
     box = torch.as_tensor(system.box_array())
-    pool_t = torch.as_tensor(np.asarray(pool, dtype=np.float64))
-    if pool_t.ndim != 3 or tuple(pool_t.shape[1:]) != (system.n, system.dim):
-        raise InputError(f"prior pool must have shape (P, {system.n}, {system.dim}), got {tuple(pool_t.shape)}")
+    temps = arch.prior_temperatures
+    pools = dict(pool) if isinstance(pool, dict) else {temps[-1]: pool}
+    pools = {float(t): p for t, p in pools.items()}
+    if sorted(pools) != list(temps):
+        raise InputError(f"prior pools at T = {sorted(pools)} do not match the architecture's {list(temps)}")
+    rel = {}
+    for t, p in pools.items():
+        pool_t = torch.as_tensor(np.asarray(p, dtype=np.float64))
+        if pool_t.ndim != 3 or tuple(pool_t.shape[1:]) != (system.n, system.dim):
+            raise InputError(f"prior pool at T={t} must have shape (P, {system.n}, {system.dim}), "
+                             f"got {tuple(pool_t.shape)}")
+        rel[t] = to_relative(pool_t, box)
     u = NumbaPairEnergy(system.interaction, system.species_array(), system.box_array())
 
     def energy(r: torch.Tensor) -> torch.Tensor:  # differentiable (forward-KL training through the base)
         return u.energy(to_full(r, torch.zeros(r.shape[0], system.dim, dtype=torch.float64), box))
 
-    return BoltzmannPriorBase(to_relative(pool_t, box), T_prior, energy)
+    return BoltzmannPriorBase(rel, None, energy)

@@ -89,7 +89,9 @@ class FlowArchitecture:
         n_freq: Fourier frequencies per conditioning axis.
         width, n_layers, n_heads, ff_width: transformer conditioner size.
         base: ``uniform`` or ``boltzmann`` (high-temperature prior; needs a pool at run time).
-        T_prior: temperature of the Boltzmann prior.
+        T_prior: temperature of the Boltzmann prior (one pool).
+        T_priors: temperatures of a ladder of prior pools (overrides ``T_prior`` when not empty); target
+            T is served by the coldest pool strictly hotter than T (:class:`BoltzmannPriorBase`).
     """
 
     n_blocks: int = 4
@@ -101,7 +103,16 @@ class FlowArchitecture:
     ff_width: int = 64
     base: str = "uniform"
     T_prior: float = 2.0
+    T_priors: tuple[float, ...] = ()
     extra: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "T_priors", tuple(float(t) for t in self.T_priors))
+
+    @property
+    def prior_temperatures(self) -> tuple[float, ...]:
+        """Temperatures of the prior pools (Boltzmann base), ascending."""
+        return tuple(sorted(self.T_priors)) if self.T_priors else (float(self.T_prior),)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -5,8 +5,8 @@ far, half of them at the newest rung):
 
 * reverse KL: E_q[beta U_s(x) + log q(x)] with U_s the soft-cored energy (linear below
   ``soft_core`` * sigma_ab, so overlapping samples have finite energies and gradients);
-* forward KL: -E_p[log q(x)] on reference configurations from our Metropolis MC at each rung
-  (generated once, stored next to the checkpoint, reused on resume);
+* forward KL: -E_p[log q(x)] on reference configurations from our Metropolis MC or NVT MD at each
+  rung (generated once, stored next to the checkpoint temperature by temperature, reused on resume);
 * mixture: (1 - w) reverse + w forward.
 
 Steps with a non-finite loss or gradient are skipped (and counted); gradients are clipped by norm.
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,10 @@ import torch
 from glassgen.dynamics.initial import random_state
 from glassgen.dynamics.mc import MonteCarlo
 from glassgen.errors import InputError
+from glassgen.flows.base import BoltzmannPriorBase
 from glassgen.flows.generator import BoltzmannGenerator
 from glassgen.flows.model import FlowArchitecture, beta_context, to_full, to_relative
+from glassgen.flows.weights import kish_ess_fraction
 from glassgen.progress import progress_bar
 from glassgen.provenance import atomic_path, provenance
 
@@ -51,12 +54,22 @@ class TrainingConfig:
         objective: reverse | forward | mixture; forward_weight: w of the mixture.
         soft_core: soft-core factor of the training energy (r_s = soft_core * sigma_ab).
         clip: gradient-norm clip. seed: seed of torch and of the MC data.
+        newest_fraction: share of each batch at the newest rung (the rest uniform over the rungs reached;
+            0 trains all rungs reached equally).
+        validate_every: every this many steps (and before the first), draw ``validate_samples`` flow
+            samples at every ladder temperature and record their Kish ESS/n on the exact energy; the
+            run ends with the flow of the best validation score (geometric mean of ESS/n over the
+            ladder), the step 0 identity flow included: early stopping. 0: off (the last flow is kept).
         checkpoint_every: steps between checkpoints.
         init_from: checkpoint whose flow weights start this run (a second training stage, e.g. reverse
             KL after maximum likelihood); same system and architecture required; relative paths are
             relative to the current directory.
-        data_per_T, data_chains, data_equilibration, data_every: MC reference data per rung
-            (configurations, independent chains, equilibration sweeps, sweeps between samples).
+        data_per_T, data_chains, data_equilibration, data_every: reference data per rung
+            (configurations, independent chains, equilibration, interval between samples; in MC sweeps
+            or MD steps).
+        data_source: ``mc`` (Metropolis) or ``md`` (NVT MD, Nose-Hoover chain, time step ``data_dt``,
+            started from 200 MC sweeps). Below T ~ 0.5 local MC of small KA systems stays in one basin
+            for a long time (README); MD is the default for Boltzmann-prior pools of cold states.
         architecture: :class:`FlowArchitecture`.
     """
 
@@ -71,6 +84,9 @@ class TrainingConfig:
     forward_weight: float = 0.5
     soft_core: float = 0.8
     clip: float = 100.0
+    newest_fraction: float = 0.5
+    validate_every: int = 0
+    validate_samples: int = 512
     seed: int = 0
     checkpoint_every: int = 100
     init_from: str | None = None
@@ -78,6 +94,8 @@ class TrainingConfig:
     data_chains: int = 8
     data_equilibration: int = 2000
     data_every: int = 20
+    data_source: str = "mc"
+    data_dt: float = 0.005
     architecture: FlowArchitecture = field(default_factory=FlowArchitecture)
 
     def __post_init__(self) -> None:
@@ -87,11 +105,19 @@ class TrainingConfig:
             raise InputError("T_ladder must be a non-empty list of positive temperatures")
         if list(self.T_ladder) != sorted(self.T_ladder, reverse=True):
             raise InputError("T_ladder must go from high to low temperature")
+        if self.validate_every < 0 or self.validate_samples < 2:
+            raise InputError("validate_every must be >= 0 and validate_samples >= 2")
         for name in ("steps_per_rung", "batch", "checkpoint_every", "data_per_T", "data_chains"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1")
         if not 0.0 <= self.forward_weight <= 1.0:
             raise InputError("forward_weight must be in [0, 1]")
+        if not 0.0 <= self.newest_fraction <= 1.0:
+            raise InputError("newest_fraction must be in [0, 1]")
+        if self.data_source not in ("mc", "md"):
+            raise InputError(f"unknown data source {self.data_source!r} (use 'mc' or 'md')")
+        if not self.data_dt > 0:
+            raise InputError("data dt must be positive")
 
     @property
     def total_steps(self) -> int:
@@ -99,7 +125,7 @@ class TrainingConfig:
 
     @property
     def needs_data(self) -> bool:
-        return self.objective != "reverse" or self.architecture.base == "boltzmann"
+        return bool(self.data_temperatures)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainingConfig:
@@ -138,38 +164,70 @@ class TrainingConfig:
         out["T_ladder"] = list(self.T_ladder)
         return out
 
+    @property
+    def data_temperatures(self) -> tuple[float, ...]:
+        """Temperatures that need reference data: the ladder (forward KL) and the prior pools, descending."""
+        temps = set(self.T_ladder) if self.objective != "reverse" else set()
+        if self.architecture.base == "boltzmann":
+            temps |= set(self.architecture.prior_temperatures)
+        return tuple(sorted((float(t) for t in temps), reverse=True))
+
 
 # ----------------------------------------------------------------------------- reference data
 def reference_data(cfg: TrainingConfig, temperatures: tuple[float, ...] | None = None,
-                   progress: bool = True) -> dict[float, np.ndarray]:
-    """Equilibrium configurations from Metropolis MC for each temperature.
+                   progress: bool = True, done: dict[float, np.ndarray] | None = None,
+                   on_temperature: Callable[[float, np.ndarray], None] | None = None) -> dict[float, np.ndarray]:
+    """Equilibrium configurations from Metropolis MC or NVT MD for each temperature.
 
-    Each of ``data_chains`` chains starts from a soft-core-relaxed random state, equilibrates for
-    ``data_equilibration`` sweeps (displacement tuned to 40 % acceptance during the first half) and
-    stores a configuration every ``data_every`` sweeps.
+    Each of ``data_chains`` chains starts from a soft-core-relaxed random state. MC: equilibrates for
+    ``data_equilibration`` sweeps (displacement tuned to 40 % acceptance during the first half) and stores
+    a configuration every ``data_every`` sweeps. MD: 200 MC sweeps, then ``data_equilibration`` steps of
+    NVT MD (Nose-Hoover chain, ``data_dt``), then a configuration every ``data_every`` steps.
+
+    Args:
+        done: temperatures already generated (skipped, returned as given).
+        on_temperature: called with (T, configurations) after each temperature (to save progress).
 
     Returns:
         {T: (data_per_T, N, d) float64 positions}.
     """
+    from glassgen.dynamics.md import MDSimulation
+
     temps = tuple(temperatures or cfg.T_ladder)
+    out: dict[float, np.ndarray] = dict(done or {})
+    todo = [t for t in temps if float(t) not in out]
     per_chain = math.ceil(cfg.data_per_T / cfg.data_chains)
-    total = len(temps) * cfg.data_chains * (cfg.data_equilibration + per_chain * cfg.data_every)
-    out: dict[float, np.ndarray] = {}
-    with progress_bar(total, "MC reference data (sweeps)", progress) as advance:
-        for ti, T in enumerate(temps):
+    total = len(todo) * cfg.data_chains * (cfg.data_equilibration + per_chain * cfg.data_every)
+    unit = "sweeps" if cfg.data_source == "mc" else "MD steps"
+    with progress_bar(total, f"{cfg.data_source.upper()} reference data ({unit})", progress) as advance:
+        for T in todo:
+            ti = temps.index(T)
             confs = []
             for c in range(cfg.data_chains):
                 seed = cfg.seed * 100003 + ti * 1009 + c
                 mc = MonteCarlo(random_state(cfg.model, cfg.N, T=T, density=cfg.density, seed=seed), T=T,
                                 delta=0.1, seed=seed)
-                mc.tune_delta(0.4, sweeps=max(1, cfg.data_equilibration // 20), rounds=10)
-                mc.sweep(cfg.data_equilibration - 10 * max(1, cfg.data_equilibration // 20))
+                if cfg.data_source == "mc":
+                    mc.tune_delta(0.4, sweeps=max(1, cfg.data_equilibration // 20), rounds=10)
+                    mc.sweep(cfg.data_equilibration - 10 * max(1, cfg.data_equilibration // 20))
+                else:
+                    mc.tune_delta(0.4, sweeps=10, rounds=10)
+                    mc.sweep(100)
+                    sim = MDSimulation(mc.configuration(), T=T, dt=cfg.data_dt, thermostat="nhc", seed=seed,
+                                       threads=1, init_velocities=True)
+                    sim.step(cfg.data_equilibration)
                 advance(cfg.data_equilibration)
                 for _ in range(per_chain):
-                    mc.sweep(cfg.data_every)
-                    confs.append(mc.pos.copy())
+                    if cfg.data_source == "mc":
+                        mc.sweep(cfg.data_every)
+                        confs.append(mc.pos.copy())
+                    else:
+                        sim.step(cfg.data_every)
+                        confs.append(sim.positions.copy())
                     advance(cfg.data_every)
             out[float(T)] = np.stack(confs)[: cfg.data_per_T]
+            if on_temperature is not None:
+                on_temperature(float(T), out[float(T)])
     return out
 
 
@@ -178,19 +236,24 @@ def _data_path(checkpoint: Path) -> Path:
 
 
 def _load_or_make_data(cfg: TrainingConfig, checkpoint: Path, progress: bool) -> dict[float, np.ndarray]:
+    """Reference data for ``cfg.data_temperatures``: read from the checkpoint's data file, the missing
+    temperatures generated and the file rewritten (atomically) after each one."""
     path = _data_path(checkpoint)
-    temps = sorted(set(cfg.T_ladder) | ({cfg.architecture.T_prior} if cfg.architecture.base == "boltzmann"
-                                        else set()), reverse=True)
+    temps = cfg.data_temperatures
+    data: dict[float, np.ndarray] = {}
     if path.is_file():
         with np.load(path) as f:
             data = {float(k): f[k] for k in f.files}
-        if all(float(t) in data for t in temps):
-            return data
-    data = reference_data(cfg, tuple(temps), progress)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **{repr(float(k)): v for k, v in data.items()})
-    return data
+
+    def save(T: float, x: np.ndarray) -> None:
+        data[T] = x
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **{repr(float(k)): v for k, v in data.items()})
+
+    if all(float(t) in data for t in temps):
+        return data
+    return reference_data(cfg, temps, progress, done={t: data[t] for t in temps if t in data}, on_temperature=save)
 
 
 # ----------------------------------------------------------------------------- training loop
@@ -202,11 +265,12 @@ def _same_config(saved: dict[str, Any] | None, cfg: TrainingConfig) -> bool:
     return all(saved[k] == v if k in saved else v == defaults[k] for k, v in current.items())
 
 
-def _sample_temperatures(rng: np.random.Generator, ladder: tuple[float, ...], rung: int, n: int) -> np.ndarray:
-    """Half of the batch at the newest rung, the rest uniform over all rungs reached."""
+def _sample_temperatures(rng: np.random.Generator, ladder: tuple[float, ...], rung: int, n: int,
+                         newest_fraction: float = 0.5) -> np.ndarray:
+    """``newest_fraction`` of the batch at the newest rung, the rest uniform over all rungs reached."""
     reached = np.asarray(ladder[: rung + 1])
     t = reached[rng.integers(0, rung + 1, n)]
-    t[: n // 2] = ladder[rung]
+    t[: int(round(n * newest_fraction))] = ladder[rung]
     return t
 
 
@@ -235,7 +299,8 @@ def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resum
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     data = _load_or_make_data(cfg, ck_path, progress) if cfg.needs_data else {}
-    prior_pool = data.get(float(cfg.architecture.T_prior)) if cfg.architecture.base == "boltzmann" else None
+    prior_pool = ({t: data[t] for t in cfg.architecture.prior_temperatures}
+                  if cfg.architecture.base == "boltzmann" else None)
     gen = BoltzmannGenerator.create(cfg.model, cfg.N, cfg.architecture, cfg.density, prior_pool=prior_pool)
     if cfg.init_from and not (resume and ck_path.is_file()):
         init = BoltzmannGenerator.load(cfg.init_from)
@@ -247,6 +312,8 @@ def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resum
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.total_steps, eta_min=cfg.lr / 10)
     history: list[dict[str, float]] = []
     step, skipped = 0, 0
+    best: dict[str, Any] | None = None  # validation: {"step", "score", "ess", "state_dict"}
+    selected: dict[str, Any] | None = None  # the validation-best flow kept at the end
     if resume and ck_path.is_file():
         ck = torch.load(ck_path, map_location="cpu", weights_only=False)
         if ck.get("format") != "glassgen-flow" or not _same_config(ck.get("training", {}).get("config"), cfg):
@@ -256,6 +323,9 @@ def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resum
         sched.load_state_dict(ck["scheduler"])
         step, skipped = int(ck["step"]), int(ck["training"]["skipped"])
         history = list(ck["training"]["history"])
+        best = ck.get("best")
+        if ck.get("prior_draws") is not None and isinstance(flow.q0, BoltzmannPriorBase):
+            flow.q0.set_draw_state(ck["prior_draws"])
         torch.set_rng_state(ck["torch_rng"])
         rng.bit_generator.state = ck["numpy_rng"]
     energy = gen.training_energy(cfg.soft_core)
@@ -265,27 +335,50 @@ def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resum
     def save() -> None:
         reached = cfg.T_ladder[: min(max(step - 1, 0) // cfg.steps_per_rung, len(cfg.T_ladder) - 1) + 1]
         gen.T_range = (min(reached), max(reached))  # temperatures trained on so far
-        gen.training = {"config": cfg.as_dict(), "history": history, "skipped": skipped, "step": step}
+        gen.training = {"config": cfg.as_dict(), "history": history, "skipped": skipped, "step": step,
+                        "selected": selected}
         gen.provenance = provenance(model=cfg.model, N=cfg.N, seed=cfg.seed, T_ladder=list(cfg.T_ladder))
         flow.to("cpu")
-        gen.save(ck_path, optimizer=opt.state_dict(), scheduler=sched.state_dict(), step=step,
+        draws = flow.q0.draw_state() if isinstance(flow.q0, BoltzmannPriorBase) else None
+        gen.save(ck_path, optimizer=opt.state_dict(), scheduler=sched.state_dict(), step=step, best=best,
+                 prior_draws=draws,
                  torch_rng=torch.get_rng_state(), numpy_rng=rng.bit_generator.state)
         flow.to(dev)
 
+    def validate() -> None:
+        nonlocal best
+        flow.to("cpu")
+        extrapolate, gen.allow_extrapolation = gen.allow_extrapolation, True
+        with torch.no_grad():
+            ess = {}
+            for T in cfg.T_ladder:
+                x, lq = gen.sample(cfg.validate_samples, float(T))
+                lw = gen.log_weights(gen.energies(x), lq, float(T))
+                ess[float(T)] = kish_ess_fraction(lw) if np.isfinite(lw).any() else 0.0
+        gen.allow_extrapolation = extrapolate
+        flow.to(dev)
+        score = float(np.exp(np.mean(np.log(np.maximum(list(ess.values()), 1e-12)))))
+        history.append({"step": step, "validation_ess": {repr(k): v for k, v in ess.items()}, "score": score})
+        if best is None or score > best["score"]:
+            best = {"step": step, "score": score, "ess": ess,
+                    "state_dict": {k: v.detach().cpu().clone() for k, v in flow.state_dict().items()}}
+
     acc = {"reverse": 0.0, "forward": 0.0, "n": 0}
+    if cfg.validate_every and step == 0:
+        validate()
     with progress_bar(cfg.total_steps, "training flow (steps)", progress) as advance:
         advance(step)
         stop_at = cfg.total_steps if max_steps is None else min(cfg.total_steps, step + int(max_steps))
         while step < stop_at:
             rung = min(step // cfg.steps_per_rung, len(cfg.T_ladder) - 1)
-            temps = _sample_temperatures(rng, cfg.T_ladder, rung, cfg.batch)
+            temps = _sample_temperatures(rng, cfg.T_ladder, rung, cfg.batch, cfg.newest_fraction)
             beta = torch.as_tensor(1.0 / temps, dtype=torch.float64, device=dev)
             ctx = beta_context(torch.as_tensor(temps))
             ctx = ctx.to(dev)
             loss = torch.zeros((), dtype=torch.float64, device=dev)
             lr_val = lf_val = float("nan")
             if w_fwd < 1.0:
-                z, lq0 = flow.q0(cfg.batch)
+                z, lq0 = flow.q0(cfg.batch, context=ctx.cpu())
                 r, ld = flow.forward_and_log_det(z.to(dev), ctx)
                 log_q = lq0.to(dev) - ld
                 x = to_full(r.cpu(), torch.zeros(cfg.batch, gen.system.dim, dtype=torch.float64), gen.box)
@@ -320,9 +413,14 @@ def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resum
                                 "forward_kl": acc["forward"] / acc["n"] if w_fwd > 0 else float("nan"),
                                 "skipped": skipped})
                 acc = {"reverse": 0.0, "forward": 0.0, "n": 0}
+            if cfg.validate_every and step % cfg.validate_every == 0:
+                validate()
             if step % cfg.checkpoint_every == 0 and step < stop_at:
                 save()
             advance(1)
+    if cfg.validate_every and best is not None and step >= cfg.total_steps:  # early stopping: keep the best
+        flow.load_state_dict(best["state_dict"])
+        selected = {"step": best["step"], "score": best["score"], "ess": best["ess"]}
     save()  # final state (also when resuming a finished run: fills T_range, history, provenance)
     flow.to("cpu")
     return gen
