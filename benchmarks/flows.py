@@ -142,22 +142,28 @@ def main() -> None:
                         "mc_s_per_indep": loc["s_per_indep"]})
             row.update(run_md(mc, T, args.md_steps, args.md_every))
             md_cost[(model, n, float(T))] = row["md_s_per_indep"]
-            if gen is not None:
+            base = gen.flow.q0 if gen is not None else None
+            pooled = isinstance(base, BoltzmannPriorBase)
+            if pooled and base.prior_temperature(T) <= T:
+                row["flow_note"] = "no prior pool hotter than T: flow not evaluated"
+            elif gen is not None:
                 torch.manual_seed(0)
+                n_is = min(args.is_samples, base.pools[base.T_priors.index(base.prior_temperature(T))].shape[0]) \
+                    if pooled else args.is_samples  # a pool-based flow: one pass over the pool, no duplicates
+                row["is_samples"] = n_is
                 t0 = time.perf_counter()
-                x, lq = gen.sample(args.is_samples, T)
+                x, lq = gen.sample(n_is, T)
                 u = gen.energies(x)
                 lw = gen.log_weights(u, lq, T)
                 wall = time.perf_counter() - t0
                 ess = kish_ess_fraction(lw) if np.isfinite(lw).any() else 0.0
                 row.update({"is_ess_fraction": ess, "finite_fraction": float(np.isfinite(u).mean()),
-                            "is_s_per_indep": wall / (ess * args.is_samples) if ess > 0 else math.inf})
+                            "is_s_per_indep": wall / (ess * n_is) if ess > 0 else math.inf})
                 if ess > 0:
                     ok = np.isfinite(lw)
                     m, e = reweighted_mean(u[ok] / n, lw[ok])
                     row.update({"U_per_N_is": float(m), "U_per_N_is_err": float(e)})
-                base = gen.flow.q0
-                if isinstance(base, BoltzmannPriorBase):
+                if pooled:
                     t_h = base.prior_temperature(T)
                     k = base.T_priors.index(t_h)
                     u_pool = base.pool_energies[k].numpy()

@@ -323,7 +323,7 @@ def analyze(*, input: PathLike, out_dir: PathLike | None = None, q: float = 7.25
 
 
 # ----------------------------------------------------------------------------- Boltzmann generators
-DEFAULT_FLOW = {"model": "ka3d", "N": 32}
+DEFAULT_FLOW = {"model": "ka3d", "N": 64}
 SAMPLE_METHODS = ("is", "imh", "pgmc")
 
 

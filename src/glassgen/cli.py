@@ -251,7 +251,7 @@ def flow_train_cmd(
     Interrupt at any time: the same command resumes from the last checkpoint.
 
     Examples:
-      glassgen flow train --config configs/flows/ka3d_n32.toml --out runs/ka3d_n32.pt
+      glassgen flow train --config configs/flows/ka3d_n64.toml --out runs/ka3d_n64.pt
       glassgen flow train --config configs/flows/ka3d_n32.toml --out runs/ka3d_n32.pt --device cuda --ship
     """
     from glassgen.api import flow_train
@@ -263,7 +263,7 @@ def flow_train_cmd(
 def sample_cmd(
     T: Annotated[float, typer.Option("--T", "-T", help="Temperature (LJ units).")],
     model: ModelOpt = None,
-    n: Annotated[int | None, typer.Option("--N", "--n", help="Particles (default 32: the shipped flow).")] = None,
+    n: Annotated[int | None, typer.Option("--N", "--n", help="Particles (default 64; 32 also shipped).")] = None,
     n_samples: Annotated[int, typer.Option("--n-samples", help="Flow samples (is) or chain states (imh).")] = 2000,
     method: Annotated[str, typer.Option("--method", help="imh (flow-MCMC, default), is (reweighting only) or pgmc.")]
     = "imh",
@@ -280,13 +280,17 @@ def sample_cmd(
 ) -> None:
     """Sample KA configurations at temperature T with the Boltzmann generator, exactly unbiased.
 
-    Default system: KA 3D (cut and shifted), N = 32, rho = 1.2, with the flow shipped in the package
-    (trained for 0.4 <= T <= 2.0 by configs/flows/ka3d_n32.toml).
+    Default system: KA 3D (cut and shifted), N = 64, rho = 1.2, with the generator shipped in the package
+    (configs/flows/ka3d_n64.toml): equilibrium MD pools at T_h = 0.6, 0.5, 0.45 as a ladder of Boltzmann
+    priors and one flow for 0.4 <= T <= 0.5; target T starts from the coldest pool hotter than T.
+    Also shipped: KA 3D N = 32 (pools at 0.7 ... 0.45, 0.4 <= T <= 0.6) and KA2D N = 43 (0.3 <= T <= 0.5).
 
     Examples:
       glassgen sample --T 0.4
-      glassgen sample --T 0.5 --method imh --n-samples 4000 --out imh.h5
-      glassgen sample --T 0.6 --checkpoint runs/ka3d_n32.pt --seed 3
+      glassgen sample --T 0.45 --method is --n-samples 1024 --out is.h5
+      glassgen sample --T 0.5 --N 32 --method imh --n-samples 4000 --out imh.h5
+      glassgen sample --T 0.3 --model ka2d --N 43 --method is --n-samples 1024
+      glassgen sample --T 0.6 --checkpoint runs/ka3d_n32.pt --N 32 --seed 3
       glassgen sample --T 0.5 --model ka2d --N 43 --method pgmc --out pgmc.h5
     """
     from glassgen.api import sample
