@@ -76,7 +76,25 @@ def tau_of(u: np.ndarray, frames: np.ndarray, box: np.ndarray) -> tuple[float, f
     return float(tu), float(ov.tau), bool(ov.converged and conv_u)
 
 
-def run_md(mc: MonteCarlo, T: float, steps: int, every: int) -> dict:
+RDF_BINS = 30
+
+
+def rdf_series(frames: np.ndarray, mc: MonteCarlo) -> np.ndarray:
+    """(n, RDF_BINS) total g(r) of every frame, r up to L/2."""
+    from glassgen.api import _per_sample_rdf
+
+    return _per_sample_rdf(frames, mc.species, mc.box, RDF_BINS)[1]
+
+
+def rdf_agreement(g_a: np.ndarray, e_a: np.ndarray, g_b: np.ndarray, e_b: np.ndarray) -> dict:
+    """Largest |g_a - g_b| / sqrt(e_a^2 + e_b^2) over bins where g > 0.05, and the share of bins within 2."""
+    ok = (np.maximum(g_a, g_b) > 0.05) & (np.hypot(e_a, e_b) > 0)
+    z = np.abs(g_a - g_b)[ok] / np.hypot(e_a, e_b)[ok]
+    return {"rdf_max_z": float(z.max()), "rdf_within_2sigma": float(np.mean(z < 2.0))}
+
+
+def run_md(mc: MonteCarlo, T: float, steps: int, every: int) -> tuple[dict, np.ndarray, np.ndarray]:
+    """MD row entries, and the MD g(r) (bins,) with its error (correlated frames: block errors)."""
     sim = MDSimulation(mc.configuration(), T=T, dt=0.005, thermostat="nhc", seed=1, threads=1,
                        init_velocities=True)
     sim.step(steps // 5)  # MD equilibration from the MC state (local MC of small cold systems can be stuck)
@@ -90,9 +108,11 @@ def run_md(mc: MonteCarlo, T: float, steps: int, every: int) -> dict:
     wall = time.perf_counter() - t0
     tu, tq, conv = tau_of(u, frames, mc.box)
     tau = max(tu, tq)
-    return {"md_tau_U_steps": tu * every, "md_tau_Q_steps": tq * every, "md_converged": conv,
-            "md_s_per_indep": wall / n_s * tau, "md_U_per_N": float(u.mean() / mc.n),
-            "md_U_per_N_err": float(mean_and_error(u / mc.n)[1])}
+    g = rdf_series(frames[:: max(1, n_s // 1000)], mc)
+    g_err = np.array([mean_and_error(g[:, b])[1] for b in range(RDF_BINS)])
+    return ({"md_tau_U_steps": tu * every, "md_tau_Q_steps": tq * every, "md_converged": conv,
+             "md_s_per_indep": wall / n_s * tau, "md_U_per_N": float(u.mean() / mc.n),
+             "md_U_per_N_err": float(mean_and_error(u / mc.n)[1])}, g.mean(axis=0), g_err)
 
 
 def run_chains(proposal, mc: MonteCarlo, T: float, chains: int, iters: int, seed: int) -> tuple[dict, float]:
@@ -140,7 +160,8 @@ def main() -> None:
             row["U_per_N_ref_err"] = float(math.sqrt(sum(e * e for _, e in ref)) / args.chains)
             row.update({"mc_tau_sweeps": max(loc["tau_U"], loc["tau_Q"]), "mc_converged": loc["converged"],
                         "mc_s_per_indep": loc["s_per_indep"]})
-            row.update(run_md(mc, T, args.md_steps, args.md_every))
+            md_row, g_md, g_md_err = run_md(mc, T, args.md_steps, args.md_every)
+            row.update(md_row)
             md_cost[(model, n, float(T))] = row["md_s_per_indep"]
             base = gen.flow.q0 if gen is not None else None
             pooled = isinstance(base, BoltzmannPriorBase)
@@ -163,6 +184,8 @@ def main() -> None:
                     ok = np.isfinite(lw)
                     m, e = reweighted_mean(u[ok] / n, lw[ok])
                     row.update({"U_per_N_is": float(m), "U_per_N_is_err": float(e)})
+                    g_is, g_is_err = reweighted_mean(rdf_series(x.numpy()[ok], mc), lw[ok])
+                    row.update(rdf_agreement(np.asarray(g_is), np.asarray(g_is_err), g_md, g_md_err))
                 if pooled:
                     t_h = base.prior_temperature(T)
                     k = base.T_priors.index(t_h)
@@ -176,6 +199,8 @@ def main() -> None:
                                     "speedup_pool_route_vs_md": row["md_s_per_indep"] / route})
                 fm, _ = run_chains(gen, mc, T, args.chains, args.iterations, seed=13)
                 u_f = fm["energies"] / n
+                fe = [mean_and_error(u_f[:, c]) for c in range(args.chains)]
+                row["U_per_N_fmcmc_err"] = float(math.sqrt(sum(e * e for _, e in fe)) / args.chains)
                 row.update({"imh_acceptance": fm["imh_acceptance"], "fmcmc_tau": max(fm["tau_U"], fm["tau_Q"]),
                             "fmcmc_converged": fm["converged"], "fmcmc_s_per_indep": fm["s_per_indep"],
                             "U_per_N_fmcmc": float(u_f.mean())})
