@@ -93,6 +93,7 @@ def test_sample_command_writes_outputs(tmp_path, tiny_checkpoint, method):
     (["--T", "0.1"], "outside the trained range"),
     (["--T", "1.0", "--method", "hmc"], "unknown method"),
     (["--T", "1.0", "--N", "7"], "not model=ka2d N=7"),
+    (["--T", "1.0", "--method", "ais"], "Boltzmann-prior pool"),
 ])
 def test_sample_bad_input_is_one_line(tmp_path, tiny_checkpoint, capsys, args, msg):
     from glassgen.cli import main
@@ -176,3 +177,7 @@ def test_shipped_default_generator_samples_T04_from_the_045_pool(tmp_path):
     u_pool = gen.flow.q0.pool_energies[gen.flow.q0.T_priors.index(0.45)].numpy() / 64
     u, err = s["U_per_N_reweighted"]
     assert u < u_pool.mean() - 3 * err, (u, err, u_pool.mean())
+    a = sample(T=0.4, n_samples=128, method="ais", anneal_steps=4, seed=2, out=tmp_path / "a.h5")
+    assert a["prior_T"] == 0.45 and a["anneal_steps"] == 4 and a["ESS_fraction"] > 0.05
+    with h5py.File(tmp_path / "a.h5") as f:
+        assert f.attrs["method"] == "ais" and f["flow_samples/log_weights"].shape == (128,)

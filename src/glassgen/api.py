@@ -324,7 +324,7 @@ def analyze(*, input: PathLike, out_dir: PathLike | None = None, q: float = 7.25
 
 # ----------------------------------------------------------------------------- Boltzmann generators
 DEFAULT_FLOW = {"model": "ka3d", "N": 64}
-SAMPLE_METHODS = ("is", "imh", "pgmc")
+SAMPLE_METHODS = ("is", "imh", "ais", "pgmc")
 
 
 def shipped_flow(model: str, n: int) -> Path:
@@ -386,14 +386,17 @@ def _per_sample_rdf(x: np.ndarray, species: np.ndarray, box: np.ndarray, bins: i
 def sample(*, T: float, model: str | None = None, n: int | None = None, n_samples: int = 2000,
            method: str = "imh", seed: int = 0, out: PathLike = "sample.h5", checkpoint: PathLike | None = None,
            train: bool = False, n_chains: int = 16, local_sweeps: int = 1, rdf_bins: int = 60,
-           progress: bool = False) -> dict[str, Any]:
+           anneal_steps: int = 10, progress: bool = False) -> dict[str, Any]:
     """Draw configurations at temperature ``T`` from a Boltzmann generator, unbiased exactly.
 
     Both methods first draw ``n_samples`` flow samples and report their importance weights
     log w = -U/T - log q (self-normalised estimates, Kish ESS, log Z). ``method="imh"`` (default)
     then runs flow-MCMC, ``n_chains``
     independence-Metropolis-Hastings chains with ``local_sweeps`` local MC sweeps per iteration,
-    ``n_samples`` states in total. Writes ``out`` (HDF5: configurations, energies, log_q,
+    ``n_samples`` states in total. ``method="ais"`` (generators on a ladder of Boltzmann priors) skips
+    the flow: ``n_samples`` configurations of the prior pool serving T are annealed to T in
+    ``anneal_steps`` steps of one Metropolis sweep with exact AIS weights
+    (:func:`glassgen.sampling.annealed.anneal`). Writes ``out`` (HDF5: configurations, energies, log_q,
     log_weights, provenance) and ``out`` with suffix ``.png`` (energy histogram and g(r)).
     """
     import torch
@@ -406,7 +409,7 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
 
     _positive("T", T)
     if method not in SAMPLE_METHODS:
-        raise InputError(f"unknown method {method!r} (use is, imh or pgmc)")
+        raise InputError(f"unknown method {method!r} (use is, imh, ais or pgmc)")
     if method == "pgmc":  # policy-guided MC: ``checkpoint`` is the policy file (trained on the fly if None)
         from glassgen.api_pgmc import pgmc_sample
 
@@ -445,9 +448,24 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
         u_pool = base.pool_energies[base.T_priors.index(t_h)].numpy()
         summary.update({"prior_T": t_h, "prior_pool_size": int(u_pool.size),
                         "ESS_fraction_identity_map": kish_ess_fraction(-u_pool / T + u_pool / t_h)})
-    x, lq = gen.sample(n_samples, T)
-    u = gen.energies(x)
-    lw = gen.log_weights(u, lq, T)
+    if method == "ais":
+        from glassgen.flows.model import to_full
+        from glassgen.sampling.annealed import anneal
+
+        if not isinstance(base, BoltzmannPriorBase):
+            raise InputError("--method ais needs a generator with a Boltzmann-prior pool (this one has a uniform base)")
+        if anneal_steps < 1:
+            raise InputError("anneal steps must be >= 1")
+        r0, _ = base.draw_pool(T, n_samples)
+        x0 = to_full(r0, torch.zeros(n_samples, gen.system.dim, dtype=torch.float64), gen.box).numpy()
+        xa, lw, u = anneal(x0, species, box, load_model(gen.system.model), summary["prior_T"], T, anneal_steps,
+                           seed=seed)
+        x, lq = torch.as_tensor(xa), torch.full((n_samples,), float("nan"), dtype=torch.float64)
+        summary["anneal_steps"] = anneal_steps
+    else:
+        x, lq = gen.sample(n_samples, T)
+        u = gen.energies(x)
+        lw = gen.log_weights(u, lq, T)
     x_np = x.numpy()
     ws = summarize(lw)
     summary.update({"ESS": ws.ess, "ESS_fraction": ws.ess_fraction, "log_Z": (ws.log_z, ws.log_z_err),
@@ -464,10 +482,11 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
     summary["finite_energy_fraction"] = float(np.isfinite(u).mean())
     summary["U_per_N_flow_raw"] = float(np.mean(u[np.isfinite(u)] / nn)) if np.isfinite(u).any() else float("nan")
     summary["U_per_N_reweighted"] = (float(u_mean), float(u_err))
+    raw_label = "annealed pool (raw)" if method == "ais" else "flow q (raw)"
     energies_plot: dict[str, tuple[np.ndarray, np.ndarray | None]] = {
-        "flow q (raw)": (u / nn, None), "reweighted to p": (u / nn, lw)}
+        raw_label: (u / nn, None), "reweighted to p": (u / nn, lw)}
     g_plot: dict[str, tuple[np.ndarray, np.ndarray | None]] = {
-        "flow q (raw)": (g_raw, None),
+        raw_label: (g_raw, None),
         "reweighted": (np.asarray(g_rw), None if g_rw_err is None else np.asarray(g_rw_err))}
     chain = None
     if method == "imh":

@@ -42,6 +42,12 @@ class UniformBase(nf.distributions.BaseDistribution):
         self.n_moving = int(n_moving)
         self.log_norm = -self.n_moving * float(torch.log(box).sum())
 
+    def draw_pool(self, T: float, n: int) -> tuple[torch.Tensor, float]:
+        """n configurations (n, M, d) of the pool serving target T (without replacement), and its T_h."""
+        t_h = self.prior_temperature(T)
+        k = self.T_priors.index(t_h)
+        return self.pools[k][self._draw(k, n, None)], t_h
+
     def forward(self, num_samples: int = 1, context: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         u = torch.rand(num_samples, self.n_moving, self.box.shape[0], dtype=self.box.dtype,
@@ -151,6 +157,12 @@ class BoltzmannPriorBase(nf.distributions.BaseDistribution):
         """T_h of the pool that serves target temperature T."""
         k = int(self.pool_index(torch.tensor([[1.0 / T]], dtype=torch.float64), 1)[0])
         return self.T_priors[k]
+
+    def draw_pool(self, T: float, n: int) -> tuple[torch.Tensor, float]:
+        """n configurations (n, M, d) of the pool serving target T (without replacement), and its T_h."""
+        t_h = self.prior_temperature(T)
+        k = self.T_priors.index(t_h)
+        return self.pools[k][self._draw(k, n, None)], t_h
 
     def forward(self, num_samples: int = 1, context: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,43 @@
+"""Annealed importance sampling: exact weights from a hot pool to a cold target (small system vs long MC)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from glassgen.errors import InputError
+from glassgen.flows.weights import kish_ess_fraction, reweighted_mean
+from glassgen.sampling.annealed import anneal
+from glassgen.systems.configuration import random_configuration
+from test_flows import _mc_pool, _mc_reference
+
+
+def test_annealing_from_a_hot_pool_is_exact_and_raises_the_ess():
+    """KA2D N = 3 at density 0.3: a pool at T_h = 2 annealed to T = 0.7 in 6 steps of one sweep gives
+    <U>_0.7 of long MC within 4 sigma, with a higher ESS than plain reweighting of the same pool; the raw
+    pool mean (no weights) is far off (negative control)."""
+    n, density, T_h, T = 3, 0.3, 2.0, 0.7
+    pool = _mc_pool("ka2d", n, density, T_h, 4000, 4, seed=3)
+    conf = random_configuration("ka2d", n, density=density, seed=0)
+    x, lw, u = anneal(pool, conf.species, conf.box, conf.model, T_h, T, steps=6, sweeps=1, delta=0.3, seed=5)
+    est, err = reweighted_mean(u, lw)
+    ref, ref_err = _mc_reference("ka2d", n, density, T, 60000, seed=9)
+    assert abs(est - ref) / math.hypot(err, ref_err) < 4.0, (est, err, ref, ref_err)
+    _, lw_plain, u_plain = anneal(pool, conf.species, conf.box, conf.model, T_h, T, steps=1, sweeps=0)
+    assert np.allclose(lw_plain, -(1 / T - 1 / T_h) * u_plain)  # zero sweeps: temperature reweighting
+    assert kish_ess_fraction(lw) > kish_ess_fraction(lw_plain) + 0.05
+    raw = float(np.mean(u_plain))
+    assert abs(raw - ref) / math.hypot(float(np.std(u_plain)) / math.sqrt(u_plain.size), ref_err) > 8.0
+    assert x.shape == pool.shape and np.all(np.isfinite(u))
+
+
+def test_annealing_rejects_bad_input():
+    conf = random_configuration("ka2d", 3, density=0.3, seed=0)
+    with pytest.raises(InputError, match="shape"):
+        anneal(np.zeros((3, 2)), conf.species, conf.box, conf.model, 2.0, 1.0, steps=2)
+    with pytest.raises(InputError, match="positive"):
+        anneal(conf.positions[None], conf.species, conf.box, conf.model, 2.0, -1.0, steps=2)
+    with pytest.raises(InputError, match="steps"):
+        anneal(conf.positions[None], conf.species, conf.box, conf.model, 2.0, 1.0, steps=0)
