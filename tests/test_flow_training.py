@@ -41,6 +41,14 @@ def test_forward_training_learns(tmp_path):
     assert last < first and last < uniform - 0.3, (first, last, uniform)
 
 
+def test_prior_ladder_config_validation():
+    for bad, msg in (((0.6, -0.5), "positive"), ((0.6, 0.6), "distinct")):
+        with pytest.raises(InputError, match=msg):
+            FlowArchitecture(base="boltzmann", T_priors=bad)
+    with pytest.raises(InputError, match="data source"):
+        TrainingConfig(data_source="lammps")
+
+
 def test_config_validation():
     with pytest.raises(InputError, match="objective"):
         TrainingConfig(objective="adversarial")

@@ -108,6 +108,10 @@ class FlowArchitecture:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "T_priors", tuple(float(t) for t in self.T_priors))
+        if any(not t > 0 for t in (*self.T_priors, self.T_prior)):
+            raise InputError(f"prior temperatures must be positive, got {list(self.T_priors) or self.T_prior}")
+        if len(set(self.T_priors)) != len(self.T_priors):
+            raise InputError(f"prior temperatures must be distinct, got {list(self.T_priors)}")
 
     @property
     def prior_temperatures(self) -> tuple[float, ...]:
