@@ -176,8 +176,7 @@ def test_shipped_default_generator_samples_T04_from_the_045_pool(tmp_path):
     from glassgen.api import DEFAULT_FLOW, sample, shipped_flow
 
     assert DEFAULT_FLOW == {"model": "ka3d", "N": 64}
-    if not shipped_flow("ka3d", 64).is_file():
-        pytest.skip("no shipped KA 3D N = 64 generator in this checkout")
+    assert shipped_flow("ka3d", 64).is_file()  # part of the package: its absence is a failure
     s = sample(T=0.4, n_samples=256, method="is", seed=1, out=tmp_path / "s.h5")
     assert s["N"] == 64 and s["prior_T"] == 0.45 and s["finite_energy_fraction"] == 1.0
     assert s["ESS_fraction"] > 0.03 and s["ESS_fraction_identity_map"] > 0.03
