@@ -463,7 +463,11 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
         x, lq = torch.as_tensor(xa), torch.full((n_samples,), float("nan"), dtype=torch.float64)
         summary["anneal_steps"] = anneal_steps
     else:
-        x, lq = gen.sample(n_samples, T)
+        n_is = n_samples
+        if isinstance(base, BoltzmannPriorBase):  # one pass over the pool at most: no duplicated samples
+            n_is = min(n_samples, summary["prior_pool_size"])
+            summary["flow_samples"] = n_is
+        x, lq = gen.sample(n_is, T)
         u = gen.energies(x)
         lw = gen.log_weights(u, lq, T)
     x_np = x.numpy()

@@ -264,7 +264,8 @@ def sample_cmd(
     T: Annotated[float, typer.Option("--T", "-T", help="Temperature (LJ units).")],
     model: ModelOpt = None,
     n: Annotated[int | None, typer.Option("--N", "--n", help="Particles (default 64; 32 also shipped).")] = None,
-    n_samples: Annotated[int, typer.Option("--n-samples", help="Flow samples (is) or chain states (imh).")] = 2000,
+    n_samples: Annotated[int, typer.Option("--n-samples", help="Flow samples (is; at most one pass over a "
+                                           "prior pool) or chain states (imh).")] = 2000,
     method: Annotated[str, typer.Option("--method", help="imh (flow-MCMC, default), is (reweighting only), "
                                     "ais (anneal the prior pool) or pgmc.")]
     = "imh",
