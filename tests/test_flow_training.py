@@ -49,6 +49,15 @@ def test_prior_ladder_config_validation():
         TrainingConfig(data_source="lammps")
 
 
+def test_reference_data_with_other_settings_is_refused(tmp_path):
+    cfg = TrainingConfig(objective="forward", **TINY)
+    train_flow(cfg, tmp_path / "a.pt", progress=False, max_steps=1)
+    other = TrainingConfig(objective="forward", **{**TINY, "data_every": 3})
+    (tmp_path / "a.pt").unlink()  # a new run at the same --out, with the old data file next to it
+    with pytest.raises(InputError, match="other data settings"):
+        train_flow(other, tmp_path / "a.pt", progress=False, max_steps=1)
+
+
 def test_config_validation():
     with pytest.raises(InputError, match="objective"):
         TrainingConfig(objective="adversarial")

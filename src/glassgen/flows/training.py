@@ -16,6 +16,7 @@ and resumes from the checkpoint bitwise-deterministically on the CPU.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Callable
@@ -235,21 +236,33 @@ def _data_path(checkpoint: Path) -> Path:
     return checkpoint.with_name(checkpoint.stem + ".data.npz")
 
 
+def _data_settings(cfg: TrainingConfig) -> str:
+    """The settings that determine the reference data (stored with it, checked on reuse)."""
+    keys = ("model", "N", "density", "seed", "data_source", "data_dt", "data_per_T", "data_chains",
+            "data_equilibration", "data_every")
+    return json.dumps({k: getattr(cfg, k) for k in keys}, sort_keys=True)
+
+
 def _load_or_make_data(cfg: TrainingConfig, checkpoint: Path, progress: bool) -> dict[float, np.ndarray]:
     """Reference data for ``cfg.data_temperatures``: read from the checkpoint's data file, the missing
-    temperatures generated and the file rewritten (atomically) after each one."""
+    temperatures generated and the file rewritten (atomically) after each one. A data file made with
+    other data settings (system, source, sizes, seed) is refused with a one-line error, not reused."""
     path = _data_path(checkpoint)
     temps = cfg.data_temperatures
+    settings = _data_settings(cfg)
     data: dict[float, np.ndarray] = {}
     if path.is_file():
         with np.load(path) as f:
-            data = {float(k): f[k] for k in f.files}
+            saved = str(f["settings"]) if "settings" in f.files else None
+            data = {float(k): f[k] for k in f.files if k != "settings"}
+        if saved is not None and saved != settings:
+            raise InputError(f"{path} holds reference data made with other data settings; remove it or use a new --out")
 
     def save(T: float, x: np.ndarray) -> None:
         data[T] = x
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(fh, **{repr(float(k)): v for k, v in data.items()})
+                np.savez(fh, settings=np.array(settings), **{repr(float(k)): v for k, v in data.items()})
 
     if all(float(t) in data for t in temps):
         return data
