@@ -514,3 +514,62 @@ def test_glassmlp_meanvar_calibration_matches_training_distribution(tiny):
         yr = np.concatenate([raw.predict_frame(f)[f.species == sp] for f in fr])
         assert yp.mean() == pytest.approx(yt.mean(), rel=1e-8) and yp.std() == pytest.approx(yt.std(), rel=1e-8)
         assert np.corrcoef(yp, yr)[0, 1] == pytest.approx(1.0)  # a monotone linear map: Pearson unchanged
+
+
+def test_quantile_calibration_restores_the_target_distribution(tiny, tmp_path):
+    """Ridge with ``calibrate = "quantile"``: the out-of-fold map gives the training predictions the targets'
+    distribution (so a threshold falls where it falls on the true field), keeps the particle ranking, and
+    survives save/load. A strongly penalised ridge shrinks its output, which the map must undo."""
+    from scipy.stats import ks_2samp, spearmanr
+
+    from glassgen.api_predict import build_predictor
+    from glassgen.predictors import load_predictor
+    from glassgen.predictors.data import frames
+    from glassgen.systems.glassbench import read_dataset
+
+    ds = read_dataset(tiny)
+    hyper = {"alphas": [3.0]}  # heavy shrinkage: raw predictions far narrower than the targets
+    raw = build_predictor("ridge", THERMAL, hyper).fit(ds, 2.0, seed=0)
+    cal = build_predictor("ridge", THERMAL, dict(hyper, calibrate="quantile")).fit(ds, 2.0, seed=0)
+    assert cal.info["quantile_map"]["fitted_on"] == "out-of-fold"
+    fr = frames(list(ds.samples(split="train")), cal.settings, 2.0)
+    for sp in (0, 1):
+        yt = np.concatenate([f.target[f.species == sp] for f in fr])
+        yr = np.concatenate([raw.predict_frame(f)[f.species == sp] for f in fr])
+        yc = np.concatenate([cal.predict_frame(f)[f.species == sp] for f in fr])
+        assert yr.std() < 0.7 * yt.std()  # the shrinkage the map has to undo
+        assert yc.std() == pytest.approx(yt.std(), rel=0.1)
+        assert ks_2samp(yc, yt).statistic < 0.5 * ks_2samp(yr, yt).statistic
+        if sp == 0:  # enough particles for the test to have power
+            assert ks_2samp(yc, yt).pvalue > 0.01 and ks_2samp(yr, yt).pvalue < 1e-3
+        assert spearmanr(yc, yr).statistic == pytest.approx(1.0)
+    s = next(ds.samples(split="test"))
+    np.testing.assert_array_equal(load_predictor(cal.save(tmp_path / "q.npz")).predict(s), cal.predict(s))
+    with pytest.raises(InputError):
+        build_predictor("ridge", THERMAL, {"calibrate": "sideways"})
+
+
+def test_quench_displacement_features_match_direct_computation():
+    """u_i = |r_thermal - r_inherent| with the minimum image, and its first coarse-graining level by brute force."""
+    pos, spec, b = _random_system(60, 3, 4.5, seed=3)
+    rng = np.random.default_rng(1)
+    ih = (pos + 0.05 * rng.normal(size=pos.shape)) % b
+    th = pos.copy()
+    th[0] = ih[0] + np.array([b[0] - 0.1, 0.0, 0.0])  # crosses the boundary: minimum image gives 0.1
+    th %= b
+    x, names = D.quench_features(th, ih, b, lengths=(1.5,), levels=1, rc=2.0)
+    dr = th - ih
+    dr -= b * np.round(dr / b)
+    u = np.linalg.norm(dr, axis=1)
+    assert u[0] == pytest.approx(0.1)
+    np.testing.assert_allclose(x[:, 0], u, rtol=1e-12)
+    np.testing.assert_allclose(x[:, 1], np.log(u + 1e-3), rtol=1e-12)
+    pairs = _brute_pairs(ih, b, 2.0)
+    i, j = pairs[:, 0].astype(int), pairs[:, 1].astype(int)
+    w = np.exp(-np.linalg.norm(pairs[:, 2:], axis=1) / 1.5)
+    num, den = u.copy(), np.ones_like(u)
+    np.add.at(num, i, w * u[j])
+    np.add.at(den, i, w)
+    np.testing.assert_allclose(x[:, names.index("QU_L1.5_cg1")], num / den, rtol=1e-10)
+    with pytest.raises(InputError):
+        D.compute_descriptors(D.DescriptorSettings(families=("quench",)), ih, spec, b)  # no thermal positions

@@ -12,6 +12,15 @@ Every predictor:
   kind, the descriptor settings, hyperparameters, training time/temperatures/seed and provenance, plus arrays.
 
 Features are standardised per species with the training mean and standard deviation.
+
+Output calibration (any kind, ``calibrate = "quantile"``): per species, the monotone map that sends the
+quantiles of the predictions on the training configurations to the quantiles of the training targets (201
+quantiles, linear in between, linear continuation beyond the ends). The predictions it is fitted on are
+out-of-fold where the model provides them (ridge: its cross-validation folds at the chosen penalty), else
+in-sample. A monotone map leaves the ranking of particles unchanged (Pearson changes only through its
+curvature) but restores the width of the target distribution that regression towards the mean removes, so
+that thresholded observables of the predicted field — chi_4 of Theta(R - 0.3), the mobile fraction — are
+comparable with the true ones. Training data only; never the test set.
 """
 
 from __future__ import annotations
@@ -54,6 +63,8 @@ class Predictor:
     """Base class; subclasses implement ``_fit(frames, seed, progress)``, ``_predict(x, species)``, ``_arrays``."""
 
     kind: ClassVar[str] = ""
+    extra_calibrations: ClassVar[tuple[str, ...]] = ()
+    n_quantiles: ClassVar[int] = 201
 
     def __init__(self, settings: DescriptorSettings | None = None, **hyper: Any) -> None:
         self.settings = settings or DescriptorSettings()
@@ -61,6 +72,11 @@ class Predictor:
         self.info: dict[str, Any] = {}
         self.mean: np.ndarray | None = None  # (nsp, F)
         self.std: np.ndarray | None = None
+        self.qmap: np.ndarray | None = None  # (2, nsp, n_quantiles): prediction and target quantiles
+        cal = self.hyper.get("calibrate", "none")
+        if cal not in ("none", "quantile", *self.extra_calibrations):
+            allowed = ", ".join(repr(c) for c in ("none", "quantile", *self.extra_calibrations))
+            raise InputError(f"calibrate must be one of {allowed}, got {cal!r}")
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -89,8 +105,54 @@ class Predictor:
         self.mean = np.stack([x[s == c].mean(0) if np.any(s == c) else np.zeros(x.shape[1]) for c in range(nsp)])
         sd = np.stack([x[s == c].std(0) if np.any(s == c) else np.ones(x.shape[1]) for c in range(nsp)])
         self.std = np.where(sd > 1e-12, sd, 1.0)
+        self.qmap = None
         self._fit(fr, seed, progress)
+        if self.hyper.get("calibrate", "none") == "quantile":
+            self._fit_quantile_map(fr, seed)
         return self
+
+    def _calibration_predictions(self, fr: list[Frame], seed: int) -> tuple[list[np.ndarray], str]:
+        """Raw (uncalibrated) predictions on the training frames for the quantile map, and how they were made.
+
+        Subclasses that can cheaply predict out of fold override this; the default is in-sample."""
+        return [self._predict(self.standardise(f.features, f.species), np.asarray(f.species, dtype=np.int64))
+                for f in fr], "in-sample"
+
+    def _fit_quantile_map(self, fr: list[Frame], seed: int) -> None:
+        preds, how = self._calibration_predictions(fr, seed)
+        q = np.linspace(0.0, 1.0, self.n_quantiles)
+        nsp = self.settings.nsp
+        qmap = np.tile(q, (2, nsp, 1))  # identity for absent species
+        for s in range(nsp):
+            p = np.concatenate([v[f.species == s] for v, f in zip(preds, fr, strict=True)])
+            t = np.concatenate([np.asarray(f.target)[f.species == s] for f in fr])  # type: ignore[index]
+            if p.size < 2:
+                continue
+            xq, yq = np.quantile(p, q), np.quantile(t, q)
+            # strictly increasing abscissae (ties in the predictions would make the map multi-valued)
+            xq = np.maximum.accumulate(xq + 1e-12 * np.arange(q.size) * max(1.0, float(np.abs(xq).max())))
+            qmap[0, s], qmap[1, s] = xq, yq
+        self.qmap = qmap
+        self.info["quantile_map"] = {"fitted_on": how, "n_quantiles": self.n_quantiles}
+
+    def _apply_quantile_map(self, y: np.ndarray, species: np.ndarray) -> np.ndarray:
+        if self.qmap is None:
+            return y
+        out = np.empty_like(y)
+        k = max(1, self.n_quantiles // 40)  # end slopes from the outer 2.5 % of the quantiles
+        for s in range(self.qmap.shape[1]):
+            m = species == s
+            if not np.any(m):
+                continue
+            xq, yq = self.qmap[0, s], self.qmap[1, s]
+            v = y[m]
+            r = np.interp(v, xq, yq)
+            lo_slope = (yq[k] - yq[0]) / max(xq[k] - xq[0], 1e-300)
+            hi_slope = (yq[-1] - yq[-1 - k]) / max(xq[-1] - xq[-1 - k], 1e-300)
+            r = np.where(v < xq[0], yq[0] + lo_slope * (v - xq[0]), r)
+            r = np.where(v > xq[-1], yq[-1] + hi_slope * (v - xq[-1]), r)
+            out[m] = r
+        return out
 
     def standardise(self, x: np.ndarray, species: np.ndarray) -> np.ndarray:
         if self.mean is None or self.std is None:
@@ -102,8 +164,9 @@ class Predictor:
 
     # ------------------------------------------------------------------------------------------ prediction
     def predict_features(self, features: np.ndarray, species: np.ndarray) -> np.ndarray:
-        """(N,) predictions from raw (unstandardised) features."""
-        return self._predict(self.standardise(features, species), np.asarray(species, dtype=np.int64))
+        """(N,) predictions from raw (unstandardised) features (calibrated if the model has a quantile map)."""
+        sp = np.asarray(species, dtype=np.int64)
+        return self._apply_quantile_map(self._predict(self.standardise(features, sp), sp), sp)
 
     def predict_frame(self, frame: Frame) -> np.ndarray:
         return self.predict_features(frame.features, frame.species)
@@ -117,6 +180,7 @@ class Predictor:
         pos = np.asarray(positions, dtype=np.float64)
         sp = np.asarray(species, dtype=np.int64)
         b = np.broadcast_to(np.asarray(box, dtype=np.float64), (pos.shape[1],)).copy()
+        thermal = pos
         if self.settings.inherent:
             from glassgen.dynamics.minimize import fire_minimize
             from glassgen.systems.configuration import Configuration
@@ -124,11 +188,13 @@ class Predictor:
 
             conf = Configuration(pos, sp.astype(np.int32), b, load_model(self.settings.model))
             pos = fire_minimize(conf, ftol=self.settings.ftol, max_iter=200000).configuration.positions
-        return self.score_structure(pos, sp, b)
+        return self.score_structure(pos, sp, b, thermal=thermal)
 
-    def score_structure(self, positions: np.ndarray, species: np.ndarray, box: np.ndarray) -> np.ndarray:
-        """(N,) prediction from the positions the descriptors are computed on (no minimisation)."""
-        x, _ = compute_descriptors(self.settings, positions, species, box)
+    def score_structure(self, positions: np.ndarray, species: np.ndarray, box: np.ndarray,
+                        thermal: np.ndarray | None = None) -> np.ndarray:
+        """(N,) prediction from the positions the descriptors are computed on (no minimisation); ``thermal``:
+        the configuration they were quenched from (needed by the 'quench' descriptors)."""
+        x, _ = compute_descriptors(self.settings, positions, species, box, thermal=thermal)
         return self.predict_features(x, species)
 
     def predict(self, configuration: Any) -> np.ndarray:
@@ -138,7 +204,8 @@ class Predictor:
                 from glassgen.predictors.data import inherent_positions
 
                 x = inherent_positions(configuration, self.settings.model, self.settings.ftol)
-                return self.score_structure(x, configuration.species, configuration.box)
+                return self.score_structure(x, configuration.species, configuration.box,
+                                            thermal=configuration.positions)
             return self.score_structure(configuration.positions, configuration.species, configuration.box)
         return self.score(configuration.positions, configuration.species, configuration.box)
 
@@ -163,6 +230,8 @@ class Predictor:
                 "provenance": provenance or {}}
         arrays = {"meta": np.asarray(json.dumps(meta, default=float)), "mean": self.mean, "std": self.std}
         arrays.update({f"a_{k}": v for k, v in self._arrays().items()})
+        if self.qmap is not None:
+            arrays["qmap"] = self.qmap
         target = Path(path)
         with atomic_path(target) as tmp:
             with open(tmp, "wb") as fh:
@@ -185,6 +254,7 @@ def load_predictor(path: PathLike) -> Predictor:
             meta = json.loads(str(z["meta"]))
             arrays = {k[2:]: np.array(z[k]) for k in z.files if k.startswith("a_")}
             mean, std = np.array(z["mean"]), np.array(z["std"])
+            qmap = np.array(z["qmap"]) if "qmap" in z.files else None
     except Exception as exc:  # noqa: BLE001 - anything unreadable is bad input
         raise InputError(f"cannot read predictor {p}: {exc}") from None
     cls = REGISTRY.get(meta.get("kind", ""))
@@ -194,4 +264,5 @@ def load_predictor(path: PathLike) -> Predictor:
     obj.info = meta.get("info", {})
     obj.mean, obj.std = mean, std
     obj._set_arrays(arrays)
+    obj.qmap = qmap
     return obj

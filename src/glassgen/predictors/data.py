@@ -80,7 +80,7 @@ def sample_features(sample: GlassBenchSample, settings: DescriptorSettings,
     if f.is_file():
         return np.load(f)
     x = inherent_positions(sample, settings.model, settings.ftol, cache) if settings.inherent else sample.positions
-    feats, _ = compute_descriptors(settings, x, sample.species, sample.box)
+    feats, _ = compute_descriptors(settings, x, sample.species, sample.box, thermal=sample.positions)
     with atomic_path(f) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, feats)

@@ -37,7 +37,7 @@ from glassgen.errors import InputError
 
 __all__ = ["NeighbourList", "neighbour_list", "voronoi_cells", "per_particle_energy", "glassmlp_features",
            "boattini_features", "sbo_features", "softness_features", "bond_order", "coarse_grain", "p_hop",
-           "DescriptorSettings", "compute_descriptors"]
+           "DescriptorSettings", "compute_descriptors", "quench_features"]
 
 
 def _check(positions: np.ndarray, species: np.ndarray | None, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -300,6 +300,41 @@ def boattini_features(positions: np.ndarray, species: np.ndarray, box: np.ndarra
     return np.concatenate(levels_x, 1), names
 
 
+def quench_features(thermal: np.ndarray, inherent: np.ndarray, box: np.ndarray,
+                    lengths: tuple[float, ...] = (1.0, 2.0, 3.0), levels: int = 2, rc: float = 5.0,
+                    nl: NeighbourList | None = None) -> tuple[np.ndarray, list[str]]:
+    """Quench displacement u_i = |r_i(thermal) - r_i(inherent)| (minimum image), recursively coarse-grained.
+
+    How far a particle slides when the configuration is quenched to its inherent state measures how loosely
+    it sits in its cage; it is a structural quantity (one thermal snapshot), free once the inherent state is
+    known. Per particle: u and ln(u + 1e-3), then for each length L the levels n = 1..``levels`` of
+    x^(n)_i = (x^(n-1)_i + sum_j w_ij x^(n-1)_j) / (1 + sum_j w_ij), w_ij = exp(-r_ij / L), r_ij < rc on the
+    inherent state.
+
+    Args:
+        thermal, inherent: (N, d) positions (same particle order); box: (d,).
+
+    Returns:
+        (N, 2 * (1 + len(lengths) * levels)) features and their names.
+    """
+    th, b = _check(thermal, None, box)
+    ih, _ = _check(inherent, None, box)
+    if th.shape != ih.shape:
+        raise InputError(f"thermal {th.shape} and inherent {ih.shape} positions differ in shape")
+    dr = th - ih
+    dr -= b * np.round(dr / b)
+    u = np.sqrt(np.einsum("nd,nd->n", dr, dr))
+    x = np.stack([u, np.log(u + 1e-3)], 1)
+    nl = nl if nl is not None and nl.rc >= rc else neighbour_list(ih, b, rc)
+    nl = nl.within(rc)
+    cols, names = [x], ["QU", "lnQU"]
+    for L in lengths:
+        for k, lv in enumerate(coarse_grain(x, nl, np.exp(-nl.r / L), levels)[1:], start=1):
+            cols.append(lv)
+            names += [f"QU_L{L:g}_cg{k}", f"lnQU_L{L:g}_cg{k}"]
+    return np.concatenate(cols, 1), names
+
+
 def sbo_features(positions: np.ndarray, box: np.ndarray, rc: float = 1.45, lmax: int = 8,
                  nl: NeighbourList | None = None) -> tuple[np.ndarray, list[str]]:
     """Smoothed bond order Q_l, l = 1..lmax: q_lm with f = exp[-(r/rc)^8] (r < 1.3 rc), then
@@ -382,7 +417,9 @@ class DescriptorSettings:
     """Which descriptors a predictor uses; stored inside every saved model.
 
     Attributes:
-        families: subset of ('glassmlp', 'boattini', 'sbo', 'softness').
+        families: subset of ('glassmlp', 'boattini', 'sbo', 'softness', 'quench'); 'quench' (the
+            thermal-to-inherent displacement, :func:`quench_features`) needs ``inherent`` and the thermal
+            positions.
         model: interaction model for per-particle energies and inherent states ('ka3d', 'ka3d_sf', 'ka2d').
         inherent: compute on the inherent state (FIRE) rather than the given configuration.
         lengths: GlassMLP coarse-graining lengths; rc_cg: their cutoff.
@@ -401,6 +438,7 @@ class DescriptorSettings:
     nsp: int = 2
     boattini: dict[str, Any] = field(default_factory=dict)
     softness: dict[str, Any] = field(default_factory=dict)
+    quench: dict[str, Any] = field(default_factory=dict)
     ftol: float = 1e-6
     glassmlp_cg_levels: int = 0
     cg_length: float = 2.0
@@ -410,6 +448,8 @@ class DescriptorSettings:
         if self.glassmlp_cg_levels == 0:  # keep the cache keys of settings written before these options
             d.pop("glassmlp_cg_levels")
             d.pop("cg_length")
+        if not self.quench:
+            d.pop("quench")
         d["families"] = list(self.families)
         d["lengths"] = list(self.lengths)
         return d
@@ -425,14 +465,16 @@ class DescriptorSettings:
             if k in kw:
                 kw[k] = tuple(kw[k])
         for fam in kw.get("families", ()):
-            if fam not in ("glassmlp", "boattini", "sbo", "softness"):
+            if fam not in ("glassmlp", "boattini", "sbo", "softness", "quench"):
                 raise InputError(f"unknown descriptor family {fam!r}")
         return cls(**kw)
 
 
 def compute_descriptors(settings: DescriptorSettings, positions: np.ndarray, species: np.ndarray,
-                        box: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """Features of one configuration (already the inherent state if ``settings.inherent``): (N, F), names."""
+                        box: np.ndarray, thermal: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
+    """Features of one configuration (already the inherent state if ``settings.inherent``): (N, F), names.
+
+    ``thermal``: (N, d) the thermal configuration ``positions`` was quenched from (needed by 'quench')."""
     pos, b = _check(positions, species, box)
     spec = np.asarray(species, dtype=np.int64)
     rmax = settings.rc_cg
@@ -462,6 +504,12 @@ def compute_descriptors(settings: DescriptorSettings, positions: np.ndarray, spe
         names += nm
     if "softness" in settings.families:
         x, nm = softness_features(pos, spec, b, nsp=settings.nsp, nl=nl, **settings.softness)
+        cols.append(x)
+        names += nm
+    if "quench" in settings.families:
+        if thermal is None or not settings.inherent:
+            raise InputError("the 'quench' descriptors need inherent = true and the thermal configuration")
+        x, nm = quench_features(thermal, pos, b, nl=nl, **settings.quench)
         cols.append(x)
         names += nm
     if not cols:

@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from glassgen.errors import InputError
 from glassgen.predictors.base import Predictor
 from glassgen.predictors.data import Frame
 from glassgen.progress import progress_bar
@@ -66,17 +65,17 @@ class GlassMLPPredictor(Predictor):
 
     Hyperparameters: hidden (2, 10, 10), epochs1 300, epochs2 150, lr 1e-3, w_corr 0.5, w_var 1.0,
     n_corr 800, radii (2, 4, 6), n_ensemble 1 (average of nets trained with seeds seed, seed + 1, ...),
-    threshold None (the rule above), calibrate 'none' ('meanvar': see above).
+    threshold None (the rule above), calibrate 'none' ('meanvar': see above; 'quantile': the
+    monotone map of :mod:`glassgen.predictors.base`, fitted in-sample).
     """
 
     kind = "glassmlp"
+    extra_calibrations = ("meanvar",)
 
     def __init__(self, settings: Any = None, hidden: tuple[int, ...] | list[int] = (2, 10, 10), epochs1: int = 300,
                  epochs2: int = 150, lr: float = 1e-3, w_corr: float = 0.5, w_var: float = 1.0, n_corr: int = 800,
                  radii: tuple[float, ...] | list[float] = (2.0, 4.0, 6.0), n_ensemble: int = 1,
                  threshold: float | None = None, calibrate: str = "none", **hyper: Any) -> None:
-        if calibrate not in ("none", "meanvar"):
-            raise InputError(f"calibrate must be 'none' or 'meanvar', got {calibrate!r}")
         super().__init__(settings, hidden=list(hidden), epochs1=int(epochs1), epochs2=int(epochs2), lr=float(lr),
                          w_corr=float(w_corr), w_var=float(w_var), n_corr=int(n_corr), radii=list(radii),
                          n_ensemble=int(n_ensemble), threshold=None if threshold is None else float(threshold),

@@ -190,7 +190,11 @@ class GNNPredictor(Predictor):
         return Frame(np.zeros((s.n, 1)), s.species, target(s, time) if with_target else None, x, s.box, s.index, s.T)
 
     def fit_frames(self, fr: list[Frame], seed: int = 0, progress: bool = False) -> GNNPredictor:
-        return self._train(fr, seed, progress, None)
+        self.qmap = None
+        self._train(fr, seed, progress, None)
+        if self.hyper.get("calibrate", "none") == "quantile":
+            self._fit_quantile_map(fr, seed)
+        return self
 
     def _train(self, fr: list[Frame], seed: int, progress: bool, edge_targets: list[np.ndarray] | None) -> GNNPredictor:
         import os
@@ -301,7 +305,7 @@ class GNNPredictor(Predictor):
         return int(meta["epoch"])
 
     # prediction ------------------------------------------------------------------------------------------
-    def score_structure(self, positions: np.ndarray, species: np.ndarray, box: np.ndarray) -> np.ndarray:
+    def _raw_prediction(self, positions: np.ndarray, species: np.ndarray, box: np.ndarray) -> np.ndarray:
         import torch
 
         g = self._graph(np.asarray(positions, dtype=np.float64), species, box)
@@ -309,6 +313,14 @@ class GNNPredictor(Predictor):
             out, _ = _forward(self.net, g["onehot"], g["src"], g["dst"], self._edges(g, None), self.hyper["steps"],
                               self.agg_scale)
         return out.numpy().astype(np.float64) * self.y_std + self.y_mean
+
+    def score_structure(self, positions: np.ndarray, species: np.ndarray, box: np.ndarray,
+                        thermal: np.ndarray | None = None) -> np.ndarray:
+        return self._apply_quantile_map(self._raw_prediction(positions, species, box),
+                                        np.asarray(species, dtype=np.int64))
+
+    def _calibration_predictions(self, fr: list[Frame], seed: int) -> tuple[list[np.ndarray], str]:
+        return [self._raw_prediction(f.positions, f.species, f.box) for f in fr], "in-sample"
 
     def predict_frame(self, frame: Frame) -> np.ndarray:
         return self.score_structure(frame.positions, frame.species, frame.box)

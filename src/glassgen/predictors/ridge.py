@@ -58,6 +58,8 @@ class RidgePredictor(Predictor):
         folds = np.array_split(rng.permutation(len(fr)), min(self.hyper["cv_folds"], len(fr)))
         chosen: dict[str, float] = {}
         cv_scores: dict[str, list[float]] = {}
+        #: out-of-fold predictions at the chosen penalty, per frame (for the quantile calibration)
+        self._oof: list[np.ndarray] | None = [np.zeros(len(f.species)) for f in fr] if len(folds) >= 2 else None
         with progress_bar(nsp * len(self.hyper["alphas"]), "ridge CV", progress) as advance:
             for s in range(nsp):
                 xs = [self.standardise(f.features[f.species == s], f.species[f.species == s]) for f in fr]
@@ -65,22 +67,35 @@ class RidgePredictor(Predictor):
                 if sum(len(y) for y in ys) == 0:
                     continue
                 scores = []
+                oof: list[dict[int, np.ndarray]] = []
                 for alpha in self.hyper["alphas"]:
                     pred, true = [], []
+                    oof.append({})
                     for k in folds:
                         if len(folds) < 2:
                             break
                         tr = [i for i in range(len(fr)) if i not in set(k)]
                         w, b = _ridge(np.concatenate([xs[i] for i in tr]), np.concatenate([ys[i] for i in tr]), alpha)
-                        pred += [xs[i] @ w + b for i in k]
+                        for i in k:
+                            oof[-1][int(i)] = xs[i] @ w + b
+                        pred += [oof[-1][int(i)] for i in k]
                         true += [ys[i] for i in k]
                     scores.append(_pearson(np.concatenate(true), np.concatenate(pred)) if pred else 0.0)
                     advance(1)
-                best = float(self.hyper["alphas"][int(np.nanargmax(scores))])
+                best_k = int(np.nanargmax(scores))
+                best = float(self.hyper["alphas"][best_k])
+                if self._oof is not None:
+                    for i, v in oof[best_k].items():
+                        self._oof[i][fr[i].species == s] = v
                 chosen[str(s)] = best
                 cv_scores[str(s)] = [float(v) for v in scores]
                 self.coef[s], self.intercept[s] = _ridge(np.concatenate(xs), np.concatenate(ys), best)
         self.info.update({"alpha": chosen, "cv_pearson": cv_scores})
+
+    def _calibration_predictions(self, fr: list[Frame], seed: int) -> tuple[list[np.ndarray], str]:
+        if getattr(self, "_oof", None) is not None and len(self._oof) == len(fr):
+            return self._oof, "out-of-fold"
+        return super()._calibration_predictions(fr, seed)
 
     def _predict(self, x: np.ndarray, species: np.ndarray) -> np.ndarray:
         assert self.coef is not None and self.intercept is not None
