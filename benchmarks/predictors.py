@@ -148,6 +148,8 @@ def _models(gnn_epochs: int) -> dict[str, tuple[str, dict[str, Any], dict[str, A
         "ridge_glassmlp_boattini_cg_quench_quantile": ("ridge", GMBCGQ, QUANTILE),
         "glassmlp_quantile": ("glassmlp", GM, QUANTILE),
         "glassmlp_boattini_cg_quantile": ("glassmlp", GMBCG, QUANTILE),
+        "glassmlp_quantile_crossfit": ("glassmlp", GM, dict(QUANTILE, calibration_folds=5)),
+        "glassmlp_boattini_cg_quantile_crossfit": ("glassmlp", GMBCG, dict(QUANTILE, calibration_folds=5)),
     }
 
 

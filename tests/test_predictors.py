@@ -573,3 +573,25 @@ def test_quench_displacement_features_match_direct_computation():
     np.testing.assert_allclose(x[:, names.index("QU_L1.5_cg1")], num / den, rtol=1e-10)
     with pytest.raises(InputError):
         D.compute_descriptors(D.DescriptorSettings(families=("quench",)), ih, spec, b)  # no thermal positions
+
+
+def test_cross_fitted_calibration_uses_models_that_never_saw_the_configuration(tiny):
+    """``calibration_folds = 3``: each training configuration's calibration prediction comes from a copy trained
+    on the other folds (checked by refitting one fold by hand), not from the model itself."""
+    from glassgen.api_predict import build_predictor
+    from glassgen.predictors.data import frames
+    from glassgen.systems.glassbench import read_dataset
+
+    ds = read_dataset(tiny)
+    hyper = {"epochs1": 3, "epochs2": 2, "n_corr": 20}
+    p = build_predictor("glassmlp", THERMAL, dict(hyper, calibrate="quantile", calibration_folds=3))
+    fr = frames(list(ds.samples(split="train")), p.settings, 2.0)
+    p.fit_frames(fr, seed=4)
+    preds, how = p._calibration_predictions(fr, seed=4)
+    assert how == "out-of-fold (3 folds)" and p.info["quantile_map"]["fitted_on"] == how
+    held = np.array_split(np.random.default_rng(4).permutation(len(fr)), 3)[0]
+    by_hand = build_predictor("glassmlp", THERMAL, hyper).fit_frames(
+        [f for i, f in enumerate(fr) if i not in set(held.tolist())], seed=4)
+    np.testing.assert_allclose(preds[held[0]], by_hand.predict_frame(fr[held[0]]), rtol=1e-12)
+    in_sample = build_predictor("glassmlp", THERMAL, hyper).fit_frames(fr, seed=4).predict_frame(fr[held[0]])
+    assert not np.allclose(preds[held[0]], in_sample)

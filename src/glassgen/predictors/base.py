@@ -16,11 +16,13 @@ Features are standardised per species with the training mean and standard deviat
 Output calibration (any kind, ``calibrate = "quantile"``): per species, the monotone map that sends the
 quantiles of the predictions on the training configurations to the quantiles of the training targets (201
 quantiles, linear in between, linear continuation beyond the ends). The predictions it is fitted on are
-out-of-fold where the model provides them (ridge: its cross-validation folds at the chosen penalty), else
-in-sample. A monotone map leaves the ranking of particles unchanged (Pearson changes only through its
-curvature) but restores the width of the target distribution that regression towards the mean removes, so
-that thresholded observables of the predicted field — chi_4 of Theta(R - 0.3), the mobile fraction — are
-comparable with the true ones. Training data only; never the test set.
+out-of-fold where the model provides them (ridge: its cross-validation folds at the chosen penalty), or
+cross-fitted with ``calibration_folds = k`` (k extra trainings, any kind), else in-sample (in-sample
+predictions of a flexible model are too wide and under-correct). A monotone map leaves the ranking of
+particles unchanged (Pearson changes only through its curvature) but restores the width of the target
+distribution that regression towards the mean removes, so that thresholded observables of the predicted
+field — chi_4 of Theta(R - 0.3), the mobile fraction — are comparable with the true ones. Training data
+only; never the test set.
 """
 
 from __future__ import annotations
@@ -114,7 +116,21 @@ class Predictor:
     def _calibration_predictions(self, fr: list[Frame], seed: int) -> tuple[list[np.ndarray], str]:
         """Raw (uncalibrated) predictions on the training frames for the quantile map, and how they were made.
 
-        Subclasses that can cheaply predict out of fold override this; the default is in-sample."""
+        With ``calibration_folds = k >= 2`` (hyperparameter): cross-fitted, i.e. each configuration is
+        predicted by a copy of this model (same settings, hyperparameters and seed, no calibration) trained on
+        the other folds — k extra trainings. Otherwise in-sample, unless a subclass can predict out of fold
+        for free (ridge)."""
+        k = int(self.hyper.get("calibration_folds") or 0)
+        if k >= 2 and len(fr) >= 2:
+            folds = np.array_split(np.random.default_rng(seed).permutation(len(fr)), min(k, len(fr)))
+            sub = {n: v for n, v in self.hyper.items() if n not in ("calibrate", "calibration_folds", "checkpoint")}
+            out: list[np.ndarray] = [np.zeros(0)] * len(fr)
+            for held in folds:
+                model = type(self)(self.settings, **sub).fit_frames([fr[i] for i in range(len(fr))
+                                                                       if i not in set(held.tolist())], seed=seed)
+                for i in held:
+                    out[int(i)] = model.predict_frame(fr[int(i)])
+            return out, f"out-of-fold ({len(folds)} folds)"
         return [self._predict(self.standardise(f.features, f.species), np.asarray(f.species, dtype=np.int64))
                 for f in fr], "in-sample"
 

@@ -320,6 +320,8 @@ class GNNPredictor(Predictor):
                                         np.asarray(species, dtype=np.int64))
 
     def _calibration_predictions(self, fr: list[Frame], seed: int) -> tuple[list[np.ndarray], str]:
+        if int(self.hyper.get("calibration_folds") or 0) >= 2:
+            return super()._calibration_predictions(fr, seed)
         return [self._raw_prediction(f.positions, f.species, f.box) for f in fr], "in-sample"
 
     def predict_frame(self, frame: Frame) -> np.ndarray:
