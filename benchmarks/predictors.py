@@ -74,11 +74,12 @@ def _metrics(pred: Any, samples: list[Any], t: float | None) -> dict[str, Any]:
 
 def _train_oof_chi4(pred: Any, train: list[Any]) -> dict[str, Any]:
     """chi_4 and mobile fractions of the out-of-fold predictions on the training configurations (ridge: its CV
-    folds at the chosen penalty), raw and through the quantile map; a check of the calibration that never
+    folds at the chosen penalty; others: the cross-fitted calibration predictions), raw and through the quantile
+    map; a check of the calibration that never
     touches the test set."""
     from glassgen.bench.metrics import chi4_bootstrap_error, chi4_thresholded, pearson_pooled
 
-    raw = getattr(pred, "_oof", None)
+    raw = getattr(pred, "_oof", None) or getattr(pred, "calibration_predictions", None)
     if not raw:
         return {}
     fr = [pred.frame(s, None) for s in train]

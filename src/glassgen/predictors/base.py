@@ -136,6 +136,8 @@ class Predictor:
 
     def _fit_quantile_map(self, fr: list[Frame], seed: int) -> None:
         preds, how = self._calibration_predictions(fr, seed)
+        #: the raw predictions the map was fitted on (per training frame; not saved), for diagnostics
+        self.calibration_predictions = preds if how != "in-sample" else None
         q = np.linspace(0.0, 1.0, self.n_quantiles)
         nsp = self.settings.nsp
         qmap = np.tile(q, (2, nsp, 1))  # identity for absent species
