@@ -75,6 +75,7 @@ class Predictor:
         self.mean: np.ndarray | None = None  # (nsp, F)
         self.std: np.ndarray | None = None
         self.qmap: np.ndarray | None = None  # (2, nsp, n_quantiles): prediction and target quantiles
+        self.calibration_predictions: list[np.ndarray] | None = None
         cal = self.hyper.get("calibrate", "none")
         if cal not in ("none", "quantile", *self.extra_calibrations):
             allowed = ", ".join(repr(c) for c in ("none", "quantile", *self.extra_calibrations))
