@@ -595,3 +595,30 @@ def test_cross_fitted_calibration_uses_models_that_never_saw_the_configuration(t
     np.testing.assert_allclose(preds[held[0]], by_hand.predict_frame(fr[held[0]]), rtol=1e-12)
     in_sample = build_predictor("glassmlp", THERMAL, hyper).fit_frames(fr, seed=4).predict_frame(fr[held[0]])
     assert not np.allclose(preds[held[0]], in_sample)
+
+
+def test_cage_features_match_the_isoconfigurational_runner():
+    """Short-time propensity and cage-centre displacement equal those of bench.replicas (same seeds), and the
+    family is rejected without its temperature or the thermal positions."""
+    from glassgen.bench.replicas import run_isoconfigurational
+    from glassgen.dynamics.initial import random_state
+    from glassgen.dynamics.minimize import fire_minimize
+    from glassgen.systems.model import load_model
+
+    c = random_state("ka3d", 64, seed=2)
+    c = fire_minimize(c, ftol=1e-3, max_iter=20000).configuration  # relaxed start: no huge forces
+    x, names = D.cage_features(c.positions, c.positions, c.species, c.box, T=0.8, times=(0.05, 0.2),
+                               n_replicas=2, seed=3, lengths=(2.0,), levels=1)
+    ref = run_isoconfigurational(c.replace(model=load_model("ka3d")), T=0.8, times=[0.05, 0.2], n_replicas=2,
+                                 seed=3, keep_replicas=True)
+    for k, t in enumerate((0.05, 0.2)):
+        np.testing.assert_allclose(x[:, names.index(f"R_t{t:g}")], ref.md_prop[k], rtol=1e-10)
+        centre = np.linalg.norm(ref.replicas[k].mean(0) - c.positions, axis=1)
+        np.testing.assert_allclose(x[:, names.index(f"CAGE_t{t:g}")], centre, rtol=1e-10, atol=1e-14)
+    assert x.shape == (64, 3 * 2 * 2) and np.all(np.isfinite(x))
+    st = D.DescriptorSettings(families=("cage",), model="ka3d")
+    with pytest.raises(InputError):
+        D.compute_descriptors(st, c.positions, c.species, c.box, thermal=c.positions)  # no temperature
+    with pytest.raises(InputError):
+        D.compute_descriptors(D.DescriptorSettings(families=("cage",), cage={"T": 0.8}), c.positions, c.species,
+                              c.box)  # no thermal positions

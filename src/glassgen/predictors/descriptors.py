@@ -37,7 +37,7 @@ from glassgen.errors import InputError
 
 __all__ = ["NeighbourList", "neighbour_list", "voronoi_cells", "per_particle_energy", "glassmlp_features",
            "boattini_features", "sbo_features", "softness_features", "bond_order", "coarse_grain", "p_hop",
-           "DescriptorSettings", "compute_descriptors", "quench_features"]
+           "DescriptorSettings", "compute_descriptors", "quench_features", "cage_features"]
 
 
 def _check(positions: np.ndarray, species: np.ndarray | None, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -335,6 +335,73 @@ def quench_features(thermal: np.ndarray, inherent: np.ndarray, box: np.ndarray,
     return np.concatenate(cols, 1), names
 
 
+def cage_features(thermal: np.ndarray, inherent: np.ndarray, species: np.ndarray, box: np.ndarray, *, T: float,
+                  model: str = "ka3d", times: tuple[float, ...] = (0.5, 2.0, 6.0, 20.0), n_replicas: int = 8,
+                  seed: int = 0, dt: float = 0.005, lengths: tuple[float, ...] = (1.0, 2.0, 3.0), levels: int = 2,
+                  rc: float = 5.0, threads: int | None = None,
+                  nl: NeighbourList | None = None) -> tuple[np.ndarray, list[str]]:
+    """Short-time isoconfigurational descriptors: how far each particle wanders inside its cage.
+
+    ``n_replicas`` NVE runs from the thermal configuration with fresh Maxwell-Boltzmann velocities at ``T``
+    (replica r uses seed ``seed * 1_000_003 + r``, the convention of :mod:`glassgen.bench.replicas`), to lag
+    times ``times`` (LJ units; keep them inside the plateau, far below tau_alpha). Per particle and lag:
+    the short-time propensity <|r_i(t) - r_i(0)|> and its log, and the cage-centre displacement
+    |<r_i(t)> - r_i(0)| (replica mean), all recursively coarse-grained as in :func:`quench_features`.
+    This is a *dynamical* input (it costs ``n_replicas * times[-1] / dt`` MD steps per configuration), in the
+    spirit of the Debye-Waller / cage descriptors (Widmer-Cooper & Harrowell; the CAGE model of GlassBench).
+
+    Args:
+        thermal, inherent: (N, d) positions; species: (N,); box: (d,); model: the MD interaction model.
+
+    Returns:
+        (N, 3 * len(times) * (1 + len(lengths) * levels)) features and their names.
+    """
+    from glassgen.dynamics.md import MDSimulation, maxwell_boltzmann
+    from glassgen.systems.configuration import Configuration
+    from glassgen.systems.model import load_model
+
+    if not (T > 0):
+        raise InputError(f"the cage descriptors need a positive temperature, got T={T}")
+    if n_replicas < 1:
+        raise InputError("the cage descriptors need n_replicas >= 1")
+    th, b = _check(thermal, species, box)
+    ih, _ = _check(inherent, species, box)
+    steps = np.maximum(1, np.rint(np.asarray(times, dtype=np.float64) / dt)).astype(np.int64)
+    if steps.ndim != 1 or steps.size == 0 or np.any(np.diff(steps) <= 0):
+        raise InputError(f"cage lag times must be positive, increasing and >= dt apart, got {list(times)}")
+    mdl = load_model(model)
+    conf = Configuration(th, np.asarray(species, dtype=np.int32), b, mdl)
+    n, d = th.shape
+    prop = np.zeros((steps.size, n))
+    centre = np.zeros((steps.size, n, d))
+    masses = mdl.masses[conf.species]
+    for r in range(n_replicas):
+        rs = seed * 1_000_003 + r
+        v = maxwell_boltzmann(masses, d, T, np.random.default_rng(rs))
+        sim = MDSimulation(conf.replace(velocities=v), T=T, dt=dt, ensemble="nve", seed=rs, threads=threads)
+        for k, st in enumerate(steps):
+            sim.step(int(st - sim.step_count))
+            dr = sim.positions - th  # unwrapped positions: no minimum image needed
+            prop[k] += np.sqrt(np.einsum("nd,nd->n", dr, dr))
+            centre[k] += dr
+    prop /= n_replicas
+    centre /= n_replicas
+    cols, base = [], []
+    for k, t in enumerate(times):
+        c = np.sqrt(np.einsum("nd,nd->n", centre[k], centre[k]))
+        cols += [prop[k], np.log(prop[k]), c]
+        base += [f"R_t{t:g}", f"lnR_t{t:g}", f"CAGE_t{t:g}"]
+    x = np.stack(cols, 1)
+    nl = nl if nl is not None and nl.rc >= rc else neighbour_list(ih, b, rc)
+    nl = nl.within(rc)
+    out, names = [x], list(base)
+    for L in lengths:
+        for k, lv in enumerate(coarse_grain(x, nl, np.exp(-nl.r / L), levels)[1:], start=1):
+            out.append(lv)
+            names += [f"{nm}_L{L:g}_cg{k}" for nm in base]
+    return np.concatenate(out, 1), names
+
+
 def sbo_features(positions: np.ndarray, box: np.ndarray, rc: float = 1.45, lmax: int = 8,
                  nl: NeighbourList | None = None) -> tuple[np.ndarray, list[str]]:
     """Smoothed bond order Q_l, l = 1..lmax: q_lm with f = exp[-(r/rc)^8] (r < 1.3 rc), then
@@ -417,9 +484,10 @@ class DescriptorSettings:
     """Which descriptors a predictor uses; stored inside every saved model.
 
     Attributes:
-        families: subset of ('glassmlp', 'boattini', 'sbo', 'softness', 'quench'); 'quench' (the
+        families: subset of ('glassmlp', 'boattini', 'sbo', 'softness', 'quench', 'cage'); 'quench' (the
             thermal-to-inherent displacement, :func:`quench_features`) needs ``inherent`` and the thermal
-            positions.
+            positions; 'cage' (:func:`cage_features`, short MD runs: a dynamical input) needs ``inherent``,
+            the thermal positions and ``cage = {"T": ...}``.
         model: interaction model for per-particle energies and inherent states ('ka3d', 'ka3d_sf', 'ka2d').
         inherent: compute on the inherent state (FIRE) rather than the given configuration.
         lengths: GlassMLP coarse-graining lengths; rc_cg: their cutoff.
@@ -439,6 +507,7 @@ class DescriptorSettings:
     boattini: dict[str, Any] = field(default_factory=dict)
     softness: dict[str, Any] = field(default_factory=dict)
     quench: dict[str, Any] = field(default_factory=dict)
+    cage: dict[str, Any] = field(default_factory=dict)
     ftol: float = 1e-6
     glassmlp_cg_levels: int = 0
     cg_length: float = 2.0
@@ -450,6 +519,8 @@ class DescriptorSettings:
             d.pop("cg_length")
         if not self.quench:
             d.pop("quench")
+        if not self.cage:
+            d.pop("cage")
         d["families"] = list(self.families)
         d["lengths"] = list(self.lengths)
         return d
@@ -465,7 +536,7 @@ class DescriptorSettings:
             if k in kw:
                 kw[k] = tuple(kw[k])
         for fam in kw.get("families", ()):
-            if fam not in ("glassmlp", "boattini", "sbo", "softness", "quench"):
+            if fam not in ("glassmlp", "boattini", "sbo", "softness", "quench", "cage"):
                 raise InputError(f"unknown descriptor family {fam!r}")
         return cls(**kw)
 
@@ -510,6 +581,14 @@ def compute_descriptors(settings: DescriptorSettings, positions: np.ndarray, spe
         if thermal is None or not settings.inherent:
             raise InputError("the 'quench' descriptors need inherent = true and the thermal configuration")
         x, nm = quench_features(thermal, pos, b, nl=nl, **settings.quench)
+        cols.append(x)
+        names += nm
+    if "cage" in settings.families:
+        if thermal is None or not settings.inherent:
+            raise InputError("the 'cage' descriptors need inherent = true and the thermal configuration")
+        if "T" not in settings.cage:
+            raise InputError("the 'cage' descriptors need their temperature: cage = {T = ...}")
+        x, nm = cage_features(thermal, pos, spec, b, nl=nl, **settings.cage)
         cols.append(x)
         names += nm
     if not cols:
