@@ -13,7 +13,7 @@ from glassgen.errors import InputError
 pgmc_app = typer.Typer(no_args_is_help=True,
                        help="Policy-guided Monte Carlo: learn proposals in burn-in, then run exact chains.")
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config ([train]/[run] tables); "
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config (\\[train]/\\[run] tables); "
                                                                         "command-line options win.")]
 InputOpt = Annotated[Path | None, typer.Option("--input", "-i", help="Starting configuration (.xyz, .data, .h5).")]
 ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Model name (ka3d, ka2d, ka2, ...).")]

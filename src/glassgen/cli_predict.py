@@ -30,7 +30,7 @@ def _json_opt(text: str | None, name: str) -> dict | None:
 
 @predict_app.command("train")
 def train_cmd(
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML with a [predictor] table.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML with a \\[predictor] table.")] = None,
     kind: Annotated[str | None, typer.Option("--kind", "-k", help="ridge, glassmlp or gnn.")] = None,
     data: Annotated[Path | None, typer.Option("--data", "-d", help="GlassBench directory.")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Model file (.npz).")] = None,
