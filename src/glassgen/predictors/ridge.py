@@ -48,6 +48,7 @@ class RidgePredictor(Predictor):
                          cv_folds=int(cv_folds), **hyper)
         self.coef: np.ndarray | None = None  # (nsp, F)
         self.intercept: np.ndarray | None = None  # (nsp,)
+        self._oof: list[np.ndarray] | None = None  # out-of-fold training predictions (set by fit)
 
     def _fit(self, fr: list[Frame], seed: int, progress: bool) -> None:
         nsp = self.settings.nsp
@@ -58,8 +59,8 @@ class RidgePredictor(Predictor):
         folds = np.array_split(rng.permutation(len(fr)), min(self.hyper["cv_folds"], len(fr)))
         chosen: dict[str, float] = {}
         cv_scores: dict[str, list[float]] = {}
-        #: out-of-fold predictions at the chosen penalty, per frame (for the quantile calibration)
-        self._oof: list[np.ndarray] | None = [np.zeros(len(f.species)) for f in fr] if len(folds) >= 2 else None
+        # out-of-fold predictions at the chosen penalty, per frame (for the quantile calibration)
+        self._oof = [np.zeros(len(f.species)) for f in fr] if len(folds) >= 2 else None
         with progress_bar(nsp * len(self.hyper["alphas"]), "ridge CV", progress) as advance:
             for s in range(nsp):
                 xs = [self.standardise(f.features[f.species == s], f.species[f.species == s]) for f in fr]
@@ -93,7 +94,7 @@ class RidgePredictor(Predictor):
         self.info.update({"alpha": chosen, "cv_pearson": cv_scores})
 
     def _calibration_predictions(self, fr: list[Frame], seed: int) -> tuple[list[np.ndarray], str]:
-        if getattr(self, "_oof", None) is not None and len(self._oof) == len(fr):
+        if self._oof is not None and len(self._oof) == len(fr):
             return self._oof, "out-of-fold"
         return super()._calibration_predictions(fr, seed)
 
