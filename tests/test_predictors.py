@@ -199,6 +199,12 @@ def test_descriptor_input_errors():
         D.neighbour_list(np.zeros((3, 3)), np.ones(3), -1.0)
     with pytest.raises(InputError):
         D.DescriptorSettings.from_dict({"families": ["nope"]})
+    with pytest.raises(InputError, match="lenghts"):
+        D.DescriptorSettings.from_dict({"families": ["quench"], "quench": {"lenghts": [1.0]}})
+    with pytest.raises(InputError, match="replicas"):
+        D.DescriptorSettings.from_dict({"families": ["cage"], "cage": {"T": 0.44, "replicas": 4}})
+    ok = D.DescriptorSettings.from_dict({"families": ["cage"], "cage": {"T": 0.44, "n_replicas": 4}})
+    assert ok.cage == {"T": 0.44, "n_replicas": 4}
     with pytest.raises(InputError):
         D.p_hop(np.zeros((3, 2, 3)), 2)
 

@@ -538,6 +538,19 @@ class DescriptorSettings:
         for fam in kw.get("families", ()):
             if fam not in ("glassmlp", "boattini", "sbo", "softness", "quench", "cage"):
                 raise InputError(f"unknown descriptor family {fam!r}")
+        import inspect
+
+        per_family = {"boattini": boattini_features, "softness": softness_features, "quench": quench_features,
+                      "cage": cage_features}
+        fixed = {"positions", "species", "box", "thermal", "inherent", "nl", "nsp"}
+        for fam, fn in per_family.items():
+            opts = kw.get(fam) or {}
+            if not isinstance(opts, dict):
+                raise InputError(f"descriptor settings {fam!r} must be a table of options")
+            allowed = set(inspect.signature(fn).parameters) - fixed
+            bad_opts = set(opts) - allowed
+            if bad_opts:
+                raise InputError(f"unknown {fam} descriptor options {sorted(bad_opts)} (allowed: {sorted(allowed)})")
         return cls(**kw)
 
 
