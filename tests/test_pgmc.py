@@ -239,6 +239,71 @@ def test_energy_and_feature_bookkeeping(model, n):
     assert acc["gauss"] > 0.01 and acc["local"] > 0.002
 
 
+@pytest.mark.parametrize("n,theta_scale", [(43, 1.0), (400, 1.0), (400, 150.0)])
+def test_selection_tree_and_scan_give_the_same_chain(n, theta_scale):
+    """Biased swap selection through per-species sum trees (production) and through a scan of the members
+    (reference) are the same law: from the same random numbers they produce the same chain, move for move
+    (image mode at N = 43, cell lists at N = 400). With theta x 150 the weights span thousands of e-folds
+    (one particle dominates its species, so the normaliser of the new state by differences cancels and the
+    kernel falls back to a scan; swaps are then never accepted, displacements are)."""
+    from glassgen.dynamics.initial import random_state
+
+    conf = random_state("ka2d", n, seed=7)
+    m = conf.model
+    pol = Policy.default(3, 2, sigma=0.08, local_fraction=0.2, swap_fraction=0.3, swap_pairs=[(0, 2), (1, 2)],
+                         biased=True, counts=m.counts(n))
+    pol.theta[:] = theta_scale * np.array([[-0.8, 0.5], [0.6, -0.7], [-0.5, 0.9]])
+    pol = _random_local(pol, 5, drift=0.05)
+    runs = []
+    for tree in (True, False):
+        pg = PGMC(PGMCTarget.from_model(m, conf.box, 0.5), pol, [conf], seed=9, selection_tree=tree)
+        pg.sweep(30 if n < 100 else 6)
+        runs.append(pg)
+    a, b = (r.chains[0] for r in runs)
+    if theta_scale == 1.0:
+        assert runs[0].acceptance["swap"] > 0.002
+    assert runs[0].acceptance["gauss"] > 0.05
+    assert np.array_equal(a.species, b.species) and np.array_equal(a.pos, b.pos)
+    assert abs(a.energy - b.energy) < 1e-9 * abs(b.energy)
+    assert np.allclose(a.feat, b.feat, rtol=0, atol=1e-9)
+
+
+def test_selection_trees_rebuild_and_hold_the_exact_law():
+    """The per-species selection trees hold exp(theta . f - shift): after a leaf update that would leave the
+    exponent range the update reports it, and a rebuild restores leaves / root = exp(logit) / Z."""
+    from glassgen._kernels.pgmc import _sel_tree_set, _sel_trees_build
+    from glassgen._kernels.sumtree import tree_leaf, tree_total
+
+    rng = np.random.default_rng(3)
+    members = np.array([[0, 2, 4, -1], [1, 3, 5, 6]])
+    n_members = np.array([3, 4])
+    member_pos = np.array([0, 0, 1, 1, 2, 2, 3])
+    theta = np.array([[1.5, -0.5], [-2.0, 0.7]])
+    feat = rng.normal(0, 2, (7, 2))
+    trees, tree_len, shift = np.zeros((2, 73)), np.zeros(2, dtype=np.int64), np.zeros(2)
+
+    def law(sp):
+        lg = feat[members[sp, :n_members[sp]]] @ theta[sp]
+        p = np.exp(lg - lg.max())
+        return p / p.sum()
+
+    _sel_trees_build(members, n_members, theta, feat, trees, tree_len, shift)
+    for sp in (0, 1):
+        tr = trees[sp, :tree_len[sp]]
+        got = np.array([tree_leaf(tr, q) for q in range(n_members[sp])]) / tree_total(tr)
+        assert np.allclose(got, law(sp), rtol=1e-12, atol=0)
+    feat[3] = [-400.0, 0.0]  # logit of particle 3 (species 1) up by ~800: beyond exp range
+    assert not _sel_tree_set(3, 1, member_pos, theta, feat, trees, tree_len, shift)
+    feat[3] = [0.1, 0.2]
+    assert _sel_tree_set(3, 1, member_pos, theta, feat, trees, tree_len, shift)
+    feat[4] = [-300.0, 0.0]  # species 0 logit down by 450: fine, the leaf is just small
+    assert _sel_tree_set(4, 0, member_pos, theta, feat, trees, tree_len, shift)
+    for sp in (0, 1):
+        tr = trees[sp, :tree_len[sp]]
+        got = np.array([tree_leaf(tr, q) for q in range(n_members[sp])]) / tree_total(tr)
+        assert np.allclose(got, law(sp), rtol=1e-12, atol=1e-300)
+
+
 def test_trials_do_not_move_chains_and_frozen_policy_refuses_learning():
     """Learning trials perform, evaluate and revert; after freeze() learning raises."""
     from glassgen.dynamics.initial import random_state

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from glassgen._kernels.kmc import sample_redraw, tree_build, tree_sample, tree_set, tree_set_leaves, tree_total
+from glassgen._kernels.kmc import sample_redraw
+from glassgen._kernels.sumtree import tree_build, tree_sample, tree_set, tree_set_leaves, tree_total
 from glassgen.errors import InputError
 from glassgen.models import observables as ob
 from glassgen.models.softness_law import load_softness_law

@@ -18,7 +18,12 @@ Move kinds (``kind`` per trial):
   i chosen with probability exp(theta_a . f_i) / Z_a within species a (and j likewise in b), where
   f_k = (sum_j u(r_kj), sum_j g(r_kj / sigma)) are pair-additive selection features (energy and a
   smooth coordination number, no self-images) maintained incrementally in ``feat``. The reverse
-  selection (j from a, i from b) is evaluated with the features of the NEW state, O(N_a + N_b).
+  selection (j from a, i from b) is evaluated with the features of the NEW state.
+  Production moves (``sel_tree``) keep one sum tree per species over the weights exp(theta_s . f_k - c_s)
+  (:mod:`glassgen._kernels.sumtree`; c_s a shift fixed per call): a draw is a tree descent, and the new-
+  state normaliser is the old root corrected by the weight changes of i, j and their neighbours, so a
+  biased swap costs O(neighbours + log N) instead of O(N_a + N_b). Learning records (which need the mean
+  features under the selection law) and the stale-reverse control scan the members instead.
 
 Acceptance: log alpha = -beta dE + log q(x'->x) - log q(x->x'), accepted if log u < log alpha.
 Displacements are never folded back by the minimum image: the pairing (x, delta) <-> (x', -delta) is an
@@ -38,6 +43,7 @@ from numba import njit
 
 from glassgen._kernels.mc import _cell_of, build_cells, home_cell, particle_energy, stencil_cell  # noqa: F401
 from glassgen._kernels.pair import pair_uw
+from glassgen._kernels.sumtree import TREE_B, tree_build, tree_leaf, tree_sample, tree_set, tree_size, tree_total
 
 __all__ = ["KIND_GAUSS", "KIND_LOCAL", "KIND_SWAP", "MH_EXACT", "MH_NO_PROPOSAL_RATIO", "MH_STALE_REVERSE",
            "N_RADIAL", "N_SEL", "RADIAL_MU", "pgmc_moves", "local_descriptors", "selection_features",
@@ -79,13 +85,14 @@ def _energy(i, x, s, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_c
                             ncell, cells, cell_count, shifts) + ext_energy(x, s, ext_k, ext_c, box))
 
 
-@njit(cache=True, error_model="numpy", fastmath=False)
+@njit(cache=True, error_model="numpy", inline="always")
 def _pair_contrib(j, r2, dxv, ab, pp, mode, sign, out, dfeat, touched, nt, is_touched):
     """One neighbour j at squared distance r2 (dxv = x_j - x): add its contribution for ``mode``.
 
     mode 0: descriptors into out[0:N_RADIAL] (G_k) and out[N_RADIAL:N_RADIAL+d] (b);
     mode 1: sign * (u, g) into dfeat[j] (feature change of neighbour j), tracking touched rows;
-    mode 2: (u, g) into out[0:2] (features of the central particle).
+    mode 2: (u, g) into out[0:2] (features of the central particle);
+    mode 3: both 1 and 2 (the energy of the central particle and its neighbours' feature changes in one pass).
     """
     sig2 = pp[0]
     if mode == 0:
@@ -111,10 +118,11 @@ def _pair_contrib(j, r2, dxv, ab, pp, mode, sign, out, dfeat, touched, nt, is_to
     if xr2 < COORD_CUT * COORD_CUT:
         t = 1.0 - xr2 / (COORD_CUT * COORD_CUT)
         g = t * t
-    if mode == 2:
+    if mode >= 2:
         out[0] += u
         out[1] += g
-        return nt
+        if mode == 2:
+            return nt
     if u != 0.0 or g != 0.0:
         dfeat[j, 0] += sign * u
         dfeat[j, 1] += sign * g
@@ -380,11 +388,123 @@ def _move_cells(i, xnew, box, ncell, cells, cell_count, cell_of, slot):
     return True
 
 
+
+# ---------------------------------------------------------------------------- selection sum trees
+#: a leaf weight is exp(logit - shift_s); the trees are rebuilt (new shifts) when an exponent would exceed
+#: this or a root leaves (_TREE_TINY, 1 / _TREE_TINY), so weights never overflow or vanish wholesale
+_TREE_EXP_MAX = 500.0
+_TREE_TINY = 1e-250
+#: the new-state normaliser by differences is used only when its round-off is below this relative level;
+#: otherwise (one weight dominating and leaving) it is recomputed by a scan
+_TREE_CANCEL = 1e-6
+
+
+@njit(cache=True, error_model="numpy")
+def _logit(sp, theta, f):
+    """theta[sp] . f (f: (N_SEL,) features of a particle)."""
+    lk = 0.0
+    for a in range(N_SEL):
+        lk += theta[sp, a] * f[a]
+    return lk
+
+
+@njit(cache=True, error_model="numpy")
+def _sel_trees_build(members, n_members, theta, feat, trees, tree_len, shift):
+    """Build the selection tree of every species: leaf q = exp(theta_s . f_{members[s, q]} - shift_s),
+    shift_s = the largest logit of species s. trees (nsp, L) rows hold trees of length tree_len[s]."""
+    nsp = n_members.shape[0]
+    for sp in range(nsp):
+        m = n_members[sp]
+        tree_len[sp] = 0
+        if m == 0:
+            continue
+        lg = np.empty(m)
+        lmax = -np.inf
+        for q in range(m):
+            lg[q] = _logit(sp, theta, feat[members[sp, q]])
+            if lg[q] > lmax:
+                lmax = lg[q]
+        shift[sp] = lmax
+        for q in range(m):
+            lg[q] = math.exp(lg[q] - lmax)
+        t = tree_build(lg)
+        tree_len[sp] = t.shape[0]
+        trees[sp, :t.shape[0]] = t
+
+
+@njit(cache=True, error_model="numpy")
+def _sel_tree_set(k, sp, member_pos, theta, feat, trees, tree_len, shift):
+    """Set the leaf of particle k (species sp) from its current features; False if a rebuild is needed."""
+    x = _logit(sp, theta, feat[k]) - shift[sp]
+    if x > _TREE_EXP_MAX:
+        return False
+    tr = trees[sp, :tree_len[sp]]
+    tree_set(tr, member_pos[k], math.exp(x))
+    z = tree_total(tr)
+    return z > _TREE_TINY and z < 1.0 / _TREE_TINY
+
+
+@njit(cache=True, error_model="numpy")
+def _sel_tree_draw(u, sp, members, n_members, theta, feat, trees, tree_len, shift):
+    """(particle, log P) drawn from species sp with P proportional to exp(theta_sp . f): a tree descent."""
+    tr = trees[sp, :tree_len[sp]]
+    q = tree_sample(tr, u)
+    if q >= n_members[sp]:  # only if every weight is 0 (excluded by the rebuild rule)
+        q = n_members[sp] - 1
+    k = members[sp, q]
+    return k, _logit(sp, theta, feat[k]) - shift[sp] - math.log(tree_total(tr))
+
+
+@njit(cache=True, error_model="numpy")
+def _sel_tree_reverse(i, j, sa, sb, fi_new, fj_new, member_pos, species, theta, feat, dfeat, touched, nt, trees,
+                      tree_len, shift):
+    """log P of the reverse selection of an (i in sa) <-> (j in sb) swap, in the new state, from the trees.
+
+    Z_a' = Z_a - w_a(i) + w_a(j, f_j') + sum over touched k of species a of (w(f_k + df_k) - w(f_k)), and
+    likewise Z_b'. Returns (log P(j from a), log P(i from b), ok); ok is False when an exponent is out of
+    range or the differences lose more than _TREE_CANCEL relative precision (the caller then scans).
+    """
+    ta = trees[sa, :tree_len[sa]]
+    tb = trees[sb, :tree_len[sb]]
+    xa = _logit(sa, theta, fj_new) - shift[sa]
+    xb = _logit(sb, theta, fi_new) - shift[sb]
+    if xa > _TREE_EXP_MAX or xb > _TREE_EXP_MAX:
+        return 0.0, 0.0, False
+    wi = tree_leaf(ta, member_pos[i])
+    wj = tree_leaf(tb, member_pos[j])
+    za = tree_total(ta) - wi + math.exp(xa)
+    zb = tree_total(tb) - wj + math.exp(xb)
+    scale_a = tree_total(ta) + wi + math.exp(xa)
+    scale_b = tree_total(tb) + wj + math.exp(xb)
+    fk = np.empty(N_SEL)
+    for q in range(nt):
+        k = touched[q]
+        sk = species[k]
+        if k == i or k == j or (sk != sa and sk != sb):
+            continue
+        for a in range(N_SEL):
+            fk[a] = feat[k, a] + dfeat[k, a]
+        x = _logit(sk, theta, fk) - shift[sk]
+        if x > _TREE_EXP_MAX:
+            return 0.0, 0.0, False
+        wn = math.exp(x)
+        wo = tree_leaf(trees[sk, :tree_len[sk]], member_pos[k])
+        if sk == sa:
+            za += wn - wo
+            scale_a += wn + wo
+        else:
+            zb += wn - wo
+            scale_b += wn + wo
+    if za <= _TREE_CANCEL * scale_a or zb <= _TREE_CANCEL * scale_b:
+        return 0.0, 0.0, False
+    return xa - math.log(za), xb - math.log(zb), True
+
+
 @njit(cache=True, error_model="numpy")
 def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
                use_cells, ncell, cells, cell_count, cell_of, slot, shifts,
                members, member_pos, n_members, feat, track, unwrapped,
-               log_sigma, ls0, W1, b1, W2, b2, pair_a, pair_b, theta, biased,
+               log_sigma, ls0, W1, b1, W2, b2, pair_a, pair_b, theta, biased, sel_tree,
                kind, idx, xi, usel, logu, start, commit, mh_mode,
                stats, rec_scalar, rec_int, rec_delta, rec_env, rec_sel):
     """Run trial moves ``start .. len(kind) - 1`` on one chain.
@@ -397,7 +517,9 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
         feat: (N, N_SEL) selection features, kept current when ``track``; unwrapped (N, d) accumulated
             accepted displacements.
         log_sigma (nsp,); ls0 (nsp,), W1 (H, N_RADIAL), b1 (H,), W2 (2, H), b2 (2,): policy parameters;
-        pair_a, pair_b (P,) swap species pairs; theta (nsp, N_SEL); biased: biased selection.
+        pair_a, pair_b (P,) swap species pairs; theta (nsp, N_SEL); biased: biased selection; sel_tree:
+            biased selection through per-species sum trees (production; ignored when recording or with
+            MH_STALE_REVERSE, which scan): same law as the scan up to round-off.
         kind (M,) int8, idx (M,) particle (displacements) or pair index (swaps), xi (M, d) standard
             normals, usel (M, 2) uniforms, logu (M,) log uniforms.
         commit: apply accepted moves (False: perform, evaluate, revert; for learning).
@@ -421,7 +543,9 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
     env_old = np.empty(nd)
     env_new = np.empty(nd)
     dxv = np.empty(d)
+    fi_old = np.zeros(2)
     fi_new = np.zeros(2)
+    fj_old = np.zeros(2)
     fj_new = np.zeros(2)
     gm = np.zeros(N_SEL)
     lbuf = np.empty(n)  # scratch of _select
@@ -430,6 +554,19 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
     is_touched = np.zeros(n, dtype=np.bool_)
     nt = 0
     dE = 0.0
+    use_tree = biased and sel_tree and not record and mh_mode != MH_STALE_REVERSE
+    nsp_sel = n_members.shape[0]
+    tree_len = np.zeros(nsp_sel, dtype=np.int64)
+    shift = np.zeros(nsp_sel)
+    if use_tree:
+        mmax = 1
+        for sp in range(nsp_sel):
+            mmax = max(mmax, n_members[sp])
+        mt = tree_size(mmax)
+        trees = np.zeros((nsp_sel, (mt - 1) // (TREE_B - 1) + mt))
+        _sel_trees_build(members, n_members, theta, feat, trees, tree_len, shift)
+    else:
+        trees = np.zeros((nsp_sel, 1))
     for t in range(start, m_tot):
         kd = kind[t]
         if kd != KIND_SWAP:
@@ -469,11 +606,20 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
                     lq_r = local_log_density(dxv, env_old, si, ls0, W1, b1, W2, b2)
                 else:
                     lq_r = local_log_density(dxv, env_new, si, ls0, W1, b1, W2, b2)
-            e_old = _energy(i, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts,
-                            ext_k, ext_c)
-            e_new = _energy(i, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts,
-                            ext_k, ext_c)
-            de = e_new - e_old
+            if track:  # the energy change and the neighbours' feature changes from the same two passes
+                fi_old[0] = fi_old[1] = fi_new[0] = fi_new[1] = 0.0
+                nt = _neigh_loop(i, -1, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
+                                 shifts, 3, -1.0, fi_old, dfeat, touched, nt, is_touched, dxv)
+                nt = _neigh_loop(i, -1, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
+                                 shifts, 3, 1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
+                de = (fi_new[0] - fi_old[0] + ext_energy(xnew, si, ext_k, ext_c, box)
+                      - ext_energy(pos[i], si, ext_k, ext_c, box))
+            else:
+                e_old = _energy(i, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
+                                shifts, ext_k, ext_c)
+                e_new = _energy(i, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts,
+                                ext_k, ext_c)
+                de = e_new - e_old
             log_alpha = -beta * de
             if mh_mode != MH_NO_PROPOSAL_RATIO:
                 log_alpha += lq_r - lq_f
@@ -495,26 +641,29 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
                         stats[kd, 0] -= 1
                         return dE, t
                 if track:
-                    nt = _neigh_loop(i, -1, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells,
-                                     cell_count, shifts, 1, -1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
-                    nt = _neigh_loop(i, -1, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells,
-                                     cell_count, shifts, 1, 1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
+                    tree_ok = True
                     for q in range(nt):
                         k = touched[q]
                         feat[k, 0] += dfeat[k, 0]
                         feat[k, 1] += dfeat[k, 1]
+                        if use_tree:
+                            tree_ok &= _sel_tree_set(k, species[k], member_pos, theta, feat, trees, tree_len, shift)
                     nt = _clear_touched(dfeat, touched, nt, is_touched)
                 for a in range(d):
                     pos[i, a] = xnew[a]
                     unwrapped[i, a] += delta[a]
-                if track:
-                    _own_features(i, -1, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
-                                  shifts, fi_new, dxv)
+                if track:  # fi_new: the features of i at xnew, from the second pass
                     feat[i, 0] = fi_new[0]
                     feat[i, 1] = fi_new[1]
+                    if use_tree:
+                        tree_ok &= _sel_tree_set(i, si, member_pos, theta, feat, trees, tree_len, shift)
+                        if not tree_ok:
+                            _sel_trees_build(members, n_members, theta, feat, trees, tree_len, shift)
                 dE += de
                 stats[kd, 1] += 1
                 stats[kd, 2] += r2jump
+            if nt > 0:  # rejected, or a trial that is not committed
+                nt = _clear_touched(dfeat, touched, nt, is_touched)
             continue
         # ---------------------------------------------------------------- species swap
         p = idx[t]
@@ -523,37 +672,53 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
         if n_members[sa] == 0 or n_members[sb] == 0:
             continue
         stats[KIND_SWAP, 0] += 1
-        i, lpa = _select(usel[t, 0], sa, members, n_members, theta, feat, dfeat, is_touched, -1, -1, fi_new, False,
-                         biased, gm, record, lbuf)
-        if record:
-            for a in range(N_SEL):
-                rec_sel[t, 0, a] = feat[i, a] - gm[a]
-        j, lpb = _select(usel[t, 1], sb, members, n_members, theta, feat, dfeat, is_touched, -1, -1, fi_new, False,
-                         biased, gm, record, lbuf)
+        if use_tree:
+            i, lpa = _sel_tree_draw(usel[t, 0], sa, members, n_members, theta, feat, trees, tree_len, shift)
+            j, lpb = _sel_tree_draw(usel[t, 1], sb, members, n_members, theta, feat, trees, tree_len, shift)
+        else:
+            i, lpa = _select(usel[t, 0], sa, members, n_members, theta, feat, dfeat, is_touched, -1, -1, fi_new,
+                             False, biased, gm, record, lbuf)
+            if record:
+                for a in range(N_SEL):
+                    rec_sel[t, 0, a] = feat[i, a] - gm[a]
+            j, lpb = _select(usel[t, 1], sb, members, n_members, theta, feat, dfeat, is_touched, -1, -1, fi_new,
+                             False, biased, gm, record, lbuf)
         if record:
             for a in range(N_SEL):
                 rec_sel[t, 0, N_SEL + a] = feat[j, a] - gm[a]
         lq_f = lpa + lpb
-        de = swap_energy_change(i, j, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts,
-                                ext_k, ext_c)
-        species[i] = sb
-        species[j] = sa
-        if biased:
-            # features of the new state: neighbours of i and j by differences, i and j from scratch
-            nt = _neigh_loop(i, j, pos[i], sa, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
-                             shifts, 1, -1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
-            nt = _neigh_loop(i, j, pos[i], sb, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
-                             shifts, 1, 1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
-            nt = _neigh_loop(j, i, pos[j], sb, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
-                             shifts, 1, -1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
-            nt = _neigh_loop(j, i, pos[j], sa, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
-                             shifts, 1, 1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
-            _own_features(i, -1, pos[i], sb, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts,
-                          fi_new, dxv)
-            _own_features(j, -1, pos[j], sa, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts,
-                          fj_new, dxv)
+        if biased or track:
+            # four passes give the energy change, the new features of i and j (from scratch) and those of
+            # their neighbours (by differences). The i-j pair enters all four and cancels (u_ab = u_ba), as
+            # do the self-image terms of an image-mode box (i: a -> b, j: b -> a).
+            fi_old[0] = fi_old[1] = fi_new[0] = fi_new[1] = 0.0
+            fj_old[0] = fj_old[1] = fj_new[0] = fj_new[1] = 0.0
+            nt = _neigh_loop(i, -1, pos[i], sa, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
+                             shifts, 3, -1.0, fi_old, dfeat, touched, nt, is_touched, dxv)
+            nt = _neigh_loop(j, -1, pos[j], sb, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
+                             shifts, 3, -1.0, fj_old, dfeat, touched, nt, is_touched, dxv)
+            species[i] = sb
+            species[j] = sa
+            nt = _neigh_loop(i, -1, pos[i], sb, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
+                             shifts, 3, 1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
+            nt = _neigh_loop(j, -1, pos[j], sa, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
+                             shifts, 3, 1.0, fj_new, dfeat, touched, nt, is_touched, dxv)
+            de = (fi_new[0] + fj_new[0] - fi_old[0] - fj_old[0]
+                  + ext_energy(pos[i], sb, ext_k, ext_c, box) - ext_energy(pos[i], sa, ext_k, ext_c, box)
+                  + ext_energy(pos[j], sa, ext_k, ext_c, box) - ext_energy(pos[j], sb, ext_k, ext_c, box))
+        else:
+            de = swap_energy_change(i, j, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts,
+                                    ext_k, ext_c)
+            species[i] = sb
+            species[j] = sa
         use_new = mh_mode != MH_STALE_REVERSE
-        if use_new:
+        tree_rev = False
+        if use_tree:
+            lra, lrb, tree_rev = _sel_tree_reverse(i, j, sa, sb, fi_new, fj_new, member_pos, species, theta, feat,
+                                                   dfeat, touched, nt, trees, tree_len, shift)
+        if tree_rev:
+            pass  # lra, lrb: the new-state normalisers from the trees, O(neighbours)
+        elif use_new:
             # reverse move: j drawn from species a (where it replaced i), i from species b (replacing j)
             _, lra = _select(-1.0, sa, members, n_members, theta, feat, dfeat, is_touched, i, j, fj_new, True, biased,
                              gm, record, lbuf)
@@ -587,20 +752,7 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
             members[sb, pj] = i
             member_pos[i] = pj
             member_pos[j] = pi
-            if biased or track:
-                if not biased:  # tracked features (for a biased move elsewhere in the mixture) stay current
-                    nt = _neigh_loop(i, j, pos[i], sa, pos, species, box, nsp, pp, use_cells, ncell, cells,
-                                     cell_count, shifts, 1, -1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
-                    nt = _neigh_loop(i, j, pos[i], sb, pos, species, box, nsp, pp, use_cells, ncell, cells,
-                                     cell_count, shifts, 1, 1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
-                    nt = _neigh_loop(j, i, pos[j], sb, pos, species, box, nsp, pp, use_cells, ncell, cells,
-                                     cell_count, shifts, 1, -1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
-                    nt = _neigh_loop(j, i, pos[j], sa, pos, species, box, nsp, pp, use_cells, ncell, cells,
-                                     cell_count, shifts, 1, 1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
-                    _own_features(i, -1, pos[i], sb, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
-                                  shifts, fi_new, dxv)
-                    _own_features(j, -1, pos[j], sa, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
-                                  shifts, fj_new, dxv)
+            if biased or track:  # features of the new state (computed above) become current
                 for q in range(nt):
                     k = touched[q]
                     feat[k, 0] += dfeat[k, 0]
@@ -609,6 +761,15 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
                 feat[i, 1] = fi_new[1]
                 feat[j, 0] = fj_new[0]
                 feat[j, 1] = fj_new[1]
+                if use_tree:
+                    tree_ok = True
+                    for q in range(nt):
+                        k = touched[q]
+                        tree_ok &= _sel_tree_set(k, species[k], member_pos, theta, feat, trees, tree_len, shift)
+                    tree_ok &= _sel_tree_set(i, sb, member_pos, theta, feat, trees, tree_len, shift)
+                    tree_ok &= _sel_tree_set(j, sa, member_pos, theta, feat, trees, tree_len, shift)
+                    if not tree_ok:
+                        _sel_trees_build(members, n_members, theta, feat, trees, tree_len, shift)
             dE += de
             stats[KIND_SWAP, 1] += 1
         else:

@@ -317,9 +317,13 @@ class PGMC:
         policy: the proposal policy (copied; learning updates the copy in :attr:`policy`).
         starts: list of (positions (N, d), species (N,)) per chain, or Configurations.
         seed: seed of the sampler's ``np.random.Generator`` (all chains draw from it).
+        selection_tree: draw biased swap selections from per-species sum trees, O(neighbours + log N) per
+            swap (default); False scans the members, O(N_a + N_b): the same law up to round-off, kept as the
+            reference for tests and benchmarks.
     """
 
-    def __init__(self, target: PGMCTarget, policy: Policy, starts: list[Any], seed: int = 0) -> None:
+    def __init__(self, target: PGMCTarget, policy: Policy, starts: list[Any], seed: int = 0,
+                 selection_tree: bool = True) -> None:
         if not starts:
             raise InputError("PGMC needs at least one chain")
         if policy.nsp != target.nsp or policy.dim != target.dim:
@@ -330,6 +334,7 @@ class PGMC:
         self._initial_log_sigma = self.policy.to_dict()["log_sigma"]  # the run's identity (learning changes it)
         self.seed = int(seed)
         self.rng = np.random.default_rng(seed)
+        self.selection_tree = bool(selection_tree)
         self.frozen = False
         self.sweeps = 0
         self.chains: list[_Chain] = []
@@ -410,8 +415,8 @@ class PGMC:
                                    c.use_cells, c.ncell, c.cells, c.cell_count, c.cell_of, c.slot, c.shifts,
                                    c.members, c.member_pos, c.n_members, c.feat, track, c.unwrapped,
                                    pol.log_sigma, pol.ls0, pol.W1, pol.b1, pol.W2, pol.b2, pol.pairs[:, 0].copy(),
-                                   pol.pairs[:, 1].copy(), pol.theta, pol.biased, kind, idx, xi, usel, logu, start,
-                                   commit, mh_mode, c.stats, *rec)
+                                   pol.pairs[:, 1].copy(), pol.theta, pol.biased, self.selection_tree, kind, idx, xi,
+                                   usel, logu, start, commit, mh_mode, c.stats, *rec)
             c.energy += de
             if start >= kind.shape[0]:
                 break
