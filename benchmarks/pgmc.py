@@ -7,12 +7,18 @@ For each case one equilibrated start (swap MC for KA2D, Metropolis for KA 3D) is
   displacement per sweep (the "best fixed step");
 - ``swap``: mc.py with uniform swaps (swap_fraction 0.2, same delta), KA2D only (KA has no useful swap);
 - ``pgmc``: policy learned in burn-in (per-species Gaussian widths; KA2D: + biased swaps through C at
-  fraction 0.2; KA 3D: + environment-aware displacements at fraction 0.3), then frozen.
+  fraction 0.2; KA 3D: + environment-aware displacements at fraction 0.3), then frozen. Biased selection
+  draws from per-species sum trees; the cost per sweep of the same policy with the member scan (the
+  previous kernel) is measured on one chain as ``cpu_per_sweep_scan``.
 
 tau_alpha: F_s(q, t) of ALL particles (labels kept through swaps), q = 2 pi (2D) or 7.25 (3D), time
 origin = start of the production run, pooled over chains, first crossing of 1/e (interpolated in log t),
 in sweeps and in CPU seconds per chain (process time / chains). NaN = not reached in the budget ("converged":
 false). Training CPU time of PGMC is reported separately. One run, one seed: no error bars.
+
+Seed noise: ``--seeds K`` repeats every case with K seeds (independent equilibrated starts, baselines and
+learned policies) and saves ``pgmc_seeds.json`` with the mean and standard error of tau_alpha per method
+and the ratio of the means, e.g. ``--seeds 3 --case ka2d:43:0.4:4:8000:2000``.
 
 Run: ``.venv/bin/python benchmarks/pgmc.py --quick`` (every case of the grid with short budgets, about 30-40 CPU
 minutes on the 2-core machine) or without ``--quick`` for every case with longer runs (hours).
@@ -95,9 +101,42 @@ def run_pgmc(conf, T: float, sigma0: float, chains: int, sweeps: int, q: float, 
     pg_prod = PGMC(pg.target, pg.freeze(), [conf] * chains, seed=seed + 1)  # same start as the baselines
     res = pg_prod.run(sweeps, sample_every=max(1, sweeps // 50), frame_sweeps=log_spaced_steps(sweeps, 8))
     tau, f_end, _ = fs_tau(res.frame_sweeps, [res.frames[:, c] for c in range(chains)], q)
-    return {"tau_sweeps": tau, "fs_final": f_end, "cpu_per_sweep": res.info["cpu_s"] / chains / sweeps,
-            "acceptance": res.acceptance, "sigma": pg_prod.policy.sigma.tolist(),
-            "theta": pg_prod.policy.theta.tolist(), "train_cpu_s": train_cpu}
+    out = {"tau_sweeps": tau, "fs_final": f_end, "cpu_per_sweep": res.info["cpu_s"] / chains / sweeps,
+           "acceptance": res.acceptance, "sigma": pg_prod.policy.sigma.tolist(),
+           "theta": pg_prod.policy.theta.tolist(), "train_cpu_s": train_cpu}
+    if pg_prod.policy.biased:  # the same frozen policy with the O(N_a + N_b) member scan instead of the trees
+        scan = PGMC(pg.target, pg_prod.policy, [conf], seed=seed + 2, selection_tree=False)
+        k = max(20, sweeps // 40)
+        scan.sweep(2)
+        t0 = time.process_time()
+        scan.sweep(k)
+        out["cpu_per_sweep_scan"] = (time.process_time() - t0) / k
+    return out
+
+
+def seed_summary(rows: list[dict]) -> list[dict]:
+    """Per (model, N, T): mean +- standard error over seeds of tau_alpha (sweeps) of every method, and the
+    ratio best baseline / PGMC of the means with its first-order error; cases where some seed did not
+    reach tau_alpha are reported with NaN."""
+    out = []
+    for key in sorted({(r["model"], r["N"], r["T"]) for r in rows}):
+        sel = [r for r in rows if (r["model"], r["N"], r["T"]) == key]
+        s = {"model": key[0], "N": key[1], "T": key[2], "seeds": len(sel)}
+        means = {}
+        for m in ("metropolis", "swap", "pgmc"):
+            v = np.array([r.get(f"tau_{m}", np.nan) for r in sel], dtype=float)
+            if np.all(np.isnan(v)) and m == "swap" and key[0] != "ka2d":
+                continue
+            sem = float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan
+            means[m] = (float(v.mean()), sem)
+            s[f"tau_{m}"], s[f"tau_{m}_err"] = means[m]
+        base = min((means[m] for m in ("metropolis", "swap") if m in means and math.isfinite(means[m][0])),
+                   default=(math.nan, math.nan))
+        pg = means["pgmc"]
+        s["ratio_sweeps"] = base[0] / pg[0]
+        s["ratio_sweeps_err"] = s["ratio_sweeps"] * math.hypot(base[1] / base[0], pg[1] / pg[0])
+        out.append(s)
+    return out
 
 
 def equilibrated(model: str, n: int, T: float, sweeps: int, seed: int = 1):
@@ -116,7 +155,10 @@ def main() -> None:
     ap.add_argument("--case", action="append", default=[], metavar="MODEL:N:T:CHAINS:SWEEPS:EQ",
                     help="Run only these cases (repeatable), e.g. ka2d:1290:0.5:2:6000:1000; their rows replace "
                          "rows of the same (model, N, T) in the saved JSON, the other rows are kept.")
+    ap.add_argument("--seeds", type=int, default=1,
+                    help="Repeat every case with this many seeds; > 1 saves pgmc_seeds.json with means and errors.")
     args = ap.parse_args()
+    name = "pgmc" if args.seeds == 1 else "pgmc_seeds"
     previous: list[dict] = []
     if args.case:
         cases = []
@@ -124,7 +166,7 @@ def main() -> None:
             m, n, t, ch, sw, eq = c.split(":")
             cases.append((m, int(n), float(t), int(ch), int(sw), int(eq)))
         learn_iters = 60
-        old = Path(__file__).resolve().parent / "results" / "pgmc.json"
+        old = Path(__file__).resolve().parent / "results" / f"{name}.json"
         if old.exists():
             keys = {(m, n, t) for m, n, t, *_ in cases}
             previous = [r for r in json.loads(old.read_text())["rows"] if (r["model"], r["N"], r["T"]) not in keys]
@@ -143,16 +185,17 @@ def main() -> None:
     mode = "cases" if args.case else ("quick" if args.quick else "full")
     rows = []
     t_start = time.process_time()
-    for model, n, T, chains, sweeps, eq in cases:
+    runs = [(c, args.seed + 1000 * k) for c in cases for k in range(args.seeds)]
+    for (model, n, T, chains, sweeps, eq), seed in runs:
         q = default_q(2 if model == "ka2d" else 3)
-        conf = equilibrated(model, n, T, eq, args.seed)
+        conf = equilibrated(model, n, T, eq, seed)
         delta, scan = best_delta(conf, T)
-        row = {"model": model, "N": n, "T": T, "chains": chains, "sweeps": sweeps, "q": q, "delta_best": delta,
-               "delta_scan_msd_per_sweep": scan, "equilibration_sweeps": eq}
-        res = {"metropolis": run_mc(conf, T, delta, 0.0, chains, sweeps, q, args.seed + 10)}
+        row = {"model": model, "N": n, "T": T, "seed": seed, "chains": chains, "sweeps": sweeps, "q": q,
+               "delta_best": delta, "delta_scan_msd_per_sweep": scan, "equilibration_sweeps": eq}
+        res = {"metropolis": run_mc(conf, T, delta, 0.0, chains, sweeps, q, seed + 10)}
         if model == "ka2d":
-            res["swap"] = run_mc(conf, T, delta, 0.2, chains, sweeps, q, args.seed + 20)
-        res["pgmc"] = run_pgmc(conf, T, delta / math.sqrt(3), chains, sweeps, q, args.seed + 30, learn_iters)
+            res["swap"] = run_mc(conf, T, delta, 0.2, chains, sweeps, q, seed + 20)
+        res["pgmc"] = run_pgmc(conf, T, delta / math.sqrt(3), chains, sweeps, q, seed + 30, learn_iters)
         row["methods"] = res
         for k, v in res.items():
             v["converged"] = bool(math.isfinite(v["tau_sweeps"]))
@@ -168,16 +211,20 @@ def main() -> None:
         row["loadavg"] = list(os.getloadavg())
         rows.append(row)
         print({k: v for k, v in row.items() if k not in ("methods", "delta_scan_msd_per_sweep")}, flush=True)
-        save("pgmc", {"mode": mode, "rows": previous + rows, "complete": False,
-                      "cpu_s_total": time.process_time() - t_start})
+        save(name, {"mode": mode, "rows": previous + rows, "complete": False,
+                    "cpu_s_total": time.process_time() - t_start})
     rows = previous + rows
-    path = save("pgmc", {"mode": mode, "rows": rows, "complete": True,
+    extra = {"summary": seed_summary(rows)} if args.seeds > 1 else {}
+    path = save(name, {"mode": mode, "rows": rows, "complete": True, **extra,
                          "cpu_s_total": time.process_time() - t_start, "loadavg_end": list(os.getloadavg()),
                          "definition": "tau_alpha: F_s(q,t) of all particles = 1/e, origin = start of production, "
                                        "pooled over chains; sweeps and CPU s per chain; NaN = not reached"})
     cols = ["model", "N", "T", "tau_metropolis", "tau_swap", "tau_pgmc", "fs_end_metropolis", "fs_end_swap",
             "fs_end_pgmc", "speedup_sweeps", "speedup_cpu"]
     print(table(rows, cols))
+    if extra:
+        print(table(extra["summary"], ["model", "N", "T", "seeds", "tau_metropolis", "tau_swap", "tau_pgmc",
+                                       "ratio_sweeps", "ratio_sweeps_err"]))
     print(f"saved {path}")
 
 
