@@ -93,8 +93,10 @@ def rdf_agreement(g_a: np.ndarray, e_a: np.ndarray, g_b: np.ndarray, e_b: np.nda
     return {"rdf_max_z": float(z.max()), "rdf_within_2sigma": float(np.mean(z < 2.0))}
 
 
-def run_md(mc: MonteCarlo, T: float, steps: int, every: int) -> tuple[dict, np.ndarray, np.ndarray]:
-    """MD row entries, and the MD g(r) (bins,) with its error (correlated frames: block errors)."""
+def run_md(mc: MonteCarlo, T: float, steps: int, every: int,
+           energies: list | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
+    """MD row entries, and the MD g(r) (bins,) with its error (correlated frames: block errors).
+    ``energies``, if given, receives the sampled potential energies (n,)."""
     sim = MDSimulation(mc.configuration(), T=T, dt=0.005, thermostat="nhc", seed=1, threads=1,
                        init_velocities=True)
     sim.step(steps // 5)  # MD equilibration from the MC state (local MC of small cold systems can be stuck)
@@ -106,6 +108,8 @@ def run_md(mc: MonteCarlo, T: float, steps: int, every: int) -> tuple[dict, np.n
         u[k] = sim.potential
         frames[k] = sim.positions
     wall = time.perf_counter() - t0
+    if energies is not None:
+        energies.append(u)
     tu, tq, conv = tau_of(u, frames, mc.box)
     tau = max(tu, tq)
     g = rdf_series(frames[:: max(1, n_s // 1000)], mc)
