@@ -90,12 +90,16 @@ def _pair_contrib(j, r2, dxv, ab, pp, mode, sign, out, dfeat, touched, nt, is_to
     """One neighbour j at squared distance r2 (dxv = x_j - x): add its contribution for ``mode``.
 
     mode 0: descriptors into out[0:N_RADIAL] (G_k) and out[N_RADIAL:N_RADIAL+d] (b);
+    mode 4: mode 0, plus the pair energy u into out[N_RADIAL+d] (descriptors and energy in one pass);
     mode 1: sign * (u, g) into dfeat[j] (feature change of neighbour j), tracking touched rows;
     mode 2: (u, g) into out[0:2] (features of the central particle);
     mode 3: both 1 and 2 (the energy of the central particle and its neighbours' feature changes in one pass).
     """
     sig2 = pp[0]
-    if mode == 0:
+    if mode == 0 or mode == 4:
+        if mode == 4:
+            u, w, _ = pair_uw(r2, ab, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
+            out[N_RADIAL + dxv.shape[0]] += u
         xr2 = r2 / sig2[ab]
         if xr2 < DESC_CUT * DESC_CUT:
             xr = math.sqrt(xr2)
@@ -182,13 +186,20 @@ def local_descriptors(i, x, s, pos, species, box, nsp, pp, use_cells, ncell, cel
     out (N_RADIAL + d,) is overwritten: G_k = sum_j exp(-((r/sig_ab - mu_k)/w)^2) fc, then
     b = sum_j fc (sig_ab/r)^6 (x - x_j)/r, fc = (1 - (r/(2.2 sig_ab))^2)^2. Requires 2.2 sig_ab <= r_c,ab.
     """
+    _descriptor_pass(i, x, s, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts, out, 0)
+
+
+@njit(cache=True, error_model="numpy")
+def _descriptor_pass(i, x, s, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts, out, mode):
+    """One neighbour pass filling out with the descriptors (mode 0) or, with mode 4, the descriptors and in
+    out[N_RADIAL + d] the pair energy of i at x (no self-image terms; out then has N_RADIAL + d + 1 rows)."""
     out[:] = 0.0
     d = pos.shape[1]
     dummy = np.zeros((1, 2))
     t = np.zeros(1, dtype=np.int64)
     it = np.zeros(1, dtype=np.bool_)
     dxv = np.empty(d)
-    _neigh_loop(i, -1, x, s, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts, 0, 1.0,
+    _neigh_loop(i, -1, x, s, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts, mode, 1.0,
                 out, dummy, t, 0, it, dxv)
 
 
@@ -540,8 +551,9 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
     nd = N_RADIAL + d
     xnew = np.empty(d)
     delta = np.empty(d)
-    env_old = np.empty(nd)
-    env_new = np.empty(nd)
+    env_old = np.empty(nd + 1)  # descriptors, then (mode 4) the pair energy
+    env_new = np.empty(nd + 1)
+    desc_mode = 0 if track else 4  # untracked local moves take their energies from the descriptor passes
     dxv = np.empty(d)
     fi_old = np.zeros(2)
     fi_new = np.zeros(2)
@@ -579,8 +591,8 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
                 lq_f = 0.0
                 lq_r = 0.0
             else:
-                local_descriptors(i, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
-                                  shifts, env_old)
+                _descriptor_pass(i, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
+                                 shifts, env_old, desc_mode)
                 ls, c = _network(env_old, si, ls0, W1, b1, W2, b2)
                 nb2 = 0.0
                 for a in range(d):
@@ -598,8 +610,8 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
                 xnew[a] = v - box[a] * math.floor(v / box[a])
                 r2jump += delta[a] * delta[a]
             if kd == KIND_LOCAL:
-                local_descriptors(i, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
-                                  shifts, env_new)
+                _descriptor_pass(i, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
+                                 shifts, env_new, desc_mode)
                 for a in range(d):
                     dxv[a] = -delta[a]
                 if mh_mode == MH_STALE_REVERSE:
@@ -613,6 +625,9 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
                 nt = _neigh_loop(i, -1, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
                                  shifts, 3, 1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
                 de = (fi_new[0] - fi_old[0] + ext_energy(xnew, si, ext_k, ext_c, box)
+                      - ext_energy(pos[i], si, ext_k, ext_c, box))
+            elif kd == KIND_LOCAL:  # pair energies from the two descriptor passes (i's self-images cancel)
+                de = (env_new[nd] - env_old[nd] + ext_energy(xnew, si, ext_k, ext_c, box)
                       - ext_energy(pos[i], si, ext_k, ext_c, box))
             else:
                 e_old = _energy(i, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
