@@ -15,6 +15,14 @@ for a T_h of this run, from reweighting this run's own MD samples at T_h to the 
 of the run (the identity map, which the trained flows do not beat; IS cost taken as 0). MD at 0.6
 comes from this run if present, else from flows.json.
 
+Engines: ``--engine numba`` (default; ``md_reference.json``) or ``--engine lammps`` (LAMMPS ``fix nvt``,
+Nose-Hoover chain with tau = 0.5, same dt; ``md_reference_lammps.json``). Both sides of every ratio (MD at T
+and the pool's MD at T_h) use the engine of the run, so the ratio is that of the autocorrelation times in
+steps, weighted by the ESS; the engine sets only the seconds. The LAMMPS runs go in chunks of ``--chunk``
+steps; after each chunk the state (positions, velocities, the sampled energies and frames) is saved to
+``benchmarks/results/ckpt/`` and ``--resume`` continues from it (the thermostat's chain variables restart at
+each chunk, the particles do not).
+
 Rows are saved after each temperature; ``--resume`` skips temperatures already in the JSON.
 Run: ``.venv/bin/python benchmarks/md_reference.py`` (about 15 min on one core).
 """
@@ -27,23 +35,77 @@ import math
 import time
 
 import numba
+import numpy as np
 from _common import RESULTS, save, table
-from flows import equilibrated, run_md
+from flows import equilibrated, run_md, tau_of
 
 from glassgen.flows.weights import kish_ess_fraction
+from glassgen.observables.thermo import mean_and_error
+from glassgen.provenance import atomic_path
+from glassgen.systems.configuration import Configuration
+
+
+def run_md_lammps_chunked(mc, T: float, steps: int, every: int, chunk: int, resume: bool,
+                          energies: list | None = None) -> dict:
+    """``run_md``'s row entries from LAMMPS NVT MD, run in checkpointed chunks (steps/5 of equilibration first)."""
+    from glassgen.dynamics.lammps_engine import run_md_lammps
+
+    ck = RESULTS / "ckpt" / f"md_reference_lammps_T{T}.npz"
+    if resume and ck.exists():
+        z = np.load(ck)
+        pos, vel, u, frames = z["positions"], z["velocities"], list(z["u"]), list(z["frames"])
+        done, wall = int(z["done"]), float(z["wall_s"])
+    else:
+        conf = mc.configuration()
+        eq = run_md_lammps(conf, T=T, dt=0.005, nsteps=steps // 5, tau=0.5, thermo_every=steps // 5,
+                           seed=1, init_velocities=True)
+        pos, vel, u, frames, done, wall = eq.final.positions, eq.final.velocities, [], [], 0, 0.0
+    model, species, box = mc.model, mc.species, mc.box
+    while done < steps:
+        n = min(chunk, steps - done)
+        n -= n % every
+        conf = Configuration(pos, species, box, model, velocities=vel)
+        t0 = time.perf_counter()
+        res = run_md_lammps(conf, T=T, dt=0.005, nsteps=n, tau=0.5, thermo_every=every,
+                            traj_steps=np.arange(every, n + 1, every), seed=1 + done)
+        wall += time.perf_counter() - t0
+        u.extend(res.thermo.potential[1:])
+        frames.extend(res.trajectory.positions)
+        pos, vel, done = res.final.positions, res.final.velocities, done + n
+        with atomic_path(ck) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, positions=pos, velocities=vel, u=np.asarray(u), frames=np.asarray(frames),
+                         done=done, wall_s=wall)
+        print(f"T={T}: {done}/{steps} steps, {wall:.0f} s", flush=True)
+    ua, fa = np.asarray(u), np.asarray(frames)
+    if energies is not None:
+        energies.append(ua)
+    tu, tq, conv = tau_of(ua, fa, box)
+    return {"md_tau_U_steps": tu * every, "md_tau_Q_steps": tq * every, "md_converged": conv,
+            "md_s_per_indep": wall / ua.size * max(tu, tq), "md_U_per_N": float(ua.mean() / mc.n),
+            "md_U_per_N_err": float(mean_and_error(ua / mc.n)[1]), "engine": "lammps"}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=4_000_000)
     ap.add_argument("--every", type=int, default=200)
-    ap.add_argument("--T", type=float, action="append", default=[],
-                    help="temperatures, repeatable (default 0.7 0.6 0.5 0.45 0.4)")
+    ap.add_argument("--T", action="append", default=[],
+                    help="temperature, repeatable, as T or T:steps or T:steps:every (default 0.7 0.6 0.5 0.45 0.4 "
+                         "with --steps and --every)")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--engine", choices=["numba", "lammps"], default="numba")
+    ap.add_argument("--chunk", type=int, default=2_000_000, help="LAMMPS steps between checkpoints")
     args = ap.parse_args()
     numba.set_num_threads(1)
-    temps = sorted(args.T or [0.7, 0.6, 0.5, 0.45, 0.4], reverse=True)
-    out = RESULTS / "md_reference.json"
+    spec = {}  # T -> (steps, every)
+    for t in args.T or ["0.7", "0.6", "0.5", "0.45", "0.4"]:
+        parts = t.split(":")
+        spec[float(parts[0])] = (int(float(parts[1])) if len(parts) > 1 else args.steps,
+                                 int(parts[2]) if len(parts) > 2 else args.every)
+    temps = sorted(spec, reverse=True)
+    name = "md_reference" if args.engine == "numba" else "md_reference_lammps"
+    out = RESULTS / f"{name}.json"
     rows = json.loads(out.read_text())["rows"] if args.resume and out.exists() else []
     done = {r["T"] for r in rows}
     for T in temps:
@@ -52,20 +114,25 @@ def main() -> None:
         mc = equilibrated("ka3d", 64, T, 4000, seed=7)
         t0 = time.perf_counter()
         u: list = []
-        md, _, _ = run_md(mc, T, args.steps, args.every, energies=u)
+        steps, every = spec[T]
+        if args.engine == "numba":
+            md, _, _ = run_md(mc, T, steps, every, energies=u)
+        else:
+            md = run_md_lammps_chunked(mc, T, steps, every, args.chunk, args.resume, energies=u)
         lower = [t for t in temps if t < T]
         ess = {}
         if lower:  # reweight this run's samples (a pool at T) to the next lower temperature: identity map
             tl = max(lower)
             ess[str(tl)] = kish_ess_fraction(-u[0] * (1.0 / tl - 1.0 / T))
-        rows.append({"model": "ka3d", "N": 64, "T": T, "steps": args.steps, "every": args.every,
+        rows.append({"model": "ka3d", "N": 64, "T": T, "steps": steps, "every": every,
                      "wall_s": time.perf_counter() - t0, "ess_identity_to": ess, **md})
         print(rows[-1], flush=True)
-        save("md_reference", {"rows": rows, "complete": False})
+        save(name, {"rows": rows, "complete": False})
     flows = {r["T"]: r for r in json.loads((RESULTS / "flows.json").read_text())["rows"]
              if r["model"] == "ka3d" and r["N"] == 64}
     # MD cost per independent sample and whether it is converged (else a lower bound)
-    md_cost = {0.6: (flows[0.6]["md_s_per_indep"], flows[0.6]["md_converged"])} if 0.6 in flows else {}
+    md_cost = ({0.6: (flows[0.6]["md_s_per_indep"], flows[0.6]["md_converged"])}
+               if 0.6 in flows and args.engine == "numba" else {})
     md_cost.update({r["T"]: (r["md_s_per_indep"], r["md_converged"]) for r in rows})
     pools = {}  # target T -> (T_h, ESS/n, IS cost)
     for T, f in flows.items():
@@ -85,13 +152,38 @@ def main() -> None:
         firm = r["md_converged"] and r["pool_route_firm"]
         r["speedup_pool_route_vs_md"] = r["md_s_per_indep"] / r["pool_route_s_per_indep"]
         r["speedup_firm"] = bool(firm)
-    path = save("md_reference", {"rows": rows, "complete": True,
+    # annealed route: the pool's configurations annealed from T_h to T in K Metropolis sweeps
+    # (benchmarks/annealed.py); cost (MD s/indep(T_h) + annealing s per sample) / ESS/n, best K
+    ais = []
+    # LAMMPS: only the annealing of this run's own MD pool (thousands of samples); Numba: the shipped pools
+    sources = ("annealed_md_pool.json",) if args.engine == "lammps" else ("annealed.json", "annealed_long.json")
+    for fname in sources:
+        if (RESULTS / fname).exists():
+            ais += [a for a in json.loads((RESULTS / fname).read_text())["rows"]
+                    if a["model"] == "ka3d" and a["N"] == 64 and a["sweeps_per_step"] > 0]
+    for r in rows:
+        best = None
+        for a in ais:
+            if a["T"] == r["T"] and a["T_h"] in md_cost:
+                cost = (md_cost[a["T_h"]][0] + 1e-3 * a["ms_per_sample"]) / a["ess_fraction"]
+                if best is None or cost < best[0]:
+                    best = (cost, a)
+        if best is not None:
+            cost, a = best
+            r.update({"ais_T_h": a["T_h"], "ais_steps": a["steps"], "ais_ess_fraction": a["ess_fraction"],
+                      "ais_ms_per_sample": a["ms_per_sample"], "ais_route_s_per_indep": cost,
+                      "speedup_ais_route_vs_md": r["md_s_per_indep"] / cost,
+                      "ais_speedup_firm": bool(r["md_converged"] and md_cost[a["T_h"]][1])})
+    path = save(name, {"rows": rows, "complete": True,
                                  "definition": "tau = max(tau_U, tau_Q) in steps; s/indep = MD wall s (1 thread) x "
                                                "tau / sampling interval; pool route = MD s/indep(T_h) / ESS/n(T) "
-                                               "+ IS s/indep(T), ESS and IS cost from flows.json"})
+                                               "+ IS s/indep(T), ESS and IS cost from flows.json or this run's "
+                                               "identity reweighting; annealed route = (MD s/indep(T_h) + annealing "
+                                               "s per sample) / ESS/n, from annealed*.json, best K"})
     print(table(rows, ["T", "md_tau_U_steps", "md_tau_Q_steps", "md_converged", "md_s_per_indep", "md_U_per_N",
                        "prior_T", "pool_ess_fraction", "pool_route_s_per_indep", "speedup_pool_route_vs_md",
-                       "speedup_firm"]))
+                       "speedup_firm", "ais_steps", "ais_ess_fraction", "ais_route_s_per_indep",
+                       "speedup_ais_route_vs_md", "ais_speedup_firm"]))
     print(f"saved {path}")
 
 

@@ -85,11 +85,12 @@ def run_mc(conf, T: float, delta: float, swap: float, chains: int, sweeps: int, 
             "acceptance": mc.acceptance}
 
 
-def run_pgmc(conf, T: float, sigma0: float, chains: int, sweeps: int, q: float, seed: int, learn_iters: int) -> dict:
+def run_pgmc(conf, T: float, sigma0: float, chains: int, sweeps: int, q: float, seed: int, learn_iters: int,
+             local_2d: float = 0.0) -> dict:
     m = conf.model
     if m.nsp == 3:
         pol = Policy.default(3, m.dim, sigma=sigma0, swap_fraction=0.2, swap_pairs=[(0, 2), (1, 2)], biased=True,
-                             counts=np.bincount(conf.species, minlength=3))
+                             counts=np.bincount(conf.species, minlength=3), local_fraction=local_2d)
     else:
         pol = Policy.default(m.nsp, m.dim, sigma=sigma0, local_fraction=0.3)
     pg = PGMC(PGMCTarget.from_model(m, conf.box, T), pol, [conf] * chains, seed=seed)
@@ -157,8 +158,11 @@ def main() -> None:
                          "rows of the same (model, N, T) in the saved JSON, the other rows are kept.")
     ap.add_argument("--seeds", type=int, default=1,
                     help="Repeat every case with this many seeds; > 1 saves pgmc_seeds.json with means and errors.")
+    ap.add_argument("--local-fraction-2d", type=float, default=0.0,
+                    help="KA2D PGMC: fraction of environment-aware displacements (default 0: Gaussian + swaps)")
+    ap.add_argument("--tag", default="", help="suffix of the results name (pgmc[_seeds]_<tag>.json)")
     args = ap.parse_args()
-    name = "pgmc" if args.seeds == 1 else "pgmc_seeds"
+    name = ("pgmc" if args.seeds == 1 else "pgmc_seeds") + (f"_{args.tag}" if args.tag else "")
     previous: list[dict] = []
     if args.case:
         cases = []
@@ -195,7 +199,8 @@ def main() -> None:
         res = {"metropolis": run_mc(conf, T, delta, 0.0, chains, sweeps, q, seed + 10)}
         if model == "ka2d":
             res["swap"] = run_mc(conf, T, delta, 0.2, chains, sweeps, q, seed + 20)
-        res["pgmc"] = run_pgmc(conf, T, delta / math.sqrt(3), chains, sweeps, q, seed + 30, learn_iters)
+        res["pgmc"] = run_pgmc(conf, T, delta / math.sqrt(3), chains, sweeps, q, seed + 30, learn_iters,
+                               args.local_fraction_2d)
         row["methods"] = res
         for k, v in res.items():
             v["converged"] = bool(math.isfinite(v["tau_sweeps"]))
@@ -211,11 +216,11 @@ def main() -> None:
         row["loadavg"] = list(os.getloadavg())
         rows.append(row)
         print({k: v for k, v in row.items() if k not in ("methods", "delta_scan_msd_per_sweep")}, flush=True)
-        save(name, {"mode": mode, "rows": previous + rows, "complete": False,
+        save(name, {"mode": mode, "args": vars(args), "rows": previous + rows, "complete": False,
                     "cpu_s_total": time.process_time() - t_start})
     rows = previous + rows
     extra = {"summary": seed_summary(rows)} if args.seeds > 1 else {}
-    path = save(name, {"mode": mode, "rows": rows, "complete": True, **extra,
+    path = save(name, {"mode": mode, "args": vars(args), "rows": rows, "complete": True, **extra,
                          "cpu_s_total": time.process_time() - t_start, "loadavg_end": list(os.getloadavg()),
                          "definition": "tau_alpha: F_s(q,t) of all particles = 1/e, origin = start of production, "
                                        "pooled over chains; sweeps and CPU s per chain; NaN = not reached"})
