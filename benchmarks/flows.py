@@ -204,7 +204,10 @@ def main() -> None:
                 fm, _ = run_chains(gen, mc, T, args.chains, args.iterations, seed=13)
                 u_f = fm["energies"] / n
                 fe = [mean_and_error(u_f[:, c]) for c in range(args.chains)]
-                row["U_per_N_fmcmc_err"] = float(math.sqrt(sum(e * e for _, e in fe)) / args.chains)
+                row["U_per_N_fmcmc_err_chain"] = float(math.sqrt(sum(e * e for _, e in fe)) / args.chains)
+                # a finite pool: the chains resample its reweighted empirical law, whose error adds
+                row["U_per_N_fmcmc_err"] = (math.hypot(row["U_per_N_fmcmc_err_chain"], row["U_per_N_is_err"])
+                                            if pooled and "U_per_N_is_err" in row else row["U_per_N_fmcmc_err_chain"])
                 row.update({"imh_acceptance": fm["imh_acceptance"], "fmcmc_tau": max(fm["tau_U"], fm["tau_Q"]),
                             "fmcmc_converged": fm["converged"], "fmcmc_s_per_indep": fm["s_per_indep"],
                             "U_per_N_fmcmc": float(u_f.mean())})

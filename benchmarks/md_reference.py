@@ -23,8 +23,16 @@ steps; after each chunk the state (positions, velocities, the sampled energies a
 ``benchmarks/results/ckpt/`` and ``--resume`` continues from it (the thermostat's chain variables restart at
 each chunk, the particles do not).
 
-Rows are saved after each temperature; ``--resume`` skips temperatures already in the JSON.
-Run: ``.venv/bin/python benchmarks/md_reference.py`` (about 15 min on one core).
+Annealed route: the pool's configurations annealed from T_h to T in K Metropolis sweeps (a stochastic
+normalizing flow with identity deterministic layers): (MD s/indep(T_h) + annealing s per sample) / ESS/n,
+best K. ESS/n and the annealing cost come from ``annealed.json`` / ``annealed_long.json`` (512 samples of
+the shipped pools) for the Numba engine, and from ``annealed_md_pool.json`` (thousands of samples of this
+run's own LAMMPS pool) for the LAMMPS engine.
+
+Rows are saved after each temperature; ``--resume`` skips temperatures already in the JSON (and recomputes
+the routes). Run: ``.venv/bin/python benchmarks/md_reference.py`` (about 15 min on one core), or, as
+measured for the README, ``--engine lammps --T 0.7:4e6:200 --T 0.6:4e6:200 --T 0.5:6e7:2000 --resume``
+(about 45 min on one core), then ``annealed_md_pool.py`` and the same command again to price the routes.
 """
 
 from __future__ import annotations

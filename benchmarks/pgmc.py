@@ -7,7 +7,8 @@ For each case one equilibrated start (swap MC for KA2D, Metropolis for KA 3D) is
   displacement per sweep (the "best fixed step");
 - ``swap``: mc.py with uniform swaps (swap_fraction 0.2, same delta), KA2D only (KA has no useful swap);
 - ``pgmc``: policy learned in burn-in (per-species Gaussian widths; KA2D: + biased swaps through C at
-  fraction 0.2; KA 3D: + environment-aware displacements at fraction 0.3), then frozen. Biased selection
+  fraction 0.2 and environment-aware displacements at fraction ``--local-fraction-2d`` (0.3); KA 3D: +
+  environment-aware displacements at fraction 0.3), then frozen. Biased selection
   draws from per-species sum trees; the cost per sweep of the same policy with the member scan (the
   previous kernel) is measured on one chain as ``cpu_per_sweep_scan``.
 
@@ -158,8 +159,8 @@ def main() -> None:
                          "rows of the same (model, N, T) in the saved JSON, the other rows are kept.")
     ap.add_argument("--seeds", type=int, default=1,
                     help="Repeat every case with this many seeds; > 1 saves pgmc_seeds.json with means and errors.")
-    ap.add_argument("--local-fraction-2d", type=float, default=0.0,
-                    help="KA2D PGMC: fraction of environment-aware displacements (default 0: Gaussian + swaps)")
+    ap.add_argument("--local-fraction-2d", type=float, default=0.3,
+                    help="KA2D PGMC: fraction of environment-aware displacements (0: Gaussian + swaps only)")
     ap.add_argument("--tag", default="", help="suffix of the results name (pgmc[_seeds]_<tag>.json)")
     args = ap.parse_args()
     name = ("pgmc" if args.seeds == 1 else "pgmc_seeds") + (f"_{args.tag}" if args.tag else "")

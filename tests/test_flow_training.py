@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import h5py
 import numpy as np
 import pytest
@@ -197,3 +199,14 @@ def test_shipped_default_generator_samples_T04_from_the_045_pool(tmp_path):
     assert a["prior_T"] == 0.45 and a["anneal_steps"] == 4 and a["ESS_fraction"] > 0.05
     with h5py.File(tmp_path / "a.h5") as f:
         assert f.attrs["method"] == "ais" and f["flow_samples/log_weights"].shape == (128,)
+
+
+def test_flow_mcmc_error_from_a_pool_includes_the_pool_error(tmp_path):
+    """Flow-MCMC proposals from a finite prior pool resample the pool's reweighted empirical law, so the
+    reported error of its U/N is the chain error and the pool's importance-sampling error in quadrature."""
+    from glassgen.api import sample
+
+    s = sample(T=0.4, n_samples=64, method="imh", n_chains=4, seed=1, out=tmp_path / "m.h5")
+    chain, (_, rw_err), (_, err) = s["U_per_N_imh_chain_error"], s["U_per_N_reweighted"], s["U_per_N_imh"]
+    assert rw_err > 0 and chain > 0
+    assert err == pytest.approx(math.hypot(chain, rw_err), rel=1e-12)

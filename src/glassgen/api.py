@@ -508,6 +508,11 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
         means = [mean_and_error(u_chain[:, c]) for c in range(n_chains)]
         pooled = float(np.mean([m for m, _ in means]))
         err = float(np.sqrt(np.sum([e * e for _, e in means])) / n_chains)
+        summary["U_per_N_imh_chain_error"] = err
+        if isinstance(base, BoltzmannPriorBase) and math.isfinite(u_err):
+            # proposals come from a finite pool: the chains resample the pool's reweighted empirical
+            # distribution, so the pool's own importance-sampling error adds to the chain error
+            err = float(math.hypot(err, u_err))
         summary.update({"imh_acceptance": chain.imh_acceptance, "local_acceptance": chain.local_acceptance,
                         "tau_U_iterations": chain.tau_u, "tau_overlap_iterations": chain.tau_q,
                         "U_per_N_imh": (pooled, err)})
