@@ -55,20 +55,36 @@ from glassgen.systems.configuration import Configuration
 
 def run_md_lammps_chunked(mc, T: float, steps: int, every: int, chunk: int, resume: bool,
                           energies: list | None = None) -> dict:
-    """``run_md``'s row entries from LAMMPS NVT MD, run in checkpointed chunks (steps/5 of equilibration first)."""
+    """``run_md``'s row entries from LAMMPS NVT MD, run in checkpointed chunks (steps/5 of equilibration first,
+    also in checkpointed chunks)."""
     from glassgen.dynamics.lammps_engine import run_md_lammps
 
     ck = RESULTS / "ckpt" / f"md_reference_lammps_T{T}.npz"
+    model, species, box = mc.model, mc.species, mc.box
+    eq_steps = steps // 5
     if resume and ck.exists():
         z = np.load(ck)
         pos, vel, u, frames = z["positions"], z["velocities"], list(z["u"]), list(z["frames"])
         done, wall = int(z["done"]), float(z["wall_s"])
+        eq_done = int(z["eq_done"]) if "eq_done" in z else eq_steps
     else:
         conf = mc.configuration()
-        eq = run_md_lammps(conf, T=T, dt=0.005, nsteps=steps // 5, tau=0.5, thermo_every=steps // 5,
-                           seed=1, init_velocities=True)
-        pos, vel, u, frames, done, wall = eq.final.positions, eq.final.velocities, [], [], 0, 0.0
-    model, species, box = mc.model, mc.species, mc.box
+        pos, vel, u, frames, done, wall, eq_done = conf.positions, None, [], [], 0, 0.0, 0
+
+    def save_state() -> None:
+        with atomic_path(ck) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, positions=pos, velocities=np.zeros_like(pos) if vel is None else vel, u=np.asarray(u),
+                         frames=np.asarray(frames).reshape(-1, *pos.shape), done=done, wall_s=wall,
+                         eq_done=eq_done, every=every)
+
+    while eq_done < eq_steps:  # equilibration, checkpointed too
+        n = min(chunk, eq_steps - eq_done)
+        res = run_md_lammps(Configuration(pos, species, box, model, velocities=vel), T=T, dt=0.005, nsteps=n,
+                            tau=0.5, thermo_every=n, seed=1 + eq_done, init_velocities=vel is None)
+        pos, vel, eq_done = res.final.positions, res.final.velocities, eq_done + n
+        save_state()
+        print(f"T={T}: equilibration {eq_done}/{eq_steps} steps", flush=True)
     while done < steps:
         n = min(chunk, steps - done)
         n -= n % every
@@ -80,10 +96,7 @@ def run_md_lammps_chunked(mc, T: float, steps: int, every: int, chunk: int, resu
         u.extend(res.thermo.potential[1:])
         frames.extend(res.trajectory.positions)
         pos, vel, done = res.final.positions, res.final.velocities, done + n
-        with atomic_path(ck) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, positions=pos, velocities=vel, u=np.asarray(u), frames=np.asarray(frames),
-                         done=done, wall_s=wall)
+        save_state()
         print(f"T={T}: {done}/{steps} steps, {wall:.0f} s", flush=True)
     ua, fa = np.asarray(u), np.asarray(frames)
     if energies is not None:
