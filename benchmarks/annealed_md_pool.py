@@ -22,6 +22,7 @@ Run (after the LAMMPS reference run): ``NUMBA_NUM_THREADS=1 .venv/bin/python ben
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -62,7 +63,10 @@ def main() -> None:
     species, box, model = conf.species, conf.box, conf.model
     x0 = frames - box * np.floor(frames / box)
     n = x0.shape[0]
-    rows = []
+    out = RESULTS / "annealed_md_pool.json"  # rows of other (T, T_h, K) are kept
+    keep = [r for r in (json.loads(out.read_text())["rows"] if out.exists() else [])
+            if not (r["T"] == args.T and r["T_h"] == args.T_h and r["steps"] in args.steps)]
+    rows: list[dict] = []
     for k in args.steps:
         sweeps = 0 if k == 1 else 1
         t0 = time.process_time()
@@ -76,10 +80,10 @@ def main() -> None:
                      "steps": k, "sweeps_per_step": sweeps, "ess_fraction": ess, "ess_fraction_68": [lo, hi],
                      "U_per_N": float(m), "U_per_N_err": float(e), "ms_per_sample": 1e3 * cpu / n})
         print(rows[-1], flush=True)
-        save("annealed_md_pool", {"rows": rows, "args": vars(args), "complete": False})
+        save("annealed_md_pool", {"rows": keep + rows, "args": vars(args), "complete": False})
     print(table(rows, ["T", "T_h", "pool_samples", "steps", "ess_fraction", "ess_fraction_68", "U_per_N",
                        "U_per_N_err", "ms_per_sample"]))
-    print("saved", save("annealed_md_pool", {"rows": rows, "args": vars(args), "complete": True}))
+    print("saved", save("annealed_md_pool", {"rows": keep + rows, "args": vars(args), "complete": True}))
 
 
 if __name__ == "__main__":
