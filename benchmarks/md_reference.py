@@ -159,7 +159,11 @@ def main() -> None:
     for T, f in flows.items():
         if f.get("is_ess_fraction"):
             pools[T] = (f["prior_T"], f["is_ess_fraction"], f["is_s_per_indep"])
-    for r in rows:
+    if args.engine == "lammps" and (RESULTS / "annealed_md_pool.json").exists():  # identity on this run's pools
+        for a in json.loads((RESULTS / "annealed_md_pool.json").read_text())["rows"]:
+            if a["steps"] == 1 and a["sweeps_per_step"] == 0:
+                pools[a["T"]] = (a["T_h"], a["ess_fraction"], 1e-3 * a["ms_per_sample"] / a["ess_fraction"])
+    for r in rows:  # identity from this run's whole trajectory at T_h: the most samples, preferred
         for tl, e in r.get("ess_identity_to", {}).items():
             pools[float(tl)] = (r["T"], e, 0.0)
     for r in rows:
