@@ -31,8 +31,9 @@ run's own LAMMPS pool) for the LAMMPS engine.
 
 Rows are saved after each temperature; ``--resume`` skips temperatures already in the JSON (and recomputes
 the routes). Run: ``.venv/bin/python benchmarks/md_reference.py`` (about 15 min on one core), or, as
-measured for the README, ``--engine lammps --T 0.7:4e6:200 --T 0.6:4e6:200 --T 0.5:6e7:2000 --resume``
-(about 45 min on one core), then ``annealed_md_pool.py`` and the same command again to price the routes.
+measured for the README, ``--engine lammps --T 0.7:4e6:200 --T 0.6:4e6:200 --T 0.5:6e7:2000
+--T 0.45:1.2e8:5000 --resume`` (about 2 h on one core), then ``annealed_md_pool.py`` (0.6 -> 0.5 and
+``--T-h 0.5 --T 0.45 --every 2000 --stride 15``) and the same command again to price the routes.
 """
 
 from __future__ import annotations
