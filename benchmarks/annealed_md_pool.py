@@ -51,7 +51,8 @@ def main() -> None:
     ap.add_argument("--T", type=float, default=0.5, help="target temperature")
     ap.add_argument("--steps", type=int, nargs="+", default=[1, 50, 200], help="K values (1 = plain reweighting)")
     ap.add_argument("--stride", type=int, default=10, help="keep every stride-th MD frame")
-    ap.add_argument("--every", type=int, default=200, help="MD steps between the checkpoint's frames")
+    ap.add_argument("--every", type=int, default=200,
+                    help="MD steps between the checkpoint's frames (read from checkpoints that store it)")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     ck = RESULTS / "ckpt" / f"md_reference_lammps_T{args.T_h}.npz"
@@ -59,8 +60,11 @@ def main() -> None:
         raise SystemExit(f"error: {ck} not found; run benchmarks/md_reference.py --engine lammps first")
     z = np.load(ck)
     frames = z["frames"][:: args.stride]
-    conf = random_state("ka3d", 64, T=args.T_h, seed=7)  # the species and box of md_reference.py's runs
+    conf = random_state("ka3d", 64, T=args.T_h, seed=7)  # the model, and species/box of older checkpoints
     species, box, model = conf.species, conf.box, conf.model
+    if "species" in z:  # checkpoints written since the species and box were stored
+        species, box = z["species"], z["box"]
+    every = int(z["every"]) if "every" in z else args.every
     x0 = frames - box * np.floor(frames / box)
     n = x0.shape[0]
     out = RESULTS / "annealed_md_pool.json"  # rows of other (T, T_h, K) are kept
@@ -76,7 +80,7 @@ def main() -> None:
         lo, hi = bootstrap_ess(lw)
         m, e = reweighted_mean(u / 64, lw)
         rows.append({"model": "ka3d", "N": 64, "T": args.T, "T_h": args.T_h, "pool": ck.name, "pool_samples": n,
-                     "pool_spacing_steps": args.stride * args.every,
+                     "pool_spacing_steps": args.stride * every,
                      "steps": k, "sweeps_per_step": sweeps, "ess_fraction": ess, "ess_fraction_68": [lo, hi],
                      "U_per_N": float(m), "U_per_N_err": float(e), "ms_per_sample": 1e3 * cpu / n})
         print(rows[-1], flush=True)

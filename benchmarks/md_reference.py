@@ -77,7 +77,7 @@ def run_md_lammps_chunked(mc, T: float, steps: int, every: int, chunk: int, resu
             with open(tmp, "wb") as fh:
                 np.savez(fh, positions=pos, velocities=np.zeros_like(pos) if vel is None else vel, u=np.asarray(u),
                          frames=np.asarray(frames).reshape(-1, *pos.shape), done=done, wall_s=wall,
-                         eq_done=eq_done, every=every)
+                         eq_done=eq_done, every=every, species=species, box=box)
 
     while eq_done < eq_steps:  # equilibration, checkpointed too
         n = min(chunk, eq_steps - eq_done)
@@ -123,8 +123,16 @@ def main() -> None:
     spec = {}  # T -> (steps, every)
     for t in args.T or ["0.7", "0.6", "0.5", "0.45", "0.4"]:
         parts = t.split(":")
-        spec[float(parts[0])] = (int(float(parts[1])) if len(parts) > 1 else args.steps,
-                                 int(parts[2]) if len(parts) > 2 else args.every)
+        try:
+            if not 1 <= len(parts) <= 3:
+                raise ValueError
+            T, steps, every = (float(parts[0]), int(float(parts[1])) if len(parts) > 1 else args.steps,
+                               int(parts[2]) if len(parts) > 2 else args.every)
+            if not (T > 0 and steps > 0 and every > 0 and steps >= every):
+                raise ValueError
+        except ValueError:
+            ap.error(f"--T {t!r}: expected T[:steps[:every]] with T > 0 and steps >= every > 0")
+        spec[T] = (steps, every)
     temps = sorted(spec, reverse=True)
     name = "md_reference" if args.engine == "numba" else "md_reference_lammps"
     out = RESULTS / f"{name}.json"
