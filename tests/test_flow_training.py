@@ -48,7 +48,11 @@ def test_prior_ladder_config_validation():
         with pytest.raises(InputError, match=msg):
             FlowArchitecture(base="boltzmann", T_priors=bad)
     with pytest.raises(InputError, match="data source"):
-        TrainingConfig(data_source="lammps")
+        TrainingConfig(data_source="gromacs")
+    with pytest.raises(InputError, match="one per temperature"):  # two data temperatures, three values
+        TrainingConfig(objective="forward", **{**TINY, "data_every": (2, 3, 4)})
+    with pytest.raises(InputError, match="every must be >= 1"):
+        TrainingConfig(objective="forward", **{**TINY, "data_every": (2, 0)})
 
 
 def test_reference_data_with_other_settings_is_refused(tmp_path):

@@ -333,10 +333,11 @@ def shipped_flow(model: str, n: int) -> Path:
 
 
 def flow_train(*, config: PathLike, out: PathLike, resume: bool = True, device: str = "cpu",
-               progress: bool = False, ship: bool = False) -> dict[str, Any]:
+               progress: bool = False, ship: bool = False, workers: int = 1) -> dict[str, Any]:
     """Train a Boltzmann generator from a TOML config (``configs/flows/*.toml``); checkpoint to ``out``.
 
-    ``ship`` additionally writes a slim copy (no optimizer state) to the package's shipped location.
+    ``ship`` additionally writes a slim copy (no optimizer state) to the package's shipped location;
+    ``workers`` processes generate the reference data's chains.
     """
     import torch
 
@@ -353,7 +354,9 @@ def flow_train(*, config: PathLike, out: PathLike, resume: bool = True, device: 
         raise InputError(f"malformed TOML in {p}: {exc}") from None
     cfg = TrainingConfig.from_dict(raw)
     t0 = time.perf_counter()
-    gen = train_flow(cfg, out, resume=resume, device=device, progress=progress)
+    if workers < 1:
+        raise InputError(f"--workers must be >= 1, got {workers}")
+    gen = train_flow(cfg, out, resume=resume, device=device, progress=progress, workers=workers)
     summary: dict[str, Any] = {"out": str(out), "model": cfg.model, "N": cfg.N, "T_range": list(gen.T_range or ()),
                                "steps": cfg.total_steps, "skipped_steps": gen.training.get("skipped"),
                                "wall_s": time.perf_counter() - t0}

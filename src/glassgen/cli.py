@@ -244,19 +244,23 @@ def flow_train_cmd(
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     ship: Annotated[bool, typer.Option("--ship", help="Also install a slim copy as the package's shipped flow.")]
     = False,
+    workers: Annotated[int, typer.Option("--workers", help="Processes generating the reference data's chains.")]
+    = 1,
     progress: ProgOpt = None,
 ) -> None:
     """Train a temperature-conditioned Boltzmann generator down a temperature ladder.
 
-    Interrupt at any time: the same command resumes from the last checkpoint.
+    Interrupt at any time: the same command resumes from the last checkpoint (the reference data resume
+    chain by chain).
 
     Examples:
-      glassgen flow train --config configs/flows/ka3d_n64.toml --out runs/ka3d_n64.pt
+      glassgen flow train --config configs/flows/ka3d_n64.toml --out runs/ka3d_n64.pt --workers 2
       glassgen flow train --config configs/flows/ka3d_n32.toml --out runs/ka3d_n32.pt --device cuda --ship
     """
     from glassgen.api import flow_train
 
-    _print(flow_train(config=config, out=out, resume=resume, device=device, progress=_progress(progress), ship=ship))
+    _print(flow_train(config=config, out=out, resume=resume, device=device, progress=_progress(progress), ship=ship,
+                      workers=workers))
 
 
 @app.command("sample")

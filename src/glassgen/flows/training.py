@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -27,12 +26,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from glassgen.dynamics.initial import random_state
-from glassgen.dynamics.mc import MonteCarlo
 from glassgen.errors import InputError
 from glassgen.flows.base import BoltzmannPriorBase
 from glassgen.flows.generator import BoltzmannGenerator
 from glassgen.flows.model import FlowArchitecture, beta_context, to_full, to_relative
+from glassgen.flows.reference_data import SOURCES, Segment, per_temperature, reference_data
 from glassgen.flows.weights import kish_ess_fraction
 from glassgen.progress import progress_bar
 from glassgen.provenance import atomic_path, provenance
@@ -67,10 +65,14 @@ class TrainingConfig:
             relative to the current directory.
         data_per_T, data_chains, data_equilibration, data_every: reference data per rung
             (configurations, independent chains, equilibration, interval between samples; in MC sweeps
-            or MD steps).
-        data_source: ``mc`` (Metropolis) or ``md`` (NVT MD, Nose-Hoover chain, time step ``data_dt``,
-            started from 200 MC sweeps). Below T ~ 0.5 local MC of small KA systems stays in one basin
-            for a long time (README); MD is the default for Boltzmann-prior pools of cold states.
+            or MD steps). Equilibration and interval: one number, or one per data temperature (high to
+            low), since the relaxation time grows by orders of magnitude down a ladder.
+        data_source: ``mc`` (Metropolis), ``md`` (NVT MD, Nose-Hoover chain, time step ``data_dt``,
+            started from 200 MC sweeps) or ``lammps`` (the same MD run by LAMMPS). Below T ~ 0.5 local MC
+            of small KA systems stays in one basin for a long time (README); MD is the source for
+            Boltzmann-prior pools of cold states (:mod:`glassgen.flows.reference_data`).
+        data_anneal: each chain goes down the data temperatures, starting at each one from its own last
+            configuration at the temperature above (otherwise from a relaxed random state).
         architecture: :class:`FlowArchitecture`.
     """
 
@@ -97,6 +99,7 @@ class TrainingConfig:
     data_every: int = 20
     data_source: str = "mc"
     data_dt: float = 0.005
+    data_anneal: bool = False
     architecture: FlowArchitecture = field(default_factory=FlowArchitecture)
 
     def __post_init__(self) -> None:
@@ -115,10 +118,15 @@ class TrainingConfig:
             raise InputError("forward_weight must be in [0, 1]")
         if not 0.0 <= self.newest_fraction <= 1.0:
             raise InputError("newest_fraction must be in [0, 1]")
-        if self.data_source not in ("mc", "md"):
-            raise InputError(f"unknown data source {self.data_source!r} (use 'mc' or 'md')")
+        if self.data_source not in SOURCES:
+            raise InputError(f"unknown data source {self.data_source!r} (use one of {', '.join(SOURCES)})")
         if not self.data_dt > 0:
             raise InputError("data dt must be positive")
+        if self.needs_data:
+            equil = per_temperature(self.data_equilibration, self.data_temperatures, "equilibration")
+            every = per_temperature(self.data_every, self.data_temperatures, "every")
+            if min(equil.values()) < 0 or min(every.values()) < 1:
+                raise InputError("data equilibration must be >= 0 and data every >= 1")
 
     @property
     def total_steps(self) -> int:
@@ -175,63 +183,6 @@ class TrainingConfig:
 
 
 # ----------------------------------------------------------------------------- reference data
-def reference_data(cfg: TrainingConfig, temperatures: tuple[float, ...] | None = None,
-                   progress: bool = True, done: dict[float, np.ndarray] | None = None,
-                   on_temperature: Callable[[float, np.ndarray], None] | None = None) -> dict[float, np.ndarray]:
-    """Equilibrium configurations from Metropolis MC or NVT MD for each temperature.
-
-    Each of ``data_chains`` chains starts from a soft-core-relaxed random state. MC: equilibrates for
-    ``data_equilibration`` sweeps (displacement tuned to 40 % acceptance during the first half) and stores
-    a configuration every ``data_every`` sweeps. MD: 200 MC sweeps, then ``data_equilibration`` steps of
-    NVT MD (Nose-Hoover chain, ``data_dt``), then a configuration every ``data_every`` steps.
-
-    Args:
-        done: temperatures already generated (skipped, returned as given).
-        on_temperature: called with (T, configurations) after each temperature (to save progress).
-
-    Returns:
-        {T: (data_per_T, N, d) float64 positions}.
-    """
-    from glassgen.dynamics.md import MDSimulation
-
-    temps = tuple(temperatures or cfg.T_ladder)
-    out: dict[float, np.ndarray] = dict(done or {})
-    todo = [t for t in temps if float(t) not in out]
-    per_chain = math.ceil(cfg.data_per_T / cfg.data_chains)
-    total = len(todo) * cfg.data_chains * (cfg.data_equilibration + per_chain * cfg.data_every)
-    unit = "sweeps" if cfg.data_source == "mc" else "MD steps"
-    with progress_bar(total, f"{cfg.data_source.upper()} reference data ({unit})", progress) as advance:
-        for T in todo:
-            ti = temps.index(T)
-            confs = []
-            for c in range(cfg.data_chains):
-                seed = cfg.seed * 100003 + ti * 1009 + c
-                mc = MonteCarlo(random_state(cfg.model, cfg.N, T=T, density=cfg.density, seed=seed), T=T,
-                                delta=0.1, seed=seed)
-                if cfg.data_source == "mc":
-                    mc.tune_delta(0.4, sweeps=max(1, cfg.data_equilibration // 20), rounds=10)
-                    mc.sweep(cfg.data_equilibration - 10 * max(1, cfg.data_equilibration // 20))
-                else:
-                    mc.tune_delta(0.4, sweeps=10, rounds=10)
-                    mc.sweep(100)
-                    sim = MDSimulation(mc.configuration(), T=T, dt=cfg.data_dt, thermostat="nhc", seed=seed,
-                                       threads=1, init_velocities=True)
-                    sim.step(cfg.data_equilibration)
-                advance(cfg.data_equilibration)
-                for _ in range(per_chain):
-                    if cfg.data_source == "mc":
-                        mc.sweep(cfg.data_every)
-                        confs.append(mc.pos.copy())
-                    else:
-                        sim.step(cfg.data_every)
-                        confs.append(sim.positions.copy())
-                    advance(cfg.data_every)
-            out[float(T)] = np.stack(confs)[: cfg.data_per_T]
-            if on_temperature is not None:
-                on_temperature(float(T), out[float(T)])
-    return out
-
-
 def _data_path(checkpoint: Path) -> Path:
     return checkpoint.with_name(checkpoint.stem + ".data.npz")
 
@@ -240,33 +191,46 @@ def _data_settings(cfg: TrainingConfig) -> str:
     """The settings that determine the reference data (stored with it, checked on reuse)."""
     keys = ("model", "N", "density", "seed", "data_source", "data_dt", "data_per_T", "data_chains",
             "data_equilibration", "data_every")
-    return json.dumps({k: getattr(cfg, k) for k in keys}, sort_keys=True)
+    settings = {k: getattr(cfg, k) for k in keys}
+    settings.update({k: getattr(cfg, k) for k in ("data_anneal",) if getattr(cfg, k)})  # newer keys, when set
+    return json.dumps(settings, sort_keys=True)
 
 
-def _load_or_make_data(cfg: TrainingConfig, checkpoint: Path, progress: bool) -> dict[float, np.ndarray]:
-    """Reference data for ``cfg.data_temperatures``: read from the checkpoint's data file, the missing
-    temperatures generated and the file rewritten (atomically) after each one. A data file made with
-    other data settings (system, source, sizes, seed) is refused with a one-line error, not reused."""
+def _load_or_make_data(cfg: TrainingConfig, checkpoint: Path, progress: bool,
+                       workers: int = 1) -> dict[float, np.ndarray]:
+    """Reference data for ``cfg.data_temperatures``, kept next to the checkpoint chain segment by chain
+    segment (``seg:<T>:<chain>`` and its last state ``last:<T>:<chain>``; the file is rewritten atomically
+    after each segment), so an interrupted generation resumes where it stopped. A data file made with other
+    data settings (system, source, sizes, seed) is refused with a one-line error, not reused."""
     path = _data_path(checkpoint)
     temps = cfg.data_temperatures
     settings = _data_settings(cfg)
-    data: dict[float, np.ndarray] = {}
+    segs: dict[tuple[float, int], Segment] = {}
     if path.is_file():
         with np.load(path) as f:
             saved = str(f["settings"]) if "settings" in f.files else None
-            data = {float(k): f[k] for k in f.files if k != "settings"}
-        if saved is not None and saved != settings:
-            raise InputError(f"{path} holds reference data made with other data settings; remove it or use a new --out")
+            if saved is not None and saved != settings:
+                raise InputError(f"{path} holds reference data made with other data settings; "
+                                 "remove it or use a new --out")
+            arrays = {k: f[k] for k in f.files if k != "settings"}
+        for k, v in arrays.items():
+            kind, _, rest = k.partition(":")
+            if kind == "seg":
+                t, c = rest.rsplit(":", 1)
+                segs[(float(t), int(c))] = Segment(v, arrays[f"last:{rest}"])
+        if not segs and all(repr(float(t)) in arrays for t in temps):  # finished, written by glassgen < 0.9
+            return {float(t): arrays[repr(float(t))] for t in temps}
 
-    def save(T: float, x: np.ndarray) -> None:
-        data[T] = x
+    def save(T: float, c: int, seg: Segment) -> None:
+        segs[(T, c)] = seg
+        out = {}
+        for (t, ch), s in segs.items():
+            out[f"seg:{t!r}:{ch}"], out[f"last:{t!r}:{ch}"] = s.configurations, s.last
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(fh, settings=np.array(settings), **{repr(float(k)): v for k, v in data.items()})
+                np.savez(fh, settings=np.array(settings), **out)
 
-    if all(float(t) in data for t in temps):
-        return data
-    return reference_data(cfg, temps, progress, done={t: data[t] for t in temps if t in data}, on_temperature=save)
+    return reference_data(cfg, temps, progress=progress, done=segs, on_segment=save, workers=workers)
 
 
 # ----------------------------------------------------------------------------- training loop
@@ -289,7 +253,7 @@ def _sample_temperatures(rng: np.random.Generator, ladder: tuple[float, ...], ru
 
 def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resume: bool = True,
                device: str = "cpu", progress: bool = True, log_every: int = 25,
-               max_steps: int | None = None) -> BoltzmannGenerator:
+               max_steps: int | None = None, workers: int = 1) -> BoltzmannGenerator:
     """Train (or resume training) a Boltzmann generator; the final checkpoint is written to ``checkpoint``.
 
     Args:
@@ -301,6 +265,7 @@ def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resum
         log_every: steps between history records.
         max_steps: stop (with a checkpoint) after this many steps of this call, e.g. to split a long
             run into sessions; the next call resumes.
+        workers: processes generating the reference data's chains at the same time.
 
     Returns:
         the trained :class:`BoltzmannGenerator` (on the CPU).
@@ -311,7 +276,7 @@ def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resum
         raise InputError("--device cuda requested but no CUDA device is available")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    data = _load_or_make_data(cfg, ck_path, progress) if cfg.needs_data else {}
+    data = _load_or_make_data(cfg, ck_path, progress, workers) if cfg.needs_data else {}
     prior_pool = ({t: data[t] for t in cfg.architecture.prior_temperatures}
                   if cfg.architecture.base == "boltzmann" else None)
     gen = BoltzmannGenerator.create(cfg.model, cfg.N, cfg.architecture, cfg.density, prior_pool=prior_pool)
