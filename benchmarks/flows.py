@@ -27,6 +27,7 @@ Run: ``.venv/bin/python benchmarks/flows.py`` (all systems) or ``--systems ka3d:
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from pathlib import Path
@@ -34,7 +35,7 @@ from pathlib import Path
 import numba
 import numpy as np
 import torch
-from _common import save, table
+from _common import RESULTS, save, table
 
 from glassgen.api import shipped_flow
 from glassgen.config import repo_root
@@ -218,6 +219,11 @@ def main() -> None:
             "is_s_per_indep", "fmcmc_s_per_indep", "mc_s_per_indep", "md_s_per_indep", "speedup_fmcmc_vs_md",
             "speedup_pool_route_vs_md", "md_U_per_N", "U_per_N_ref", "U_per_N_is", "U_per_N_fmcmc"]
     print(table(rows, cols))
+    if args.systems != "all" and (RESULTS / "flows.json").exists():  # keep the other systems' rows
+        done = {(r["model"], r["N"]) for r in rows}
+        kept = [r for r in json.loads((RESULTS / "flows.json").read_text())["rows"] if (r["model"], r["N"]) not in done]
+        order = {s: i for i, s in enumerate(GRID)}
+        rows = sorted(kept + rows, key=lambda r: (order.get((r["model"], r["N"]), 99), -r["T"]))
     save("flows", {"rows": rows, "args": vars(args),
                    "notes": "s_per_indep = CPU seconds per effectively independent sample; tau = max(tau_U, "
                             "tau_Q); *_converged False means tau (and the cost) is a lower bound"})

@@ -161,6 +161,8 @@ def main() -> None:
                     help="Repeat every case with this many seeds; > 1 saves pgmc_seeds.json with means and errors.")
     ap.add_argument("--local-fraction-2d", type=float, default=0.3,
                     help="KA2D PGMC: fraction of environment-aware displacements (0: Gaussian + swaps only)")
+    ap.add_argument("--learn-iters", type=int, default=None,
+                    help="PGMC learning iterations in burn-in (default 60 with --case/--quick, 200 for the full grid)")
     ap.add_argument("--tag", default="", help="suffix of the results name (pgmc[_seeds]_<tag>.json)")
     args = ap.parse_args()
     name = ("pgmc" if args.seeds == 1 else "pgmc_seeds") + (f"_{args.tag}" if args.tag else "")
@@ -187,6 +189,7 @@ def main() -> None:
         cases += [("ka2d", 1290, T, 2, 20_000, 3000) for T in (0.5, 0.4, 0.3)]
         cases += [("ka3d", 600, T, 2, 20_000, 3000) for T in (0.6, 0.5)]
         learn_iters = 200
+    learn_iters = args.learn_iters or learn_iters
     mode = "cases" if args.case else ("quick" if args.quick else "full")
     rows = []
     t_start = time.process_time()

@@ -4,7 +4,7 @@ A Boltzmann-prior generator reweights its pool at T_h to the target T (log w = -
 which is exact only if the pool *is* Boltzmann at T_h. This script checks each pool of one or more flow
 checkpoints (default: the shipped KA 3D N = 64 generator):
 
-* pool U/N (error from each chain's integrated autocorrelation time; chains combined) against the converged
+* pool U/N (error: the larger of the autocorrelation error and the chain-to-chain spread) against the converged
   LAMMPS MD reference of ``benchmarks/md_reference.py --engine lammps`` (``md_reference_lammps.json``:
   6e7 steps at T = 0.5, 1.2e8 at 0.45), as a z-score;
 * drift: the first against the second half of every chain (equilibration not finished shows as a
@@ -29,20 +29,10 @@ from _common import RESULTS, save, table
 from glassgen.dynamics.forces import ForceField
 from glassgen.flows.generator import BoltzmannGenerator
 from glassgen.flows.weights import kish_ess_fraction
-from glassgen.observables.thermo import mean_and_error
+from glassgen.observables.thermo import mean_and_error_of_chains
 
 
-def chain_mean_and_error(u: np.ndarray, chains: int) -> tuple[float, float]:
-    """Mean of (P,) samples stored chain after chain, error from each chain's autocorrelation time."""
-    parts = np.array_split(u, chains)
-    stats = [mean_and_error(p) for p in parts]
-    w = np.array([p.size for p in parts], dtype=float)
-    mean = float(np.sum(w * [m for m, _ in stats]) / w.sum())
-    err = float(np.sqrt(np.sum((w * [e for _, e in stats]) ** 2)) / w.sum())
-    return mean, err
-
-
-def pool_rows(label: str, path: str, reference: dict[float, tuple[float, float]]) -> list[dict]:
+def pool_rows(label: str, path: str, reference: dict[tuple, tuple[float, float]]) -> list[dict]:
     import torch
 
     ck = torch.load(path, map_location="cpu", weights_only=False)
@@ -56,17 +46,17 @@ def pool_rows(label: str, path: str, reference: dict[float, tuple[float, float]]
     rows = []
     for i, T in enumerate(temps):
         u = energies[T] / n
-        m, e = chain_mean_and_error(u, chains)
+        m, e = mean_and_error_of_chains(u, chains)
         halves = [np.array_split(p, 2) for p in np.array_split(u, chains)]
-        m1, e1 = chain_mean_and_error(np.concatenate([h[0] for h in halves]), chains)
-        m2, e2 = chain_mean_and_error(np.concatenate([h[1] for h in halves]), chains)
+        m1, e1 = mean_and_error_of_chains(np.concatenate([h[0] for h in halves]), chains)
+        m2, e2 = mean_and_error_of_chains(np.concatenate([h[1] for h in halves]), chains)
         row = {"checkpoint": label, "model": gen.system.model, "N": n, "T_pool": T, "pool_size": u.size,
                "chains": chains, "data_source": cfg.get("data_source"),
                "equilibration": cfg.get("data_equilibration"), "every": cfg.get("data_every"),
                "U_per_N": m, "U_per_N_err": e, "drift_first_minus_second": m1 - m2,
                "drift_sigma": (m1 - m2) / math.hypot(e1, e2)}
-        if T in reference:
-            r, re = reference[T]
+        if (gen.system.model, n, T) in reference:
+            r, re = reference[(gen.system.model, n, T)]
             row.update(U_per_N_md=r, U_per_N_md_err=re, z_vs_md=(m - r) / math.hypot(e, re))
         if i + 1 < len(temps):  # reweight this pool to the next (colder) pool's temperature
             tl = temps[i + 1]
@@ -76,7 +66,7 @@ def pool_rows(label: str, path: str, reference: dict[float, tuple[float, float]]
             est = float(np.sum(w * u))
             ess = kish_ess_fraction(lw)
             err_is = float(np.sqrt(np.sum(w**2 * (u - est) ** 2)))
-            mt, et = chain_mean_and_error(energies[tl] / n, chains)
+            mt, et = mean_and_error_of_chains(energies[tl] / n, chains)
             row.update(reweighted_to=tl, ess_fraction_to_next=ess, U_per_N_reweighted=est,
                        U_per_N_reweighted_err=err_is, z_reweighted_vs_pool=(est - mt) / math.hypot(err_is, et))
         rows.append(row)
@@ -86,21 +76,23 @@ def pool_rows(label: str, path: str, reference: dict[float, tuple[float, float]]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", action="append", default=None, metavar="[LABEL=]PATH",
-                    help="flow checkpoint to check (repeatable; 'shipped' = the package's KA 3D N = 64 generator)")
+                    help="flow checkpoint to check (repeatable; 'shipped' = the package's KA 3D N = 64 generator, "
+                         "'shipped:MODEL:N' another shipped one)")
     args = ap.parse_args()
     from glassgen.api import shipped_flow
 
     ref_file = RESULTS / "md_reference_lammps.json"
     reference = {}
     if ref_file.exists():
-        reference = {r["T"]: (r["md_U_per_N"], r["md_U_per_N_err"]) for r in json.loads(ref_file.read_text())["rows"]
-                     if r["model"] == "ka3d" and r["N"] == 64 and r.get("md_converged")}
+        reference = {(r["model"], r["N"], r["T"]): (r["md_U_per_N"], r["md_U_per_N_err"])
+                     for r in json.loads(ref_file.read_text())["rows"] if r.get("md_converged")}
     rows = []
     for spec in args.checkpoint or ["shipped"]:
         label, _, path = spec.rpartition("=")
         label = label or path
-        if path == "shipped":
-            path = str(shipped_flow("ka3d", 64))
+        if path.startswith("shipped"):
+            _, model, n = (path.split(":") + ["ka3d", "64"])[:3] if path == "shipped" else path.split(":")
+            path = str(shipped_flow(model, int(n)))
         try:
             rows += pool_rows(label, path, reference)
         except FileNotFoundError:

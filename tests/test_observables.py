@@ -301,6 +301,28 @@ def test_autocorrelation_time_and_block_average_on_ar1() -> None:
         block_average(white[:5], 10)
 
 
+def test_mean_and_error_of_chains() -> None:
+    """Chains of the same AR(1) process: the error is near the exact sqrt(Var tau / n) (never below the
+    within-chain estimate; the max with the noisy spread of 16 chain means can only raise it); chains stuck at
+    different offsets (basins) that no single chain's autocorrelation shows: the error is their spread."""
+    from glassgen.observables.thermo import mean_and_error_of_chains
+
+    rng = np.random.default_rng(5)
+    phi, n, chains = 0.8, 10_000, 16
+    x = np.concatenate([_ar1(rng, phi, n) for _ in range(chains)])
+    exact = np.sqrt(1.0 / (1 - phi**2) * (1 + phi) / (1 - phi) / (n * chains))
+    mean, err = mean_and_error_of_chains(x, chains)
+    assert mean == pytest.approx(x.mean()) and 0.85 < err / exact < 1.4
+    n, chains = 40_000, 4
+    offsets = np.repeat([-0.3, 0.1, 0.2, 0.4], n)
+    white = rng.normal(size=n * chains) * 0.1 + offsets
+    _, err = mean_and_error_of_chains(white, chains)
+    assert err == pytest.approx(np.std([-0.3, 0.1, 0.2, 0.4], ddof=1) / 2, rel=0.01)
+    assert err > 10 * mean_and_error(white[:n])[1]
+    with pytest.raises(InputError):
+        mean_and_error_of_chains(white[:7], 4)
+
+
 # --------------------------------------------------------------------------------- trajectories
 def test_trajectory_round_trip(tmp_path) -> None:
     rng = np.random.default_rng(1)

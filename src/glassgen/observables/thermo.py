@@ -21,7 +21,7 @@ import numpy as np
 from glassgen.errors import InputError
 
 __all__ = ["block_average", "autocorrelation", "integrated_autocorrelation_time", "statistical_inefficiency",
-           "effective_sample_size", "mean_and_error"]
+           "effective_sample_size", "mean_and_error", "mean_and_error_of_chains"]
 
 
 def _series(x: np.ndarray, min_len: int = 2) -> np.ndarray:
@@ -134,3 +134,31 @@ def mean_and_error(x: np.ndarray, c: float = 5.0) -> tuple[float, float]:
     a = _series(x)
     tau = integrated_autocorrelation_time(a, c)
     return float(a.mean()), float(np.sqrt(a.var() * max(tau, 0.0) / a.size))
+
+
+def mean_and_error_of_chains(x: np.ndarray, chains: int, c: float = 5.0) -> tuple[float, float]:
+    """Mean and error of samples from independent chains stored one after the other.
+
+    The error is the larger of (a) each chain's :func:`mean_and_error` combined over the chains and (b)
+    the spread of the chain means, std / sqrt(chains). Small systems sit in long-lived basins that a short
+    chain's autocorrelation function does not show, so (a) alone can be too small; with few chains (b) is
+    itself uncertain, hence the larger of the two.
+
+    Args:
+        x: (n,) samples, ``chains`` consecutive blocks of (nearly) equal length, one per chain.
+        chains: number of chains (>= 1).
+        c: Sokal window constant.
+
+    Returns:
+        (mean, error of the mean).
+    """
+    a = _series(x)
+    if chains < 1 or a.size < 2 * chains:
+        raise InputError(f"need chains >= 1 and at least 2 samples per chain, got {a.size} samples, {chains} chains")
+    parts = np.array_split(a, chains)
+    stats = [mean_and_error(p, c) for p in parts]
+    w = np.array([p.size for p in parts], dtype=np.float64)
+    means = np.array([m for m, _ in stats])
+    within = float(np.sqrt(np.sum((w * [e for _, e in stats]) ** 2)) / w.sum())
+    spread = float(means.std(ddof=1) / np.sqrt(chains)) if chains > 1 else 0.0
+    return float(np.sum(w * means) / w.sum()), max(within, spread)
