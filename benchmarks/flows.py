@@ -179,6 +179,7 @@ def main() -> None:
                 row["is_samples"] = n_is
                 t0 = time.perf_counter()
                 x, lq = gen.sample(n_is, T)
+                groups = gen.last_pool_chains  # pool chains: chain-aware IS errors
                 u = gen.energies(x)
                 lw = gen.log_weights(u, lq, T)
                 wall = time.perf_counter() - t0
@@ -187,9 +188,11 @@ def main() -> None:
                             "is_s_per_indep": wall / (ess * n_is) if ess > 0 else math.inf})
                 if ess > 0:
                     ok = np.isfinite(lw)
-                    m, e = reweighted_mean(u[ok] / n, lw[ok])
-                    row.update({"U_per_N_is": float(m), "U_per_N_is_err": float(e)})
-                    g_is, g_is_err = reweighted_mean(rdf_series(x.numpy()[ok], mc), lw[ok])
+                    grp = None if groups is None else groups[ok]
+                    m, e = reweighted_mean(u[ok] / n, lw[ok], grp)
+                    row.update({"U_per_N_is": float(m), "U_per_N_is_err": float(e),
+                                "U_per_N_is_err_independent": float(reweighted_mean(u[ok] / n, lw[ok])[1])})
+                    g_is, g_is_err = reweighted_mean(rdf_series(x.numpy()[ok], mc), lw[ok], grp)
                     row.update(rdf_agreement(np.asarray(g_is), np.asarray(g_is_err), g_md, g_md_err))
                 if pooled:
                     t_h = base.prior_temperature(T)

@@ -51,7 +51,7 @@ def test_prior_ladder_config_validation():
         TrainingConfig(data_source="gromacs")
     with pytest.raises(InputError, match="one per temperature"):  # two data temperatures, three values
         TrainingConfig(objective="forward", **{**TINY, "data_every": (2, 3, 4)})
-    with pytest.raises(InputError, match="every must be >= 1"):
+    with pytest.raises(InputError, match="data every >= 1"):
         TrainingConfig(objective="forward", **{**TINY, "data_every": (2, 0)})
 
 
@@ -195,6 +195,7 @@ def test_shipped_default_generator_samples_T04_from_the_045_pool(tmp_path):
     s = sample(T=0.4, n_samples=256, method="is", seed=1, out=tmp_path / "s.h5")
     assert s["N"] == 64 and s["prior_T"] == 0.45 and s["finite_energy_fraction"] == 1.0
     assert s["ESS_fraction"] > 0.03 and s["ESS_fraction_identity_map"] > 0.03
+    assert s["pool_chains"] == 4  # 256 of 1024 pool configurations, from each of its 4 MD chains
     gen = BoltzmannGenerator.load(shipped_flow("ka3d", 64))
     u_pool = gen.flow.q0.pool_energies[gen.flow.q0.T_priors.index(0.45)].numpy() / 64
     u, err = s["U_per_N_reweighted"]
@@ -227,6 +228,21 @@ def test_shipped_default_pools_are_boltzmann_at_their_temperatures():
         ref, ref_err = LAMMPS_U_PER_N_N64[T]
         assert abs(m - ref) < 3 * math.hypot(e, ref_err), (T, m, e, ref)
         assert e < 0.012, (T, e)  # the check has teeth: an error bar this small resolves the old 0.02-0.04 bias
+
+
+def test_pool_chain_labels_follow_the_draws():
+    """Each flow sample knows the MD chain of its pool configuration (for chain-aware IS errors): one pass
+    over the 1024-configuration pool of 4 chains draws 256 from each; labels differ between pools."""
+    from glassgen.api import shipped_flow
+
+    gen = BoltzmannGenerator.load(shipped_flow("ka3d", 64))
+    gen.sample(1024, 0.4)
+    assert np.array_equal(np.bincount(gen.last_pool_chains), [256] * 4)
+    gen.sample(300, 0.45)  # served by the 0.5 pool (second in the ladder): labels 4..7
+    labels = gen.last_pool_chains
+    assert labels.shape == (300,) and labels.min() >= 4 and labels.max() <= 7
+    pool, index = gen.flow.q0.last_draw
+    assert np.array_equal(labels, 4 + index.numpy() // 256) and bool((pool == 1).all())
 
 
 def test_flow_mcmc_error_from_a_pool_includes_the_pool_error(tmp_path):

@@ -149,6 +149,36 @@ def test_reweighted_moments_and_error_bars():
     assert m1 == pytest.approx(mean[0], rel=1e-12) and e1 == pytest.approx(err[0], rel=1e-12)
 
 
+def test_grouped_error_covers_correlated_chains():
+    """Samples from 16 correlated chains (AR(1), stationary law N(mu, sigma^2), phi = 0.95) reweighted to
+    N(0, 1): the delta-method error assumes independence and is too small (z spread ~5); with the chain
+    of each sample as its group the error covers the scatter (z spread near 1), and equals the
+    delta-method error when that is the larger."""
+    from scipy.signal import lfilter
+
+    mu, sigma, phi, chains, n, repeats = 0.5, 1.3, 0.95, 16, 1000, 200
+    rng = np.random.default_rng(17)
+    groups = np.repeat(np.arange(chains), n)
+    z_plain, z_grouped = [], []
+    for _ in range(repeats):
+        e = rng.normal(size=(chains, n + 200))
+        x = lfilter([np.sqrt(1 - phi**2)], [1.0, -phi], e, axis=1)[:, 200:].reshape(-1) * sigma + mu
+        lw = _gauss_log_w(x[:, None], mu, sigma)
+        m, err = reweighted_mean(x, lw)
+        mg, errg = reweighted_mean(x, lw, groups)
+        assert mg == m and errg >= err
+        z_plain.append(m / err)
+        z_grouped.append(m / errg)
+    assert np.std(z_plain) > 3.0
+    assert 0.8 < np.std(z_grouped) < 1.3
+    x = rng.normal(size=400)
+    lw = np.zeros(400)
+    m, err = reweighted_mean(x, lw)
+    assert reweighted_mean(x, lw, np.repeat([0, 1], 200))[1] >= err
+    with pytest.raises(InputError, match="groups"):
+        reweighted_mean(x, lw, np.zeros(3))
+
+
 def test_reweighted_histogram_matches_target_density():
     mu, sigma, n = 0.5, 1.3, 200_000
     x = np.random.default_rng(8).normal(mu, sigma, (n, 1))

@@ -460,6 +460,7 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
         if anneal_steps < 1:
             raise InputError("anneal steps must be >= 1")
         r0, _ = base.draw_pool(T, n_samples)
+        chains_of = gen.pool_chains(*base.last_draw) if base.last_draw is not None else None
         x0 = to_full(r0, torch.zeros(n_samples, gen.system.dim, dtype=torch.float64), gen.box).numpy()
         xa, lw, u = anneal(x0, species, box, load_model(gen.system.model), summary["prior_T"], T, anneal_steps,
                            seed=seed)
@@ -471,8 +472,11 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
             n_is = min(n_samples, summary["prior_pool_size"])
             summary["flow_samples"] = n_is
         x, lq = gen.sample(n_is, T)
+        chains_of = gen.last_pool_chains
         u = gen.energies(x)
         lw = gen.log_weights(u, lq, T)
+    if chains_of is not None:  # configurations of one pool chain are correlated: chain-aware IS errors
+        summary["pool_chains"] = int(np.unique(chains_of).size)
     x_np = x.numpy()
     ws = summarize(lw)
     summary.update({"ESS": ws.ess, "ESS_fraction": ws.ess_fraction, "log_Z": (ws.log_z, ws.log_z_err),
@@ -481,8 +485,9 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
     finite = np.isfinite(lw)
     g_raw = g_each.mean(axis=0)
     if finite.any():
-        u_mean, u_err = reweighted_mean(u[finite] / nn, lw[finite])
-        g_rw, g_rw_err = reweighted_mean(g_each[finite], lw[finite])
+        grp = None if chains_of is None else chains_of[finite]
+        u_mean, u_err = reweighted_mean(u[finite] / nn, lw[finite], grp)
+        g_rw, g_rw_err = reweighted_mean(g_each[finite], lw[finite], grp)
     else:
         u_mean = u_err = float("nan")
         g_rw, g_rw_err = np.full(rdf_bins, np.nan), None

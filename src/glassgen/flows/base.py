@@ -46,7 +46,9 @@ class UniformBase(nf.distributions.BaseDistribution):
         """n configurations (n, M, d) of the pool serving target T (without replacement), and its T_h."""
         t_h = self.prior_temperature(T)
         k = self.T_priors.index(t_h)
-        return self.pools[k][self._draw(k, n, None)], t_h
+        idx = self._draw(k, n, None)
+        self.last_draw = (torch.full((n,), k, dtype=torch.long), idx.cpu())
+        return self.pools[k][idx], t_h
 
     def forward(self, num_samples: int = 1, context: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,6 +115,7 @@ class BoltzmannPriorBase(nf.distributions.BaseDistribution):
             self.pool_energies.append(e.detach())
         self._order: list[torch.Tensor | None] = [None] * len(self.pools)
         self._cursor = [0] * len(self.pools)
+        self.last_draw: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def draw_state(self) -> dict:
         """Position in the current pass over every pool (for bitwise-resumable training)."""
@@ -162,7 +165,9 @@ class BoltzmannPriorBase(nf.distributions.BaseDistribution):
         """n configurations (n, M, d) of the pool serving target T (without replacement), and its T_h."""
         t_h = self.prior_temperature(T)
         k = self.T_priors.index(t_h)
-        return self.pools[k][self._draw(k, n, None)], t_h
+        idx = self._draw(k, n, None)
+        self.last_draw = (torch.full((n,), k, dtype=torch.long), idx.cpu())
+        return self.pools[k][idx], t_h
 
     def forward(self, num_samples: int = 1, context: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -170,11 +175,14 @@ class BoltzmannPriorBase(nf.distributions.BaseDistribution):
         m, d = self.pools[0].shape[1:]
         z = torch.empty(num_samples, m, d, dtype=torch.float64, device=self.pools[0].device)
         lq = torch.empty(num_samples, dtype=torch.float64, device=self.pools[0].device)
+        drawn = torch.empty(num_samples, dtype=torch.long)
         for j in torch.unique(k).tolist():
             rows = torch.nonzero(k == j).reshape(-1)
             idx = self._draw(j, rows.numel(), generator)
             z[rows] = self.pools[j][idx]
             lq[rows] = -self.pool_energies[j][idx] / self.T_priors[j]
+            drawn[rows.cpu()] = idx.cpu()
+        self.last_draw = (k.cpu(), drawn)  # (pool, index in the pool) of each sample of this call
         return z, lq
 
     def log_prob(self, z: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:

@@ -61,6 +61,7 @@ class BoltzmannGenerator:
         self._exact = model_energy(self.system.interaction, self.system.species_array(),
                                    self.system.box_array())
         self.box = flow.box
+        self.last_pool_chains: np.ndarray | None = None  # chain label of each sample of the last sample()
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -104,14 +105,33 @@ class BoltzmannGenerator:
                 the constant -log Z_h for a Boltzmann-prior base).
         """
         self.check_temperature(T)
-        xs, lqs = [], []
+        xs, lqs, draws = [], [], []
+        base = self.flow.q0
         for start in range(0, n, batch):
             m = min(batch, n - start)
             r, lq = self.flow.sample(m, beta_context(T, m))
             x0 = torch.rand(m, self.system.dim, dtype=torch.float64, generator=generator) * self.box
             xs.append(to_full(r, x0, self.box))
             lqs.append(lq + self.flow.log_pinned)
+            if isinstance(base, BoltzmannPriorBase):
+                draws.append(base.last_draw)
+        self.last_pool_chains = self.pool_chains(*(torch.cat(d) for d in zip(*draws, strict=True))) if draws else None
         return torch.cat(xs), torch.cat(lqs)
+
+    def pool_chains(self, pool: torch.Tensor, index: torch.Tensor) -> np.ndarray | None:
+        """(n,) label of the MD/MC chain that produced each drawn pool configuration, or None when unknown.
+
+        A pool of P configurations made by ``data_chains`` chains (training config) is stored chain after
+        chain, ceil(P / chains) per chain (:func:`glassgen.flows.reference_data.reference_data`); labels are
+        unique across pools. Used for chain-aware importance-sampling errors (configurations of one chain
+        are correlated; see :func:`glassgen.flows.weights.reweighted_mean`)."""
+        chains = int((self.training or {}).get("config", {}).get("data_chains", 0) or 0)
+        base = self.flow.q0
+        if chains < 2 or not isinstance(base, BoltzmannPriorBase):
+            return None
+        sizes = torch.as_tensor([p.shape[0] for p in base.pools])
+        per_chain = torch.div(sizes[pool] + chains - 1, chains, rounding_mode="floor")
+        return (pool * chains + torch.div(index, per_chain, rounding_mode="floor")).numpy()
 
     @torch.no_grad()
     def log_prob(self, x: torch.Tensor, T: float, batch: int = 1024) -> torch.Tensor:

@@ -211,16 +211,22 @@ def log_partition(log_w: Any) -> tuple[float, float]:
     return log_z, float(math.sqrt(max(n * ratio - 1.0, 0.0) / (n - 1)))
 
 
-def reweighted_mean(values: Any, log_w: Any) -> tuple[Any, Any]:
+def reweighted_mean(values: Any, log_w: Any, groups: Any = None) -> tuple[Any, Any]:
     """Self-normalised importance-sampling mean <a>_p = sum w a / sum w and its standard error.
 
     The error is the delta-method one of a ratio estimator,
     se^2 = sum_i w_i^2 (a_i - <a>)^2 / (sum_i w_i)^2, computed per column. Samples with zero weight
     (log w = -inf) are ignored, so their values may be non-finite.
 
+    The delta method assumes independent samples. Samples drawn from a pool made by a few MD/MC chains are
+    correlated within a chain; with ``groups`` (the chain of each sample) the error is the larger of the
+    delta-method error and the spread of the G per-group estimates, std / sqrt(G) (groups whose weights are
+    all zero are left out; at least two groups are needed for the spread).
+
     Args:
         values: (n,) or (n, k) observable per sample (e.g. (n, n_bins) g(r) per configuration).
         log_w: (n,) log-weights.
+        groups: optional (n,) integer group (chain) label of each sample.
 
     Returns:
         (mean, error): python floats for (n,) values, (k,) float64 arrays for (n, k) values.
@@ -232,10 +238,20 @@ def reweighted_mean(values: Any, log_w: Any) -> tuple[Any, Any]:
     a = _as_f64(values, "values")
     if a.ndim not in (1, 2) or a.shape[0] != lw.size:
         raise InputError(f"values must have shape ({lw.size},) or ({lw.size}, k), got {a.shape}")
+    a_all = a
     w, a = _weighted(a, lw, "values")
     mean = np.tensordot(w, a, axes=(0, 0))
     var = np.tensordot(w * w, (a - mean) ** 2, axes=(0, 0))
     err = np.sqrt(var)
+    if groups is not None:
+        g = np.asarray(groups).reshape(-1)
+        if g.shape != lw.shape:
+            raise InputError(f"groups must have shape ({lw.size},), got {g.shape}")
+        est = [reweighted_mean(a_all[g == k], lw[g == k])[0] for k in np.unique(g)
+               if (lw[g == k] > -np.inf).any()]
+        if len(est) >= 2:
+            spread = np.std(np.asarray(est, dtype=np.float64), axis=0, ddof=1) / np.sqrt(len(est))
+            err = np.maximum(err, spread)
     if a.ndim == 1:
         return float(mean), float(err)
     return np.asarray(mean, dtype=np.float64), np.asarray(err, dtype=np.float64)
