@@ -49,6 +49,7 @@ def main() -> None:
         base = gen.flow.q0
         torch.manual_seed(0)
         r0, t_h = base.draw_pool(T, args.samples)
+        groups = gen.pool_chains(*base.last_draw)  # MD chain of each pool configuration: chain-aware errors
         x0 = to_full(r0, torch.zeros(r0.shape[0], gen.system.dim, dtype=torch.float64), gen.box).numpy()
         species, box, mdl = gen.system.species_array(), gen.system.box_array(), load_model(model)
         md_h, md_t = flows.get((model, n, t_h), {}), flows.get((model, n, T), {})
@@ -57,7 +58,7 @@ def main() -> None:
             _, lw, u = anneal(x0, species, box, mdl, t_h, T, steps, sweeps=sweeps, seed=1)
             cpu = time.process_time() - t0
             ess = kish_ess_fraction(lw)
-            m, e = reweighted_mean(u / n, lw)
+            m, e = reweighted_mean(u / n, lw, groups)
             row = {"model": model, "N": n, "T": T, "T_h": t_h, "steps": steps, "sweeps_per_step": sweeps,
                    "ess_fraction": ess, "flow_ess_fraction": md_t.get("is_ess_fraction"),
                    "U_per_N": float(m), "U_per_N_err": float(e), "md_U_per_N": md_t.get("md_U_per_N"),

@@ -9,8 +9,8 @@ checkpoints (default: the shipped KA 3D N = 64 generator):
   6e7 steps at T = 0.5, 1.2e8 at 0.45), as a z-score;
 * drift: the first against the second half of every chain (equilibration not finished shows as a
   positive first-minus-second difference);
-* consistency down the ladder: the pool at T_h reweighted to the next pool's T (identity map), against that
-  pool's own mean.
+* consistency down the ladder: the pool at T_h reweighted to the next pool's T (identity map; chain-aware
+  error, see :func:`glassgen.flows.weights.reweighted_mean`), against that pool's own mean.
 
 Compare an older checkpoint with ``--checkpoint old=PATH`` (e.g. ``git show REV:src/glassgen/data/flows/
 ka3d_n64.pt > /tmp/old.pt``). Run: ``.venv/bin/python benchmarks/pools.py --checkpoint old=/tmp/old.pt
@@ -28,7 +28,7 @@ from _common import RESULTS, save, table
 
 from glassgen.dynamics.forces import ForceField
 from glassgen.flows.generator import BoltzmannGenerator
-from glassgen.flows.weights import kish_ess_fraction
+from glassgen.flows.weights import kish_ess_fraction, reweighted_mean
 from glassgen.observables.thermo import mean_and_error_of_chains
 
 
@@ -61,11 +61,9 @@ def pool_rows(label: str, path: str, reference: dict[tuple, tuple[float, float]]
         if i + 1 < len(temps):  # reweight this pool to the next (colder) pool's temperature
             tl = temps[i + 1]
             lw = -energies[T] * (1.0 / tl - 1.0 / T)
-            w = np.exp(lw - lw.max())
-            w /= w.sum()
-            est = float(np.sum(w * u))
+            per_chain = -(-u.size // chains)
+            est, err_is = reweighted_mean(u, lw, np.arange(u.size) // per_chain if chains > 1 else None)
             ess = kish_ess_fraction(lw)
-            err_is = float(np.sqrt(np.sum(w**2 * (u - est) ** 2)))
             mt, et = mean_and_error_of_chains(energies[tl] / n, chains)
             row.update(reweighted_to=tl, ess_fraction_to_next=ess, U_per_N_reweighted=est,
                        U_per_N_reweighted_err=err_is, z_reweighted_vs_pool=(est - mt) / math.hypot(err_is, et))
