@@ -55,12 +55,12 @@ from glassgen.systems.configuration import Configuration
 
 
 def run_md_lammps_chunked(mc, T: float, steps: int, every: int, chunk: int, resume: bool,
-                          energies: list | None = None) -> dict:
+                          energies: list | None = None, tag: str = "") -> dict:
     """``run_md``'s row entries from LAMMPS NVT MD, run in checkpointed chunks (steps/5 of equilibration first,
     also in checkpointed chunks)."""
     from glassgen.dynamics.lammps_engine import run_md_lammps
 
-    ck = RESULTS / "ckpt" / f"md_reference_lammps_T{T}.npz"
+    ck = RESULTS / "ckpt" / f"md_reference_lammps{tag}_T{T}.npz"
     model, species, box = mc.model, mc.species, mc.box
     eq_steps = steps // 5
     if resume and ck.exists():
@@ -116,6 +116,7 @@ def main() -> None:
                     help="temperature, repeatable, as T or T:steps or T:steps:every (default 0.7 0.6 0.5 0.45 0.4 "
                          "with --steps and --every)")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--N", type=int, default=64, help="particles (KA 3D; results of N != 64 go to *_n<N>.json)")
     ap.add_argument("--engine", choices=["numba", "lammps"], default="numba")
     ap.add_argument("--chunk", type=int, default=2_000_000, help="LAMMPS steps between checkpoints")
     args = ap.parse_args()
@@ -134,32 +135,33 @@ def main() -> None:
             ap.error(f"--T {t!r}: expected T[:steps[:every]] with T > 0 and steps >= every > 0")
         spec[T] = (steps, every)
     temps = sorted(spec, reverse=True)
-    name = "md_reference" if args.engine == "numba" else "md_reference_lammps"
+    tag = "" if args.N == 64 else f"_n{args.N}"
+    name = ("md_reference" if args.engine == "numba" else "md_reference_lammps") + tag
     out = RESULTS / f"{name}.json"
     rows = json.loads(out.read_text())["rows"] if args.resume and out.exists() else []
     done = {r["T"] for r in rows}
     for T in temps:
         if T in done:
             continue
-        mc = equilibrated("ka3d", 64, T, 4000, seed=7)
+        mc = equilibrated("ka3d", args.N, T, 4000, seed=7)
         t0 = time.perf_counter()
         u: list = []
         steps, every = spec[T]
         if args.engine == "numba":
             md, _, _ = run_md(mc, T, steps, every, energies=u)
         else:
-            md = run_md_lammps_chunked(mc, T, steps, every, args.chunk, args.resume, energies=u)
+            md = run_md_lammps_chunked(mc, T, steps, every, args.chunk, args.resume, energies=u, tag=tag)
         lower = [t for t in temps if t < T]
         ess = {}
         if lower:  # reweight this run's samples (a pool at T) to the next lower temperature: identity map
             tl = max(lower)
             ess[str(tl)] = kish_ess_fraction(-u[0] * (1.0 / tl - 1.0 / T))
-        rows.append({"model": "ka3d", "N": 64, "T": T, "steps": steps, "every": every,
+        rows.append({"model": "ka3d", "N": args.N, "T": T, "steps": steps, "every": every,
                      "wall_s": time.perf_counter() - t0, "ess_identity_to": ess, **md})
         print(rows[-1], flush=True)
         save(name, {"rows": rows, "complete": False})
     flows = {r["T"]: r for r in json.loads((RESULTS / "flows.json").read_text())["rows"]
-             if r["model"] == "ka3d" and r["N"] == 64}
+             if r["model"] == "ka3d" and r["N"] == args.N}
     # MD cost per independent sample and whether it is converged (else a lower bound)
     md_cost = ({0.6: (flows[0.6]["md_s_per_indep"], flows[0.6]["md_converged"])}
                if 0.6 in flows and args.engine == "numba" else {})
@@ -170,7 +172,7 @@ def main() -> None:
             pools[T] = (f["prior_T"], f["is_ess_fraction"], f["is_s_per_indep"])
     if args.engine == "lammps" and (RESULTS / "annealed_md_pool.json").exists():  # identity on this run's pools
         for a in json.loads((RESULTS / "annealed_md_pool.json").read_text())["rows"]:
-            if a["steps"] == 1 and a["sweeps_per_step"] == 0:
+            if a["steps"] == 1 and a["sweeps_per_step"] == 0 and a.get("N", 64) == args.N:
                 pools[a["T"]] = (a["T_h"], a["ess_fraction"], 1e-3 * a["ms_per_sample"] / a["ess_fraction"])
     for r in rows:  # identity from this run's whole trajectory at T_h: the most samples, preferred
         for tl, e in r.get("ess_identity_to", {}).items():
@@ -194,7 +196,7 @@ def main() -> None:
     for fname in sources:
         if (RESULTS / fname).exists():
             ais += [a for a in json.loads((RESULTS / fname).read_text())["rows"]
-                    if a["model"] == "ka3d" and a["N"] == 64 and a["sweeps_per_step"] > 0]
+                    if a["model"] == "ka3d" and a["N"] == args.N and a["sweeps_per_step"] > 0]
     for r in rows:
         best = None
         for a in ais:
