@@ -34,6 +34,8 @@ the routes). Run: ``.venv/bin/python benchmarks/md_reference.py`` (about 15 min 
 measured for the README, ``--engine lammps --T 0.7:4e6:200 --T 0.6:4e6:200 --T 0.5:6e7:2000
 --T 0.45:1.2e8:5000 --resume`` (about 2 h on one core), then ``annealed_md_pool.py`` (0.6 -> 0.5 and
 ``--T-h 0.5 --T 0.45 --every 2000 --stride 15``) and the same command again to price the routes.
+``--N 32`` runs the same at N = 32 (``md_reference_lammps_n32.json``, checkpoints tagged ``_n32``): the reference
+of the N = 32 generator, e.g. ``--engine lammps --N 32 --T 0.7:1e7:500 --T 0.6:2e7:1000 --resume``.
 """
 
 from __future__ import annotations
