@@ -393,6 +393,10 @@ def test_policy_save_load_roundtrip(tmp_path):
         Policy.load(tmp_path / "missing.json")
     with pytest.raises(InputError):
         Policy.default(3, 2, swap_fraction=0.5, swap_pairs=[(0, 0)])
+    no_gauss = Policy.default(3, 2, local_fraction=0.8, swap_fraction=0.2)  # 1 - 0.8 - 0.2 < 0 in floating point
+    assert no_gauss.move_probs.tolist() == [0.0, 0.8, 0.2]
+    with pytest.raises(InputError, match="sum <= 1"):
+        Policy.default(3, 2, local_fraction=0.9, swap_fraction=0.2)
 
 
 def test_run_checkpoint_resume_is_identical(tmp_path):

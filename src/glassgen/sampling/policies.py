@@ -130,7 +130,7 @@ class Policy:
             hidden: hidden units H of the local network.
             seed: seed of the random initial W1.
         """
-        if not (0 <= local_fraction <= 1 and 0 <= swap_fraction <= 1 and local_fraction + swap_fraction <= 1):
+        if not (0 <= local_fraction <= 1 and 0 <= swap_fraction <= 1 and local_fraction + swap_fraction <= 1 + 1e-12):
             raise InputError("local_fraction and swap_fraction must be in [0, 1] with sum <= 1")
         ls = np.log(np.broadcast_to(np.asarray(sigma, dtype=np.float64), (nsp,)).copy())
         if not np.all(np.isfinite(ls)):
@@ -144,8 +144,8 @@ class Policy:
             pp = w / w.sum() if w.sum() > 0 else np.full(pairs.shape[0], 1.0 / pairs.shape[0])
         else:
             pp = np.full(pairs.shape[0], 1.0 / max(1, pairs.shape[0]))
-        return cls(nsp=nsp, dim=dim, move_probs=np.array([1 - local_fraction - swap_fraction, local_fraction,
-                                                          swap_fraction]),
+        gauss = max(0.0, 1.0 - local_fraction - swap_fraction)  # 1 - 0.8 - 0.2 is -5.6e-17 in floating point
+        return cls(nsp=nsp, dim=dim, move_probs=np.array([gauss, local_fraction, swap_fraction]),
                    log_sigma=ls, ls0=ls.copy(), W1=0.01 * rng.standard_normal((hidden, N_RADIAL)), b1=np.zeros(hidden),
                    W2=np.zeros((2, hidden)), b2=np.zeros(2), pairs=pairs, pair_probs=pp,
                    theta=np.zeros((nsp, N_SEL)), biased=biased, trainable=tuple(trainable))
