@@ -6,7 +6,8 @@ far, half of them at the newest rung):
 * reverse KL: E_q[beta U_s(x) + log q(x)] with U_s the soft-cored energy (linear below
   ``soft_core`` * sigma_ab, so overlapping samples have finite energies and gradients);
 * forward KL: -E_p[log q(x)] on reference configurations from our Metropolis MC or NVT MD at each
-  rung (generated once, stored next to the checkpoint temperature by temperature, reused on resume);
+  rung (generated once, stored next to the checkpoint chain segment by chain segment, reused on resume;
+  :mod:`glassgen.flows.reference_data`);
 * mixture: (1 - w) reverse + w forward.
 
 Steps with a non-finite loss or gradient are skipped (and counted); gradients are clipped by norm.
