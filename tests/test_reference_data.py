@@ -93,3 +93,19 @@ def test_lammps_source_gives_wrapped_equilibrium_pools():
         mean_u[T] = np.mean([ff.energy(xi) / 32 for xi in x])
         np.testing.assert_allclose(segs[(T, 1)].last, x[-1])
     assert -7.5 < mean_u[1.0] < mean_u[1.5] < -5.0  # colder is lower in energy, both liquid-like
+
+
+def test_finished_data_file_in_the_pre_segment_format_is_reused(tmp_path, monkeypatch):
+    """A data file written before segment checkpoints ({repr(T): pool}, same settings) is read, not regenerated."""
+    from glassgen.flows.training import _data_settings
+
+    cfg = TrainingConfig(**SMALL, data_equilibration=50, data_every=2, steps_per_rung=1, batch=4)
+    pools = {T: np.random.default_rng(int(T)).uniform(0, 2, (6, 6, 2)) for T in cfg.data_temperatures}
+    old = {repr(T): x for T, x in pools.items()}
+    np.savez(tmp_path / "old.data.npz", settings=np.array(_data_settings(cfg)), **old)
+    monkeypatch.setattr(rd, "_segment", lambda *a: pytest.fail("regenerated a finished data file"))
+    from glassgen.flows.training import _load_or_make_data
+
+    data = _load_or_make_data(cfg, tmp_path / "old.pt", progress=False)
+    for T, x in pools.items():
+        np.testing.assert_array_equal(data[T], x)

@@ -96,8 +96,8 @@ class TrainingConfig:
     init_from: str | None = None
     data_per_T: int = 512
     data_chains: int = 8
-    data_equilibration: int = 2000
-    data_every: int = 20
+    data_equilibration: int | tuple[int, ...] = 2000
+    data_every: int | tuple[int, ...] = 20
     data_source: str = "mc"
     data_dt: float = 0.005
     data_anneal: bool = False
@@ -219,7 +219,7 @@ def _load_or_make_data(cfg: TrainingConfig, checkpoint: Path, progress: bool,
             if kind == "seg":
                 t, c = rest.rsplit(":", 1)
                 segs[(float(t), int(c))] = Segment(v, arrays[f"last:{rest}"])
-        if not segs and all(repr(float(t)) in arrays for t in temps):  # finished, written by glassgen < 0.9
+        if not segs and all(repr(float(t)) in arrays for t in temps):  # finished, pre-segment format
             return {float(t): arrays[repr(float(t))] for t in temps}
 
     def save(T: float, c: int, seg: Segment) -> None:
