@@ -9,6 +9,7 @@ import pytest
 import glassgen.flows.reference_data as rd
 from glassgen.dynamics.forces import ForceField
 from glassgen.dynamics.lammps_engine import lammps_available
+from glassgen.errors import InputError
 from glassgen.flows.model import FlowArchitecture
 from glassgen.flows.training import TrainingConfig, train_flow
 
@@ -109,3 +110,30 @@ def test_finished_data_file_in_the_pre_segment_format_is_reused(tmp_path, monkey
     data = _load_or_make_data(cfg, tmp_path / "old.pt", progress=False)
     for T, x in pools.items():
         np.testing.assert_array_equal(data[T], x)
+
+
+def test_swap_mc_pools_are_relabelled_to_the_canonical_species_order():
+    """Swap MC permutes species; stored pool configurations are reordered so that particle i has the canonical
+    species again, which leaves the energy unchanged. With swaps only (positions frozen), every stored
+    configuration is the start's positions reassigned, and the relabelled energies differ from frame to frame
+    (storing the raw positions would give the start's energy every time)."""
+    from glassgen.dynamics.initial import random_state
+
+    conf = random_state("ka2d", 9, T=1.0, density=0.8, seed=2)
+    canon, pos, box = conf.species, conf.positions, conf.box
+    perm = np.random.default_rng(3).permutation(canon)
+    assert not np.array_equal(perm, canon)
+    e_perm = ForceField("ka2d", perm, box, skin=0.0).energy(pos)
+    e_canon = ForceField("ka2d", canon, box, skin=0.0).energy(rd.canonical_order(pos, perm, canon))
+    assert e_canon == pytest.approx(e_perm, rel=1e-12, abs=1e-12)
+
+    cfg = TrainingConfig(**SMALL, data_swap_fraction=1.0, data_equilibration=20, data_every=3)
+    start = random_state("ka2d", 6, T=2.0, density=0.6, seed=1)
+    seg = rd._segment(cfg, 2.0, 0, 0, 8, 20, 3, start.positions)
+    ff = ForceField("ka2d", start.species, start.box, skin=0.0)
+    energies = np.array([ff.energy(x) for x in seg.configurations])
+    for x in seg.configurations:
+        assert np.allclose(np.sort(x, axis=0), np.sort(np.mod(start.positions, start.box), axis=0))
+    assert np.unique(np.round(energies, 9)).size > 1
+    with pytest.raises(InputError, match="swap_fraction needs source"):
+        TrainingConfig(**SMALL, data_swap_fraction=0.2, data_source="md")

@@ -2,7 +2,9 @@
 
 Sources (``[data] source`` of a flow config):
 
-* ``mc``: Metropolis MC (displacement tuned to 40 % acceptance during equilibration);
+* ``mc``: Metropolis MC (displacement tuned to 40 % acceptance during equilibration), with a share
+  ``swap_fraction`` of uniform species swaps if set (swap MC: the fast route to equilibrium for mixtures whose
+  swaps are accepted, e.g. KA2D; stored configurations are relabelled to the canonical species order);
 * ``md``: NVT MD with the Numba engine (Nose-Hoover chain, tau = 100 dt), after 200 MC sweeps;
 * ``lammps``: the same NVT MD with LAMMPS (``fix nvt``, tau = 0.5; :mod:`glassgen.dynamics.lammps_engine`),
   about 1.4x the Numba engine's steps per second at N = 64: the source for long, cold pools.
@@ -35,7 +37,7 @@ from glassgen.errors import InputError
 if TYPE_CHECKING:
     from glassgen.flows.training import TrainingConfig
 
-__all__ = ["SOURCES", "Segment", "per_temperature", "reference_data"]
+__all__ = ["SOURCES", "Segment", "canonical_order", "per_temperature", "reference_data"]
 
 SOURCES = ("mc", "md", "lammps")
 
@@ -60,6 +62,15 @@ def per_temperature(value: int | tuple[int, ...], temps: tuple[float, ...], name
     return {float(t): v for t, v in zip(temps, vals, strict=True)}
 
 
+def canonical_order(pos: np.ndarray, species: np.ndarray, canonical: np.ndarray) -> np.ndarray:
+    """Positions (N, d) of a configuration whose species were permuted by swaps, reordered so that particle i
+    has species ``canonical[i]`` (the k-th particle of each species goes to that species' k-th slot; the
+    energy is unchanged). Needs the same composition."""
+    out = np.empty_like(pos)
+    out[np.argsort(canonical, kind="stable")] = pos[np.argsort(species, kind="stable")]
+    return out
+
+
 def _segment(cfg: TrainingConfig, T: float, ti: int, c: int, per_chain: int, equilibration: int, every: int,
              start: np.ndarray | None) -> Segment:
     """Chain ``c`` at temperature ``T`` (index ``ti`` in the data temperatures, which seeds it)."""
@@ -70,16 +81,17 @@ def _segment(cfg: TrainingConfig, T: float, ti: int, c: int, per_chain: int, equ
     conf = random_state(cfg.model, cfg.N, T=T, density=cfg.density, seed=seed)
     if start is not None:
         conf = conf.replace(positions=np.asarray(start, dtype=np.float64).copy(), velocities=None)
-    mc = MonteCarlo(conf, T=T, delta=0.1, seed=seed)
     confs: list[np.ndarray] = []
     if cfg.data_source == "mc":
+        mc = MonteCarlo(conf, T=T, delta=0.1, swap_fraction=cfg.data_swap_fraction, seed=seed)
         tune = max(1, equilibration // 20)
         mc.tune_delta(0.4, sweeps=tune, rounds=10)
         mc.sweep(max(0, equilibration - 10 * tune))
         for _ in range(per_chain):
             mc.sweep(every)
-            confs.append(mc.pos.copy())
-        return Segment(np.stack(confs), mc.pos.copy())
+            confs.append(canonical_order(mc.pos, mc.species, conf.species))
+        return Segment(np.stack(confs), canonical_order(mc.pos, mc.species, conf.species))
+    mc = MonteCarlo(conf, T=T, delta=0.1, seed=seed)
     mc.tune_delta(0.4, sweeps=10, rounds=10)
     mc.sweep(100)
     if cfg.data_source == "md":

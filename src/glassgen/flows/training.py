@@ -74,6 +74,9 @@ class TrainingConfig:
             Boltzmann-prior pools of cold states (:mod:`glassgen.flows.reference_data`).
         data_anneal: each chain goes down the data temperatures, starting at each one from its own last
             configuration at the temperature above (otherwise from a relaxed random state).
+        data_swap_fraction: ``mc`` source only: the share of trial moves that are species swaps (uniform
+            swap MC, for mixtures such as KA2D where swaps relax the system; configurations are stored in
+            the canonical species order).
         architecture: :class:`FlowArchitecture`.
     """
 
@@ -101,6 +104,7 @@ class TrainingConfig:
     data_source: str = "mc"
     data_dt: float = 0.005
     data_anneal: bool = False
+    data_swap_fraction: float = 0.0
     architecture: FlowArchitecture = field(default_factory=FlowArchitecture)
 
     def __post_init__(self) -> None:
@@ -123,6 +127,10 @@ class TrainingConfig:
             raise InputError(f"unknown data source {self.data_source!r} (use one of {', '.join(SOURCES)})")
         if not self.data_dt > 0:
             raise InputError("data dt must be positive")
+        if not 0.0 <= self.data_swap_fraction <= 1.0:
+            raise InputError("data swap_fraction must be in [0, 1]")
+        if self.data_swap_fraction > 0 and self.data_source != "mc":
+            raise InputError(f"data swap_fraction needs source = \"mc\" (swaps are MC moves), not {self.data_source!r}")
         if self.needs_data:
             equil = per_temperature(self.data_equilibration, self.data_temperatures, "equilibration")
             every = per_temperature(self.data_every, self.data_temperatures, "every")
@@ -193,7 +201,7 @@ def _data_settings(cfg: TrainingConfig) -> str:
     keys = ("model", "N", "density", "seed", "data_source", "data_dt", "data_per_T", "data_chains",
             "data_equilibration", "data_every")
     settings = {k: getattr(cfg, k) for k in keys}
-    settings.update({k: getattr(cfg, k) for k in ("data_anneal",) if getattr(cfg, k)})  # newer keys, when set
+    settings.update({k: getattr(cfg, k) for k in ("data_anneal", "data_swap_fraction") if getattr(cfg, k)})  # newer keys, when set
     return json.dumps(settings, sort_keys=True)
 
 
