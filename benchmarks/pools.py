@@ -6,7 +6,8 @@ checkpoints (default: the shipped KA 3D N = 64 generator):
 
 * pool U/N (error: the larger of the autocorrelation error and the chain-to-chain spread) against the converged
   LAMMPS MD reference of ``benchmarks/md_reference.py --engine lammps`` (``md_reference_lammps.json``:
-  6e7 steps at T = 0.5, 1.2e8 at 0.45), as a z-score;
+  6e7 steps at T = 0.5, 1.2e8 at 0.45) or, for KA2D N = 43, the swap-MC reference of
+  ``benchmarks/swap_reference.py`` (``swap_reference.json``), as a z-score;
 * drift: the first against the second half of every chain (equilibration not finished shows as a
   positive first-minus-second difference);
 * consistency down the ladder: the pool at T_h reweighted to the next pool's T (identity map; chain-aware
@@ -84,6 +85,10 @@ def main() -> None:
     if ref_file.exists():
         reference = {(r["model"], r["N"], r["T"]): (r["md_U_per_N"], r["md_U_per_N_err"])
                      for r in json.loads(ref_file.read_text())["rows"] if r.get("md_converged")}
+    swap_file = RESULTS / "swap_reference.json"
+    if swap_file.exists():
+        reference.update({(r["model"], r["N"], r["T"]): (r["U_per_N"], r["U_per_N_err"])
+                          for r in json.loads(swap_file.read_text())["rows"] if r.get("converged")})
     rows = []
     for spec in args.checkpoint or ["shipped"]:
         label, _, path = spec.rpartition("=")

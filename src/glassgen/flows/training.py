@@ -201,7 +201,8 @@ def _data_settings(cfg: TrainingConfig) -> str:
     keys = ("model", "N", "density", "seed", "data_source", "data_dt", "data_per_T", "data_chains",
             "data_equilibration", "data_every")
     settings = {k: getattr(cfg, k) for k in keys}
-    settings.update({k: getattr(cfg, k) for k in ("data_anneal", "data_swap_fraction") if getattr(cfg, k)})  # newer keys, when set
+    newer = ("data_anneal", "data_swap_fraction")  # keys added later: stored only when set
+    settings.update({k: getattr(cfg, k) for k in newer if getattr(cfg, k)})
     return json.dumps(settings, sort_keys=True)
 
 

@@ -1,0 +1,223 @@
+"""Converged swap-MC references for KA2D N = 43, and the shipped KA2D generator checked against them.
+
+Issue 3 asks for the reweighted and flow-MCMC U/N and g(r) of the KA2D N = 43 generator to agree with a
+long-simulation truth at T = 0.5. MD is no such truth at this size (``flows.py``: tau_Q >= 1e5 steps at
+T = 0.5, one trajectory per basin at T = 0.3), but uniform swap MC is (``pgmc.py``: tau_alpha ~ 10^3
+sweeps at T = 0.5 ... 0.3, 0.3 ms per sweep). This script runs, per temperature, ``--chains`` independent
+swap-MC chains (``MonteCarlo`` with swap_fraction 0.2: a species swap of a uniform particle with a uniform
+particle of another species, displacement tuned to 40 %), each from its own random state, equilibrated for
+a fifth of its sampling sweeps, in ``--workers`` processes. It reports:
+
+* U/N with the chain-aware error (``mean_and_error_of_chains``), first-half minus second-half drift;
+* tau_U and tau_Q (self-overlap, a = 0.3; positions keep their labels through swaps) in sweeps, whether the
+  Sokal windows closed, and CPU seconds per independent sample (tau = max(tau_U, tau_Q));
+* the total g(r) with chain-aware errors per bin.
+
+Frames are relabelled to the canonical species order (``canonical_order``), as the generator's swap-MC pools
+are (``[data] source = "mc"``, ``swap_fraction``).
+
+Then the checks: every shipped KA2D N = 43 pool's U/N against the reference at its temperature (z-score),
+and the shipped generator at each reference temperature it serves (``--check``): importance sampling over
+its whole pool and flow-MCMC (8 chains x 400 iterations from a reference state), U/N and g(r) against the
+reference; z = difference / combined error. Each (T, chain) is checkpointed to ``results/ckpt/``; ``--resume``
+reuses them. Run: ``.venv/bin/python benchmarks/swap_reference.py --workers 2 --resume`` (about 15 min on
+2 cores). Writes ``benchmarks/results/swap_reference.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+from _common import RESULTS, save, table
+
+N = 43
+MODEL = "ka2d"
+SWAP_FRACTION = 0.2
+# T: sampling sweeps per chain, sweeps between stored frames
+DEFAULT_T = ("0.6:40000:20", "0.5:60000:40", "0.4:120000:80", "0.35:200000:100", "0.3:300000:150")
+CKPT = RESULTS / "ckpt"
+
+
+def run_chain(T: float, c: int, sweeps: int, every: int, seed: int) -> dict:
+    """One swap-MC chain: {u (n,), frames (n, N, d), wall (CPU s of sampling), acceptance}."""
+    import numba
+
+    from glassgen.dynamics.initial import random_state
+    from glassgen.dynamics.mc import MonteCarlo
+    from glassgen.flows.reference_data import canonical_order
+
+    numba.set_num_threads(1)
+    path = CKPT / f"swap_ref_{MODEL}_n{N}_T{T}_c{c}_s{sweeps}_e{every}_seed{seed}.npz"
+    if path.is_file():
+        z = np.load(path)
+        return {"u": z["u"], "frames": z["frames"], "wall": float(z["wall"]), "acc_disp": float(z["acc_disp"]),
+                "acc_swap": float(z["acc_swap"])}
+    s = seed * 1009 + c
+    conf = random_state(MODEL, N, T=T, seed=s)
+    mc = MonteCarlo(conf, T=T, delta=0.1, swap_fraction=SWAP_FRACTION, seed=s)
+    mc.tune_delta(0.4, sweeps=100, rounds=10)
+    mc.sweep(sweeps // 5)
+    n = sweeps // every
+    u, frames = np.empty(n), np.empty((n, N, mc.dim))
+    t0 = time.process_time()
+    for k in range(n):
+        mc.sweep(every)
+        u[k] = mc.energy
+        frames[k] = canonical_order(mc.pos, mc.species, conf.species)
+    wall = time.process_time() - t0
+    acc = mc.acceptance
+    out = {"u": u, "frames": frames, "wall": wall, "acc_disp": acc["displacement"], "acc_swap": acc["swap"]}
+    CKPT.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **out)
+    tmp.replace(path)
+    return out
+
+
+def _run_chain_star(a: tuple) -> dict:
+    return run_chain(*a)
+
+
+def rdf_of(frames: np.ndarray, species: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(r (bins,), g (n, bins)) total g(r) of every frame (``flows.RDF_BINS`` bins up to L/2)."""
+    from flows import RDF_BINS
+
+    from glassgen.api import _per_sample_rdf
+
+    r, g = _per_sample_rdf(frames, species, box, RDF_BINS)
+    return np.asarray(r), np.asarray(g)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--T", action="append", default=None, metavar="T:SWEEPS:EVERY",
+                    help=f"temperature, sampling sweeps per chain, sweeps between frames (default {DEFAULT_T})")
+    ap.add_argument("--chains", type=int, default=4)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--resume", action="store_true", help="reuse finished chains from results/ckpt/")
+    ap.add_argument("--no-check", dest="check", action="store_false", help="skip the generator check")
+    args = ap.parse_args()
+    import numba
+    import torch
+
+    numba.set_num_threads(1)
+    torch.set_num_threads(1)
+    from flows import rdf_agreement, run_chains, tau_of
+
+    from glassgen.api import shipped_flow
+    from glassgen.dynamics.initial import random_state
+    from glassgen.dynamics.mc import MonteCarlo
+    from glassgen.flows.base import BoltzmannPriorBase
+    from glassgen.flows.generator import BoltzmannGenerator
+    from glassgen.flows.weights import kish_ess_fraction, reweighted_mean
+    from glassgen.observables.thermo import mean_and_error_of_chains
+
+    specs = []
+    for s in args.T or DEFAULT_T:
+        t, sw, ev = s.split(":")
+        specs.append((float(t), int(float(sw)), int(float(ev))))
+    if not args.resume:
+        for p in CKPT.glob(f"swap_ref_{MODEL}_n{N}_*_seed{args.seed}.npz"):
+            p.unlink()
+    jobs = [(T, c, sw, ev, args.seed) for T, sw, ev in specs for c in range(args.chains)]
+    t_start = time.perf_counter()
+    if args.workers > 1:
+        with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as ex:
+            results = list(ex.map(_run_chain_star, jobs))
+    else:
+        results = [_run_chain_star(j) for j in jobs]
+    print(f"chains done in {time.perf_counter() - t_start:.0f} s", flush=True)
+    by_T = {}
+    for j, r in zip(jobs, results, strict=True):
+        by_T.setdefault(j[0], []).append(r)
+    conf0 = random_state(MODEL, N, T=1.0, seed=0)
+    species, box = conf0.species, conf0.box
+    rows, reference = [], {}
+    for T, _sw, ev in specs:
+        ch = by_T[T]
+        u = np.stack([r["u"] for r in ch], axis=1) / N  # (n, chains)
+        frames = np.stack([r["frames"] for r in ch], axis=1)  # (n, chains, N, d)
+        n = u.shape[0]
+        m, e = mean_and_error_of_chains(u.T.ravel(), args.chains)
+        h1, h2 = u[: n // 2].T.ravel(), u[n // 2:].T.ravel()
+        m1, e1 = mean_and_error_of_chains(h1, args.chains)
+        m2, e2 = mean_and_error_of_chains(h2, args.chains)
+        tu, tq, conv = tau_of(u, frames, box)
+        tau = max(tu, tq) * ev  # sweeps
+        wall = sum(r["wall"] for r in ch)
+        s_per_sweep = wall / (args.chains * n * ev)
+        r_grid, g = rdf_of(frames.transpose(1, 0, 2, 3).reshape(-1, N, frames.shape[-1]), species, box)
+        g_stats = [mean_and_error_of_chains(g[:, b], args.chains) for b in range(g.shape[1])]
+        g_mean, g_err = np.array([a for a, _ in g_stats]), np.array([b for _, b in g_stats])
+        row = {"model": MODEL, "N": N, "T": T, "chains": args.chains, "sweeps_per_chain": n * ev, "every": ev,
+               "U_per_N": m, "U_per_N_err": e, "drift_first_minus_second": m1 - m2,
+               "drift_sigma": (m1 - m2) / math.hypot(e1, e2), "tau_U_sweeps": tu * ev, "tau_Q_sweeps": tq * ev,
+               "converged": conv, "independent_samples": args.chains * n * ev / tau,
+               "ms_per_sweep": 1e3 * s_per_sweep, "s_per_indep": s_per_sweep * tau,
+               "acc_displacement": float(np.mean([r["acc_disp"] for r in ch])),
+               "acc_swap": float(np.mean([r["acc_swap"] for r in ch])),
+               "r": r_grid.tolist(), "g": g_mean.tolist(), "g_err": g_err.tolist()}
+        rows.append(row)
+        reference[T] = (m, e, g_mean, g_err, frames[-1, 0])
+        print({k: (round(v, 5) if isinstance(v, float) else v) for k, v in row.items() if k not in ("r", "g", "g_err")},
+              flush=True)
+    print(table(rows, ["T", "chains", "sweeps_per_chain", "U_per_N", "U_per_N_err", "drift_sigma", "tau_U_sweeps",
+                       "tau_Q_sweeps", "converged", "independent_samples", "ms_per_sweep", "s_per_indep",
+                       "acc_swap"]))
+    checks = []
+    if args.check:
+        gen = BoltzmannGenerator.load(shipped_flow(MODEL, N))
+        gen.allow_extrapolation = True
+        base = gen.flow.q0
+        assert isinstance(base, BoltzmannPriorBase)
+        chains_pool = max(1, int((gen.training or {}).get("config", {}).get("data_chains", 1) or 1))
+        for k, t_h in enumerate(base.T_priors):  # the pools themselves
+            if t_h not in reference:
+                continue
+            u_pool = base.pool_energies[k].numpy() / N
+            m, e = mean_and_error_of_chains(u_pool, chains_pool)
+            r, re = reference[t_h][:2]
+            checks.append({"what": f"pool {t_h}", "T": t_h, "U_per_N": m, "U_per_N_err": e, "U_per_N_ref": r,
+                           "U_per_N_ref_err": re, "z": (m - r) / math.hypot(e, re)})
+        for T, (r, re, g_ref, g_ref_err, start) in reference.items():
+            if not base.prior_temperature(T) > T:
+                continue
+            torch.manual_seed(0)
+            t_h = base.prior_temperature(T)
+            n_is = base.pools[base.T_priors.index(t_h)].shape[0]
+            x, lq = gen.sample(n_is, T)
+            groups = gen.last_pool_chains
+            u = gen.energies(x)
+            lw = gen.log_weights(u, lq, T)
+            ok = np.isfinite(lw)
+            grp = None if groups is None else groups[ok]
+            m, e = reweighted_mean(u[ok] / N, lw[ok], grp)
+            g_is, g_is_err = reweighted_mean(rdf_of(x.numpy()[ok], species, box)[1], lw[ok], grp)
+            agree = rdf_agreement(np.asarray(g_is), np.asarray(g_is_err), g_ref, g_ref_err)
+            checks.append({"what": "reweighted", "T": T, "T_h": t_h, "ess_fraction": kish_ess_fraction(lw),
+                           "U_per_N": m, "U_per_N_err": e, "U_per_N_ref": r, "U_per_N_ref_err": re,
+                           "z": (m - r) / math.hypot(e, re), **agree})
+            mc = MonteCarlo(conf0.replace(positions=start, velocities=None), T=T, delta=0.08, seed=3)
+            fm, _ = run_chains(gen, mc, T, 8, 400, seed=13)
+            u_f = fm["energies"] / N
+            mf, ef_chain = mean_and_error_of_chains(u_f.T.ravel(), 8)
+            ef = math.hypot(ef_chain, e)  # the chains resample the pool: its IS error adds
+            checks.append({"what": "flow-MCMC", "T": T, "T_h": t_h, "imh_acceptance": fm["imh_acceptance"],
+                           "U_per_N": mf, "U_per_N_err": ef, "U_per_N_ref": r, "U_per_N_ref_err": re,
+                           "z": (mf - r) / math.hypot(ef, re)})
+            print(checks[-2:], flush=True)
+        print(table(checks, ["what", "T", "T_h", "ess_fraction", "imh_acceptance", "U_per_N", "U_per_N_err",
+                             "U_per_N_ref", "U_per_N_ref_err", "z", "rdf_within_2sigma", "rdf_max_z"]))
+    save("swap_reference", {"rows": rows, "checks": checks, "args": vars(args),
+                            "notes": "KA2D N = 43 uniform swap MC (swap_fraction 0.2); taus in sweeps; "
+                                     "s_per_indep = CPU seconds per independent sample, tau = max(tau_U, tau_Q)"})
+
+
+if __name__ == "__main__":
+    main()
