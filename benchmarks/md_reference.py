@@ -36,6 +36,8 @@ measured for the README, ``--engine lammps --T 0.7:4e6:200 --T 0.6:4e6:200 --T 0
 ``--T-h 0.5 --T 0.45 --every 2000 --stride 15``) and the same command again to price the routes.
 ``--N 32`` runs the same at N = 32 (``md_reference_lammps_n32.json``, checkpoints tagged ``_n32``): the reference
 of the N = 32 generator, e.g. ``--engine lammps --N 32 --T 0.7:1e7:500 --T 0.6:2e7:1000 --resume``.
+``--model ka2d --N 43`` runs the Numba MD of KA2D N = 43 (``md_reference_ka2d_n43.json``), the MD side of the
+KA2D comparison in ``swap_reference.py``, e.g. ``--model ka2d --N 43 --T 0.5:2e7:500 --T 0.4:6e7:1000``.
 """
 
 from __future__ import annotations
@@ -118,7 +120,9 @@ def main() -> None:
                     help="temperature, repeatable, as T or T:steps or T:steps:every (default 0.7 0.6 0.5 0.45 0.4 "
                          "with --steps and --every)")
     ap.add_argument("--resume", action="store_true")
-    ap.add_argument("--N", type=int, default=64, help="particles (KA 3D; results of N != 64 go to *_n<N>.json)")
+    ap.add_argument("--N", type=int, default=64, help="particles (results of N != 64 go to *_n<N>.json)")
+    ap.add_argument("--model", default="ka3d", help="ka3d (default) or ka2d (results go to *_ka2d_n<N>.json; "
+                                                    "its pool routes are priced in swap_reference.py)")
     ap.add_argument("--engine", choices=["numba", "lammps"], default="numba")
     ap.add_argument("--chunk", type=int, default=2_000_000, help="LAMMPS steps between checkpoints")
     args = ap.parse_args()
@@ -137,7 +141,7 @@ def main() -> None:
             ap.error(f"--T {t!r}: expected T[:steps[:every]] with T > 0 and steps >= every > 0")
         spec[T] = (steps, every)
     temps = sorted(spec, reverse=True)
-    tag = "" if args.N == 64 else f"_n{args.N}"
+    tag = ("" if args.N == 64 else f"_n{args.N}") if args.model == "ka3d" else f"_{args.model}_n{args.N}"
     name = ("md_reference" if args.engine == "numba" else "md_reference_lammps") + tag
     out = RESULTS / f"{name}.json"
     rows = json.loads(out.read_text())["rows"] if args.resume and out.exists() else []
@@ -145,7 +149,7 @@ def main() -> None:
     for T in temps:
         if T in done:
             continue
-        mc = equilibrated("ka3d", args.N, T, 4000, seed=7)
+        mc = equilibrated(args.model, args.N, T, 4000, seed=7)
         t0 = time.perf_counter()
         u: list = []
         steps, every = spec[T]
@@ -158,12 +162,12 @@ def main() -> None:
         if lower:  # reweight this run's samples (a pool at T) to the next lower temperature: identity map
             tl = max(lower)
             ess[str(tl)] = kish_ess_fraction(-u[0] * (1.0 / tl - 1.0 / T))
-        rows.append({"model": "ka3d", "N": args.N, "T": T, "steps": steps, "every": every,
+        rows.append({"model": args.model, "N": args.N, "T": T, "steps": steps, "every": every,
                      "wall_s": time.perf_counter() - t0, "ess_identity_to": ess, **md})
         print(rows[-1], flush=True)
         save(name, {"rows": rows, "complete": False})
     flows = {r["T"]: r for r in json.loads((RESULTS / "flows.json").read_text())["rows"]
-             if r["model"] == "ka3d" and r["N"] == args.N}
+             if r["model"] == args.model and r["N"] == args.N}
     # MD cost per independent sample and whether it is converged (else a lower bound)
     md_cost = ({0.6: (flows[0.6]["md_s_per_indep"], flows[0.6]["md_converged"])}
                if 0.6 in flows and args.engine == "numba" else {})
@@ -198,7 +202,7 @@ def main() -> None:
     for fname in sources:
         if (RESULTS / fname).exists():
             ais += [a for a in json.loads((RESULTS / fname).read_text())["rows"]
-                    if a["model"] == "ka3d" and a["N"] == args.N and a["sweeps_per_step"] > 0]
+                    if a["model"] == args.model and a["N"] == args.N and a["sweeps_per_step"] > 0]
     for r in rows:
         best = None
         for a in ais:

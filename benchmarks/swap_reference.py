@@ -102,6 +102,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--resume", action="store_true", help="reuse finished chains from results/ckpt/")
     ap.add_argument("--no-check", dest="check", action="store_false", help="skip the generator check")
+    ap.add_argument("--checkpoint", default=None, help="generator to check (default: the shipped KA2D N = 43 one)")
     args = ap.parse_args()
     import numba
     import torch
@@ -172,7 +173,7 @@ def main() -> None:
                        "acc_swap"]))
     checks = []
     if args.check:
-        gen = BoltzmannGenerator.load(shipped_flow(MODEL, N))
+        gen = BoltzmannGenerator.load(args.checkpoint or shipped_flow(MODEL, N))
         gen.allow_extrapolation = True
         base = gen.flow.q0
         assert isinstance(base, BoltzmannPriorBase)
