@@ -20,13 +20,20 @@ Then the checks: every shipped KA2D N = 43 pool's U/N against the reference at i
 and the shipped generator at each reference temperature it serves (``--check``): importance sampling over
 its whole pool and flow-MCMC (8 chains x 400 iterations from a reference state), U/N and g(r) against the
 reference; z = difference / combined error. Each (T, chain) is checkpointed to ``results/ckpt/``; ``--resume``
-reuses them. Run: ``.venv/bin/python benchmarks/swap_reference.py --workers 2 --resume`` (about 15 min on
-2 cores). Writes ``benchmarks/results/swap_reference.json``.
+reuses them.
+
+Where ``md_reference.py --model ka2d --N 43`` has run (``md_reference_ka2d_n43.json``), the cost of an independent
+sample at T is compared three ways: MD, swap MC at T, and the generator's pool route (swap-MC CPU s per
+independent sample at T_h / ESS/n + IS CPU s per independent sample).
+
+Run: ``.venv/bin/python benchmarks/swap_reference.py --workers 2 --resume`` (about 15 min on 2 cores). Writes
+``benchmarks/results/swap_reference.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import multiprocessing
 import time
@@ -192,16 +199,20 @@ def main() -> None:
             torch.manual_seed(0)
             t_h = base.prior_temperature(T)
             n_is = base.pools[base.T_priors.index(t_h)].shape[0]
+            t0 = time.process_time()
             x, lq = gen.sample(n_is, T)
             groups = gen.last_pool_chains
             u = gen.energies(x)
             lw = gen.log_weights(u, lq, T)
+            is_wall = time.process_time() - t0
             ok = np.isfinite(lw)
             grp = None if groups is None else groups[ok]
             m, e = reweighted_mean(u[ok] / N, lw[ok], grp)
             g_is, g_is_err = reweighted_mean(rdf_of(x.numpy()[ok], species, box)[1], lw[ok], grp)
             agree = rdf_agreement(np.asarray(g_is), np.asarray(g_is_err), g_ref, g_ref_err)
-            checks.append({"what": "reweighted", "T": T, "T_h": t_h, "ess_fraction": kish_ess_fraction(lw),
+            ess = kish_ess_fraction(lw)
+            checks.append({"what": "reweighted", "T": T, "T_h": t_h, "ess_fraction": ess,
+                           "is_s_per_indep": is_wall / (ess * n_is),
                            "U_per_N": m, "U_per_N_err": e, "U_per_N_ref": r, "U_per_N_ref_err": re,
                            "z": (m - r) / math.hypot(e, re), **agree})
             mc = MonteCarlo(conf0.replace(positions=start, velocities=None), T=T, delta=0.08, seed=3)
@@ -215,7 +226,26 @@ def main() -> None:
             print(checks[-2:], flush=True)
         print(table(checks, ["what", "T", "T_h", "ess_fraction", "imh_acceptance", "U_per_N", "U_per_N_err",
                              "U_per_N_ref", "U_per_N_ref_err", "z", "rdf_within_2sigma", "rdf_max_z"]))
-    save("swap_reference", {"rows": rows, "checks": checks, "args": vars(args),
+    routes = []
+    md_file = RESULTS / f"md_reference_{MODEL}_n{N}.json"
+    if md_file.exists():  # what an independent sample at T costs: MD, swap MC at T, the generator's pool route
+        md = {r["T"]: r for r in json.loads(md_file.read_text())["rows"]}
+        swap = {r["T"]: r for r in rows}
+        for c in checks:
+            if c["what"] != "reweighted" or c["T"] not in md or c["T_h"] not in swap:
+                continue
+            m, T = md[c["T"]], c["T"]
+            route = swap[c["T_h"]]["s_per_indep"] / c["ess_fraction"] + c["is_s_per_indep"]
+            routes.append({"T": T, "T_h": c["T_h"], "md_tau_Q_steps": m["md_tau_Q_steps"],
+                           "md_converged": m["md_converged"], "md_s_per_indep": m["md_s_per_indep"],
+                           "md_U_per_N": m["md_U_per_N"], "md_U_per_N_err": m["md_U_per_N_err"],
+                           "swap_s_per_indep": swap[T]["s_per_indep"] if T in swap else math.nan,
+                           "ess_fraction": c["ess_fraction"], "pool_route_s_per_indep": route,
+                           "md_over_pool_route": m["md_s_per_indep"] / route,
+                           "md_over_swap": m["md_s_per_indep"] / swap[T]["s_per_indep"] if T in swap else math.nan})
+        print(table(routes, ["T", "T_h", "md_tau_Q_steps", "md_converged", "md_s_per_indep", "swap_s_per_indep",
+                             "ess_fraction", "pool_route_s_per_indep", "md_over_pool_route", "md_over_swap"]))
+    save("swap_reference", {"rows": rows, "checks": checks, "routes": routes, "args": vars(args),
                             "notes": "KA2D N = 43 uniform swap MC (swap_fraction 0.2); taus in sweeps; "
                                      "s_per_indep = CPU seconds per independent sample, tau = max(tau_U, tau_Q)"})
 
