@@ -90,6 +90,24 @@ def _run_chain_star(a: tuple) -> dict:
     return run_chain(*a)
 
 
+def unit_costs(conf, T: float = 0.4, md_steps: int = 200_000, sweeps: int = 20_000) -> tuple[float, float]:
+    """CPU seconds of one NVT MD step (``flows.run_md``'s integrator: Nose-Hoover chain, dt = 0.005, one
+    thread) and of one swap-MC sweep, on the same state, timed back to back in this process."""
+    from glassgen.dynamics.mc import MonteCarlo
+    from glassgen.dynamics.md import MDSimulation
+
+    mc = MonteCarlo(conf, T=T, delta=0.08, swap_fraction=SWAP_FRACTION, seed=11)
+    mc.sweep(100)
+    t0 = time.process_time()
+    mc.sweep(sweeps)
+    t_sweep = (time.process_time() - t0) / sweeps
+    sim = MDSimulation(mc.configuration(), T=T, dt=0.005, thermostat="nhc", seed=1, threads=1, init_velocities=True)
+    sim.step(1000)
+    t0 = time.process_time()
+    sim.step(md_steps)
+    return (time.process_time() - t0) / md_steps, t_sweep
+
+
 def rdf_of(frames: np.ndarray, species: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(r (bins,), g (n, bins)) total g(r) of every frame (``flows.RDF_BINS`` bins up to L/2)."""
     from flows import RDF_BINS
@@ -228,23 +246,38 @@ def main() -> None:
                              "U_per_N_ref", "U_per_N_ref_err", "z", "rdf_within_2sigma", "rdf_max_z"]))
     routes = []
     md_file = RESULTS / f"md_reference_{MODEL}_n{N}.json"
-    if md_file.exists():  # what an independent sample at T costs: MD, swap MC at T, the generator's pool route
+    if md_file.exists() and checks:  # what an independent sample at T costs: MD, swap MC at T, the pool routes
         md = {r["T"]: r for r in json.loads(md_file.read_text())["rows"]}
-        swap = {r["T"]: r for r in rows}
+        # one MD step and one swap-MC sweep timed here, back to back (CPU s): both sides priced alike
+        t_cal = 0.4 if 0.4 in reference else min(reference)
+        t_md, t_sweep = unit_costs(conf0.replace(positions=reference[t_cal][4], velocities=None), T=t_cal)
+        swap = {r["T"]: max(r["tau_U_sweeps"], r["tau_Q_sweeps"]) * t_sweep for r in rows}
+        ais = {}
+        if (RESULTS / "annealed_ka2d.json").exists():  # annealing the swap-MC pool (annealed.py), best K
+            for a in json.loads((RESULTS / "annealed_ka2d.json").read_text())["rows"]:
+                if a["N"] == N and a["sweeps_per_step"] > 0 and a["T_h"] in swap:
+                    cost = (swap[a["T_h"]] + 1e-3 * a["ms_per_sample"]) / a["ess_fraction"]
+                    if a["T"] not in ais or cost < ais[a["T"]][0]:
+                        ais[a["T"]] = (cost, a["steps"], a["ess_fraction"])
         for c in checks:
             if c["what"] != "reweighted" or c["T"] not in md or c["T_h"] not in swap:
                 continue
             m, T = md[c["T"]], c["T"]
-            route = swap[c["T_h"]]["s_per_indep"] / c["ess_fraction"] + c["is_s_per_indep"]
-            routes.append({"T": T, "T_h": c["T_h"], "md_tau_Q_steps": m["md_tau_Q_steps"],
-                           "md_converged": m["md_converged"], "md_s_per_indep": m["md_s_per_indep"],
-                           "md_U_per_N": m["md_U_per_N"], "md_U_per_N_err": m["md_U_per_N_err"],
-                           "swap_s_per_indep": swap[T]["s_per_indep"] if T in swap else math.nan,
-                           "ess_fraction": c["ess_fraction"], "pool_route_s_per_indep": route,
-                           "md_over_pool_route": m["md_s_per_indep"] / route,
-                           "md_over_swap": m["md_s_per_indep"] / swap[T]["s_per_indep"] if T in swap else math.nan})
+            md_cost = max(m["md_tau_U_steps"], m["md_tau_Q_steps"]) * t_md
+            route = swap[c["T_h"]] / c["ess_fraction"] + c["is_s_per_indep"]
+            row = {"T": T, "T_h": c["T_h"], "md_tau_Q_steps": m["md_tau_Q_steps"], "md_converged": m["md_converged"],
+                   "md_us_per_step": 1e6 * t_md, "swap_ms_per_sweep": 1e3 * t_sweep, "md_s_per_indep": md_cost,
+                   "md_U_per_N": m["md_U_per_N"], "md_U_per_N_err": m["md_U_per_N_err"],
+                   "swap_s_per_indep": swap.get(T, math.nan), "ess_fraction": c["ess_fraction"],
+                   "pool_route_s_per_indep": route, "md_over_pool_route": md_cost / route,
+                   "md_over_swap": md_cost / swap.get(T, math.nan)}
+            if T in ais:
+                row.update(ais_route_s_per_indep=ais[T][0], ais_steps=ais[T][1], ais_ess_fraction=ais[T][2],
+                           md_over_ais_route=md_cost / ais[T][0])
+            routes.append(row)
         print(table(routes, ["T", "T_h", "md_tau_Q_steps", "md_converged", "md_s_per_indep", "swap_s_per_indep",
-                             "ess_fraction", "pool_route_s_per_indep", "md_over_pool_route", "md_over_swap"]))
+                             "ess_fraction", "pool_route_s_per_indep", "md_over_pool_route", "ais_route_s_per_indep",
+                             "md_over_ais_route", "md_over_swap"]))
     save("swap_reference", {"rows": rows, "checks": checks, "routes": routes, "args": vars(args),
                             "notes": "KA2D N = 43 uniform swap MC (swap_fraction 0.2); taus in sweeps; "
                                      "s_per_indep = CPU seconds per independent sample, tau = max(tau_U, tau_Q)"})
