@@ -71,7 +71,8 @@ def train_cmd(
                                                          help="Fraction of environment-aware displacements.")] = None,
     swap_fraction: Annotated[float | None, typer.Option("--swap-fraction",
                                                         help="Fraction of swaps (default 0.2 for ka2d/ka2).")] = None,
-    biased: Annotated[bool | None, typer.Option("--biased/--uniform", help="Biased or uniform swap selection.")]
+    biased: Annotated[bool | None, typer.Option("--biased/--uniform",
+                                                     help="Biased or uniform (default) swap selection.")]
     = None,
     equilibrate: Annotated[int | None, typer.Option("--equilibrate", help="Sweeps before learning.")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Policy file (JSON), written atomically.")] = None,
@@ -83,6 +84,7 @@ def train_cmd(
       glassgen pgmc train --model ka2d --N 43 --T 0.5 --out ka2d_n43.policy.json
       glassgen pgmc train --config configs/pgmc/ka2d_n43.toml --seed 3
       glassgen pgmc train --model ka3d --N 600 --T 0.6 --local-fraction 0.5 --optimizer baseline --out ka3d.json
+      glassgen pgmc train --model ka2d --N 43 --T 0.3 --local-fraction 0.8 --biased --out biased.policy.json
     """
     from glassgen.api_pgmc import pgmc_train
 
