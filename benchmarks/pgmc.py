@@ -87,11 +87,11 @@ def run_mc(conf, T: float, delta: float, swap: float, chains: int, sweeps: int, 
 
 
 def run_pgmc(conf, T: float, sigma0: float, chains: int, sweeps: int, q: float, seed: int, learn_iters: int,
-             local_2d: float = 0.0, biased: bool = True) -> dict:
+             local_2d: float = 0.0, biased: bool = True, hidden: int = 8) -> dict:
     m = conf.model
     if m.nsp == 3:
         pol = Policy.default(3, m.dim, sigma=sigma0, swap_fraction=0.2, swap_pairs=[(0, 2), (1, 2)], biased=biased,
-                             counts=np.bincount(conf.species, minlength=3), local_fraction=local_2d)
+                             counts=np.bincount(conf.species, minlength=3), local_fraction=local_2d, hidden=hidden)
     else:
         pol = Policy.default(m.nsp, m.dim, sigma=sigma0, local_fraction=0.3)
     pg = PGMC(PGMCTarget.from_model(m, conf.box, T), pol, [conf] * chains, seed=seed)
@@ -165,6 +165,7 @@ def main() -> None:
                     help="PGMC learning iterations in burn-in (default 60 with --case/--quick, 200 for the full grid)")
     ap.add_argument("--uniform-selection", action="store_true",
                     help="KA2D PGMC: uniform swap selection (no learned bias, no feature tracking)")
+    ap.add_argument("--hidden", type=int, default=8, help="KA2D PGMC: hidden units of the local-policy network")
     ap.add_argument("--tag", default="", help="suffix of the results name (pgmc[_seeds]_<tag>.json)")
     args = ap.parse_args()
     name = ("pgmc" if args.seeds == 1 else "pgmc_seeds") + (f"_{args.tag}" if args.tag else "")
@@ -206,7 +207,7 @@ def main() -> None:
         if model == "ka2d":
             res["swap"] = run_mc(conf, T, delta, 0.2, chains, sweeps, q, seed + 20)
         res["pgmc"] = run_pgmc(conf, T, delta / math.sqrt(3), chains, sweeps, q, seed + 30, learn_iters,
-                               args.local_fraction_2d, biased=not args.uniform_selection)
+                               args.local_fraction_2d, biased=not args.uniform_selection, hidden=args.hidden)
         row["methods"] = res
         for k, v in res.items():
             v["converged"] = bool(math.isfinite(v["tau_sweeps"]))
