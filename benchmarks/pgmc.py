@@ -7,9 +7,9 @@ For each case one equilibrated start (swap MC for KA2D, Metropolis for KA 3D) is
   displacement per sweep (the "best fixed step");
 - ``swap``: mc.py with uniform swaps (swap_fraction 0.2, same delta), KA2D only (KA has no useful swap);
 - ``pgmc``: policy learned in burn-in (per-species Gaussian widths; KA2D: + biased swaps through C at
-  fraction 0.2 and environment-aware displacements at fraction ``--local-fraction-2d`` (0.3); KA 3D: +
-  environment-aware displacements at fraction 0.3), then frozen. Biased selection
-  draws from per-species sum trees; the cost per sweep of the same policy with the member scan (the
+  fraction ``--swap-fraction-2d`` (0.2) and environment-aware displacements at fraction
+  ``--local-fraction-2d`` (0.3); KA 3D: + environment-aware displacements at fraction 0.3), then frozen.
+  Biased selection draws from per-species sum trees; the cost per sweep of the same policy with the member scan (the
   previous kernel) is measured on one chain as ``cpu_per_sweep_scan``.
 
 tau_alpha: F_s(q, t) of ALL particles (labels kept through swaps), q = 2 pi (2D) or 7.25 (3D), time
@@ -87,10 +87,10 @@ def run_mc(conf, T: float, delta: float, swap: float, chains: int, sweeps: int, 
 
 
 def run_pgmc(conf, T: float, sigma0: float, chains: int, sweeps: int, q: float, seed: int, learn_iters: int,
-             local_2d: float = 0.0, biased: bool = True, hidden: int = 8) -> dict:
+             local_2d: float = 0.0, biased: bool = True, hidden: int = 8, swap_2d: float = 0.2) -> dict:
     m = conf.model
     if m.nsp == 3:
-        pol = Policy.default(3, m.dim, sigma=sigma0, swap_fraction=0.2, swap_pairs=[(0, 2), (1, 2)], biased=biased,
+        pol = Policy.default(3, m.dim, sigma=sigma0, swap_fraction=swap_2d, swap_pairs=[(0, 2), (1, 2)], biased=biased,
                              counts=np.bincount(conf.species, minlength=3), local_fraction=local_2d, hidden=hidden)
     else:
         pol = Policy.default(m.nsp, m.dim, sigma=sigma0, local_fraction=0.3)
@@ -165,6 +165,8 @@ def main() -> None:
                     help="PGMC learning iterations in burn-in (default 60 with --case/--quick, 200 for the full grid)")
     ap.add_argument("--uniform-selection", action="store_true",
                     help="KA2D PGMC: uniform swap selection (no learned bias, no feature tracking)")
+    ap.add_argument("--swap-fraction-2d", type=float, default=0.2,
+                    help="KA2D PGMC: fraction of swap moves (the swap-MC baseline keeps 0.2)")
     ap.add_argument("--hidden", type=int, default=8, help="KA2D PGMC: hidden units of the local-policy network")
     ap.add_argument("--tag", default="", help="suffix of the results name (pgmc[_seeds]_<tag>.json)")
     args = ap.parse_args()
@@ -207,7 +209,8 @@ def main() -> None:
         if model == "ka2d":
             res["swap"] = run_mc(conf, T, delta, 0.2, chains, sweeps, q, seed + 20)
         res["pgmc"] = run_pgmc(conf, T, delta / math.sqrt(3), chains, sweeps, q, seed + 30, learn_iters,
-                               args.local_fraction_2d, biased=not args.uniform_selection, hidden=args.hidden)
+                               args.local_fraction_2d, biased=not args.uniform_selection, hidden=args.hidden,
+                               swap_2d=args.swap_fraction_2d)
         row["methods"] = res
         for k, v in res.items():
             v["converged"] = bool(math.isfinite(v["tau_sweeps"]))

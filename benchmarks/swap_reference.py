@@ -252,13 +252,18 @@ def main() -> None:
         t_cal = 0.4 if 0.4 in reference else min(reference)
         t_md, t_sweep = unit_costs(conf0.replace(positions=reference[t_cal][4], velocities=None), T=t_cal)
         swap = {r["T"]: max(r["tau_U_sweeps"], r["tau_Q_sweeps"]) * t_sweep for r in rows}
-        ais = {}
+        ais, aimh = {}, {}
         if (RESULTS / "annealed_ka2d.json").exists():  # annealing the swap-MC pool (annealed.py), best K
             for a in json.loads((RESULTS / "annealed_ka2d.json").read_text())["rows"]:
                 if a["N"] == N and a["sweeps_per_step"] > 0 and a["T_h"] in swap:
-                    cost = (swap[a["T_h"]] + 1e-3 * a["ms_per_sample"]) / a["ess_fraction"]
+                    per_sample = swap[a["T_h"]] + 1e-3 * a["ms_per_sample"]
+                    cost = per_sample / a["ess_fraction"]
                     if a["T"] not in ais or cost < ais[a["T"]][0]:
                         ais[a["T"]] = (cost, a["steps"], a["ess_fraction"])
+                    if "imh_tau_Q" in a:  # annealed flow-MCMC: one annealed sample per chain iteration
+                        tau = max(a["imh_tau_U"], a["imh_tau_Q"])
+                        if a["T"] not in aimh or per_sample * tau < aimh[a["T"]][0]:
+                            aimh[a["T"]] = (per_sample * tau, a["steps"], a["imh_acceptance"], tau)
         for c in checks:
             if c["what"] != "reweighted" or c["T"] not in md or c["T_h"] not in swap:
                 continue
@@ -274,10 +279,13 @@ def main() -> None:
             if T in ais:
                 row.update(ais_route_s_per_indep=ais[T][0], ais_steps=ais[T][1], ais_ess_fraction=ais[T][2],
                            md_over_ais_route=md_cost / ais[T][0])
+            if T in aimh:
+                row.update(aimh_route_s_per_indep=aimh[T][0], aimh_steps=aimh[T][1], aimh_acceptance=aimh[T][2],
+                           aimh_tau_iterations=aimh[T][3], md_over_aimh_route=md_cost / aimh[T][0])
             routes.append(row)
         print(table(routes, ["T", "T_h", "md_tau_Q_steps", "md_converged", "md_s_per_indep", "swap_s_per_indep",
                              "ess_fraction", "pool_route_s_per_indep", "md_over_pool_route", "ais_route_s_per_indep",
-                             "md_over_ais_route", "md_over_swap"]))
+                             "md_over_ais_route", "aimh_route_s_per_indep", "md_over_aimh_route", "md_over_swap"]))
     save("swap_reference", {"rows": rows, "checks": checks, "routes": routes, "args": vars(args),
                             "notes": "KA2D N = 43 uniform swap MC (swap_fraction 0.2); taus in sweeps; "
                                      "s_per_indep = CPU seconds per independent sample, tau = max(tau_U, tau_Q)"})

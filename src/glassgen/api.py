@@ -324,7 +324,7 @@ def analyze(*, input: PathLike, out_dir: PathLike | None = None, q: float = 7.25
 
 # ----------------------------------------------------------------------------- Boltzmann generators
 DEFAULT_FLOW = {"model": "ka3d", "N": 64}
-SAMPLE_METHODS = ("is", "imh", "ais", "pgmc")
+SAMPLE_METHODS = ("is", "imh", "ais", "aimh", "pgmc")
 
 
 def shipped_flow(model: str, n: int) -> Path:
@@ -399,7 +399,10 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
     ``n_samples`` states in total. ``method="ais"`` (generators on a ladder of Boltzmann priors) skips
     the flow: ``n_samples`` configurations of the prior pool serving T are annealed to T in
     ``anneal_steps`` steps of one Metropolis sweep with exact AIS weights
-    (:func:`glassgen.sampling.annealed.anneal`). Writes ``out`` (HDF5: configurations, energies, log_q,
+    (:func:`glassgen.sampling.annealed.anneal`). ``method="aimh"`` (annealed flow-MCMC) uses those annealed
+    configurations as independence proposals: ``n_chains`` Metropolis–Hastings chains accept with the ratio
+    of AIS weights (:func:`glassgen.sampling.independence.independence_chains`), exact on annealing paths,
+    ``n_samples // n_chains`` iterations each. Writes ``out`` (HDF5: configurations, energies, log_q,
     log_weights, provenance) and ``out`` with suffix ``.png`` (energy histogram and g(r)).
     """
     import torch
@@ -412,7 +415,7 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
 
     _positive("T", T)
     if method not in SAMPLE_METHODS:
-        raise InputError(f"unknown method {method!r} (use is, imh, ais or pgmc)")
+        raise InputError(f"unknown method {method!r} (use is, imh, ais, aimh or pgmc)")
     if method == "pgmc":  # policy-guided MC: ``checkpoint`` is the policy file (trained on the fly if None)
         from glassgen.api_pgmc import pgmc_sample
 
@@ -420,6 +423,9 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
                            n_chains=n_chains, progress=progress)
     if n_samples < 1 or n_chains < 1:
         raise InputError("n_samples and n_chains must be positive")
+    if method == "aimh" and n_samples < 8 * n_chains:
+        raise InputError(f"--method aimh needs at least 8 samples per chain: {n_samples} samples for {n_chains} "
+                         "chains (raise --n-samples or lower --chains)")
     model = model or DEFAULT_FLOW["model"]
     n = int(n or DEFAULT_FLOW["N"])
     if checkpoint is None:
@@ -451,12 +457,13 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
         u_pool = base.pool_energies[base.T_priors.index(t_h)].numpy()
         summary.update({"prior_T": t_h, "prior_pool_size": int(u_pool.size),
                         "ESS_fraction_identity_map": kish_ess_fraction(-u_pool / T + u_pool / t_h)})
-    if method == "ais":
+    if method in ("ais", "aimh"):
         from glassgen.flows.model import to_full
         from glassgen.sampling.annealed import anneal
 
         if not isinstance(base, BoltzmannPriorBase):
-            raise InputError("--method ais needs a generator with a Boltzmann-prior pool (this one has a uniform base)")
+            raise InputError(f"--method {method} needs a generator with a Boltzmann-prior pool (this one has a "
+                             "uniform base)")
         if anneal_steps < 1:
             raise InputError("anneal steps must be >= 1")
         r0, _ = base.draw_pool(T, n_samples)
@@ -494,7 +501,7 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
     summary["finite_energy_fraction"] = float(np.isfinite(u).mean())
     summary["U_per_N_flow_raw"] = float(np.mean(u[np.isfinite(u)] / nn)) if np.isfinite(u).any() else float("nan")
     summary["U_per_N_reweighted"] = (float(u_mean), float(u_err))
-    raw_label = "annealed pool (raw)" if method == "ais" else "flow q (raw)"
+    raw_label = "annealed pool (raw)" if method in ("ais", "aimh") else "flow q (raw)"
     energies_plot: dict[str, tuple[np.ndarray, np.ndarray | None]] = {
         raw_label: (u / nn, None), "reweighted to p": (u / nn, lw)}
     g_plot: dict[str, tuple[np.ndarray, np.ndarray | None]] = {
@@ -529,6 +536,21 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
         _, g_chain = _per_sample_rdf(frames, species, box, rdf_bins)
         g_plot["flow-MCMC"] = (g_chain.mean(axis=0), None)
         x_np = frames
+    if method == "aimh":
+        from glassgen.sampling import independence_chains, summarize_chains
+
+        chain = independence_chains(lw, n_chains, seed=seed + 1)
+        cs = summarize_chains(chain, u, x_np, box)
+        # proposals are pool configurations, correlated along the pool's MC/MD chains, which the chains'
+        # own error does not see: the pool's chain-aware importance-sampling error adds, as for imh
+        err = float(math.hypot(cs.u_per_n_err, u_err)) if math.isfinite(u_err) else cs.u_per_n_err
+        summary.update({"imh_acceptance": cs.acceptance, "tau_U_iterations": cs.tau_u,
+                        "tau_overlap_iterations": cs.tau_q, "U_per_N_imh_chain_error": cs.u_per_n_err,
+                        "U_per_N_imh": (cs.u_per_n, err), "chain_iterations": int(chain.index.shape[0])})
+        x_np, u_chain = cs.positions.reshape(-1, nn, gen.system.dim), cs.u_per_n_chain
+        energies_plot["annealed flow-MCMC chain"] = (u_chain.ravel(), None)
+        _, g_chain = _per_sample_rdf(x_np, species, box, rdf_bins)
+        g_plot["annealed flow-MCMC"] = (g_chain.mean(axis=0), None)
     summary["wall_s"] = time.perf_counter() - t0
     prov = provenance(seed=seed, model=gen.system.model, T=T, N=nn, method=method, checkpoint=str(ck),
                       flow_provenance=gen.provenance)
@@ -545,7 +567,11 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
             f.create_dataset("rdf/g_reweighted", data=np.asarray(g_rw))
             if chain is not None:
                 f.create_dataset("flow_mcmc/positions", data=x_np)
-                f.create_dataset("flow_mcmc/energies", data=chain.energies)
+                if method == "aimh":  # which annealed proposal each chain holds after each iteration
+                    f.create_dataset("flow_mcmc/energies", data=u[chain.index])
+                    f.create_dataset("flow_mcmc/proposal_index", data=chain.index)
+                else:
+                    f.create_dataset("flow_mcmc/energies", data=chain.energies)
             h5_write_attrs(f["flow_samples"], {"summary": {k: v for k, v in summary.items()}})
     png = Path(str(out)).with_suffix(".png")
     plot_sample_summary(png, energies=energies_plot, r=r, g=g_plot,

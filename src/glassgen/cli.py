@@ -269,17 +269,20 @@ def sample_cmd(
     model: ModelOpt = None,
     n: Annotated[int | None, typer.Option("--N", "--n", help="Particles (default 64; 32 also shipped).")] = None,
     n_samples: Annotated[int, typer.Option("--n-samples", help="Flow samples (is; at most one pass over a "
-                                           "prior pool) or chain states (imh).")] = 2000,
+                                           "prior pool), chain states (imh) or annealed proposals (ais, aimh).")]
+    = 2000,
     method: Annotated[str, typer.Option("--method", help="imh (flow-MCMC, default), is (reweighting only), "
-                                    "ais (anneal the prior pool) or pgmc.")]
+                                    "ais (anneal the prior pool), aimh (flow-MCMC on annealed "
+                                    "pool proposals) or pgmc.")]
     = "imh",
     checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="Flow checkpoint (default: shipped); "
                                                     "with --method pgmc the policy file (default: trained now).")]
     = None,
     train: Annotated[bool, typer.Option("--train", help="Train a flow first if none is shipped for --model/--N.")]
     = False,
-    n_chains: Annotated[int, typer.Option("--chains", help="Flow-MCMC (imh) or PGMC chains.")] = 16,
-    anneal_steps: Annotated[int, typer.Option("--anneal-steps", help="AIS steps (one sweep each) for --method ais.")]
+    n_chains: Annotated[int, typer.Option("--chains", help="Flow-MCMC (imh, aimh) or PGMC chains.")] = 16,
+    anneal_steps: Annotated[int, typer.Option("--anneal-steps", help="AIS steps (one sweep each) for --method ais "
+                                                                   "or aimh.")]
     = 10,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (recorded in the output).")] = 0,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output HDF5 (a PNG is written next to it).")]
@@ -297,6 +300,7 @@ def sample_cmd(
       glassgen sample --T 0.4
       glassgen sample --T 0.45 --method is --n-samples 1024 --out is.h5
       glassgen sample --T 0.4 --method ais --anneal-steps 20 --n-samples 512 --out ais.h5
+      glassgen sample --T 0.4 --model ka2d --N 43 --method aimh --anneal-steps 100 --n-samples 512 --chains 8
       glassgen sample --T 0.5 --N 32 --method imh --n-samples 4000 --out imh.h5
       glassgen sample --T 0.3 --model ka2d --N 43 --method is --n-samples 1024
       glassgen sample --T 0.6 --checkpoint runs/ka3d_n32.pt --N 32 --seed 3

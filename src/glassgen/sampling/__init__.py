@@ -8,5 +8,8 @@ from glassgen.sampling.flow_mcmc import (
     model_energy,
     pooled_autocorrelation_time,
 )
+from glassgen.sampling.independence import ChainSummary, IndependenceChains, independence_chains, summarize_chains
 
-__all__ = ["Proposal", "EnergyFn", "model_energy", "FlowMCMC", "FlowMCMCResult", "pooled_autocorrelation_time"]
+__all__ = ["Proposal", "EnergyFn", "model_energy", "FlowMCMC", "FlowMCMCResult", "pooled_autocorrelation_time",
+           "IndependenceChains", "independence_chains",
+           "ChainSummary", "summarize_chains"]
