@@ -24,7 +24,9 @@ reuses them.
 
 Where ``md_reference.py --model ka2d --N 43`` has run (``md_reference_ka2d_n43.json``), the cost of an independent
 sample at T is compared three ways: MD, swap MC at T, and the generator's pool route (swap-MC CPU s per
-independent sample at T_h / ESS/n + IS CPU s per independent sample).
+independent sample at T_h / ESS/n + IS CPU s per independent sample), flow-MCMC (one fresh pool sample per
+chain iteration: (swap-MC s per independent sample at T_h + s per iteration) x max(tau_U, tau_Q) of the
+check's chains) and annealed flow-MCMC (``annealed.py``'s chains, priced the same way).
 
 Run: ``.venv/bin/python benchmarks/swap_reference.py --workers 2 --resume`` (about 15 min on 2 cores). Writes
 ``benchmarks/results/swap_reference.json``.
@@ -234,11 +236,13 @@ def main() -> None:
                            "U_per_N": m, "U_per_N_err": e, "U_per_N_ref": r, "U_per_N_ref_err": re,
                            "z": (m - r) / math.hypot(e, re), **agree})
             mc = MonteCarlo(conf0.replace(positions=start, velocities=None), T=T, delta=0.08, seed=3)
-            fm, _ = run_chains(gen, mc, T, 8, 400, seed=13)
+            fm, fm_wall = run_chains(gen, mc, T, 8, 400, seed=13)
             u_f = fm["energies"] / N
             mf, ef_chain = mean_and_error_of_chains(u_f.T.ravel(), 8)
             ef = math.hypot(ef_chain, e)  # the chains resample the pool: its IS error adds
             checks.append({"what": "flow-MCMC", "T": T, "T_h": t_h, "imh_acceptance": fm["imh_acceptance"],
+                           "tau_U_iterations": fm["tau_U"], "tau_Q_iterations": fm["tau_Q"],
+                           "tau_converged": fm["converged"], "s_per_iteration": fm_wall / (8 * 400),
                            "U_per_N": mf, "U_per_N_err": ef, "U_per_N_ref": r, "U_per_N_ref_err": re,
                            "z": (mf - r) / math.hypot(ef, re)})
             print(checks[-2:], flush=True)
@@ -264,6 +268,7 @@ def main() -> None:
                         tau = max(a["imh_tau_U"], a["imh_tau_Q"])
                         if a["T"] not in aimh or per_sample * tau < aimh[a["T"]][0]:
                             aimh[a["T"]] = (per_sample * tau, a["steps"], a["imh_acceptance"], tau)
+        chain = {c["T"]: c for c in checks if c["what"] == "flow-MCMC"}
         for c in checks:
             if c["what"] != "reweighted" or c["T"] not in md or c["T_h"] not in swap:
                 continue
@@ -276,6 +281,12 @@ def main() -> None:
                    "swap_s_per_indep": swap.get(T, math.nan), "ess_fraction": c["ess_fraction"],
                    "pool_route_s_per_indep": route, "md_over_pool_route": md_cost / route,
                    "md_over_swap": md_cost / swap.get(T, math.nan)}
+            if T in chain and "tau_Q_iterations" in chain[T]:  # flow-MCMC: one fresh pool proposal per iteration
+                f = chain[T]
+                tau = max(f["tau_U_iterations"], f["tau_Q_iterations"])
+                row.update(flow_mcmc_route_s_per_indep=(swap[c["T_h"]] + f["s_per_iteration"]) * tau,
+                           flow_mcmc_tau_iterations=tau, flow_mcmc_acceptance=f["imh_acceptance"])
+                row["md_over_flow_mcmc_route"] = md_cost / row["flow_mcmc_route_s_per_indep"]
             if T in ais:
                 row.update(ais_route_s_per_indep=ais[T][0], ais_steps=ais[T][1], ais_ess_fraction=ais[T][2],
                            md_over_ais_route=md_cost / ais[T][0])
@@ -285,7 +296,8 @@ def main() -> None:
             routes.append(row)
         print(table(routes, ["T", "T_h", "md_tau_Q_steps", "md_converged", "md_s_per_indep", "swap_s_per_indep",
                              "ess_fraction", "pool_route_s_per_indep", "md_over_pool_route", "ais_route_s_per_indep",
-                             "md_over_ais_route", "aimh_route_s_per_indep", "md_over_aimh_route", "md_over_swap"]))
+                             "md_over_ais_route", "flow_mcmc_route_s_per_indep", "md_over_flow_mcmc_route",
+                             "aimh_route_s_per_indep", "md_over_aimh_route", "md_over_swap"]))
     save("swap_reference", {"rows": rows, "checks": checks, "routes": routes, "args": vars(args),
                             "notes": "KA2D N = 43 uniform swap MC (swap_fraction 0.2); taus in sweeps; "
                                      "s_per_indep = CPU seconds per independent sample, tau = max(tau_U, tau_Q)"})
