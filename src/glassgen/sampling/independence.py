@@ -28,6 +28,7 @@ import numpy as np
 from glassgen.errors import InputError
 from glassgen.observables.overlap import overlap_correlation
 from glassgen.observables.thermo import mean_and_error_of_chains
+from glassgen.sampling.flow_mcmc import pooled_autocorrelation_time
 
 __all__ = ["IndependenceChains", "independence_chains", "ChainSummary", "summarize_chains"]
 
@@ -129,8 +130,6 @@ def summarize_chains(chains: IndependenceChains, energies: np.ndarray, positions
     Returns:
         :class:`ChainSummary`.
     """
-    from glassgen.sampling.flow_mcmc import pooled_autocorrelation_time
-
     n = positions.shape[1]
     burn = int(chains.index.shape[0] * burn_fraction)
     kept = chains.index[burn:]
