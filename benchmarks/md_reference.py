@@ -37,7 +37,8 @@ measured for the README, ``--engine lammps --T 0.7:4e6:200 --T 0.6:4e6:200 --T 0
 ``--N 32`` runs the same at N = 32 (``md_reference_lammps_n32.json``, checkpoints tagged ``_n32``): the reference
 of the N = 32 generator, e.g. ``--engine lammps --N 32 --T 0.7:1e7:500 --T 0.6:2e7:1000 --resume``.
 ``--model ka2d --N 43`` runs the Numba MD of KA2D N = 43 (``md_reference_ka2d_n43.json``), the MD side of the
-KA2D comparison in ``swap_reference.py``, e.g. ``--model ka2d --N 43 --T 0.5:2e7:500 --T 0.4:6e7:1000``.
+KA2D comparison in ``swap_reference.py``, e.g. ``--model ka2d --N 43 --T 0.5:2e7:500 --T 0.4:6e7:1000
+--T 0.35:2e8:2000 --resume`` (the 0.35 run: about 65 CPU minutes).
 """
 
 from __future__ import annotations
