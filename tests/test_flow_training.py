@@ -117,6 +117,8 @@ def test_sample_command_writes_outputs(tmp_path, tiny_checkpoint, method):
     (["--T", "1.0", "--method", "hmc"], "unknown method"),
     (["--T", "1.0", "--N", "7"], "not model=ka2d N=7"),
     (["--T", "1.0", "--method", "ais"], "Boltzmann-prior pool"),
+    (["--T", "1.0", "--method", "aimh", "--n-samples", "64", "--chains", "4"], "Boltzmann-prior pool"),
+    (["--T", "1.0", "--method", "aimh", "--n-samples", "20", "--chains", "4"], "at least 8 samples per chain"),
 ])
 def test_sample_bad_input_is_one_line(tmp_path, tiny_checkpoint, capsys, args, msg):
     from glassgen.cli import main
