@@ -87,11 +87,13 @@ def run_mc(conf, T: float, delta: float, swap: float, chains: int, sweeps: int, 
 
 
 def run_pgmc(conf, T: float, sigma0: float, chains: int, sweeps: int, q: float, seed: int, learn_iters: int,
-             local_2d: float = 0.0, biased: bool = True, hidden: int = 8, swap_2d: float = 0.2) -> dict:
+             local_2d: float = 0.0, biased: bool = True, hidden: int = 8, swap_2d: float = 0.2,
+             flip_2d: float = 0.0) -> dict:
     m = conf.model
     if m.nsp == 3:
         pol = Policy.default(3, m.dim, sigma=sigma0, swap_fraction=swap_2d, swap_pairs=[(0, 2), (1, 2)], biased=biased,
-                             counts=np.bincount(conf.species, minlength=3), local_fraction=local_2d, hidden=hidden)
+                             counts=np.bincount(conf.species, minlength=3), local_fraction=local_2d, hidden=hidden,
+                             phi=-flip_2d / T)
     else:
         pol = Policy.default(m.nsp, m.dim, sigma=sigma0, local_fraction=0.3)
     pg = PGMC(PGMCTarget.from_model(m, conf.box, T), pol, [conf] * chains, seed=seed)
@@ -105,7 +107,7 @@ def run_pgmc(conf, T: float, sigma0: float, chains: int, sweeps: int, q: float, 
     tau, f_end, _ = fs_tau(res.frame_sweeps, [res.frames[:, c] for c in range(chains)], q)
     out = {"tau_sweeps": tau, "fs_final": f_end, "cpu_per_sweep": res.info["cpu_s"] / chains / sweeps,
            "acceptance": res.acceptance, "sigma": pg_prod.policy.sigma.tolist(),
-           "theta": pg_prod.policy.theta.tolist(), "train_cpu_s": train_cpu}
+           "theta": pg_prod.policy.theta.tolist(), "phi": pg_prod.policy.phi.tolist(), "train_cpu_s": train_cpu}
     if pg_prod.policy.biased:  # the same frozen policy with the O(N_a + N_b) member scan instead of the trees
         scan = PGMC(pg.target, pg_prod.policy, [conf], seed=seed + 2, selection_tree=False)
         k = max(20, sweeps // 40)
@@ -167,6 +169,9 @@ def main() -> None:
                     help="KA2D PGMC: uniform swap selection (no learned bias, no feature tracking)")
     ap.add_argument("--swap-fraction-2d", type=float, default=0.2,
                     help="KA2D PGMC: fraction of swap moves (the swap-MC baseline keeps 0.2)")
+    ap.add_argument("--flip-2d", type=float, default=0.0, metavar="C",
+                    help="KA2D PGMC: start the single-flip selection coefficients at phi = -C / T (0.5: heat bath over "
+                         "the single-flip energies; 0: off), then learn them with theta")
     ap.add_argument("--hidden", type=int, default=8, help="KA2D PGMC: hidden units of the local-policy network")
     ap.add_argument("--tag", default="", help="suffix of the results name (pgmc[_seeds]_<tag>.json)")
     args = ap.parse_args()
@@ -210,7 +215,7 @@ def main() -> None:
             res["swap"] = run_mc(conf, T, delta, 0.2, chains, sweeps, q, seed + 20)
         res["pgmc"] = run_pgmc(conf, T, delta / math.sqrt(3), chains, sweeps, q, seed + 30, learn_iters,
                                args.local_fraction_2d, biased=not args.uniform_selection, hidden=args.hidden,
-                               swap_2d=args.swap_fraction_2d)
+                               swap_2d=args.swap_fraction_2d, flip_2d=args.flip_2d)
         row["methods"] = res
         for k, v in res.items():
             v["converged"] = bool(math.isfinite(v["tau_sweeps"]))

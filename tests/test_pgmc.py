@@ -194,15 +194,20 @@ def _swap_states(policy: Policy, mh_mode: int, seed: int) -> tuple[float, float]
     return _chi2_pvalue(counts, probs), float(pg.acceptance["swap"])
 
 
-def test_swap_uniform_and_biased_selection_exact_with_negative_controls():
-    """Uniform and energy/coordination-biased swap selection (theta arbitrary, frozen) sample the exact species
-    distribution; with the biased selection, dropping the reverse selection probability or evaluating it with
-    the old-state features is detected."""
-    uni = Policy.default(3, 2, swap_fraction=1.0)
-    p, acc = _swap_states(uni, MH_EXACT, 1)
-    assert p > 1e-3 and acc > 0.01
+@pytest.mark.parametrize("flip", [False, True])
+def test_swap_uniform_and_biased_selection_exact_with_negative_controls(flip):
+    """Uniform and biased swap selection (energy/coordination theta and, with ``flip``, the single-flip
+    energy coefficients phi, arbitrary, frozen) sample the exact species distribution; with the biased
+    selection, dropping the reverse selection probability or evaluating it with the old-state features is
+    detected."""
+    if not flip:
+        uni = Policy.default(3, 2, swap_fraction=1.0)
+        p, acc = _swap_states(uni, MH_EXACT, 1)
+        assert p > 1e-3 and acc > 0.01
     biased = Policy.default(3, 2, swap_fraction=1.0, biased=True)
     biased.theta[:] = [[-0.8, 0.5], [0.6, -0.7], [-0.5, 0.9]]
+    if flip:
+        biased.phi[:] = [[-1.2, -0.4], [0.6, -1.0], [-0.8, 0.5]]
     p, acc = _swap_states(biased, MH_EXACT, 2)
     assert p > 1e-3 and acc > 0.01
     assert _swap_states(biased, MH_NO_PROPOSAL_RATIO, 2)[0] < 1e-6
@@ -223,6 +228,7 @@ def test_energy_and_feature_bookkeeping(model, n):
     pol = Policy.default(m.nsp, m.dim, sigma=0.1, local_fraction=0.3, swap_fraction=swaps, biased=swaps > 0,
                          seed=3, counts=m.counts(n))
     pol.theta[:] = 0.3
+    pol.phi[:] = -0.4
     pg = PGMC(PGMCTarget.from_model(m, conf.box, 0.6), _random_local(pol, 3, drift=0.05), [conf, conf], seed=4)
     pg.sweep(8 if n < 500 else 3)
     for ch in pg.chains:
@@ -231,8 +237,11 @@ def test_energy_and_feature_bookkeeping(model, n):
         f2 = np.zeros_like(ch.feat)
         selection_features(ch.pos, ch.species, pg.target.box, pg.target.nsp, pg._pp(), ch.use_cells, ch.ncell,
                            ch.cells, ch.cell_count, ch.shifts, f2)
-        if swaps:
+        if swaps:  # (energy, coordination) and the energies as every species (single-flip features)
+            assert ch.feat.shape == (n, 2 + m.nsp)
             assert np.allclose(ch.feat, f2, rtol=0, atol=1e-9)
+            own = ch.feat[np.arange(n), 2 + ch.species]
+            assert np.allclose(own, ch.feat[:, 0], rtol=0, atol=1e-9)
         assert np.array_equal(np.sort(ch.members[ch.members >= 0]), np.arange(n))
     assert not np.array_equal(pg.chains[0].pos, pg.chains[1].pos)  # chains are independent
     acc = pg.acceptance
@@ -253,6 +262,7 @@ def test_selection_tree_and_scan_give_the_same_chain(n, theta_scale):
     pol = Policy.default(3, 2, sigma=0.08, local_fraction=0.2, swap_fraction=0.3, swap_pairs=[(0, 2), (1, 2)],
                          biased=True, counts=m.counts(n))
     pol.theta[:] = theta_scale * np.array([[-0.8, 0.5], [0.6, -0.7], [-0.5, 0.9]])
+    pol.phi[:] = theta_scale * np.array([[-0.9, -0.4], [-0.3, -1.1]])
     pol = _random_local(pol, 5, drift=0.05)
     runs = []
     for tree in (True, False):
@@ -269,8 +279,9 @@ def test_selection_tree_and_scan_give_the_same_chain(n, theta_scale):
 
 
 def test_selection_trees_rebuild_and_hold_the_exact_law():
-    """The per-species selection trees hold exp(theta . f - shift): after a leaf update that would leave the
-    exponent range the update reports it, and a rebuild restores leaves / root = exp(logit) / Z."""
+    """The selection trees (one per swap pair and side; here two over species 1) hold exp(w . f - shift):
+    after a leaf update that would leave the exponent range the update reports it, a leaf update reaches
+    every tree of the particle's species, and a rebuild restores leaves / root = exp(logit) / Z."""
     from glassgen._kernels.pgmc import _sel_tree_set, _sel_trees_build
     from glassgen._kernels.sumtree import tree_leaf, tree_total
 
@@ -278,30 +289,32 @@ def test_selection_trees_rebuild_and_hold_the_exact_law():
     members = np.array([[0, 2, 4, -1], [1, 3, 5, 6]])
     n_members = np.array([3, 4])
     member_pos = np.array([0, 0, 1, 1, 2, 2, 3])
-    theta = np.array([[1.5, -0.5], [-2.0, 0.7]])
+    tree_sp = np.array([0, 1, 1])
+    wq = np.array([[1.5, -0.5], [-2.0, 0.7], [0.3, 1.1]])
     feat = rng.normal(0, 2, (7, 2))
-    trees, tree_len, shift = np.zeros((2, 73)), np.zeros(2, dtype=np.int64), np.zeros(2)
+    trees, tree_len, shift = np.zeros((3, 73)), np.zeros(3, dtype=np.int64), np.zeros(3)
 
-    def law(sp):
-        lg = feat[members[sp, :n_members[sp]]] @ theta[sp]
+    def law(r):
+        sp = tree_sp[r]
+        lg = feat[members[sp, :n_members[sp]]] @ wq[r]
         p = np.exp(lg - lg.max())
         return p / p.sum()
 
-    _sel_trees_build(members, n_members, theta, feat, trees, tree_len, shift)
-    for sp in (0, 1):
-        tr = trees[sp, :tree_len[sp]]
-        got = np.array([tree_leaf(tr, q) for q in range(n_members[sp])]) / tree_total(tr)
-        assert np.allclose(got, law(sp), rtol=1e-12, atol=0)
-    feat[3] = [-400.0, 0.0]  # logit of particle 3 (species 1) up by ~800: beyond exp range
-    assert not _sel_tree_set(3, 1, member_pos, theta, feat, trees, tree_len, shift)
+    def check():
+        for r in range(3):
+            tr = trees[r, :tree_len[r]]
+            got = np.array([tree_leaf(tr, q) for q in range(n_members[tree_sp[r]])]) / tree_total(tr)
+            assert np.allclose(got, law(r), rtol=1e-12, atol=1e-300)
+
+    _sel_trees_build(members, n_members, tree_sp, wq, feat, trees, tree_len, shift)
+    check()
+    feat[3] = [-400.0, 0.0]  # logit of particle 3 (species 1) up by ~800 in tree 1: beyond exp range
+    assert not _sel_tree_set(3, 1, member_pos, tree_sp, wq, feat, trees, tree_len, shift)
     feat[3] = [0.1, 0.2]
-    assert _sel_tree_set(3, 1, member_pos, theta, feat, trees, tree_len, shift)
+    assert _sel_tree_set(3, 1, member_pos, tree_sp, wq, feat, trees, tree_len, shift)
     feat[4] = [-300.0, 0.0]  # species 0 logit down by 450: fine, the leaf is just small
-    assert _sel_tree_set(4, 0, member_pos, theta, feat, trees, tree_len, shift)
-    for sp in (0, 1):
-        tr = trees[sp, :tree_len[sp]]
-        got = np.array([tree_leaf(tr, q) for q in range(n_members[sp])]) / tree_total(tr)
-        assert np.allclose(got, law(sp), rtol=1e-12, atol=1e-300)
+    assert _sel_tree_set(4, 0, member_pos, tree_sp, wq, feat, trees, tree_len, shift)
+    check()
 
 
 def test_trials_do_not_move_chains_and_frozen_policy_refuses_learning():
@@ -375,15 +388,38 @@ def test_biased_swap_learning_raises_swap_acceptance():
     assert after > 1.2 * before, (before, after, hist[-1])
 
 
+def test_heat_bath_flip_selection_raises_swap_acceptance():
+    """KA2D N=43, T=0.4, frozen positions: choosing swap partners with phi = -1/(2T) (a heat bath over the
+    single-flip energies) is accepted far more often than uniform choice (same states, same pairs)."""
+    from glassgen.dynamics.initial import random_state
+
+    conf = random_state("ka2d", 43, seed=5)
+    m = conf.model
+    T = 0.4
+    acc = {}
+    for phi in (0.0, -0.5 / T):
+        pol = Policy.default(3, 2, sigma=1e-9, swap_fraction=1.0, swap_pairs=[(0, 2), (1, 2)], biased=True,
+                             counts=m.counts(43), phi=phi)
+        pg = PGMC(PGMCTarget.from_model(m, conf.box, T), pol, [conf] * 4, seed=6)
+        pg.sweep(60)
+        acc[phi] = pg.acceptance["swap"]
+    assert acc[-0.5 / T] > 5 * acc[0.0], acc
+
+
 # ---------------------------------------------------------------------------------------------- persistence
 def test_policy_save_load_roundtrip(tmp_path):
     pol = _random_local(Policy.default(3, 2, sigma=[0.1, 0.2, 0.3], local_fraction=0.2, swap_fraction=0.3,
                                        biased=True), 1)
     pol.theta[:] = [[1, 2], [3, 4], [5, 6]]
+    pol.phi[:] = [[-1, -2], [-3, -4], [-5, -6]]
     path = pol.save(tmp_path / "p.json", seed=1, model="ka2d", T=0.5)
     back = Policy.load(path)
     for b in ("gauss", "local", "swap"):
         assert np.array_equal(back.vector(b), pol.vector(b))
+    old = json.loads(path.read_text())
+    del old["phi"]  # a policy written before the single-flip coefficients existed loads with phi = 0
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert np.array_equal(Policy.load(tmp_path / "old.json").phi, np.zeros((3, 2)))
     assert back.biased and np.array_equal(back.pairs, pol.pairs) and np.allclose(back.move_probs, pol.move_probs)
     assert back.meta["provenance"]["seed"] == 1
     (tmp_path / "bad.json").write_text("{\"format\": \"other\"}")

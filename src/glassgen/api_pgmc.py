@@ -64,7 +64,7 @@ def pgmc_train(*, T: float, out: PathLike, input: PathLike | None = None, model:
                sweeps_between: int = 1, optimizer: str = "natural", lr: float = 0.1, sigma: float = 0.1,
                local_fraction: float = 0.0, swap_fraction: float | None = None,
                swap_pairs: list[list[int]] | None = None, biased: bool = False, hidden: int = 8,
-               progress: bool = False) -> dict[str, Any]:
+               flip: float = 0.0, progress: bool = False) -> dict[str, Any]:
     """Learn a PGMC policy during burn-in and save it (one JSON file, ``out``); the learning state is
     checkpointed to ``<out>.ckpt.h5`` and resumed from there when the same call is repeated.
 
@@ -72,7 +72,9 @@ def pgmc_train(*, T: float, out: PathLike, input: PathLike | None = None, model:
     for ``equilibrate_sweeps`` sweeps, then ``iterations`` learning steps follow (each: ``sweeps_between``
     sweeps, ``trials_per_chain`` trial proposals per chain, one ``optimizer`` step). Swap selection is uniform
     unless ``biased``: the learned bias raises swap acceptance but not mixing, and tracking its features makes
-    a KA2D sweep 2.4x dearer (README, PGMC).
+    a KA2D sweep 2.4x dearer (README, PGMC). ``flip`` (biased only) starts the single-flip selection
+    coefficients at phi = -flip / T: 0.5 proposes swap partners from a heat bath over the energy change of
+    flipping each particle alone, which multiplies the accepted swaps (README, PGMC).
 
     Returns:
         Summary: learned widths, acceptances and J estimates at the end, wall time, output path.
@@ -87,6 +89,10 @@ def pgmc_train(*, T: float, out: PathLike, input: PathLike | None = None, model:
             raise InputError(f"{name} must be a positive integer, got {v}")
     _positive("lr", lr)
     _positive("sigma", sigma)
+    if not (isinstance(flip, (int, float)) and math.isfinite(flip)):
+        raise InputError(f"flip must be a finite number, got {flip}")
+    if flip and not biased:
+        raise InputError("flip needs biased swap selection (--biased)")
     conf = load_input(input, model, n, None, density, seed)
     m = conf.require_model()
     pairs = [tuple(p) for p in swap_pairs] if swap_pairs is not None else default_swap_pairs(m.name)
@@ -96,7 +102,8 @@ def pgmc_train(*, T: float, out: PathLike, input: PathLike | None = None, model:
         raise InputError(f"model {m.name} has no species pairs to swap; set swap_pairs or swap_fraction = 0")
     counts = np.bincount(conf.species, minlength=m.nsp)
     pol = Policy.default(m.nsp, m.dim, sigma=sigma, local_fraction=local_fraction, swap_fraction=swap_fraction,
-                         swap_pairs=pairs or None, biased=biased, hidden=hidden, seed=seed, counts=counts)
+                         swap_pairs=pairs or None, biased=biased, hidden=hidden, seed=seed, counts=counts,
+                         phi=-float(flip) / T)
     t0 = time.perf_counter()
     starts = chain_starts(conf, n_chains, T, seed, equilibrate_sweeps)
     pg = PGMC(PGMCTarget.from_model(m, conf.box, T), pol, starts, seed=seed)
@@ -108,13 +115,13 @@ def pgmc_train(*, T: float, out: PathLike, input: PathLike | None = None, model:
     summary: dict[str, Any] = {"model": m.name, "N": conf.n, "T": T, "optimizer": optimizer,
                                "iterations": iterations, "sigma_learned": learned.sigma.tolist(),
                                "move_probs": learned.move_probs.tolist(), "biased_swaps": learned.biased,
-                               "theta": learned.theta.tolist()}
+                               "theta": learned.theta.tolist(), "phi": learned.phi.tolist()}
     for key in tail[0]:
         if key.startswith(("J_", "acc_")):
             summary[f"{key}_last10pct"] = float(np.nanmean([h.get(key, math.nan) for h in tail]))
     summary["wall_s"] = time.perf_counter() - t0
     learned.meta.update({"model": m.name, "N": conf.n, "T": T, "box": conf.box.tolist(),
-                         "training": {k: v for k, v in summary.items() if k not in ("theta",)},
+                         "training": {k: v for k, v in summary.items() if k not in ("theta", "phi")},
                          "history_tail": tail})
     learned.save(out, seed=seed, model=m.name, T=T, N=conf.n)
     ck.unlink(missing_ok=True)

@@ -74,6 +74,9 @@ def train_cmd(
     biased: Annotated[bool | None, typer.Option("--biased/--uniform",
                                                      help="Biased or uniform (default) swap selection.")]
     = None,
+    flip: Annotated[float | None, typer.Option("--flip", help="With --biased: start the single-flip selection "
+                                               "coefficients at -FLIP/T (0.5: heat bath over single-flip energies).")]
+    = None,
     equilibrate: Annotated[int | None, typer.Option("--equilibrate", help="Sweeps before learning.")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Policy file (JSON), written atomically.")] = None,
     progress: ProgOpt = None,
@@ -85,12 +88,13 @@ def train_cmd(
       glassgen pgmc train --config configs/pgmc/ka2d_n43.toml --seed 3
       glassgen pgmc train --model ka3d --N 600 --T 0.6 --local-fraction 0.5 --optimizer baseline --out ka3d.json
       glassgen pgmc train --model ka2d --N 43 --T 0.3 --local-fraction 0.8 --biased --out biased.policy.json
+      glassgen pgmc train --model ka2d --N 43 --T 0.3 --local-fraction 0.8 --biased --flip 0.5 --out flip.json
     """
     from glassgen.api_pgmc import pgmc_train
 
     o = _merge(config, "train", pgmc_train, input=input, model=model, n=n, density=density, T=T, seed=seed,
                n_chains=n_chains, iterations=iterations, trials_per_chain=trials, optimizer=optimizer, lr=lr,
-               local_fraction=local_fraction, swap_fraction=swap_fraction, biased=biased,
+               local_fraction=local_fraction, swap_fraction=swap_fraction, biased=biased, flip=flip,
                equilibrate_sweeps=equilibrate, out=out)
     _require(o, "T", "out")
     _print(pgmc_train(progress=_progress(progress), **o))

@@ -15,11 +15,13 @@ Move kinds (``kind`` per trial):
   descriptors of i at x' in the NEW configuration: log q(x'->x) = log N(-delta; mu(x'), sigma(x')^2).
 - ``KIND_SWAP``: species swap of i in species a and j in species b, (a, b) = ``pair_a/pair_b[p]``
   with p drawn by the caller (state-independent, cancels). Uniform selection, or (``biased``)
-  i chosen with probability exp(theta_a . f_i) / Z_a within species a (and j likewise in b), where
-  f_k = (sum_j u(r_kj), sum_j g(r_kj / sigma)) are pair-additive selection features (energy and a
-  smooth coordination number, no self-images) maintained incrementally in ``feat``. The reverse
-  selection (j from a, i from b) is evaluated with the features of the NEW state.
-  Production moves (``sel_tree``) keep one sum tree per species over the weights exp(theta_s . f_k - c_s)
+  i chosen with probability exp(w_{p0} . f_i) / Z within species a (and j with w_{p1} in b), where
+  f_k = (sum_j u(r_kj), sum_j g(r_kj / sigma)[, e_k^0, ..., e_k^{nsp-1}]) are pair-additive selection
+  features (energy, a smooth coordination number and, extended, the energies e_k^t = sum_j u_{t s_j}(r_kj)
+  k would have as species t, so that e_k^b - e_k^a is the energy change of flipping k alone; no
+  self-images) maintained incrementally in ``feat``. The reverse selection (j from a, i from b) is
+  evaluated with the features of the NEW state.
+  Production moves (``sel_tree``) keep one sum tree per pair and side over the weights exp(w . f_k - c)
   (:mod:`glassgen._kernels.sumtree`; c_s a shift fixed per call): a draw is a tree descent, and the new-
   state normaliser is the old root corrected by the weight changes of i, j and their neighbours, so a
   biased swap costs O(neighbours + log N) instead of O(N_a + N_b). Learning records (which need the mean
@@ -86,13 +88,16 @@ def _energy(i, x, s, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_c
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _pair_contrib(j, r2, dxv, ab, pp, mode, sign, out, dfeat, touched, nt, is_touched):
+def _pair_contrib(j, r2, dxv, ab, nsp, pp, mode, sign, out, dfeat, touched, nt, is_touched):
     """One neighbour j at squared distance r2 (dxv = x_j - x): add its contribution for ``mode``.
 
+    ab = s nsp + s_j (s: species of the central particle).
     mode 0: descriptors into out[0:N_RADIAL] (G_k) and out[N_RADIAL:N_RADIAL+d] (b);
     mode 4: mode 0, plus the pair energy u into out[N_RADIAL+d] (descriptors and energy in one pass);
-    mode 1: sign * (u, g) into dfeat[j] (feature change of neighbour j), tracking touched rows;
-    mode 2: (u, g) into out[0:2] (features of the central particle);
+    mode 1: sign * (u, g) into dfeat[j] (feature change of neighbour j), tracking touched rows; with
+        extended features (dfeat has N_SEL + nsp columns) also sign * u_{t s}(r) into dfeat[j, N_SEL + t];
+    mode 2: (u, g) into out[0:2] (features of the central particle); extended (out has N_SEL + nsp rows):
+        u_{t s_j}(r) into out[N_SEL + t], the energy the central particle would have as species t;
     mode 3: both 1 and 2 (the energy of the central particle and its neighbours' feature changes in one pass).
     """
     sig2 = pp[0]
@@ -125,9 +130,25 @@ def _pair_contrib(j, r2, dxv, ab, pp, mode, sign, out, dfeat, touched, nt, is_to
     if mode >= 2:
         out[0] += u
         out[1] += g
+        if out.shape[0] > N_SEL:  # energies of the central particle as every species t
+            sj = ab % nsp
+            for t in range(nsp):
+                abt = t * nsp + sj
+                if r2 < pp[2][abt]:
+                    ut, wt, _ = pair_uw(r2, abt, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
+                    out[N_SEL + t] += ut
         if mode == 2:
             return nt
-    if u != 0.0 or g != 0.0:
+    hit = u != 0.0 or g != 0.0
+    if dfeat.shape[1] > N_SEL:  # energies of neighbour j as every species t (the central one is species sc)
+        sc = ab // nsp
+        for t in range(nsp):
+            abt = t * nsp + sc
+            if r2 < pp[2][abt]:
+                ut, wt, _ = pair_uw(r2, abt, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
+                dfeat[j, N_SEL + t] += sign * ut
+                hit = True
+    if hit:
         dfeat[j, 0] += sign * u
         dfeat[j, 1] += sign * g
         if not is_touched[j]:
@@ -141,10 +162,15 @@ def _pair_contrib(j, r2, dxv, ab, pp, mode, sign, out, dfeat, touched, nt, is_to
 def _neigh_loop(i, skip2, x, s, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts,
                 mode, sign, out, dfeat, touched, nt, is_touched, dxv):
     """Visit every neighbour j (j != i, j != skip2, all periodic images in image mode) of a particle of
-    species s placed at x, calling :func:`_pair_contrib`. Returns the updated touched count."""
+    species s placed at x, calling :func:`_pair_contrib`. Returns the updated touched count. Pairs beyond
+    the cutoff of (s, s_j) are skipped, or, with extended features in modes 1-3, beyond the largest cutoff."""
     n, d = pos.shape
     base = s * nsp
     rc_desc = pp[2]
+    rc_ext = -1.0
+    if 1 <= mode <= 3 and (out.shape[0] > N_SEL or dfeat.shape[1] > N_SEL):
+        for v in rc_desc:
+            rc_ext = max(rc_ext, v)
     if use_cells:
         cc0 = home_cell(x, box, ncell)
         for off in range(3**d):
@@ -160,8 +186,8 @@ def _neigh_loop(i, skip2, x, s, pos, species, box, nsp, pp, use_cells, ncell, ce
                     dxv[k] = dx
                     r2 += dx * dx
                 ab = base + species[j]
-                if r2 < rc_desc[ab] and r2 > 0.0:
-                    nt = _pair_contrib(j, r2, dxv, ab, pp, mode, sign, out, dfeat, touched, nt, is_touched)
+                if r2 < (rc_desc[ab] if rc_ext < 0.0 else rc_ext) and r2 > 0.0:
+                    nt = _pair_contrib(j, r2, dxv, ab, nsp, pp, mode, sign, out, dfeat, touched, nt, is_touched)
         return nt
     nimg = shifts.shape[0]
     for j in range(n):
@@ -174,8 +200,8 @@ def _neigh_loop(i, skip2, x, s, pos, species, box, nsp, pp, use_cells, ncell, ce
                 dx = pos[j, k] + shifts[c, k] - x[k]
                 dxv[k] = dx
                 r2 += dx * dx
-            if r2 < rc_desc[ab] and r2 > 0.0:
-                nt = _pair_contrib(j, r2, dxv, ab, pp, mode, sign, out, dfeat, touched, nt, is_touched)
+            if r2 < (rc_desc[ab] if rc_ext < 0.0 else rc_ext) and r2 > 0.0:
+                nt = _pair_contrib(j, r2, dxv, ab, nsp, pp, mode, sign, out, dfeat, touched, nt, is_touched)
     return nt
 
 
@@ -206,8 +232,7 @@ def _descriptor_pass(i, x, s, pos, species, box, nsp, pp, use_cells, ncell, cell
 @njit(cache=True, error_model="numpy")
 def _own_features(i, skip2, x, s, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts,
                   out, dxv):
-    out[0] = 0.0
-    out[1] = 0.0
+    out[:] = 0.0
     dummy = np.zeros((1, 2))
     t = np.zeros(1, dtype=np.int64)
     it = np.zeros(1, dtype=np.bool_)
@@ -217,15 +242,15 @@ def _own_features(i, skip2, x, s, pos, species, box, nsp, pp, use_cells, ncell, 
 
 @njit(cache=True, error_model="numpy")
 def selection_features(pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts, feat):
-    """Selection features of every particle from scratch into feat (N, N_SEL): (energy, coordination)."""
+    """Selection features of every particle from scratch into feat (N, F): (energy, coordination) and, if
+    F = N_SEL + nsp (extended), the energies e_k^t = sum_j u_{t s_j}(r_kj) that k would have as species t."""
     n, d = pos.shape
-    out = np.zeros(2)
+    out = np.zeros(feat.shape[1])
     dxv = np.empty(d)
     for k in range(n):
         _own_features(k, -1, pos[k], species[k], pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
                       shifts, out, dxv)
-        feat[k, 0] = out[0]
-        feat[k, 1] = out[1]
+        feat[k, :] = out
 
 
 @njit(cache=True, error_model="numpy")
@@ -294,29 +319,30 @@ def _feature(k, a, feat, use_new, swap_out, f_in, is_touched, dfeat):
 
 
 @njit(cache=True, error_model="numpy")
-def _selection_logit(k, sp, feat, theta, use_new, swap_out, f_in, is_touched, dfeat):
-    """theta[sp] . features of particle k, in the old state or (``use_new``) the state after the move."""
+def _selection_logit(k, wrow, feat, use_new, swap_out, f_in, is_touched, dfeat):
+    """wrow . features of particle k, in the old state or (``use_new``) the state after the move."""
     lk = 0.0
-    for a in range(N_SEL):
-        lk += theta[sp, a] * _feature(k, a, feat, use_new, swap_out, f_in, is_touched, dfeat)
+    for a in range(wrow.shape[0]):
+        if wrow[a] != 0.0:
+            lk += wrow[a] * _feature(k, a, feat, use_new, swap_out, f_in, is_touched, dfeat)
     return lk
 
 
 @njit(cache=True, error_model="numpy")
-def _select(u, sp, members, n_members, theta, feat, dfeat, is_touched, swap_out, swap_in, f_in, use_new,
+def _select(u, sp, members, n_members, wrow, feat, dfeat, is_touched, swap_out, swap_in, f_in, use_new,
             biased, gmean, want_mean, lbuf):
-    """Pick a member of species sp with probability exp(theta_sp . f) / Z (uniform if not biased).
+    """Pick a member of species sp with probability exp(wrow . f) / Z (uniform if not biased).
 
     In the new state (use_new) the member ``swap_out`` is replaced by ``swap_in`` with features f_in and
     other features are feat + dfeat. If u < 0 no particle is drawn and the log-probability of
     ``swap_in`` is returned instead (evaluation only). Returns (chosen index, log P(chosen)).
-    With ``want_mean`` (learning records), gmean (N_SEL,) receives the mean features under the selection
+    With ``want_mean`` (learning records), gmean (F,) receives the mean features under the selection
     distribution; otherwise it is not touched. lbuf (>= members of sp,) is scratch: every logit is computed
     once (and the chosen one again) and every weight exponentiated once; the draw stops early.
     """
     m = n_members[sp]
     if not biased:
-        for a in range(N_SEL):
+        for a in range(gmean.shape[0]):
             gmean[a] = 0.0
         if u < 0.0:
             return swap_in, -math.log(m)
@@ -329,7 +355,7 @@ def _select(u, sp, members, n_members, theta, feat, dfeat, is_touched, swap_out,
     l_in = 0.0
     for q in range(m):
         k = members[sp, q]
-        lk = _selection_logit(k, sp, feat, theta, use_new, swap_out, f_in, is_touched, dfeat)
+        lk = _selection_logit(k, wrow, feat, use_new, swap_out, f_in, is_touched, dfeat)
         lbuf[q] = lk
         if lk > lmax:
             lmax = lk
@@ -338,7 +364,7 @@ def _select(u, sp, members, n_members, theta, feat, dfeat, is_touched, swap_out,
             l_in = lk
     z = 0.0
     if want_mean:
-        for a in range(N_SEL):
+        for a in range(gmean.shape[0]):
             gmean[a] = 0.0
     for q in range(m):
         w = math.exp(lbuf[q] - lmax)
@@ -346,10 +372,10 @@ def _select(u, sp, members, n_members, theta, feat, dfeat, is_touched, swap_out,
         z += w
         if want_mean:
             k = members[sp, q]
-            for a in range(N_SEL):
+            for a in range(gmean.shape[0]):
                 gmean[a] += w * _feature(k, a, feat, use_new, swap_out, f_in, is_touched, dfeat)
     if want_mean:
-        for a in range(N_SEL):
+        for a in range(gmean.shape[0]):
             gmean[a] /= z
     logz = lmax + math.log(z)
     if u < 0.0:
@@ -365,15 +391,14 @@ def _select(u, sp, members, n_members, theta, feat, dfeat, is_touched, swap_out,
             break
         q += 1
     k = members[sp, q]  # its logit again (lbuf now holds weights): log P exactly as the logit minus log Z
-    return k, _selection_logit(k, sp, feat, theta, use_new, swap_out, f_in, is_touched, dfeat) - logz
+    return k, _selection_logit(k, wrow, feat, use_new, swap_out, f_in, is_touched, dfeat) - logz
 
 
 @njit(cache=True, error_model="numpy")
 def _clear_touched(dfeat, touched, nt, is_touched):
     for q in range(nt):
         k = touched[q]
-        dfeat[k, 0] = 0.0
-        dfeat[k, 1] = 0.0
+        dfeat[k, :] = 0.0
         is_touched[k] = False
     return 0
 
@@ -411,74 +436,83 @@ _TREE_CANCEL = 1e-6
 
 
 @njit(cache=True, error_model="numpy")
-def _logit(sp, theta, f):
-    """theta[sp] . f (f: (N_SEL,) features of a particle)."""
+def _logit(wrow, f):
+    """wrow . f (f: (F,) features of a particle)."""
     lk = 0.0
-    for a in range(N_SEL):
-        lk += theta[sp, a] * f[a]
+    for a in range(wrow.shape[0]):
+        lk += wrow[a] * f[a]
     return lk
 
 
 @njit(cache=True, error_model="numpy")
-def _sel_trees_build(members, n_members, theta, feat, trees, tree_len, shift):
-    """Build the selection tree of every species: leaf q = exp(theta_s . f_{members[s, q]} - shift_s),
-    shift_s = the largest logit of species s. trees (nsp, L) rows hold trees of length tree_len[s]."""
-    nsp = n_members.shape[0]
-    for sp in range(nsp):
+def _sel_trees_build(members, n_members, tree_sp, wq, feat, trees, tree_len, shift):
+    """Build every selection tree: tree r (one per swap pair and side) is over the members of species
+    sp = tree_sp[r], leaf q = exp(wq[r] . f_{members[sp, q]} - shift_r), shift_r = its largest logit.
+    trees (R, L) rows hold trees of length tree_len[r]."""
+    for r in range(tree_sp.shape[0]):
+        sp = tree_sp[r]
         m = n_members[sp]
-        tree_len[sp] = 0
+        tree_len[r] = 0
         if m == 0:
             continue
         lg = np.empty(m)
         lmax = -np.inf
         for q in range(m):
-            lg[q] = _logit(sp, theta, feat[members[sp, q]])
+            lg[q] = _logit(wq[r], feat[members[sp, q]])
             if lg[q] > lmax:
                 lmax = lg[q]
-        shift[sp] = lmax
+        shift[r] = lmax
         for q in range(m):
             lg[q] = math.exp(lg[q] - lmax)
         t = tree_build(lg)
-        tree_len[sp] = t.shape[0]
-        trees[sp, :t.shape[0]] = t
+        tree_len[r] = t.shape[0]
+        trees[r, :t.shape[0]] = t
 
 
 @njit(cache=True, error_model="numpy")
-def _sel_tree_set(k, sp, member_pos, theta, feat, trees, tree_len, shift):
-    """Set the leaf of particle k (species sp) from its current features; False if a rebuild is needed."""
-    x = _logit(sp, theta, feat[k]) - shift[sp]
-    if x > _TREE_EXP_MAX:
-        return False
-    tr = trees[sp, :tree_len[sp]]
-    tree_set(tr, member_pos[k], math.exp(x))
-    z = tree_total(tr)
-    return z > _TREE_TINY and z < 1.0 / _TREE_TINY
+def _sel_tree_set(k, sp, member_pos, tree_sp, wq, feat, trees, tree_len, shift):
+    """Set the leaves of particle k (species sp) in every tree of sp from its current features; False if a
+    rebuild is needed."""
+    ok = True
+    for r in range(tree_sp.shape[0]):
+        if tree_sp[r] != sp:
+            continue
+        x = _logit(wq[r], feat[k]) - shift[r]
+        if x > _TREE_EXP_MAX:
+            ok = False
+            continue
+        tr = trees[r, :tree_len[r]]
+        tree_set(tr, member_pos[k], math.exp(x))
+        z = tree_total(tr)
+        ok &= z > _TREE_TINY and z < 1.0 / _TREE_TINY
+    return ok
 
 
 @njit(cache=True, error_model="numpy")
-def _sel_tree_draw(u, sp, members, n_members, theta, feat, trees, tree_len, shift):
-    """(particle, log P) drawn from species sp with P proportional to exp(theta_sp . f): a tree descent."""
-    tr = trees[sp, :tree_len[sp]]
+def _sel_tree_draw(u, r, sp, members, n_members, wq, feat, trees, tree_len, shift):
+    """(particle, log P) drawn from species sp with P proportional to exp(wq[r] . f): a descent of tree r."""
+    tr = trees[r, :tree_len[r]]
     q = tree_sample(tr, u)
     if q >= n_members[sp]:  # only if every weight is 0 (excluded by the rebuild rule)
         q = n_members[sp] - 1
     k = members[sp, q]
-    return k, _logit(sp, theta, feat[k]) - shift[sp] - math.log(tree_total(tr))
+    return k, _logit(wq[r], feat[k]) - shift[r] - math.log(tree_total(tr))
 
 
 @njit(cache=True, error_model="numpy")
-def _sel_tree_reverse(i, j, sa, sb, fi_new, fj_new, member_pos, species, theta, feat, dfeat, touched, nt, trees,
-                      tree_len, shift):
-    """log P of the reverse selection of an (i in sa) <-> (j in sb) swap, in the new state, from the trees.
+def _sel_tree_reverse(i, j, ra, rb, sa, sb, fi_new, fj_new, member_pos, species, wq, feat, dfeat, touched, nt,
+                      trees, tree_len, shift):
+    """log P of the reverse selection of an (i in sa) <-> (j in sb) swap, in the new state, from the trees
+    ra (side a of the pair) and rb (side b).
 
     Z_a' = Z_a - w_a(i) + w_a(j, f_j') + sum over touched k of species a of (w(f_k + df_k) - w(f_k)), and
     likewise Z_b'. Returns (log P(j from a), log P(i from b), ok); ok is False when an exponent is out of
     range or the differences lose more than _TREE_CANCEL relative precision (the caller then scans).
     """
-    ta = trees[sa, :tree_len[sa]]
-    tb = trees[sb, :tree_len[sb]]
-    xa = _logit(sa, theta, fj_new) - shift[sa]
-    xb = _logit(sb, theta, fi_new) - shift[sb]
+    ta = trees[ra, :tree_len[ra]]
+    tb = trees[rb, :tree_len[rb]]
+    xa = _logit(wq[ra], fj_new) - shift[ra]
+    xb = _logit(wq[rb], fi_new) - shift[rb]
     if xa > _TREE_EXP_MAX or xb > _TREE_EXP_MAX:
         return 0.0, 0.0, False
     wi = tree_leaf(ta, member_pos[i])
@@ -487,19 +521,21 @@ def _sel_tree_reverse(i, j, sa, sb, fi_new, fj_new, member_pos, species, theta, 
     zb = tree_total(tb) - wj + math.exp(xb)
     scale_a = tree_total(ta) + wi + math.exp(xa)
     scale_b = tree_total(tb) + wj + math.exp(xb)
-    fk = np.empty(N_SEL)
+    nf = feat.shape[1]
+    fk = np.empty(nf)
     for q in range(nt):
         k = touched[q]
         sk = species[k]
         if k == i or k == j or (sk != sa and sk != sb):
             continue
-        for a in range(N_SEL):
+        for a in range(nf):
             fk[a] = feat[k, a] + dfeat[k, a]
-        x = _logit(sk, theta, fk) - shift[sk]
+        rk = ra if sk == sa else rb
+        x = _logit(wq[rk], fk) - shift[rk]
         if x > _TREE_EXP_MAX:
             return 0.0, 0.0, False
         wn = math.exp(x)
-        wo = tree_leaf(trees[sk, :tree_len[sk]], member_pos[k])
+        wo = tree_leaf(trees[rk, :tree_len[rk]], member_pos[k])
         if sk == sa:
             za += wn - wo
             scale_a += wn + wo
@@ -515,7 +551,7 @@ def _sel_tree_reverse(i, j, sa, sb, fi_new, fj_new, member_pos, species, theta, 
 def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
                use_cells, ncell, cells, cell_count, cell_of, slot, shifts,
                members, member_pos, n_members, feat, track, unwrapped,
-               log_sigma, ls0, W1, b1, W2, b2, pair_a, pair_b, theta, biased, sel_tree,
+               log_sigma, ls0, W1, b1, W2, b2, pair_a, pair_b, wsel, biased, sel_tree,
                kind, idx, xi, usel, logu, start, commit, mh_mode,
                stats, rec_scalar, rec_int, rec_delta, rec_env, rec_sel):
     """Run trial moves ``start .. len(kind) - 1`` on one chain.
@@ -525,10 +561,13 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
             arrays (sig2, eps4, rc2, c0, c1, c2, c4, rs2), beta = 1/T, ext_k (nsp,), ext_c (d,).
         cell arguments as in :func:`glassgen._kernels.mc.metropolis_sweep`.
         members, member_pos, n_members: particles of each species (updated by accepted swaps).
-        feat: (N, N_SEL) selection features, kept current when ``track``; unwrapped (N, d) accumulated
-            accepted displacements.
+        feat: (N, F) selection features (F = N_SEL, or N_SEL + nsp extended: see
+            :func:`selection_features`), kept current when ``track``; unwrapped (N, d) accumulated accepted
+            displacements.
         log_sigma (nsp,); ls0 (nsp,), W1 (H, N_RADIAL), b1 (H,), W2 (2, H), b2 (2,): policy parameters;
-        pair_a, pair_b (P,) swap species pairs; theta (nsp, N_SEL); biased: biased selection; sel_tree:
+        pair_a, pair_b (P,) swap species pairs; wsel (P, 2, F) selection weights: the particle of side
+            0 (species pair_a[p]) is drawn with probability proportional to exp(wsel[p, 0] . f), that of side 1
+            likewise; biased: biased selection; sel_tree:
             biased selection through per-species sum trees (production; ignored when recording or with
             MH_STALE_REVERSE, which scan): same law as the scan up to round-off.
         kind (M,) int8, idx (M,) particle (displacements) or pair index (swaps), xi (M, d) standard
@@ -538,8 +577,8 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
         stats: (3, 3) per kind [tried, accepted, sum of accepted |delta|^2 (displacements)].
         rec_*: per-trial records (written when rec_scalar has M rows): rec_scalar (M, 2) [log alpha,
             reward], rec_int (M, 2) [species or pair, particle], rec_delta (M, d),
-            rec_env (M, 2, N_RADIAL + d) descriptors at x and x', rec_sel (M, 2, 2 N_SEL) selection
-            scores f - <f> for theta_a, theta_b, forward (row 0) and reverse (row 1).
+            rec_env (M, 2, N_RADIAL + d) descriptors at x and x', rec_sel (M, 2, 2 F) selection
+            scores f - <f> of side 0 and side 1, forward (row 0) and reverse (row 1).
 
     Returns:
         (dE accumulated by committed moves, index of the first move not done: len(kind) unless a cell
@@ -555,30 +594,40 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
     env_new = np.empty(nd + 1)
     desc_mode = 0 if track else 4  # untracked local moves take their energies from the descriptor passes
     dxv = np.empty(d)
-    fi_old = np.zeros(2)
-    fi_new = np.zeros(2)
-    fj_old = np.zeros(2)
-    fj_new = np.zeros(2)
-    gm = np.zeros(N_SEL)
+    nf = feat.shape[1]
+    fi_old = np.zeros(nf)
+    fi_new = np.zeros(nf)
+    fj_old = np.zeros(nf)
+    fj_new = np.zeros(nf)
+    gm = np.zeros(nf)
     lbuf = np.empty(n)  # scratch of _select
-    dfeat = np.zeros((n, 2))
+    dfeat = np.zeros((n, nf))
     touched = np.empty(n, dtype=np.int64)
     is_touched = np.zeros(n, dtype=np.bool_)
     nt = 0
     dE = 0.0
     use_tree = biased and sel_tree and not record and mh_mode != MH_STALE_REVERSE
-    nsp_sel = n_members.shape[0]
-    tree_len = np.zeros(nsp_sel, dtype=np.int64)
-    shift = np.zeros(nsp_sel)
+    n_pairs = pair_a.shape[0]
+    n_trees = 2 * n_pairs  # one selection tree per swap pair and side
+    tree_sp = np.empty(n_trees, dtype=np.int64)
+    wq = np.empty((n_trees, nf))
+    for p in range(n_pairs):
+        tree_sp[2 * p] = pair_a[p]
+        tree_sp[2 * p + 1] = pair_b[p]
+        for a in range(nf):
+            wq[2 * p, a] = wsel[p, 0, a]
+            wq[2 * p + 1, a] = wsel[p, 1, a]
+    tree_len = np.zeros(n_trees, dtype=np.int64)
+    shift = np.zeros(n_trees)
     if use_tree:
         mmax = 1
-        for sp in range(nsp_sel):
+        for sp in range(n_members.shape[0]):
             mmax = max(mmax, n_members[sp])
         mt = tree_size(mmax)
-        trees = np.zeros((nsp_sel, (mt - 1) // (TREE_B - 1) + mt))
-        _sel_trees_build(members, n_members, theta, feat, trees, tree_len, shift)
+        trees = np.zeros((n_trees, (mt - 1) // (TREE_B - 1) + mt))
+        _sel_trees_build(members, n_members, tree_sp, wq, feat, trees, tree_len, shift)
     else:
-        trees = np.zeros((nsp_sel, 1))
+        trees = np.zeros((n_trees, 1))
     for t in range(start, m_tot):
         kd = kind[t]
         if kd != KIND_SWAP:
@@ -619,7 +668,8 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
                 else:
                     lq_r = local_log_density(dxv, env_new, si, ls0, W1, b1, W2, b2)
             if track:  # the energy change and the neighbours' feature changes from the same two passes
-                fi_old[0] = fi_old[1] = fi_new[0] = fi_new[1] = 0.0
+                fi_old[:] = 0.0
+                fi_new[:] = 0.0
                 nt = _neigh_loop(i, -1, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
                                  shifts, 3, -1.0, fi_old, dfeat, touched, nt, is_touched, dxv)
                 nt = _neigh_loop(i, -1, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
@@ -659,21 +709,21 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
                     tree_ok = True
                     for q in range(nt):
                         k = touched[q]
-                        feat[k, 0] += dfeat[k, 0]
-                        feat[k, 1] += dfeat[k, 1]
+                        for a in range(nf):
+                            feat[k, a] += dfeat[k, a]
                         if use_tree:
-                            tree_ok &= _sel_tree_set(k, species[k], member_pos, theta, feat, trees, tree_len, shift)
+                            tree_ok &= _sel_tree_set(k, species[k], member_pos, tree_sp, wq, feat, trees, tree_len,
+                                                     shift)
                     nt = _clear_touched(dfeat, touched, nt, is_touched)
                 for a in range(d):
                     pos[i, a] = xnew[a]
                     unwrapped[i, a] += delta[a]
                 if track:  # fi_new: the features of i at xnew, from the second pass
-                    feat[i, 0] = fi_new[0]
-                    feat[i, 1] = fi_new[1]
+                    feat[i, :] = fi_new
                     if use_tree:
-                        tree_ok &= _sel_tree_set(i, si, member_pos, theta, feat, trees, tree_len, shift)
+                        tree_ok &= _sel_tree_set(i, si, member_pos, tree_sp, wq, feat, trees, tree_len, shift)
                         if not tree_ok:
-                            _sel_trees_build(members, n_members, theta, feat, trees, tree_len, shift)
+                            _sel_trees_build(members, n_members, tree_sp, wq, feat, trees, tree_len, shift)
                 dE += de
                 stats[kd, 1] += 1
                 stats[kd, 2] += r2jump
@@ -688,26 +738,28 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
             continue
         stats[KIND_SWAP, 0] += 1
         if use_tree:
-            i, lpa = _sel_tree_draw(usel[t, 0], sa, members, n_members, theta, feat, trees, tree_len, shift)
-            j, lpb = _sel_tree_draw(usel[t, 1], sb, members, n_members, theta, feat, trees, tree_len, shift)
+            i, lpa = _sel_tree_draw(usel[t, 0], 2 * p, sa, members, n_members, wq, feat, trees, tree_len, shift)
+            j, lpb = _sel_tree_draw(usel[t, 1], 2 * p + 1, sb, members, n_members, wq, feat, trees, tree_len, shift)
         else:
-            i, lpa = _select(usel[t, 0], sa, members, n_members, theta, feat, dfeat, is_touched, -1, -1, fi_new,
+            i, lpa = _select(usel[t, 0], sa, members, n_members, wq[2 * p], feat, dfeat, is_touched, -1, -1, fi_new,
                              False, biased, gm, record, lbuf)
             if record:
-                for a in range(N_SEL):
+                for a in range(nf):
                     rec_sel[t, 0, a] = feat[i, a] - gm[a]
-            j, lpb = _select(usel[t, 1], sb, members, n_members, theta, feat, dfeat, is_touched, -1, -1, fi_new,
-                             False, biased, gm, record, lbuf)
+            j, lpb = _select(usel[t, 1], sb, members, n_members, wq[2 * p + 1], feat, dfeat, is_touched, -1, -1,
+                             fi_new, False, biased, gm, record, lbuf)
         if record:
-            for a in range(N_SEL):
-                rec_sel[t, 0, N_SEL + a] = feat[j, a] - gm[a]
+            for a in range(nf):
+                rec_sel[t, 0, nf + a] = feat[j, a] - gm[a]
         lq_f = lpa + lpb
         if biased or track:
             # four passes give the energy change, the new features of i and j (from scratch) and those of
             # their neighbours (by differences). The i-j pair enters all four and cancels (u_ab = u_ba), as
             # do the self-image terms of an image-mode box (i: a -> b, j: b -> a).
-            fi_old[0] = fi_old[1] = fi_new[0] = fi_new[1] = 0.0
-            fj_old[0] = fj_old[1] = fj_new[0] = fj_new[1] = 0.0
+            fi_old[:] = 0.0
+            fi_new[:] = 0.0
+            fj_old[:] = 0.0
+            fj_new[:] = 0.0
             nt = _neigh_loop(i, -1, pos[i], sa, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
                              shifts, 3, -1.0, fi_old, dfeat, touched, nt, is_touched, dxv)
             nt = _neigh_loop(j, -1, pos[j], sb, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
@@ -729,25 +781,25 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
         use_new = mh_mode != MH_STALE_REVERSE
         tree_rev = False
         if use_tree:
-            lra, lrb, tree_rev = _sel_tree_reverse(i, j, sa, sb, fi_new, fj_new, member_pos, species, theta, feat,
-                                                   dfeat, touched, nt, trees, tree_len, shift)
+            lra, lrb, tree_rev = _sel_tree_reverse(i, j, 2 * p, 2 * p + 1, sa, sb, fi_new, fj_new, member_pos,
+                                                   species, wq, feat, dfeat, touched, nt, trees, tree_len, shift)
         if tree_rev:
             pass  # lra, lrb: the new-state normalisers from the trees, O(neighbours)
         elif use_new:
             # reverse move: j drawn from species a (where it replaced i), i from species b (replacing j)
-            _, lra = _select(-1.0, sa, members, n_members, theta, feat, dfeat, is_touched, i, j, fj_new, True, biased,
-                             gm, record, lbuf)
+            _, lra = _select(-1.0, sa, members, n_members, wq[2 * p], feat, dfeat, is_touched, i, j, fj_new, True,
+                             biased, gm, record, lbuf)
             if record:
-                for a in range(N_SEL):
+                for a in range(nf):
                     rec_sel[t, 1, a] = (fj_new[a] if biased else 0.0) - gm[a]
-            _, lrb = _select(-1.0, sb, members, n_members, theta, feat, dfeat, is_touched, j, i, fi_new, True, biased,
-                             gm, record, lbuf)
+            _, lrb = _select(-1.0, sb, members, n_members, wq[2 * p + 1], feat, dfeat, is_touched, j, i, fi_new, True,
+                             biased, gm, record, lbuf)
             if record:
-                for a in range(N_SEL):
-                    rec_sel[t, 1, N_SEL + a] = (fi_new[a] if biased else 0.0) - gm[a]
+                for a in range(nf):
+                    rec_sel[t, 1, nf + a] = (fi_new[a] if biased else 0.0) - gm[a]
         elif biased:  # negative control: reverse selection with the old-state features
-            lra = _stale_logp(sa, i, j, members, n_members, theta, feat)
-            lrb = _stale_logp(sb, j, i, members, n_members, theta, feat)
+            lra = _stale_logp(sa, i, j, members, n_members, wq[2 * p], feat)
+            lrb = _stale_logp(sb, j, i, members, n_members, wq[2 * p + 1], feat)
         else:
             lra = -math.log(n_members[sa])
             lrb = -math.log(n_members[sb])
@@ -770,21 +822,20 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
             if biased or track:  # features of the new state (computed above) become current
                 for q in range(nt):
                     k = touched[q]
-                    feat[k, 0] += dfeat[k, 0]
-                    feat[k, 1] += dfeat[k, 1]
-                feat[i, 0] = fi_new[0]
-                feat[i, 1] = fi_new[1]
-                feat[j, 0] = fj_new[0]
-                feat[j, 1] = fj_new[1]
+                    for a in range(nf):
+                        feat[k, a] += dfeat[k, a]
+                feat[i, :] = fi_new
+                feat[j, :] = fj_new
                 if use_tree:
                     tree_ok = True
                     for q in range(nt):
                         k = touched[q]
-                        tree_ok &= _sel_tree_set(k, species[k], member_pos, theta, feat, trees, tree_len, shift)
-                    tree_ok &= _sel_tree_set(i, sb, member_pos, theta, feat, trees, tree_len, shift)
-                    tree_ok &= _sel_tree_set(j, sa, member_pos, theta, feat, trees, tree_len, shift)
+                        tree_ok &= _sel_tree_set(k, species[k], member_pos, tree_sp, wq, feat, trees, tree_len,
+                                                 shift)
+                    tree_ok &= _sel_tree_set(i, sb, member_pos, tree_sp, wq, feat, trees, tree_len, shift)
+                    tree_ok &= _sel_tree_set(j, sa, member_pos, tree_sp, wq, feat, trees, tree_len, shift)
                     if not tree_ok:
-                        _sel_trees_build(members, n_members, theta, feat, trees, tree_len, shift)
+                        _sel_trees_build(members, n_members, tree_sp, wq, feat, trees, tree_len, shift)
             dE += de
             stats[KIND_SWAP, 1] += 1
         else:
@@ -795,7 +846,7 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
 
 
 @njit(cache=True, error_model="numpy")
-def _stale_logp(sp, out_k, in_k, members, n_members, theta, feat):
+def _stale_logp(sp, out_k, in_k, members, n_members, wrow, feat):
     """Negative control only: log P(in_k) in species sp after the swap, with OLD features everywhere."""
     m = n_members[sp]
     lmax = -np.inf
@@ -803,9 +854,7 @@ def _stale_logp(sp, out_k, in_k, members, n_members, theta, feat):
         k = members[sp, q]
         if k == out_k:
             k = in_k
-        lk = 0.0
-        for a in range(N_SEL):
-            lk += theta[sp, a] * feat[k, a]
+        lk = _logit(wrow, feat[k])
         lmax = max(lmax, lk)
     z = 0.0
     lin = 0.0
@@ -813,9 +862,7 @@ def _stale_logp(sp, out_k, in_k, members, n_members, theta, feat):
         k = members[sp, q]
         if k == out_k:
             k = in_k
-        lk = 0.0
-        for a in range(N_SEL):
-            lk += theta[sp, a] * feat[k, a]
+        lk = _logit(wrow, feat[k])
         z += math.exp(lk - lmax)
         if k == in_k:
             lin = lk
@@ -884,9 +931,10 @@ def biased_displacements(pos, species, box, nsp, pp, beta, ext_k, ext_c,
     xnew = np.empty(d)
     delta = np.empty(d)
     dxv = np.empty(d)
-    fi_new = np.zeros(2)
-    f_none = np.zeros(2)
-    dfeat = np.zeros((n, 2))
+    nf = feat.shape[1]  # extended features (pgmc_moves shares this chain) are kept current as well
+    fi_new = np.zeros(nf)
+    f_none = np.zeros(nf)
+    dfeat = np.zeros((n, nf))
     touched = np.empty(n, dtype=np.int64)
     is_touched = np.zeros(n, dtype=np.bool_)
     nt = 0
@@ -941,10 +989,9 @@ def biased_displacements(pos, species, box, nsp, pp, beta, ext_k, ext_c,
             for q in range(nt):
                 k = touched[q]
                 if k != i:
-                    feat[k, 0] += dfeat[k, 0]
-                    feat[k, 1] += dfeat[k, 1]
-            feat[i, 0] = fi_new[0]
-            feat[i, 1] = fi_new[1]
+                    for a in range(nf):
+                        feat[k, a] += dfeat[k, a]
+            feat[i, :] = fi_new
             for a in range(d):
                 pos[i, a] = xnew[a]
                 unwrapped[i, a] += delta[a]

@@ -133,7 +133,7 @@ def _check_T(T: float) -> None:
 class _Chain:
     """State of one chain: positions, species, cell lists, species member lists, features, counters."""
 
-    def __init__(self, target: PGMCTarget, pos: np.ndarray, species: np.ndarray) -> None:
+    def __init__(self, target: PGMCTarget, pos: np.ndarray, species: np.ndarray, n_features: int = N_SEL) -> None:
         box = target.box
         self._box = box
         n, d = pos.shape
@@ -164,7 +164,7 @@ class _Chain:
             self.members[s, self.n_members[s]] = i
             self.member_pos[i] = self.n_members[s]
             self.n_members[s] += 1
-        self.feat = np.zeros((n, N_SEL))
+        self.feat = np.zeros((n, n_features))
         self.unwrapped = self.pos.copy()
         self.stats = np.zeros((3, 3))
         self.energy = 0.0
@@ -184,8 +184,8 @@ class _Chain:
               "cell_count", "cell_of", "slot")
 
 
-def _new_chain(target: PGMCTarget, pos: np.ndarray, species: np.ndarray) -> _Chain:
-    return _Chain(target, pos, species)
+def _new_chain(target: PGMCTarget, pos: np.ndarray, species: np.ndarray, n_features: int = N_SEL) -> _Chain:
+    return _Chain(target, pos, species, n_features)
 
 
 @dataclass
@@ -194,7 +194,7 @@ class TrialBatch:
 
     Attributes (M trials): kind (M,) int; log_alpha (M,); reward (M,); species (M,) species of the moved
     particle, or the pair index for swaps; delta (M, d); env (M, 2, 5 + d) descriptors before/after
-    (local moves); sel (M, 2, 2 N_SEL) selection scores forward/reverse (swaps).
+    (local moves); sel (M, 2, 2 F) selection scores f - <f> of side 0 and side 1, forward/reverse (swaps).
     """
 
     kind: np.ndarray
@@ -223,17 +223,24 @@ def _scores(policy: Policy, tb: TrialBatch, block: str) -> tuple[np.ndarray, np.
         _, gr = local_log_q_and_score(policy, tb.env[mask, 1], -dl, s)
         return mask, gf, gr
     mask = tb.kind == KIND_SWAP
-    pairs = policy.pairs[tb.species[mask]]
+    pidx = tb.species[mask]
+    pairs = policy.pairs[pidx]
     m = int(mask.sum())
-    gf = np.zeros((m, policy.nsp, N_SEL))
-    gr = np.zeros((m, policy.nsp, N_SEL))
+    nf = tb.sel.shape[2] // 2
     rows = np.arange(m)
     sel = tb.sel[mask]
-    gf[rows, pairs[:, 0]] += sel[:, 0, :N_SEL]
-    gf[rows, pairs[:, 1]] += sel[:, 0, N_SEL:]
-    gr[rows, pairs[:, 0]] += sel[:, 1, :N_SEL]
-    gr[rows, pairs[:, 1]] += sel[:, 1, N_SEL:]
-    return mask, gf.reshape(m, -1), gr.reshape(m, -1)
+    out = []
+    for r in (0, 1):  # forward, reverse: grad log q = scores of the features each parameter multiplies
+        g_theta = np.zeros((m, policy.nsp, N_SEL))
+        g_theta[rows, pairs[:, 0]] += sel[:, r, :N_SEL]
+        g_theta[rows, pairs[:, 1]] += sel[:, r, nf:nf + N_SEL]
+        g_phi = np.zeros((m, policy.phi.shape[0], 2))
+        if nf > N_SEL:  # d logit / d phi[p, side] = e^partner - e^own
+            a, b = N_SEL + pairs[:, 0], N_SEL + pairs[:, 1]
+            g_phi[rows, pidx, 0] = sel[rows, r, b] - sel[rows, r, a]
+            g_phi[rows, pidx, 1] = sel[rows, r, nf + a] - sel[rows, r, nf + b]
+        out.append(np.concatenate([g_theta.reshape(m, -1), g_phi.reshape(m, -1)], axis=1))
+    return mask, out[0], out[1]
 
 
 def policy_gradient(policy: Policy, tb: TrialBatch, block: str, optimizer: str = "natural",
@@ -346,7 +353,7 @@ class PGMC:
                 raise InputError(f"chain start must be positions (N, {target.dim}) and species (N,)")
             if sp.min() < 0 or sp.max() >= target.nsp:
                 raise InputError("species index out of range")
-            self.chains.append(_new_chain(target, pos, sp))
+            self.chains.append(_new_chain(target, pos, sp, self.policy.n_features))
         if len({c.n for c in self.chains}) != 1:
             raise InputError("all chains must have the same number of particles")
         self.n = self.chains[0].n
@@ -415,7 +422,8 @@ class PGMC:
                                    c.use_cells, c.ncell, c.cells, c.cell_count, c.cell_of, c.slot, c.shifts,
                                    c.members, c.member_pos, c.n_members, c.feat, track, c.unwrapped,
                                    pol.log_sigma, pol.ls0, pol.W1, pol.b1, pol.W2, pol.b2, pol.pairs[:, 0].copy(),
-                                   pol.pairs[:, 1].copy(), pol.theta, pol.biased, self.selection_tree, kind, idx, xi,
+                                   pol.pairs[:, 1].copy(), pol.selection_weights(), pol.biased, self.selection_tree,
+                                   kind, idx, xi,
                                    usel, logu, start, commit, mh_mode, c.stats, *rec)
             c.energy += de
             if start >= kind.shape[0]:
@@ -426,7 +434,7 @@ class PGMC:
     def _empty_rec(self) -> tuple[np.ndarray, ...]:
         d = self.target.dim
         return (np.zeros((0, 2)), np.zeros((0, 2), dtype=np.int64), np.zeros((0, d)), np.zeros((0, 2, N_RADIAL + d)),
-                np.zeros((0, 2, 2 * N_SEL)))
+                np.zeros((0, 2, 2 * self.policy.n_features)))
 
     # ------------------------------------------------------------------ moves
     def sweep(self, n_sweeps: int = 1, mh_mode: int = MH_EXACT) -> None:
@@ -455,7 +463,7 @@ class PGMC:
         for c in self.chains:
             m = int(n_per_chain)
             rec = (np.zeros((m, 2)), np.zeros((m, 2), dtype=np.int64), np.zeros((m, d)),
-                   np.zeros((m, 2, N_RADIAL + d)), np.zeros((m, 2, 2 * N_SEL)))
+                   np.zeros((m, 2, N_RADIAL + d)), np.zeros((m, 2, 2 * self.policy.n_features)))
             draws = self._draw(m)
             stats = c.stats.copy()
             self._call(c, draws, False, MH_EXACT, rec)

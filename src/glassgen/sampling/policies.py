@@ -9,12 +9,16 @@ reads, plus a mixture of move kinds chosen with fixed, state-independent probabi
   mu = c b / sqrt(1 + |b|^2), G (5,) radial descriptors and b (d,) a direction vector of the particle's
   environment (:func:`glassgen._kernels.pgmc.local_descriptors`); the reverse density uses the descriptors
   after the move. Parameters: ``ls0`` (nsp,), ``W1`` (H, 5), ``b1`` (H,), ``W2`` (2, H), ``b2`` (2,);
-- ``swap``: exchange the species of i in a and j in b, (a, b) from ``pairs`` with probabilities
-  ``pair_probs``; i chosen uniformly, or (``biased``) proportional to exp(theta_a . f_i) within its
-  species, f_i = (energy of i, smooth coordination number of i), both in the old and the new state.
+- ``swap``: exchange the species of i in a and j in b, (a, b) = ``pairs[p]`` with probabilities
+  ``pair_probs``; i chosen uniformly, or (``biased``) proportional to
+  exp(theta_a . f_i + phi[p, 0] (e_i^b - e_i^a)) within its species (j likewise with theta_b and phi[p, 1]
+  (e_j^a - e_j^b)), f_i = (energy of i, smooth coordination number of i) and e_i^b - e_i^a the energy
+  change of flipping i alone to species b; all evaluated in the old and in the new state. phi = -beta / 2
+  makes the pair choice a heat bath over the single-flip energies: swaps whose energy change is
+  small are proposed far more often than uniform choice would, and MH keeps the chain exact.
 
 Blocks of learnable parameters: ``"gauss"`` (log_sigma), ``"local"`` (ls0, W1, b1, W2, b2), ``"swap"``
-(theta). :func:`score_gauss`, :func:`score_local` and the kernel's selection records give grad log q of
+(theta, then phi). :func:`score_gauss`, :func:`score_local` and the kernel's selection records give grad log q of
 each block (the estimator is in :mod:`glassgen.sampling.pgmc`). Policies are saved to one JSON file.
 """
 
@@ -51,6 +55,8 @@ class Policy:
         pairs: (P, 2) int species pairs that may be swapped; pair_probs: (P,) their probabilities.
         theta: (nsp, 2) selection parameters (energy, coordination) of biased swaps.
         biased: biased (True) or uniform (False) swap selection.
+        phi: (P, 2) coefficients of the single-flip energy change in the selection of side 0 / side 1 of
+            pair p (1 / epsilon; default 0).
         trainable: names of the blocks that learning updates.
         meta: free-form metadata (model, T, training history summary, provenance).
     """
@@ -70,6 +76,7 @@ class Policy:
     biased: bool = False
     trainable: tuple[str, ...] = ("gauss", "local", "swap")
     meta: dict[str, Any] = field(default_factory=dict)
+    phi: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         f = np.float64
@@ -83,6 +90,8 @@ class Policy:
         self.pairs = np.ascontiguousarray(np.asarray(self.pairs, dtype=np.int64).reshape(-1, 2))
         self.pair_probs = np.asarray(self.pair_probs, dtype=f).reshape(-1)
         self.theta = np.ascontiguousarray(self.theta, dtype=f)
+        phi = np.zeros((self.pairs.shape[0], 2)) if self.phi is None else np.asarray(self.phi, dtype=f)
+        self.phi = np.ascontiguousarray(phi.reshape(-1, 2) if phi.size % 2 == 0 else phi, dtype=f)
         nsp, h = self.nsp, self.W1.shape[0]
         if self.dim not in (1, 2, 3):
             raise InputError(f"policy dimension must be 1, 2 or 3, got {self.dim}")
@@ -90,7 +99,8 @@ class Policy:
             raise InputError(f"move_probs must be 3 non-negative numbers summing to 1, got {self.move_probs}")
         shapes = {"log_sigma": (self.log_sigma, (nsp,)), "ls0": (self.ls0, (nsp,)),
                   "W1": (self.W1, (h, N_RADIAL)), "b1": (self.b1, (h,)), "W2": (self.W2, (2, h)),
-                  "b2": (self.b2, (2,)), "theta": (self.theta, (nsp, N_SEL))}
+                  "b2": (self.b2, (2,)), "theta": (self.theta, (nsp, N_SEL)),
+                  "phi": (self.phi, (self.pairs.shape[0], 2))}
         for name, (a, shp) in shapes.items():
             if a.shape != shp:
                 raise InputError(f"policy parameter {name} must have shape {shp}, got {a.shape}")
@@ -115,7 +125,7 @@ class Policy:
     def default(cls, nsp: int, dim: int, *, sigma: float | list[float] = 0.1, local_fraction: float = 0.0,
                 swap_fraction: float = 0.0, swap_pairs: list[tuple[int, int]] | None = None, biased: bool = False,
                 hidden: int = 8, trainable: tuple[str, ...] = BLOCKS, seed: int = 0,
-                counts: np.ndarray | None = None) -> Policy:
+                counts: np.ndarray | None = None, phi: float = 0.0) -> Policy:
         """A policy with Gaussian widths ``sigma``, a local network that starts as that same Gaussian
         (W2 = 0, tiny random W1) and uniform-looking swaps (theta = 0).
 
@@ -127,6 +137,8 @@ class Policy:
             swap_pairs: species pairs (default: all pairs a < b); ``counts`` (nsp,) species counts give
                 pair probabilities proportional to N_a N_b (default: equal).
             biased: biased swap selection.
+            phi: initial coefficient of the single-flip energy change in the selection (every pair and
+                side); -1 / (2 T) is the heat-bath choice.
             hidden: hidden units H of the local network.
             seed: seed of the random initial W1.
         """
@@ -148,7 +160,8 @@ class Policy:
         return cls(nsp=nsp, dim=dim, move_probs=np.array([gauss, local_fraction, swap_fraction]),
                    log_sigma=ls, ls0=ls.copy(), W1=0.01 * rng.standard_normal((hidden, N_RADIAL)), b1=np.zeros(hidden),
                    W2=np.zeros((2, hidden)), b2=np.zeros(2), pairs=pairs, pair_probs=pp,
-                   theta=np.zeros((nsp, N_SEL)), biased=biased, trainable=tuple(trainable))
+                   theta=np.zeros((nsp, N_SEL)), biased=biased, trainable=tuple(trainable),
+                   phi=np.full((pairs.shape[0], 2), float(phi)))
 
     def copy(self) -> Policy:
         """A deep copy."""
@@ -162,7 +175,7 @@ class Policy:
         if block == "local":
             return np.concatenate([self.ls0, self.W1.ravel(), self.b1, self.W2.ravel(), self.b2])
         if block == "swap":
-            return self.theta.ravel().copy()
+            return np.concatenate([self.theta.ravel(), self.phi.ravel()])
         raise InputError(f"unknown block {block!r}")
 
     def set_vector(self, block: str, v: np.ndarray) -> None:
@@ -180,7 +193,31 @@ class Policy:
                 k += arr.size
             assert k == nsp + h * N_RADIAL + h + 2 * h + 2
         else:
-            self.theta.ravel()[:] = v
+            self.theta.ravel()[:] = v[:self.theta.size]
+            self.phi.ravel()[:] = v[self.theta.size:]
+
+    @property
+    def n_features(self) -> int:
+        """Width F of the selection features a chain keeps: N_SEL, or N_SEL + nsp (the single-flip
+        energies) when swaps are biased."""
+        return N_SEL + self.nsp if (self.biased and self.move_probs[2] > 0) else N_SEL
+
+    def selection_weights(self) -> np.ndarray:
+        """(P, 2, F) weights w of the swap selection: side s of pair p draws k with P proportional to
+        exp(w[p, s] . f_k), f_k the kernel's features (energy, coordination[, e_k^0 .. e_k^{nsp-1}])."""
+        nf, pairs = self.n_features, self.pairs
+        w = np.zeros((pairs.shape[0], 2, nf))
+        if pairs.shape[0] == 0:
+            return w
+        w[:, 0, :N_SEL] = self.theta[pairs[:, 0]]
+        w[:, 1, :N_SEL] = self.theta[pairs[:, 1]]
+        if nf > N_SEL:
+            for p, (a, b) in enumerate(pairs):
+                w[p, 0, N_SEL + b] += self.phi[p, 0]
+                w[p, 0, N_SEL + a] -= self.phi[p, 0]
+                w[p, 1, N_SEL + a] += self.phi[p, 1]
+                w[p, 1, N_SEL + b] -= self.phi[p, 1]
+        return w
 
     @property
     def sigma(self) -> np.ndarray:
@@ -194,7 +231,7 @@ class Policy:
                 "log_sigma": self.log_sigma.tolist(), "ls0": self.ls0.tolist(), "W1": self.W1.tolist(),
                 "b1": self.b1.tolist(), "W2": self.W2.tolist(), "b2": self.b2.tolist(),
                 "pairs": self.pairs.tolist(), "pair_probs": self.pair_probs.tolist(), "theta": self.theta.tolist(),
-                "biased": self.biased, "trainable": list(self.trainable), "meta": self.meta}
+                "phi": self.phi.tolist(), "biased": self.biased, "trainable": list(self.trainable), "meta": self.meta}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Policy:
@@ -205,7 +242,7 @@ class Policy:
                        ls0=d["ls0"], W1=np.array(d["W1"]).reshape(-1, N_RADIAL), b1=d["b1"],
                        W2=np.array(d["W2"]).reshape(2, -1), b2=d["b2"], pairs=d["pairs"], pair_probs=d["pair_probs"],
                        theta=d["theta"], biased=d["biased"], trainable=tuple(d["trainable"]),
-                       meta=dict(d.get("meta", {})))
+                       meta=dict(d.get("meta", {})), phi=d.get("phi"))
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"malformed PGMC policy: {exc}") from None
 

@@ -240,7 +240,8 @@ class PredictProposePGMC(PGMC):
                                    c.use_cells, c.ncell, c.cells, c.cell_count, c.cell_of, c.slot, c.shifts,
                                    c.members, c.member_pos, c.n_members, c.feat, True, c.unwrapped,
                                    pol.log_sigma, pol.ls0, pol.W1, pol.b1, pol.W2, pol.b2, pol.pairs[:, 0].copy(),
-                                   pol.pairs[:, 1].copy(), pol.theta, pol.biased, self.selection_tree, kind, idx, xi,
+                                   pol.pairs[:, 1].copy(), pol.selection_weights(), pol.biased, self.selection_tree,
+                                   kind, idx, xi,
                                    usel, logu, start, True, MH_EXACT, c.stats, *rec)
             c.energy += de
             if start >= kind.shape[0]:
