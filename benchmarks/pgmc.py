@@ -9,6 +9,8 @@ For each case one equilibrated start (swap MC for KA2D, Metropolis for KA 3D) is
 - ``pgmc``: policy learned in burn-in (per-species Gaussian widths; KA2D: + biased swaps through C at
   fraction ``--swap-fraction-2d`` (0.2) and environment-aware displacements at fraction
   ``--local-fraction-2d`` (0.3); KA 3D: + environment-aware displacements at fraction 0.3), then frozen.
+  ``--flip-2d C`` adds the single-flip selection coefficients phi (start -C / T; 0.5 = heat bath over the
+  energy change of flipping each particle alone), learned with theta.
   Biased selection draws from per-species sum trees; the cost per sweep of the same policy with the member scan (the
   previous kernel) is measured on one chain as ``cpu_per_sweep_scan``.
 

@@ -56,6 +56,24 @@ def test_config_file_and_bad_input(tmp_path, capsys):
     assert "no species pairs" in capsys.readouterr().err
     assert main(["pgmc", "run", "--policy", str(tmp_path / "p.json"), "--out", str(tmp_path / "r.h5")]) == 2
     assert "--sweeps" in capsys.readouterr().err
+    assert main(["pgmc", "train", "--model", "ka2d", "--N", "20", "--T", "1", "--flip", "0.5",
+                 "--out", str(tmp_path / "f.json")]) == 2  # single-flip selection needs biased selection
+    err = capsys.readouterr().err
+    assert "--biased" in err and len(err.strip().splitlines()) == 1
+
+
+def test_train_with_heat_bath_flip_selection(tmp_path, capsys):
+    """--biased --flip 0.5 starts phi at -0.5/T, learns it, saves it, and pgmc run uses it."""
+    pol = tmp_path / "flip.json"
+    rc = main(["pgmc", "train", "--model", "ka2d", "--N", "43", "--T", "0.5", "--iterations", "4", "--trials", "20",
+               "--chains", "2", "--equilibrate", "20", "--biased", "--flip", "0.5", "--seed", "2", "--out", str(pol),
+               "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    p = Policy.load(pol)
+    assert p.biased and p.phi.shape == (2, 2) and np.all(p.phi < 0) and np.any(p.phi != -1.0)
+    rc = main(["pgmc", "run", "--policy", str(pol), "--sweeps", "20", "--chains", "2", "--seed", "4",
+               "--out", str(tmp_path / "run.h5"), "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
 
 
 def test_pgmc_sample_entry_point(tmp_path):

@@ -98,13 +98,15 @@ def _pair_contrib(j, r2, dxv, ab, nsp, pp, mode, sign, out, dfeat, touched, nt, 
         extended features (dfeat has N_SEL + nsp columns) also sign * u_{t s}(r) into dfeat[j, N_SEL + t];
     mode 2: (u, g) into out[0:2] (features of the central particle); extended (out has N_SEL + nsp rows):
         u_{t s_j}(r) into out[N_SEL + t], the energy the central particle would have as species t;
-    mode 3: both 1 and 2 (the energy of the central particle and its neighbours' feature changes in one pass).
+    mode 3: both 1 and 2 (the energy of the central particle and its neighbours' feature changes in one pass);
+    mode 5: mode 0 and mode 3 in one pass, the central particle's features in out[N_RADIAL + d:].
     """
     sig2 = pp[0]
-    if mode == 0 or mode == 4:
+    d = dxv.shape[0]
+    if mode == 0 or mode == 4 or mode == 5:
         if mode == 4:
             u, w, _ = pair_uw(r2, ab, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
-            out[N_RADIAL + dxv.shape[0]] += u
+            out[N_RADIAL + d] += u
         xr2 = r2 / sig2[ab]
         if xr2 < DESC_CUT * DESC_CUT:
             xr = math.sqrt(xr2)
@@ -116,9 +118,11 @@ def _pair_contrib(j, r2, dxv, ab, nsp, pp, mode, sign, out, dfeat, touched, nt, 
             inv = 1.0 / xr2
             phi = fc * inv * inv * inv
             r = math.sqrt(r2)
-            for a in range(dxv.shape[0]):
+            for a in range(d):
                 out[N_RADIAL + a] -= phi * dxv[a] / r
-        return nt
+        if mode != 5:
+            return nt
+    fo = N_RADIAL + d if mode == 5 else 0  # where the central particle's features go in out
     u = 0.0
     g = 0.0
     if r2 < pp[2][ab]:
@@ -127,22 +131,28 @@ def _pair_contrib(j, r2, dxv, ab, nsp, pp, mode, sign, out, dfeat, touched, nt, 
     if xr2 < COORD_CUT * COORD_CUT:
         t = 1.0 - xr2 / (COORD_CUT * COORD_CUT)
         g = t * t
+    sc = ab // nsp
+    sj = ab - sc * nsp
     if mode >= 2:
-        out[0] += u
-        out[1] += g
-        if out.shape[0] > N_SEL:  # energies of the central particle as every species t
-            sj = ab % nsp
+        out[fo] += u
+        out[fo + 1] += g
+        if out.shape[0] - fo > N_SEL:  # energies of the central particle as every species t
             for t in range(nsp):
+                if t == sc:
+                    out[fo + N_SEL + t] += u
+                    continue
                 abt = t * nsp + sj
                 if r2 < pp[2][abt]:
                     ut, wt, _ = pair_uw(r2, abt, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
-                    out[N_SEL + t] += ut
+                    out[fo + N_SEL + t] += ut
         if mode == 2:
             return nt
     hit = u != 0.0 or g != 0.0
     if dfeat.shape[1] > N_SEL:  # energies of neighbour j as every species t (the central one is species sc)
-        sc = ab // nsp
         for t in range(nsp):
+            if t == sj:
+                dfeat[j, N_SEL + t] += sign * u
+                continue
             abt = t * nsp + sc
             if r2 < pp[2][abt]:
                 ut, wt, _ = pair_uw(r2, abt, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
@@ -168,7 +178,7 @@ def _neigh_loop(i, skip2, x, s, pos, species, box, nsp, pp, use_cells, ncell, ce
     base = s * nsp
     rc_desc = pp[2]
     rc_ext = -1.0
-    if 1 <= mode <= 3 and (out.shape[0] > N_SEL or dfeat.shape[1] > N_SEL):
+    if (1 <= mode <= 3 or mode == 5) and (dfeat.shape[1] > N_SEL or (mode == 2 and out.shape[0] > N_SEL)):
         for v in rc_desc:
             rc_ext = max(rc_ext, v)
     if use_cells:
@@ -590,11 +600,12 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
     nd = N_RADIAL + d
     xnew = np.empty(d)
     delta = np.empty(d)
-    env_old = np.empty(nd + 1)  # descriptors, then (mode 4) the pair energy
-    env_new = np.empty(nd + 1)
-    desc_mode = 0 if track else 4  # untracked local moves take their energies from the descriptor passes
-    dxv = np.empty(d)
     nf = feat.shape[1]
+    # descriptors, then the pair energy (untracked, mode 4) or the features of the particle (tracked, mode 5:
+    # descriptors, energy, features and the neighbours' feature changes in one pass)
+    env_old = np.empty(nd + (nf if track else 1))
+    env_new = np.empty(nd + (nf if track else 1))
+    dxv = np.empty(d)
     fi_old = np.zeros(nf)
     fi_new = np.zeros(nf)
     fj_old = np.zeros(nf)
@@ -640,8 +651,13 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
                 lq_f = 0.0
                 lq_r = 0.0
             else:
-                _descriptor_pass(i, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
-                                 shifts, env_old, desc_mode)
+                if track:
+                    env_old[:] = 0.0
+                    nt = _neigh_loop(i, -1, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells,
+                                     cell_count, shifts, 5, -1.0, env_old, dfeat, touched, nt, is_touched, dxv)
+                else:
+                    _descriptor_pass(i, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
+                                     shifts, env_old, 4)
                 ls, c = _network(env_old, si, ls0, W1, b1, W2, b2)
                 nb2 = 0.0
                 for a in range(d):
@@ -659,8 +675,13 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
                 xnew[a] = v - box[a] * math.floor(v / box[a])
                 r2jump += delta[a] * delta[a]
             if kd == KIND_LOCAL:
-                _descriptor_pass(i, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
-                                 shifts, env_new, desc_mode)
+                if track:
+                    env_new[:] = 0.0
+                    nt = _neigh_loop(i, -1, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells,
+                                     cell_count, shifts, 5, 1.0, env_new, dfeat, touched, nt, is_touched, dxv)
+                else:
+                    _descriptor_pass(i, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
+                                     shifts, env_new, 4)
                 for a in range(d):
                     dxv[a] = -delta[a]
                 if mh_mode == MH_STALE_REVERSE:
@@ -668,12 +689,17 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
                 else:
                     lq_r = local_log_density(dxv, env_new, si, ls0, W1, b1, W2, b2)
             if track:  # the energy change and the neighbours' feature changes from the same two passes
-                fi_old[:] = 0.0
-                fi_new[:] = 0.0
-                nt = _neigh_loop(i, -1, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
-                                 shifts, 3, -1.0, fi_old, dfeat, touched, nt, is_touched, dxv)
-                nt = _neigh_loop(i, -1, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
-                                 shifts, 3, 1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
+                if kd == KIND_LOCAL:  # done by the descriptor passes (mode 5)
+                    for a in range(nf):
+                        fi_old[a] = env_old[nd + a]
+                        fi_new[a] = env_new[nd + a]
+                else:
+                    fi_old[:] = 0.0
+                    fi_new[:] = 0.0
+                    nt = _neigh_loop(i, -1, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells,
+                                     cell_count, shifts, 3, -1.0, fi_old, dfeat, touched, nt, is_touched, dxv)
+                    nt = _neigh_loop(i, -1, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells,
+                                     cell_count, shifts, 3, 1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
                 de = (fi_new[0] - fi_old[0] + ext_energy(xnew, si, ext_k, ext_c, box)
                       - ext_energy(pos[i], si, ext_k, ext_c, box))
             elif kd == KIND_LOCAL:  # pair energies from the two descriptor passes (i's self-images cancel)
