@@ -9,7 +9,12 @@ tau_alpha in sweeps (F_s of all particles = 1/e, pooled over chains), swap accep
 (fraction of particles holding their initial species at the end): swaps that keep undoing each other
 change species often but leave the persistence high. Saves ``benchmarks/results/pgmc_selection.json``.
 
-Run: ``.venv/bin/python benchmarks/pgmc_selection.py [--T 0.4] [--seeds 3] [--sweeps 6000]`` (~5 CPU min).
+``--flip`` adds a third frozen run, ``flip``: the same widths, theta = 0 and the single-flip coefficients
+phi = -1 / (2T) (partners from a heat bath over the energy change of flipping each particle alone, not
+learned), and saves ``pgmc_selection_flip.json``. The learned policy then learns phi (from 0) with theta.
+
+Run: ``.venv/bin/python benchmarks/pgmc_selection.py [--T 0.4] [--seeds 3] [--sweeps 6000] [--flip]`` (~5 CPU
+min; ~10 with ``--flip``).
 """
 
 from __future__ import annotations
@@ -56,7 +61,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--sweeps", type=int, default=6000)
     ap.add_argument("--chains", type=int, default=4)
+    ap.add_argument("--flip", action="store_true", help="add the heat-bath single-flip selection run")
     args = ap.parse_args()
+    methods = ("swap_mc", "biased", "uniform") + (("flip",) if args.flip else ())
     n, T, q = 43, args.T, default_q(2)
     rows = []
     t0 = time.process_time()
@@ -72,16 +79,24 @@ def main() -> None:
         frozen = pg.freeze()
         uniform = frozen.copy()
         uniform.biased = False
+        if not args.flip:  # the ablation as first run: theta only
+            frozen.phi[:] = 0.0
         row = {"seed": seed, "T": T, "N": n, "delta_best": delta, "sigma": frozen.sigma.tolist(),
                "theta": frozen.theta.tolist(),
                "swap_mc": {"tau_sweeps": sw["tau_sweeps"], "fs_final": sw["fs_final"],
                            "swap_acceptance": float(sw["acceptance"]["swap"])},
                "biased": production(pg.target, frozen, conf, args.chains, args.sweeps, q, seed + 1),
                "uniform": production(pg.target, uniform, conf, args.chains, args.sweeps, q, seed + 1)}
+        if args.flip:
+            flip = frozen.copy()
+            flip.theta[:] = 0.0
+            flip.phi[:] = -0.5 / T
+            row["phi_learned"] = frozen.phi.tolist()
+            row["flip"] = production(pg.target, flip, conf, args.chains, args.sweeps, q, seed + 1)
         print({k: v for k, v in row.items() if k not in ("sigma", "theta")}, flush=True)
         rows.append(row)
     summary = []
-    for m in ("swap_mc", "biased", "uniform"):
+    for m in methods:
         tau = np.array([r[m]["tau_sweeps"] for r in rows])
         acc = np.array([r[m]["swap_acceptance"] for r in rows])
         s = {"method": m, "tau_sweeps": float(tau.mean()),
@@ -91,9 +106,10 @@ def main() -> None:
             s["species_changes"] = float(np.mean([r[m]["species_changes"] for r in rows]))
             s["species_persistence"] = float(np.mean([r[m]["species_persistence"] for r in rows]))
         summary.append(s)
-    path = save("pgmc_selection", {"rows": rows, "summary": summary, "cpu_s_total": time.process_time() - t0,
-                                   "definition": "tau_alpha in sweeps (F_s all particles = 1/e); mean +- "
-                                                 "standard error over seeds"})
+    name = "pgmc_selection" + ("_flip" if args.flip else "")
+    path = save(name, {"rows": rows, "summary": summary, "cpu_s_total": time.process_time() - t0,
+                       "definition": "tau_alpha in sweeps (F_s all particles = 1/e); mean +- standard error over "
+                                     "seeds"})
     print(table(summary, ["method", "tau_sweeps", "tau_err", "swap_acceptance", "species_changes",
                                  "species_persistence"]))
     print(f"saved {path}")
