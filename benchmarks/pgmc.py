@@ -8,10 +8,11 @@ For each case one equilibrated start (swap MC for KA2D, Metropolis for KA 3D) is
 - ``swap``: mc.py with uniform swaps (swap_fraction 0.2, same delta), KA2D only (KA has no useful swap);
 - ``pgmc``: policy learned in burn-in (per-species Gaussian widths; KA2D: + biased swaps through C at
   fraction ``--swap-fraction-2d`` (0.2) and environment-aware displacements at fraction
-  ``--local-fraction-2d`` (0.3); KA 3D: + environment-aware displacements at fraction 0.3), then frozen.
-  ``--flip-2d C`` adds the single-flip selection coefficients phi (start -C / T; 0.5 = heat bath over the
-  energy change of flipping each particle alone), learned with theta.
-  Biased selection draws from per-species sum trees; the cost per sweep of the same policy with the member scan (the
+  ``--local-fraction-2d`` (default: 0.8 for N <= 100, 0.3 above, the best of the seed studies
+  pgmc_seeds_lf08*.json and pgmc_n1290_t03*.json); KA 3D: + environment-aware displacements at fraction 0.3),
+  then frozen. ``--flip-2d C`` (default 0.5) starts the single-flip selection coefficients at phi = -C / T
+  (0.5 = heat bath over the energy change of flipping each particle alone; 0 = off), learned with theta.
+  Biased selection draws from sum trees per (swap pair, side); the cost per sweep of the same policy with the member scan (the
   previous kernel) is measured on one chain as ``cpu_per_sweep_scan``.
 
 tau_alpha: F_s(q, t) of ALL particles (labels kept through swaps), q = 2 pi (2D) or 7.25 (3D), time
@@ -141,8 +142,19 @@ def seed_summary(rows: list[dict]) -> list[dict]:
         pg = means["pgmc"]
         s["ratio_sweeps"] = base[0] / pg[0]
         s["ratio_sweeps_err"] = s["ratio_sweeps"] * math.hypot(base[1] / base[0], pg[1] / pg[0])
+        cpu = {m: float(np.mean([r.get(f"tau_cpu_{m}", np.nan) for r in sel])) for m in means}
+        base_cpu = min((cpu[m] for m in ("metropolis", "swap") if m in cpu and math.isfinite(cpu[m])), default=math.nan)
+        s["ratio_cpu"] = base_cpu / cpu["pgmc"]  # CPU seconds per chain; timings of a shared, noisy machine
         out.append(s)
     return out
+
+
+def local_fraction_2d(requested: float | None, n: int) -> float:
+    """KA2D fraction of environment-aware displacements: the requested value, else 0.8 for N <= 100 and 0.3
+    above (N = 43, T = 0.3: 0.8 beats 0.3; N = 1290, T = 0.3: 0.3 beats 0.8, see the README)."""
+    if requested is not None:
+        return requested
+    return 0.8 if n <= 100 else 0.3
 
 
 def equilibrated(model: str, n: int, T: float, sweeps: int, seed: int = 1):
@@ -163,15 +175,16 @@ def main() -> None:
                          "rows of the same (model, N, T) in the saved JSON, the other rows are kept.")
     ap.add_argument("--seeds", type=int, default=1,
                     help="Repeat every case with this many seeds; > 1 saves pgmc_seeds.json with means and errors.")
-    ap.add_argument("--local-fraction-2d", type=float, default=0.3,
-                    help="KA2D PGMC: fraction of environment-aware displacements (0: Gaussian + swaps only)")
+    ap.add_argument("--local-fraction-2d", type=float, default=None,
+                    help="KA2D PGMC: fraction of environment-aware displacements (0: Gaussian + swaps only; "
+                         "default 0.8 for N <= 100, 0.3 above)")
     ap.add_argument("--learn-iters", type=int, default=None,
                     help="PGMC learning iterations in burn-in (default 60 with --case/--quick, 200 for the full grid)")
     ap.add_argument("--uniform-selection", action="store_true",
                     help="KA2D PGMC: uniform swap selection (no learned bias, no feature tracking)")
     ap.add_argument("--swap-fraction-2d", type=float, default=0.2,
                     help="KA2D PGMC: fraction of swap moves (the swap-MC baseline keeps 0.2)")
-    ap.add_argument("--flip-2d", type=float, default=0.0, metavar="C",
+    ap.add_argument("--flip-2d", type=float, default=0.5, metavar="C",
                     help="KA2D PGMC: start the single-flip selection coefficients at phi = -C / T (0.5: heat bath over "
                          "the single-flip energies; 0: off), then learn them with theta")
     ap.add_argument("--hidden", type=int, default=8, help="KA2D PGMC: hidden units of the local-policy network")
@@ -193,7 +206,7 @@ def main() -> None:
         # the whole grid of the issue in one run, with budgets a quiet 2-core machine affords (~30-40 CPU min)
         cases = [("ka2d", 43, 0.5, 4, 4000, 2000), ("ka2d", 43, 0.4, 4, 8000, 2000), ("ka2d", 43, 0.3, 4, 12000, 2000),
                  ("ka2d", 1290, 0.5, 2, 4000, 2000), ("ka2d", 1290, 0.4, 2, 4000, 3000),
-                 ("ka2d", 1290, 0.3, 2, 4000, 3000), ("ka3d", 600, 0.6, 2, 3000, 2000),
+                 ("ka2d", 1290, 0.3, 2, 12000, 3000), ("ka3d", 600, 0.6, 2, 3000, 2000),
                  ("ka3d", 600, 0.5, 2, 3000, 3000)]
         learn_iters = 60
     else:
@@ -212,12 +225,15 @@ def main() -> None:
         delta, scan = best_delta(conf, T)
         row = {"model": model, "N": n, "T": T, "seed": seed, "chains": chains, "sweeps": sweeps, "q": q,
                "delta_best": delta, "delta_scan_msd_per_sweep": scan, "equilibration_sweeps": eq}
+        if model == "ka2d":
+            row["local_fraction_2d"] = local_fraction_2d(args.local_fraction_2d, n)
+            row["flip_2d"] = args.flip_2d
         res = {"metropolis": run_mc(conf, T, delta, 0.0, chains, sweeps, q, seed + 10)}
         if model == "ka2d":
             res["swap"] = run_mc(conf, T, delta, 0.2, chains, sweeps, q, seed + 20)
         res["pgmc"] = run_pgmc(conf, T, delta / math.sqrt(3), chains, sweeps, q, seed + 30, learn_iters,
-                               args.local_fraction_2d, biased=not args.uniform_selection, hidden=args.hidden,
-                               swap_2d=args.swap_fraction_2d, flip_2d=args.flip_2d)
+                               local_fraction_2d(args.local_fraction_2d, n), biased=not args.uniform_selection,
+                               hidden=args.hidden, swap_2d=args.swap_fraction_2d, flip_2d=args.flip_2d)
         row["methods"] = res
         for k, v in res.items():
             v["converged"] = bool(math.isfinite(v["tau_sweeps"]))
@@ -246,7 +262,7 @@ def main() -> None:
     print(table(rows, cols))
     if extra:
         print(table(extra["summary"], ["model", "N", "T", "seeds", "tau_metropolis", "tau_swap", "tau_pgmc",
-                                       "ratio_sweeps", "ratio_sweeps_err"]))
+                                       "ratio_sweeps", "ratio_sweeps_err", "ratio_cpu"]))
     print(f"saved {path}")
 
 

@@ -88,10 +88,10 @@ def _energy(i, x, s, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_c
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _pair_contrib(j, r2, dxv, ab, nsp, pp, mode, sign, out, dfeat, touched, nt, is_touched):
+def _pair_contrib(j, r2, dxv, ab, sc, sj, nsp, pp, mode, sign, out, dfeat, touched, nt, is_touched):
     """One neighbour j at squared distance r2 (dxv = x_j - x): add its contribution for ``mode``.
 
-    ab = s nsp + s_j (s: species of the central particle).
+    ab = sc nsp + sj (sc: species of the central particle, sj: of the neighbour).
     mode 0: descriptors into out[0:N_RADIAL] (G_k) and out[N_RADIAL:N_RADIAL+d] (b);
     mode 4: mode 0, plus the pair energy u into out[N_RADIAL+d] (descriptors and energy in one pass);
     mode 1: sign * (u, g) into dfeat[j] (feature change of neighbour j), tracking touched rows; with
@@ -131,8 +131,6 @@ def _pair_contrib(j, r2, dxv, ab, nsp, pp, mode, sign, out, dfeat, touched, nt, 
     if xr2 < COORD_CUT * COORD_CUT:
         t = 1.0 - xr2 / (COORD_CUT * COORD_CUT)
         g = t * t
-    sc = ab // nsp
-    sj = ab - sc * nsp
     if mode >= 2:
         out[fo] += u
         out[fo + 1] += g
@@ -195,15 +193,18 @@ def _neigh_loop(i, skip2, x, s, pos, species, box, nsp, pp, use_cells, ncell, ce
                     dx -= box[k] * math.floor(dx / box[k] + 0.5)
                     dxv[k] = dx
                     r2 += dx * dx
-                ab = base + species[j]
+                sj = species[j]
+                ab = base + sj
                 if r2 < (rc_desc[ab] if rc_ext < 0.0 else rc_ext) and r2 > 0.0:
-                    nt = _pair_contrib(j, r2, dxv, ab, nsp, pp, mode, sign, out, dfeat, touched, nt, is_touched)
+                    nt = _pair_contrib(j, r2, dxv, ab, s, sj, nsp, pp, mode, sign, out, dfeat, touched, nt,
+                                       is_touched)
         return nt
     nimg = shifts.shape[0]
     for j in range(n):
         if j == i or j == skip2:
             continue
-        ab = base + species[j]
+        sj = species[j]
+        ab = base + sj
         for c in range(nimg):
             r2 = 0.0
             for k in range(d):
@@ -211,7 +212,7 @@ def _neigh_loop(i, skip2, x, s, pos, species, box, nsp, pp, use_cells, ncell, ce
                 dxv[k] = dx
                 r2 += dx * dx
             if r2 < (rc_desc[ab] if rc_ext < 0.0 else rc_ext) and r2 > 0.0:
-                nt = _pair_contrib(j, r2, dxv, ab, nsp, pp, mode, sign, out, dfeat, touched, nt, is_touched)
+                nt = _pair_contrib(j, r2, dxv, ab, s, sj, nsp, pp, mode, sign, out, dfeat, touched, nt, is_touched)
     return nt
 
 

@@ -1,0 +1,52 @@
+"""Pool several seed studies of ``benchmarks/pgmc.py --seeds K`` (same method, disjoint seeds) into one summary.
+
+Every input must have been run with the same PGMC settings (local fraction, flip, swap fraction, hidden units);
+rows with a repeated seed are refused. The summary (mean +- standard error over all seeds of tau_alpha in sweeps,
+ratio best baseline / PGMC and the CPU-second ratio) is computed by ``pgmc.seed_summary`` and saved as
+``benchmarks/results/pgmc_seeds_<tag>.json``.
+
+Run: ``.venv/bin/python benchmarks/pgmc_pool.py lf08_flip05 lf08_flip05_more --tag lf08_flip05_pooled``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from _common import RESULTS, save, table
+from pgmc import seed_summary
+
+SETTINGS = ("local_fraction_2d", "flip_2d", "swap_fraction_2d", "hidden", "uniform_selection", "learn_iters")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("tags", nargs="+", help="suffixes of pgmc_seeds_<tag>.json to pool")
+    ap.add_argument("--tag", required=True, help="suffix of the pooled results name")
+    args = ap.parse_args()
+    rows, sources, settings = [], [], None
+    for t in args.tags:
+        path = RESULTS / f"pgmc_seeds_{t}.json"
+        if not path.exists():
+            sys.exit(f"error: {path} not found")
+        doc = json.loads(path.read_text())
+        s = {k: doc["args"].get(k) for k in SETTINGS}
+        if settings is not None and s != settings:
+            sys.exit(f"error: {path.name} was run with other PGMC settings ({s} != {settings})")
+        settings = s
+        rows += doc["rows"]
+        sources.append(path.name)
+    seeds = [(r["model"], r["N"], r["T"], r["seed"]) for r in rows]
+    if len(set(seeds)) != len(seeds):
+        sys.exit("error: the inputs share seeds; pooled seeds must be independent")
+    summary = seed_summary(rows)
+    path = save(f"pgmc_seeds_{args.tag}", {"mode": "pooled", "sources": sources, "settings": settings,
+                                           "rows": rows, "complete": True, "summary": summary})
+    print(table(summary, ["model", "N", "T", "seeds", "tau_metropolis", "tau_swap", "tau_pgmc", "tau_pgmc_err",
+                          "ratio_sweeps", "ratio_sweeps_err", "ratio_cpu"]))
+    print(f"saved {path}")
+
+
+if __name__ == "__main__":
+    main()
