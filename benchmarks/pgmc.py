@@ -12,8 +12,8 @@ For each case one equilibrated start (swap MC for KA2D, Metropolis for KA 3D) is
   pgmc_seeds_lf08*.json and pgmc_n1290_t03*.json); KA 3D: + environment-aware displacements at fraction 0.3),
   then frozen. ``--flip-2d C`` (default 0.5) starts the single-flip selection coefficients at phi = -C / T
   (0.5 = heat bath over the energy change of flipping each particle alone; 0 = off), learned with theta.
-  Biased selection draws from sum trees per (swap pair, side); the cost per sweep of the same policy with the member scan (the
-  previous kernel) is measured on one chain as ``cpu_per_sweep_scan``.
+  Biased selection draws from sum trees per (swap pair, side); the cost per sweep of the same policy with the
+  member scan (the previous kernel) is measured on one chain as ``cpu_per_sweep_scan``.
 
 tau_alpha: F_s(q, t) of ALL particles (labels kept through swaps), q = 2 pi (2D) or 7.25 (3D), time
 origin = start of the production run, pooled over chains, first crossing of 1/e (interpolated in log t),
