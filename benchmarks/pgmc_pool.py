@@ -20,6 +20,12 @@ from pgmc import seed_summary
 SETTINGS = ("local_fraction_2d", "flip_2d", "swap_fraction_2d", "hidden", "uniform_selection", "learn_iters")
 
 
+def fail(msg: str) -> None:
+    """Bad input: one line on stderr, exit status 2."""
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("tags", nargs="+", help="suffixes of pgmc_seeds_<tag>.json to pool")
@@ -29,17 +35,21 @@ def main() -> None:
     for t in args.tags:
         path = RESULTS / f"pgmc_seeds_{t}.json"
         if not path.exists():
-            sys.exit(f"error: {path} not found")
-        doc = json.loads(path.read_text())
-        s = {k: doc["args"].get(k) for k in SETTINGS}
+            fail(f"{path} not found")
+        try:
+            doc = json.loads(path.read_text())
+            s = {k: doc["args"].get(k) for k in SETTINGS}
+            _ = [(r["model"], r["N"], r["T"], r["seed"]) for r in doc["rows"]]
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            fail(f"{path.name} is not a seed study of benchmarks/pgmc.py ({type(e).__name__}: {e})")
         if settings is not None and s != settings:
-            sys.exit(f"error: {path.name} was run with other PGMC settings ({s} != {settings})")
+            fail(f"{path.name} was run with other PGMC settings ({s} != {settings})")
         settings = s
         rows += doc["rows"]
         sources.append(path.name)
     seeds = [(r["model"], r["N"], r["T"], r["seed"]) for r in rows]
     if len(set(seeds)) != len(seeds):
-        sys.exit("error: the inputs share seeds; pooled seeds must be independent")
+        fail("the inputs share seeds; pooled seeds must be independent")
     summary = seed_summary(rows)
     path = save(f"pgmc_seeds_{args.tag}", {"mode": "pooled", "sources": sources, "settings": settings,
                                            "rows": rows, "complete": True, "summary": summary})
