@@ -4,4 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash dev/bootstrap.sh
 export GLASSGEN_DATA="${GLASSGEN_DATA:-$(cd .. && pwd)/shared/data}"
-exec .venv/bin/python -m pytest -q -m "not slow" "$@"
+# two cores here: test files go to min(cores, 4) xdist workers (a file stays on one worker, so module fixtures
+# are built once); GLASSGEN_TEST_WORKERS=0 runs in one process
+cores="$(nproc 2>/dev/null || echo 1)"
+workers="${GLASSGEN_TEST_WORKERS:-$(( cores < 4 ? cores : 4 ))}"
+par=()
+if [ "$workers" -gt 1 ]; then par=(-n "$workers" --dist loadfile); fi
+exec .venv/bin/python -m pytest -q -m "not slow" ${par[@]+"${par[@]}"} "$@"

@@ -278,6 +278,68 @@ def test_selection_tree_and_scan_give_the_same_chain(n, theta_scale):
     assert np.allclose(a.feat, b.feat, rtol=0, atol=1e-9)
 
 
+@pytest.mark.parametrize("model,n", [("ka2d", 43), ("ka2d", 12), ("ka2d", 400), ("ka3d", 32)])
+def test_pairwise_selection_features_match_per_particle_passes(model, n):
+    """From-scratch selection features visiting each pair once (minimum image at N = 43, every image in the
+    N = 12 box whose cutoff exceeds half the side, cell lists at N = 400) equal one neighbour pass per
+    particle, for the (energy, coordination) and the extended (single-flip energy) features."""
+    from glassgen._kernels.pgmc import selection_features_per_particle
+    from glassgen.dynamics.initial import random_state
+
+    conf = random_state(model, n, seed=1)
+    m = conf.model
+    pg = PGMC(PGMCTarget.from_model(m, conf.box, 0.5), Policy.default(m.nsp, m.dim), [conf], seed=1)
+    c = pg.chains[0]
+    assert c.use_cells == (n == 400)
+    args = (c.pos, c.species, pg.target.box, m.nsp, pg._pp(), c.use_cells, c.ncell, c.cells, c.cell_count, c.shifts)
+    for width in (2, 2 + m.nsp):
+        fast, ref = np.zeros((n, width)), np.zeros((n, width))
+        selection_features(*args, fast)
+        selection_features_per_particle(*args, ref)
+        assert np.abs(ref[:, 0]).max() > 1.0 and np.abs(ref[:, 1]).max() > 1.0
+        assert np.allclose(fast, ref, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("n", [43, 400])
+def test_deferred_feature_updates_give_the_same_chain(n):
+    """Deferred features (displacements leave them stale; recomputed from scratch before the next swap) and
+    incremental ones give the same chain, move for move, from the same random numbers in the same order
+    (swaps after displacements within each sweep); the deferred sampler orders its sweeps that way and
+    leaves current features behind. A kernel that skipped the recomputation would select from stale
+    features and diverge."""
+    from glassgen.dynamics.initial import random_state
+
+    conf = random_state("ka2d", n, seed=7)
+    m = conf.model
+    pol = Policy.default(3, 2, sigma=0.08, local_fraction=0.4, swap_fraction=0.3, swap_pairs=[(0, 2), (1, 2)],
+                         biased=True, counts=m.counts(n))
+    pol.theta[:] = [[-0.8, 0.5], [0.6, -0.7], [-0.5, 0.9]]
+    pol.phi[:] = [[-0.9, -0.4], [-0.3, -1.1]]
+    pol = _random_local(pol, 5, drift=0.05)
+    target = PGMCTarget.from_model(m, conf.box, 0.5)
+    inc = PGMC(target, pol, [conf], seed=9)
+    inc._draw = lambda k, swaps_last=False: PGMC._draw(inc, k, swaps_last=True)  # the deferred sampler's order
+    dfr = PGMC(target, pol, [conf], seed=9, feature_updates="deferred")
+    draws = dfr._draw(3 * n, swaps_last=True)
+    kinds = draws[0].reshape(3, n)
+    for row in kinds:  # swaps come last in every sweep
+        assert np.all(np.diff((row == 2).astype(int)) >= 0) and (row == 2).any()
+    dfr.rng = np.random.default_rng(9)
+    sweeps = 30 if n < 100 else 6
+    inc.sweep(sweeps)
+    dfr.sweep(sweeps)
+    a, b = inc.chains[0], dfr.chains[0]
+    assert inc.acceptance["swap"] > 0.002 and inc.acceptance["gauss"] > 0.05 and inc.acceptance["local"] > 0
+    assert np.array_equal(a.species, b.species) and np.array_equal(a.pos, b.pos)
+    assert abs(a.energy - b.energy) < 1e-9 * abs(b.energy)
+    f2 = np.zeros_like(b.feat)
+    selection_features(b.pos, b.species, target.box, 3, dfr._pp(), b.use_cells, b.ncell, b.cells, b.cell_count,
+                       b.shifts, f2)
+    assert np.allclose(b.feat, f2, rtol=0, atol=1e-12) and np.allclose(a.feat, f2, rtol=0, atol=1e-9)
+    with pytest.raises(InputError, match="feature_updates"):
+        PGMC(target, pol, [conf], feature_updates="lazy")
+
+
 def test_selection_trees_rebuild_and_hold_the_exact_law():
     """The selection trees (one per swap pair and side; here two over species 1) hold exp(w . f - shift):
     after a leaf update that would leave the exponent range the update reports it, a leaf update reaches

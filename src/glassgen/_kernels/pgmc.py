@@ -251,10 +251,106 @@ def _own_features(i, skip2, x, s, pos, species, box, nsp, pp, use_cells, ncell, 
                 out, dummy, t, 0, it, dxv)
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _add_pair_features(k, j, r2, sk, sj, nsp, pp, cut2, feat):
+    """Pair (k, j) at squared distance r2 < cut2 (one image): its terms in the features of both (mode 2 of
+    :func:`_pair_contrib` for k and for j)."""
+    ab = sk * nsp + sj
+    u = 0.0
+    if r2 < pp[2][ab]:
+        u, w, _ = pair_uw(r2, ab, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
+    xr2 = r2 / pp[0][ab]
+    g = 0.0
+    if xr2 < COORD_CUT * COORD_CUT:
+        t = 1.0 - xr2 / (COORD_CUT * COORD_CUT)
+        g = t * t
+    feat[k, 0] += u
+    feat[k, 1] += g
+    feat[j, 0] += u
+    feat[j, 1] += g
+    if feat.shape[1] > N_SEL:  # e_k^t += u_{t s_j}(r), e_j^t += u_{t s_k}(r)
+        for t in range(nsp):
+            if t == sk:
+                feat[k, N_SEL + t] += u
+            else:
+                abt = t * nsp + sj
+                if r2 < pp[2][abt]:
+                    ut, wt, _ = pair_uw(r2, abt, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
+                    feat[k, N_SEL + t] += ut
+            if t == sj:
+                feat[j, N_SEL + t] += u
+            else:
+                abt = t * nsp + sk
+                if r2 < pp[2][abt]:
+                    ut, wt, _ = pair_uw(r2, abt, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
+                    feat[j, N_SEL + t] += ut
+
+
 @njit(cache=True, error_model="numpy")
 def selection_features(pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts, feat):
     """Selection features of every particle from scratch into feat (N, F): (energy, coordination) and, if
-    F = N_SEL + nsp (extended), the energies e_k^t = sum_j u_{t s_j}(r_kj) that k would have as species t."""
+    F = N_SEL + nsp (extended), the energies e_k^t = sum_j u_{t s_j}(r_kj) that k would have as species t.
+
+    Each pair is visited once (cells: the 3^d stencil; image mode: every periodic image, or only the minimum
+    image when the largest cutoff is at most half the smallest box side). Same sums as the per-particle
+    passes of the incremental updates (mode 2 of :func:`_pair_contrib`), up to round-off."""
+    n, d = pos.shape
+    feat[:] = 0.0
+    rc2 = pp[2]
+    ext = feat.shape[1] > N_SEL
+    rc2_max = 0.0
+    for v in rc2:
+        rc2_max = max(rc2_max, v)
+    lmin = box[0]
+    for a in range(d):
+        lmin = min(lmin, box[a])
+    min_image = 4.0 * rc2_max <= lmin * lmin
+    for k in range(n):
+        sk = species[k]
+        if use_cells:
+            cc0 = home_cell(pos[k], box, ncell)
+            for off in range(3**d):
+                flat = stencil_cell(cc0, ncell, off)
+                for q in range(cell_count[flat]):
+                    j = cells[flat, q]
+                    if j <= k:
+                        continue
+                    r2 = 0.0
+                    for a in range(d):
+                        dx = pos[j, a] - pos[k, a]
+                        dx -= box[a] * math.floor(dx / box[a] + 0.5)
+                        r2 += dx * dx
+                    sj = species[j]
+                    cut2 = rc2_max if ext else rc2[sk * nsp + sj]
+                    if r2 < cut2 and r2 > 0.0:
+                        _add_pair_features(k, j, r2, sk, sj, nsp, pp, cut2, feat)
+        elif min_image:
+            for j in range(k + 1, n):
+                r2 = 0.0
+                for a in range(d):
+                    dx = pos[j, a] - pos[k, a]
+                    dx -= box[a] * math.floor(dx / box[a] + 0.5)
+                    r2 += dx * dx
+                sj = species[j]
+                cut2 = rc2_max if ext else rc2[sk * nsp + sj]
+                if r2 < cut2 and r2 > 0.0:
+                    _add_pair_features(k, j, r2, sk, sj, nsp, pp, cut2, feat)
+        else:
+            for j in range(k + 1, n):
+                sj = species[j]
+                cut2 = rc2_max if ext else rc2[sk * nsp + sj]
+                for c in range(shifts.shape[0]):
+                    r2 = 0.0
+                    for a in range(d):
+                        dx = pos[j, a] + shifts[c, a] - pos[k, a]
+                        r2 += dx * dx
+                    if r2 < cut2 and r2 > 0.0:
+                        _add_pair_features(k, j, r2, sk, sj, nsp, pp, cut2, feat)
+
+
+@njit(cache=True, error_model="numpy")
+def selection_features_per_particle(pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts, feat):
+    """Reference for tests: :func:`selection_features` by one neighbour pass per particle (each pair twice)."""
     n, d = pos.shape
     out = np.zeros(feat.shape[1])
     dxv = np.empty(d)
@@ -573,8 +669,13 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
         cell arguments as in :func:`glassgen._kernels.mc.metropolis_sweep`.
         members, member_pos, n_members: particles of each species (updated by accepted swaps).
         feat: (N, F) selection features (F = N_SEL, or N_SEL + nsp extended: see
-            :func:`selection_features`), kept current when ``track``; unwrapped (N, d) accumulated accepted
-            displacements.
+            :func:`selection_features`), current on entry when ``track`` > 0 and current on return;
+            unwrapped (N, d) accumulated accepted displacements.
+        track: 0, features not used (uniform swaps); 1, every move updates the features of the particles
+            it changes (incremental, O(neighbours) per move); 2, deferred: displacements leave them stale and
+            the first swap after an accepted displacement recomputes them from scratch (O(N)), as does the
+            end of the call. Same chain as 1 (up to round-off); cheaper when the caller groups the swaps
+            of a sweep after its displacements.
         log_sigma (nsp,); ls0 (nsp,), W1 (H, N_RADIAL), b1 (H,), W2 (2, H), b2 (2,): policy parameters;
         pair_a, pair_b (P,) swap species pairs; wsel (P, 2, F) selection weights: the particle of side
             0 (species pair_a[p]) is drawn with probability proportional to exp(wsel[p, 0] . f), that of side 1
@@ -599,13 +700,15 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
     m_tot = kind.shape[0]
     record = rec_scalar.shape[0] == m_tot
     nd = N_RADIAL + d
+    track_disp = track == 1  # displacements update the features (incremental mode)
+    stale = False  # deferred mode: a displacement was accepted since the features were last recomputed
     xnew = np.empty(d)
     delta = np.empty(d)
     nf = feat.shape[1]
     # descriptors, then the pair energy (untracked, mode 4) or the features of the particle (tracked, mode 5:
     # descriptors, energy, features and the neighbours' feature changes in one pass)
-    env_old = np.empty(nd + (nf if track else 1))
-    env_new = np.empty(nd + (nf if track else 1))
+    env_old = np.empty(nd + (nf if track_disp else 1))
+    env_new = np.empty(nd + (nf if track_disp else 1))
     dxv = np.empty(d)
     fi_old = np.zeros(nf)
     fi_new = np.zeros(nf)
@@ -652,7 +755,7 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
                 lq_f = 0.0
                 lq_r = 0.0
             else:
-                if track:
+                if track_disp:
                     env_old[:] = 0.0
                     nt = _neigh_loop(i, -1, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells,
                                      cell_count, shifts, 5, -1.0, env_old, dfeat, touched, nt, is_touched, dxv)
@@ -676,7 +779,7 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
                 xnew[a] = v - box[a] * math.floor(v / box[a])
                 r2jump += delta[a] * delta[a]
             if kd == KIND_LOCAL:
-                if track:
+                if track_disp:
                     env_new[:] = 0.0
                     nt = _neigh_loop(i, -1, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells,
                                      cell_count, shifts, 5, 1.0, env_new, dfeat, touched, nt, is_touched, dxv)
@@ -689,7 +792,7 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
                     lq_r = local_log_density(dxv, env_old, si, ls0, W1, b1, W2, b2)
                 else:
                     lq_r = local_log_density(dxv, env_new, si, ls0, W1, b1, W2, b2)
-            if track:  # the energy change and the neighbours' feature changes from the same two passes
+            if track_disp:  # the energy change and the neighbours' feature changes from the same two passes
                 if kd == KIND_LOCAL:  # done by the descriptor passes (mode 5)
                     for a in range(nf):
                         fi_old[a] = env_old[nd + a]
@@ -731,8 +834,11 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
                 if use_cells:
                     if not _move_cells(i, xnew, box, ncell, cells, cell_count, cell_of, slot):
                         stats[kd, 0] -= 1
+                        if stale:
+                            selection_features(pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
+                                               shifts, feat)
                         return dE, t
-                if track:
+                if track_disp:
                     tree_ok = True
                     for q in range(nt):
                         k = touched[q]
@@ -745,7 +851,7 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
                 for a in range(d):
                     pos[i, a] = xnew[a]
                     unwrapped[i, a] += delta[a]
-                if track:  # fi_new: the features of i at xnew, from the second pass
+                if track_disp:  # fi_new: the features of i at xnew, from the second pass
                     feat[i, :] = fi_new
                     if use_tree:
                         tree_ok &= _sel_tree_set(i, si, member_pos, tree_sp, wq, feat, trees, tree_len, shift)
@@ -754,6 +860,8 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
                 dE += de
                 stats[kd, 1] += 1
                 stats[kd, 2] += r2jump
+                if track == 2:
+                    stale = True
             if nt > 0:  # rejected, or a trial that is not committed
                 nt = _clear_touched(dfeat, touched, nt, is_touched)
             continue
@@ -764,6 +872,11 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
         if n_members[sa] == 0 or n_members[sb] == 0:
             continue
         stats[KIND_SWAP, 0] += 1
+        if stale:  # deferred mode: the features of the current state, from scratch
+            selection_features(pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts, feat)
+            if use_tree:
+                _sel_trees_build(members, n_members, tree_sp, wq, feat, trees, tree_len, shift)
+            stale = False
         if use_tree:
             i, lpa = _sel_tree_draw(usel[t, 0], 2 * p, sa, members, n_members, wq, feat, trees, tree_len, shift)
             j, lpb = _sel_tree_draw(usel[t, 1], 2 * p + 1, sb, members, n_members, wq, feat, trees, tree_len, shift)
@@ -779,7 +892,7 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
             for a in range(nf):
                 rec_sel[t, 0, nf + a] = feat[j, a] - gm[a]
         lq_f = lpa + lpb
-        if biased or track:
+        if biased or track > 0:
             # four passes give the energy change, the new features of i and j (from scratch) and those of
             # their neighbours (by differences). The i-j pair enters all four and cancels (u_ab = u_ba), as
             # do the self-image terms of an image-mode box (i: a -> b, j: b -> a).
@@ -846,7 +959,7 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
             members[sb, pj] = i
             member_pos[i] = pj
             member_pos[j] = pi
-            if biased or track:  # features of the new state (computed above) become current
+            if biased or track > 0:  # features of the new state (computed above) become current
                 for q in range(nt):
                     k = touched[q]
                     for a in range(nf):
@@ -869,6 +982,8 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
             species[i] = sa
             species[j] = sb
         nt = _clear_touched(dfeat, touched, nt, is_touched)
+    if stale:
+        selection_features(pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts, feat)
     return dE, m_tot
 
 

@@ -327,10 +327,17 @@ class PGMC:
         selection_tree: draw biased swap selections from per-species sum trees, O(neighbours + log N) per
             swap (default); False scans the members, O(N_a + N_b): the same law up to round-off, kept as the
             reference for tests and benchmarks.
+        feature_updates: how biased swaps get the selection features of the current state. "incremental":
+            every accepted move updates those of the particles it changes (O(neighbours) per move, also for
+            displacements). "deferred": displacements do not touch them; each production sweep runs its
+            displacement trials first and its swap trials after them, and the features are recomputed from
+            scratch (O(N)) before the first swap that follows an accepted displacement. The random
+            proposals are the same; only their order within a sweep differs (a fixed composition of exact
+            Metropolis-Hastings kernels, so the chain stays exact).
     """
 
     def __init__(self, target: PGMCTarget, policy: Policy, starts: list[Any], seed: int = 0,
-                 selection_tree: bool = True) -> None:
+                 selection_tree: bool = True, feature_updates: str = "incremental") -> None:
         if not starts:
             raise InputError("PGMC needs at least one chain")
         if policy.nsp != target.nsp or policy.dim != target.dim:
@@ -342,6 +349,9 @@ class PGMC:
         self.seed = int(seed)
         self.rng = np.random.default_rng(seed)
         self.selection_tree = bool(selection_tree)
+        if feature_updates not in ("incremental", "deferred"):
+            raise InputError(f"feature_updates must be 'incremental' or 'deferred', got {feature_updates!r}")
+        self.feature_updates = feature_updates
         self.frozen = False
         self.sweeps = 0
         self.chains: list[_Chain] = []
@@ -399,7 +409,17 @@ class PGMC:
         """(n_chains,) current total energies (epsilon), accumulated from accepted moves."""
         return np.array([c.energy for c in self.chains])
 
-    def _draw(self, m: int) -> tuple[np.ndarray, ...]:
+    @property
+    def _track(self) -> int:
+        """Feature mode of the kernel: 0 none (uniform swaps), 1 incremental, 2 deferred."""
+        pol = self.policy
+        if not (pol.biased and pol.move_probs[2] > 0):
+            return 0
+        return 2 if self.feature_updates == "deferred" else 1
+
+    def _draw(self, m: int, swaps_last: bool = False) -> tuple[np.ndarray, ...]:
+        """Random numbers of m trials; ``swaps_last`` (m a multiple of N): within each sweep of N trials,
+        the swap trials are moved after the displacements (stable order)."""
         pol, rng, d = self.policy, self.rng, self.target.dim
         kind = rng.choice(3, size=m, p=pol.move_probs).astype(np.int8)
         idx = rng.integers(0, self.n, m)
@@ -409,13 +429,19 @@ class PGMC:
         xi = rng.standard_normal((m, d))
         usel = rng.random((m, 2))
         logu = np.log(rng.random(m))
-        return kind, idx.astype(np.int64), xi, usel, logu
+        draws = (kind, idx.astype(np.int64), xi, usel, logu)
+        if swaps_last:
+            k = m // self.n
+            order = np.argsort((kind == KIND_SWAP).reshape(k, self.n), axis=1, kind="stable")
+            order = (order + self.n * np.arange(k)[:, None]).ravel()
+            draws = tuple(np.ascontiguousarray(a[order]) for a in draws)
+        return draws
 
     def _call(self, c: _Chain, draws: tuple[np.ndarray, ...], commit: bool, mh_mode: int,
               rec: tuple[np.ndarray, ...]) -> None:
         t, pol = self.target, self.policy
         kind, idx, xi, usel, logu = draws
-        track = bool(pol.biased and pol.move_probs[2] > 0)
+        track = self._track
         start = 0
         while True:
             de, start = pgmc_moves(c.pos, c.species, t.box, t.nsp, self._pp(), t.beta, t.ext_k, t.ext_c,
@@ -447,7 +473,7 @@ class PGMC:
             # only depends on where runs start and stop, which a resumed run reproduces
             k = min(left, max_chunk, _FEATURE_REFRESH - self.sweeps % _FEATURE_REFRESH)
             for c in self.chains:
-                self._call(c, self._draw(k * self.n), True, mh_mode, rec)
+                self._call(c, self._draw(k * self.n, swaps_last=self._track == 2), True, mh_mode, rec)
                 if not math.isfinite(c.energy):
                     raise PhysicsError("non-finite energy in PGMC")
             self.sweeps += k
@@ -568,7 +594,8 @@ class PGMC:
     def _signature(self) -> str:
         return json.dumps({"n": self.n, "chains": self.n_chains, "T": self.target.T, "seed": self.seed,
                            "model": self.target.model.name if self.target.model else None,
-                           "policy": self._initial_log_sigma})
+                           "policy": self._initial_log_sigma,
+                           **({"feature_updates": "deferred"} if self.feature_updates == "deferred" else {})})
 
     def save_checkpoint(self, path: str | os.PathLike[str], samples: list[tuple[int, np.ndarray]],
                         frames: list[tuple[int, np.ndarray, np.ndarray]], extra: dict[str, Any] | None = None) -> None:

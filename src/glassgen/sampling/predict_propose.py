@@ -238,7 +238,7 @@ class PredictProposePGMC(PGMC):
         while True:
             de, start = pgmc_moves(c.pos, c.species, t.box, t.nsp, self._pp(), t.beta, t.ext_k, t.ext_c,
                                    c.use_cells, c.ncell, c.cells, c.cell_count, c.cell_of, c.slot, c.shifts,
-                                   c.members, c.member_pos, c.n_members, c.feat, True, c.unwrapped,
+                                   c.members, c.member_pos, c.n_members, c.feat, 1, c.unwrapped,
                                    pol.log_sigma, pol.ls0, pol.W1, pol.b1, pol.W2, pol.b2, pol.pairs[:, 0].copy(),
                                    pol.pairs[:, 1].copy(), pol.selection_weights(), pol.biased, self.selection_tree,
                                    kind, idx, xi,
