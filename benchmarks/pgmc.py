@@ -91,7 +91,7 @@ def run_mc(conf, T: float, delta: float, swap: float, chains: int, sweeps: int, 
 
 def run_pgmc(conf, T: float, sigma0: float, chains: int, sweeps: int, q: float, seed: int, learn_iters: int,
              local_2d: float = 0.0, biased: bool = True, hidden: int = 8, swap_2d: float = 0.2,
-             flip_2d: float = 0.0) -> dict:
+             flip_2d: float = 0.0, feature_updates: str = "deferred") -> dict:
     m = conf.model
     if m.nsp == 3:
         pol = Policy.default(3, m.dim, sigma=sigma0, swap_fraction=swap_2d, swap_pairs=[(0, 2), (1, 2)], biased=biased,
@@ -99,20 +99,22 @@ def run_pgmc(conf, T: float, sigma0: float, chains: int, sweeps: int, q: float, 
                              phi=-flip_2d / T)
     else:
         pol = Policy.default(m.nsp, m.dim, sigma=sigma0, local_fraction=0.3)
-    pg = PGMC(PGMCTarget.from_model(m, conf.box, T), pol, [conf] * chains, seed=seed)
+    pg = PGMC(PGMCTarget.from_model(m, conf.box, T), pol, [conf] * chains, seed=seed, feature_updates=feature_updates)
     t0 = time.process_time()
     pg.learn(learn_iters, trials_per_chain=max(50, 2000 // chains // max(1, conf.n // 200)), optimizer="natural",
              lr=0.1)
     train_cpu = time.process_time() - t0
     pg.reset_stats()
-    pg_prod = PGMC(pg.target, pg.freeze(), [conf] * chains, seed=seed + 1)  # same start as the baselines
+    pg_prod = PGMC(pg.target, pg.freeze(), [conf] * chains, seed=seed + 1,  # same start as the baselines
+                   feature_updates=feature_updates)
     res = pg_prod.run(sweeps, sample_every=max(1, sweeps // 50), frame_sweeps=log_spaced_steps(sweeps, 8))
     tau, f_end, _ = fs_tau(res.frame_sweeps, [res.frames[:, c] for c in range(chains)], q)
     out = {"tau_sweeps": tau, "fs_final": f_end, "cpu_per_sweep": res.info["cpu_s"] / chains / sweeps,
            "acceptance": res.acceptance, "sigma": pg_prod.policy.sigma.tolist(),
            "theta": pg_prod.policy.theta.tolist(), "phi": pg_prod.policy.phi.tolist(), "train_cpu_s": train_cpu}
     if pg_prod.policy.biased:  # the same frozen policy with the O(N_a + N_b) member scan instead of the trees
-        scan = PGMC(pg.target, pg_prod.policy, [conf], seed=seed + 2, selection_tree=False)
+        scan = PGMC(pg.target, pg_prod.policy, [conf], seed=seed + 2, selection_tree=False,
+                    feature_updates=feature_updates)
         k = max(20, sweeps // 40)
         scan.sweep(2)
         t0 = time.process_time()
@@ -188,6 +190,9 @@ def main() -> None:
                     help="KA2D PGMC: start the single-flip selection coefficients at phi = -C / T (0.5: heat bath over "
                          "the single-flip energies; 0: off), then learn them with theta")
     ap.add_argument("--hidden", type=int, default=8, help="KA2D PGMC: hidden units of the local-policy network")
+    ap.add_argument("--feature-updates", choices=("deferred", "incremental"), default="deferred",
+                    help="PGMC selection features: recomputed before the swaps of each sweep (deferred, default) or "
+                         "updated by every move (incremental, the kernel of the results before 2026-12-03)")
     ap.add_argument("--tag", default="", help="suffix of the results name (pgmc[_seeds]_<tag>.json)")
     args = ap.parse_args()
     name = ("pgmc" if args.seeds == 1 else "pgmc_seeds") + (f"_{args.tag}" if args.tag else "")
@@ -233,7 +238,8 @@ def main() -> None:
             res["swap"] = run_mc(conf, T, delta, 0.2, chains, sweeps, q, seed + 20)
         res["pgmc"] = run_pgmc(conf, T, delta / math.sqrt(3), chains, sweeps, q, seed + 30, learn_iters,
                                local_fraction_2d(args.local_fraction_2d, n), biased=not args.uniform_selection,
-                               hidden=args.hidden, swap_2d=args.swap_fraction_2d, flip_2d=args.flip_2d)
+                               hidden=args.hidden, swap_2d=args.swap_fraction_2d, flip_2d=args.flip_2d,
+                               feature_updates=args.feature_updates)
         row["methods"] = res
         for k, v in res.items():
             v["converged"] = bool(math.isfinite(v["tau_sweeps"]))

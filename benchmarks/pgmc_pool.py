@@ -17,7 +17,8 @@ import sys
 from _common import RESULTS, save, table
 from pgmc import seed_summary
 
-SETTINGS = ("local_fraction_2d", "flip_2d", "swap_fraction_2d", "hidden", "uniform_selection", "learn_iters")
+SETTINGS = ("local_fraction_2d", "flip_2d", "swap_fraction_2d", "hidden", "uniform_selection", "learn_iters",
+            "feature_updates")  # absent (None) in studies before the deferred features: the incremental kernel
 
 
 def fail(msg: str) -> None:

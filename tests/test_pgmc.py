@@ -229,7 +229,8 @@ def test_energy_and_feature_bookkeeping(model, n):
                          seed=3, counts=m.counts(n))
     pol.theta[:] = 0.3
     pol.phi[:] = -0.4
-    pg = PGMC(PGMCTarget.from_model(m, conf.box, 0.6), _random_local(pol, 3, drift=0.05), [conf, conf], seed=4)
+    pg = PGMC(PGMCTarget.from_model(m, conf.box, 0.6), _random_local(pol, 3, drift=0.05), [conf, conf], seed=4,
+              feature_updates="incremental")  # every move updates the features (deferred: tested below)
     pg.sweep(8 if n < 500 else 3)
     for ch in pg.chains:
         fresh = ForceField(m, ch.species, conf.box, skin=0.0).energy(ch.pos)
@@ -317,7 +318,7 @@ def test_deferred_feature_updates_give_the_same_chain(n):
     pol.phi[:] = [[-0.9, -0.4], [-0.3, -1.1]]
     pol = _random_local(pol, 5, drift=0.05)
     target = PGMCTarget.from_model(m, conf.box, 0.5)
-    inc = PGMC(target, pol, [conf], seed=9)
+    inc = PGMC(target, pol, [conf], seed=9, feature_updates="incremental")
     inc._draw = lambda k, swaps_last=False: PGMC._draw(inc, k, swaps_last=True)  # the deferred sampler's order
     dfr = PGMC(target, pol, [conf], seed=9, feature_updates="deferred")
     draws = dfr._draw(3 * n, swaps_last=True)

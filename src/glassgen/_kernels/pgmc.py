@@ -88,7 +88,7 @@ def _energy(i, x, s, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_c
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _pair_contrib(j, r2, dxv, ab, sc, sj, nsp, pp, mode, sign, out, dfeat, touched, nt, is_touched):
+def _pair_contrib(j, r2, dxv, ab, sc, sj, nsp, pp, mode, sign, out, dfeat, touched, nt, is_touched, s_new):
     """One neighbour j at squared distance r2 (dxv = x_j - x): add its contribution for ``mode``.
 
     ab = sc nsp + sj (sc: species of the central particle, sj: of the neighbour).
@@ -99,10 +99,60 @@ def _pair_contrib(j, r2, dxv, ab, sc, sj, nsp, pp, mode, sign, out, dfeat, touch
     mode 2: (u, g) into out[0:2] (features of the central particle); extended (out has N_SEL + nsp rows):
         u_{t s_j}(r) into out[N_SEL + t], the energy the central particle would have as species t;
     mode 3: both 1 and 2 (the energy of the central particle and its neighbours' feature changes in one pass);
-    mode 5: mode 0 and mode 3 in one pass, the central particle's features in out[N_RADIAL + d:].
+    mode 5: mode 0 and mode 3 in one pass, the central particle's features in out[N_RADIAL + d:];
+    mode 6: single flip of the central particle from species sc to s_new at fixed position: out[0] += its
+        energy change, out[1] += its new coordination term, out[2] += its new pair energy; dfeat[j] += the
+        change of every feature of j (energy, coordination, and with extended features e_j^t).
     """
     sig2 = pp[0]
     d = dxv.shape[0]
+    if mode == 6:
+        ext = dfeat.shape[1] > N_SEL  # extended: the caller's cutoff is the largest one, for every term
+        abn = s_new * nsp + sj
+        u_o = 0.0
+        u_n = 0.0
+        g_o = 0.0
+        g_n = 0.0
+        if r2 < pp[2][ab]:
+            u_o, w, _ = pair_uw(r2, ab, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
+        if r2 < pp[2][abn]:
+            u_n, w, _ = pair_uw(r2, abn, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
+        xr2 = r2 / sig2[ab]
+        if xr2 < COORD_CUT * COORD_CUT and (ext or r2 < pp[2][ab]):
+            t = 1.0 - xr2 / (COORD_CUT * COORD_CUT)
+            g_o = t * t
+        xr2 = r2 / sig2[abn]
+        if xr2 < COORD_CUT * COORD_CUT and (ext or r2 < pp[2][abn]):
+            t = 1.0 - xr2 / (COORD_CUT * COORD_CUT)
+            g_n = t * t
+        out[0] += u_n - u_o
+        out[1] += g_n
+        out[2] += u_n
+        hit = u_o != 0.0 or u_n != 0.0 or g_o != 0.0 or g_n != 0.0
+        if ext:  # e_j^t changes by u_{t s_new}(r) - u_{t sc}(r)
+            for t in range(nsp):
+                if t == sj:
+                    dfeat[j, N_SEL + t] += u_n - u_o
+                    continue
+                abo = t * nsp + sc
+                abt = t * nsp + s_new
+                ut_o = 0.0
+                ut_n = 0.0
+                if r2 < pp[2][abo]:
+                    ut_o, w, _ = pair_uw(r2, abo, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
+                if r2 < pp[2][abt]:
+                    ut_n, w, _ = pair_uw(r2, abt, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
+                if ut_o != 0.0 or ut_n != 0.0:
+                    dfeat[j, N_SEL + t] += ut_n - ut_o
+                    hit = True
+        if hit:
+            dfeat[j, 0] += u_n - u_o
+            dfeat[j, 1] += g_n - g_o
+            if not is_touched[j]:
+                is_touched[j] = True
+                touched[nt] = j
+                nt += 1
+        return nt
     if mode == 0 or mode == 4 or mode == 5:
         if mode == 4:
             u, w, _ = pair_uw(r2, ab, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
@@ -168,15 +218,17 @@ def _pair_contrib(j, r2, dxv, ab, sc, sj, nsp, pp, mode, sign, out, dfeat, touch
 
 @njit(cache=True, error_model="numpy")
 def _neigh_loop(i, skip2, x, s, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts,
-                mode, sign, out, dfeat, touched, nt, is_touched, dxv):
+                mode, sign, out, dfeat, touched, nt, is_touched, dxv, s_new=-1):
     """Visit every neighbour j (j != i, j != skip2, all periodic images in image mode) of a particle of
     species s placed at x, calling :func:`_pair_contrib`. Returns the updated touched count. Pairs beyond
-    the cutoff of (s, s_j) are skipped, or, with extended features in modes 1-3, beyond the largest cutoff."""
+    the cutoff of (s, s_j) are skipped, or, with extended features in modes 1-3 and 5 and always in mode 6
+    (a flip of the central particle to species s_new), beyond the largest cutoff."""
     n, d = pos.shape
     base = s * nsp
     rc_desc = pp[2]
     rc_ext = -1.0
-    if (1 <= mode <= 3 or mode == 5) and (dfeat.shape[1] > N_SEL or (mode == 2 and out.shape[0] > N_SEL)):
+    if mode == 6 or ((1 <= mode <= 3 or mode == 5) and (dfeat.shape[1] > N_SEL
+                                                        or (mode == 2 and out.shape[0] > N_SEL))):
         for v in rc_desc:
             rc_ext = max(rc_ext, v)
     if use_cells:
@@ -197,7 +249,7 @@ def _neigh_loop(i, skip2, x, s, pos, species, box, nsp, pp, use_cells, ncell, ce
                 ab = base + sj
                 if r2 < (rc_desc[ab] if rc_ext < 0.0 else rc_ext) and r2 > 0.0:
                     nt = _pair_contrib(j, r2, dxv, ab, s, sj, nsp, pp, mode, sign, out, dfeat, touched, nt,
-                                       is_touched)
+                                       is_touched, s_new)
         return nt
     nimg = shifts.shape[0]
     for j in range(n):
@@ -212,7 +264,8 @@ def _neigh_loop(i, skip2, x, s, pos, species, box, nsp, pp, use_cells, ncell, ce
                 dxv[k] = dx
                 r2 += dx * dx
             if r2 < (rc_desc[ab] if rc_ext < 0.0 else rc_ext) and r2 > 0.0:
-                nt = _pair_contrib(j, r2, dxv, ab, s, sj, nsp, pp, mode, sign, out, dfeat, touched, nt, is_touched)
+                nt = _pair_contrib(j, r2, dxv, ab, s, sj, nsp, pp, mode, sign, out, dfeat, touched, nt, is_touched,
+                                   s_new)
     return nt
 
 
@@ -712,7 +765,8 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
     dxv = np.empty(d)
     fi_old = np.zeros(nf)
     fi_new = np.zeros(nf)
-    fj_old = np.zeros(nf)
+    flip_i = np.zeros(3)  # single-flip passes (mode 6): energy change, new coordination, new pair energy
+    flip_j = np.zeros(3)
     fj_new = np.zeros(nf)
     gm = np.zeros(nf)
     lbuf = np.empty(n)  # scratch of _select
@@ -893,24 +947,27 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
                 rec_sel[t, 0, nf + a] = feat[j, a] - gm[a]
         lq_f = lpa + lpb
         if biased or track > 0:
-            # four passes give the energy change, the new features of i and j (from scratch) and those of
-            # their neighbours (by differences). The i-j pair enters all four and cancels (u_ab = u_ba), as
-            # do the self-image terms of an image-mode box (i: a -> b, j: b -> a).
-            fi_old[:] = 0.0
-            fi_new[:] = 0.0
-            fj_old[:] = 0.0
-            fj_new[:] = 0.0
+            # two single-flip passes (i: a -> b with j still b, then j: b -> a with i already b) give the energy
+            # change, the neighbours' feature changes and the new coordination and energy of i and j; the
+            # single-flip energies e^t of i and j change only through each other (their own species does not
+            # enter). The i-j pair enters both passes and cancels (u_ab = u_ba); self-images are skipped
+            # (a -> b of i and b -> a of j at the same image distance cancel).
+            flip_i[:] = 0.0
+            flip_j[:] = 0.0
             nt = _neigh_loop(i, -1, pos[i], sa, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
-                             shifts, 3, -1.0, fi_old, dfeat, touched, nt, is_touched, dxv)
-            nt = _neigh_loop(j, -1, pos[j], sb, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
-                             shifts, 3, -1.0, fj_old, dfeat, touched, nt, is_touched, dxv)
+                             shifts, 6, 1.0, flip_i, dfeat, touched, nt, is_touched, dxv, sb)
             species[i] = sb
+            nt = _neigh_loop(j, -1, pos[j], sb, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
+                             shifts, 6, 1.0, flip_j, dfeat, touched, nt, is_touched, dxv, sa)
             species[j] = sa
-            nt = _neigh_loop(i, -1, pos[i], sb, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
-                             shifts, 3, 1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
-            nt = _neigh_loop(j, -1, pos[j], sa, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
-                             shifts, 3, 1.0, fj_new, dfeat, touched, nt, is_touched, dxv)
-            de = (fi_new[0] + fj_new[0] - fi_old[0] - fj_old[0]
+            fi_new[0] = flip_i[2] + dfeat[i, 0]  # dfeat[i]: the change j's flip made (zero if none)
+            fi_new[1] = flip_i[1] + dfeat[i, 1]
+            fj_new[0] = flip_j[2]
+            fj_new[1] = flip_j[1]
+            for a in range(N_SEL, nf):
+                fi_new[a] = feat[i, a] + dfeat[i, a]
+                fj_new[a] = feat[j, a] + dfeat[j, a]
+            de = (flip_i[0] + flip_j[0]
                   + ext_energy(pos[i], sb, ext_k, ext_c, box) - ext_energy(pos[i], sa, ext_k, ext_c, box)
                   + ext_energy(pos[j], sa, ext_k, ext_c, box) - ext_energy(pos[j], sb, ext_k, ext_c, box))
         else:

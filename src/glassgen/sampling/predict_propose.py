@@ -216,7 +216,8 @@ class PredictProposePGMC(PGMC):
     def __init__(self, target: PGMCTarget, policy: Policy, starts: list[Any], seed: int = 0,
                  theta_select: float | np.ndarray = 0.0, select_fraction: float = 1.0,
                  mh_mode: int = MH_EXACT) -> None:
-        super().__init__(target, policy, starts, seed)
+        # the biased displacements select from the features, so every move keeps them current
+        super().__init__(target, policy, starts, seed, feature_updates="incremental")
         if not 0.0 <= select_fraction <= 1.0:
             raise InputError("select_fraction must be in [0, 1]")
         self.scorer = FeatureScorer(target, theta_select)
