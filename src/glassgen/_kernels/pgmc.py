@@ -64,6 +64,10 @@ DESC_CUT = 2.2
 COORD_CUT = 1.5
 N_SEL = 2
 _LOG_2PI = math.log(2.0 * math.pi)
+#: pass modes of _neigh_loop and "no species" as numpy int64 scalars: Numba types a global numpy scalar as
+#: int64 but a Python int literal as Literal[int], which would compile _neigh_loop once per mode and literal
+_M0, _M1, _M2, _M3, _M4, _M5, _M6 = (np.int64(k) for k in range(7))
+_NONE = np.int64(-1)
 
 
 @njit(cache=True, error_model="numpy")
@@ -218,7 +222,7 @@ def _pair_contrib(j, r2, dxv, ab, sc, sj, nsp, pp, mode, sign, out, dfeat, touch
 
 @njit(cache=True, error_model="numpy")
 def _neigh_loop(i, skip2, x, s, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts,
-                mode, sign, out, dfeat, touched, nt, is_touched, dxv, s_new=-1):
+                mode, sign, out, dfeat, touched, nt, is_touched, dxv, s_new):
     """Visit every neighbour j (j != i, j != skip2, all periodic images in image mode) of a particle of
     species s placed at x, calling :func:`_pair_contrib`. Returns the updated touched count. Pairs beyond
     the cutoff of (s, s_j) are skipped, or, with extended features in modes 1-3 and 5 and always in mode 6
@@ -276,7 +280,7 @@ def local_descriptors(i, x, s, pos, species, box, nsp, pp, use_cells, ncell, cel
     out (N_RADIAL + d,) is overwritten: G_k = sum_j exp(-((r/sig_ab - mu_k)/w)^2) fc, then
     b = sum_j fc (sig_ab/r)^6 (x - x_j)/r, fc = (1 - (r/(2.2 sig_ab))^2)^2. Requires 2.2 sig_ab <= r_c,ab.
     """
-    _descriptor_pass(i, x, s, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts, out, 0)
+    _descriptor_pass(i, x, s, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts, out, _M0)
 
 
 @njit(cache=True, error_model="numpy")
@@ -290,7 +294,7 @@ def _descriptor_pass(i, x, s, pos, species, box, nsp, pp, use_cells, ncell, cell
     it = np.zeros(1, dtype=np.bool_)
     dxv = np.empty(d)
     _neigh_loop(i, -1, x, s, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts, mode, 1.0,
-                out, dummy, t, 0, it, dxv)
+                out, dummy, t, _M0, it, dxv, _NONE)
 
 
 @njit(cache=True, error_model="numpy")
@@ -300,8 +304,8 @@ def _own_features(i, skip2, x, s, pos, species, box, nsp, pp, use_cells, ncell, 
     dummy = np.zeros((1, 2))
     t = np.zeros(1, dtype=np.int64)
     it = np.zeros(1, dtype=np.bool_)
-    _neigh_loop(i, skip2, x, s, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts, 2, 1.0,
-                out, dummy, t, 0, it, dxv)
+    _neigh_loop(i, skip2, x, s, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts, _M2, 1.0,
+                out, dummy, t, _M0, it, dxv, _NONE)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -773,7 +777,7 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
     dfeat = np.zeros((n, nf))
     touched = np.empty(n, dtype=np.int64)
     is_touched = np.zeros(n, dtype=np.bool_)
-    nt = 0
+    nt = _M0  # int64, not a literal
     dE = 0.0
     use_tree = biased and sel_tree and not record and mh_mode != MH_STALE_REVERSE
     n_pairs = pair_a.shape[0]
@@ -812,10 +816,10 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
                 if track_disp:
                     env_old[:] = 0.0
                     nt = _neigh_loop(i, -1, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells,
-                                     cell_count, shifts, 5, -1.0, env_old, dfeat, touched, nt, is_touched, dxv)
+                                     cell_count, shifts, _M5, -1.0, env_old, dfeat, touched, nt, is_touched, dxv, _NONE)
                 else:
                     _descriptor_pass(i, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
-                                     shifts, env_old, 4)
+                                     shifts, env_old, _M4)
                 ls, c = _network(env_old, si, ls0, W1, b1, W2, b2)
                 nb2 = 0.0
                 for a in range(d):
@@ -836,10 +840,10 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
                 if track_disp:
                     env_new[:] = 0.0
                     nt = _neigh_loop(i, -1, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells,
-                                     cell_count, shifts, 5, 1.0, env_new, dfeat, touched, nt, is_touched, dxv)
+                                     cell_count, shifts, _M5, 1.0, env_new, dfeat, touched, nt, is_touched, dxv, _NONE)
                 else:
                     _descriptor_pass(i, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
-                                     shifts, env_new, 4)
+                                     shifts, env_new, _M4)
                 for a in range(d):
                     dxv[a] = -delta[a]
                 if mh_mode == MH_STALE_REVERSE:
@@ -855,9 +859,9 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
                     fi_old[:] = 0.0
                     fi_new[:] = 0.0
                     nt = _neigh_loop(i, -1, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells,
-                                     cell_count, shifts, 3, -1.0, fi_old, dfeat, touched, nt, is_touched, dxv)
+                                     cell_count, shifts, _M3, -1.0, fi_old, dfeat, touched, nt, is_touched, dxv, _NONE)
                     nt = _neigh_loop(i, -1, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells,
-                                     cell_count, shifts, 3, 1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
+                                     cell_count, shifts, _M3, 1.0, fi_new, dfeat, touched, nt, is_touched, dxv, _NONE)
                 de = (fi_new[0] - fi_old[0] + ext_energy(xnew, si, ext_k, ext_c, box)
                       - ext_energy(pos[i], si, ext_k, ext_c, box))
             elif kd == KIND_LOCAL:  # pair energies from the two descriptor passes (i's self-images cancel)
@@ -954,11 +958,12 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
             # (a -> b of i and b -> a of j at the same image distance cancel).
             flip_i[:] = 0.0
             flip_j[:] = 0.0
-            nt = _neigh_loop(i, -1, pos[i], sa, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
-                             shifts, 6, 1.0, flip_i, dfeat, touched, nt, is_touched, dxv, sb)
+            # (species[i] = sa and species[j] = sb passed as int32, like every other pass: one compilation)
+            nt = _neigh_loop(i, -1, pos[i], species[i], pos, species, box, nsp, pp, use_cells, ncell, cells,
+                             cell_count, shifts, _M6, 1.0, flip_i, dfeat, touched, nt, is_touched, dxv, sb)
             species[i] = sb
-            nt = _neigh_loop(j, -1, pos[j], sb, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
-                             shifts, 6, 1.0, flip_j, dfeat, touched, nt, is_touched, dxv, sa)
+            nt = _neigh_loop(j, -1, pos[j], species[j], pos, species, box, nsp, pp, use_cells, ncell, cells,
+                             cell_count, shifts, _M6, 1.0, flip_j, dfeat, touched, nt, is_touched, dxv, sa)
             species[j] = sa
             fi_new[0] = flip_i[2] + dfeat[i, 0]  # dfeat[i]: the change j's flip made (zero if none)
             fi_new[1] = flip_i[1] + dfeat[i, 1]
@@ -1136,7 +1141,7 @@ def biased_displacements(pos, species, box, nsp, pp, beta, ext_k, ext_c,
     dfeat = np.zeros((n, nf))
     touched = np.empty(n, dtype=np.int64)
     is_touched = np.zeros(n, dtype=np.bool_)
-    nt = 0
+    nt = _M0  # int64, not a literal
     dE = 0.0
     for t in range(start, m_tot):
         # forward selection in the current state
@@ -1165,9 +1170,9 @@ def biased_displacements(pos, species, box, nsp, pp, beta, ext_k, ext_c,
         de = e_new - e_old
         # scores of the new state, locally
         nt = _neigh_loop(i, -1, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
-                         shifts, 1, -1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
+                         shifts, _M1, -1.0, fi_new, dfeat, touched, nt, is_touched, dxv, _NONE)
         nt = _neigh_loop(i, -1, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
-                         shifts, 1, 1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
+                         shifts, _M1, 1.0, fi_new, dfeat, touched, nt, is_touched, dxv, _NONE)
         _own_features(i, -1, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts,
                       fi_new, dxv)
         stats[3] += nt + 1
