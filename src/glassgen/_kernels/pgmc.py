@@ -309,9 +309,9 @@ def _own_features(i, skip2, x, s, pos, species, box, nsp, pp, use_cells, ncell, 
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _add_pair_features(k, j, r2, sk, sj, nsp, pp, cut2, feat):
-    """Pair (k, j) at squared distance r2 < cut2 (one image): its terms in the features of both (mode 2 of
-    :func:`_pair_contrib` for k and for j)."""
+def _add_pair_features(k, j, r2, sk, sj, nsp, pp, feat):
+    """Pair (k, j) at squared distance r2 within the caller's cutoff (one image): its terms in the features
+    of both (mode 2 of :func:`_pair_contrib` for k and for j)."""
     ab = sk * nsp + sj
     u = 0.0
     if r2 < pp[2][ab]:
@@ -343,6 +343,21 @@ def _add_pair_features(k, j, r2, sk, sj, nsp, pp, cut2, feat):
                     feat[j, N_SEL + t] += ut
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _min_image_pair_features(k, j, sk, pos, species, box, nsp, pp, rc2_max, ext, feat):
+    """Pair (k, j) by the minimum image: its feature terms if within the cutoff (the largest one when
+    ``ext``, that of the pair otherwise)."""
+    r2 = 0.0
+    for a in range(pos.shape[1]):
+        dx = pos[j, a] - pos[k, a]
+        dx -= box[a] * math.floor(dx / box[a] + 0.5)
+        r2 += dx * dx
+    sj = species[j]
+    cut2 = rc2_max if ext else pp[2][sk * nsp + sj]
+    if r2 < cut2 and r2 > 0.0:
+        _add_pair_features(k, j, r2, sk, sj, nsp, pp, feat)
+
+
 @njit(cache=True, error_model="numpy")
 def selection_features(pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts, feat):
     """Selection features of every particle from scratch into feat (N, F): (energy, coordination) and, if
@@ -370,28 +385,11 @@ def selection_features(pos, species, box, nsp, pp, use_cells, ncell, cells, cell
                 flat = stencil_cell(cc0, ncell, off)
                 for q in range(cell_count[flat]):
                     j = cells[flat, q]
-                    if j <= k:
-                        continue
-                    r2 = 0.0
-                    for a in range(d):
-                        dx = pos[j, a] - pos[k, a]
-                        dx -= box[a] * math.floor(dx / box[a] + 0.5)
-                        r2 += dx * dx
-                    sj = species[j]
-                    cut2 = rc2_max if ext else rc2[sk * nsp + sj]
-                    if r2 < cut2 and r2 > 0.0:
-                        _add_pair_features(k, j, r2, sk, sj, nsp, pp, cut2, feat)
+                    if j > k:
+                        _min_image_pair_features(k, j, sk, pos, species, box, nsp, pp, rc2_max, ext, feat)
         elif min_image:
             for j in range(k + 1, n):
-                r2 = 0.0
-                for a in range(d):
-                    dx = pos[j, a] - pos[k, a]
-                    dx -= box[a] * math.floor(dx / box[a] + 0.5)
-                    r2 += dx * dx
-                sj = species[j]
-                cut2 = rc2_max if ext else rc2[sk * nsp + sj]
-                if r2 < cut2 and r2 > 0.0:
-                    _add_pair_features(k, j, r2, sk, sj, nsp, pp, cut2, feat)
+                _min_image_pair_features(k, j, sk, pos, species, box, nsp, pp, rc2_max, ext, feat)
         else:
             for j in range(k + 1, n):
                 sj = species[j]
@@ -402,7 +400,7 @@ def selection_features(pos, species, box, nsp, pp, use_cells, ncell, cells, cell
                         dx = pos[j, a] + shifts[c, a] - pos[k, a]
                         r2 += dx * dx
                     if r2 < cut2 and r2 > 0.0:
-                        _add_pair_features(k, j, r2, sk, sj, nsp, pp, cut2, feat)
+                        _add_pair_features(k, j, r2, sk, sj, nsp, pp, feat)
 
 
 @njit(cache=True, error_model="numpy")
