@@ -200,7 +200,8 @@ def pgmc_run(*, policy: PathLike, out: PathLike, sweeps: int, T: float | None = 
                  checkpoint_every=checkpoint_every)
     q = default_q(m.dim) if q is None else float(q)
     summary: dict[str, Any] = {"model": m.name, "N": conf.n, "T": T, "chains": n_chains, "sweeps": sweeps,
-                               "acceptance": res.acceptance, "sigma": pol.sigma.tolist()}
+                               "acceptance": res.acceptance, "sigma": pol.sigma.tolist(),
+                               "feature_updates": res.info["feature_updates"]}
     summary["U_per_N"] = _u_summary(res, conf.n)
     if res.frames is not None and res.frames.shape[0] >= 2:
         from glassgen.observables.dynamics import tau_alpha

@@ -334,7 +334,7 @@ class PGMC:
             scratch (O(N)) before the first swap that follows an accepted displacement. The random
             proposals are the same; only their order within a sweep differs (a fixed composition of exact
             Metropolis-Hastings kernels, so the chain stays exact). Deferred is the default: at N = 43 and
-            1290 (KA2D, T = 0.3) it costs 0.73 and 0.74 of the incremental time per move (benchmarks/pgmc_cost.py).
+            1290 (KA2D, T = 0.3) it costs 0.73-0.83 of the incremental time per move (benchmarks/pgmc_cost.py).
     """
 
     def __init__(self, target: PGMCTarget, policy: Policy, starts: list[Any], seed: int = 0,
@@ -693,7 +693,8 @@ class PGMC:
         fr = np.stack([p for _, p, _ in frames]) if frames else None
         fs = np.stack([s for _, _, s in frames]) if frames else None
         info = {"sweeps": self.sweeps - base, "cpu_s": extra["cpu_s"], "n_chains": self.n_chains,
-                "sigma": self.policy.sigma.tolist(), "mean_squared_jump": self.mean_squared_jump()}
+                "sigma": self.policy.sigma.tolist(), "mean_squared_jump": self.mean_squared_jump(),
+                "feature_updates": self.feature_updates}
         return PGMCResult(sample_sweeps=np.array([s for s, _ in samples], dtype=np.int64),
                           energies=np.stack([e for _, e in samples]) if samples else np.zeros((0, self.n_chains)),
                           frame_sweeps=np.array([s for s, _, _ in frames], dtype=np.int64), frames=fr,
