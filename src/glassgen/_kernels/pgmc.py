@@ -326,21 +326,22 @@ def _add_pair_features(k, j, r2, sk, sj, nsp, pp, feat):
     feat[j, 0] += u
     feat[j, 1] += g
     if feat.shape[1] > N_SEL:  # e_k^t += u_{t s_j}(r), e_j^t += u_{t s_k}(r)
-        for t in range(nsp):
-            if t == sk:
-                feat[k, N_SEL + t] += u
-            else:
-                abt = t * nsp + sj
-                if r2 < pp[2][abt]:
-                    ut, wt, _ = pair_uw(r2, abt, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
-                    feat[k, N_SEL + t] += ut
-            if t == sj:
-                feat[j, N_SEL + t] += u
-            else:
-                abt = t * nsp + sk
-                if r2 < pp[2][abt]:
-                    ut, wt, _ = pair_uw(r2, abt, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
-                    feat[j, N_SEL + t] += ut
+        _add_species_energies(feat, k, sk, sj, r2, u, nsp, pp)
+        _add_species_energies(feat, j, sj, sk, r2, u, nsp, pp)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _add_species_energies(feat, row, s_row, s_other, r2, u, nsp, pp):
+    """Single-flip energies of particle ``row`` (species s_row) from one neighbour of species s_other at
+    squared distance r2: e^t += u_{t s_other}(r) for every species t (u, already known, for t = s_row)."""
+    for t in range(nsp):
+        if t == s_row:
+            feat[row, N_SEL + t] += u
+            continue
+        abt = t * nsp + s_other
+        if r2 < pp[2][abt]:
+            ut, wt, _ = pair_uw(r2, abt, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
+            feat[row, N_SEL + t] += ut
 
 
 @njit(cache=True, error_model="numpy", inline="always")
