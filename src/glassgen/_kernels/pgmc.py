@@ -92,6 +92,15 @@ def _energy(i, x, s, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_c
 
 
 @njit(cache=True, error_model="numpy", inline="always")
+def _pair_u(r2, ab, pp):
+    """Pair energy u_ab at squared distance r2, 0 at and beyond the cutoff of ab."""
+    if r2 < pp[2][ab]:
+        u, w, _ = pair_uw(r2, ab, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
+        return u
+    return 0.0
+
+
+@njit(cache=True, error_model="numpy", inline="always")
 def _pair_contrib(j, r2, dxv, ab, sc, sj, nsp, pp, mode, sign, out, dfeat, touched, nt, is_touched, s_new):
     """One neighbour j at squared distance r2 (dxv = x_j - x): add its contribution for ``mode``.
 
@@ -113,14 +122,10 @@ def _pair_contrib(j, r2, dxv, ab, sc, sj, nsp, pp, mode, sign, out, dfeat, touch
     if mode == 6:
         ext = dfeat.shape[1] > N_SEL  # extended: the caller's cutoff is the largest one, for every term
         abn = s_new * nsp + sj
-        u_o = 0.0
-        u_n = 0.0
+        u_o = _pair_u(r2, ab, pp)
+        u_n = _pair_u(r2, abn, pp)
         g_o = 0.0
         g_n = 0.0
-        if r2 < pp[2][ab]:
-            u_o, w, _ = pair_uw(r2, ab, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
-        if r2 < pp[2][abn]:
-            u_n, w, _ = pair_uw(r2, abn, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
         xr2 = r2 / sig2[ab]
         if xr2 < COORD_CUT * COORD_CUT and (ext or r2 < pp[2][ab]):
             t = 1.0 - xr2 / (COORD_CUT * COORD_CUT)
@@ -138,14 +143,8 @@ def _pair_contrib(j, r2, dxv, ab, sc, sj, nsp, pp, mode, sign, out, dfeat, touch
                 if t == sj:
                     dfeat[j, N_SEL + t] += u_n - u_o
                     continue
-                abo = t * nsp + sc
-                abt = t * nsp + s_new
-                ut_o = 0.0
-                ut_n = 0.0
-                if r2 < pp[2][abo]:
-                    ut_o, w, _ = pair_uw(r2, abo, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
-                if r2 < pp[2][abt]:
-                    ut_n, w, _ = pair_uw(r2, abt, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
+                ut_o = _pair_u(r2, t * nsp + sc, pp)
+                ut_n = _pair_u(r2, t * nsp + s_new, pp)
                 if ut_o != 0.0 or ut_n != 0.0:
                     dfeat[j, N_SEL + t] += ut_n - ut_o
                     hit = True
