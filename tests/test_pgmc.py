@@ -279,6 +279,39 @@ def test_selection_tree_and_scan_give_the_same_chain(n, theta_scale):
     assert np.allclose(a.feat, b.feat, rtol=0, atol=1e-9)
 
 
+@pytest.mark.parametrize("model,n", [("ka2d", 43), ("ka2d", 400), ("ka3d", 32), ("ka3d", 1000)])
+def test_local_descriptors_match_brute_force_numpy(model, n):
+    """The kernel's environment descriptors (radial Gaussians G_k and the bond vector b) equal a brute-force
+    NumPy sum over every periodic image, for image sums and cell lists, at displaced trial positions."""
+    from glassgen._kernels.pgmc import DESC_CUT, RADIAL_MU, RADIAL_WIDTH, local_descriptors
+    from glassgen.dynamics.initial import random_state
+
+    conf = random_state(model, n, seed=2)
+    m = conf.model
+    pg = PGMC(PGMCTarget.from_model(m, conf.box, 0.5), Policy.default(m.nsp, m.dim), [conf], seed=1)
+    c = pg.chains[0]
+    assert c.use_cells == (n >= 400)
+    rng = np.random.default_rng(3)
+    d = m.dim
+    imgs = np.array(list(itertools.product((-1, 0, 1), repeat=d)), dtype=float) * conf.box
+    for i in rng.choice(n, 6, replace=False):
+        x = conf.positions[i] + rng.normal(0, 0.1, d)
+        s = conf.species[i]
+        out = np.zeros(N_RADIAL + d)
+        local_descriptors(i, x, s, c.pos, c.species, pg.target.box, m.nsp, pg._pp(), c.use_cells, c.ncell, c.cells,
+                          c.cell_count, c.shifts, out)
+        others = np.delete(np.arange(n), i)
+        dx = (conf.positions[others][:, None, :] + imgs[None]) - x  # x_j - x, every image
+        r = np.linalg.norm(dx, axis=-1)
+        xr = r / m.sigma[s, conf.species[others]][:, None]
+        fc = np.where(xr < DESC_CUT, (1 - (xr / DESC_CUT) ** 2) ** 2, 0.0)
+        g = [np.sum(np.exp(-(((xr - mu) / RADIAL_WIDTH) ** 2)) * fc) for mu in RADIAL_MU]
+        b = -np.sum((fc * xr**-6 / r)[..., None] * dx, axis=(0, 1))
+        assert min(g) > 1e-3 and np.abs(b).max() > 1e-3  # the check is not vacuous
+        assert np.allclose(out[:N_RADIAL], g, rtol=1e-12, atol=1e-13)
+        assert np.allclose(out[N_RADIAL:], b, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("model,n", [("ka2d", 43), ("ka2d", 12), ("ka2d", 400), ("ka3d", 32)])
 def test_pairwise_selection_features_match_per_particle_passes(model, n):
     """From-scratch selection features visiting each pair once (minimum image at N = 43, every image in the

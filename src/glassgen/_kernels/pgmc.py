@@ -60,6 +60,11 @@ N_RADIAL = 5
 RADIAL_MU = (0.8, 1.1, 1.4, 1.7, 2.0)
 RADIAL_WIDTH = 0.25
 DESC_CUT = 2.2
+#: the centres are equally spaced, so exp(-((x - mu_k)/w)^2) = exp(-z^2) q^k c_k with z = (x - mu_0)/w,
+#: q = exp(2 z h), h = (mu_1 - mu_0)/w and c_k = exp(-(k h)^2): two exponentials per neighbour instead of N_RADIAL
+_RADIAL_H = (RADIAL_MU[1] - RADIAL_MU[0]) / RADIAL_WIDTH
+assert all(abs(RADIAL_MU[k] - RADIAL_MU[0] - k * _RADIAL_H * RADIAL_WIDTH) < 1e-12 for k in range(N_RADIAL))
+_RADIAL_C = np.array([math.exp(-(k * _RADIAL_H) ** 2) for k in range(N_RADIAL)])
 #: coordination feature g(x) = (1 - (x / COORD_CUT)^2)^2 for x = r / sigma_ab < COORD_CUT
 COORD_CUT = 1.5
 N_SEL = 2
@@ -165,9 +170,12 @@ def _pair_contrib(j, r2, dxv, ab, sc, sj, nsp, pp, mode, sign, out, dfeat, touch
             xr = math.sqrt(xr2)
             t = 1.0 - xr2 / (DESC_CUT * DESC_CUT)
             fc = t * t
+            z = (xr - RADIAL_MU[0]) / RADIAL_WIDTH
+            gk = math.exp(-z * z) * fc
+            q = math.exp(2.0 * _RADIAL_H * z)
             for k in range(N_RADIAL):
-                z = (xr - RADIAL_MU[k]) / RADIAL_WIDTH
-                out[k] += math.exp(-z * z) * fc
+                out[k] += gk * _RADIAL_C[k]
+                gk *= q
             inv = 1.0 / xr2
             phi = fc * inv * inv * inv
             r = math.sqrt(r2)
