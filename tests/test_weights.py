@@ -14,6 +14,7 @@ from glassgen.flows.weights import (
     WeightSummary,
     forward_ess,
     gaussian_log_weight_theory,
+    harmonic_reweighting_ess_fraction,
     kish_ess,
     kish_ess_fraction,
     log_partition,
@@ -298,3 +299,20 @@ def test_bad_inputs_raise():
         reweighted_mean(np.zeros(3), np.zeros(2))
     with pytest.raises(InputError):
         reweighted_histogram(np.zeros(3), np.zeros(2), 4)
+
+
+@pytest.mark.parametrize("T,T_h,n_modes", [(0.45, 0.5, 30), (0.4, 0.6, 12), (0.6, 0.5, 20)])
+def test_harmonic_reweighting_ess_matches_sampled_harmonic_solid(T, T_h, n_modes):
+    """The closed-form ESS of reweighting a harmonic solid equals the Kish ESS of sampled oscillators with
+    unequal stiffnesses at T_h reweighted to T (the formula does not depend on the stiffnesses)."""
+    rng = np.random.default_rng(5)
+    kappa = rng.uniform(1.0, 50.0, n_modes)
+    x = rng.normal(0.0, np.sqrt(T_h / kappa), (200_000, n_modes))
+    u = 0.5 * (kappa * x * x).sum(1)
+    sampled = kish_ess_fraction(-(1 / T - 1 / T_h) * u)
+    exact = harmonic_reweighting_ess_fraction(T, T_h, n_modes)
+    assert 0.05 < exact < 0.95
+    assert abs(sampled - exact) < 0.03 * exact
+    assert harmonic_reweighting_ess_fraction(T_h, T_h, n_modes) == 1.0
+    with pytest.raises(InputError):
+        harmonic_reweighting_ess_fraction(-T, T_h, n_modes)

@@ -20,6 +20,8 @@ weights spanning hundreds of orders of magnitude neither overflow nor underflow:
   g(r) histogram per sample), and reweighted histograms.
 - :func:`gaussian_log_weight_theory`: if log w is Gaussian with variance s2, ESS / n = exp(-s2) and the
   independence Metropolis-Hastings acceptance is 2 Phi(-sqrt(s2 / 2)) (REFERENCE section 4).
+- :func:`harmonic_reweighting_ess_fraction`: the ESS of reweighting a harmonic solid between two
+  temperatures, the ceiling of the identity map on a Boltzmann-prior pool.
 
 Every metric is invariant under adding a constant to log w (weights are only known up to Z).
 
@@ -58,6 +60,7 @@ __all__ = [
     "reweighted_mean",
     "reweighted_histogram",
     "gaussian_log_weight_theory",
+    "harmonic_reweighting_ess_fraction",
     "WeightSummary",
     "summarize",
 ]
@@ -309,6 +312,35 @@ def gaussian_log_weight_theory(s2: float) -> dict[str, float]:
         raise InputError(f"s2 must be finite and >= 0, got {s2}")
     return {"s2": s, "ess_fraction": math.exp(-s), "imh_acceptance": math.erfc(math.sqrt(s) / 2.0),
             "log_z_err_n1": math.sqrt(math.expm1(s))}
+
+
+def harmonic_reweighting_ess_fraction(T: float, T_h: float, n_modes: int) -> float:
+    """Kish ESS / n (n -> infinity) of reweighting a harmonic solid from T_h to T with the identity map.
+
+    The potential energy of ``n_modes`` classical harmonic modes at T_h is Gamma(k = n_modes / 2, scale T_h)
+    distributed, and log w = -(1/T - 1/T_h) U, so with a = T_h / T - 1
+
+        ESS / n = E[w]^2 / E[w^2] = (1 + 2a)^k / (1 + a)^(2k).
+
+    For a configuration of N particles in d dimensions with the translation removed, n_modes = d (N - 1).
+    Anything else that fluctuates (the energy of the basin the configuration vibrates in, anharmonicity)
+    only lowers the ESS further when it is independent of the vibrations: the value is the ceiling of
+    temperature reweighting between pools, and a map that contracts every vibration by sqrt(T / T_h) about
+    its basin's minimum would remove exactly this factor.
+
+    Args:
+        T, T_h: target and pool temperatures (epsilon / k_B), both > 0.
+        n_modes: number of harmonic modes, >= 1.
+    """
+    if not (math.isfinite(T) and math.isfinite(T_h) and T > 0 and T_h > 0):
+        raise InputError(f"temperatures must be finite and positive, got T={T}, T_h={T_h}")
+    if int(n_modes) != n_modes or n_modes < 1:
+        raise InputError(f"n_modes must be a positive integer, got {n_modes}")
+    a = T_h / T - 1.0
+    k = 0.5 * n_modes
+    if a <= -0.5:  # E[w^2] diverges: the pool is more than twice colder than the target
+        return 0.0
+    return math.exp(k * math.log1p(2.0 * a) - 2.0 * k * math.log1p(a))
 
 
 @dataclass(frozen=True)
