@@ -101,8 +101,9 @@ def run_pgmc(conf, T: float, sigma0: float, chains: int, sweeps: int, q: float, 
         pol = Policy.default(m.nsp, m.dim, sigma=sigma0, local_fraction=0.3)
     pg = PGMC(PGMCTarget.from_model(m, conf.box, T), pol, [conf] * chains, seed=seed, feature_updates=feature_updates)
     t0 = time.process_time()
-    pg.learn(learn_iters, trials_per_chain=max(50, 2000 // chains // max(1, conf.n // 200)), optimizer="natural",
-             lr=0.1)
+    # 2000 trials per iteration in all (before 2026-12-03 divided by N // 200 at large N: ~100 local trials for
+    # the 66 local-network parameters, and the natural gradient then made the local policy collapse in some runs)
+    pg.learn(learn_iters, trials_per_chain=max(50, 2000 // chains), optimizer="natural", lr=0.1)
     train_cpu = time.process_time() - t0
     pg.reset_stats()
     pg_prod = PGMC(pg.target, pg.freeze(), [conf] * chains, seed=seed + 1,  # same start as the baselines

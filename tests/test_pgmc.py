@@ -447,6 +447,34 @@ def test_learned_width_1d_gaussian_target(optimizer, lr):
     assert hist[0]["sigma_0"] < 0.2
 
 
+def test_natural_gradient_shrinks_the_fisher_matrix_only_with_few_trials():
+    """The natural-gradient direction is (F + lam I)^-1 g / J with lam = 1e-3 tr(F)/P when the block has at least
+    FISHER_MIN_TRIALS trials per parameter, and lam = (P/m) tr(F)/P below (a rank-poor F would turn noise into
+    large steps); with few trials the shrunk direction is shorter than the ridge-only one."""
+    from glassgen.dynamics.initial import random_state
+    from glassgen.sampling.pgmc import FISHER_MIN_TRIALS, _scores
+
+    conf = random_state("ka2d", 43, seed=3)
+    pol = _random_local(Policy.default(3, 2, sigma=0.08, local_fraction=1.0, seed=1), 4, drift=0.2)
+    pg = PGMC(PGMCTarget.from_model(conf.model, conf.box, 0.5), pol, [conf], seed=2)
+    n_par = pol.vector("local").size
+    for n_trials, shrunk in ((FISHER_MIN_TRIALS * n_par + 50, False), (n_par // 2, True)):
+        tb = pg.trials(n_trials)
+        direction, jm, m = policy_gradient(pol, tb, "local", "natural")
+        assert m == n_trials and jm > 0
+        mask, gf, gr = _scores(pol, tb, "local")
+        la, j = tb.log_alpha[mask], tb.reward[mask] * np.exp(np.minimum(tb.log_alpha[mask], 0.0))
+        full = la >= 0
+        g = np.mean((j - (j.sum() - j) / (m - 1))[:, None] * gf + (~full * j)[:, None] * (gr - gf), axis=0)
+        fisher = gf.T @ gf / m
+        scale = np.trace(fisher) / n_par
+        ridge_only = np.linalg.solve(fisher + 1e-3 * scale * np.eye(n_par), g) / j.mean()
+        expected = np.linalg.solve(fisher + n_par / m * scale * np.eye(n_par), g) / j.mean() if shrunk else ridge_only
+        assert np.allclose(direction, expected, rtol=1e-10, atol=1e-12)
+        if shrunk:
+            assert np.linalg.norm(direction) < 0.5 * np.linalg.norm(ridge_only)
+
+
 def test_baseline_gradient_is_unbiased_and_less_noisy():
     """On the same trials, the baseline estimator has the plain estimator's mean and a smaller spread."""
     tg = PGMCTarget.harmonic(1, 0.5)

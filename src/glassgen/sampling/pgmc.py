@@ -243,13 +243,19 @@ def _scores(policy: Policy, tb: TrialBatch, block: str) -> tuple[np.ndarray, np.
     return mask, out[0], out[1]
 
 
+#: trials per parameter below which the natural gradient shrinks its Fisher matrix (see policy_gradient)
+FISHER_MIN_TRIALS = 4
+
+
 def policy_gradient(policy: Policy, tb: TrialBatch, block: str, optimizer: str = "natural",
                     ridge: float = 1e-3) -> tuple[np.ndarray, float, int]:
     """Ascent direction for ``block`` from a trial batch (see the module docstring).
 
     Returns:
         (direction (P,), estimate of J = E[r alpha] over the block's trials, number of trials used).
-        ``plain``/``baseline`` return the gradient estimate; ``natural`` returns F^-1 g.
+        ``plain``/``baseline`` return the gradient estimate; ``natural`` returns (F + lam I)^-1 g / J with
+        lam = ridge * tr(F) / P, or (P / m) * tr(F) / P when the block has fewer than
+        ``FISHER_MIN_TRIALS`` * P trials (P parameters, m trials).
     """
     if optimizer not in OPTIMIZERS:
         raise InputError(f"unknown optimizer {optimizer!r} (choose from {', '.join(OPTIMIZERS)})")
@@ -268,7 +274,12 @@ def policy_gradient(policy: Policy, tb: TrialBatch, block: str, optimizer: str =
     if optimizer == "baseline":
         return g, float(j.mean()), m
     fisher = gf.T @ gf / m
-    lam = ridge * max(float(np.trace(fisher)) / fisher.shape[0], 1e-12)
+    n_par = fisher.shape[0]
+    # ridge relative to the mean diagonal; with fewer than FISHER_MIN_TRIALS trials per parameter the
+    # estimated Fisher matrix is rank-poor and its inverse turns noise into large steps (the local policy
+    # of KA2D N = 1290 collapsed from ~100 trials for 66 parameters): shrink towards the diagonal scale by P / m
+    shrink = ridge if m >= FISHER_MIN_TRIALS * n_par else max(ridge, n_par / m)
+    lam = shrink * max(float(np.trace(fisher)) / n_par, 1e-12)
     jm = float(j.mean())
     if jm <= 0:
         return np.zeros_like(g), jm, m
