@@ -24,7 +24,7 @@ Seed noise: ``--seeds K`` repeats every case with K seeds (independent equilibra
 learned policies) and saves ``pgmc_seeds.json`` with the mean and standard error of tau_alpha per method
 and the ratio of the means, e.g. ``--seeds 3 --case ka2d:43:0.4:4:8000:2000``.
 
-Run: ``.venv/bin/python benchmarks/pgmc.py --quick`` (every case of the grid with short budgets, about 70 CPU
+Run: ``.venv/bin/python benchmarks/pgmc.py --quick`` (every case of the grid with short budgets, about 80 CPU
 minutes on the 2-core machine) or without ``--quick`` for every case with longer runs (hours).
 """
 
@@ -171,7 +171,7 @@ def equilibrated(model: str, n: int, T: float, sweeps: int, seed: int = 1):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="The whole grid with short budgets (~70 CPU min).")
+    ap.add_argument("--quick", action="store_true", help="The whole grid with short budgets (~80 CPU min).")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--case", action="append", default=[], metavar="MODEL:N:T:CHAINS:SWEEPS:EQ",
                     help="Run only these cases (repeatable), e.g. ka2d:1290:0.5:2:6000:1000; their rows replace "
@@ -209,7 +209,7 @@ def main() -> None:
             keys = {(m, n, t) for m, n, t, *_ in cases}
             previous = [r for r in json.loads(old.read_text())["rows"] if (r["model"], r["N"], r["T"]) not in keys]
     elif args.quick:
-        # the whole grid of the issue in one run, with budgets a quiet 2-core machine affords (~70 CPU min)
+        # the whole grid of the issue in one run, with budgets a quiet 2-core machine affords (~80 CPU min)
         cases = [("ka2d", 43, 0.5, 4, 4000, 2000), ("ka2d", 43, 0.4, 4, 8000, 2000), ("ka2d", 43, 0.3, 4, 12000, 2000),
                  ("ka2d", 1290, 0.5, 2, 4000, 2000), ("ka2d", 1290, 0.4, 2, 4000, 3000),
                  ("ka2d", 1290, 0.3, 2, 12000, 3000), ("ka3d", 600, 0.6, 2, 3000, 2000),
