@@ -16,6 +16,8 @@ import pytest
 from glassgen.cli import main
 
 COMMANDS = [["md", "run"], ["mc", "run"], ["minimize"], ["analyze"], ["init"], ["models"]]
+GROUPS = [[], ["md"], ["mc"], ["flow"], ["dataset"], ["bench"], ["predict"], ["pgmc"], ["trap-model"],
+          ["step-model"], ["experiment"]]
 
 
 def run_cli(args: list[str], cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -48,6 +50,23 @@ def test_md_run_analyze_end_to_end(tmp_path):
     assert r.returncode == 0, r.stderr
     for name in ("rdf.png", "msd.png", "fs.png", "summary.json", "fs.txt"):
         assert (tmp_path / "an" / name).is_file()
+    # every output carries the analysed run's provenance (model, T, seed), the plots in their PNG text
+    import json
+
+    from PIL import Image
+
+    def run_record(text: str) -> dict:
+        rec = json.loads(text)
+        return rec.get("provenance", rec)
+
+    pngs = [Image.open(tmp_path / "md.thermo.png").text["Description"],
+            *(Image.open(tmp_path / "an" / n).text["Description"] for n in ("rdf.png", "msd.png", "fs.png"))]
+    header = (tmp_path / "an" / "fs.txt").read_text().splitlines()[0].split("provenance:", 1)[1]
+    for rec in [run_record(t) for t in pngs[1:]] + [run_record(header),
+                                                    run_record((tmp_path / "an" / "summary.json").read_text())]:
+        assert rec["run_model"] == "ka3d" and rec["run_seed"] == 5 and rec["run_T"] == 1.0, rec
+    thermo = run_record(pngs[0])
+    assert thermo["model"] == "ka3d" and thermo["seed"] == 5 and thermo["T"] == 1.0, thermo
 
 
 def test_same_seed_same_result(tmp_path):
@@ -69,6 +88,89 @@ def _bad(tmp_path: Path, args: list[str], capsys) -> str:
     lines = [ln for ln in err.strip().splitlines() if ln.strip()]
     assert len(lines) == 1, err
     return lines[0]
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_group_help_has_examples(group, capsys):
+    assert main([*group, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "Examples:" in out and "glassgen " in out.split("Examples:")[1]
+
+
+def test_malformed_values_one_line_exit_2(tmp_path, capsys):
+    """Values of the wrong kind inside otherwise readable files and configs: one line naming the problem."""
+    o = str(tmp_path / "x.h5")
+    assert "density" in _bad(tmp_path, ["init", "--model", "ka3d", "--N", "20", "--density", "0", "--out", o],
+                             capsys)
+    # an HDF5 configuration whose box has the wrong length, and one whose model record is garbage
+    for name, box, attrs in (("box.h5", [4.0, 4.0], {"model": "ka3d"}), ("rec.h5", 4.0, {"model_toml": "{{oops"})):
+        with h5py.File(tmp_path / name, "w") as f:
+            g = f.create_group("configuration")
+            g["positions"] = np.random.default_rng(0).uniform(0, 4, (8, 3))
+            g["species"] = np.zeros(8, np.int32)
+            g["box"] = np.asarray(box)
+            for k, v in attrs.items():
+                g.attrs[k] = v
+    assert "box" in _bad(tmp_path, ["minimize", "--input", str(tmp_path / "box.h5"), "--out", o], capsys)
+    assert "model_toml" in _bad(tmp_path, ["minimize", "--input", str(tmp_path / "rec.h5"), "--out", o], capsys)
+    xyz = tmp_path / "cell.xyz"
+    xyz.write_text("2\ncell:abc,2,3\nA 0 0 0\nA 1 1 1\n")
+    assert "malformed xyz" in _bad(tmp_path, ["minimize", "--input", str(xyz), "--model", "ka3d", "--out", o],
+                                   capsys)
+    lmp = tmp_path / "bad.data"
+    lmp.write_text("LAMMPS data\n\nx atoms\n1 atom types\n\nAtoms\n\n1 1 0 0 0\n")
+    assert "malformed LAMMPS" in _bad(tmp_path, ["minimize", "--input", str(lmp), "--model", "ka3d", "--out", o],
+                                      capsys)
+    # configs with values of the wrong type
+    for body, word in (('model = "ka3d"\nn = "ten"\n', "n must be int"),
+                       ('model = "ka3d"\nn = 10\nT = "hot"\n', "T must be int or float")):
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(body + f'out = "{o}"\n')
+        assert word in _bad(tmp_path, ["init", "--config", str(cfg)], capsys)
+    trap = tmp_path / "trap.toml"
+    trap.write_text(f'model = "bouchaud"\nT = "hot"\nN = 10\nout = "{tmp_path / "t.h5"}"\n')
+    assert "T='hot'" in _bad(tmp_path, ["trap-model", "run", "--config", str(trap)], capsys)
+    # a model file with a NaN parameter
+    from glassgen.systems.model import load_model
+
+    text = load_model("ka3d").source_text.replace("epsilon = [[1.0,", "epsilon = [[nan,")
+    assert "nan" in text
+    (tmp_path / "nanm.toml").write_text(text)
+    assert "finite" in _bad(tmp_path, ["init", "--model", str(tmp_path / "nanm.toml"), "--N", "20", "--out", o],
+                            capsys)
+    assert "--T" in _bad(tmp_path, ["md", "export-lammps", "--model", "ka3d", "--N", "20", "--steps", "10",
+                                    "--out-dir", str(tmp_path / "lmp")], capsys)
+    traj = tmp_path / "traj.h5"
+    with h5py.File(traj, "w") as f:
+        g = f.create_group("trajectory")
+        g.attrs["format"] = "glassgen-trajectory"
+        g["times"] = np.arange(3.0)
+        g["steps"] = np.arange(3)
+        g["species"] = np.zeros(4, np.int32)
+        g["box"] = np.full(3, 4.0)
+    assert "malformed trajectory" in _bad(tmp_path, ["analyze", str(traj)], capsys)
+    txt = tmp_path / "p.npz"
+    txt.write_text("not a zip\n")
+    assert "not a predictor file" in _bad(tmp_path, ["predict", "score", str(txt), str(xyz), "--out",
+                                                     str(tmp_path / "s.npz")], capsys)
+    assert not Path(o).exists()
+
+
+def test_unexpected_failure_is_one_line(tmp_path, capsys, monkeypatch):
+    """A failure no check foresaw still ends in one line and a non-zero exit; GLASSGEN_DEBUG=1 re-raises."""
+    import glassgen.api
+
+    def boom(**kw):
+        raise RuntimeError("something\nunforeseen")
+
+    monkeypatch.setattr(glassgen.api, "init_state", boom)
+    args = ["init", "--model", "ka3d", "--N", "20", "--out", str(tmp_path / "x.h5")]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "RuntimeError: something unforeseen" in err[0] and "GLASSGEN_DEBUG" in err[0]
+    monkeypatch.setenv("GLASSGEN_DEBUG", "1")
+    with pytest.raises(RuntimeError):
+        main(args)
 
 
 def test_bad_inputs_one_line_exit_2(tmp_path, capsys, data):
@@ -113,7 +215,7 @@ def test_interrupted_md_resumes(tmp_path):
     """SIGINT during a run leaves a checkpoint; the same command resumes and completes."""
     cfg = tmp_path / "run.toml"
     out = tmp_path / "long.h5"
-    cfg.write_text(f'model = "ka3d"\nn = 64\nseed = 2\n[md]\nT = 1.0\nsteps = 60000\ncheckpoint_every = 500\n'
+    cfg.write_text(f'model = "ka3d"\nn = 64\nseed = 2\n[md]\nT = 1.0\nsteps = 20000\ncheckpoint_every = 500\n'
                    f'traj = "none"\nout = "{out}"\n')
     # A shell's background job (nohup ... &) ignores SIGINT and children inherit that; restore the default
     # so Python installs its KeyboardInterrupt handler in the child.

@@ -25,7 +25,7 @@ from glassgen.systems.configuration import Configuration
 from glassgen.systems.io import _write_conf_group, h5_write_attrs, read_configuration, write_configuration
 from glassgen.systems.model import load_model
 
-__all__ = ["load_config", "load_input", "md_run", "mc_run", "minimize", "init_state", "analyze",
+__all__ = ["load_config", "config_options", "load_input", "md_run", "mc_run", "minimize", "init_state", "analyze",
            "write_run", "checkpoint_path"]
 
 PathLike = str | os.PathLike[str]
@@ -46,6 +46,49 @@ def load_config(path: PathLike | None, section: str) -> dict[str, Any]:
     out = {k: v for k, v in data.items() if not isinstance(v, dict)}
     out.update(data.get(section, {}))
     return out
+
+
+def _accepted_types(hint: Any) -> tuple[type, ...] | None:
+    """The TOML value types a parameter annotated ``hint`` accepts (None: not checked)."""
+    import types
+    import typing
+
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if len(args) != 1:
+            return None if not all(a in (int, float) for a in args) else (int, float)
+        hint = args[0]
+    if hint is float:
+        return (int, float)
+    if hint in (int, str, bool):
+        return (hint,)
+    if hint in (Path, PathLike) or getattr(hint, "__name__", "") == "PathLike":
+        return (str,)
+    return None
+
+
+def config_options(path: PathLike | None, section: str, target: Any, **cli: Any) -> dict[str, Any]:
+    """The keyword arguments of ``target`` from a TOML config (top level + ``[section]``), overridden by the
+    command-line options that were given (not None). Unknown keys and values of the wrong type (``n = "ten"``,
+    ``T = "hot"``) are one-line :class:`InputError` errors."""
+    import inspect
+    import typing
+
+    opts = {k.replace("-", "_"): v for k, v in load_config(path, section).items() if not isinstance(v, dict)}
+    allowed = set(inspect.signature(target).parameters) - {"progress"}
+    unknown = sorted(set(opts) - allowed)
+    if unknown:
+        raise InputError(f"unknown key(s) in {path}: {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # unresolvable annotations: leave the checks to the job itself
+        hints = {}
+    for k, v in opts.items():
+        ok = _accepted_types(hints.get(k))
+        if ok is not None and (not isinstance(v, ok) or (isinstance(v, bool) and bool not in ok)):
+            raise InputError(f"{path}: {k} must be {' or '.join(t.__name__ for t in ok)}, got {v!r}")
+    opts.update({k: v for k, v in cli.items() if v is not None})
+    return opts
 
 
 def checkpoint_path(out: PathLike) -> Path:
@@ -198,7 +241,9 @@ def md_run(*, out: PathLike, T: float | None, steps: int, input: PathLike | None
         from glassgen.observables.plots import plot_thermo
 
         png = Path(str(out)).with_suffix(".thermo.png")
-        plot_thermo(res.thermo.as_dict(), png, title=f"{conf.model.name} N={conf.n} T={T}")  # type: ignore[union-attr]
+        run_meta = {k: v for k, v in prov.items() if k not in ("command", "glassgen_version", "time", "host", "python")}
+        plot_thermo(res.thermo.as_dict(), png, title=f"{conf.model.name} N={conf.n} T={T}",  # type: ignore[union-attr]
+                    **run_meta, output=str(out))
         summary["plot"] = str(png)
     return summary
 
@@ -305,20 +350,23 @@ def analyze(*, input: PathLike, out_dir: PathLike | None = None, q: float = 7.25
     rdf = RDF(min(rmax, 0.5 * float(box.min())), bins)
     nf = traj.positions.shape[0]
     rdf.compute(traj.positions[max(0, nf - frames_for_rdf):], species, box)
-    plot_rdf(rdf, outd / "rdf.png", species_names=names)
-    plot_msd(msd, outd / "msd.png", species_names=names)
-    plot_fs(fs, outd / "fs.png", species_names=names)
-    rdf.write(outd / "rdf.txt")
-    msd.write(outd / "msd.txt")
-    fs.write(outd / "fs.txt")
-    ngp.write(outd / "ngp.txt")
+    # the analysed run's own provenance (model, T, seed, ...) travels into every output
+    run = {f"run_{k}": v for k, v in data.attrs.items() if k in ("model", "T", "seed", "N", "engine", "method")}
+    meta = {"input": str(p), **run}
+    plot_rdf(rdf, outd / "rdf.png", species_names=names, **meta)
+    plot_msd(msd, outd / "msd.png", species_names=names, **meta)
+    plot_fs(fs, outd / "fs.png", species_names=names, **meta)
+    rdf.write(outd / "rdf.txt", **meta)
+    msd.write(outd / "msd.txt", **meta)
+    fs.write(outd / "fs.txt", **meta)
+    ngp.write(outd / "ngp.txt", **meta)
     taus = {"all": float(fs.tau_alpha())}
     for s in np.unique(species):
         taus[names[s] if names else str(int(s))] = float(fs.tau_alpha(species=int(s)))
     summary = {"input": str(p), "out_dir": str(outd), "q": q, "tau_alpha": taus, "time_unit": float(dt_unit),
                "frames": nf, "ngp_max": float(np.nanmax(ngp.alpha2)) if np.isfinite(ngp.alpha2).any() else None}
     with atomic_path(outd / "summary.json") as tmp:
-        tmp.write_text(json.dumps({**summary, "provenance": provenance(input=str(p))}, indent=2))
+        tmp.write_text(json.dumps({**summary, "provenance": provenance(**meta)}, indent=2, default=str))
     return summary
 
 

@@ -129,6 +129,10 @@ def _load_predictions(path: PathLike) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"predictions file not found: {p}")
+    import zipfile
+
+    if not zipfile.is_zipfile(p):
+        raise InputError(f"{p} is not a predictions file (an .npz archive, e.g. from glassgen predict score)")
     try:
         with np.load(p, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}

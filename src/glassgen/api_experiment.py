@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from glassgen.errors import InputError
-from glassgen.provenance import atomic_path, provenance
+from glassgen.provenance import atomic_path, png_metadata, provenance
 
 __all__ = ["predict_propose_experiment", "ka2d_energy_check", "METHODS"]
 
@@ -631,7 +631,7 @@ def write_report(out_dir: PathLike, results: dict[str, Any]) -> Path:
         ax[2].legend(fontsize=7)
         fig.tight_layout()
         with atomic_path(out_dir / f"fs_{tag}.png") as tmp:
-            fig.savefig(tmp, format="png", dpi=110)
+            fig.savefig(tmp, format="png", dpi=110, metadata=png_metadata(results["provenance"]))
         plt.close(fig)
         lines += ["", f"![F_s, scores and g(r)](fs_{tag}.png)", ""]
     trained = [c for c in results["cases"] if c.get("score_kind") == "predicted propensity" and c.get("scores")]

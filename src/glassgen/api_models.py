@@ -76,6 +76,8 @@ def _write_ckpt(path: Path, signature: str, done: dict[str, dict[str, Any]]) -> 
 
 
 def _check_T(T: Any) -> list[float]:
+    if isinstance(T, str):
+        raise InputError(f"temperatures must be positive numbers, got T={T!r}")
     Ts = [T] if isinstance(T, (int, float)) else list(T or [])
     if not Ts:
         raise InputError("give at least one temperature (--T)")

@@ -6,6 +6,7 @@ Bad input prints one line ``error: ...`` on stderr and exits with code 2 (never 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,13 +17,28 @@ from glassgen import __version__
 from glassgen.errors import GlassgenError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
-                  help="glassgen: simulation and machine learning of glassy dynamics (Kob-Andersen and friends).")
-md_app = typer.Typer(no_args_is_help=True, help="Molecular dynamics (Numba engine or LAMMPS).")
-mc_app = typer.Typer(no_args_is_help=True, help="Metropolis Monte Carlo (displacements and species swaps).")
+                  help="glassgen: simulation and machine learning of glassy dynamics (Kob-Andersen and friends).",
+                  epilog=("Examples:\n\n"
+                          "glassgen sample --T 0.4\n\n"
+                          "glassgen md run --model ka3d --N 500 --T 0.8 --steps 20000 --out md.h5\n\n"
+                          "glassgen trap-model run --model bouchaud --T 1.5 --out trap.h5\n\n"
+                          "glassgen <command> --help"))
+md_app = typer.Typer(no_args_is_help=True, help="Molecular dynamics (Numba engine or LAMMPS).",
+                     epilog=("Examples:\n\n"
+                             "glassgen md run --model ka3d --N 500 --T 0.8 --steps 20000 --out md.h5\n\n"
+                             "glassgen md export-lammps --model ka3d_sf --N 4096 --T 0.44 --steps 1000000 "
+                             "--out-dir lmp/"))
+mc_app = typer.Typer(no_args_is_help=True, help="Metropolis Monte Carlo (displacements and species swaps).",
+                     epilog=("Examples:\n\n"
+                             "glassgen mc run --model ka2d --N 200 --T 0.5 --sweeps 5000 --swap-fraction 0.1 "
+                             "--out mc.h5"))
 app.add_typer(md_app, name="md")
 app.add_typer(mc_app, name="mc")
 flow_app = typer.Typer(no_args_is_help=True,
-                       help="Normalizing-flow Boltzmann generators (training; sampling is glassgen sample).")
+                       help="Normalizing-flow Boltzmann generators (training; sampling is glassgen sample).",
+                       epilog=("Examples:\n\n"
+                               "glassgen flow train --config configs/flows/ka3d_n64.toml --out runs/ka3d_n64.pt\n\n"
+                               "glassgen sample --T 0.45 --checkpoint runs/ka3d_n64.pt"))
 app.add_typer(flow_app, name="flow")
 
 # ------------------------------------------------------------------ shared options
@@ -40,20 +56,10 @@ ProgOpt = Annotated[bool | None, typer.Option("--progress/--no-progress",
 
 def _merge(config: Path | None, section: str, **cli: Any) -> dict[str, Any]:
     """Config-file keys (top level + ``[section]``) overridden by the options given on the command line."""
-    import inspect
-
     from glassgen import api
-    from glassgen.api import load_config
 
-    opts = load_config(config, section)
     target = {"md": api.md_run, "mc": api.mc_run, "minimize": api.minimize, "init": api.init_state}[section]
-    allowed = set(inspect.signature(target).parameters) - {"progress"}
-    unknown = sorted(set(opts) - allowed)
-    if unknown:
-        raise GlassgenError(f"unknown key(s) in {config}: {', '.join(unknown)} "
-                            f"(allowed: {', '.join(sorted(allowed))})")
-    opts.update({k: v for k, v in cli.items() if v is not None})
-    return opts
+    return api.config_options(config, section, target, **cli)
 
 
 def _progress(flag: bool | None) -> bool:
@@ -361,6 +367,13 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         typer.echo(f"error: {exc}", err=True)
         return 2
+    except Exception as exc:  # noqa: BLE001 - last resort: one line, not a traceback (GLASSGEN_DEBUG=1 shows it)
+        if os.environ.get("GLASSGEN_DEBUG"):
+            raise
+        msg = " ".join(str(exc).split()) or "(no message)"
+        typer.echo(f"error: {type(exc).__name__}: {msg} (unexpected; GLASSGEN_DEBUG=1 shows the traceback)",
+                   err=True)
+        return 1
     return 0
 
 

@@ -10,8 +10,14 @@ from typing import Annotated
 
 import typer
 
-dataset_app = typer.Typer(no_args_is_help=True, help="Isoconfigurational datasets in the GlassBench format.")
-bench_app = typer.Typer(no_args_is_help=True, help="GlassBench metrics: Pearson, chi_4, rho_max, transferability.")
+dataset_app = typer.Typer(no_args_is_help=True, help="Isoconfigurational datasets in the GlassBench format.",
+                          epilog=("Examples:\n\n"
+                                  "glassgen dataset make --config configs/datasets/ka3d_n500.toml"))
+bench_app = typer.Typer(no_args_is_help=True, help="GlassBench metrics: Pearson, chi_4, rho_max, transferability.",
+                        epilog=("Examples:\n\n"
+                                "glassgen bench reference\n\n"
+                                "glassgen bench score --data datasets/ka3d_n500 --T 0.8 --key EPOT\n\n"
+                                "glassgen bench report --data datasets/ka3d_n500 --out reports/ka3d_n500"))
 
 
 @dataset_app.command("make")

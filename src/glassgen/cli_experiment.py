@@ -8,7 +8,10 @@ from typing import Annotated
 
 import typer
 
-experiment_app = typer.Typer(no_args_is_help=True, help="Combined experiments (predictors + generators + samplers).")
+experiment_app = typer.Typer(no_args_is_help=True, help="Combined experiments (predictors + generators + samplers).",
+                             epilog=("Examples:\n\n"
+                                     "glassgen experiment predict-propose "
+                                     "--config configs/experiments/predict_propose.toml --out runs/pp"))
 
 
 @experiment_app.command("predict-propose", epilog=(

@@ -150,9 +150,14 @@ def step_run_cmd(
 
 def register(app: typer.Typer) -> None:
     """Add this area's command group(s) to the root glassgen app."""
-    trap_app = typer.Typer(no_args_is_help=True, help="Trap models (Monthus-Bouchaud, softness, facilitated) by KMC.")
+    trap_app = typer.Typer(no_args_is_help=True, help="Trap models (Monthus-Bouchaud, softness, facilitated) by KMC.",
+                           epilog=("Examples:\n\n"
+                                   "glassgen trap-model run --model bouchaud --T0 1 --T 1.5 --T 2 --out trap.h5\n\n"
+                                   "glassgen trap-model run --config configs/models/phenomenological/softness.toml"))
     step_app = typer.Typer(no_args_is_help=True,
-                           help="StEP lattice model (structuro-elasto-plasticity) under AQS shear.")
+                           help="StEP lattice model (structuro-elasto-plasticity) under AQS shear.",
+                           epilog=("Examples:\n\n"
+                                   "glassgen step-model run --L 64 --gamma-max 0.2 --out step.h5"))
     trap_app.command("run")(trap_run_cmd)
     step_app.command("run")(step_run_cmd)
     app.add_typer(trap_app, name="trap-model")

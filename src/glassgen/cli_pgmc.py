@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,7 +10,11 @@ import typer
 from glassgen.errors import InputError
 
 pgmc_app = typer.Typer(no_args_is_help=True,
-                       help="Policy-guided Monte Carlo: learn proposals in burn-in, then run exact chains.")
+                       help="Policy-guided Monte Carlo: learn proposals in burn-in, then run exact chains.",
+                       epilog=("Examples:\n\n"
+                               "glassgen pgmc train --model ka2d --N 43 --T 0.5 --out ka2d_n43.policy.json\n\n"
+                               "glassgen pgmc run --policy ka2d_n43.policy.json --sweeps 20000 --chains 8 "
+                               "--out pgmc.h5"))
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config (\\[train]/\\[run] tables); "
                                                                         "command-line options win.")]
@@ -28,16 +31,9 @@ ProgOpt = Annotated[bool | None, typer.Option("--progress/--no-progress",
 
 def _merge(config: Path | None, section: str, target: Any, **cli: Any) -> dict[str, Any]:
     """Config keys (top level + ``[section]``) overridden by the options given on the command line."""
-    from glassgen.api import load_config
+    from glassgen.api import config_options
 
-    opts = load_config(config, section)
-    opts = {k.replace("-", "_"): v for k, v in opts.items() if not isinstance(v, dict)}
-    allowed = set(inspect.signature(target).parameters) - {"progress"}
-    unknown = sorted(set(opts) - allowed)
-    if unknown:
-        raise InputError(f"unknown key(s) in {config}: {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
-    opts.update({k: v for k, v in cli.items() if v is not None})
-    return opts
+    return config_options(config, section, target, **cli)
 
 
 def _require(opts: dict[str, Any], *keys: str) -> None:

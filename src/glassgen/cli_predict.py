@@ -11,7 +11,10 @@ from typing import Annotated
 
 import typer
 
-predict_app = typer.Typer(no_args_is_help=True, help="Propensity predictors: train, evaluate, score.")
+predict_app = typer.Typer(no_args_is_help=True, help="Propensity predictors: train, evaluate, score.",
+                          epilog=("Examples:\n\n"
+                                  "glassgen predict train --config configs/predictors/ka3d_T0.44_ridge.toml\n\n"
+                                  "glassgen predict score runs/predictors/t044_ridge.npz conf.xyz --out scores.npz"))
 
 
 def _json_opt(text: str | None, name: str) -> dict | None:

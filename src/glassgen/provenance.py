@@ -47,6 +47,12 @@ def provenance_json(**extra: Any) -> str:
     return json.dumps(provenance(**extra), default=str, separators=(",", ":"))
 
 
+def png_metadata(record: dict[str, Any]) -> dict[str, str]:
+    """PNG text chunks for matplotlib's ``savefig(metadata=...)``: the software and a provenance record
+    (``record``, e.g. from :func:`provenance`) as JSON."""
+    return {"Software": f"glassgen {__version__}", "Description": json.dumps(record, default=str)}
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)

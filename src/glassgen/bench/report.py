@@ -19,7 +19,8 @@ import numpy as np
 from glassgen.bench import metrics
 from glassgen.bench.reference import inherent_positions, per_particle_energy
 from glassgen.errors import InputError
-from glassgen.provenance import atomic_path
+from glassgen.provenance import atomic_path, png_metadata
+from glassgen.provenance import provenance as provenance_record
 from glassgen.systems.glassbench import PREDICTION_KEYS, GlassBenchDataset
 
 __all__ = ["read_published", "score_dataset", "write_report", "tau_alpha_index"]
@@ -91,7 +92,7 @@ def score_dataset(ds: GlassBenchDataset, system: str, T: float, split: str | Non
             "tau_index": k_tau, "scores": scores, "chi4_true": chi4, "n_configs": len(samples), "R_tau": r_tau}
 
 
-def _fig(path: Path, draw: Any) -> None:
+def _fig(path: Path, draw: Any, record: dict[str, Any] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -101,7 +102,7 @@ def _fig(path: Path, draw: Any) -> None:
     draw(ax)
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
+        fig.savefig(tmp, dpi=120, format="png", metadata=png_metadata(record or provenance_record()))
     plt.close(fig)
 
 
@@ -137,7 +138,7 @@ def write_report(results: list[dict[str, Any]], out_dir: Path, published: dict[s
         ax.legend(fontsize=6)
 
     p = out / "pearson_vs_t.png"
-    _fig(p, pearson_fig)
+    _fig(p, pearson_fig, provenance)
     written.append(p)
 
     def chi4_fig(ax: Any) -> None:
@@ -156,7 +157,7 @@ def write_report(results: list[dict[str, Any]], out_dir: Path, published: dict[s
         ax.legend(fontsize=6)
 
     p = out / "chi4_vs_t.png"
-    _fig(p, chi4_fig)
+    _fig(p, chi4_fig, provenance)
     written.append(p)
 
     def dist_fig(ax: Any) -> None:
@@ -168,7 +169,7 @@ def write_report(results: list[dict[str, Any]], out_dir: Path, published: dict[s
         ax.legend(fontsize=7)
 
     p = out / "propensity_distributions.png"
-    _fig(p, dist_fig)
+    _fig(p, dist_fig, provenance)
     written.append(p)
 
     transfer = (models or {}).get("transferability")
@@ -196,7 +197,7 @@ def write_report(results: list[dict[str, Any]], out_dir: Path, published: dict[s
             ax.legend(fontsize=6)
 
         p = out / "transferability.png"
-        _fig(p, tr_fig)
+        _fig(p, tr_fig, provenance)
         written.append(p)
 
     lines = ["# GlassBench report", ""]

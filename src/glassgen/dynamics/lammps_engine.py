@@ -41,6 +41,7 @@ import numpy as np
 from glassgen.dynamics.md import maxwell_boltzmann
 from glassgen.dynamics.results import ENSEMBLES, THERMOSTATS, MDResult, Thermo, Trajectory
 from glassgen.errors import InputError, PhysicsError
+from glassgen.provenance import atomic_path, provenance_json
 from glassgen.systems.configuration import Configuration
 from glassgen.systems.model import InteractionModel
 
@@ -113,8 +114,8 @@ def _pair_commands(model: InteractionModel, workdir: str) -> tuple[str, list[str
     pairs = [(a, b) for a in range(model.nsp) for b in range(a, model.nsp)]
     if scheme == "quartic" and QUARTIC_STYLE == "table":
         path = os.path.join(workdir, "quartic.table")
-        with open(path, "w") as fh:
-            fh.write("# glassgen quartic-smoothed LJ\n")
+        with atomic_path(path) as tmp, open(tmp, "w") as fh:
+            fh.write(f"# glassgen quartic-smoothed LJ; provenance {provenance_json(model=model.name)}\n")
             fh.writelines(_table_section(model, a, b) for a, b in pairs)
         coeffs = [f"pair_coeff {a + 1} {b + 1} {path} P{a}_{b} {float(rc[a, b])!r}" for a, b in pairs]
         return "table", [f"pair_style table spline {TABLE_POINTS}", *coeffs]
@@ -357,6 +358,8 @@ def export_lammps_input(conf: Configuration, outdir: str | os.PathLike[str], *, 
         raise InputError(f"unknown ensemble {ensemble!r} (choose from {', '.join(ENSEMBLES)})")
     if ensemble == "nvt" and thermostat not in THERMOSTATS:
         raise InputError(f"unknown thermostat {thermostat!r} (choose from {', '.join(THERMOSTATS)})")
+    if ensemble == "nvt" and T is None:
+        raise InputError("an nvt run needs a temperature (--T)")
     if ensemble == "nvt" and (T is None or T <= 0):
         raise InputError(f"temperature must be positive, got T={T}")
     model = conf.require_model()
@@ -371,6 +374,7 @@ def export_lammps_input(conf: Configuration, outdir: str | os.PathLike[str], *, 
     style, pair = _pair_commands(model, str(out))
     pair = [c.replace(str(out / "quartic.table"), "quartic.table") for c in pair]
     lines = ["# glassgen export: run with  mpirun -np K lmp -in in.glassgen  (or lmp -sf omp -pk omp K ...)",
+             f"# provenance {provenance_json(model=model.name, T=T, seed=seed, steps=int(nsteps))}",
              "units lj", f"dimension {conf.dim}", "boundary p p p", "atom_style atomic", "atom_modify map array",
              "read_data conf.data", *pair, f"neighbor {_SKIN} bin", "neigh_modify every 1 delay 0 check yes",
              f"timestep {dt!r}", *_thermostat_fixes(ensemble, thermostat, T, tau, seed)]
@@ -382,7 +386,8 @@ def export_lammps_input(conf: Configuration, outdir: str | os.PathLike[str], *, 
         lines.append(f"dump glassgen_traj all custom {int(dump_every)} traj.lammpstrj id type xu yu zu")
         lines.append("dump_modify glassgen_traj sort id")
     lines += [f"run {int(nsteps)}", "write_data final.data"]
-    (out / "in.glassgen").write_text("\n".join(lines) + "\n")
+    with atomic_path(out / "in.glassgen") as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
     paths = {"input": str(out / "in.glassgen"), "data": str(out / "conf.data")}
     if (out / "quartic.table").exists():
         paths["table"] = str(out / "quartic.table")

@@ -16,9 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from glassgen import __version__
 from glassgen.errors import InputError
-from glassgen.provenance import atomic_path, provenance_json
+from glassgen.provenance import atomic_path, png_metadata, provenance
 
 __all__ = ["plot_rdf", "plot_msd", "plot_fs", "plot_thermo", "plot_sample_summary"]
 
@@ -36,8 +35,7 @@ def _figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (5.0, 3.
 def _save(fig: Any, path: str | os.PathLike[str], **meta: Any) -> Path:
     target = Path(path)
     with atomic_path(target) as tmp:
-        fig.savefig(tmp, format="png", dpi=120,
-                    metadata={"Software": f"glassgen {__version__}", "Description": provenance_json(**meta)})
+        fig.savefig(tmp, format="png", dpi=120, metadata=png_metadata(provenance(**meta)))
     return target
 
 
@@ -63,7 +61,7 @@ def _series(obj: Any, attr: str, by_attr: str) -> tuple[np.ndarray, np.ndarray, 
 
 def plot_rdf(rdf: Any, path: str | os.PathLike[str], *, pairs: Sequence[tuple[int, int]] | None = None,
              species_names: Sequence[str] | None = None, total: bool = True,
-             title: str | None = None) -> Path:
+             title: str | None = None, **meta: Any) -> Path:
     """Plot the partial g_ab(r) (and the total g(r)) of a computed :class:`~glassgen.observables.rdf.RDF`.
 
     Args:
@@ -94,11 +92,11 @@ def plot_rdf(rdf: Any, path: str | os.PathLike[str], *, pairs: Sequence[tuple[in
     ax.legend(frameon=False, fontsize=8)
     if title:
         ax.set_title(title)
-    return _save(fig, path, analysis="rdf", n_frames=rdf.n_frames)
+    return _save(fig, path, analysis="rdf", n_frames=rdf.n_frames, **meta)
 
 
 def plot_msd(msd: Any, path: str | os.PathLike[str], *, species_names: Sequence[str] | None = None,
-             by_species: bool = True, title: str | None = None) -> Path:
+             by_species: bool = True, title: str | None = None, **meta: Any) -> Path:
     """Log-log MSD(t), all particles and per species.
 
     Args:
@@ -127,12 +125,12 @@ def plot_msd(msd: Any, path: str | os.PathLike[str], *, species_names: Sequence[
     ax.legend(frameon=False, fontsize=8)
     if title:
         ax.set_title(title)
-    return _save(fig, path, analysis="msd")
+    return _save(fig, path, analysis="msd", **meta)
 
 
 def plot_fs(fs: Any, path: str | os.PathLike[str], *, species_names: Sequence[str] | None = None,
             by_species: bool = True, threshold: float = float(np.exp(-1.0)),
-            title: str | None = None) -> Path:
+            title: str | None = None, **meta: Any) -> Path:
     """F_s(q, t) on a log time axis with the threshold line and tau_alpha marked for each curve.
 
     Args:
@@ -176,11 +174,11 @@ def plot_fs(fs: Any, path: str | os.PathLike[str], *, species_names: Sequence[st
     q = getattr(fs, "q", None)
     if title or q is not None:
         ax.set_title(title or f"q = {q:g}")
-    return _save(fig, path, analysis="fs", q=q, threshold=threshold)
+    return _save(fig, path, analysis="fs", q=q, threshold=threshold, **meta)
 
 
 def plot_thermo(thermo: Mapping[str, np.ndarray] | Any, path: str | os.PathLike[str], *, x: str = "time",
-                keys: Sequence[str] | None = None, title: str | None = None) -> Path:
+                keys: Sequence[str] | None = None, title: str | None = None, **meta: Any) -> Path:
     """One panel per thermodynamic series against time (or step).
 
     Args:
@@ -215,7 +213,7 @@ def plot_thermo(thermo: Mapping[str, np.ndarray] | Any, path: str | os.PathLike[
     axes[-1, 0].set_xlabel(x if x in arrays else "sample")
     if title:
         axes[0, 0].set_title(title)
-    return _save(fig, path, analysis="thermo")
+    return _save(fig, path, analysis="thermo", **meta)
 
 
 def plot_sample_summary(path: str | os.PathLike[str], *, energies: Mapping[str, tuple[np.ndarray, np.ndarray | None]],

@@ -371,6 +371,8 @@ def read_trajectory(path: str | os.PathLike[str], frames: slice | None = None,
                                   complete=bool(g.attrs.get("complete", False)))
     except OSError as exc:
         raise InputError(f"cannot read trajectory {p}: {exc}") from exc
+    except KeyError as exc:
+        raise InputError(f"malformed trajectory {p}: missing {exc}") from None
 
 
 def write_trajectory_group(f: h5py.File, trajectory: Trajectory, species: np.ndarray, box: np.ndarray,

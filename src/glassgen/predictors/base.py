@@ -268,6 +268,10 @@ def load_predictor(path: PathLike) -> Predictor:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"predictor file not found: {p}")
+    import zipfile
+
+    if not zipfile.is_zipfile(p):
+        raise InputError(f"{p} is not a predictor file (an .npz archive written by glassgen predict train)")
     try:
         with np.load(p, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))

@@ -61,7 +61,10 @@ class Configuration:
         if not np.issubdtype(spec.dtype, np.integer):
             raise InputError("species must be integer indices")
         spec = spec.astype(np.int32)
-        box = np.ascontiguousarray(np.broadcast_to(np.asarray(self.box, dtype=np.float64), (d,)))
+        box = np.asarray(self.box, dtype=np.float64)
+        if box.shape not in ((), (1,), (d,)):
+            raise InputError(f"box must be one length or {d} lengths for {d}D positions, got shape {box.shape}")
+        box = np.ascontiguousarray(np.broadcast_to(box, (d,)))
         if np.any(~np.isfinite(box)) or np.any(box <= 0):
             raise InputError(f"box lengths must be positive and finite, got {box}")
         if spec.min() < 0:

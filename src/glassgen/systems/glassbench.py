@@ -223,10 +223,16 @@ def read_sample(path: PathLike, *, T: float | None = None, system: str | None = 
             if z[k].ndim == 0:
                 meta[k] = _scalar(z[k])
         if "provenance" in meta:
-            meta["provenance"] = json.loads(meta["provenance"])
+            try:
+                meta["provenance"] = json.loads(meta["provenance"])
+            except (TypeError, json.JSONDecodeError):
+                raise InputError(f"{p.name}: malformed 'provenance' entry (not JSON)") from None
         if T is None:
             if "temperature" in meta:
-                T = float(meta["temperature"])
+                try:
+                    T = float(meta["temperature"])
+                except (TypeError, ValueError):
+                    raise InputError(f"{p.name}: 'temperature' is not a number: {meta['temperature']!r}") from None
             elif m is not None:
                 T = float(m.group("T"))
             else:

@@ -17,11 +17,13 @@ Formats
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import h5py
 import numpy as np
@@ -36,6 +38,7 @@ __all__ = ["read_configuration", "write_configuration", "read_xyz", "write_xyz",
            "write_lammps_data", "read_hdf5", "write_hdf5", "h5_write_attrs"]
 
 PathLike = str | os.PathLike[str]
+_Reader = TypeVar("_Reader", bound=Callable[..., Configuration])
 
 
 def _check_file(path: PathLike) -> Path:
@@ -43,6 +46,22 @@ def _check_file(path: PathLike) -> Path:
     if not p.is_file():
         raise InputError(f"file not found: {p}")
     return p
+
+
+def _malformed_as_input_error(kind: str) -> Callable[[_Reader], _Reader]:
+    """Decorate a reader so that a parse failure (a number that is not one, a missing column or key, an array
+    of the wrong shape) becomes one ``InputError`` naming the file, not a traceback."""
+    def wrap(reader: _Reader) -> _Reader:
+        @functools.wraps(reader)
+        def read(path: PathLike, *args: Any, **kwargs: Any) -> Configuration:
+            try:
+                return reader(path, *args, **kwargs)
+            except InputError:
+                raise
+            except (ValueError, IndexError, KeyError, TypeError) as exc:
+                raise InputError(f"malformed {kind} file {path}: {exc}") from None
+        return read  # type: ignore[return-value]
+    return wrap
 
 
 def _species_indices(labels: list[str], model: InteractionModel | None) -> np.ndarray:
@@ -57,6 +76,7 @@ def _species_indices(labels: list[str], model: InteractionModel | None) -> np.nd
 
 
 # ---------------------------------------------------------------------------------------- xyz
+@_malformed_as_input_error("xyz")
 def read_xyz(path: PathLike, model: str | InteractionModel | None = None) -> Configuration:
     """Read an (extended) xyz file: see the module docstring for the layout."""
     p = _check_file(path)
@@ -126,6 +146,7 @@ def write_xyz(path: PathLike, conf: Configuration, **extra: Any) -> None:
 
 
 # ---------------------------------------------------------------------------------- LAMMPS data
+@_malformed_as_input_error("LAMMPS data")
 def read_lammps_data(path: PathLike, model: str | InteractionModel | None = None,
                      dim: int | None = None) -> Configuration:
     """Read a LAMMPS data file (atom_style atomic). ``dim`` defaults to the model's, else 3."""
@@ -250,12 +271,17 @@ def _model_from_attrs(attrs: Any) -> InteractionModel | None:
         try:
             return InteractionModel.from_dict(tomllib.loads(text), source_text=text)
         except tomllib.TOMLDecodeError:
+            pass
+        try:
             return InteractionModel.from_dict(json.loads(text))
+        except json.JSONDecodeError:
+            raise InputError("malformed model_toml attribute (neither TOML nor JSON); pass --model") from None
     if "model" in attrs:
         return load_model(str(attrs["model"]))
     return None
 
 
+@_malformed_as_input_error("glassgen HDF5")
 def read_hdf5(path: PathLike, model: str | InteractionModel | None = None,
               group: str = "configuration", frame: int = -1) -> Configuration:
     """Read a configuration from glassgen HDF5 (``/configuration`` or a frame of ``/trajectory``)."""

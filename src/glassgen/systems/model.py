@@ -19,6 +19,7 @@ Units: reduced LJ units (sigma_AA, epsilon_AA, m, k_B = 1).
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,8 @@ def _sym(name: str, m: Any, nsp: int) -> np.ndarray:
     a = np.asarray(m, dtype=np.float64)
     if a.shape != (nsp, nsp):
         raise InputError(f"model parameter {name!r} must be a {nsp}x{nsp} matrix, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise InputError(f"model parameter {name!r} must be finite, got {a.tolist()}")
     if not np.allclose(a, a.T):
         raise InputError(f"model parameter {name!r} must be symmetric")
     if np.any(a <= 0):
@@ -134,8 +137,10 @@ class InteractionModel:
         if masses.shape != (nsp,) or np.any(masses <= 0):
             raise InputError(f"model {self.name!r}: masses must be {nsp} positive numbers")
         object.__setattr__(self, "masses", masses)
-        if self.cutoff_factor <= 0:
+        if not self.cutoff_factor > 0:
             raise InputError(f"model {self.name!r}: cutoff_factor must be positive")
+        if not (math.isfinite(self.density) and self.density > 0):
+            raise InputError(f"model {self.name!r}: density must be positive and finite, got {self.density}")
 
     # ------------------------------------------------------------------ derived quantities
     @property
@@ -160,6 +165,10 @@ class InteractionModel:
     def box_length(self, n: int, density: float | None = None) -> float:
         """Edge of the cubic (square) box holding ``n`` particles at ``density`` (default: model's)."""
         rho = self.density if density is None else density
+        if not (isinstance(rho, (int, float, np.floating, np.integer)) and math.isfinite(rho) and rho > 0):
+            raise InputError(f"density must be a positive number, got {rho!r}")
+        if not (isinstance(n, (int, np.integer)) and n > 0):
+            raise InputError(f"the particle number must be a positive integer, got {n!r}")
         return float((n / rho) ** (1.0 / self.dim))
 
     def kernel_params(self, soft_core: float = 0.0) -> KernelParams:
@@ -232,6 +241,15 @@ class InteractionModel:
         if missing:
             raise InputError(f"model definition lacks {', '.join(missing)}")
         nsp = len(d["species"])
+        try:
+            return cls._from_checked_dict(d, nsp, source_text)
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, InputError):
+                raise
+            raise InputError(f"model definition {d.get('name', '?')!r}: a value has the wrong type ({exc})") from None
+
+    @classmethod
+    def _from_checked_dict(cls, d: dict[str, Any], nsp: int, source_text: str) -> InteractionModel:
         return cls(
             name=str(d["name"]), dim=int(d["dim"]), species=tuple(str(s) for s in d["species"]),
             composition=tuple(float(x) for x in d["composition"]), density=float(d["density"]),
