@@ -38,10 +38,9 @@ def test_nvt_kinetic_temperature(ka3d_n150, thermostat):
     r = sim.run(30000, thermo_every=5)
     mean, err = block_average(r.thermo.temperature, 10)
     assert abs(mean - T) < 4 * err + 1e-12, (mean, err)
-    if thermostat in ("bussi", "langevin"):
-        # canonical kinetic-energy fluctuations: Var(T_kin) / T^2 = 2 / N_f
-        rel = r.thermo.temperature.var() / T**2 * degrees_of_freedom(ka3d_n150.n, 3) / 2
-        assert 0.8 < rel < 1.2, rel
+    # canonical kinetic-energy fluctuations: Var(T_kin) / T^2 = 2 / N_f (every thermostat, NHC included)
+    rel = r.thermo.temperature.var() / T**2 * degrees_of_freedom(ka3d_n150.n, 3) / 2
+    assert 0.8 < rel < 1.2, rel
 
 
 def test_nhc_extended_energy_conserved(ka3d_n150):
@@ -50,7 +49,9 @@ def test_nhc_extended_energy_conserved(ka3d_n150):
     r = sim.run(8000, thermo_every=20)
     h = r.thermo.conserved / conf.n
     assert np.abs(h - h[0]).max() < 2e-3
-    assert r.thermo.potential.std() / conf.n > 10 * np.abs(h - h[0]).max() / 2e1  # the bath does work
+    # the bath does work: the physical energy U + K fluctuates far more than the extended energy drifts
+    e = (r.thermo.potential + r.thermo.kinetic) / conf.n
+    assert e.std() > 10 * np.abs(h - h[0]).max(), (e.std(), np.abs(h - h[0]).max())
 
 
 def test_checkpoint_resume_is_bitwise(ka3d_n150, tmp_path):

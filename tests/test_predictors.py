@@ -86,6 +86,7 @@ def test_glassmlp_features_match_brute_force(d, box):
     lengths = (0.0, 0.7, 1.5)
     x, names = D.glassmlp_features(pos, spec, b, e, c, lengths=lengths, rc=2.5)
     col = {nm: x[:, k] for k, nm in enumerate(names)}
+    checked = 0
     for L in lengths:
         ref = _brute_glassmlp(pos, spec, b, e, c, L, 2.5, 2)
         for ch, cname in enumerate(["A", "B", "all"]):
@@ -93,6 +94,8 @@ def test_glassmlp_features_match_brute_force(d, box):
                 key = f"{fname}_L{L:g}_{cname}"
                 if key in col:
                     np.testing.assert_allclose(col[key], ref[:, ch, f], rtol=1e-10, atol=1e-12, err_msg=key)
+                    checked += 1
+    assert checked == len(names), (checked, names)  # every emitted column was compared
     assert "EPOT_L0_all" in col and "DEN_L0_all" not in col
 
 

@@ -341,6 +341,16 @@ def _root(version: Annotated[bool, typer.Option("--version", help="Print the ver
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: one-line errors, exit code 2 on bad input, 130 on interruption."""
+    saved_argv = sys.argv
+    if argv is not None:  # called in-process: the provenance records this glassgen command, not the caller's
+        sys.argv = ["glassgen", *argv]
+    try:
+        return _run(argv)
+    finally:
+        sys.argv = saved_argv
+
+
+def _run(argv: list[str] | None) -> int:
     from typer.exceptions import Abort, Exit, TyperException
 
     try:

@@ -145,21 +145,28 @@ def rearrangement_probability(softness: Arrays, rearranging: Arrays, masks: Arra
         softness: per configuration (N,) softness S_i.
         rearranging: per configuration (N,) bool (e.g. p_hop > 0.2 within the window).
 
+        bins: number of bins over the range of S, or explicit edges; particles with S outside explicit
+            edges are left out of every bin (as in ``np.histogram``), not piled into the edge bins.
+
     Returns:
         dict with ``S`` (bin centres), ``P_R``, ``err`` (binomial standard error), ``count`` per bin,
-        ``P_S`` (normalised density of S).
+        ``P_S`` (density of S: the fraction of ALL particles in a bin over the bin width, so it estimates
+        the density of S itself even where the edges do not cover its range).
     """
     pairs = _select(softness, [np.asarray(r, dtype=np.float64) for r in rearranging], masks)
     s = np.concatenate([p[0] for p in pairs])
     r = np.concatenate([p[1] for p in pairs])
+    n_all = s.size
     edges = np.histogram_bin_edges(s, bins=bins)
-    idx = np.clip(np.digitize(s, edges) - 1, 0, edges.size - 2)
+    inside = (s >= edges[0]) & (s <= edges[-1])
+    s, r = s[inside], r[inside]
+    idx = np.clip(np.digitize(s, edges) - 1, 0, edges.size - 2)  # the clip puts S == the last edge in the last bin
     count = np.bincount(idx, minlength=edges.size - 1).astype(np.float64)
     hits = np.bincount(idx, weights=r, minlength=edges.size - 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         p = hits / count
         err = np.sqrt(p * (1 - p) / count)
-    dens = count / (count.sum() * np.diff(edges))
+    dens = count / (n_all * np.diff(edges))
     return {"S": 0.5 * (edges[1:] + edges[:-1]), "P_R": p, "err": err, "count": count, "P_S": dens}
 
 
