@@ -33,6 +33,39 @@ def test_annealing_from_a_hot_pool_is_exact_and_raises_the_ess():
     assert x.shape == pool.shape and np.all(np.isfinite(u))
 
 
+def _anneal_increment_after_sweep(pool, conf, T_h, T, steps, seed):
+    """A WRONG annealing (negative control): the weight increment of step k uses the energy after the sweep
+    at beta_k instead of before it."""
+    from glassgen.dynamics.mc import MonteCarlo
+    from glassgen.systems.configuration import Configuration
+
+    betas = np.linspace(1 / T_h, 1 / T, steps + 1)
+    mc = MonteCarlo(Configuration(pool[0].copy(), conf.species, conf.box, conf.model), T=T_h, delta=0.3, seed=seed)
+    lw, u = np.zeros(len(pool)), np.empty(len(pool))
+    for i in range(len(pool)):
+        mc.set_positions(pool[i].copy())
+        for k in range(1, steps + 1):
+            mc.beta, mc.T = float(betas[k]), float(1 / betas[k])
+            mc.sweep(1)
+            lw[i] -= (betas[k] - betas[k - 1]) * mc.energy
+        u[i] = mc.energy
+    return u, lw
+
+
+def test_annealing_order_matters_negative_control():
+    """The same system annealed in 2 steps of one sweep: the exact order (increment, then sweep) agrees with
+    long MC (measured 0.4 sigma); taking the increment after the sweep is detected (measured 5.5 sigma)."""
+    n, density, T_h, T = 3, 0.3, 2.0, 0.7
+    pool = _mc_pool("ka2d", n, density, T_h, 4000, 4, seed=3)
+    conf = random_configuration("ka2d", n, density=density, seed=0)
+    ref, ref_err = _mc_reference("ka2d", n, density, T, 60000, seed=9)
+    _, lw, u = anneal(pool, conf.species, conf.box, conf.model, T_h, T, steps=2, sweeps=1, delta=0.3, seed=5)
+    est, err = reweighted_mean(u, lw)
+    assert abs(est - ref) / math.hypot(err, ref_err) < 4.0, (est, err, ref, ref_err)
+    est, err = reweighted_mean(*_anneal_increment_after_sweep(pool, conf, T_h, T, 2, seed=5))
+    assert abs(est - ref) / math.hypot(err, ref_err) > 4.0, (est, err, ref, ref_err)
+
+
 def test_annealing_rejects_bad_input():
     conf = random_configuration("ka2d", 3, density=0.3, seed=0)
     with pytest.raises(InputError, match="shape"):

