@@ -5,6 +5,9 @@ rows with a repeated seed are refused. The summary (mean +- standard error over 
 ratio best baseline / PGMC and the CPU-second ratio) is computed by ``pgmc.seed_summary`` and saved as
 ``benchmarks/results/pgmc_seeds_<tag>.json``.
 
+A tag names ``pgmc_seeds_<tag>.json`` or, for a single-seed run, ``pgmc_<tag>.json`` (the tag ``grid`` names the
+grid run ``pgmc.json``); ``--only MODEL:N:T`` keeps the rows of one case (e.g. one case of the grid).
+
 Run: ``.venv/bin/python benchmarks/pgmc_pool.py lf08_flip05 lf08_flip05_more --tag lf08_flip05_pooled``
 """
 
@@ -31,10 +34,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("tags", nargs="+", help="suffixes of pgmc_seeds_<tag>.json to pool")
     ap.add_argument("--tag", required=True, help="suffix of the pooled results name")
+    ap.add_argument("--only", default=None, metavar="MODEL:N:T", help="keep only the rows of this case")
     args = ap.parse_args()
+    only = None
+    if args.only is not None:
+        try:
+            m, n, t = args.only.split(":")
+            only = (m, int(n), float(t))
+        except ValueError:
+            fail(f"--only must be MODEL:N:T, got {args.only!r}")
     rows, sources, settings = [], [], None
     for t in args.tags:
-        path = RESULTS / f"pgmc_seeds_{t}.json"
+        names = ["pgmc.json"] if t == "grid" else [f"pgmc_seeds_{t}.json", f"pgmc_{t}.json"]
+        path = next((RESULTS / nm for nm in names if (RESULTS / nm).exists()), RESULTS / names[0])
         if not path.exists():
             fail(f"{path} not found")
         try:
@@ -46,7 +58,7 @@ def main() -> None:
         if settings is not None and s != settings:
             fail(f"{path.name} was run with other PGMC settings ({s} != {settings})")
         settings = s
-        rows += doc["rows"]
+        rows += [r for r in doc["rows"] if only is None or (r["model"], r["N"], r["T"]) == only]
         sources.append(path.name)
     seeds = [(r["model"], r["N"], r["T"], r["seed"]) for r in rows]
     if len(set(seeds)) != len(seeds):
