@@ -123,6 +123,7 @@ def test_malformed_values_one_line_exit_2(tmp_path, capsys):
                                       capsys)
     # configs with values of the wrong type
     for body, word in (('model = "ka3d"\nn = "ten"\n', "n must be int"),
+                       ('model = "ka3d"\nn = 10.5\n', "n must be int"),  # 1.2e1 would be read as 12
                        ('model = "ka3d"\nn = 10\nT = "hot"\n', "T must be int or float")):
         cfg = tmp_path / "c.toml"
         cfg.write_text(body + f'out = "{o}"\n')

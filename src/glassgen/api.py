@@ -85,6 +85,9 @@ def config_options(path: PathLike | None, section: str, target: Any, **cli: Any)
         hints = {}
     for k, v in opts.items():
         ok = _accepted_types(hints.get(k))
+        if ok == (int,) and isinstance(v, float) and v.is_integer():  # steps = 1e6 reads as a float in TOML
+            opts[k] = int(v)
+            continue
         if ok is not None and (not isinstance(v, ok) or (isinstance(v, bool) and bool not in ok)):
             raise InputError(f"{path}: {k} must be {' or '.join(t.__name__ for t in ok)}, got {v!r}")
     opts.update({k: v for k, v in cli.items() if v is not None})
