@@ -386,6 +386,47 @@ def test_deferred_feature_updates_give_the_same_chain(n):
         PGMC(target, pol, [conf], feature_updates="lazy")
 
 
+def test_minimum_image_mode_gives_the_image_sum_chain():
+    """KA2D N = 43 (L = 6.0 < 3 r_c: no cell lists; 2 r_c <= L): the kernels take the minimum image (one
+    distance per pair). With the same random numbers the chain is move for move the chain of the explicit
+    sum over the 3^2 periodic images, for every move kind (Gaussian, local, biased swaps); the subset energy
+    (local-flow moves) agrees too, and a box with 2 r_c > L keeps the image sum."""
+    from glassgen._kernels.neighbors import image_shifts, mc_image_shifts
+    from glassgen._kernels.pgmc import subset_energy
+    from glassgen.dynamics.initial import random_state
+
+    conf = random_state("ka2d", 43, seed=7)
+    m = conf.model
+    target = PGMCTarget.from_model(m, conf.box, 0.5)
+    assert mc_image_shifts(conf.box, target.rc_max).shape == (1, 2)
+    assert mc_image_shifts(random_state("ka3d", 32, seed=1).box, target.rc_max).shape == (27, 3)
+    pol = Policy.default(3, 2, sigma=0.08, local_fraction=0.4, swap_fraction=0.3, swap_pairs=[(0, 2), (1, 2)],
+                         biased=True, counts=m.counts(43))
+    pol.theta[:] = [[-0.8, 0.5], [0.6, -0.7], [-0.5, 0.9]]
+    pol = _random_local(pol, 5, drift=0.05)
+    mi = PGMC(target, pol, [conf], seed=9)
+    im = PGMC(target, pol, [conf], seed=9)
+    a, b = mi.chains[0], im.chains[0]
+    assert not a.use_cells and a.shifts.shape == (1, 2)
+    b.shifts = image_shifts(conf.box, 1)
+    mi.sweep(30)
+    im.sweep(30)
+    assert mi.acceptance["swap"] > 0.002 and mi.acceptance["gauss"] > 0.05 and mi.acceptance["local"] > 0
+    assert np.array_equal(a.species, b.species) and np.array_equal(a.pos, b.pos)
+    fresh = ForceField(m, a.species, conf.box, skin=0.0).energy(a.pos)
+    assert abs(a.energy - fresh) < 1e-9 * abs(fresh) and abs(b.energy - fresh) < 1e-9 * abs(fresh)
+    assert np.allclose(a.feat, b.feat, rtol=0, atol=1e-10)
+    rng = np.random.default_rng(0)
+    zero = np.zeros(3)
+    for _ in range(5):
+        idx = np.sort(rng.choice(43, 4, replace=False))
+        xs = a.pos[idx] + rng.normal(0, 0.2, (4, 2))
+        e_mi = subset_energy(idx, xs, a.pos, a.species, conf.box, 3, mi._pp(), a.shifts, zero, np.zeros(2))
+        e_im = subset_energy(idx, xs % conf.box, a.pos, a.species, conf.box, 3, mi._pp(), b.shifts, zero,
+                             np.zeros(2))
+        assert abs(e_mi - e_im) < 1e-10 * max(1.0, abs(e_im))
+
+
 def test_selection_trees_rebuild_and_hold_the_exact_law():
     """The selection trees (one per swap pair and side; here two over species 1) hold exp(w . f - shift):
     after a leaf update that would leave the exponent range the update reports it, a leaf update reaches

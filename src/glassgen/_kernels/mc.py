@@ -1,8 +1,10 @@
 """Metropolis Monte Carlo: single-particle displacements and species swaps.
 
 Energy differences cost O(neighbours): a fixed-capacity cell grid (cell edge >= r_c,max, >= 3 cells
-per axis) with the minimum image; boxes smaller than that use an explicit sum over periodic images
-n in [-m, m]^d (``shifts``), including a particle's own images (weight 1/2 of the pair energy).
+per axis) with the minimum image; boxes smaller than that loop over all particles ("image mode"). In image
+mode a single zero row in ``shifts`` means the minimum image (r_c,max <= L/2: one image per pair, none of
+a particle's own); otherwise ``shifts`` lists the periodic images n in [-m, m]^d and a particle's own
+images enter with weight 1/2 of the pair energy (:func:`glassgen._kernels.neighbors.mc_image_shifts`).
 
 All random numbers are drawn by the caller (numpy Generator) and passed in per sweep.
 """
@@ -82,7 +84,7 @@ def particle_energy(i, x, s, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2
     """Energy of particle i placed at x (d,) with species s, against all other particles.
 
     Cell mode: minimum image over the 3^d cells around x. Image mode: all j != i and all images in
-    ``shifts``, plus i's own images with weight 1/2.
+    ``shifts`` (the minimum image if ``shifts`` is one zero row), plus i's own images with weight 1/2.
     """
     n, d = pos.shape
     e = 0.0
@@ -106,6 +108,7 @@ def particle_energy(i, x, s, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2
                     e += u
         return e
     nimg = shifts.shape[0]
+    min_image = nimg == 1
     for j in range(n):
         ab = base + species[j]
         for c in range(nimg):
@@ -115,6 +118,8 @@ def particle_energy(i, x, s, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2
                     dx = shifts[c, k]
                 else:
                     dx = pos[j, k] + shifts[c, k] - x[k]
+                    if min_image:
+                        dx -= box[k] * math.floor(dx / box[k] + 0.5)
                 r2 += dx * dx
             if r2 == 0.0:
                 continue

@@ -21,11 +21,13 @@ Capacity is fixed per particle (``nbr.shape[1]``); the builders return the large
 the caller re-allocates when it exceeds the capacity: nothing is ever truncated silently.
 """
 
+import math
+
 import numpy as np
 from numba import njit, prange
 
 __all__ = ["cell_sort", "half_stencil", "cell_neighbours", "build_half_list_cells", "build_half_list_brute",
-           "image_shifts", "gather_frame", "scatter_rows", "scatter_sum", "U"]
+           "image_shifts", "mc_image_shifts", "gather_frame", "scatter_rows", "scatter_sum", "U"]
 
 #: index cast for the hot loops (see the module docstring)
 U = np.uint64
@@ -43,6 +45,20 @@ def image_shifts(box: np.ndarray, m: int) -> np.ndarray:
             out[code, k] = ((c % w) - m) * box[k]
             c //= w
     return out
+
+
+def mc_image_shifts(box: np.ndarray, rc_max: float) -> np.ndarray:
+    """Image shifts for the all-pairs (image) mode of the MC kernels, for cutoffs up to ``rc_max``.
+
+    A single zero row, (1, d), when ``rc_max <= min(L) / 2``: every pair then has at most one image within
+    the cutoff and no particle sees its own image, so the kernels take the minimum image (one distance per
+    pair instead of (2m + 1)^d). Otherwise :func:`image_shifts` with m = ceil(rc_max / min(L)), own images
+    included. The kernels recognise the first case by ``shifts.shape[0] == 1``.
+    """
+    box = np.asarray(box, dtype=np.float64)
+    if 2.0 * float(rc_max) <= float(box.min()):
+        return np.zeros((1, box.shape[0]))
+    return image_shifts(box, int(math.ceil(float(rc_max) / float(box.min()))))
 
 
 @njit(cache=True, error_model="numpy")

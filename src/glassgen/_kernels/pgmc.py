@@ -263,6 +263,7 @@ def _neigh_loop(i, skip2, x, s, pos, species, box, nsp, pp, use_cells, ncell, ce
                                        is_touched, s_new)
         return nt
     nimg = shifts.shape[0]
+    min_image = nimg == 1  # see glassgen._kernels.neighbors.mc_image_shifts
     for j in range(n):
         if j == i or j == skip2:
             continue
@@ -272,6 +273,8 @@ def _neigh_loop(i, skip2, x, s, pos, species, box, nsp, pp, use_cells, ncell, ce
             r2 = 0.0
             for k in range(d):
                 dx = pos[j, k] + shifts[c, k] - x[k]
+                if min_image:
+                    dx -= box[k] * math.floor(dx / box[k] + 0.5)
                 dxv[k] = dx
                 r2 += dx * dx
             if r2 < (rc_desc[ab] if rc_ext < 0.0 else rc_ext) and r2 > 0.0:
@@ -1218,10 +1221,12 @@ def subset_energy(idx, xs, pos, species, box, nsp, pp, shifts, ext_k, ext_c):
     (at ``pos``) and among themselves, all periodic images in ``shifts`` (image mode), plus their external
     energy. Self-image terms are omitted (they do not depend on positions). Differences of this function
     between two placements of the same subset are exact total-energy differences. Positions wrapped into
-    [0, L); ``shifts`` as in the image mode of :func:`glassgen._kernels.mc.particle_energy`."""
+    [0, L); ``shifts`` as in the image mode of :func:`glassgen._kernels.mc.particle_energy` (one zero row:
+    the minimum image)."""
     n, d = pos.shape
     m = idx.shape[0]
     sig2, eps4, rc2, c0, c1, c2, c4, rs2 = pp
+    min_image = shifts.shape[0] == 1  # see glassgen._kernels.neighbors.mc_image_shifts
     inset = np.zeros(n, dtype=np.bool_)
     for q in range(m):
         inset[idx[q]] = True
@@ -1238,6 +1243,8 @@ def subset_energy(idx, xs, pos, species, box, nsp, pp, shifts, ext_k, ext_c):
                 r2 = 0.0
                 for k in range(d):
                     dx = pos[j, k] + shifts[c, k] - xs[q, k]
+                    if min_image:
+                        dx -= box[k] * math.floor(dx / box[k] + 0.5)
                     r2 += dx * dx
                 if r2 < rc2[ab]:
                     u, w, _ = pair_uw(r2, ab, sig2, eps4, c0, c1, c2, c4, rs2, 7)
@@ -1249,6 +1256,8 @@ def subset_energy(idx, xs, pos, species, box, nsp, pp, shifts, ext_k, ext_c):
                 r2 = 0.0
                 for k in range(d):
                     dx = xs[p, k] + shifts[c, k] - xs[q, k]
+                    if min_image:
+                        dx -= box[k] * math.floor(dx / box[k] + 0.5)
                     r2 += dx * dx
                 if r2 < rc2[ab]:
                     u, w, _ = pair_uw(r2, ab, sig2, eps4, c0, c1, c2, c4, rs2, 7)

@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 
 from glassgen._kernels.mc import build_cells, metropolis_sweep, total_energy_mc
-from glassgen._kernels.neighbors import image_shifts
+from glassgen._kernels.neighbors import mc_image_shifts
 from glassgen.dynamics.forces import ForceField
 from glassgen.dynamics.results import MDResult
 from glassgen.dynamics.schedule import collect_results, new_samples, run_events
@@ -73,8 +73,7 @@ class MonteCarlo:
             self._rebuild_cells()
         else:
             self.ncell = np.ones(self.dim, dtype=np.int64)
-            m = int(math.ceil(rc / float(self.box.min())))
-            self.shifts = image_shifts(self.box, m)
+            self.shifts = mc_image_shifts(self.box, rc)
             self.cells = np.zeros((1, 1), dtype=np.int64)
             self.cell_count = np.zeros(1, dtype=np.int64)
             self.cell_of = np.zeros(self.n, dtype=np.int64)

@@ -47,7 +47,7 @@ from normflows.utils.splines import unconstrained_rational_quadratic_spline
 from torch import nn
 
 from glassgen._kernels.mc import total_energy_mc
-from glassgen._kernels.neighbors import image_shifts
+from glassgen._kernels.neighbors import mc_image_shifts
 from glassgen._kernels.pgmc import ext_energy, subset_energy
 from glassgen.errors import InputError, PhysicsError
 from glassgen.progress import progress_bar
@@ -327,7 +327,7 @@ class LocalFlowMC:
         self.unwrapped = self.pos.copy()
         self.scorer = FeatureScorer(target, theta_select)
         self.biased = bool(np.any(self.scorer.theta != 0))
-        self.shifts = image_shifts(target.box, int(math.ceil(target.rc_max / float(target.box.min()))))
+        self.shifts = mc_image_shifts(target.box, target.rc_max)
         self.pp = tuple(np.ascontiguousarray(a) for a in target.pp)
         self.energy = np.array([self._total(b) for b in range(self.n_chains)])
         if not np.all(np.isfinite(self.energy)):

@@ -49,7 +49,7 @@ import h5py
 import numpy as np
 
 from glassgen._kernels.mc import build_cells, total_energy_mc
-from glassgen._kernels.neighbors import image_shifts
+from glassgen._kernels.neighbors import mc_image_shifts
 from glassgen._kernels.pgmc import (
     KIND_GAUSS,
     KIND_LOCAL,
@@ -149,8 +149,7 @@ class _Chain:
             self.rebuild_cells()
         else:
             self.ncell = np.ones(d, dtype=np.int64)
-            m = int(math.ceil(target.rc_max / float(box.min())))
-            self.shifts = image_shifts(box, m)
+            self.shifts = mc_image_shifts(box, target.rc_max)
             self.cap = 1
             self.cells = np.zeros((1, 1), dtype=np.int64)
             self.cell_count = np.zeros(1, dtype=np.int64)

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from glassgen._kernels.neighbors import image_shifts
+from glassgen._kernels.neighbors import image_shifts, mc_image_shifts
 from glassgen._kernels.pgmc import MH_EXACT, N_SEL, biased_displacements, selection_features
 from glassgen.errors import InputError, PhysicsError
 from glassgen.sampling.moves import SelectionScorer, predictor_swaps
@@ -145,7 +145,7 @@ class PredictorScorer:
 
 
 def _chain_shifts(target: PGMCTarget) -> np.ndarray:
-    return image_shifts(target.box, int(math.ceil(target.rc_max / float(target.box.min()))))
+    return mc_image_shifts(target.box, target.rc_max)
 
 
 def scorer_displacements(sampler: PGMC, scorer: SelectionScorer, n_moves: int, sigma: float | np.ndarray,
