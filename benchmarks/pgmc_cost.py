@@ -7,7 +7,9 @@ the production mixtures (local fraction 0.8 at N = 43, 0.3 at N = 1290, 20% heat
 selection features updated by every move ("incremental") or recomputed before the swaps of each sweep
 ("deferred", the default). Each case: the best of ``--repeats`` timings (process time; round robin over the
 cases, so that a slow spell of a shared machine hits them alike), in microseconds per trial move, and its
-ratio to uniform swap MC (mc.py, swap fraction 0.2) timed the same way in the same process.
+ratio to uniform swap MC (mc.py, swap fraction 0.2) timed the same way in the same process. At N = 43
+(no cell lists, r_c <= L/2) the kernels take the minimum image; one more row times the same swap MC with the
+explicit sum over the 3^2 periodic images (the kernels before 2026-12-03, 15:30).
 
 Run: ``.venv/bin/python benchmarks/pgmc_cost.py`` (about 6 CPU minutes; run it alone: the timings are the
 point).
@@ -21,6 +23,7 @@ import time
 import numpy as np
 from _common import save, table
 
+from glassgen._kernels.neighbors import image_shifts
 from glassgen.dynamics.initial import random_state
 from glassgen.dynamics.mc import MonteCarlo
 from glassgen.sampling.pgmc import PGMC, PGMCTarget
@@ -53,6 +56,11 @@ def main() -> None:
         steppers = {}  # (case, feature_updates) -> sweep function
         for name, swap in (("metropolis", 0.0), ("swap MC", 0.2)):
             steppers[(name, "")] = MonteCarlo(conf, T, delta=0.08, swap_fraction=swap, seed=1).sweep
+        if not steppers[("swap MC", "")].__self__.use_cells and n < 100:
+            # the same swap MC with the explicit sum over 3^d periodic images instead of the minimum image
+            img = MonteCarlo(conf, T, delta=0.08, swap_fraction=0.2, seed=1)
+            img.shifts = image_shifts(conf.box, 1)
+            steppers[("swap MC, 3^d image sum", "")] = img.sweep
         cases = [("gauss", 0.0, 0.0, False, "deferred"), ("local", 1.0, 0.0, False, "deferred"),
                  ("uniform swaps", 0.0, 1.0, False, "deferred"), ("biased swaps", 0.0, 1.0, True, "deferred"),
                  (f"local {lf} + 20% heat-bath swaps", lf, 0.2, True, "incremental"),

@@ -97,15 +97,6 @@ def _energy(i, x, s, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_c
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _pair_u(r2, ab, pp):
-    """Pair energy u_ab at squared distance r2, 0 at and beyond the cutoff of ab."""
-    if r2 < pp[2][ab]:
-        u, w, _ = pair_uw(r2, ab, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
-        return u
-    return 0.0
-
-
-@njit(cache=True, error_model="numpy", inline="always")
 def _pair_contrib(j, r2, dxv, ab, sc, sj, nsp, pp, mode, sign, out, dfeat, touched, nt, is_touched, s_new):
     """One neighbour j at squared distance r2 (dxv = x_j - x): add its contribution for ``mode``.
 
@@ -127,8 +118,12 @@ def _pair_contrib(j, r2, dxv, ab, sc, sj, nsp, pp, mode, sign, out, dfeat, touch
     if mode == 6:
         ext = dfeat.shape[1] > N_SEL  # extended: the caller's cutoff is the largest one, for every term
         abn = s_new * nsp + sj
-        u_o = _pair_u(r2, ab, pp)
-        u_n = _pair_u(r2, abn, pp)
+        u_o = 0.0
+        u_n = 0.0
+        if r2 < pp[2][ab]:
+            u_o, w, _ = pair_uw(r2, ab, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
+        if r2 < pp[2][abn]:
+            u_n, w, _ = pair_uw(r2, abn, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
         g_o = 0.0
         g_n = 0.0
         xr2 = r2 / sig2[ab]
@@ -148,8 +143,14 @@ def _pair_contrib(j, r2, dxv, ab, sc, sj, nsp, pp, mode, sign, out, dfeat, touch
                 if t == sj:
                     dfeat[j, N_SEL + t] += u_n - u_o
                     continue
-                ut_o = _pair_u(r2, t * nsp + sc, pp)
-                ut_n = _pair_u(r2, t * nsp + s_new, pp)
+                abo = t * nsp + sc
+                abt = t * nsp + s_new
+                ut_o = 0.0
+                ut_n = 0.0
+                if r2 < pp[2][abo]:
+                    ut_o, w, _ = pair_uw(r2, abo, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
+                if r2 < pp[2][abt]:
+                    ut_n, w, _ = pair_uw(r2, abt, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
                 if ut_o != 0.0 or ut_n != 0.0:
                     dfeat[j, N_SEL + t] += ut_n - ut_o
                     hit = True
@@ -335,38 +336,23 @@ def _add_pair_features(k, j, r2, sk, sj, nsp, pp, feat):
     feat[k, 1] += g
     feat[j, 0] += u
     feat[j, 1] += g
-    if feat.shape[1] > N_SEL:  # e_k^t += u_{t s_j}(r), e_j^t += u_{t s_k}(r)
-        _add_species_energies(feat, k, sk, sj, r2, u, nsp, pp)
-        _add_species_energies(feat, j, sj, sk, r2, u, nsp, pp)
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _add_species_energies(feat, row, s_row, s_other, r2, u, nsp, pp):
-    """Single-flip energies of particle ``row`` (species s_row) from one neighbour of species s_other at
-    squared distance r2: e^t += u_{t s_other}(r) for every species t (u, already known, for t = s_row)."""
-    for t in range(nsp):
-        if t == s_row:
-            feat[row, N_SEL + t] += u
-            continue
-        abt = t * nsp + s_other
-        if r2 < pp[2][abt]:
-            ut, wt, _ = pair_uw(r2, abt, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
-            feat[row, N_SEL + t] += ut
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _min_image_pair_features(k, j, sk, pos, species, box, nsp, pp, rc2_max, ext, feat):
-    """Pair (k, j) by the minimum image: its feature terms if within the cutoff (the largest one when
-    ``ext``, that of the pair otherwise)."""
-    r2 = 0.0
-    for a in range(pos.shape[1]):
-        dx = pos[j, a] - pos[k, a]
-        dx -= box[a] * math.floor(dx / box[a] + 0.5)
-        r2 += dx * dx
-    sj = species[j]
-    cut2 = rc2_max if ext else pp[2][sk * nsp + sj]
-    if r2 < cut2 and r2 > 0.0:
-        _add_pair_features(k, j, r2, sk, sj, nsp, pp, feat)
+    if feat.shape[1] > N_SEL:  # e_k^t += u_{t s_j}(r), e_j^t += u_{t s_k}(r): one loop for both (measured
+        # 1.3-2x faster than two calls of a per-particle helper)
+        for t in range(nsp):
+            if t == sk:
+                feat[k, N_SEL + t] += u
+            else:
+                abt = t * nsp + sj
+                if r2 < pp[2][abt]:
+                    ut, wt, _ = pair_uw(r2, abt, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
+                    feat[k, N_SEL + t] += ut
+            if t == sj:
+                feat[j, N_SEL + t] += u
+            else:
+                abt = t * nsp + sk
+                if r2 < pp[2][abt]:
+                    ut, wt, _ = pair_uw(r2, abt, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
+                    feat[j, N_SEL + t] += ut
 
 
 @njit(cache=True, error_model="numpy")
@@ -390,17 +376,25 @@ def selection_features(pos, species, box, nsp, pp, use_cells, ncell, cells, cell
     min_image = 4.0 * rc2_max <= lmin * lmin
     for k in range(n):
         sk = species[k]
-        if use_cells:
-            cc0 = home_cell(pos[k], box, ncell)
-            for off in range(3**d):
-                flat = stencil_cell(cc0, ncell, off)
-                for q in range(cell_count[flat]):
-                    j = cells[flat, q]
-                    if j > k:
-                        _min_image_pair_features(k, j, sk, pos, species, box, nsp, pp, rc2_max, ext, feat)
-        elif min_image:
-            for j in range(k + 1, n):
-                _min_image_pair_features(k, j, sk, pos, species, box, nsp, pp, rc2_max, ext, feat)
+        if use_cells or min_image:  # minimum image over the 3^d cells around k, or over all j > k
+            cc0 = home_cell(pos[k], box, ncell)  # (unused without cells)
+            flat = 0
+            for off in range(3**d if use_cells else 1):
+                if use_cells:
+                    flat = stencil_cell(cc0, ncell, off)
+                for q in range(cell_count[flat] if use_cells else n - k - 1):
+                    j = cells[flat, q] if use_cells else k + 1 + q
+                    if j <= k:
+                        continue
+                    r2 = 0.0
+                    for a in range(d):
+                        dx = pos[j, a] - pos[k, a]
+                        dx -= box[a] * math.floor(dx / box[a] + 0.5)
+                        r2 += dx * dx
+                    sj = species[j]
+                    cut2 = rc2_max if ext else rc2[sk * nsp + sj]
+                    if r2 < cut2 and r2 > 0.0:
+                        _add_pair_features(k, j, r2, sk, sj, nsp, pp, feat)
         else:
             for j in range(k + 1, n):
                 sj = species[j]
