@@ -119,7 +119,7 @@ def _pair_contrib(j, r2, dxv, ab, sc, sj, nsp, pp, mode, sign, out, dfeat, touch
         ext = dfeat.shape[1] > N_SEL  # extended: the caller's cutoff is the largest one, for every term
         abn = s_new * nsp + sj
         # the four guarded pair_uw calls below stay written out: a helper for them (inlined or called) made
-        # biased swaps 15-25% slower (/tmp timings of 2026-12-03, alternating runs; see README, cost per move)
+        # biased swaps 15-25% slower (alternating timings, 2026-12-03; README, "The cost per move")
         u_o = 0.0
         u_n = 0.0
         if r2 < pp[2][ab]:
