@@ -118,14 +118,28 @@ def _pair_contrib(j, r2, dxv, ab, sc, sj, nsp, pp, mode, sign, out, dfeat, touch
     if mode == 6:
         ext = dfeat.shape[1] > N_SEL  # extended: the caller's cutoff is the largest one, for every term
         abn = s_new * nsp + sj
-        # the four guarded pair_uw calls below stay written out: a helper for them (inlined or called) made
-        # biased swaps 15-25% slower (alternating timings, 2026-12-03; README, "The cost per move")
+        # one pass over the species t of the neighbour's would-be partner: t = s_j gives the pair energy of j
+        # with the flipping particle before (u_o) and after (u_n) the flip; with extended features every t
+        # gives the change of e_j^t (pair parameters are symmetric, u_{t sc} = u_{sc t})
         u_o = 0.0
         u_n = 0.0
-        if r2 < pp[2][ab]:
-            u_o, w, _ = pair_uw(r2, ab, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
-        if r2 < pp[2][abn]:
-            u_n, w, _ = pair_uw(r2, abn, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
+        hit = False
+        for t in range(0 if ext else sj, nsp if ext else sj + 1):
+            abo = t * nsp + sc
+            abt = t * nsp + s_new
+            ut_o = 0.0
+            ut_n = 0.0
+            if r2 < pp[2][abo]:
+                ut_o, w, _ = pair_uw(r2, abo, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
+            if r2 < pp[2][abt]:
+                ut_n, w, _ = pair_uw(r2, abt, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
+            if t == sj:
+                u_o = ut_o
+                u_n = ut_n
+            elif ut_o != 0.0 or ut_n != 0.0:
+                hit = True
+            if ext:
+                dfeat[j, N_SEL + t] += ut_n - ut_o
         g_o = 0.0
         g_n = 0.0
         xr2 = r2 / sig2[ab]
@@ -139,23 +153,7 @@ def _pair_contrib(j, r2, dxv, ab, sc, sj, nsp, pp, mode, sign, out, dfeat, touch
         out[0] += u_n - u_o
         out[1] += g_n
         out[2] += u_n
-        hit = u_o != 0.0 or u_n != 0.0 or g_o != 0.0 or g_n != 0.0
-        if ext:  # e_j^t changes by u_{t s_new}(r) - u_{t sc}(r)
-            for t in range(nsp):
-                if t == sj:
-                    dfeat[j, N_SEL + t] += u_n - u_o
-                    continue
-                abo = t * nsp + sc
-                abt = t * nsp + s_new
-                ut_o = 0.0
-                ut_n = 0.0
-                if r2 < pp[2][abo]:
-                    ut_o, w, _ = pair_uw(r2, abo, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
-                if r2 < pp[2][abt]:
-                    ut_n, w, _ = pair_uw(r2, abt, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
-                if ut_o != 0.0 or ut_n != 0.0:
-                    dfeat[j, N_SEL + t] += ut_n - ut_o
-                    hit = True
+        hit = hit or u_o != 0.0 or u_n != 0.0 or g_o != 0.0 or g_n != 0.0
         if hit:
             dfeat[j, 0] += u_n - u_o
             dfeat[j, 1] += g_n - g_o
