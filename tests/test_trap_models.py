@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from glassgen._kernels.kmc import sample_redraw
+from glassgen._kernels.kmc import kick_amplitude, reversible_kick, sample_redraw
 from glassgen._kernels.sumtree import tree_build, tree_sample, tree_set, tree_set_leaves, tree_total
 from glassgen.errors import InputError
 from glassgen.models import observables as ob
@@ -168,14 +168,21 @@ def test_softness_msd_is_d_b2_k_t() -> None:
 
 
 @pytest.mark.parametrize("softening", [0.0, 0.3])
-def test_facilitation_kicks_keep_p_s(softening: float) -> None:
-    """Reversible kicks leave the product of P(S) stationary (KS on all sites after the run);
+@pytest.mark.parametrize("kind", ["softness-facilitated", "facilitated"])
+def test_facilitation_kicks_keep_p_s(kind: str, softening: float) -> None:
+    """Reversible kicks leave the product of the stationary law stationary (KS on all sites after the run):
+    N(mu(T), s(T)) of the softness law, or the Gaussian-barrier law N(E0 + sigma_E^2 / T, sigma_E);
     negative control: a mean softening shift in the kick breaks it."""
-    T = 0.38
-    m = TrapModel(kind="softness-facilitated", law=LAW, L=64, dim=2, eta0=0.5, r_c=1.5, softening=softening)
-    run = simulate(m, T, seed=31, p_stop=0, t_max=3000.0)
+    if kind == "softness-facilitated":
+        T, t_max = 0.38, 3000.0
+        m = TrapModel(kind=kind, law=LAW, L=64, dim=2, eta0=0.5, r_c=1.5, softening=softening)
+        mu, s = LAW.p_s(T)
+    else:
+        T, t_max = 1.0, 300.0
+        m = TrapModel(kind=kind, E0=0.0, sigma_E=1.0, L=64, dim=2, eta0=0.5, r_c=1.5, softening=softening)
+        mu, s = 1.0 / T, 1.0
+    run = simulate(m, T, seed=31, p_stop=0, t_max=t_max)
     assert np.mean(run.nhop[-1] > 0) > 0.5
-    mu, s = LAW.p_s(T)
     D = stats.kstest(run.final_states, "norm", args=(mu, s)).statistic
     if softening == 0.0:
         assert D < _ks_threshold(run.final_states.size)
@@ -183,18 +190,20 @@ def test_facilitation_kicks_keep_p_s(softening: float) -> None:
         assert D > 3 * _ks_threshold(run.final_states.size)
 
 
-def test_kick_is_reversible() -> None:
-    """The AR(1) kick S' = m + (1 - eta)(S - m) + sqrt(eta (2 - eta)) s xi: (S, S') is exchangeable under
-    N(m, s^2) (equal third cross moments, equal marginals); with a shift it is not."""
+@pytest.mark.parametrize("softening", [0.0, 0.2])
+def test_kick_is_reversible(softening: float) -> None:
+    """The kernel's AR(1) kick (:func:`reversible_kick` with :func:`kick_amplitude`, the mean, std and
+    shift of ``TrapModel.kick``): (S, S') is exchangeable under N(m, s^2) (equal third cross moments,
+    equal marginals) without softening; the softening shift breaks it."""
     rng = np.random.default_rng(3)
-    m, s, eta, n = 0.5, 0.7, 0.3, 400_000
+    T, eta, n = 0.38, 0.3, 400_000
+    m, s, shift = TrapModel(kind="softness-facilitated", law=LAW, L=8, dim=2, softening=softening).kick(T)
     S = rng.normal(m, s, n)
-    for shift, ok in ((0.0, True), (0.2, False)):
-        S2 = m + (1 - eta) * (S - m) + eta * shift + math.sqrt(eta * (2 - eta)) * s * rng.standard_normal(n)
-        a = (S - m) ** 3 * (S2 - m) - (S - m) * (S2 - m) ** 3
-        z = a.mean() / (a.std() / math.sqrt(n))
-        d_mean = (S2.mean() - S.mean()) / (s * math.sqrt(2.0 / n))
-        assert (abs(z) < 5 and abs(d_mean) < 5) == ok
+    S2 = reversible_kick(S, m, eta, shift, kick_amplitude(eta, s), rng.standard_normal(n))
+    # paired z-scores: antisymmetric cross moment, first and second moments of S' - S
+    zs = [d.mean() / (d.std() / math.sqrt(n)) for d in ((S - m) ** 3 * (S2 - m) - (S - m) * (S2 - m) ** 3,
+                                                         S2 - S, (S2 - m) ** 2 - (S - m) ** 2)]
+    assert (max(map(abs, zs)) < 5) == (softening == 0.0), zs
 
 
 def test_off_lattice_facilitation_runs(tmp_path) -> None:

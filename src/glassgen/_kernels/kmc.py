@@ -118,6 +118,22 @@ def _redraw(rs, mode, p0, p1, rp, c0, c1, lncap, tab_x0, tab_dx, tab, cdf_x, cdf
 _SITE_T_LAST, _SITE_T_FIRST, _SITE_NHOP, _SITE_POS = 0, 1, 2, 3
 
 @njit(cache=True)
+def kick_amplitude(eta, std):
+    """Noise amplitude sqrt(eta (2 - eta)) s that makes the AR(1) kick of strength eta keep N(m, s^2)."""
+    return math.sqrt(eta * (2.0 - eta)) * std
+
+
+@njit(cache=True)
+def reversible_kick(x, mean, eta, shift, amplitude, xi):
+    """AR(1) facilitation kick x' = m + (1 - eta)(x - m) + eta shift + amplitude xi of a site state.
+
+    With shift = 0 and amplitude = :func:`kick_amplitude` (eta, s), (x, x') is exchangeable under N(m, s^2):
+    the kick is reversible and leaves the product measure stationary. Scalars or equal-shape arrays.
+    """
+    return mean + (1.0 - eta) * (x - mean) + eta * shift + amplitude * xi
+
+
+@njit(cache=True)
 def kmc_run(x, pos, nhop, t_first, t_last, t, t_stop, max_events,
             c0, c1, lncap, tab_x0, tab_dx, tab,
             redraw_mode, p0, p1, rp, cdf_x, cdf,
@@ -188,7 +204,7 @@ def kmc_run(x, pos, nhop, t_first, t_last, t, t_stop, max_events,
     for e in range(n_edges):
         nbr[e] = nb_idx[e]
         kick[e, 0] = nb_eta[e]
-        kick[e, 1] = math.sqrt(nb_eta[e] * (2.0 - nb_eta[e])) * kick_std
+        kick[e, 1] = kick_amplitude(nb_eta[e], kick_std)
     max_deg = 0
     for i in range(n):
         max_deg = max(max_deg, nb_ptr[i + 1] - nb_ptr[i])
@@ -246,8 +262,7 @@ def kmc_run(x, pos, nhop, t_first, t_last, t, t_stop, max_events,
                     k += 1
                     placed = True
                 eta = kick[e, 0]
-                x[j] = (kick_mean + (1.0 - eta) * (x[j] - kick_mean) + eta * kick_shift
-                        + kick[e, 1] * normal(rs))
+                x[j] = reversible_kick(x[j], kick_mean, eta, kick_shift, kick[e, 1], normal(rs))
                 leaves[k] = j
                 new_rates[k] = math.exp(lnrate(x[j], c0, c1, lncap, tab_x0, tab_dx, tab))
                 k += 1
