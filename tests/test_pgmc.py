@@ -132,8 +132,12 @@ def test_local_policy_2d_harmonic_well_exact():
     assert _thinned_pvalue(r2.ravel(), edges, np.diff(stats.chi2.cdf(edges / (1.1 * std) ** 2, 2)), tau) < 1e-4
 
 
-def _two_particle(mh_mode: int, seed: int, kind: str) -> tuple[float, float]:
-    """Two KA2D A particles in a periodic square (L = 5, T = 1): p(r) ~ r exp(-v(r)/T) for r < L/2."""
+def _two_particle(mh_mode: int, seed: int, kind: str, t_wrong: float | None = None) -> tuple[float, ...]:
+    """Two KA2D A particles in a periodic square (L = 5, T = 1): p(r) ~ r exp(-v(r)/T) for r < L/2.
+
+    Returns (p-value of the histogram of r against that law, tau), and with ``t_wrong`` also the p-value of
+    the same histogram against the law at that temperature (power).
+    """
     model = load_model("ka2d")
     L, T = 5.0, 1.0
     tg = PGMCTarget.from_model(model, np.full(2, L), T)
@@ -160,10 +164,12 @@ def _two_particle(mh_mode: int, seed: int, kind: str) -> tuple[float, float]:
     rr = np.linspace(0.85, L / 2, 20001)
     ff = ForceField(model, np.array([0, 0]), np.full(2, L), skin=0.0, check_overlap=False)
     u = np.array([ff.energy(np.array([[0.0, 0], [r, 0]])) for r in rr])
-    dens = rr * np.exp(-u / T)
-    cum = np.concatenate([[0], np.cumsum(0.5 * (dens[1:] + dens[:-1]) * np.diff(rr))])
-    probs = np.diff(np.interp(edges, rr, cum))
-    return _thinned_pvalue(x, edges, probs, tau), tau
+    ps = []
+    for t_ref in (T,) if t_wrong is None else (T, t_wrong):
+        dens = rr * np.exp(-u / t_ref)
+        cum = np.concatenate([[0], np.cumsum(0.5 * (dens[1:] + dens[:-1]) * np.diff(rr))])
+        ps.append(_thinned_pvalue(x, edges, np.diff(np.interp(edges, rr, cum)), tau))
+    return (ps[0], tau) if t_wrong is None else (ps[0], tau, ps[1])
 
 
 def test_two_particles_local_policy_exact_and_negative_controls():
@@ -178,9 +184,11 @@ def test_two_particles_local_policy_exact_and_negative_controls():
 
 
 def test_two_particles_gaussian_policy_exact():
-    """Species-dependent Gaussian widths (symmetric proposal): exact p(r) for two particles."""
-    p, tau = _two_particle(MH_EXACT, 12, "gauss")
+    """Species-dependent Gaussian widths (symmetric proposal): exact p(r) for two particles; power: the same
+    chains reject the law at 1.5 T."""
+    p, tau, p_wrong = _two_particle(MH_EXACT, 12, "gauss", t_wrong=1.5)
     assert p > 1e-3, (p, tau)
+    assert p_wrong < 1e-6, p_wrong
 
 
 def _swap_states(policy: Policy, mh_mode: int, seed: int) -> tuple[float, float]:
