@@ -139,7 +139,6 @@ def test_set_positions_equals_a_fresh_chain():
         assert np.all((mc.pos >= 0) & (mc.pos < b.box))
         exact = ForceField(load_model(model), b.species, b.box, skin=0.0).energy(b.positions)
         assert abs(mc.energy - exact) < 1e-9 * max(1.0, abs(exact))
-        assert mc.energy == mc.recompute_energy()
         fresh = MonteCarlo(b, 0.8, delta=0.15, seed=7)
         assert np.allclose(fresh.pos, mc.pos, rtol=0, atol=1e-12)
         if mc.use_cells:

@@ -206,28 +206,16 @@ def test_local_flow_density_is_consistent() -> None:
     assert abs(float(ld[0])) > 1e-3  # the test flow is not the identity
 
 
-@pytest.fixture(scope="module")
-def small_reference() -> tuple[np.ndarray, list]:
-    pg = PGMC(SMALL, Policy.default(2, 2, sigma=0.5), [SMALL_START] * 1200, seed=1)
-    ref = _collect(pg, 30, 10, 6, _small_obs)
-    pg2 = PGMC(SMALL, Policy.default(2, 2, sigma=0.5), [SMALL_START] * 1200, seed=7)
-    pg2.sweep(40)
-    return ref, [(c.pos.copy(), c.species.copy()) for c in pg2.chains]
-
-
-# The negative controls of the local-flow move are in test_local_flow_exact_pair below (exactly known target,
-# proposal far from it); on this soft 4-particle toy they are not detectable (p = 0.005-0.9).
 @pytest.mark.parametrize("theta", [(0.0, 10.0), (0.0, 0.0)])
-def test_local_flow_histogram(small_reference, theta: tuple[float, float]) -> None:
-    """Chains start in equilibrium (independent Metropolis chains); after 40 local-flow moves each, the final
-    states (one per chain, independent) must still follow p. (A control that evaluates the selection only in
-    the old state is not detectable here, p ~ 0.2-0.9: the selection ratio of the centre changes little; that
-    control is detected for the displacement moves above.)"""
-    ref, starts = small_reference
+def test_local_flow_bookkeeping_on_a_soft_toy(theta: tuple[float, float]) -> None:
+    """Local-flow moves on a 4-particle, 2-species toy (the exactness test with negative controls is
+    test_local_flow_exact_pair below; on this soft toy a histogram cannot resolve the controls): the moves are
+    accepted, regions are non-trivial, and the running energy matches a recomputation to 1e-9."""
+    pg = PGMC(SMALL, Policy.default(2, 2, sigma=0.5), [SMALL_START] * 200, seed=7)
+    pg.sweep(40)
+    starts = [(c.pos.copy(), c.species.copy()) for c in pg.chains]
     mc = LocalFlowMC(SMALL, _flow(), LocalRegion(1.0, 1.45, 4, 6), starts, seed=5, theta_select=np.array(theta))
     res = mc.run(40, sample_every=40)
-    p = _pvalue(ref, _small_obs(res.final_positions), 6, 6)
-    assert p > P_PASS, p
     assert res.info["acceptance"] > 0.05 and res.info["mean_mobile"] > 1.0
     assert mc.energy_drift() < 1e-9
 
