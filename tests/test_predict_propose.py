@@ -168,14 +168,6 @@ SMALL = _target(0.4, 3.0, (0.0, 0.0), T=1.0, sig=0.8)
 SMALL_START = (np.array([[0.5, 0.5], [1.6, 0.6], [1.0, 1.9], [2.4, 2.2]]), np.array([0, 0, 1, 1]))
 
 
-def _small_obs(pos: np.ndarray) -> np.ndarray:
-    d01 = pos[:, 0] - pos[:, 1]
-    d02 = pos[:, 0] - pos[:, 2]
-    d01 -= 3.0 * np.round(d01 / 3.0)
-    d02 -= 3.0 * np.round(d02 / 3.0)
-    return np.stack([d01[:, 0], d02[:, 1]], 1)
-
-
 def _flow(scale: float = 5.0) -> LocalFlow:
     return LocalFlow(2, 2, n_layers=2, hidden=8, bins=4, init_scale=scale, seed=3)
 
