@@ -427,32 +427,6 @@ class LocalFlowMC:
                 self.stats["accepted_nonempty"] += 1
                 self.stats["moved"] += m
 
-    def displacements(self, n_moves: int, sigma: float | np.ndarray) -> float:
-        """``n_moves`` uniform-selection Gaussian displacements (width ``sigma`` per species) per chain, Numba.
-
-        Ordinary Metropolis moves that keep the features current; mixed with the flow moves they make the
-        chain ergodic in sparse toy systems. Returns their acceptance."""
-        from glassgen._kernels.pgmc import MH_EXACT, biased_displacements
-
-        t = self.target
-        d = t.dim
-        ls = np.log(np.broadcast_to(np.asarray(sigma, dtype=np.float64), (t.nsp,))).copy()
-        zero = np.zeros((t.nsp, 2))
-        st = np.zeros(4)
-        dummy_i = np.zeros(1, dtype=np.int64)
-        for b in range(self.n_chains):
-            m = int(n_moves)
-            xi = self.rng.standard_normal((m, d))
-            usel = self.rng.random(m)
-            logu = np.log(self.rng.random(m))
-            de, _ = biased_displacements(self.pos[b], self.species[b], t.box, t.nsp, self.pp, t.beta, t.ext_k,
-                                         t.ext_c, False, np.ones(d, dtype=np.int64), np.zeros((1, 1), np.int64),
-                                         dummy_i, np.zeros(self.pos.shape[1], np.int64),
-                                         np.zeros(self.pos.shape[1], np.int64), self.shifts, self.feat[b],
-                                         self.unwrapped[b], ls, zero, xi, usel, logu, 0, MH_EXACT, st)
-            self.energy[b] += de
-        return float(st[1] / st[0]) if st[0] else math.nan
-
     def run(self, n_steps: int, sample_every: int = 10, frame_steps: list[int] | np.ndarray | None = None,
             progress: bool = False) -> LocalFlowResult:
         """``n_steps`` moves per chain; energies every ``sample_every`` steps, unwrapped frames at ``frame_steps``."""
