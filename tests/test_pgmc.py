@@ -3,6 +3,7 @@ negative controls), bookkeeping, learning, persistence, checkpoints."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -191,17 +192,36 @@ def test_two_particles_gaussian_policy_exact():
     assert p_wrong < 1e-6, p_wrong
 
 
-def _swap_states(policy: Policy, mh_mode: int, seed: int) -> tuple[float, float]:
-    """Frozen positions, swaps only, KA2D N=5 (1A, 2B, 2C): the 30 species assignments follow exp(-U/T)."""
+SWAP_POS = np.array([[0.0, 0.0], [1.1, 0.1], [0.2, 1.05], [1.3, 1.2], [2.4, 0.5]])
+SWAP_WELL_CENTRE = np.array([1.2, 0.6])
+
+
+def _well_energies(species: np.ndarray, wells: np.ndarray) -> float:
+    """Energy of species-dependent harmonic wells 0.5 k_s |x - c|^2 at SWAP_POS (no image needed: |x - c| < 3)."""
+    return float(np.sum(0.5 * wells[species] * np.sum((SWAP_POS - SWAP_WELL_CENTRE) ** 2, axis=1)))
+
+
+def _swap_states(policy: Policy, mh_mode: int, seed: int,
+                 wells: tuple[float, float, float] | None = None) -> tuple[float, float, float]:
+    """Frozen positions, swaps only, KA2D N=5 (1A, 2B, 2C): the 30 species assignments follow exp(-U/T).
+
+    ``wells``: stiffnesses k_s of species-dependent harmonic wells added to U (a swap then changes the
+    external energy too). Returns (p-value, swap acceptance, p-value of the same visits against the law
+    without the wells: the power to see the wells' term)."""
     model = load_model("ka2d")
-    pos = np.array([[0.0, 0.0], [1.1, 0.1], [0.2, 1.05], [1.3, 1.2], [2.4, 0.5]])
+    pos = SWAP_POS
     box = np.array([6.0, 6.0])
     species0 = np.array([0, 1, 1, 2, 2])
     T = 1.0
     states = sorted(set(itertools.permutations(species0.tolist())))
-    energies = np.array([ForceField(model, np.array(s), box, skin=0.0).energy(pos) for s in states])
+    pair = np.array([ForceField(model, np.array(s), box, skin=0.0).energy(pos) for s in states])
+    ext = np.zeros(3) if wells is None else np.array(wells, dtype=np.float64)
+    energies = pair + np.array([_well_energies(np.array(s), ext) for s in states])
     probs = np.exp(-(energies - energies.min()) / T)
-    pg = PGMC(PGMCTarget.from_model(model, box, T), policy, [(pos, species0)] * 16, seed=seed)
+    target = PGMCTarget.from_model(model, box, T)
+    if wells is not None:
+        target = dataclasses.replace(target, ext_k=ext.copy(), ext_c=SWAP_WELL_CENTRE.copy())
+    pg = PGMC(target, policy, [(pos, species0)] * 16, seed=seed)
     index = {s: k for k, s in enumerate(states)}
     visits = np.empty((1200, len(pg.chains)), dtype=np.int64)
     pg.sweep(5, mh_mode=mh_mode)
@@ -209,9 +229,11 @@ def _swap_states(policy: Policy, mh_mode: int, seed: int) -> tuple[float, float]
         pg.sweep(1, mh_mode=mh_mode)
         visits[k] = [index[tuple(int(x) for x in ch.species)] for ch in pg.chains]
     for ch in pg.chains:  # bookkeeping of energies and features along the way
-        assert abs(ch.energy - ForceField(model, ch.species, box, skin=0.0).energy(pos)) < 1e-9
+        exact = ForceField(model, ch.species, box, skin=0.0).energy(pos) + _well_energies(ch.species, ext)
+        assert abs(ch.energy - exact) < 1e-9
     p, tau = _state_pvalue(visits, energies, probs)
-    return p, float(pg.acceptance["swap"])
+    p_pair_only, _ = _state_pvalue(visits, energies, np.exp(-(pair - pair.min()) / T))
+    return p, float(pg.acceptance["swap"]), p_pair_only
 
 
 @pytest.mark.parametrize("flip", [False, True])
@@ -222,16 +244,33 @@ def test_swap_uniform_and_biased_selection_exact_with_negative_controls(flip):
     detected."""
     if not flip:
         uni = Policy.default(3, 2, swap_fraction=1.0)
-        p, acc = _swap_states(uni, MH_EXACT, 1)
+        p, acc, _ = _swap_states(uni, MH_EXACT, 1)
         assert p > 1e-3 and acc > 0.01
+    biased = _biased_swap_policy(flip)
+    p, acc, _ = _swap_states(biased, MH_EXACT, 2)
+    assert p > 1e-3 and acc > 0.01
+    assert _swap_states(biased, MH_NO_PROPOSAL_RATIO, 2)[0] < 1e-6
+    assert _swap_states(biased, MH_STALE_REVERSE, 2)[0] < 1e-6
+
+
+def _biased_swap_policy(flip: bool) -> Policy:
     biased = Policy.default(3, 2, swap_fraction=1.0, biased=True)
     biased.theta[:] = [[-0.8, 0.5], [0.6, -0.7], [-0.5, 0.9]]
     if flip:
         biased.phi[:] = [[-1.2, -0.4], [0.6, -1.0], [-0.8, 0.5]]
-    p, acc = _swap_states(biased, MH_EXACT, 2)
-    assert p > 1e-3 and acc > 0.01
-    assert _swap_states(biased, MH_NO_PROPOSAL_RATIO, 2)[0] < 1e-6
-    assert _swap_states(biased, MH_STALE_REVERSE, 2)[0] < 1e-6
+    return biased
+
+
+@pytest.mark.parametrize("selection", ["uniform", "theta", "flip"])
+def test_swaps_with_species_dependent_wells_exact(selection):
+    """With species-dependent external wells (toy targets) a swap also changes the external energy: uniform,
+    theta-biased and single-flip (phi) selections still sample the exact species distribution, and the same
+    visits reject the law without the wells (the wells' term is resolved, not negligible)."""
+    uniform = Policy.default(3, 2, swap_fraction=1.0)
+    pol = uniform if selection == "uniform" else _biased_swap_policy(selection == "flip")
+    p, acc, p_pair_only = _swap_states(pol, MH_EXACT, 4, wells=(3.0, 0.5, 1.5))
+    assert p > 1e-3 and acc > 0.01, (p, acc)
+    assert p_pair_only < 1e-6, p_pair_only
 
 
 # ---------------------------------------------------------------------------------------------- bookkeeping
