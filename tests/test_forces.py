@@ -82,10 +82,11 @@ def test_kernel_matches_independent_formulas(model):
     assert abs(e - ref) < 1e-9 * max(1.0, abs(ref))
 
 
-@pytest.mark.parametrize("model,soft", [("ka3d", 0.0), ("ka3d_sf", 0.0), ("ka2d", 0.0), ("ka2", 0.0),
-                                        ("ka3d", 0.9)])
-def test_forces_finite_difference(model, soft, ka3d_n150, ka2d_n1290):
-    conf = (ka2d_n1290 if model == "ka2d" else ka3d_n150).with_model(model)
+FD_CASES = [("ka3d", 0.0), ("ka3d_sf", 0.0), ("ka2d", 0.0), ("ka2", 0.0), ("ka3d", 0.9)]
+
+
+def _check_finite_difference_forces(conf: Configuration, soft: float) -> None:
+    """Central differences (h = 1e-6) of the energy at 6 random coordinates equal the kernel's forces."""
     ff = ForceField.for_configuration(conf, skin=0.0, soft_core=soft)
     res = ff.compute(conf.positions)
     rng = np.random.default_rng(0)
@@ -100,6 +101,21 @@ def test_forces_finite_difference(model, soft, ka3d_n150, ka2d_n1290):
         assert abs(fd - res.forces[i, k]) < 1e-5 * max(1.0, abs(fd))
     # Newton's third law: forces sum to zero
     assert np.abs(res.forces.sum(0)).max() < 1e-9
+
+
+@pytest.mark.parametrize("model,soft", FD_CASES)
+def test_forces_finite_difference(model, soft):
+    """Data-free: random configurations without overlaps (N = 200, every model)."""
+    from glassgen.dynamics.initial import random_state
+
+    _check_finite_difference_forces(random_state(model, 200, seed=5), soft)
+
+
+@pytest.mark.parametrize("model,soft", FD_CASES)
+def test_forces_finite_difference_reference_configurations(model, soft, request):
+    """The shared reference configurations (KA 3D N = 150, KA2D N = 1290), relabelled to each model."""
+    conf = request.getfixturevalue("ka2d_n1290" if model == "ka2d" else "ka3d_n150").with_model(model)
+    _check_finite_difference_forces(conf, soft)
 
 
 def test_neighbour_list_with_skin_equals_rebuild(ka3d_n150):
