@@ -247,7 +247,10 @@ def test_shipped_default_pools_are_boltzmann_at_their_temperatures():
 
 
 # KA2D N = 43, uniform swap MC, 8 chains of 4e4-3e5 sweeps, ~500 independent samples each
-# (benchmarks/swap_reference.py, swap_reference.json)
+# (benchmarks/swap_reference.py, swap_reference.json). A project-made reference: the pools below come from the
+# same swap-MC code, so a bias of the swap move itself would cancel here. That move is checked independently
+# against exact distributions (test_mc.py: swap and displacement histograms against enumerated and quadrature
+# laws), and its U/N at T = 0.5 against PGMC (test_pgmc.py, N = 43, a slow test).
 SWAP_MC_U_PER_N_KA2D_N43 = {0.6: (-2.26822, 0.00280), 0.5: (-2.37837, 0.00156), 0.4: (-2.48608, 0.00117),
                             0.35: (-2.54463, 0.00090), 0.3: (-2.60293, 0.00120)}
 
