@@ -99,7 +99,9 @@ def read_xyz(path: PathLike, model: str | InteractionModel | None = None) -> Con
     for tok in header.split():
         if ":" in tok and "=" not in tok:
             k, v = tok.split(":", 1)
-            meta[k] = v
+            if len(v) >= 2 and v[0] == v[-1] == '"':  # provenance values are JSON strings
+                v = v[1:-1]
+            meta.setdefault(k, v)  # the first occurrence wins
     if box is None:
         if "cell" not in meta:
             raise InputError(f"malformed xyz file {p}: header has no cell:Lx,Ly[,Lz] (or Lattice=)")
@@ -136,7 +138,8 @@ def write_xyz(path: PathLike, conf: Configuration, **extra: Any) -> None:
     head = [f"cell:{cell}", "columns:species,position"]
     if conf.model is not None:
         head.append(f"model:{conf.model.name}")
-    head += [f"{k}:{json.dumps(v, default=str).replace(' ', '_')}" for k, v in prov.items()]
+    head += [f"{k}:{json.dumps(v, default=str).replace(' ', '_')}" for k, v in prov.items()
+             if not (k == "model" and conf.model is not None)]
     with atomic_path(path) as tmp:
         with open(tmp, "w") as fh:
             fh.write(f"{conf.n}\n{' '.join(head)}\n")
