@@ -631,3 +631,21 @@ def test_cage_features_match_the_isoconfigurational_runner():
     with pytest.raises(InputError):
         D.compute_descriptors(D.DescriptorSettings(families=("cage",), cage={"T": 0.8}), c.positions, c.species,
                               c.box)  # no thermal positions
+
+
+def test_cache_key_follows_content_not_file_stamp(tmp_path):
+    """Two files with the same name, size and modification time but different positions never share a cache
+    entry; the same content gives the same key wherever the file lies."""
+    from types import SimpleNamespace
+
+    from glassgen.predictors.data import _file_key
+
+    rng = np.random.default_rng(0)
+    pos, sp, box = rng.random((10, 3)), np.zeros(10, np.int32), np.ones(3)
+    other = pos.copy()
+    other[3, 1] = np.nan
+    a = SimpleNamespace(path=tmp_path / "a" / "s.npz", positions=pos, species=sp, box=box)
+    b = SimpleNamespace(path=tmp_path / "b" / "s.npz", positions=other, species=sp, box=box)
+    c = SimpleNamespace(path=tmp_path / "c" / "s.npz", positions=pos.copy(), species=sp, box=box)
+    assert _file_key(a) != _file_key(b)
+    assert _file_key(a) == _file_key(c)

@@ -1,8 +1,8 @@
 """Training data for predictors: inherent states (cached), descriptors (cached) and propensity targets.
 
 Caches live under ``runs/predictors/cache`` (gitignored; ``$GLASSGEN_PREDICTOR_CACHE`` overrides), keyed by
-the file name, its size and modification time, and the descriptor settings, so a changed file or setting is
-never served stale. Inherent states: the file's own ``initial_positions_inherent`` when it was produced with
+a hash of the sample's content (positions, species, box) and the descriptor settings, so a changed file or
+setting is never served stale. Inherent states: the file's own ``initial_positions_inherent`` when it was produced with
 the settings' interaction model (our datasets record it in their provenance), else our FIRE
 (:func:`glassgen.dynamics.minimize.fire_minimize`, ``ftol`` from the settings) with that model.
 """
@@ -37,10 +37,14 @@ def cache_dir() -> Path:
 
 
 def _file_key(sample: GlassBenchSample) -> str:
-    p = Path(sample.path)
-    st = p.stat() if p.is_file() else None
-    tag = f"{p.name}:{st.st_size}:{int(st.st_mtime)}" if st else f"{p.name}:{sample.index}"
-    return p.stem + "-" + hashlib.sha1(tag.encode()).hexdigest()[:10]
+    """Cache key of a sample: its file's stem and a hash of its content (positions, species, box), so two
+    files with the same name, size and time, or a file rewritten in place, never share an entry."""
+    h = hashlib.sha1()
+    for a in (sample.positions, sample.species, sample.box):
+        arr = np.ascontiguousarray(a)
+        h.update(str((arr.dtype.str, arr.shape)).encode())
+        h.update(arr.tobytes())
+    return Path(sample.path).stem + "-" + h.hexdigest()[:16]
 
 
 def _sample_model(sample: GlassBenchSample) -> str | None:
