@@ -129,6 +129,38 @@ def test_sample_bad_input_is_one_line(tmp_path, tiny_checkpoint, capsys, args, m
     assert rc == 2 and err.startswith("error:") and msg in err and "\n" not in err
 
 
+@pytest.mark.parametrize("damage", ["empty", "no_state_dict", "wrong_shape", "nan_weights"])
+def test_damaged_checkpoints_are_one_line(tmp_path, tiny_checkpoint, capsys, damage):
+    """Empty files, missing entries, wrong tensor shapes and NaN weights: one line, exit 2 (sample and resume)."""
+    from glassgen.cli import main
+
+    bad = tmp_path / "bad.pt"
+    if damage == "empty":
+        bad.write_bytes(b"")
+    else:
+        ck = torch.load(tiny_checkpoint, map_location="cpu", weights_only=False)
+        if damage == "no_state_dict":
+            del ck["state_dict"]
+        else:
+            k = next(k for k, v in ck["state_dict"].items() if v.is_floating_point() and v.ndim == 2)
+            v = ck["state_dict"][k]
+            ck["state_dict"][k] = v[:, :-1].clone() if damage == "wrong_shape" else torch.full_like(v, float("nan"))
+        torch.save(ck, bad)
+    rc = main(["sample", "--T", "1.0", "--model", "ka2d", "--N", "6", "--checkpoint", str(bad),
+               "--out", str(tmp_path / "x.h5")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith("error:") and "flow checkpoint" in err and "\n" not in err, err
+
+
+def test_resume_from_an_empty_checkpoint_is_one_line(tmp_path):
+    from glassgen.flows.training import train_flow
+
+    bad = tmp_path / "empty.pt"
+    bad.write_bytes(b"")
+    with pytest.raises(InputError, match="cannot resume"):
+        train_flow(TrainingConfig(**TINY), bad, resume=True)
+
+
 def test_sample_without_a_shipped_flow_says_so(tmp_path, capsys):
     from glassgen.cli import main
 

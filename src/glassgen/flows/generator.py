@@ -193,14 +193,20 @@ class BoltzmannGenerator:
     def from_state(cls, ck: dict[str, Any]) -> BoltzmannGenerator:
         if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
             raise InputError("not a glassgen flow checkpoint")
-        s = ck["system"]
-        system = FlowSystem(s["model"], tuple(s["species"]), tuple(s["box"]))
-        arch = FlowArchitecture(**ck["architecture"])
-        base = None
-        if arch.base == "boltzmann":
-            base = _prior_base(system, ck["prior_pool"], arch)
-        flow = ParticleFlow(system, arch, base)
-        flow.load_state_dict(ck["state_dict"])
+        try:
+            s = ck["system"]
+            system = FlowSystem(s["model"], tuple(s["species"]), tuple(s["box"]))
+            arch = FlowArchitecture(**ck["architecture"])
+            base = None
+            if arch.base == "boltzmann":
+                base = _prior_base(system, ck["prior_pool"], arch)
+            flow = ParticleFlow(system, arch, base)
+            flow.load_state_dict(ck["state_dict"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # missing entries, wrong shapes
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+            raise InputError(f"malformed flow checkpoint: {type(exc).__name__} {first}".rstrip()) from None
+        if not all(bool(torch.isfinite(v).all()) for v in flow.state_dict().values() if v.is_floating_point()):
+            raise InputError("malformed flow checkpoint: non-finite weights")
         gen = cls(flow, tuple(ck["T_range"]) if ck.get("T_range") else None)
         gen.training = ck.get("training", {})
         gen.provenance = ck.get("provenance", {})

@@ -303,19 +303,28 @@ def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resum
     best: dict[str, Any] | None = None  # validation: {"step", "score", "ess", "state_dict"}
     selected: dict[str, Any] | None = None  # the validation-best flow kept at the end
     if resume and ck_path.is_file():
-        ck = torch.load(ck_path, map_location="cpu", weights_only=False)
-        if ck.get("format") != "glassgen-flow" or not _same_config(ck.get("training", {}).get("config"), cfg):
+        try:
+            ck = torch.load(ck_path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # noqa: BLE001 - an empty or foreign file (EOFError, UnpicklingError, ...)
+            raise InputError(f"cannot resume from {ck_path}: not a glassgen flow checkpoint ({type(exc).__name__}); "
+                             "use a new --out or --no-resume") from None
+        if (not isinstance(ck, dict) or ck.get("format") != "glassgen-flow"
+                or not _same_config(ck.get("training", {}).get("config"), cfg)):
             raise InputError(f"{ck_path} was written by a different configuration; use a new --out or --no-resume")
-        flow.load_state_dict(ck["state_dict"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        step, skipped = int(ck["step"]), int(ck["training"]["skipped"])
-        history = list(ck["training"]["history"])
-        best = ck.get("best")
-        if ck.get("prior_draws") is not None and isinstance(flow.q0, BoltzmannPriorBase):
-            flow.q0.set_draw_state(ck["prior_draws"])
-        torch.set_rng_state(ck["torch_rng"])
-        rng.bit_generator.state = ck["numpy_rng"]
+        try:
+            flow.load_state_dict(ck["state_dict"])
+            opt.load_state_dict(ck["optimizer"])
+            sched.load_state_dict(ck["scheduler"])
+            step, skipped = int(ck["step"]), int(ck["training"]["skipped"])
+            history = list(ck["training"]["history"])
+            best = ck.get("best")
+            if ck.get("prior_draws") is not None and isinstance(flow.q0, BoltzmannPriorBase):
+                flow.q0.set_draw_state(ck["prior_draws"])
+            torch.set_rng_state(ck["torch_rng"])
+            rng.bit_generator.state = ck["numpy_rng"]
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise InputError(f"cannot resume from {ck_path}: malformed checkpoint ({type(exc).__name__}); "
+                             "use a new --out or --no-resume") from None
     energy = gen.training_energy(cfg.soft_core)
     data_rel = {T: to_relative(torch.as_tensor(x), gen.box).to(dev) for T, x in data.items()}
     w_fwd = {"reverse": 0.0, "forward": 1.0, "mixture": cfg.forward_weight}[cfg.objective]
