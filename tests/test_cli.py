@@ -236,3 +236,19 @@ def test_interrupted_md_resumes(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "resumed: True" in r.stdout.replace("  ", "")
     assert out.exists() and not ck.exists()
+
+
+def test_output_paths_under_a_file_and_negative_seeds(tmp_path, capsys):
+    """An output whose folder is a file, or an output folder that is a file: one line, exit 2, the output named.
+    A negative seed is a usage error (exit 2) before any work."""
+    blocker = tmp_path / "plain.txt"
+    blocker.write_text("x")
+    msg = _bad(tmp_path, ["init", "--model", "ka3d", "--N", "20", "--T", "1", "--out", str(blocker / "x.h5")], capsys)
+    assert msg.startswith("error: cannot write") and "is a file" in msg
+    ok = tmp_path / "ok.h5"
+    assert main(["init", "--model", "ka3d", "--N", "20", "--T", "1", "--seed", "1", "--out", str(ok)]) in (0, None)
+    msg = _bad(tmp_path, ["minimize", "--input", str(ok), "--out", str(blocker / "sub" / "m.h5")], capsys)
+    assert "is a file" in msg
+    assert main(["md", "run", "--input", str(ok), "--T", "1", "--steps", "5", "--seed", "-1",
+                 "--out", str(tmp_path / "md.h5")]) == 2
+    assert not (tmp_path / "md.h5").exists()

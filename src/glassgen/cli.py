@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from glassgen import __version__
+from glassgen.cli_options import ConfigOpt, DensOpt, InputOpt, ModelOpt, NOpt, ProgOpt, SeedOpt, TOpt
 from glassgen.errors import GlassgenError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
@@ -42,16 +43,7 @@ flow_app = typer.Typer(no_args_is_help=True,
 app.add_typer(flow_app, name="flow")
 
 # ------------------------------------------------------------------ shared options
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config; command-line options win.")]
-InputOpt = Annotated[Path | None, typer.Option("--input", "-i", help="Starting configuration (.xyz, .data, .h5).")]
-ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Model name (ka3d, ka3d_sf, ka2d, ka2) or TOML.")]
-NOpt = Annotated[int | None, typer.Option("--N", "--n", help="Particles of a random initial state.")]
-DensOpt = Annotated[float | None, typer.Option("--density", help="Number density (default: the model's).")]
-TOpt = Annotated[float | None, typer.Option("--T", "-T", help="Temperature (LJ units).")]
-SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (recorded in the output).")]
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Output file (HDF5), written atomically.")]
-ProgOpt = Annotated[bool | None, typer.Option("--progress/--no-progress",
-                                              help="Progress bar (default: on a terminal).")]
 
 
 def _merge(config: Path | None, section: str, **cli: Any) -> dict[str, Any]:
@@ -290,7 +282,7 @@ def sample_cmd(
     anneal_steps: Annotated[int, typer.Option("--anneal-steps", help="AIS steps (one sweep each) for --method ais "
                                                                    "or aimh.")]
     = 10,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed (recorded in the output).")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Random seed >= 0 (recorded in the output).")] = 0,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output HDF5 (a PNG is written next to it).")]
     = Path("sample.h5"),
     progress: ProgOpt = None,
@@ -374,8 +366,12 @@ def _run(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         typer.echo("interrupted: the checkpoint next to the output lets the same command resume", err=True)
         return 130
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        typer.echo(f"error: {exc}", err=True)
+    except OSError as exc:  # a missing input, an output path under a file, a read-only folder, ...
+        if isinstance(exc, (FileExistsError, NotADirectoryError)) and exc.filename:
+            msg = f"cannot use {exc.filename}: a folder on its path is a file"
+        else:
+            msg = f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else " ".join(str(exc).split())
+        typer.echo(f"error: {msg}", err=True)
         return 2
     except Exception as exc:  # noqa: BLE001 - last resort: one line, not a traceback (GLASSGEN_DEBUG=1 shows it)
         if os.environ.get("GLASSGEN_DEBUG"):

@@ -37,7 +37,7 @@ def dataset_make_cmd(
     workers: Annotated[int | None, typer.Option("--workers", help="Local processes for the replicas.")] = None,
     shard: Annotated[str | None, typer.Option("--shard", help="k/K: do configurations (i-1) mod K == k; "
                                                               "'mpi': rank/size from mpirun.")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Master seed (recorded in every file).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", min=0, help="Master seed >= 0 (in every file).")] = None,
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress", help="Progress bar.")] = None,
 ) -> None:
     """Equilibrate, measure tau_alpha, draw configurations, run isoconfigurational replicas.

@@ -12,14 +12,11 @@ from typing import Annotated, Any
 
 import typer
 
+from glassgen.cli_options import ConfigOpt, ProgOpt, SeedOpt
 from glassgen.errors import InputError
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config; command-line options win.")]
-SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (recorded in the output).")]
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o",
                                              help="Output file (HDF5, PNG next to it), written atomically.")]
-ProgOpt = Annotated[bool | None, typer.Option("--progress/--no-progress",
-                                              help="Progress bar (default: on a terminal).")]
 
 
 def _progress(flag: bool | None) -> bool:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from glassgen.cli_options import DensOpt, InputOpt, ModelOpt, NOpt, ProgOpt, SeedOpt, TOpt
 from glassgen.errors import InputError
 
 pgmc_app = typer.Typer(no_args_is_help=True,
@@ -18,15 +19,7 @@ pgmc_app = typer.Typer(no_args_is_help=True,
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config (\\[train]/\\[run] tables); "
                                                                         "command-line options win.")]
-InputOpt = Annotated[Path | None, typer.Option("--input", "-i", help="Starting configuration (.xyz, .data, .h5).")]
-ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Model name (ka3d, ka2d, ka2, ...).")]
-NOpt = Annotated[int | None, typer.Option("--N", "--n", help="Particles of a random initial state.")]
-DensOpt = Annotated[float | None, typer.Option("--density", help="Number density (default: the model's).")]
-TOpt = Annotated[float | None, typer.Option("--T", "-T", help="Temperature (LJ units).")]
-SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (recorded in the output).")]
 ChainsOpt = Annotated[int | None, typer.Option("--chains", help="Parallel chains.")]
-ProgOpt = Annotated[bool | None, typer.Option("--progress/--no-progress",
-                                              help="Progress bar (default: on a terminal).")]
 
 
 def _merge(config: Path | None, section: str, target: Any, **cli: Any) -> dict[str, Any]:

@@ -43,7 +43,7 @@ def train_cmd(
     indices: Annotated[list[int] | None, typer.Option("--index", help="Configuration index (repeat).")] = None,
     hyper: Annotated[str | None, typer.Option("--hyper", help="Hyperparameters as JSON.")] = None,
     descriptors: Annotated[str | None, typer.Option("--descriptors", help="Descriptor settings as JSON.")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Training seed.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", min=0, help="Training seed >= 0.")] = None,
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress", help="Progress bar.")] = None,
 ) -> None:
     """Train a propensity predictor on the train split of a GlassBench dataset and save it (one .npz).

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from glassgen import __version__
+from glassgen.errors import InputError
 
 __all__ = ["provenance", "atomic_path", "provenance_json"]
 
@@ -67,8 +68,13 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     writer never leaves a half-written output.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:  # a parent that is a file, a read-only folder: name the output, not the temp file
+        why = ("a folder on its path is a file" if isinstance(exc, (FileExistsError, NotADirectoryError))
+               else exc.strerror or type(exc).__name__)
+        raise InputError(f"cannot write {target}: {why}") from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:

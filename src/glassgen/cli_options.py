@@ -1,0 +1,20 @@
+"""Command-line options shared by the glassgen commands (one definition each, imported by every cli module)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = ["ConfigOpt", "InputOpt", "ModelOpt", "NOpt", "DensOpt", "TOpt", "SeedOpt", "ProgOpt"]
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config; command-line options win.")]
+InputOpt = Annotated[Path | None, typer.Option("--input", "-i", help="Starting configuration (.xyz, .data, .h5).")]
+ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Model name (ka3d, ka3d_sf, ka2d, ka2) or TOML.")]
+NOpt = Annotated[int | None, typer.Option("--N", "--n", help="Particles of a random initial state.")]
+DensOpt = Annotated[float | None, typer.Option("--density", help="Number density (default: the model's).")]
+TOpt = Annotated[float | None, typer.Option("--T", "-T", help="Temperature (LJ units).")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", min=0, help="Random seed >= 0 (recorded in the output).")]
+ProgOpt = Annotated[bool | None, typer.Option("--progress/--no-progress",
+                                              help="Progress bar (default: on a terminal).")]
