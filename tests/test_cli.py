@@ -252,3 +252,28 @@ def test_output_paths_under_a_file_and_negative_seeds(tmp_path, capsys):
     assert main(["md", "run", "--input", str(ok), "--T", "1", "--steps", "5", "--seed", "-1",
                  "--out", str(tmp_path / "md.h5")]) == 2
     assert not (tmp_path / "md.h5").exists()
+
+
+def test_export_lammps_and_pgmc_reject_bad_states(tmp_path, capsys):
+    """export-lammps checks T, steps, dt, tau, overlaps and velocities before writing anything; pgmc train/run
+    reject overlapping particles (their kernels would start from an infinite-energy state)."""
+    import h5py
+
+    ok = tmp_path / "ok.h5"
+    assert main(["init", "--model", "ka2d", "--N", "43", "--T", "0.5", "--seed", "1", "--out", str(ok)]) in (0, None)
+    overlap, nanvel = tmp_path / "overlap.h5", tmp_path / "nanvel.h5"
+    for path, key in ((overlap, "positions"), (nanvel, "velocities")):
+        path.write_bytes(ok.read_bytes())
+        with h5py.File(path, "r+") as f:
+            a = f[f"configuration/{key}"][()]
+            a[1] = a[0] if key == "positions" else np.nan
+            f[f"configuration/{key}"][...] = a
+    base = ["md", "export-lammps", "--steps", "10", "--T", "0.5"]
+    cases = ((["--input", str(ok), "--T", "nan"], "positive"), (["--input", str(ok), "--steps", "-1"], "steps"),
+             (["--input", str(ok), "--dt", "0"], "dt > 0"), (["--input", str(ok), "--tau", "0"], "tau"),
+             (["--input", str(overlap)], "overlapping"), (["--input", str(nanvel)], "velocities"))
+    for extra, msg in cases:
+        assert msg in _bad(tmp_path, [*base, *extra, "--out-dir", str(tmp_path / "lmp")], capsys)
+    assert not (tmp_path / "lmp").exists()
+    assert "overlapping" in _bad(tmp_path, ["pgmc", "train", "--input", str(overlap), "--T", "0.5", "--iterations", "2",
+                                            "--out", str(tmp_path / "p.json")], capsys)

@@ -13,6 +13,7 @@ import pytest
 from scipy import stats
 
 from glassgen._kernels.pgmc import (
+    KIND_SWAP,
     MH_EXACT,
     MH_NO_PROPOSAL_RATIO,
     MH_STALE_REVERSE,
@@ -805,3 +806,16 @@ def test_predictor_biased_swaps_extension_point_exact_with_negative_control():
         for ch in pg.chains:
             assert abs(ch.energy - ForceField(model, ch.species, box, skin=0.0).energy(pos)) < 1e-9
     assert pvals[0] > 1e-3 and pvals[1] < 1e-6, pvals
+
+
+def test_policy_gradient_of_a_batch_without_swap_trials():
+    """Few trials may contain no swap at all: the swap block then has no gradient (zeros), not a crash."""
+    from glassgen.dynamics.initial import random_state
+
+    conf = random_state("ka2d", 43, seed=3)
+    pol = Policy.default(3, 2, sigma=0.1, swap_fraction=0.01, biased=True)
+    pg = PGMC(PGMCTarget.from_model(conf.model, conf.box, 0.5), pol, [conf], seed=2)
+    tb = pg.trials(2)
+    assert not np.any(tb.kind == KIND_SWAP)
+    direction, _, m = policy_gradient(pol, tb, "swap", "natural")
+    assert m == 0 and np.all(direction == 0) and direction.size == pol.vector("swap").size

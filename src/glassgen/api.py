@@ -105,15 +105,24 @@ def _positive(name: str, value: float | None) -> None:
 
 
 def load_input(input: PathLike | None = None, model: str | None = None, n: int | None = None,
-               T: float | None = None, density: float | None = None, seed: int = 0) -> Configuration:
+               T: float | None = None, density: float | None = None, seed: int = 0,
+               check_overlap: bool = False) -> Configuration:
     """The starting configuration: a file (``input``), or a random state of ``n`` particles of ``model``.
 
-    A file is bound to ``model`` when given (else to the model recorded in the file).
+    A file is bound to ``model`` when given (else to the model recorded in the file). ``check_overlap``:
+    a file with overlapping particles (a pair closer than half its sigma_ab) or non-finite velocities is a
+    one-line error, for the commands that do not compute forces themselves before their first step.
     """
     if input is not None:
         conf = read_configuration(input, model)
         if conf.model is None:
             raise InputError(f"{input} names no model; pass --model")
+        if check_overlap:
+            from glassgen.dynamics.forces import ForceField
+
+            ForceField.for_configuration(conf, skin=0.0).compute(conf.positions)  # raises on overlaps
+            if conf.velocities is not None and not np.all(np.isfinite(conf.velocities)):
+                raise InputError(f"{input}: velocities contain NaN or infinite values")
         return conf
     if model is None or n is None:
         raise InputError("give --input FILE, or --model and --n for a random initial state")

@@ -94,7 +94,7 @@ def pgmc_train(*, T: float, out: PathLike, input: PathLike | None = None, model:
         raise InputError(f"flip must be a finite number, got {flip}")
     if flip and not biased:
         raise InputError("flip needs biased swap selection (--biased)")
-    conf = load_input(input, model, n, None, density, seed)
+    conf = load_input(input, model, n, None, density, seed, check_overlap=True)
     m = conf.require_model()
     pairs = [tuple(p) for p in swap_pairs] if swap_pairs is not None else default_swap_pairs(m.name)
     if swap_fraction is None:
@@ -186,7 +186,7 @@ def pgmc_run(*, policy: PathLike, out: PathLike, sweeps: int, T: float | None = 
         model = pol.meta.get("model")
     if n is None and input is None:
         n = pol.meta.get("N")
-    conf = load_input(input, model, n, None, density, seed)
+    conf = load_input(input, model, n, None, density, seed, check_overlap=True)
     m = conf.require_model()
     if (m.nsp, m.dim) != (pol.nsp, pol.dim):
         raise InputError(f"policy {policy} is for {pol.nsp} species in {pol.dim}D, model {m.name} has "

@@ -162,7 +162,7 @@ def md_export_cmd(
 
     if steps is None or out_dir is None:
         raise GlassgenError("missing option(s): --steps and --out-dir are required")
-    conf = load_input(input, model, n, T, density, seed or 0)
+    conf = load_input(input, model, n, T, density, seed or 0, check_overlap=True)
     paths = export_lammps_input(conf, out_dir, T=T, dt=dt, nsteps=steps, ensemble=ensemble, thermostat=thermostat,
                                 tau=tau, seed=seed or 0, dump_every=dump_every)
     _print({**paths, "run": f"cd {out_dir} && mpirun -np K lmp -in in.glassgen"})

@@ -360,8 +360,16 @@ def export_lammps_input(conf: Configuration, outdir: str | os.PathLike[str], *, 
         raise InputError(f"unknown thermostat {thermostat!r} (choose from {', '.join(THERMOSTATS)})")
     if ensemble == "nvt" and T is None:
         raise InputError("an nvt run needs a temperature (--T)")
-    if ensemble == "nvt" and (T is None or T <= 0):
+    if T is not None and not (math.isfinite(T) and T > 0):
         raise InputError(f"temperature must be positive, got T={T}")
+    if not (math.isfinite(dt) and dt > 0) or int(nsteps) < 1:
+        raise InputError(f"need dt > 0 and steps >= 1, got dt={dt}, steps={nsteps}")
+    if ensemble == "nvt" and not (math.isfinite(tau) and tau > 0):
+        raise InputError(f"thermostat time constant tau must be positive, got {tau}")
+    if seed < 0 or thermo_every < 1 or dump_every < 0:
+        raise InputError("need seed >= 0, thermo_every >= 1 and dump_every >= 0")
+    if conf.velocities is not None and not np.all(np.isfinite(conf.velocities)):
+        raise InputError("velocities contain NaN or infinite values")
     model = conf.require_model()
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)

@@ -238,7 +238,8 @@ def _scores(policy: Policy, tb: TrialBatch, block: str) -> tuple[np.ndarray, np.
             a, b = N_SEL + pairs[:, 0], N_SEL + pairs[:, 1]
             g_phi[rows, pidx, 0] = sel[rows, r, b] - sel[rows, r, a]
             g_phi[rows, pidx, 1] = sel[rows, r, nf + a] - sel[rows, r, nf + b]
-        out.append(np.concatenate([g_theta.reshape(m, -1), g_phi.reshape(m, -1)], axis=1))
+        out.append(np.concatenate([g_theta.reshape(m, policy.nsp * N_SEL), g_phi.reshape(m, policy.phi.size)],
+                                  axis=1))  # explicit widths: a batch without swap trials has m = 0
     return mask, out[0], out[1]
 
 
