@@ -277,3 +277,22 @@ def test_export_lammps_and_pgmc_reject_bad_states(tmp_path, capsys):
     assert not (tmp_path / "lmp").exists()
     assert "overlapping" in _bad(tmp_path, ["pgmc", "train", "--input", str(overlap), "--T", "0.5", "--iterations", "2",
                                             "--out", str(tmp_path / "p.json")], capsys)
+
+
+@pytest.mark.parametrize("cmd, text, msg", [
+    (["md", "run"], 'model = "ka3d"\nn = 20\n[md]\nT = 1.0\nsteps = 5\n[mdx]\nT = 2.0\n', "unknown table(s)"),
+    (["pgmc", "train"], 'model = "ka2d"\nn = 43\nT = 0.5\n[train]\niterations = 1\n[runn]\nsweeps = 1\n',
+     "unknown table(s)"),
+    (["trap-model", "run"], 'model = "bouchaud"\nT = [1.5]\nN = 100\nout = "t.h5"\n[paramz]\nT0 = 1.0\n',
+     "unknown table(s)"),
+    (["trap-model", "run"], 'model = "bouchaud"\nT = [1.5]\nN = "many"\nout = "t.h5"\n', "N must be int"),
+    (["trap-model", "run"], 'model = "bouchaud"\nT = ["hot"]\nN = 100\nout = "t.h5"\n', "T[0] must be"),
+    (["trap-model", "run"], 'model = "bouchaud"\nT = [1.5]\nN = 100\nout = "t.h5"\n[params]\nT0 = "one"\n',
+     "T0 must be"),
+    (["step-model", "run"], 'out = "s.h5"\n[params]\nL = "eight"\n', "L must be int"),
+])
+def test_config_tables_and_types_are_checked(tmp_path, capsys, cmd, text, msg):
+    """A misspelt table is not silently ignored, and a value of the wrong type names its key (exit 2)."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    assert msg in _bad(tmp_path, [*cmd, "-c", str(cfg)], capsys)

@@ -18,6 +18,7 @@ import h5py
 import numpy as np
 import tomllib
 
+from glassgen.config_values import check_types, type_hints
 from glassgen.dynamics.results import MDResult
 from glassgen.errors import InputError
 from glassgen.provenance import atomic_path, provenance
@@ -32,8 +33,12 @@ PathLike = str | os.PathLike[str]
 
 
 # ------------------------------------------------------------------------------------ helpers
-def load_config(path: PathLike | None, section: str) -> dict[str, Any]:
-    """Read a TOML config: top-level keys plus the keys of table ``[section]`` (which win)."""
+def load_config(path: PathLike | None, section: str, other_tables: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Read a TOML config: top-level keys plus the keys of table ``[section]`` (which win).
+
+    A table that is neither ``[section]`` nor one of ``other_tables`` (the tables of sibling commands that
+    share the file, e.g. pgmc's ``[train]`` and ``[run]``) is a one-line error, not silently ignored.
+    """
     if path is None:
         return {}
     p = Path(path)
@@ -43,53 +48,31 @@ def load_config(path: PathLike | None, section: str) -> dict[str, Any]:
         data = tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"malformed config {p}: {exc}") from None
+    unknown = sorted(k for k, v in data.items() if isinstance(v, dict) and k != section and k not in other_tables)
+    if unknown:
+        raise InputError(f"unknown table(s) in {p}: {', '.join(f'[{k}]' for k in unknown)} "
+                         f"(this command reads the top level and [{section}])")
+    if section in data and not isinstance(data[section], dict):
+        raise InputError(f"{p}: {section} must be a table [{section}]")
     out = {k: v for k, v in data.items() if not isinstance(v, dict)}
     out.update(data.get(section, {}))
     return out
 
 
-def _accepted_types(hint: Any) -> tuple[type, ...] | None:
-    """The TOML value types a parameter annotated ``hint`` accepts (None: not checked)."""
-    import types
-    import typing
-
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        if len(args) != 1:
-            return None if not all(a in (int, float) for a in args) else (int, float)
-        hint = args[0]
-    if hint is float:
-        return (int, float)
-    if hint in (int, str, bool):
-        return (hint,)
-    if hint in (Path, PathLike) or getattr(hint, "__name__", "") == "PathLike":
-        return (str,)
-    return None
-
-
-def config_options(path: PathLike | None, section: str, target: Any, **cli: Any) -> dict[str, Any]:
+def config_options(path: PathLike | None, section: str, target: Any, other_tables: tuple[str, ...] = (),
+                   **cli: Any) -> dict[str, Any]:
     """The keyword arguments of ``target`` from a TOML config (top level + ``[section]``), overridden by the
-    command-line options that were given (not None). Unknown keys and values of the wrong type (``n = "ten"``,
-    ``T = "hot"``) are one-line :class:`InputError` errors."""
+    command-line options that were given (not None). Unknown keys and tables and values of the wrong type
+    (``n = "ten"``, ``T = "hot"``) are one-line :class:`InputError` errors."""
     import inspect
-    import typing
 
-    opts = {k.replace("-", "_"): v for k, v in load_config(path, section).items() if not isinstance(v, dict)}
+    opts = {k.replace("-", "_"): v for k, v in load_config(path, section, other_tables).items()
+            if not isinstance(v, dict)}
     allowed = set(inspect.signature(target).parameters) - {"progress"}
     unknown = sorted(set(opts) - allowed)
     if unknown:
         raise InputError(f"unknown key(s) in {path}: {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
-    try:
-        hints = typing.get_type_hints(target)
-    except Exception:  # unresolvable annotations: leave the checks to the job itself
-        hints = {}
-    for k, v in opts.items():
-        ok = _accepted_types(hints.get(k))
-        if ok == (int,) and isinstance(v, float) and v.is_integer():  # steps = 1e6 reads as a float in TOML
-            opts[k] = int(v)
-            continue
-        if ok is not None and (not isinstance(v, ok) or (isinstance(v, bool) and bool not in ok)):
-            raise InputError(f"{path}: {k} must be {' or '.join(t.__name__ for t in ok)}, got {v!r}")
+    opts = check_types(opts, type_hints(target), str(path))
     opts.update({k: v for k, v in cli.items() if v is not None})
     return opts
 

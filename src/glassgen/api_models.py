@@ -41,6 +41,10 @@ def load_model_config(path: PathLike | None) -> tuple[dict[str, Any], dict[str, 
         data = tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"malformed config {p}: {exc}") from None
+    unknown = sorted(k for k, v in data.items() if isinstance(v, dict) and k != "params")
+    if unknown:
+        raise InputError(f"unknown table(s) in {p}: {', '.join(f'[{k}]' for k in unknown)} (model parameters "
+                         "go in [params], job options at the top level)")
     job = {k: v for k, v in data.items() if not isinstance(v, dict)}
     return job, dict(data.get("params", {}))
 

@@ -34,9 +34,29 @@ def _print(summary: dict[str, Any]) -> None:
             typer.echo(f"{k:>28}: {json.dumps(v) if isinstance(v, list) else v}")
 
 
-_JOB_KEYS_TRAP = {"model", "T", "N", "n", "replicas", "seed", "q", "p_stop", "t_max", "max_events", "n_per_decade",
-                  "n_blocks", "out", "softness_law", "input"}
-_JOB_KEYS_STEP = {"s_mean", "gamma_max", "seed", "out"}
+# top-level keys of the configs and their TOML types (temperatures and mean softnesses: one or a list)
+_JOB_KEYS_TRAP = {"model": str, "T": float | list, "N": int, "n": int, "replicas": int, "seed": int, "q": float,
+                  "p_stop": float, "t_max": float, "max_events": int, "n_per_decade": int, "n_blocks": int,
+                  "out": str, "softness_law": str, "input": str}
+_JOB_KEYS_STEP = {"s_mean": float | list, "gamma_max": float, "seed": int, "out": str}
+
+
+def _check_job(job: dict[str, Any], keys: dict[str, Any], config: Path | None) -> dict[str, Any]:
+    """Unknown top-level keys and values of the wrong type are one-line errors."""
+    from glassgen.config_values import check_types
+
+    unknown = sorted(set(job) - set(keys))
+    if unknown:
+        raise InputError(f"unknown key(s) in {config}: {', '.join(unknown)} (allowed: {', '.join(sorted(keys))})")
+    hints = {k: (float if t == float | list else t) for k, t in keys.items()}
+    scalars = {k: v for k, v in job.items() if not isinstance(v, list)}
+    for k, v in job.items():
+        if isinstance(v, list):
+            if keys[k] != float | list:
+                raise InputError(f"{config}: {k} must be one value, got a list")
+            check_types({f"{k}[{i}]": x for i, x in enumerate(v)}, {f"{k}[{i}]": float for i in range(len(v))},
+                        str(config))
+    return {**job, **check_types(scalars, hints, str(config))}
 
 
 def trap_run_cmd(
@@ -79,10 +99,7 @@ def trap_run_cmd(
     from glassgen.api_models import load_model_config, trap_model_run
 
     job, params = load_model_config(config)
-    unknown = sorted(set(job) - _JOB_KEYS_TRAP)
-    if unknown:
-        raise InputError(f"unknown key(s) in {config}: {', '.join(unknown)} "
-                         f"(allowed: {', '.join(sorted(_JOB_KEYS_TRAP))})")
+    job = _check_job(job, _JOB_KEYS_TRAP, config)
     for k, v in {"L": L, "dim": dim, "T0": T0, "E0": E0, "sigma_E": sigma_E, "eta0": eta0, "r_c": r_c,
                  "redraw": redraw}.items():
         if v is not None:
@@ -129,10 +146,7 @@ def step_run_cmd(
     from glassgen.api_models import load_model_config, step_model_run
 
     job, params = load_model_config(config)
-    unknown = sorted(set(job) - _JOB_KEYS_STEP)
-    if unknown:
-        raise InputError(f"unknown key(s) in {config}: {', '.join(unknown)} "
-                         f"(allowed: {', '.join(sorted(_JOB_KEYS_STEP))})")
+    job = _check_job(job, _JOB_KEYS_STEP, config)
     for k, v in {"L": L, "dim": dim, "restore_shift": restore_shift}.items():
         if v is not None:
             params[k] = v

@@ -26,7 +26,7 @@ def _merge(config: Path | None, section: str, target: Any, **cli: Any) -> dict[s
     """Config keys (top level + ``[section]``) overridden by the options given on the command line."""
     from glassgen.api import config_options
 
-    return config_options(config, section, target, **cli)
+    return config_options(config, section, target, other_tables=("train", "run"), **cli)
 
 
 def _require(opts: dict[str, Any], *keys: str) -> None:

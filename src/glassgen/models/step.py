@@ -67,6 +67,7 @@ from typing import Any
 import numpy as np
 
 from glassgen._kernels.lattice import avalanche, min_shear_to_yield, shear_all
+from glassgen.config_values import check_types, type_hints
 from glassgen.errors import InputError
 
 __all__ = ["StepParams", "propagator", "StepModel", "StepResult", "ductility"]
@@ -161,6 +162,7 @@ class StepParams:
             if kw["restore_target"] != "sample":
                 raise InputError(f"restore_target must be a number or \"sample\", got {kw['restore_target']!r}")
             kw["restore_target"] = None
+        kw = check_types(kw, type_hints(cls), "StEP parameters")
         for k in ("yield_mean", "yield_shape"):
             if k in kw:
                 kw[k] = tuple(float(v) for v in kw[k])

@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from glassgen._kernels.kmc import kmc_run
+from glassgen.config_values import check_types, type_hints
 from glassgen.errors import InputError
 from glassgen.models.softness_law import KernelLaw, SoftnessLaw, load_softness_law
 
@@ -504,6 +505,7 @@ def load_trap_model(kind: str, config: dict[str, Any] | None = None,
     unknown = sorted(set(cfg) - _KEYS)
     if unknown:
         raise InputError(f"unknown trap-model parameter(s): {', '.join(unknown)} (allowed: {', '.join(sorted(_KEYS))})")
+    cfg = check_types(cfg, type_hints(TrapModel), "trap-model parameters")
     law = load_softness_law(law_src) if law_src is not None else None
     if kind.startswith("softness") and law is None:
         law = load_softness_law("softness_systemIII")

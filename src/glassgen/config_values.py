@@ -1,0 +1,58 @@
+"""Type checks of values read from TOML configs: ``n = "ten"`` is a one-line error naming the key.
+
+The accepted TOML types of a key come from the annotation of the parameter or dataclass field it feeds
+(``int``, ``float``, ``str``, ``bool``, paths, and their optional forms); other annotations are left to the
+code that uses the value.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from glassgen.errors import InputError
+
+__all__ = ["accepted_types", "check_types", "type_hints"]
+
+
+def accepted_types(hint: Any) -> tuple[type, ...] | None:
+    """The TOML value types a parameter annotated ``hint`` accepts (None: not checked)."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if len(args) != 1:
+            return None if not all(a in (int, float) for a in args) else (int, float)
+        hint = args[0]
+    if hint is float:
+        return (int, float)
+    if hint in (int, str, bool):
+        return (hint,)
+    if hint is Path or getattr(hint, "__name__", "") == "PathLike" or hint == os.PathLike:
+        return (str,)
+    return None
+
+
+def type_hints(target: Any) -> dict[str, Any]:
+    """Resolved annotations of a function or dataclass ({} when they cannot be resolved)."""
+    try:
+        return typing.get_type_hints(target)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: leave the checks to the code itself
+        return {}
+
+
+def check_types(values: dict[str, Any], hints: dict[str, Any], where: str) -> dict[str, Any]:
+    """``values`` with integral floats turned into ints where an int is expected (``steps = 1e6``);
+    a value of the wrong type is an :class:`InputError` naming ``where`` and the key."""
+    out = dict(values)
+    for k, v in values.items():
+        if v is None:  # TOML has no null: None is a default or a value the caller already translated
+            continue
+        ok = accepted_types(hints.get(k))
+        if ok == (int,) and isinstance(v, float) and v.is_integer():
+            out[k] = int(v)
+            continue
+        if ok is not None and (not isinstance(v, ok) or (isinstance(v, bool) and bool not in ok)):
+            raise InputError(f"{where}: {k} must be {' or '.join(t.__name__ for t in ok)}, got {v!r}")
+    return out
