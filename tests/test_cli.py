@@ -290,6 +290,10 @@ def test_export_lammps_and_pgmc_reject_bad_states(tmp_path, capsys):
     (["trap-model", "run"], 'model = "bouchaud"\nT = [1.5]\nN = 100\nout = "t.h5"\n[params]\nT0 = "one"\n',
      "T0 must be"),
     (["step-model", "run"], 'out = "s.h5"\n[params]\nL = "eight"\n', "L must be int"),
+    (["dataset", "make"], '[dataset]\nout = "d"\nmodel = "ka3d"\nn = "twenty"\ntemperatures = [0.8]\n',
+     "n must be int"),
+    (["dataset", "make"], '[dataset]\nout = "d"\nmodel = "ka3d"\nn = 20\ntemperatures = [0.8]\nn_test = 0\n'
+                          'engine = "foo"\n', "unknown engine"),
 ])
 def test_config_tables_and_types_are_checked(tmp_path, capsys, cmd, text, msg):
     """A misspelt table is not silently ignored, and a value of the wrong type names its key (exit 2)."""

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from glassgen.api import load_config
+from glassgen.config_values import check_types, type_hints
 from glassgen.errors import InputError
 
 __all__ = ["dataset_make", "dataset_spec_from_config", "bench_reference", "bench_score", "bench_report"]
@@ -34,6 +35,12 @@ def dataset_spec_from_config(config: PathLike | None, **cli: Any) -> tuple[list[
     unknown = sorted(set(opts) - allowed)
     if unknown:
         raise InputError(f"unknown key(s) in {config}: {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
+    temps_cfg = opts.get("temperatures")
+    if temps_cfg is not None and not isinstance(temps_cfg, list):
+        temps_cfg = opts["temperatures"] = [temps_cfg]
+    check_types({f"temperatures[{i}]": t for i, t in enumerate(temps_cfg or [])},
+                {f"temperatures[{i}]": float for i in range(len(temps_cfg or []))}, str(config))
+    opts = check_types(opts, {**type_hints(DatasetSpec), "workers": int, "out": str}, str(config))
     opts.update({k: v for k, v in cli.items() if v is not None and v != []})
     temps = opts.pop("temperatures", None)
     if not temps:

@@ -48,7 +48,7 @@ def dataset_make_cmd(
 
     Examples:
       glassgen dataset make --config configs/datasets/ka3d_n500.toml
-      glassgen dataset make --model ka3d --N 256 --T 0.8 --configs 4 --replicas 8 --out runs/tiny
+      glassgen dataset make --model ka3d --N 256 --T 0.8 --configs 4 --test 1 --replicas 8 --out runs/tiny
       mpirun -n 4 glassgen dataset make --config configs/datasets/ka3d_n500.toml --shard mpi
     """
     from glassgen.api_bench import dataset_make, dataset_spec_from_config

@@ -107,7 +107,15 @@ class DatasetSpec:
         if self.spacing <= 0 or self.equil_tau < 0:
             raise InputError("spacing must be positive and equil_tau non-negative")
         if not (0 <= self.n_test <= self.n_configs):
-            raise InputError(f"n_test must be in [0, n_configs], got {self.n_test}")
+            raise InputError(f"n_test (--test) must be in [0, n_configs = {self.n_configs}], got {self.n_test}")
+        if self.ensemble not in ("nve", "nvt"):
+            raise InputError(f"unknown ensemble {self.ensemble!r} (choose from nve, nvt)")
+        if self.engine not in ("numba", "lammps"):
+            raise InputError(f"unknown engine {self.engine!r} (choose from numba, lammps)")
+        if self.tau_alpha is not None and not (math.isfinite(self.tau_alpha) and self.tau_alpha > 0):
+            raise InputError(f"tau_alpha must be positive, got {self.tau_alpha}")
+        if not (self.dt > 0 and self.q > 0 and self.r_in > 0 and self.r_out > 0):
+            raise InputError("dt, q, r_in and r_out must be positive")
         load_model(self.model)
 
     @property
