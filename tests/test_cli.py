@@ -130,7 +130,7 @@ def test_malformed_values_one_line_exit_2(tmp_path, capsys):
         assert word in _bad(tmp_path, ["init", "--config", str(cfg)], capsys)
     trap = tmp_path / "trap.toml"
     trap.write_text(f'model = "bouchaud"\nT = "hot"\nN = 10\nout = "{tmp_path / "t.h5"}"\n')
-    assert "T='hot'" in _bad(tmp_path, ["trap-model", "run", "--config", str(trap)], capsys)
+    assert "T must be int or float, got 'hot'" in _bad(tmp_path, ["trap-model", "run", "--config", str(trap)], capsys)
     # a model file with a NaN parameter
     from glassgen.systems.model import load_model
 
@@ -300,3 +300,17 @@ def test_config_tables_and_types_are_checked(tmp_path, capsys, cmd, text, msg):
     cfg = tmp_path / "c.toml"
     cfg.write_text(text)
     assert msg in _bad(tmp_path, [*cmd, "-c", str(cfg)], capsys)
+
+
+@pytest.mark.parametrize("text, msg", [
+    ('n_chains = 0\n[[case]]\nmodel = "ka2d"\nn = 43\nT = 0.5\n', "n_chains must be >= 1"),
+    ('sweeps = "many"\n[[case]]\nmodel = "ka2d"\nn = 43\nT = 0.5\n', "sweeps must be int"),
+    ('[[case]]\nmodel = "ka2d"\nn = 43\nT = 0.5\nbogus = 1\n', "unknown key(s) bogus"),
+    ('[extra]\nx = 1\n[[case]]\nmodel = "ka2d"\nn = 43\nT = 0.5\n', "unknown key(s) extra"),
+])
+def test_experiment_config_is_checked_before_any_work(tmp_path, capsys, text, msg):
+    cfg = tmp_path / "e.toml"
+    cfg.write_text(text)
+    assert msg in _bad(tmp_path, ["experiment", "predict-propose", "--config", str(cfg), "--out", str(tmp_path / "o")],
+                       capsys)
+    assert not (tmp_path / "o").exists()

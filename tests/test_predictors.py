@@ -331,6 +331,20 @@ def test_cli_train_eval_score_end_to_end(tiny, tmp_path):
         assert z["prediction"].shape == (64,) and "command" in json.loads(str(z["provenance"]))
 
 
+@pytest.mark.parametrize("extra, msg", [
+    (["--time-index", "99"], "time_index must be in"), (["--time-index", "-1"], "time_index must be in"),
+    (["--T", "0"], "temperature must be positive"), (["--time", "nan"], "lag time must be positive"),
+    (["--time", "2.0", "--hyper", '{"bogus": 1}'], "unknown hyperparameter(s) for ridge: bogus"),
+])
+def test_cli_predict_train_checks_times_and_hyperparameters(tiny, tmp_path, capsys, extra, msg):
+    from glassgen.cli import main
+
+    rc = main(["predict", "train", "--kind", "ridge", "--data", str(tiny), "--out", str(tmp_path / "m.npz"), *extra])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and msg in err and "\n" not in err, err
+    assert not (tmp_path / "m.npz").exists()
+
+
 # ---------------------------------------------------------------------------------------------- real data
 def test_real_ka3d_voronoi_and_features(data):
     from glassgen.systems.glassbench import read_sample

@@ -93,8 +93,8 @@ def load_input(input: PathLike | None = None, model: str | None = None, n: int |
     """The starting configuration: a file (``input``), or a random state of ``n`` particles of ``model``.
 
     A file is bound to ``model`` when given (else to the model recorded in the file). ``check_overlap``:
-    a file with overlapping particles (a pair closer than half its sigma_ab) or non-finite velocities is a
-    one-line error, for the commands that do not compute forces themselves before their first step.
+    a file with overlapping particles (a pair closer than half its sigma_ab) is a one-line error, for the
+    commands that do not compute forces themselves before their first step.
     """
     if input is not None:
         conf = read_configuration(input, model)
@@ -104,8 +104,6 @@ def load_input(input: PathLike | None = None, model: str | None = None, n: int |
             from glassgen.dynamics.forces import ForceField
 
             ForceField.for_configuration(conf, skin=0.0).compute(conf.positions)  # raises on overlaps
-            if conf.velocities is not None and not np.all(np.isfinite(conf.velocities)):
-                raise InputError(f"{input}: velocities contain NaN or infinite values")
         return conf
     if model is None or n is None:
         raise InputError("give --input FILE, or --model and --n for a random initial state")
@@ -470,7 +468,9 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
         raise InputError(f"--method aimh needs at least 8 samples per chain: {n_samples} samples for {n_chains} "
                          "chains (raise --n-samples or lower --chains)")
     model = model or DEFAULT_FLOW["model"]
-    n = int(n or DEFAULT_FLOW["N"])
+    if n is not None and n < 2:
+        raise InputError(f"N must be at least 2, got {n}")
+    n = int(n if n is not None else DEFAULT_FLOW["N"])
     if checkpoint is None:
         ck = shipped_flow(load_model(model).name, n)
         if not ck.is_file():

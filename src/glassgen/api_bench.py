@@ -5,6 +5,7 @@ The CLI (:mod:`glassgen.cli_bench`) parses options and calls exactly one of thes
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -168,11 +169,16 @@ def bench_score(*, data: PathLike, T: float, system: str | None = None, split: s
     from glassgen.provenance import atomic_path, provenance
     from glassgen.systems.glassbench import read_dataset
 
+    if not (isinstance(T, (int, float)) and math.isfinite(T) and T > 0):
+        raise InputError(f"temperature must be positive, got T={T}")
     ds = read_dataset(data)
     systems = [s for s in ds.systems if any(abs(t - T) < 1e-9 for (sy, t, _) in ds.files if sy == s)]
+    if not systems:
+        raise InputError(f"no samples at T={T:g} in {data} (temperatures there: "
+                         f"{', '.join(f'{t:g}' for t in ds.temperatures)})")
     if system is None:
         if len(systems) != 1:
-            raise InputError(f"T={T}: choose --system among {systems or ds.systems}")
+            raise InputError(f"T={T}: choose --system among {systems}")
         system = systems[0]
     extra = None
     if predictions is not None:
@@ -223,18 +229,8 @@ def bench_report(*, data: PathLike, out: PathLike, split: str | None = "test", r
     from glassgen.provenance import provenance
     from glassgen.systems.glassbench import read_dataset
 
-    ds = read_dataset(data)
-    results = []
-    for system, T, sp in sorted(ds.files):
-        if split is not None and sp != split:
-            continue
-        try:
-            results.append(score_dataset(ds, system, T, split, _cache(cache)))
-        except InputError as exc:
-            print(f"skipped {system} T={T}: {exc}", file=sys.stderr)
-    if not results:
-        raise InputError(f"nothing to score in {data} (split={split})")
-    pub_dir = Path(published) if published is not None else data_dir().parent / "reference" / "glassbench-results"
+    if published is not None and not Path(published).is_dir():
+        raise InputError(f"published-results folder not found: {published}")
     model_res = None
     if models is not None:
         mp = Path(models)
@@ -242,8 +238,22 @@ def bench_report(*, data: PathLike, out: PathLike, split: str | None = "test", r
             raise InputError(f"models file not found: {mp}")
         try:
             model_res = json.loads(mp.read_text())
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InputError(f"malformed models JSON {mp}: {exc}") from None
+        if not isinstance(model_res, dict) or not ({"pearson", "transferability"} & set(model_res)):
+            raise InputError(f"{mp} is not a model-results JSON (needs 'pearson' or 'transferability', as "
+                             "written by benchmarks/predictors.py)")
+    ds = read_dataset(data)
+    results = []
+    # one report row per (system, T): with split None a temperature's train and test files are scored together
+    for system, T in sorted({(system, T) for system, T, sp in ds.files if split is None or sp == split}):
+        try:
+            results.append(score_dataset(ds, system, T, split, _cache(cache)))
+        except InputError as exc:
+            print(f"skipped {system} T={T}: {exc}", file=sys.stderr)
+    if not results:
+        raise InputError(f"nothing to score in {data} (split={split})")
+    pub_dir = Path(published) if published is not None else data_dir().parent / "reference" / "glassbench-results"
     if model_res is not None and "transferability" not in model_res and "pearson" in model_res:
         model_res["transferability"] = _transfer_at_tau(model_res["pearson"], results)
     ref = shipped_reference(data_dir(), _cache(cache)) if reference else None

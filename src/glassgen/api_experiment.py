@@ -50,6 +50,36 @@ def _load(path: PathLike) -> dict[str, Any]:
         raise InputError(f"{p}: invalid TOML ({exc})") from exc
 
 
+# keys of the experiment config (top level, [quick], [[case]], [case.quick]) and their TOML types
+_COUNTS = ("n", "n_chains", "equilibrate_sweeps", "sweeps", "md_steps", "learn_iterations", "max_env", "max_mobile",
+           "flow_layers", "flow_hidden", "flow_train_frames", "flow_train_every", "flow_train_steps",
+           "local_flow_steps", "flow_mcmc_iterations")
+_KEY_TYPES: dict[str, Any] = {**dict.fromkeys(_COUNTS, int), "seed": int, "T": float, "md_dt": float,
+                              "selection_scale": float, "region_half_width": float, "env_radius": float,
+                              "model": str, "selection": str, "out": str, "quick_default": bool}
+_LIST_KEYS = ("methods", "theta_select")
+
+
+def _check_keys(table: dict[str, Any], where: str) -> dict[str, Any]:
+    """Unknown keys, values of the wrong type and counts below 1 are one-line errors naming the key."""
+    from glassgen.config_values import check_types
+
+    unknown = sorted(set(table) - set(_KEY_TYPES) - set(_LIST_KEYS))
+    if unknown:
+        raise InputError(f"{where}: unknown key(s) {', '.join(unknown)} "
+                         f"(allowed: {', '.join(sorted([*_KEY_TYPES, *_LIST_KEYS]))})")
+    for k in _LIST_KEYS:
+        if k in table and not isinstance(table[k], list):
+            raise InputError(f"{where}: {k} must be a list, got {table[k]!r}")
+    out = check_types(table, _KEY_TYPES, where)
+    low = [k for k in _COUNTS if k in out and out[k] < 1]
+    if low:
+        raise InputError(f"{where}: {', '.join(low)} must be >= 1")
+    if out.get("seed", 0) < 0:
+        raise InputError(f"{where}: seed must be >= 0")
+    return out
+
+
 def _fs_tau(steps: np.ndarray, frames: np.ndarray, q: float) -> tuple[float, float, np.ndarray, np.ndarray]:
     """(tau_alpha in steps, last F_s, lags, F_s) from unwrapped frames (F, chains, N, d)."""
     from glassgen.observables.dynamics import SelfIntermediateScattering, tau_alpha
@@ -456,6 +486,20 @@ def predict_propose_experiment(*, config: PathLike, out: PathLike | None = None,
     cfg = _load(config)
     cases = cfg.pop("case", [])
     quick_over = cfg.pop("quick", {})
+    if not isinstance(cases, list) or not all(isinstance(c, dict) for c in cases) or not isinstance(quick_over, dict):
+        raise InputError(f"{config}: cases are [[case]] tables and overrides a [quick] table")
+    cfg = _check_keys(cfg, f"{config}")
+    q_cases = quick_over.get("cases")
+    if q_cases is not None and not (isinstance(q_cases, list) and all(isinstance(i, int) for i in q_cases)):
+        raise InputError(f"{config}: [quick] cases must be a list of case indices")
+    quick_over = {**_check_keys({k: v for k, v in quick_over.items() if k != "cases"}, f"{config} [quick]"),
+                  **({"cases": q_cases} if q_cases is not None else {})}
+    for i, c in enumerate(cases):
+        sub = c.get("quick", {})
+        if not isinstance(sub, dict):
+            raise InputError(f"{config}: case {i}: quick must be a [case.quick] table")
+        cases[i] = {**_check_keys({k: v for k, v in c.items() if k != "quick"}, f"{config} case {i}"),
+                    **({"quick": _check_keys(sub, f"{config} case {i} [case.quick]")} if sub else {})}
     use_quick = bool(cfg.get("quick_default", True) if quick is None else quick)
     glob = {k: v for k, v in cfg.items() if k not in ("out", "quick_default")}
     if use_quick:

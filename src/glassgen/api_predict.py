@@ -8,6 +8,7 @@ Configs: ``configs/predictors/*.toml`` with a ``[predictor]`` table (keys of :fu
 from __future__ import annotations
 
 import json
+import math
 import os
 import time as _time
 from pathlib import Path
@@ -64,11 +65,22 @@ def build_predictor(kind: str, descriptors: dict[str, Any] | None = None, hyper:
 
 
 def _resolve_time(ds: Any, T: float | None, time: float | None, time_index: int | None) -> float | None:
-    if time is not None or time_index is None:
+    if T is not None and not (isinstance(T, (int, float)) and math.isfinite(T) and T > 0):
+        raise InputError(f"temperature must be positive, got T={T}")
+    if time is not None:
+        if not (isinstance(time, (int, float)) and math.isfinite(time) and time > 0):
+            raise InputError(f"the lag time must be positive, got time={time}")
         return time
-    s = next(iter(ds.samples(T=T, load_replicas=False)))
+    if time_index is None:
+        return time
+    s = next(iter(ds.samples(T=T, load_replicas=False)), None)
+    if s is None:
+        raise InputError(f"no samples at T={T} in {ds.root}" if T is not None else f"no samples in {ds.root}")
     if s.times is None:
         raise InputError("the data have no time grid: pass --time")
+    if not (isinstance(time_index, int) and 0 <= time_index < len(s.times)):
+        raise InputError(f"time_index must be in [0, {len(s.times) - 1}] (the time grid has {len(s.times)} "
+                         f"points), got {time_index}")
     return float(s.times[time_index])
 
 

@@ -368,8 +368,6 @@ def export_lammps_input(conf: Configuration, outdir: str | os.PathLike[str], *, 
         raise InputError(f"thermostat time constant tau must be positive, got {tau}")
     if seed < 0 or thermo_every < 1 or dump_every < 0:
         raise InputError("need seed >= 0, thermo_every >= 1 and dump_every >= 0")
-    if conf.velocities is not None and not np.all(np.isfinite(conf.velocities)):
-        raise InputError("velocities contain NaN or infinite values")
     model = conf.require_model()
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)

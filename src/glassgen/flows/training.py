@@ -281,7 +281,12 @@ def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resum
         the trained :class:`BoltzmannGenerator` (on the CPU).
     """
     ck_path = Path(checkpoint)
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise InputError(f"unknown device {device!r} (cpu, cuda or cuda:K)") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise InputError(f"unsupported device {device!r} (cpu, cuda or cuda:K)")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda requested but no CUDA device is available")
     torch.manual_seed(cfg.seed)

@@ -27,6 +27,7 @@ only; never the test set.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from pathlib import Path
@@ -68,7 +69,16 @@ class Predictor:
     extra_calibrations: ClassVar[tuple[str, ...]] = ()
     n_quantiles: ClassVar[int] = 201
 
+    #: hyperparameters every predictor reads (the others are the named arguments of the subclass)
+    base_hyper: ClassVar[tuple[str, ...]] = ("calibrate", "calibration_folds")
+
     def __init__(self, settings: DescriptorSettings | None = None, **hyper: Any) -> None:
+        named = set(inspect.signature(type(self).__init__).parameters) - {"self", "settings", "hyper"}
+        allowed = named | set(self.base_hyper)
+        unknown = sorted(set(hyper) - allowed)
+        if unknown:
+            raise InputError(f"unknown hyperparameter(s) for {self.kind or type(self).__name__}: "
+                             f"{', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
         self.settings = settings or DescriptorSettings()
         self.hyper: dict[str, Any] = dict(hyper)
         self.info: dict[str, Any] = {}

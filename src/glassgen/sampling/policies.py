@@ -243,7 +243,9 @@ class Policy:
                        W2=np.array(d["W2"]).reshape(2, -1), b2=d["b2"], pairs=d["pairs"], pair_probs=d["pair_probs"],
                        theta=d["theta"], biased=d["biased"], trainable=tuple(d["trainable"]),
                        meta=dict(d.get("meta", {})), phi=d.get("phi"))
-        except (KeyError, TypeError, ValueError) as exc:
+        except KeyError as exc:
+            raise InputError(f"malformed PGMC policy: missing entry {exc}") from None
+        except (TypeError, ValueError) as exc:
             raise InputError(f"malformed PGMC policy: {exc}") from None
 
     def save(self, path: str | os.PathLike[str], **prov: Any) -> Path:
@@ -264,6 +266,8 @@ class Policy:
             doc = json.loads(p.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InputError(f"malformed policy file {p}: {exc}") from None
+        if not isinstance(doc, dict):
+            raise InputError(f"malformed policy file {p}: a JSON object is expected, got {type(doc).__name__}")
         pol = cls.from_dict(doc)
         pol.meta.setdefault("provenance", doc.get("provenance", {}))
         return pol

@@ -80,6 +80,8 @@ class Configuration:
             vel = np.ascontiguousarray(vel, dtype=np.float64)
             if vel.shape != (n, d):
                 raise InputError(f"velocities must have shape {(n, d)}, got {vel.shape}")
+            if not np.all(np.isfinite(vel)):
+                raise InputError("velocities contain NaN or infinite values")
         object.__setattr__(self, "positions", pos)
         object.__setattr__(self, "species", spec)
         object.__setattr__(self, "box", box)

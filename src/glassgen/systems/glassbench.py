@@ -208,11 +208,15 @@ def read_sample(path: PathLike, *, T: float | None = None, system: str | None = 
     p = Path(path)
     if not p.is_file():
         raise InputError(f"GlassBench file not found: {p}")
+    import zipfile
+
+    if not zipfile.is_zipfile(p):  # numpy would suggest allow_pickle=True for any non-archive: never do that
+        raise InputError(f"{p} is not a GlassBench file (an .npz archive)")
     try:
         z = np.load(p, allow_pickle=False)
         files = set(z.files)
     except Exception as exc:  # noqa: BLE001 - any unreadable npz is bad input
-        raise InputError(f"cannot read {p} as npz: {exc}") from None
+        raise InputError(f"cannot read {p} as npz: {type(exc).__name__}") from None
     with z:
         if "initial_positions" not in files or "types" not in files:
             raise InputError(f"{p.name}: not a GlassBench file (needs 'types' and 'initial_positions')")
