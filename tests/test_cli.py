@@ -314,3 +314,26 @@ def test_experiment_config_is_checked_before_any_work(tmp_path, capsys, text, ms
     assert msg in _bad(tmp_path, ["experiment", "predict-propose", "--config", str(cfg), "--out", str(tmp_path / "o")],
                        capsys)
     assert not (tmp_path / "o").exists()
+
+
+def test_more_bad_values_are_one_line(tmp_path, capsys):
+    """Values that used to be clamped, ignored or crash: one line, exit 2, nothing written."""
+    ok = tmp_path / "ok.h5"
+    assert main(["init", "--model", "ka3d", "--N", "20", "--T", "1", "--seed", "1", "--out", str(ok)]) in (0, None)
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    lr0 = tmp_path / "lr0.toml"
+    lr0.write_text('[system]\nmodel = "ka3d"\nN = 8\n[training]\nlr = 0.0\n')
+    cases = [
+        (["init", "--model", "ka3d", "--N", "20", "--density", "100", "--out", str(tmp_path / "d.h5")], "too dense"),
+        (["mc", "run", "--input", str(ok), "--T", "1", "--sweeps", "2", "--delta", "nan",
+          "--out", str(tmp_path / "m.h5")], "delta must be positive"),
+        (["step-model", "run", "--L", "8", "--s-mean", "nan", "--out", str(tmp_path / "s.h5")], "s_mean"),
+        (["flow", "train", "-c", str(empty), "--out", str(tmp_path / "f.pt")], "[system] table"),
+        (["flow", "train", "-c", str(lr0), "--out", str(tmp_path / "f.pt")], "lr and clip must be positive"),
+    ]
+    for args, msg in cases:
+        assert msg in _bad(tmp_path, args, capsys), args
+    assert main(["trap-model", "run", "--model", "bouchaud", "--T", "2", "--N", "100", "--replicas", "0",
+                 "--out", str(tmp_path / "t.h5")]) == 2
+    assert not any((tmp_path / f).exists() for f in ("d.h5", "m.h5", "s.h5", "f.pt", "t.h5"))

@@ -69,10 +69,15 @@ def test_config_validation():
         TrainingConfig(objective="adversarial")
     with pytest.raises(InputError, match="high to low"):
         TrainingConfig(T_ladder=(0.4, 2.0))
+    system = {"model": "ka2d", "N": 6}
     with pytest.raises(InputError, match="unknown key"):
-        TrainingConfig.from_dict({"training": {"learning_rate": 1.0}})
+        TrainingConfig.from_dict({"system": system, "training": {"learning_rate": 1.0}})
     with pytest.raises(InputError, match="unknown table"):
         TrainingConfig.from_dict({"optimiser": {}})
+    with pytest.raises(InputError, match=r"\[system\] table"):  # an empty file must not train the defaults
+        TrainingConfig.from_dict({})
+    with pytest.raises(InputError, match="N must be int"):
+        TrainingConfig.from_dict({"system": {"model": "ka2d", "N": "eight"}})
 
 
 def test_resume_refuses_another_config(tmp_path):
@@ -159,6 +164,8 @@ def test_resume_from_an_empty_checkpoint_is_one_line(tmp_path):
     bad.write_bytes(b"")
     with pytest.raises(InputError, match="cannot resume"):
         train_flow(TrainingConfig(**TINY), bad, resume=True)
+    with pytest.raises(InputError, match="device"):
+        train_flow(TrainingConfig(**TINY), tmp_path / "x.pt", device="tpu")
 
 
 def test_sample_without_a_shipped_flow_says_so(tmp_path, capsys):

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import tomllib
 
+from glassgen.config_values import check_types, type_hints
 from glassgen.errors import InputError
 from glassgen.provenance import atomic_path, provenance
 
@@ -36,15 +37,23 @@ def train_spec_from_config(config: PathLike | None, **cli: Any) -> dict[str, Any
         if not p.is_file():
             raise InputError(f"config file not found: {p}")
         try:
-            table = tomllib.loads(p.read_text()).get("predictor")
+            doc = tomllib.loads(p.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise InputError(f"{p}: invalid TOML ({exc})") from None
+        other = sorted(set(doc) - {"predictor"})
+        if other:
+            raise InputError(f"{p}: {', '.join(other)} outside the [predictor] table (predict train reads only it)")
+        table = doc.get("predictor")
         if not isinstance(table, dict):
             raise InputError(f"{p}: no [predictor] table")
         bad = set(table) - _TRAIN_KEYS
         if bad:
             raise InputError(f"{p}: unknown key(s) {sorted(bad)} (allowed: {sorted(_TRAIN_KEYS)})")
-        spec.update(table)
+        for k, kind in (("hyper", dict), ("descriptors", dict), ("indices", list)):
+            if k in table and not isinstance(table[k], kind):
+                raise InputError(f"{p}: {k} must be a {'table' if kind is dict else 'list'}, got {table[k]!r}")
+        spec.update(check_types(table, {k: v for k, v in type_hints(train).items() if k not in ("hyper", "indices")},
+                                f"{p} [predictor]"))
     spec.update({k: v for k, v in cli.items() if v is not None})
     return spec
 

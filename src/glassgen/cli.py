@@ -114,11 +114,11 @@ def md_run_cmd(
     thermostat: Annotated[str | None, typer.Option("--thermostat", help="nhc, langevin or bussi.")] = None,
     tau: Annotated[float | None, typer.Option("--tau", help="Thermostat time constant.")] = None,
     engine: Annotated[str | None, typer.Option("--engine", help="numba (default) or lammps.")] = None,
-    threads: Annotated[int | None, typer.Option("--threads", help="Threads for the force loop.")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="Threads for the force loop.")] = None,
     traj: Annotated[str | None, typer.Option("--traj", help="Frames: log (default), linear or none.")] = None,
-    traj_every: Annotated[int | None, typer.Option("--traj-every", help="Steps between frames (linear).")] = None,
-    traj_blocks: Annotated[int | None, typer.Option("--traj-blocks", help="Time origins for log frames.")] = None,
-    thermo_every: Annotated[int | None, typer.Option("--thermo-every", help="Steps between thermo samples.")] = None,
+    traj_every: Annotated[int | None, typer.Option("--traj-every", min=1, help="Steps between linear frames.")] = None,
+    traj_blocks: Annotated[int | None, typer.Option("--traj-blocks", min=1, help="Log-frame time origins.")] = None,
+    thermo_every: Annotated[int | None, typer.Option("--thermo-every", min=1, help="Steps per thermo sample.")] = None,
     seed: SeedOpt = None, out: OutOpt = None, progress: ProgOpt = None,
 ) -> None:
     """Molecular dynamics (NVE or NVT) from a file or a random state; resumes if interrupted.
@@ -175,9 +175,9 @@ def mc_run_cmd(
     sweeps: Annotated[int | None, typer.Option("--sweeps", help="MC sweeps (N trial moves each).")] = None,
     delta: Annotated[float | None, typer.Option("--delta", help="Maximal displacement.")] = None,
     swap_fraction: Annotated[float | None, typer.Option("--swap-fraction", help="Fraction of swap trials.")] = None,
-    tune_sweeps: Annotated[int | None, typer.Option("--tune-sweeps", help="Sweeps tuning delta first.")] = None,
+    tune_sweeps: Annotated[int | None, typer.Option("--tune-sweeps", min=0, help="Sweeps tuning delta first.")] = None,
     traj: Annotated[str | None, typer.Option("--traj", help="Frames: log (default), linear or none.")] = None,
-    traj_every: Annotated[int | None, typer.Option("--traj-every", help="Sweeps between frames.")] = None,
+    traj_every: Annotated[int | None, typer.Option("--traj-every", min=1, help="Sweeps between frames.")] = None,
     seed: SeedOpt = None, out: OutOpt = None, progress: ProgOpt = None,
 ) -> None:
     """Metropolis Monte Carlo with displacement moves and (for KA2D/KA2) species swaps.

@@ -67,7 +67,7 @@ def trap_run_cmd(
     n: Annotated[int | None, typer.Option("--N", "--n", help="Number of traps (non-lattice models).")] = None,
     L: Annotated[int | None, typer.Option("--L", help="Lattice side (facilitated models).")] = None,
     dim: Annotated[int | None, typer.Option("--dim", help="Dimension of lattice and displacements.")] = None,
-    replicas: Annotated[int | None, typer.Option("--replicas", help="Independent runs per temperature.")] = None,
+    replicas: Annotated[int | None, typer.Option("--replicas", min=1, help="Independent runs per temperature.")] = None,
     softness_law: Annotated[str | None, typer.Option("--softness-law", help="Softness-law TOML/JSON or name "
                                                      "(default softness_systemIII).")] = None,
     input: Annotated[Path | None, typer.Option("--input", "-i", help="Configuration for off-lattice "
@@ -80,7 +80,7 @@ def trap_run_cmd(
     redraw: Annotated[str | None, typer.Option("--redraw", help="stationary (default) or naive (control).")] = None,
     p_stop: Annotated[float | None, typer.Option("--p-stop", help="Stop when this fraction never moved "
                                                  "(default 0.05).")] = None,
-    max_events: Annotated[int | None, typer.Option("--max-events", help="Event budget per run.")] = None,
+    max_events: Annotated[int | None, typer.Option("--max-events", min=1, help="Event budget per run.")] = None,
     q: Annotated[float | None, typer.Option("--q", help="Wave number of F_s (default pi/b).")] = None,
     seed: SeedOpt = None, out: OutOpt = None, progress: ProgOpt = None,
 ) -> None:
@@ -113,10 +113,11 @@ def trap_run_cmd(
     params.pop("softness_law", None)
     nn = n if n is not None else job.get("N", job.get("n"))
     _print(trap_model_run(
-        mdl, Ts, o, n=nn, replicas=replicas or int(job.get("replicas", 1)),
+        mdl, Ts, o, n=nn, replicas=replicas if replicas is not None else int(job.get("replicas", 1)),
         seed=seed if seed is not None else int(job.get("seed", 0)),
         q=q if q is not None else job.get("q"), p_stop=p_stop if p_stop is not None else float(job.get("p_stop", 0.05)),
-        t_max=job.get("t_max"), max_events=max_events or int(job.get("max_events", 500_000_000)),
+        t_max=job.get("t_max"),
+        max_events=max_events if max_events is not None else int(job.get("max_events", 500_000_000)),
         n_per_decade=int(job.get("n_per_decade", 8)), n_blocks=int(job.get("n_blocks", 4)), params=params,
         softness_law=law, input=input or job.get("input"), progress=_progress(progress)))
 

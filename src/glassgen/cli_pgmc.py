@@ -66,7 +66,7 @@ def train_cmd(
     flip: Annotated[float | None, typer.Option("--flip", help="With --biased: start the single-flip selection "
                                                "coefficients at -FLIP/T (0.5: heat bath over single-flip energies).")]
     = None,
-    equilibrate: Annotated[int | None, typer.Option("--equilibrate", help="Sweeps before learning.")] = None,
+    equilibrate: Annotated[int | None, typer.Option("--equilibrate", min=0, help="Sweeps before learning.")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Policy file (JSON), written atomically.")] = None,
     progress: ProgOpt = None,
 ) -> None:
@@ -97,13 +97,13 @@ def run_cmd(
     input: InputOpt = None, model: ModelOpt = None, n: NOpt = None, density: DensOpt = None, T: TOpt = None,
     sweeps: Annotated[int | None, typer.Option("--sweeps", help="Sweeps (N trial moves per chain each).")] = None,
     n_chains: ChainsOpt = None,
-    equilibrate: Annotated[int | None, typer.Option("--equilibrate", help="Sweeps before recording.")] = None,
-    sample_every: Annotated[int | None, typer.Option("--sample-every", help="Sweeps between energy samples.")]
+    equilibrate: Annotated[int | None, typer.Option("--equilibrate", min=0, help="Sweeps before recording.")] = None,
+    sample_every: Annotated[int | None, typer.Option("--sample-every", min=1, help="Sweeps between energy samples.")]
     = None,
     traj: Annotated[str | None, typer.Option("--traj", help="Frames: log (default), linear or none.")] = None,
     q: Annotated[float | None, typer.Option("--q", help="Wavenumber of F_s for tau_alpha.")] = None,
-    checkpoint_every: Annotated[int | None, typer.Option("--checkpoint-every", help="Sweeps between checkpoints.")]
-    = None,
+    checkpoint_every: Annotated[int | None, typer.Option("--checkpoint-every", min=1,
+                                                         help="Sweeps between checkpoints.")] = None,
     seed: SeedOpt = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output HDF5, written atomically.")] = None,
     progress: ProgOpt = None,

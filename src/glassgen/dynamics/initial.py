@@ -13,7 +13,7 @@ import numpy as np
 
 from glassgen.dynamics.md import MDSimulation, maxwell_boltzmann
 from glassgen.dynamics.minimize import remove_overlaps
-from glassgen.errors import InputError
+from glassgen.errors import InputError, PhysicsError
 from glassgen.progress import progress_bar
 from glassgen.systems.configuration import Configuration, random_configuration
 from glassgen.systems.model import InteractionModel, load_model
@@ -26,7 +26,13 @@ def random_state(model: str | InteractionModel, n: int, T: float | None = None,
     """A random configuration without overlaps (closest pair > 0.7 sigma_ab), with velocities at T."""
     m = load_model(model)
     rng = np.random.default_rng(seed)
-    conf = remove_overlaps(random_configuration(m, n, density, rng))
+    start = random_configuration(m, n, density, rng)
+    try:
+        conf = remove_overlaps(start)
+    except PhysicsError:
+        rho = start.n / float(np.prod(start.box))
+        raise InputError(f"cannot place {n} particles without overlaps at number density {rho:g}: "
+                         "too dense for a random start (the models' densities are ~1.2)") from None
     if T is not None:
         if T <= 0:
             raise InputError(f"temperature must be positive, got T={T}")

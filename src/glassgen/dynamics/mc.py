@@ -55,8 +55,8 @@ class MonteCarlo:
         self.rng = np.random.default_rng(seed)
         self.swap_fraction = float(swap_fraction)
         self.delta = np.broadcast_to(np.asarray(delta, dtype=np.float64), (model.nsp,)).copy()
-        if np.any(self.delta <= 0):
-            raise InputError("delta must be positive")
+        if not np.all(np.isfinite(self.delta) & (self.delta > 0)):
+            raise InputError(f"delta must be positive and finite, got {self.delta}")
         self.params = model.kernel_params(soft_core)
         self.box = conf.box.copy()
         self.pos = np.ascontiguousarray(conf.wrapped_positions())

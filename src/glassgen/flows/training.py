@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from glassgen.config_values import check_types, type_hints
 from glassgen.errors import InputError
 from glassgen.flows.base import BoltzmannPriorBase
 from glassgen.flows.generator import BoltzmannGenerator
@@ -119,6 +120,8 @@ class TrainingConfig:
         for name in ("steps_per_rung", "batch", "checkpoint_every", "data_per_T", "data_chains"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1")
+        if not (math.isfinite(self.lr) and self.lr > 0 and self.clip > 0):
+            raise InputError(f"lr and clip must be positive, got lr={self.lr}, clip={self.clip}")
         if not 0.0 <= self.forward_weight <= 1.0:
             raise InputError("forward_weight must be in [0, 1]")
         if not 0.0 <= self.newest_fraction <= 1.0:
@@ -154,6 +157,8 @@ class TrainingConfig:
             raise InputError(f"unknown table(s) in flow config: {', '.join(sorted(unknown))}")
         flat: dict[str, Any] = {}
         sysd = dict(d.get("system", {}))
+        if "model" not in sysd or "N" not in sysd:  # an empty file must not start a default training run
+            raise InputError("a flow config needs a [system] table with model and N")
         for k in ("model", "N", "density"):
             if k in sysd:
                 flat[k] = sysd.pop(k)
@@ -171,6 +176,8 @@ class TrainingConfig:
         bad = set(archd) - arch_names
         if bad:
             raise InputError(f"unknown key(s) in [architecture]: {', '.join(sorted(bad))}")
+        archd = check_types(archd, type_hints(FlowArchitecture), "[architecture]")
+        flat = check_types(flat, type_hints(cls), "flow config")
         flat["architecture"] = FlowArchitecture(**archd)
         try:
             return cls(**flat)

@@ -195,7 +195,11 @@ class Predictor:
     def predict_features(self, features: np.ndarray, species: np.ndarray) -> np.ndarray:
         """(N,) predictions from raw (unstandardised) features (calibrated if the model has a quantile map)."""
         sp = np.asarray(species, dtype=np.int64)
-        return self._apply_quantile_map(self._predict(self.standardise(features, sp), sp), sp)
+        try:
+            return self._apply_quantile_map(self._predict(self.standardise(features, sp), sp), sp)
+        except (ValueError, IndexError) as exc:  # shapes of a damaged or foreign model file
+            raise InputError(f"the {self.kind} predictor's arrays do not fit its {features.shape[1]} descriptors "
+                             f"({type(exc).__name__}): damaged or foreign model file") from None
 
     def predict_frame(self, frame: Frame) -> np.ndarray:
         return self.predict_features(frame.features, frame.species)
@@ -293,6 +297,9 @@ def load_predictor(path: PathLike) -> Predictor:
     cls = REGISTRY.get(meta.get("kind", ""))
     if cls is None:
         raise InputError(f"{p}: unknown predictor kind {meta.get('kind')!r}")
+    floats = [a for a in (*arrays.values(), mean, std, *(() if qmap is None else (qmap,))) if a.dtype.kind == "f"]
+    if not all(np.all(np.isfinite(a)) for a in floats):
+        raise InputError(f"{p}: the predictor's arrays contain NaN or infinite values (damaged file)")
     obj = cls(DescriptorSettings.from_dict(meta["settings"]), **meta["hyper"])
     obj.info = meta.get("info", {})
     obj.mean, obj.std = mean, std
