@@ -342,10 +342,35 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv = saved_argv
 
 
+_OUT_FLAGS = ("--out", "-o", "--out-dir")
+
+
+def _check_outputs_writable(argv: list[str]) -> None:
+    """Before any work: every output named on the command line (``--out``, ``-o``, ``--out-dir``) must lie
+    under a writable folder (found after an hour of MD, a read-only target would lose the run)."""
+    for i, a in enumerate(argv):
+        flag, _, val = a.partition("=")
+        if flag not in _OUT_FLAGS or a.startswith("-o="):
+            continue
+        if not val:
+            if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
+                continue
+            val = argv[i + 1]
+        target = Path(val)
+        anc = target if flag == "--out-dir" else target.parent
+        while not anc.exists() and anc != anc.parent:
+            anc = anc.parent
+        if not anc.is_dir():
+            raise GlassgenError(f"cannot write {val}: a folder on its path is a file")
+        if not os.access(anc, os.W_OK | os.X_OK):
+            raise GlassgenError(f"cannot write {val}: the folder {anc} is not writable")
+
+
 def _run(argv: list[str] | None) -> int:
     from typer.exceptions import Abort, Exit, TyperException
 
     try:
+        _check_outputs_writable(list(sys.argv[1:] if argv is None else argv))
         rv = app(args=argv, standalone_mode=False)
         if isinstance(rv, int) and rv != 0:
             return rv
