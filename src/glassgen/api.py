@@ -83,7 +83,9 @@ def checkpoint_path(out: PathLike) -> Path:
 
 
 def _positive(name: str, value: float | None) -> None:
-    if value is None or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+    if value is None:
+        raise InputError(f"missing {name}: give --{name} (or {name} = ... in the config)")
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
         raise InputError(f"{name} must be positive, got {name}={value}")
 
 
