@@ -221,27 +221,21 @@ def bench_report(*, data: PathLike, out: PathLike, split: str | None = "test", r
         models: JSON with model results from ``glassgen predict eval`` (transferability etc.).
         published: folder of the published curves (default ``<data>/../reference/glassbench-results``).
     """
-    import json
 
     from glassgen.bench.reference import shipped_reference
     from glassgen.bench.report import read_published, score_dataset, write_report
     from glassgen.config import data_dir
     from glassgen.provenance import provenance
     from glassgen.systems.glassbench import read_dataset
+    from glassgen.systems.io import read_json_object
 
     if published is not None and not Path(published).is_dir():
         raise InputError(f"published-results folder not found: {published}")
     model_res = None
     if models is not None:
-        mp = Path(models)
-        if not mp.is_file():
-            raise InputError(f"models file not found: {mp}")
-        try:
-            model_res = json.loads(mp.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"malformed models JSON {mp}: {exc}") from None
-        if not isinstance(model_res, dict) or not ({"pearson", "transferability"} & set(model_res)):
-            raise InputError(f"{mp} is not a model-results JSON (needs 'pearson' or 'transferability', as "
+        model_res = read_json_object(models, "models")
+        if not ({"pearson", "transferability"} & set(model_res)):
+            raise InputError(f"{models} is not a model-results JSON (needs 'pearson' or 'transferability', as "
                              "written by benchmarks/predictors.py)")
     ds = read_dataset(data)
     results = []

@@ -259,15 +259,9 @@ class Policy:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Policy:
         """Read a policy written by :meth:`save`."""
-        p = Path(path)
-        if not p.is_file():
-            raise InputError(f"policy file not found: {p}")
-        try:
-            doc = json.loads(p.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"malformed policy file {p}: {exc}") from None
-        if not isinstance(doc, dict):
-            raise InputError(f"malformed policy file {p}: a JSON object is expected, got {type(doc).__name__}")
+        from glassgen.systems.io import read_json_object
+
+        doc = read_json_object(path, "policy")
         pol = cls.from_dict(doc)
         pol.meta.setdefault("provenance", doc.get("provenance", {}))
         return pol

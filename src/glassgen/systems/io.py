@@ -35,7 +35,7 @@ from glassgen.systems.configuration import Configuration
 from glassgen.systems.model import InteractionModel, load_model
 
 __all__ = ["read_configuration", "write_configuration", "read_xyz", "write_xyz", "read_lammps_data",
-           "write_lammps_data", "read_hdf5", "write_hdf5", "h5_write_attrs"]
+           "write_lammps_data", "read_hdf5", "write_hdf5", "h5_write_attrs", "read_json_object"]
 
 PathLike = str | os.PathLike[str]
 _Reader = TypeVar("_Reader", bound=Callable[..., Configuration])
@@ -46,6 +46,21 @@ def _check_file(path: PathLike) -> Path:
     if not p.is_file():
         raise InputError(f"file not found: {p}")
     return p
+
+
+def read_json_object(path: PathLike, what: str) -> dict[str, Any]:
+    """A JSON file holding one object (``what`` names it in the one-line errors: missing, malformed, not an
+    object)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{what} file not found: {p}")
+    try:
+        doc = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"malformed {what} file {p}: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InputError(f"malformed {what} file {p}: a JSON object is expected, got {type(doc).__name__}")
+    return doc
 
 
 def _malformed_as_input_error(kind: str) -> Callable[[_Reader], _Reader]:
