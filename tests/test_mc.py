@@ -120,6 +120,27 @@ def test_checkpoint_resume_is_identical(tmp_path):
     assert np.array_equal(ra.trajectory.positions, rb.trajectory.positions)
 
 
+def test_resume_after_delta_tuning_and_with_a_shorter_length(tmp_path):
+    """Tuning sweeps before the run are not counted as run sweeps when resuming (they once shifted the resumed
+    samples by the tuning length); a checkpoint beyond the length asked for now is refused."""
+    import pytest
+
+    from glassgen.dynamics.initial import random_state
+    from glassgen.dynamics.mc import run_mc
+    from glassgen.errors import InputError
+
+    conf = random_state("ka2d", 43, seed=3)
+    ck = tmp_path / "mc.ckpt.h5"
+    kw = dict(T=0.8, n_sweeps=100, delta=0.1, seed=9, sample_every=10, tune_sweeps=50)
+    ra = run_mc(conf, **kw, checkpoint=ck, checkpoint_every=40)  # leaves the checkpoint of sweep 80
+    rb = run_mc(conf, **kw, checkpoint=ck)
+    assert np.array_equal(rb.thermo.step, np.arange(0, 101, 10))
+    assert np.array_equal(ra.final.positions, rb.final.positions)
+    assert np.array_equal(ra.thermo.potential, rb.thermo.potential)
+    with pytest.raises(InputError, match="longer run"):
+        run_mc(conf, **{**kw, "n_sweeps": 50}, checkpoint=ck)
+
+
 def test_set_positions_equals_a_fresh_chain():
     """After set_positions (a jump, given in another periodic image) the chain is the chain a fresh
     MonteCarlo would be at those positions: same energy, cell lists and, with the same random numbers,

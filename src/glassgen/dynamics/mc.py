@@ -199,6 +199,7 @@ class MonteCarlo:
             f.attrs["signature"] = self._signature()
             f.attrs["rng"] = json.dumps(self.rng.bit_generator.state)
             f.attrs["sweeps"] = self.sweeps
+            f.attrs["run_origin"] = getattr(self, "_run_origin", 0)  # sweeps before run() (delta tuning)
             f.attrs["energy"] = self.energy
             f.create_dataset("positions", data=self.pos)
             f.create_dataset("species", data=self.species)
@@ -227,6 +228,7 @@ class MonteCarlo:
             self.stats[:] = f["stats"][()]
             self.rng.bit_generator.state = json.loads(str(f.attrs["rng"]))
             self.sweeps = int(f.attrs["sweeps"])
+            self._run_origin = int(f.attrs.get("run_origin", 0))
             self.energy = float(f.attrs["energy"])
             samples = {k: list(f[f"samples/{k}"][()]) for k in f["samples"]} if "samples" in f else {}
             frames = []
@@ -255,9 +257,10 @@ class MonteCarlo:
         samples = new_samples()
         frames: list[tuple[int, np.ndarray]] = []
         last_done = -1
+        self._run_origin = self.sweeps  # sweeps already made (delta tuning) are not part of this run
         if checkpoint is not None and Path(checkpoint).is_file():
             samples, frames = self.load_checkpoint(checkpoint)
-            last_done = self.sweeps
+            last_done = self.sweeps - self._run_origin
         ff = [ForceField(self.model, self.species, self.box, skin=0.0)]
         restored = getattr(self, "_unwrapped", None)
         unwrapped = restored.copy() if restored is not None else self.pos.copy()

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from glassgen.dynamics.results import Thermo, Trajectory
+from glassgen.errors import InputError
 from glassgen.progress import progress_bar
 
 __all__ = ["run_events", "collect_results", "new_samples"]
@@ -36,6 +37,9 @@ def run_events(total: int, events: Iterable[int], last_done: int, advance_to: Ca
         save: writes a checkpoint (None: no checkpoints); also called on KeyboardInterrupt.
         checkpoint_every: units between checkpoints.
     """
+    if last_done > total:
+        raise InputError(f"the checkpoint is at {last_done} of a longer run than the {total} asked for now: "
+                         "give the original length, or another --out")
     done = max(last_done, 0)
     next_ckpt = done + checkpoint_every
     try:
