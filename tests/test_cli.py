@@ -337,3 +337,27 @@ def test_more_bad_values_are_one_line(tmp_path, capsys):
     assert main(["trap-model", "run", "--model", "bouchaud", "--T", "2", "--N", "100", "--replicas", "0",
                  "--out", str(tmp_path / "t.h5")]) == 2
     assert not any((tmp_path / f).exists() for f in ("d.h5", "m.h5", "s.h5", "f.pt", "t.h5"))
+
+
+def test_audit_two_defects_are_fixed(tmp_path, capsys):
+    """dataset make refuses to finish a dataset with other replica settings; --out may not be an input or a
+    .png; a LAMMPS data file written by glassgen reads back without --model; a repeated temperature is refused."""
+    base = ["dataset", "make", "--model", "ka3d", "--N", "20", "--T", "2.0", "--configs", "2", "--test", "1",
+            "--tau-alpha", "2", "--out", str(tmp_path / "ds"), "--no-progress"]
+    assert main([*base, "--replicas", "2"]) in (0, None)
+    capsys.readouterr()
+    assert "n_replicas" in _bad(tmp_path, [*base, "--replicas", "4"], capsys)
+    assert main([*base, "--replicas", "2"]) in (0, None)  # the same settings: nothing to do
+    capsys.readouterr()
+    conf = tmp_path / "c.xyz"
+    assert main(["init", "--model", "ka3d", "--N", "20", "--T", "1", "--out", str(conf)]) in (0, None)
+    assert "also an input" in _bad(tmp_path, ["md", "run", "--input", str(conf), "--T", "1", "--steps", "5",
+                                              "--out", str(conf)], capsys)
+    assert "PNG is written next to it" in _bad(tmp_path, ["trap-model", "run", "--model", "bouchaud", "--T", "1.5",
+                                                          "--out", str(tmp_path / "t.png")], capsys)
+    assert "given twice" in _bad(tmp_path, ["trap-model", "run", "--model", "bouchaud", "--T", "1.5", "--T", "1.5",
+                                            "--out", str(tmp_path / "t.h5")], capsys)
+    assert main(["md", "export-lammps", "--input", str(conf), "--T", "1", "--steps", "10",
+                 "--out-dir", str(tmp_path / "lmp")]) in (0, None)
+    assert main(["md", "run", "--input", str(tmp_path / "lmp" / "conf.data"), "--T", "1", "--steps", "5",
+                 "--out", str(tmp_path / "md.h5")]) in (0, None)

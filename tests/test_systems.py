@@ -59,10 +59,9 @@ def test_round_trip(tmp_path, suffix, model):
     assert np.abs(d).max() < 1e-9
     if suffix != ".xyz":
         assert np.allclose(back.velocities, conf.velocities)
-    if suffix != ".data":  # xyz and HDF5 carry the model: read back without naming it
-        named = read_configuration(path)
-        assert named.model is not None and named.model.name == model
-        assert np.array_equal(named.species, conf.species)
+    named = read_configuration(path)  # every format glassgen writes carries the model: read back without it
+    assert named.model is not None and named.model.name == model
+    assert np.array_equal(named.species, conf.species)
 
 
 def test_hdf5_provenance_and_model(tmp_path):

@@ -459,13 +459,13 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
     _positive("T", T)
     if method not in SAMPLE_METHODS:
         raise InputError(f"unknown method {method!r} (use is, imh, ais, aimh or pgmc)")
+    if n_samples < 1 or n_chains < 1:
+        raise InputError("n_samples and n_chains must be positive")
     if method == "pgmc":  # policy-guided MC: ``checkpoint`` is the policy file (trained on the fly if None)
         from glassgen.api_pgmc import pgmc_sample
 
         return pgmc_sample(T=T, model=model, n=n, n_samples=n_samples, seed=seed, out=out, policy=checkpoint,
                            n_chains=n_chains, progress=progress)
-    if n_samples < 1 or n_chains < 1:
-        raise InputError("n_samples and n_chains must be positive")
     if method == "aimh" and n_samples < 8 * n_chains:
         raise InputError(f"--method aimh needs at least 8 samples per chain: {n_samples} samples for {n_chains} "
                          "chains (raise --n-samples or lower --chains)")

@@ -88,6 +88,8 @@ def _check_T(T: Any) -> list[float]:
     for t in Ts:
         if not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0):
             raise InputError(f"temperatures must be positive, got T={t}")
+    if len({float(t) for t in Ts}) != len(Ts):
+        raise InputError(f"a temperature is given twice: {Ts}")
     return [float(t) for t in Ts]
 
 

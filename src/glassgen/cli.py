@@ -266,7 +266,7 @@ def sample_cmd(
     T: Annotated[float, typer.Option("--T", "-T", help="Temperature (LJ units).")],
     model: ModelOpt = None,
     n: Annotated[int | None, typer.Option("--N", "--n", help="Particles (default 64; 32 also shipped).")] = None,
-    n_samples: Annotated[int, typer.Option("--n-samples", help="Flow samples (is; at most one pass over a "
+    n_samples: Annotated[int, typer.Option("--n-samples", min=1, help="Flow samples (is; at most one pass over a "
                                            "prior pool), chain states (imh) or annealed proposals (ais, aimh).")]
     = 2000,
     method: Annotated[str, typer.Option("--method", help="imh (flow-MCMC, default), is (reweighting only), "
@@ -278,7 +278,7 @@ def sample_cmd(
     = None,
     train: Annotated[bool, typer.Option("--train", help="Train a flow first if none is shipped for --model/--N.")]
     = False,
-    n_chains: Annotated[int, typer.Option("--chains", help="Flow-MCMC (imh, aimh) or PGMC chains.")] = 16,
+    n_chains: Annotated[int, typer.Option("--chains", min=1, help="Flow-MCMC (imh, aimh) or PGMC chains.")] = 16,
     anneal_steps: Annotated[int, typer.Option("--anneal-steps", help="AIS steps (one sweep each) for --method ais "
                                                                    "or aimh.")]
     = 10,
@@ -347,16 +347,30 @@ _OUT_FLAGS = ("--out", "-o", "--out-dir")
 
 def _check_outputs_writable(argv: list[str]) -> None:
     """Before any work: every output named on the command line (``--out``, ``-o``, ``--out-dir``) must lie
-    under a writable folder (found after an hour of MD, a read-only target would lose the run)."""
+    under a writable folder (found after an hour of MD, a read-only target would lose the run), must not be
+    one of the command's input files, and must not be a .png (the plots are written next to the data file,
+    so a .png data file would be overwritten by its own plot)."""
+    outs: list[tuple[str, str, int]] = []  # (flag, value, index of the argument holding the value)
+    values: list[tuple[int, str]] = []  # every argument value that could name a file
     for i, a in enumerate(argv):
-        flag, _, val = a.partition("=")
+        flag, eq, val = a.partition("=")
+        if a.startswith("-") and eq:
+            values.append((i, val))
+        elif not a.startswith("-"):
+            values.append((i, a))
         if flag not in _OUT_FLAGS or a.startswith("-o="):
             continue
-        if not val:
-            if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
-                continue
-            val = argv[i + 1]
+        if eq:
+            outs.append((flag, val, i))
+        elif i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+            outs.append((flag, argv[i + 1], i + 1))
+    for flag, val, j in outs:
         target = Path(val)
+        if flag != "--out-dir" and target.suffix.lower() == ".png":
+            raise GlassgenError(f"--out {val}: name the data file (e.g. .h5); its PNG is written next to it")
+        if target.is_file() and any(k != j and Path(v).is_file() and Path(v).resolve() == target.resolve()
+                                    for k, v in values):
+            raise GlassgenError(f"--out {val} is also an input of this command: choose another output name")
         anc = target if flag == "--out-dir" else target.parent
         while not anc.exists() and anc != anc.parent:
             anc = anc.parent

@@ -121,7 +121,8 @@ def bench_report_cmd(
     split: Annotated[str, typer.Option("--split", help="test, train or all.")] = "test",
     reference: Annotated[bool, typer.Option("--reference/--no-reference",
                                             help="Add the shipped KA T=0.44 reference numbers.")] = False,
-    models: Annotated[Path | None, typer.Option("--models", help="Model results JSON (glassgen predict eval).")]
+    models: Annotated[Path | None, typer.Option("--models", help="Model results JSON with a 'pearson' table per "
+                                                                 "model and temperature (benchmarks/predictors.py).")]
     = None,
     published: Annotated[Path | None, typer.Option("--published", help="Published curves folder.")] = None,
     cache: CacheOpt = None,

@@ -15,7 +15,12 @@ from typing import Any
 
 from glassgen.errors import InputError
 
-__all__ = ["accepted_types", "check_types", "type_hints"]
+__all__ = ["accepted_types", "check_types", "type_hints", "MINIMUMS"]
+
+#: smallest allowed value of integer keys, whatever the command (the command line enforces the same minimums)
+MINIMUMS = {"seed": 0, "threads": 1, "traj_every": 1, "traj_blocks": 1, "thermo_every": 1, "tune_sweeps": 0,
+            "sample_every": 1, "checkpoint_every": 1, "equilibrate": 0, "equilibrate_sweeps": 0, "replicas": 1,
+            "max_events": 1}
 
 
 def accepted_types(hint: Any) -> tuple[type, ...] | None:
@@ -51,8 +56,9 @@ def check_types(values: dict[str, Any], hints: dict[str, Any], where: str) -> di
             continue
         ok = accepted_types(hints.get(k))
         if ok == (int,) and isinstance(v, float) and v.is_integer():
-            out[k] = int(v)
-            continue
-        if ok is not None and (not isinstance(v, ok) or (isinstance(v, bool) and bool not in ok)):
+            v = out[k] = int(v)
+        elif ok is not None and (not isinstance(v, ok) or (isinstance(v, bool) and bool not in ok)):
             raise InputError(f"{where}: {k} must be {' or '.join(t.__name__ for t in ok)}, got {v!r}")
+        if k in MINIMUMS and isinstance(v, int) and not isinstance(v, bool) and v < MINIMUMS[k]:
+            raise InputError(f"{where}: {k} must be >= {MINIMUMS[k]}, got {v}")
     return out

@@ -194,6 +194,16 @@ def prepare(spec: DatasetSpec, out: Path, progress: bool = False,
         if st["info"].get("spec_core") != _core(spec):
             raise InputError(f"{path} was prepared with different settings {st['info'].get('spec_core')}; "
                              "use another --out or delete it")
+        before = st["info"].get("spec_samples")
+        n_drawn = max(spec.n_configs, len(st["initial"]))
+        written = any(sample_path(out, spec, i).is_file() for i in range(1, n_drawn + 1))
+        if before is not None and before != _sample_settings(spec) and written:
+            diff = sorted(k for k in before if before[k] != _sample_settings(spec).get(k))
+            raise InputError(f"{path.parent} already holds configurations made with other {', '.join(diff)} "
+                             f"({', '.join(f'{k}={before[k]}' for k in diff)}); use those or another --out")
+        if before != _sample_settings(spec):
+            st["info"]["spec_samples"] = _sample_settings(spec)
+            _save_prep(path, st)
     else:
         t0 = time.perf_counter()
         conf = random_state(m, spec.n, T=spec.T, seed=spec.seed)
@@ -227,7 +237,8 @@ def prepare(spec: DatasetSpec, out: Path, progress: bool = False,
                 sim.step(int(math.ceil(extra / spec.dt)))
                 top_up += extra
             log(f"T={spec.T}: tau_alpha history {', '.join(f'{t:.3g}' for t in history)}")
-        info = {"spec_core": _core(spec), "equilibration_steps": int(rep.steps), "drift_slope": rep.slope,
+        info = {"spec_core": _core(spec), "spec_samples": _sample_settings(spec),
+                "equilibration_steps": int(rep.steps), "drift_slope": rep.slope,
                 "drift_slope_err": rep.slope_err, "equilibrated": bool(rep.equilibrated),
                 "equilibration_time": rep.steps * spec.dt + spent + top_up, "block_means": rep.block_means.tolist(),
                 "tau_alpha_history": history, "prep_seconds": time.perf_counter() - t0}
@@ -250,6 +261,14 @@ def prepare(spec: DatasetSpec, out: Path, progress: bool = False,
             _save_prep(path, st)
         log(f"T={spec.T}: {spec.n_configs} configurations drawn, {spec.spacing} tau_alpha apart")
     return st
+
+
+def _sample_settings(spec: DatasetSpec) -> dict[str, Any]:
+    """The settings of the configuration files (replicas, lag times, split): files already written with other
+    values would silently mix with new ones."""
+    d = spec.to_dict()
+    return {k: d[k] for k in ("n_configs", "n_test", "n_replicas", "time_factors", "ensemble", "engine", "r_in",
+                              "r_out", "keep_replicas")}
 
 
 def _core(spec: DatasetSpec) -> dict[str, Any]:

@@ -282,7 +282,7 @@ def load_softness_law(source: str | os.PathLike[str] | dict[str, Any]) -> Softne
         InputError: missing file, malformed content or missing keys.
     """
     if isinstance(source, dict):
-        return SoftnessLaw.from_dict(source)
+        return _law_from_dict(source, "softness law")
     p = Path(source)
     if not p.is_file():
         from glassgen.models.trap import config_dir
@@ -296,4 +296,14 @@ def load_softness_law(source: str | os.PathLike[str] | dict[str, Any]) -> Softne
         data = json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
         raise InputError(f"malformed softness law {p}: {exc}") from None
-    return SoftnessLaw.from_dict(data)
+    return _law_from_dict(data, f"softness law {p}")
+
+
+def _law_from_dict(data: dict[str, Any], where: str) -> SoftnessLaw:
+    """:meth:`SoftnessLaw.from_dict` with non-numeric entries as one-line errors."""
+    try:
+        return SoftnessLaw.from_dict(data)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"malformed {where}: {exc}") from None

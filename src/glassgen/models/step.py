@@ -59,6 +59,7 @@ released strain) and two ductility measures (glassgen's definitions, see :func:`
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -138,8 +139,11 @@ class StepParams:
         for name in ("s_std", "release", "co_length", "max_dgamma", "r_soft", "mu"):
             if not getattr(self, name) > 0:
                 raise InputError(f"StEP parameter {name} must be positive, got {getattr(self, name)}")
-        if not math.isfinite(self.s_mean):
-            raise InputError(f"StEP mean softness s_mean must be finite, got {self.s_mean}")
+        bad = [f.name for f in dataclasses.fields(self) if isinstance(getattr(self, f.name), float)
+               and not math.isfinite(getattr(self, f.name))]
+        bad += [k for k in ("yield_mean", "yield_shape") if not all(math.isfinite(x) for x in getattr(self, k))]
+        if bad:
+            raise InputError(f"StEP parameter(s) {', '.join(bad)} must be finite")
         if not 0.0 <= self.restore_ema <= 1.0:
             raise InputError(f"StEP parameter restore_ema must be in [0, 1], got {self.restore_ema}")
         for name in ("restore_range", "restore_intensity", "e0_std"):

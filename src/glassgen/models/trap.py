@@ -121,6 +121,11 @@ class TrapModel:
             raise InputError(f"dim must be 1, 2 or 3, got {self.dim}")
         if self.start not in ("equilibrium", "quench"):
             raise InputError(f"start must be equilibrium or quench, got {self.start!r}")
+        if self.redraw not in ("stationary", "naive"):
+            raise InputError(f"redraw must be stationary or naive, got {self.redraw!r}")
+        for name in ("E0", "softening", "warmup", "eta0", "xi_kick", "r_c"):
+            if not math.isfinite(getattr(self, name)):
+                raise InputError(f"{name} must be finite, got {getattr(self, name)}")
         if self.kind in _FACILITATED and self.positions is None and self.L < 2:
             raise InputError(f"lattice side L must be >= 2, got {self.L}")
         if not (0 <= self.eta0 <= 1) or self.xi_kick <= 0 or self.r_c <= 0:

@@ -100,6 +100,9 @@ def target(sample: GlassBenchSample, time: float | None) -> np.ndarray:
         from glassgen.observables.isoconfig import propensity
 
         return propensity(sample.positions, sample.replicas, sample.box)
+    if time is None:
+        raise InputError(f"{sample.path}: no isoconfigurational replicas, so the lag time is needed: "
+                         "pass --time or --time-index")
     raise InputError(f"{sample.path}: no propensity at t = {time}")
 
 

@@ -169,9 +169,17 @@ def read_lammps_data(path: PathLike, model: str | InteractionModel | None = None
                      dim: int | None = None) -> Configuration:
     """Read a LAMMPS data file (atom_style atomic). ``dim`` defaults to the model's, else 3."""
     p = _check_file(path)
+    text = p.read_text()
+    if model is None:  # a file written by glassgen names its model in the provenance of its first line
+        head = text.split("\n", 1)[0]
+        if head.startswith("LAMMPS data file written by glassgen {"):
+            try:
+                model = json.loads(head[head.index("{"):]).get("model")
+            except json.JSONDecodeError:
+                model = None
     m = load_model(model) if model is not None else None
     d = dim or (m.dim if m else 3)
-    lines = [ln.split("#")[0].rstrip() for ln in p.read_text().splitlines()]
+    lines = [ln.split("#")[0].rstrip() for ln in text.splitlines()]
     n = None
     lo = np.zeros(3)
     hi = np.ones(3)
