@@ -34,7 +34,7 @@ def random_state(model: str | InteractionModel, n: int, T: float | None = None,
         raise InputError(f"cannot place {n} particles without overlaps at number density {rho:g}: "
                          "too dense for a random start (the models' densities are ~1.2)") from None
     if T is not None:
-        if T <= 0:
+        if not (np.isfinite(T) and T > 0):
             raise InputError(f"temperature must be positive, got T={T}")
         vel = maxwell_boltzmann(m.masses[conf.species], m.dim, T, rng)
         conf = conf.replace(velocities=vel)
