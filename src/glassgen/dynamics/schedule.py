@@ -7,7 +7,10 @@ every ``checkpoint_every`` units and on Ctrl-C. A resumed run skips the events a
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -42,8 +45,9 @@ def run_events(total: int, events: Iterable[int], last_done: int, advance_to: Ca
                          "give the original length, or another --out")
     done = max(last_done, 0)
     next_ckpt = done + checkpoint_every
+    interrupted = _InterruptFlag()
     try:
-        with progress_bar(total, label, progress) as advance:
+        with interrupted, progress_bar(total, label, progress) as advance:
             advance(done)
             for ev in events:
                 if ev <= last_done:
@@ -57,10 +61,41 @@ def run_events(total: int, events: Iterable[int], last_done: int, advance_to: Ca
                 if save is not None and done >= next_ckpt:
                     save()
                     next_ckpt = done + checkpoint_every
+                if interrupted.seen:  # the signal's KeyboardInterrupt was swallowed (raised in a __del__)
+                    raise KeyboardInterrupt
     except KeyboardInterrupt:
         if save is not None:
             save()
         raise
+
+
+class _InterruptFlag:
+    """Context manager: while active, SIGINT raises KeyboardInterrupt as usual AND records that it came.
+
+    Python ignores an exception raised inside a destructor or weakref callback ("Exception ignored in ..."),
+    so a Ctrl-C that lands there would be lost and the run would go on to the end; the flag lets the event
+    loop raise it at the next event instead. Installed only in the main thread and only where SIGINT has
+    Python's default handler (a job started with SIGINT ignored keeps ignoring it).
+    """
+
+    def __init__(self) -> None:
+        self.seen = False
+        self._old: Any = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> _InterruptFlag:
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
 
 
 def collect_results(samples: dict[str, list[float]], frames: list[tuple[int, np.ndarray]],
