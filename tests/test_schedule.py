@@ -27,7 +27,12 @@ def test_an_interrupt_swallowed_in_a_destructor_still_stops_the_run():
             del obj  # the handler's KeyboardInterrupt is raised inside __del__ and ignored by Python
         reached.append(b)
 
-    with pytest.raises(KeyboardInterrupt):
-        run_events(100, range(0, 101, 10), -1, advance_to, lambda ev: None, lambda: saved.append(reached[-1]),
-                   1000)
+    # as in a command run from a terminal (pytest-xdist workers ignore SIGINT, and the flag respects that)
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_events(100, range(0, 101, 10), -1, advance_to, lambda ev: None,
+                       lambda: saved.append(reached[-1]), 1000)
+    finally:
+        signal.signal(signal.SIGINT, old)
     assert reached[-1] == 40 and saved == [40]
