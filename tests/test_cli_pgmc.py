@@ -32,7 +32,25 @@ def test_train_then_run_writes_policy_and_trajectory(tmp_path, capsys):
         assert f["trajectory/positions"].shape[1:] == (2, 43, 2)
         assert f["energies"].shape[1] == 2 and np.all(np.isfinite(f["energies"][()]))
         assert json.loads(f.attrs["policy"])["format"] == Policy.load(pol).to_dict()["format"]
+        run_summary = json.loads(f.attrs["summary"])
     assert not (tmp_path / "run.h5.ckpt.h5").exists()
+    # glassgen analyze reads the run: F_s pooled over the chains, time in sweeps, as the run's own summary
+    capsys.readouterr()
+    assert main(["analyze", str(out), "--q", str(run_summary["q"]), "--out-dir", str(tmp_path / "an")]) == 0
+    an = json.loads((tmp_path / "an" / "summary.json").read_text())
+    assert an["chains"] == 2 and an["time_unit"] == "MC sweeps" and an["provenance"]["run_method"] == "pgmc"
+    fs_table = np.loadtxt(tmp_path / "an" / "fs.txt")
+    assert fs_table[-1, 0] == 40 and abs(fs_table[-1, 1] - run_summary["fs_final"]) < 1e-9  # the table keeps 10 digits
+    for name in ("rdf.png", "msd.png", "fs.png", "rdf.txt", "ngp.txt"):
+        assert (tmp_path / "an" / name).is_file()
+    # a run stored without frames: a one-line error
+    rc = main(["pgmc", "run", "--policy", str(pol), "--sweeps", "5", "--chains", "1", "--traj", "none",
+               "--out", str(tmp_path / "noframes.h5"), "--no-progress"])
+    assert rc == 0
+    capsys.readouterr()
+    assert main(["analyze", str(tmp_path / "noframes.h5")]) == 2
+    err = capsys.readouterr().err
+    assert "without trajectory frames" in err and len(err.strip().splitlines()) == 1
 
 
 def test_config_file_and_bad_input(tmp_path, capsys):

@@ -111,8 +111,10 @@ def test_sample_command_writes_outputs(tmp_path, tiny_checkpoint, method):
         lw = f["flow_samples/log_weights"][()]
         assert lw.dtype == np.float64 and lw.shape == (64,)
         assert f["flow_samples/positions"].shape == (64, 6, 2)
-        if method == "imh":
-            assert f["flow_mcmc/energies"].shape[1] == 4
+        if method == "imh":  # 64 samples over 4 chains: 16 iterations, positions and energies aligned
+            assert f["flow_mcmc/energies"].shape == (16, 4)
+            assert f["flow_mcmc/positions"].shape == (16, 4, 6, 2)
+            assert f["flow_mcmc"].attrs["burn_in_iterations"] == 3
 
 
 @pytest.mark.parametrize("args, msg", [
@@ -360,6 +362,8 @@ def test_ka2d_annealed_flow_mcmc_agrees_with_swap_mc_at_T04(tmp_path):
     with h5py.File(tmp_path / "a.h5") as f:
         idx = f["flow_mcmc/proposal_index"][()]
         assert idx.shape == (64, 8) and f.attrs["method"] == "aimh"
+        assert f["flow_mcmc/positions"].shape == (64, 8, 43, 2)
+        assert np.array_equal(f["flow_mcmc/positions"][5, 3], f["flow_samples/positions"][idx[5, 3]])
         assert np.allclose(f["flow_mcmc/energies"][()], f["flow_samples/energies"][()][idx])
 
 

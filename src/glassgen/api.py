@@ -312,6 +312,9 @@ def analyze(*, input: PathLike, out_dir: PathLike | None = None, q: float = 7.25
     p = Path(input)
     if not p.is_file():
         raise InputError(f"file not found: {p}")
+    pgmc_run = _read_pgmc_frames(p)
+    if pgmc_run is not None:
+        return _analyze_pgmc(p, pgmc_run, out_dir, q, r_max, bins, frames_for_rdf)
     data = read_trajectory(p)
     traj, species, box = data.trajectory, data.species, data.box
     if traj.positions.shape[0] < 2:
@@ -360,6 +363,99 @@ def analyze(*, input: PathLike, out_dir: PathLike | None = None, q: float = 7.25
         taus[names[s] if names else str(int(s))] = float(fs.tau_alpha(species=int(s)))
     summary = {"input": str(p), "out_dir": str(outd), "q": q, "tau_alpha": taus, "time_unit": float(dt_unit),
                "frames": nf, "ngp_max": float(np.nanmax(ngp.alpha2)) if np.isfinite(ngp.alpha2).any() else None}
+    with atomic_path(outd / "summary.json") as tmp:
+        tmp.write_text(json.dumps({**summary, "provenance": provenance(**meta)}, indent=2, default=str))
+    return summary
+
+
+def _read_pgmc_frames(p: Path) -> dict[str, Any] | None:
+    """Frames of a ``glassgen pgmc run`` file, or None if ``p`` is not one.
+
+    Returns a dict with sweeps (F,), positions (F, n_chains, N, d) unwrapped, species (F, n_chains, N),
+    box (d,) and the run's provenance attributes.
+    """
+    try:
+        with h5py.File(p, "r") as f:
+            if f.attrs.get("method") != "pgmc" or "final" not in f:
+                return None
+            if "trajectory" not in f:
+                raise InputError(f"{p} is a PGMC run without trajectory frames (run it with --traj log or linear)")
+            g = f["trajectory"]
+            out = {"sweeps": g["sweeps"][()].astype(np.float64), "positions": g["positions"][()].astype(np.float64),
+                   "species": g["species"][()].astype(np.int64), "box": f["box"][()].astype(np.float64),
+                   "attrs": {k: _decode_attr(v) for k, v in f.attrs.items()}}
+    except (OSError, KeyError) as exc:
+        raise InputError(f"cannot read {p}: {exc}") from None
+    pos = out["positions"]
+    if pos.ndim != 4 or out["species"].shape != pos.shape[:3] or out["sweeps"].shape != pos.shape[:1]:
+        raise InputError(f"{p}: malformed PGMC trajectory (positions {pos.shape}, species {out['species'].shape})")
+    return out
+
+
+def _decode_attr(v: Any) -> Any:
+    if isinstance(v, bytes):
+        v = v.decode()
+    if isinstance(v, np.generic):
+        v = v.item()
+    return v
+
+
+def _analyze_pgmc(p: Path, run: dict[str, Any], out_dir: PathLike | None, q: float, r_max: float | None,
+                  bins: int, frames_for_rdf: int) -> dict[str, Any]:
+    """:func:`analyze` of a PGMC run: time in MC sweeps from the first frame, pooled over the chains.
+
+    Particles keep their labels through species swaps; per-species curves select by the species at the
+    first frame; g_ab(r) uses each frame's own species.
+    """
+    from glassgen.observables import (
+        MSD,
+        RDF,
+        NonGaussian,
+        SelfIntermediateScattering,
+        plot_fs,
+        plot_msd,
+        plot_rdf,
+    )
+
+    t, pos, sp, box = run["sweeps"], run["positions"], run["species"], run["box"]
+    nf, nc = pos.shape[0], pos.shape[1]
+    if nf < 2:
+        raise InputError(f"{p} holds fewer than two frames: nothing to analyse")
+    attrs = run["attrs"]
+    names = None
+    try:
+        names = list(load_model(str(attrs.get("model"))).species)
+    except InputError:
+        names = None
+    outd = Path(out_dir) if out_dir is not None else p.with_suffix("")
+    outd.mkdir(parents=True, exist_ok=True)
+    lag = t - t[0]
+    msd, fs, ngp = MSD(), SelfIntermediateScattering(q), NonGaussian()
+    for c in range(nc):
+        for obs in (msd, fs, ngp):
+            obs.compute(lag, pos[:, c], sp[0, c], box, reset=(c == 0))
+    rmax = r_max if r_max is not None else 0.5 * float(box.min())
+    rdf = RDF(min(rmax, 0.5 * float(box.min())), bins, n_species=int(sp.max()) + 1)
+    first = True
+    for k in range(max(0, nf - frames_for_rdf), nf):
+        for c in range(nc):
+            rdf.compute(pos[k, c], sp[k, c], box, reset=first)
+            first = False
+    run_meta = {f"run_{k}": v for k, v in attrs.items() if k in ("model", "T", "seed", "N", "method")}
+    meta = {"input": str(p), **run_meta, "time_unit": "MC sweeps"}
+    plot_rdf(rdf, outd / "rdf.png", species_names=names, **meta)
+    plot_msd(msd, outd / "msd.png", species_names=names, time_label="t (MC sweeps)", **meta)
+    plot_fs(fs, outd / "fs.png", species_names=names, time_label="t (MC sweeps)", **meta)
+    rdf.write(outd / "rdf.txt", **meta)
+    msd.write(outd / "msd.txt", **meta)
+    fs.write(outd / "fs.txt", **meta)
+    ngp.write(outd / "ngp.txt", **meta)
+    taus = {"all": float(fs.tau_alpha())}
+    for s in np.unique(sp[0]):
+        taus[names[s] if names else str(int(s))] = float(fs.tau_alpha(species=int(s)))
+    summary = {"input": str(p), "out_dir": str(outd), "q": q, "tau_alpha": taus, "time_unit": "MC sweeps",
+               "frames": nf, "chains": nc,
+               "ngp_max": float(np.nanmax(ngp.alpha2)) if np.isfinite(ngp.alpha2).any() else None}
     with atomic_path(outd / "summary.json") as tmp:
         tmp.write_text(json.dumps({**summary, "provenance": provenance(**meta)}, indent=2, default=str))
     return summary
@@ -437,10 +533,10 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
 
     Both methods first draw ``n_samples`` flow samples and report their importance weights
     log w = -U/T - log q (self-normalised estimates, Kish ESS, log Z). ``method="imh"`` (default)
-    then runs flow-MCMC, ``n_chains``
-    independence-Metropolis-Hastings chains with ``local_sweeps`` local MC sweeps per iteration,
-    ``n_samples`` states in total. ``method="ais"`` (generators on a ladder of Boltzmann priors) skips
-    the flow: ``n_samples`` configurations of the prior pool serving T are annealed to T in
+    then runs flow-MCMC, ``n_chains`` independence-Metropolis-Hastings chains with ``local_sweeps`` local
+    MC sweeps per iteration, ``ceil(n_samples / n_chains)`` iterations each (the first 20 % discarded as
+    burn-in). ``method="ais"`` (generators on a ladder of Boltzmann priors) skips the flow: ``n_samples``
+    configurations of the prior pool serving T are annealed to T in
     ``anneal_steps`` steps of one Metropolis sweep with exact AIS weights
     (:func:`glassgen.sampling.annealed.anneal`). ``method="aimh"`` (annealed flow-MCMC) uses those annealed
     configurations as independence proposals: ``n_chains`` Metropolis–Hastings chains accept with the ratio
@@ -577,10 +673,10 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
                         "tau_U_iterations": chain.tau_u, "tau_overlap_iterations": chain.tau_q,
                         "U_per_N_imh": (pooled, err)})
         energies_plot["flow-MCMC chain"] = (u_chain.ravel(), None)
-        frames = chain.frames[n_iter // 5:].reshape(-1, nn, gen.system.dim)
-        _, g_chain = _per_sample_rdf(frames, species, box, rdf_bins)
+        _, g_chain = _per_sample_rdf(chain.frames[n_iter // 5:].reshape(-1, nn, gen.system.dim), species, box,
+                                     rdf_bins)
         g_plot["flow-MCMC"] = (g_chain.mean(axis=0), None)
-        x_np = frames
+        chain_positions, chain_energies, burn_in = chain.frames, chain.energies, n_iter // 5
     if method == "aimh":
         from glassgen.sampling import independence_chains, summarize_chains
 
@@ -592,9 +688,10 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
         summary.update({"imh_acceptance": cs.acceptance, "tau_U_iterations": cs.tau_u,
                         "tau_overlap_iterations": cs.tau_q, "U_per_N_imh_chain_error": cs.u_per_n_err,
                         "U_per_N_imh": (cs.u_per_n, err), "chain_iterations": int(chain.index.shape[0])})
-        x_np, u_chain = cs.positions.reshape(-1, nn, gen.system.dim), cs.u_per_n_chain
+        u_chain = cs.u_per_n_chain
         energies_plot["annealed flow-MCMC chain"] = (u_chain.ravel(), None)
-        _, g_chain = _per_sample_rdf(x_np, species, box, rdf_bins)
+        _, g_chain = _per_sample_rdf(cs.positions.reshape(-1, nn, gen.system.dim), species, box, rdf_bins)
+        chain_positions, chain_energies, burn_in = x_np[chain.index], u[chain.index], cs.burn_in
         g_plot["annealed flow-MCMC"] = (g_chain.mean(axis=0), None)
     summary["wall_s"] = time.perf_counter() - t0
     prov = provenance(seed=seed, model=gen.system.model, T=T, N=nn, method=method, checkpoint=str(ck),
@@ -610,13 +707,13 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
             f["box"] = box
             f.create_dataset("rdf/r", data=r)
             f.create_dataset("rdf/g_reweighted", data=np.asarray(g_rw))
-            if chain is not None:
-                f.create_dataset("flow_mcmc/positions", data=x_np)
+            if chain is not None:  # every iteration of every chain: (iterations, chains, ...), burn-in included
+                f.create_dataset("flow_mcmc/positions", data=chain_positions)
+                f.create_dataset("flow_mcmc/energies", data=chain_energies)
                 if method == "aimh":  # which annealed proposal each chain holds after each iteration
-                    f.create_dataset("flow_mcmc/energies", data=u[chain.index])
                     f.create_dataset("flow_mcmc/proposal_index", data=chain.index)
-                else:
-                    f.create_dataset("flow_mcmc/energies", data=chain.energies)
+                h5_write_attrs(f["flow_mcmc"], {"burn_in_iterations": int(burn_in),
+                                                "note": "statistics use iterations >= burn_in_iterations"})
             h5_write_attrs(f["flow_samples"], {"summary": {k: v for k, v in summary.items()}})
     png = Path(str(out)).with_suffix(".png")
     plot_sample_summary(png, energies=energies_plot, r=r, g=g_plot,

@@ -217,7 +217,7 @@ def minimize_cmd(
 
 @app.command("analyze")
 def analyze_cmd(
-    input: Annotated[Path, typer.Argument(help="A run file written by md run / mc run.")],
+    input: Annotated[Path, typer.Argument(help="A run file written by md run, mc run or pgmc run.")],
     out_dir: Annotated[Path | None, typer.Option("--out-dir", help="Directory for PNGs and tables.")] = None,
     q: Annotated[float, typer.Option("--q", help="Wave number of F_s (default 7.25).")] = 7.25,
     r_max: Annotated[float | None, typer.Option("--r-max", help="g(r) range (default L/2).")] = None,
@@ -228,6 +228,7 @@ def analyze_cmd(
     Examples:
       glassgen analyze md.h5
       glassgen analyze md.h5 --q 6.0 --out-dir analysis/
+      glassgen analyze pgmc.h5   # time in MC sweeps, pooled over the chains
     """
     from glassgen.api import analyze
 

@@ -96,8 +96,8 @@ def plot_rdf(rdf: Any, path: str | os.PathLike[str], *, pairs: Sequence[tuple[in
 
 
 def plot_msd(msd: Any, path: str | os.PathLike[str], *, species_names: Sequence[str] | None = None,
-             by_species: bool = True, title: str | None = None, **meta: Any) -> Path:
-    """Log-log MSD(t), all particles and per species.
+             by_species: bool = True, title: str | None = None, time_label: str = "t", **meta: Any) -> Path:
+    """Log-log MSD(t), all particles and per species (``time_label``: the x-axis label).
 
     Args:
         msd: a computed :class:`~glassgen.observables.dynamics.MSD` (or NonGaussian), or a
@@ -120,7 +120,7 @@ def plot_msd(msd: Any, path: str | os.PathLike[str], *, species_names: Sequence[
         for s in range(by.shape[0]):
             if np.any(np.isfinite(by[s])):
                 ax.loglog(t[keep], by[s][keep], lw=1.0, label=_label(s, species_names))
-    ax.set_xlabel("t")
+    ax.set_xlabel(time_label)
     ax.set_ylabel("MSD(t)")
     ax.legend(frameon=False, fontsize=8)
     if title:
@@ -130,8 +130,9 @@ def plot_msd(msd: Any, path: str | os.PathLike[str], *, species_names: Sequence[
 
 def plot_fs(fs: Any, path: str | os.PathLike[str], *, species_names: Sequence[str] | None = None,
             by_species: bool = True, threshold: float = float(np.exp(-1.0)),
-            title: str | None = None, **meta: Any) -> Path:
-    """F_s(q, t) on a log time axis with the threshold line and tau_alpha marked for each curve.
+            title: str | None = None, time_label: str = "t", **meta: Any) -> Path:
+    """F_s(q, t) on a log time axis with the threshold line and tau_alpha marked for each curve
+    (``time_label``: the x-axis label).
 
     Args:
         fs: a computed :class:`~glassgen.observables.dynamics.SelfIntermediateScattering`, or a
@@ -166,7 +167,7 @@ def plot_fs(fs: Any, path: str | os.PathLike[str], *, species_names: Sequence[st
             ax.plot([tau], [threshold], "o", color=color, ms=4)
             ax.axvline(tau, color=color, lw=0.5, ls=":")
     ax.axhline(threshold, color="0.5", lw=0.8, ls="--")
-    ax.set_xlabel("t")
+    ax.set_xlabel(time_label)
     ax.set_ylabel("F_s(q, t)")
     finite = [float(np.nanmin(c[1])) for c in curves if np.any(np.isfinite(c[1]))]
     ax.set_ylim(min([-0.05, *finite]), 1.05)
