@@ -78,6 +78,12 @@ def test_config_file_and_bad_input(tmp_path, capsys):
                  "--out", str(tmp_path / "f.json")]) == 2  # single-flip selection needs biased selection
     err = capsys.readouterr().err
     assert "--biased" in err and len(err.strip().splitlines()) == 1
+    bare = Policy.default(3, 2).save(tmp_path / "bare.json")  # made in Python: no model, N or T recorded
+    assert main(["pgmc", "run", "--policy", str(bare), "--sweeps", "5", "--out", str(tmp_path / "b.h5")]) == 2
+    assert "records no temperature; pass --T" in capsys.readouterr().err
+    assert main(["pgmc", "run", "--policy", str(bare), "--T", "1", "--sweeps", "5",
+                 "--out", str(tmp_path / "b.h5")]) == 2
+    assert "--model and --N" in capsys.readouterr().err
 
 
 def test_train_with_heat_bath_flip_selection(tmp_path, capsys):

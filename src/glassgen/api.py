@@ -108,7 +108,7 @@ def load_input(input: PathLike | None = None, model: str | None = None, n: int |
             ForceField.for_configuration(conf, skin=0.0).compute(conf.positions)  # raises on overlaps
         return conf
     if model is None or n is None:
-        raise InputError("give --input FILE, or --model and --n for a random initial state")
+        raise InputError("give --input FILE, or --model and --N for a random initial state")
     if n < 2:
         raise InputError(f"N must be at least 2, got {n}")
     from glassgen.dynamics.initial import random_state

@@ -176,7 +176,9 @@ def pgmc_run(*, policy: PathLike, out: PathLike, sweeps: int, T: float | None = 
     from glassgen.api import load_input
 
     pol = Policy.load(policy)
-    T = float(T if T is not None else pol.meta.get("T", math.nan))
+    if T is None and pol.meta.get("T") is None:
+        raise InputError(f"policy {policy} records no temperature; pass --T")
+    T = float(T if T is not None else pol.meta["T"])
     _positive("T", T)
     if not (isinstance(sweeps, int) and sweeps >= 1):
         raise InputError(f"sweeps must be a positive integer, got {sweeps}")
