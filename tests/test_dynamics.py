@@ -64,6 +64,7 @@ def test_checkpoint_resume_is_bitwise(ka3d_n150, tmp_path):
     assert np.array_equal(ra.final.positions, rb.final.positions)
     assert np.array_equal(ra.thermo.potential, rb.thermo.potential)
     assert np.array_equal(ra.trajectory.positions, rb.trajectory.positions)
+    assert ra.info["steps_run"] == 1000 and rb.info["steps_run"] == 200  # the throughput counts this call's steps
     # a checkpoint of another run is refused with a clear error
     c = MDSimulation(ka3d_n150, T=0.9, seed=3, thermostat="bussi")
     with pytest.raises(InputError, match="different run"):

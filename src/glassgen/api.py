@@ -230,7 +230,8 @@ def md_run(*, out: PathLike, T: float | None, steps: int, input: PathLike | None
         ck.unlink()
     summary = {"out": str(out), "N": conf.n, "model": conf.model.name, "engine": engine, "T": T,  # type: ignore[union-attr]
                "steps": int(steps), "wall_s": wall, "resumed": resumed,
-               "particle_steps_per_s": conf.n * int(steps) / wall if wall > 0 else float("nan"),
+               "particle_steps_per_s": conf.n * int(res.info.get("steps_run", steps)) / wall if wall > 0
+               else float("nan"),
                **_thermo_summary(res, conf.n)}
     if plot:
         from glassgen.observables.plots import plot_thermo

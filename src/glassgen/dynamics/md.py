@@ -310,7 +310,8 @@ class MDSimulation:
                    progress, "MD")
         th, traj = collect_results(thermo, frames, self.dt)
         info = {"engine": "numba", "neighbour_builds": self.ff.builds, "threads": self.ff.threads,
-                "tau": self.tau, "thermostat": self.thermostat}
+                "tau": self.tau, "thermostat": self.thermostat,
+                "steps_run": nsteps - max(0, last_done)}  # in this call (a resumed run did the rest before)
         return MDResult(final=self.configuration(), thermo=th, trajectory=traj, info=info)
 
     def _sample(self, thermo: dict[str, list[float]]) -> None:
