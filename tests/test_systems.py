@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from glassgen.errors import InputError
+from glassgen.provenance import provenance
 from glassgen.systems.configuration import Configuration, minimum_image, random_configuration
 from glassgen.systems.io import (
     read_configuration,
@@ -15,6 +16,7 @@ from glassgen.systems.io import (
     read_xyz,
     write_configuration,
     write_hdf5,
+    write_xyz,
 )
 from glassgen.systems.model import available_models, load_model
 
@@ -62,6 +64,18 @@ def test_round_trip(tmp_path, suffix, model):
     named = read_configuration(path)  # every format glassgen writes carries the model: read back without it
     assert named.model is not None and named.model.name == model
     assert np.array_equal(named.species, conf.species)
+
+
+def test_xyz_provenance_reads_back_verbatim(tmp_path):
+    """Values with spaces (the command line) and nested records survive the one-token-per-value header."""
+    conf = random_configuration("ka2d", 10, seed=1)
+    p = tmp_path / "c.xyz"
+    write_xyz(p, conf, seed=9, note='a "quoted"  two-space note', flow={"T": [0.4, 0.5], "name": "x y"})
+    back = read_xyz(p)
+    assert back.metadata["note"] == 'a "quoted"  two-space note'
+    assert back.metadata["flow"] == {"T": [0.4, 0.5], "name": "x y"}
+    assert back.metadata["command"] == provenance()["command"] and back.metadata["seed"] == "9"
+    assert back.model is not None and back.model.name == "ka2d"
 
 
 def test_hdf5_provenance_and_model(tmp_path):

@@ -114,8 +114,16 @@ def read_xyz(path: PathLike, model: str | InteractionModel | None = None) -> Con
     for tok in header.split():
         if ":" in tok and "=" not in tok:
             k, v = tok.split(":", 1)
-            if len(v) >= 2 and v[0] == v[-1] == '"':  # provenance values are JSON strings
-                v = v[1:-1]
+            if len(v) >= 2 and v[0] == v[-1] == '"':  # provenance values are JSON strings (spaces as \u0020)
+                try:
+                    v = str(json.loads(v))
+                except json.JSONDecodeError:
+                    v = v[1:-1]
+            elif v[:1] in ("{", "["):  # a provenance record (e.g. a flow's) written as JSON
+                try:
+                    v = json.loads(v)
+                except json.JSONDecodeError:
+                    pass
             meta.setdefault(k, v)  # the first occurrence wins
     if box is None:
         if "cell" not in meta:
@@ -153,7 +161,10 @@ def write_xyz(path: PathLike, conf: Configuration, **extra: Any) -> None:
     head = [f"cell:{cell}", "columns:species,position"]
     if conf.model is not None:
         head.append(f"model:{conf.model.name}")
-    head += [f"{k}:{json.dumps(v, default=str).replace(' ', '_')}" for k, v in prov.items()
+    # one token per value: compact JSON, whose only spaces are inside strings, escaped there as \u0020 (still
+    # valid JSON), so the header splits on spaces and every value reads back exactly
+    head += [f"{k}:{json.dumps(v, default=str, separators=(',', ':')).replace(' ', chr(92) + 'u0020')}"
+             for k, v in prov.items()
              if not (k == "model" and conf.model is not None)]
     with atomic_path(path) as tmp:
         with open(tmp, "w") as fh:
