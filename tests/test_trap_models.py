@@ -208,10 +208,26 @@ def test_kick_is_reversible(softening: float) -> None:
 
 def test_off_lattice_facilitation_runs(tmp_path) -> None:
     rng = np.random.default_rng(4)
-    pos = rng.random((300, 3)) * 6.0
+    grid = np.stack(np.meshgrid(*[np.arange(6.0)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    pos = grid + 0.15 * rng.standard_normal(grid.shape)  # a jittered lattice: no overlapping particles
     m = TrapModel(kind="softness-facilitated", law=LAW, positions=pos, box=np.full(3, 6.0), r_c=1.5, dim=3)
     run = simulate(m, 0.40, seed=5, p_stop=0.3)
-    assert run.final_states.shape == (300,) and run.n_events > 0
+    assert run.final_states.shape == (216,) and run.n_events > 0
+    # overlapping particles would get a kick strength eta(r) = eta0 exp(-(r - 1)/xi) > 1: refused
+    close = pos.copy()
+    close[1] = close[0] + [0.2, 0.0, 0.0]
+    m = TrapModel(kind="softness-facilitated", law=LAW, positions=close, box=np.full(3, 6.0), r_c=1.5, dim=3)
+    with pytest.raises(InputError, match="particles 0 and 1 are 0.2 apart"):
+        simulate(m, 0.40, seed=5, p_stop=0.3)
+    # a configuration file fixes the dimension: a contradicting dim is refused
+    from glassgen.models.trap import load_trap_model
+    from glassgen.systems.configuration import random_configuration
+    from glassgen.systems.io import write_configuration
+
+    write_configuration(tmp_path / "c.xyz", random_configuration("ka2d", 40, seed=1))
+    assert load_trap_model("softness-facilitated", {"r_c": 1.5}, input=tmp_path / "c.xyz").dim == 2
+    with pytest.raises(InputError, match="dim = 3 but .* is 2D"):
+        load_trap_model("softness-facilitated", {"r_c": 1.5, "dim": 3}, input=tmp_path / "c.xyz")
 
 
 # --------------------------------------------------------------------------------------------- physics

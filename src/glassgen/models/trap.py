@@ -271,6 +271,10 @@ def offlattice_neighbours(positions: np.ndarray, box: np.ndarray, r_c: float, et
     d -= box * np.round(d / box)
     r = np.sqrt((d**2).sum(1))
     eta = eta0 * np.exp(-(r - 1.0) / xi)
+    if r.min() <= 0.0 or eta.max() > 1.0:  # the AR(1) kick needs 0 <= eta <= 1
+        k = int(np.argmin(r))
+        raise InputError(f"particles {int(pairs[k, 0])} and {int(pairs[k, 1])} are {r[k]:.3g} apart: kick strength "
+                         f"eta = {eta[k]:.3g} > 1 (overlapping particles, or eta0 / xi_kick too large)")
     i = np.concatenate([pairs[:, 0], pairs[:, 1]])
     j = np.concatenate([pairs[:, 1], pairs[:, 0]])
     ptr, idx, e = _csr(pos.shape[0], i, j, np.concatenate([eta, eta]))
@@ -520,6 +524,8 @@ def load_trap_model(kind: str, config: dict[str, Any] | None = None,
 
         conf = read_configuration(inp)
         positions, box = np.asarray(conf.positions, np.float64), np.asarray(conf.box, np.float64)
+        if cfg.get("dim") is not None and int(cfg["dim"]) != positions.shape[1]:
+            raise InputError(f"dim = {cfg['dim']} but {inp} is {positions.shape[1]}D (dim comes from the input)")
         cfg["dim"] = positions.shape[1]
     try:
         return TrapModel(kind=kind, law=law, positions=positions, box=box, **cfg)
