@@ -247,8 +247,8 @@ def pgmc_sample(*, T: float, model: str | None = None, n: int | None = None, n_s
     Uses the policy file ``policy`` if given; otherwise first learns one on the fly (``train_iterations``
     learning steps at T during burn-in, saved next to ``out`` as ``<out>.policy.json``). Then
     ``n_chains`` frozen-policy chains run ``ceil(n_samples / n_chains) * sweeps_per_sample`` sweeps, storing a
-    state every ``sweeps_per_sample`` sweeps (``n_samples`` states in total, the first 20 % of each chain
-    excluded from the U/N estimate). Output: :func:`pgmc_run`'s HDF5 file.
+    state every ``sweeps_per_sample`` sweeps (``n_samples`` states rounded up to a multiple of ``n_chains``,
+    at least 2 per chain; the first 20 % of each chain excluded from the U/N estimate). Output: :func:`pgmc_run`'s HDF5 file.
     """
     from glassgen.systems.model import load_model
 
