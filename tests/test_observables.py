@@ -23,6 +23,7 @@ from glassgen.observables import (
     TrajectoryWriter,
     block_average,
     block_log_schedule,
+    effective_sample_size,
     integrated_autocorrelation_time,
     log_spaced_steps,
     mean_and_error,
@@ -275,6 +276,39 @@ def test_log_spaced_steps_properties() -> None:
 def _ar1(rng: np.random.Generator, phi: float, n: int) -> np.ndarray:
     x = lfilter([1.0], [1.0, -phi], rng.normal(size=n + 2000))
     return x[2000:]
+
+
+def test_autocorrelation_time_anticorrelated_and_short_series() -> None:
+    """AR(1) with phi < 0 has tau_int = (1 + phi)/(1 - phi) < 1 (Geyer's sequence, never <= 0); a series
+    shorter than its correlations is flagged (lower bound, mean_and_error warns) instead of a window found
+    where the mean-subtracted sum falls back to 0."""
+    from glassgen.observables.thermo import autocorrelation_time
+
+    rng = np.random.default_rng(5)
+    for phi in (-0.5, -0.8):
+        tau_exact = (1 + phi) / (1 - phi)
+        n, taus, means, errs = 20_000, [], [], []
+        for _ in range(30):
+            x = _ar1(rng, phi, n)
+            est = autocorrelation_time(x)
+            assert est.converged and est.tau > 0
+            taus.append(est.tau)
+            m, e = mean_and_error(x)
+            means.append(m)
+            errs.append(e)
+        # tolerances ~3 sigma of 30 runs (per-run spread of tau: +-10 % at phi = -0.5, +-30 % at -0.8;
+        # the spread of 30 means is itself known to 13 %)
+        true_se = np.sqrt(1.0 / (1 - phi**2) * tau_exact / n)
+        assert abs(np.mean(taus) / tau_exact - 1.0) < 0.15, (phi, np.mean(taus), tau_exact)
+        assert abs(np.mean(errs) / true_se - 1.0) < 0.1 and abs(np.std(means) / true_se - 1.0) < 0.4
+    assert effective_sample_size(np.tile([1.0, -1.0], 500)) > 0
+    short = _ar1(rng, 0.99, 200)  # tau_int = 199 > n
+    est = autocorrelation_time(short)
+    assert not est.converged and est.window <= 50
+    with pytest.warns(RuntimeWarning, match="too short"):
+        mean_and_error(short)
+    long = _ar1(rng, 0.99, 100_000)
+    assert autocorrelation_time(long).converged
 
 
 def test_autocorrelation_time_and_block_average_on_ar1() -> None:

@@ -39,7 +39,9 @@ from glassgen.observables.schedule import (
     log_spaced_steps,
 )
 from glassgen.observables.thermo import (
+    AutocorrelationTime,
     autocorrelation,
+    autocorrelation_time,
     block_average,
     effective_sample_size,
     integrated_autocorrelation_time,
@@ -70,6 +72,8 @@ __all__ = [
     "read_trajectory",
     "block_average",
     "autocorrelation",
+    "AutocorrelationTime",
+    "autocorrelation_time",
     "integrated_autocorrelation_time",
     "statistical_inefficiency",
     "effective_sample_size",

@@ -477,7 +477,9 @@ def batched_self_correlations(trajectory: Any, species: np.ndarray, schedule: An
     :class:`~glassgen.observables.schedule.BlockLogSchedule`) with ``min_lag <= lag <= max_lag`` (steps).
     Errors: the origins are cut into ``n_batches`` contiguous batches, the curves are averaged per batch,
     and the standard error is the spread of the batch means / sqrt(batches). Origins closer than the lag
-    overlap, so batches, not single origins, are the ~independent units.
+    overlap, so batches, not single origins, are the ~independent units; at lags longer than the span of a
+    batch, neighbouring batches share trajectory and the error is underestimated (a lower bound there). A
+    lag that only one batch reaches gets error NaN.
 
     Args:
         trajectory: :class:`~glassgen.dynamics.results.Trajectory` stored on ``schedule.steps``
@@ -510,8 +512,11 @@ def batched_self_correlations(trajectory: Any, species: np.ndarray, schedule: An
     for b, batch in enumerate(np.array_split(origins, n_batches)):
         i, m, f, _ = curves(batch)
         per[b, 0, i], per[b, 1, i] = m, f
-    with np.errstate(invalid="ignore", divide="ignore"):
-        err = np.nanstd(per, axis=0, ddof=1) / np.sqrt(np.sum(np.isfinite(per), axis=0))
+    n_ok = np.sum(np.isfinite(per), axis=0)
+    err = np.full(per.shape[1:], np.nan)
+    two = n_ok >= 2
+    if two.any():
+        err[two] = np.nanstd(per[:, two], axis=0, ddof=1) / np.sqrt(n_ok[two])
     msd_full = np.full(lags.size, np.nan)
     fs_full = np.full(lags.size, np.nan)
     msd_full[idx], fs_full[idx] = msd_all, fs_all

@@ -25,7 +25,8 @@ def coarse_grain(values: np.ndarray, positions: np.ndarray, box: np.ndarray, L: 
         positions: (N, d) positions (wrapped or not); box: (d,) box lengths.
         L: coarse-graining length (sigma_AA units); 0 returns ``values`` unchanged.
         r_cut: neighbours beyond are ignored (default min(6 L, half the smallest box length)).
-        mask: (N,) bool: only these particles j contribute (a species channel); every i gets a value.
+        mask: (N,) bool: only these particles j contribute (a species channel); every i gets a value,
+            NaN where no masked particle lies within ``r_cut`` (nothing to average).
 
     Returns:
         array shaped like ``values``.

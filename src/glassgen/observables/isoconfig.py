@@ -36,10 +36,11 @@ def displacements(x0: np.ndarray, xt: np.ndarray, box: np.ndarray, unwrapped: bo
         x0: (N, d) initial positions.
         xt: (N, d) or (R, N, d) positions at time t.
         box: (d,) box lengths.
-        unwrapped: True: plain differences (both arrays unwrapped, displacements may exceed L/2);
-            False: minimum image; None (default): plain differences when both ``x0`` and ``xt`` are
-            detectably unwrapped (coordinates outside the box), else the minimum image. The minimum image
-            is exact whenever no particle moved by more than L/2 along an axis.
+        unwrapped: True: plain differences (``xt`` unwrapped from ``x0`` itself, displacements may exceed
+            L/2); False: minimum image; None (default): plain differences when ``xt`` is detectably unwrapped
+            (coordinates outside the box; ``x0`` may be wrapped, the usual start of replica runs), else the
+            minimum image. The minimum image is exact whenever no particle moved by more than L/2 along an
+            axis. On every shared data set (KA 3D T = 0.44, KA2D T = 0.23 and 0.30) the two agree exactly.
 
     Returns:
         (..., N, d) float64 displacements.
@@ -50,7 +51,7 @@ def displacements(x0: np.ndarray, xt: np.ndarray, box: np.ndarray, unwrapped: bo
         raise InputError(f"positions {xt.shape} do not match the initial configuration {x0.shape}")
     dr = xt - x0
     if unwrapped is None:
-        unwrapped = _unwrapped(x0, box) and _unwrapped(xt, box)
+        unwrapped = _unwrapped(xt, box)
     return dr if unwrapped else minimum_image(dr, np.asarray(box, dtype=np.float64))
 
 

@@ -11,16 +11,27 @@ statistical mechanics", 1996). For an AR(1) process x_t = phi x_{t-1} + noise, t
 
 The sum is truncated with Sokal's automatic window: the smallest M with M >= c tau_int(M) (c = 5),
 which balances the bias of truncation against the variance of the estimate (relative standard
-error ~ sqrt(2 (2M + 1) / n)). Reliable only for n >> tau_int (say n > 50 tau_int).
+error ~ sqrt(2 (2M + 1) / n)). Reliable only for n >> tau_int (say n > 50 tau_int). Windows are searched
+up to M = n / 4 only: the autocorrelation is taken about the sample mean, so the full sum
+1 + 2 sum_{t=1}^{n-1} rho(t) is exactly 0 and tau_int(M) falls back towards 0 at large M, where a window
+would otherwise always be "found". If none up to n / 4 qualifies the series is too short: the estimate is
+the largest tau_int(M), M <= n / 4, a lower bound, flagged ``converged=False`` (and
+:func:`mean_and_error` warns). Anticorrelated series (tau_int < 1, e.g. rho(1) < 0), where the window can
+stop at a negative sum, use Geyer's initial positive sequence, -1 + 2 sum_k (rho(2k) + rho(2k+1)) up to
+the first non-positive pair, which stays positive and is consistent.
 """
 
 from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
 from glassgen.errors import InputError
 
-__all__ = ["block_average", "autocorrelation", "integrated_autocorrelation_time", "statistical_inefficiency",
+__all__ = ["block_average", "autocorrelation", "AutocorrelationTime", "autocorrelation_time",
+           "autocorrelation_time_from_rho", "integrated_autocorrelation_time", "statistical_inefficiency",
            "effective_sample_size", "mean_and_error", "mean_and_error_of_chains"]
 
 
@@ -81,25 +92,74 @@ def autocorrelation(x: np.ndarray) -> np.ndarray:
         return acf / acf[0]
 
 
+@dataclass(frozen=True)
+class AutocorrelationTime:
+    """An integrated autocorrelation time (units of the sampling interval) and how it was obtained.
+
+    Attributes:
+        tau: tau_int = 1 + 2 sum_{t=1}^{M} rho(t) (> 0).
+        window: the summation window M (for Geyer's estimate, the last lag used).
+        converged: False if no window up to n / 4 met Sokal's criterion (series too short for its
+            correlations): tau is then a lower bound.
+    """
+
+    tau: float
+    window: int
+    converged: bool
+
+
+def autocorrelation_time_from_rho(rho: np.ndarray, c: float = 5.0) -> AutocorrelationTime:
+    """tau_int from a normalised autocorrelation rho(t), t = 0 .. n-1 (rho[0] = 1), as the module docstring says.
+
+    Args:
+        rho: (n,) autocorrelation about the sample mean (or an average of such over chains).
+        c: Sokal window constant; M is the smallest lag <= n / 4 with M >= c tau_int(M).
+
+    Returns:
+        :class:`AutocorrelationTime`; a constant series (rho NaN) gives tau = 1, converged.
+    """
+    r = np.asarray(rho, dtype=np.float64)
+    if r.ndim != 1 or r.size < 1:
+        raise InputError(f"rho must be a non-empty 1D array, got shape {r.shape}")
+    if not np.isfinite(r[0]):
+        return AutocorrelationTime(1.0, 0, True)
+    cap = min(r.size - 1, max(1, r.size // 4))
+    taus = 2.0 * np.cumsum(r[:cap + 1]) - 1.0  # taus[M] = 1 + 2 sum_{t=1}^{M} rho(t)
+    ok = np.arange(cap + 1) >= c * taus
+    if ok.any():
+        m = int(np.argmax(ok))
+        est = AutocorrelationTime(float(taus[m]), m, True)
+    else:
+        m = int(np.argmax(taus))
+        est = AutocorrelationTime(float(taus[m]), m, False)
+    if est.tau < 1.0:  # anticorrelated: Geyer's initial positive sequence (pairs rho(2k) + rho(2k+1) > 0)
+        k_max = (cap + 1) // 2
+        pairs = r[0:2 * k_max:2] + r[1:2 * k_max:2]
+        neg = np.flatnonzero(pairs <= 0.0)
+        k = int(neg[0]) if neg.size else pairs.size
+        tau = -1.0 + 2.0 * float(pairs[:k].sum())
+        est = AutocorrelationTime(max(tau, 1.0 / r.size), 2 * k - 1, est.converged)
+    return est
+
+
+def autocorrelation_time(x: np.ndarray, c: float = 5.0) -> AutocorrelationTime:
+    """:class:`AutocorrelationTime` of a series (tau_int, its window and whether the window converged)."""
+    return autocorrelation_time_from_rho(autocorrelation(x), c)
+
+
 def integrated_autocorrelation_time(x: np.ndarray, c: float = 5.0) -> float:
     """tau_int = 1 + 2 sum_{t=1}^{M} rho(t) with Sokal's automatic window M (see module docstring).
 
     Args:
         x: (n,) time series, equally spaced.
-        c: window constant; M is the smallest lag with M >= c tau_int(M).
+        c: window constant; M is the smallest lag <= n / 4 with M >= c tau_int(M).
 
     Returns:
-        tau_int in units of the sampling interval (1 for uncorrelated data). If no window satisfies
-        the criterion (series too short), the estimate at the largest lag is returned: treat it as a
-        lower bound. A constant series returns 1.0 (no fluctuation, zero error either way).
+        tau_int in units of the sampling interval (1 for uncorrelated data; > 0 always). If no window
+        satisfies the criterion (series too short), a lower bound: use :func:`autocorrelation_time` to
+        see the flag. A constant series returns 1.0 (no fluctuation, zero error either way).
     """
-    rho = autocorrelation(x)
-    if not np.isfinite(rho[0]):
-        return 1.0
-    taus = 2.0 * np.cumsum(rho) - 1.0  # taus[M] = 1 + 2 sum_{t=1}^{M} rho(t)
-    ok = np.arange(taus.size) >= c * taus
-    m = int(np.argmax(ok)) if ok.any() else taus.size - 1
-    return float(taus[m])
+    return autocorrelation_time(x, c).tau
 
 
 def statistical_inefficiency(x: np.ndarray, c: float = 5.0) -> float:
@@ -132,8 +192,11 @@ def mean_and_error(x: np.ndarray, c: float = 5.0) -> tuple[float, float]:
         (mean, standard error of the mean).
     """
     a = _series(x)
-    tau = integrated_autocorrelation_time(a, c)
-    return float(a.mean()), float(np.sqrt(a.var() * max(tau, 0.0) / a.size))
+    est = autocorrelation_time(a, c)
+    if not est.converged:
+        warnings.warn(f"series of {a.size} samples is too short for its autocorrelation time (tau_int >= "
+                      f"{est.tau:.3g}): the error bar is a lower bound", RuntimeWarning, stacklevel=2)
+    return float(a.mean()), float(np.sqrt(a.var() * est.tau / a.size))
 
 
 def mean_and_error_of_chains(x: np.ndarray, chains: int, c: float = 5.0) -> tuple[float, float]:

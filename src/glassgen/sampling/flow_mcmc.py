@@ -43,7 +43,11 @@ from glassgen.dynamics.mc import MonteCarlo
 from glassgen.errors import InputError, PhysicsError
 from glassgen.flows.weights import log_weights
 from glassgen.observables.overlap import OVERLAP_RADIUS, OverlapCorrelation, overlap_correlation
-from glassgen.observables.thermo import autocorrelation, integrated_autocorrelation_time
+from glassgen.observables.thermo import (
+    autocorrelation,
+    autocorrelation_time_from_rho,
+    integrated_autocorrelation_time,
+)
 from glassgen.progress import progress_bar
 from glassgen.systems.configuration import Configuration
 
@@ -71,8 +75,9 @@ def pooled_autocorrelation_time(series: np.ndarray, c: float = 5.0) -> float:
     """Integrated autocorrelation time of several independent chains of the same process.
 
     The autocovariances of the chains (each about its own mean) are averaged, normalised to 1 at t = 0
-    and summed, tau = 1 + 2 sum_{t=1}^{M} rho(t), with Sokal's window (smallest M >= c tau(M)), as in
-    :func:`glassgen.observables.thermo.integrated_autocorrelation_time`. Chains that never changed
+    and summed, tau = 1 + 2 sum_{t=1}^{M} rho(t), with Sokal's window (smallest M <= n / 4 with M >= c tau(M);
+    Geyer's initial positive sequence if anticorrelated), by
+    :func:`glassgen.observables.thermo.autocorrelation_time_from_rho`. Chains that never changed
     contribute nothing; inf if none changed.
 
     Args:
@@ -93,10 +98,7 @@ def pooled_autocorrelation_time(series: np.ndarray, c: float = 5.0) -> float:
             acov += autocorrelation(col) * var
     if acov[0] <= 0:
         return math.inf
-    taus = 2.0 * np.cumsum(acov / acov[0]) - 1.0
-    ok = np.arange(taus.size) >= c * taus
-    m = int(np.argmax(ok)) if ok.any() else taus.size - 1
-    return float(taus[m])
+    return autocorrelation_time_from_rho(acov / acov[0], c).tau
 
 
 @dataclass(frozen=True)
