@@ -21,6 +21,7 @@ from glassgen.systems.glassbench import (
     infer_species,
     read_dataset,
     read_sample,
+    resolve_split,
     time_of_code,
     write_sample,
 )
@@ -136,6 +137,12 @@ def test_displacements_minimum_image_and_unwrapped():
     x0u = np.array([[-7.0, 5.0], [1.0, 1.0]])
     xtu = np.array([[0.0, 5.0], [12.0, 1.0]])
     assert np.allclose(displacements(x0u, xtu, box), [[7.0, 0.0], [11.0, 0.0]])
+    # the usual replica layout: a wrapped start, replicas unwrapped from it (MD never wraps): plain
+    # differences, also for a particle that moved more than L/2 (the minimum image would give -4)
+    x0w = np.array([[2.0, 5.0], [1.0, 1.0]])
+    xtw = np.array([[8.0, 5.0], [-0.5, 1.0]])
+    assert np.allclose(displacements(x0w, xtw, box), [[6.0, 0.0], [-1.5, 0.0]])
+    assert np.allclose(displacements(x0w, xtw, box, unwrapped=False), [[-4.0, 0.0], [-1.5, 0.0]])
     assert np.allclose(propensity(x0, np.stack([xt, xt]), box), [0.2, 0.5])
 
 
@@ -230,6 +237,24 @@ def test_shipped_data_layouts(data):
     k2 = read_sample(data / "ka2d-isoconfig" / "N1290T0.23_151_tc40.npz")
     assert k2.system == "KA2D" and k2.replica_time == 1.5e6 and k2.inherent is not None
     assert ds.paths("KA2D", 0.23, "test")  # the archive member was a test file
+    # ... and the sample says so too (configuration 151: the KA 3D index rule, test >= 401, would say train)
+    assert k2.split == "test" and read_sample(data / "ka2d-isoconfig" / "N1290T0.30_3_tc01.npz").split == "train"
+    from glassgen.predictors.base import select_samples
+
+    with pytest.raises(InputError, match="no samples"):
+        select_samples([k2], split="train")
+
+
+def test_split_resolution_order(tmp_path):
+    """The file's own split, then the archive member's folder, then the nearest train/test folder of the
+    path, then (KA 3D only) the index rule; a KA2D file without any of these is 'unknown'."""
+    p = tmp_path / "test" / "runs" / "train" / "N500T0.64_450.npz"
+    assert resolve_split("KA", 450, p) == "train"  # nearest folder, not any ancestor named 'test'
+    assert resolve_split("KA", 450, p, split="test") == "test"
+    assert resolve_split("KA2D", 3, tmp_path / "N1290T0.30_3.npz", member="T0.30/test/N1290T0.30_3.npz") == "test"
+    assert resolve_split("KA", 450, tmp_path / "N500T0.64_450.npz") == "test"
+    assert resolve_split("ka3d", 12, tmp_path / "N500T0.64_12.npz") == "train"
+    assert resolve_split("KA2D", 151, tmp_path / "N1290T0.23_151.npz") == "unknown"
 
 
 @pytest.mark.data

@@ -38,7 +38,7 @@ import numpy as np
 from glassgen.errors import InputError
 from glassgen.provenance import atomic_path
 
-__all__ = ["GlassBenchSample", "GlassBenchDataset", "read_sample", "read_dataset", "write_sample",
+__all__ = ["GlassBenchSample", "GlassBenchDataset", "read_sample", "read_dataset", "write_sample", "resolve_split",
            "published_times", "time_of_code", "infer_species", "PREDICTION_KEYS"]
 
 PathLike = str | os.PathLike[str]
@@ -159,8 +159,10 @@ class GlassBenchSample:
 
     @property
     def split(self) -> str:
-        """'test' for GlassBench test indices (>= 401), else 'train' (our datasets store their own split)."""
-        return str(self.metadata.get("split", "test" if self.index >= 401 else "train"))
+        """'train' or 'test' as :func:`read_sample` resolved it (:func:`resolve_split`): the file's own
+        ``split``, the folder its archive member or path names, or for KA 3D the GlassBench index rule
+        (test >= 401); 'unknown' where nothing says (never selected as training data)."""
+        return str(self.metadata.get("split", "unknown"))
 
     def mask(self, species: int | None = 0) -> np.ndarray:
         """(N,) bool mask of one species (default A, the GlassBench convention), all if None."""
@@ -292,6 +294,9 @@ def read_sample(path: PathLike, *, T: float | None = None, system: str | None = 
             elif m is not None and m.group("tc") is not None:
                 replica_time = time_of_code(system, T, int(m.group("tc")))
         index = int(m.group("i")) if m is not None else int(meta.get("index", 0))
+        own = meta.get("split")
+        meta["split"] = resolve_split(system, index, p, str(own) if own is not None else None,
+                                      str(meta["first_npz_member"]) if "first_npz_member" in meta else None)
     return GlassBenchSample(system=system, T=float(T), index=index, species=species, positions=x0, box=box,
                             times=grid, inherent=inherent, cage=cage, md_prop=md_prop, bb_prop=bb_prop,
                             predictions=preds, replicas=replicas, replica_time=replica_time, path=str(p),
@@ -371,6 +376,34 @@ class GlassBenchDataset:
         return sum(len(v) for v in self.files.values())
 
 
+def resolve_split(system: str, index: int, path: Path, split: str | None = None, member: str | None = None) -> str:
+    """Train/test membership of a GlassBench file, from the most specific information available.
+
+    Args:
+        system: 'KA' or 'KA2D'; index: the configuration index of the file name.
+        path: the file; its nearest folder named 'train' or 'test' counts.
+        split: the file's own ``split`` entry (our datasets); member: ``first_npz_member`` of a re-saved
+            archive member (``T0.23/test/N1290T0.23_151_tc40.npz``).
+
+    Returns:
+        'train' or 'test'; 'unknown' for a KA2D file with none of these (the index rule, test >= 401, is
+        the KA 3D one only).
+    """
+    if split in ("train", "test"):
+        return split
+    if member:
+        folders = [q.lower() for q in Path(member).parts[:-1]]
+        for q in reversed(folders):
+            if q in ("train", "test"):
+                return q
+    for q in reversed([q.lower() for q in path.parts[:-1]]):
+        if q in ("train", "test"):
+            return q
+    if "2d" not in system.lower():  # KA 3D (GlassBench 'KA', or our ka3d datasets)
+        return "test" if index >= 401 else "train"
+    return "unknown"
+
+
 def _classify(p: Path) -> tuple[str, float, str, int] | None:
     m = _NAME.search(p.name)
     if m is None:
@@ -384,13 +417,7 @@ def _classify(p: Path) -> tuple[str, float, str, int] | None:
     else:
         system = "KA"
     i = int(m.group("i"))
-    if "test" in parts:
-        split = "test"
-    elif "train" in parts:
-        split = "train"
-    else:
-        split = "test" if i >= 401 else "train"
-    return system, float(m.group("T")), split, i
+    return system, float(m.group("T")), resolve_split(system, i, p), i
 
 
 def read_dataset(root: PathLike, pattern: str = "*.npz") -> GlassBenchDataset:
@@ -417,11 +444,9 @@ def read_dataset(root: PathLike, pattern: str = "*.npz") -> GlassBenchDataset:
             with np.load(p, allow_pickle=False) as z:
                 if "system_id" in z.files:
                     system = str(_scalar(z["system_id"]))
-                if "split" in z.files:
-                    split = str(_scalar(z["split"]))
-                elif "first_npz_member" in z.files:  # re-saved archive members name their folder
-                    member = str(_scalar(z["first_npz_member"]))
-                    split = "test" if "/test/" in member else "train" if "/train/" in member else split
+                own = str(_scalar(z["split"])) if "split" in z.files else None
+                member = str(_scalar(z["first_npz_member"])) if "first_npz_member" in z.files else None
+                split = resolve_split(system, i, p, own, member)
         except Exception:  # noqa: BLE001 - an unreadable file is reported when it is read
             pass
         tc = re.search(r"_tc(\d+)", p.name)
