@@ -36,8 +36,9 @@ def test_train_then_run_writes_policy_and_trajectory(tmp_path, capsys):
     assert not (tmp_path / "run.h5.ckpt.h5").exists()
     # glassgen analyze reads the run: F_s pooled over the chains, time in sweeps, as the run's own summary
     capsys.readouterr()
-    assert main(["analyze", str(out), "--q", str(run_summary["q"]), "--out-dir", str(tmp_path / "an")]) == 0
+    assert main(["analyze", str(out), "--out-dir", str(tmp_path / "an")]) == 0  # default q: the run's (2 pi in 2D)
     an = json.loads((tmp_path / "an" / "summary.json").read_text())
+    assert an["q"] == run_summary["q"]
     assert an["chains"] == 2 and an["time_unit"] == "MC sweeps" and an["provenance"]["run_method"] == "pgmc"
     fs_table = np.loadtxt(tmp_path / "an" / "fs.txt")
     assert fs_table[-1, 0] == 40 and abs(fs_table[-1, 1] - run_summary["fs_final"]) < 1e-9  # the table keeps 10 digits

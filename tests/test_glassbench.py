@@ -347,6 +347,41 @@ def test_bench_score_cli_on_tiny_dataset(tiny_dataset, tmp_path, capsys):
     assert (tmp_path / "rep" / "report.md").is_file() and (tmp_path / "rep" / "pearson_vs_t.png").is_file()
 
 
+def test_report_keeps_published_and_own_predictions_apart(tiny_dataset, tmp_path):
+    """A file's stored GlassBench EPOT column is scored as published_EPOT; 'EPOT' stays our own inherent-state
+    energy (it used to be overwritten, and the figure still said 'ours')."""
+    import shutil
+
+    from glassgen.bench.report import score_dataset
+
+    _, out, _ = tiny_dataset
+    root = tmp_path / "copy"
+    shutil.copytree(out, root)
+    rng = np.random.default_rng(0)
+    for p in sorted(root.rglob("N*.npz")):
+        s = read_sample(p)
+        write_sample(p, GlassBenchSample(**{**s.__dict__, "predictions": {"EPOT": rng.normal(size=s.n)}}))
+    res = score_dataset(read_dataset(root), "ka3d", 0.8, split=None, cache_dir=tmp_path / "cache")
+    own = score_dataset(read_dataset(out), "ka3d", 0.8, split=None, cache_dir=tmp_path / "cache")
+    assert set(res["scores"]) == {"EPOT", "EPOT_thermal", "published_EPOT"}
+    k = res["tau_index"]
+    assert res["scores"]["EPOT"][k] == own["scores"]["EPOT"][k]
+    assert abs(res["scores"]["published_EPOT"][k]["pearson_pooled"]) < 0.2  # random numbers
+
+
+def test_tau_alpha_row_from_the_published_labels():
+    """Without a recorded row, tau_alpha is the grid point nearest the published label (KA2D too)."""
+    from glassgen.bench.report import tau_alpha_index
+    from glassgen.systems.glassbench import published_times
+
+    assert tau_alpha_index(published_times("KA", 0.44), None, "KA", 0.44) == 6
+    g30 = published_times("KA2D", 0.30)
+    assert g30[tau_alpha_index(g30, None, "KA2D", 0.30)] == 1781.79  # tau_alpha = 2200
+    g23 = published_times("KA2D", 0.23)
+    assert g23[tau_alpha_index(g23, None, "KA2D", 0.23)] == 1.5e6  # tau_alpha = 9.2e5
+    assert tau_alpha_index(g30, {"tau_alpha_index": 2}, "KA2D", 0.30) == 2
+
+
 def test_coarse_grain_brute_force():
     from glassgen.observables.fields import coarse_grain
 

@@ -311,6 +311,25 @@ def test_autocorrelation_time_anticorrelated_and_short_series() -> None:
     assert autocorrelation_time(long).converged
 
 
+def test_parallel_chains_error_sees_basins() -> None:
+    """Parallel chains: pooled tau_int; the error is at least the spread of the chain means, so chains stuck
+    at different levels (which their own autocorrelations do not show) are not falsely precise."""
+    from glassgen.observables.thermo import mean_and_error_of_parallel_chains, pooled_autocorrelation
+
+    rng = np.random.default_rng(8)
+    phi, n, k = 0.8, 4000, 8
+    tau_exact = (1 + phi) / (1 - phi)
+    s = np.stack([_ar1(rng, phi, n) for _ in range(k)], 1)
+    est = pooled_autocorrelation(s)
+    assert est.converged and abs(est.tau / tau_exact - 1.0) < 0.15
+    m, e = mean_and_error_of_parallel_chains(s)
+    true_se = np.sqrt(1.0 / (1 - phi**2) * tau_exact / (n * k))
+    assert abs(e / true_se - 1.0) < 0.5  # the chain spread (8 chains) is itself uncertain by ~25 %
+    stuck = s + np.arange(k)[None, :] * 0.5  # each chain in its own basin
+    m2, e2 = mean_and_error_of_parallel_chains(stuck)
+    assert e2 == pytest.approx(np.std(stuck.mean(0), ddof=1) / np.sqrt(k)) and e2 > 5 * e
+
+
 def test_autocorrelation_time_and_block_average_on_ar1() -> None:
     rng = np.random.default_rng(21)
     phi, n, reps = 0.9, 200_000, 8

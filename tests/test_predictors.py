@@ -329,6 +329,15 @@ def test_cli_train_eval_score_end_to_end(tiny, tmp_path):
     assert main(["predict", "score", str(m), str(tiny / "N64T0.80_6.npz"), "--out", str(tmp_path / "p.npz")]) == 0
     with np.load(tmp_path / "p.npz") as z:
         assert z["prediction"].shape == (64,) and "command" in json.loads(str(z["provenance"]))
+    # training on the test split is refused unless asked for deliberately
+    from glassgen.api_predict import train
+
+    with pytest.raises(InputError, match="train split only"):
+        train(kind="ridge", data=tiny, out=tmp_path / "t.npz", time=2.0, split="test", descriptors=THERMAL)
+    cfg = tmp_path / "t.toml"
+    cfg.write_text(f'[predictor]\nkind = "ridge"\ndata = "{tiny}"\nsplit = "test"\ntime = 2.0\n')
+    assert main(["predict", "train", "--config", str(cfg), "--out", str(tmp_path / "t.npz")]) == 2
+    assert not (tmp_path / "t.npz").exists()
 
 
 @pytest.mark.parametrize("extra, msg", [
@@ -645,6 +654,87 @@ def test_cage_features_match_the_isoconfigurational_runner():
     with pytest.raises(InputError):
         D.compute_descriptors(D.DescriptorSettings(families=("cage",), cage={"T": 0.8}), c.positions, c.species,
                               c.box)  # no thermal positions
+
+
+def test_softness_rearrangement_law_is_measured_on_frames_it_was_not_trained_on():
+    """P_R(S, T) counts only frames the SVM never saw (at most half of each trajectory's frames train it),
+    and S outside the bin range is dropped rather than piled into the edge bins."""
+    from glassgen.dynamics.initial import random_state
+    from glassgen.predictors.softness import TrajectoryData, softness_study
+
+    def synthetic(T: float, seed: int, n_frames: int = 160) -> TrajectoryData:
+        rng = np.random.default_rng(seed)
+        c = random_state("ka3d", 64, seed=seed)
+        site = np.repeat(c.positions[None], n_frames, 0)
+        for i in range(64):  # unit hops at random frames, more at the higher T; vibrations 0.03
+            for f in np.nonzero(rng.random(n_frames) < 0.08 * np.exp(-1 / T))[0]:
+                v = rng.normal(size=3)
+                site[f:, i] += v / np.linalg.norm(v)
+        return TrajectoryData(site + 0.03 * rng.normal(size=site.shape), c.species, c.box, T, 0.1)
+
+    trajs = [synthetic(T, 3 + k) for k, T in enumerate((0.5, 0.8))]
+    n_a = int(np.sum(trajs[0].species == 0))
+    rows = np.arange(6, 160 - 2 * 3 - 6, 6).size  # frames t_R apart (half window 3, nr_window 6)
+    n_eval = rows - rows // 2
+    _, wide = softness_study(trajs, half_window=3, nr_window=6, n_train_frames=10**9, seed=1,
+                             bins=np.array([-1e9, 1e9]))
+    assert np.array_equal(wide["count"][:, 0], [n_eval * n_a] * 2)
+    assert np.all(wide["hits"][:, 0] > 0) and wide["hits"][0, 0] < wide["hits"][1, 0]
+    _, res = softness_study(trajs, half_window=3, nr_window=6, n_train_frames=10**9, seed=1)
+    kept = res["count"].sum()
+    assert 0.95 * 2 * n_eval * n_a < kept < 2 * n_eval * n_a  # the 0.5 % tails of S on either side dropped
+
+
+def test_gnn_edge_target_uses_thermal_pair_vectors():
+    """BOTAN's edge target <|r_ij(0) + d_j - d_i|> - |r_ij(0)| with the thermal r_ij(0), on the edges of the
+    graph (built on the inherent state), brute force over the edges."""
+    from types import SimpleNamespace
+
+    from glassgen.predictors import DescriptorSettings, GNNPredictor
+    from glassgen.predictors.data import Frame
+
+    rng = np.random.default_rng(3)
+    n, L = 40, 4.0
+    box = np.full(3, L)
+    thermal = rng.random((n, 3)) * L
+    inherent = np.mod(thermal + 0.2 * rng.normal(size=(n, 3)), L)
+    replicas = thermal + 0.4 * rng.normal(size=(3, n, 3))
+    s = SimpleNamespace(positions=thermal, replicas=replicas, box=box, path="x", n=n)
+    p = GNNPredictor(DescriptorSettings(inherent=True), r_edge=1.5, edge_weight=1.0)
+    fr = Frame(np.zeros((n, 1)), np.zeros(n, np.int32), None, inherent, box, 1, 0.5)
+    got = p._edge_target(s, fr)
+    g = D.neighbour_list(inherent, box, 1.5)
+    for e in range(0, g.r.size, 7):
+        i, j = g.owner[e], g.nbr[e]
+        r0 = thermal[j] - thermal[i]
+        r0 -= L * np.round(r0 / L)
+        d = replicas - thermal
+        want = np.mean([np.linalg.norm(r0 + d[r, j] - d[r, i]) for r in range(3)]) - np.linalg.norm(r0)
+        assert got[e] == pytest.approx(want, abs=1e-12)
+
+
+def test_species_channels_cover_the_model():
+    """KA2D has three species: a settings' nsp follows the model, and species outside nsp are a one-line
+    error (the radial-shell kernel once wrote out of bounds with them)."""
+    from glassgen.dynamics.initial import random_state
+
+    assert D.DescriptorSettings.from_dict({"model": "ka2d", "families": ["boattini"]}).nsp == 3
+    assert D.DescriptorSettings.from_dict({"model": "ka3d_sf"}).nsp == 2
+    c = random_state("ka2d", 60, seed=1)
+    assert c.species.max() == 2
+    for fam in ("boattini", "softness", "glassmlp"):
+        bad = D.DescriptorSettings(families=(fam,), model="ka2d", inherent=False)  # nsp left at 2
+        with pytest.raises(InputError, match="nsp"):
+            D.compute_descriptors(bad, c.positions, c.species, c.box)
+    with pytest.raises(InputError, match="nsp"):
+        D.softness_features(c.positions, c.species, c.box, nsp=2)
+    good = D.DescriptorSettings(families=("boattini", "softness"), model="ka2d", inherent=False, nsp=3)
+    x, _ = D.compute_descriptors(good, c.positions, c.species, c.box)
+    assert np.all(np.isfinite(x))
+    # the cage MD runs the settings' model unless the cage table names one
+    assert D.DescriptorSettings(families=("cage",), model="ka3d_sf", cage={"T": 0.5}).cage["model"] == "ka3d_sf"
+    assert D.DescriptorSettings(families=("cage",), model="ka3d_sf", cage={"T": 0.5, "model": "ka3d"}).cage[
+        "model"] == "ka3d"
 
 
 def test_cache_key_follows_content_not_file_stamp(tmp_path):

@@ -21,6 +21,7 @@ import tomllib
 from glassgen.config_values import check_types, type_hints
 from glassgen.dynamics.results import MDResult
 from glassgen.errors import InputError
+from glassgen.observables.dynamics import default_q
 from glassgen.provenance import atomic_path, provenance
 from glassgen.systems.configuration import Configuration
 from glassgen.systems.io import _write_conf_group, h5_write_attrs, read_configuration, write_configuration
@@ -290,13 +291,14 @@ def minimize(*, input: PathLike, out: PathLike, model: str | None = None, ftol: 
             "iterations": r.iterations, "converged": r.converged}
 
 
-def analyze(*, input: PathLike, out_dir: PathLike | None = None, q: float = 7.25, r_max: float | None = None,
+def analyze(*, input: PathLike, out_dir: PathLike | None = None, q: float | None = None, r_max: float | None = None,
             bins: int = 200, frames_for_rdf: int = 20) -> dict[str, Any]:
     """g_ab(r), MSD, F_s(q, t), tau_alpha and the non-Gaussian parameter of a run file; PNGs + text.
 
     ``tau_alpha`` is defined as the time where F_s(q, t) of all particles (and per species) first
-    falls below 1/e (log-time interpolation), at the wave number ``q`` (default 7.25, the KA 3D A-A
-    peak).
+    falls below 1/e (log-time interpolation), at the wave number ``q`` (default
+    :func:`glassgen.observables.dynamics.default_q`: 7.25, the KA 3D A-A peak, in 3D; 2 pi in 2D, as
+    ``glassgen pgmc run`` uses).
     """
     from glassgen.observables import (
         MSD,
@@ -315,8 +317,10 @@ def analyze(*, input: PathLike, out_dir: PathLike | None = None, q: float = 7.25
         raise InputError(f"file not found: {p}")
     pgmc_run = _read_pgmc_frames(p)
     if pgmc_run is not None:
+        q = default_q(pgmc_run["positions"].shape[-1]) if q is None else q
         return _analyze_pgmc(p, pgmc_run, out_dir, q, r_max, bins, frames_for_rdf)
     data = read_trajectory(p)
+    q = default_q(data.trajectory.positions.shape[-1]) if q is None else q
     traj, species, box = data.trajectory, data.species, data.box
     if traj.positions.shape[0] < 2:
         raise InputError(f"{p} holds fewer than two frames: nothing to analyse")
@@ -551,7 +555,7 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
     from glassgen.flows.generator import BoltzmannGenerator
     from glassgen.flows.weights import kish_ess_fraction, reweighted_mean, summarize
     from glassgen.observables.plots import plot_sample_summary
-    from glassgen.observables.thermo import mean_and_error
+    from glassgen.observables.thermo import mean_and_error_of_parallel_chains
 
     _positive("T", T)
     if method not in SAMPLE_METHODS:
@@ -662,9 +666,7 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
         mcmc = FlowMCMC(gen, starts, T, n_chains, local_sweeps=local_sweeps, seed=seed)
         chain = mcmc.run(n_iter, progress=progress, store_every=1, overlap_every=1)
         u_chain = chain.energies[n_iter // 5:] / nn  # first 20 % discarded as burn-in
-        means = [mean_and_error(u_chain[:, c]) for c in range(n_chains)]
-        pooled = float(np.mean([m for m, _ in means]))
-        err = float(np.sqrt(np.sum([e * e for _, e in means])) / n_chains)
+        pooled, err = mean_and_error_of_parallel_chains(u_chain)  # pooled tau_int; >= the chain-mean spread
         summary["U_per_N_imh_chain_error"] = err
         if isinstance(base, BoltzmannPriorBase) and math.isfinite(u_err):
             # proposals come from a finite pool: the chains resample the pool's reweighted empirical

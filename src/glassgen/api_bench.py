@@ -250,6 +250,9 @@ def bench_report(*, data: PathLike, out: PathLike, split: str | None = "test", r
     pub_dir = Path(published) if published is not None else data_dir().parent / "reference" / "glassbench-results"
     if model_res is not None and "transferability" not in model_res and "pearson" in model_res:
         model_res["transferability"] = _transfer_at_tau(model_res["pearson"], results)
+        model_res["transferability_definition"] = (
+            "Pearson at the lag nearest tau_alpha of the test temperature: for our datasets tau_alpha where "
+            "F_s(q = 7.25, A) = 1/e; for the real KA T = 0.44 data the published label 4120 (where F_s = 0.29)")
     ref = shipped_reference(data_dir(), _cache(cache)) if reference else None
     files = write_report(results, Path(out), read_published(pub_dir), model_res,
                          provenance(data=str(data), split=split), ref)

@@ -18,6 +18,7 @@ import h5py
 import numpy as np
 
 from glassgen.errors import InputError
+from glassgen.observables.dynamics import default_q
 from glassgen.provenance import atomic_path, provenance
 from glassgen.sampling.pgmc import OPTIMIZERS, PGMC, PGMCResult, PGMCTarget
 from glassgen.sampling.policies import Policy
@@ -33,11 +34,6 @@ def default_swap_pairs(model_name: str) -> list[tuple[int, int]]:
     """Species pairs worth swapping: KA2D and KA2 swap through C (A-C, B-C); plain KA has none
     (A-B swaps cost ~70 epsilon, REFERENCE.md section 1)."""
     return [(0, 2), (1, 2)] if model_name in ("ka2d", "ka2") else []
-
-
-def default_q(dim: int) -> float:
-    """Wavenumber of F_s used for tau_alpha: 7.25 in 3D (KA A peak), 2 pi (sigma_AA = 1) in 2D."""
-    return 7.25 if dim == 3 else 2.0 * math.pi
 
 
 def _positive(name: str, v: Any) -> None:
@@ -144,15 +140,12 @@ def _frame_sweeps(sweeps: int, traj: str, per_decade: int) -> np.ndarray | None:
 
 
 def _u_summary(res: PGMCResult, n: int) -> tuple[float, float]:
-    from glassgen.observables.thermo import mean_and_error
+    from glassgen.observables.thermo import mean_and_error_of_parallel_chains
 
     u = res.energies[res.energies.shape[0] // 5:] / n  # first 20 % discarded
     if u.shape[0] < 4:
         return math.nan, math.nan
-    ms = [mean_and_error(u[:, c]) for c in range(u.shape[1])]
-    mean = float(np.mean([a for a, _ in ms]))
-    err = float(np.sqrt(np.sum([e * e for _, e in ms])) / len(ms))
-    return mean, err
+    return mean_and_error_of_parallel_chains(u)  # pooled tau_int; at least the spread of the chain means
 
 
 def pgmc_run(*, policy: PathLike, out: PathLike, sweeps: int, T: float | None = None, input: PathLike | None = None,
@@ -248,7 +241,8 @@ def pgmc_sample(*, T: float, model: str | None = None, n: int | None = None, n_s
     learning steps at T during burn-in, saved next to ``out`` as ``<out>.policy.json``). Then
     ``n_chains`` frozen-policy chains run ``ceil(n_samples / n_chains) * sweeps_per_sample`` sweeps, storing a
     state every ``sweeps_per_sample`` sweeps (``n_samples`` states rounded up to a multiple of ``n_chains``,
-    at least 2 per chain; the first 20 % of each chain excluded from the U/N estimate). Output: :func:`pgmc_run`'s HDF5 file.
+    at least 2 per chain; the first 20 % of each chain excluded from the U/N estimate). Output:
+    :func:`pgmc_run`'s HDF5 file.
     """
     from glassgen.systems.model import load_model
 

@@ -96,7 +96,7 @@ def _resolve_time(ds: Any, T: float | None, time: float | None, time_index: int 
 def train(*, kind: str, data: PathLike, out: PathLike, T: float | None = None, time: float | None = None,
           time_index: int | None = None, split: str = "train", indices: list[int] | None = None, seed: int = 0,
           hyper: dict[str, Any] | None = None, descriptors: dict[str, Any] | None = None,
-          progress: bool = False) -> dict[str, Any]:
+          allow_test: bool = False, progress: bool = False) -> dict[str, Any]:
     """Train a predictor on ``data`` (a GlassBench directory) at lag ``time`` and save it to ``out``.
 
     Args:
@@ -105,7 +105,8 @@ def train(*, kind: str, data: PathLike, out: PathLike, T: float | None = None, t
         out: model file (``.npz``); a GNN keeps a checkpoint ``out + '.ckpt.npz'`` and resumes from it.
         T: training temperature (all present if None); time / time_index: lag time or its row in the
             time grid (None with isoconfig files: the replicas' time).
-        split, indices: which samples (default the train split; never the test split for real benchmarks).
+        split, indices: which samples (default the train split; never the test split for real benchmarks:
+            any other split is refused unless ``allow_test``).
         seed: training seed (CV folds, initialisation, batch order).
 
     Returns:
@@ -115,6 +116,9 @@ def train(*, kind: str, data: PathLike, out: PathLike, T: float | None = None, t
 
     from glassgen.systems.glassbench import read_dataset
 
+    if split != "train" and not allow_test:
+        raise InputError(f"split = {split!r}: predictors train on the train split only (held-out configurations "
+                         "must stay unseen); set allow_test = true to train on other data deliberately")
     torch.set_num_threads(int(os.environ.get("GLASSGEN_TORCH_THREADS", "1")))
     ds = read_dataset(data)
     t = _resolve_time(ds, T, time, time_index)
@@ -220,7 +224,7 @@ def softness(*, out: PathLike, temperatures: list[float], n: int = 400, model: s
     """Softness study: MD at each T, p_hop labels, linear SVM, P_R(S, T), Arrhenius fits; TOML export to ``out``.
 
     Args:
-        temperatures: MD temperatures; t_eq: equilibration time per T (default 300 / (T - 0.4), capped at 400).
+        temperatures: MD temperatures; t_eq: equilibration time per T (default 30 / max(T - 0.45, 0.05), capped at 400).
         n: particles; t_prod: production length per T; frame_dt: frame spacing; half_window: p_hop half window
             in frames (t_R = 2 half_window frame_dt); p_c: rearrangement threshold.
         model_out: also save the SVM (``.npz`` predictor file).

@@ -219,7 +219,7 @@ def minimize_cmd(
 def analyze_cmd(
     input: Annotated[Path, typer.Argument(help="A run file written by md run, mc run or pgmc run.")],
     out_dir: Annotated[Path | None, typer.Option("--out-dir", help="Directory for PNGs and tables.")] = None,
-    q: Annotated[float, typer.Option("--q", help="Wave number of F_s (default 7.25).")] = 7.25,
+    q: Annotated[float | None, typer.Option("--q", help="Wave number of F_s (default 7.25 in 3D, 2 pi in 2D).")] = None,
     r_max: Annotated[float | None, typer.Option("--r-max", help="g(r) range (default L/2).")] = None,
     bins: Annotated[int, typer.Option("--bins", help="g(r) bins.")] = 200,
 ) -> None:
@@ -332,15 +332,25 @@ def _root(version: Annotated[bool, typer.Option("--version", help="Print the ver
         raise typer.Exit()
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      line: str | None = None) -> str:
+    """Warnings on the command line read as one line, ``warning: ...`` (no source file and line)."""
+    return f"warning: {' '.join(str(message).split())}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: one-line errors, exit code 2 on bad input, 130 on interruption."""
-    saved_argv = sys.argv
+    import warnings
+
+    saved_argv, saved_format = sys.argv, warnings.formatwarning
     if argv is not None:  # called in-process: the provenance records this glassgen command, not the caller's
         sys.argv = ["glassgen", *argv]
+    warnings.formatwarning = _one_line_warning  # type: ignore[assignment]
     try:
         return _run(argv)
     finally:
         sys.argv = saved_argv
+        warnings.formatwarning = saved_format
 
 
 _OUT_FLAGS = ("--out", "-o", "--out-dir")

@@ -39,7 +39,8 @@ __all__ = ["inherent_positions", "per_particle_energy", "shipped_reference", "PU
 #: Published values at tau_alpha for KA 3D T = 0.44 (GlassBench test set; REFERENCE.md section 2).
 PUBLISHED_T044 = {"rho_max": 0.943, "chi4_true": 17.05, "pearson_EPOT": 0.51}
 
-_MODEL_OF = {"KA": "ka3d", "KA2D": "ka2d"}
+# GlassBench's KA data were made with the shifted-force potential (our ka3d_sf), as the predictors use
+_MODEL_OF = {"KA": "ka3d_sf", "KA2D": "ka2d"}
 
 
 def _model_name(sample: GlassBenchSample) -> str:
@@ -50,7 +51,10 @@ def inherent_positions(sample: GlassBenchSample, cache_dir: Path | None = None) 
     """(N, d) inherent-state positions: from the file, else FIRE (cached in ``cache_dir`` when given)."""
     if sample.inherent is not None:
         return sample.inherent
-    cached = None if cache_dir is None else Path(cache_dir) / f"inherent_{Path(sample.path).stem}.npz"
+    from glassgen.predictors.data import _file_key
+
+    key = f"inherent_{_file_key(sample)}_{_model_name(sample)}.npz"  # content and model, not the file name
+    cached = None if cache_dir is None else Path(cache_dir) / key
     if cached is not None and cached.is_file():
         with np.load(cached) as z:
             return z["positions"]

@@ -5,7 +5,8 @@ Inputs: a dataset directory (ours or GlassBench), optional model predictions (JS
 predictors, ``{model: {T_train: {T_test: {t: pearson}}}}``), and the published curves
 (``shared/reference/glassbench-results``). Plain descriptors computed here for every sample: the
 per-particle potential energy of the inherent state (``EPOT``, as in GlassBench) and of the thermal
-configuration (``EPOT_thermal``); published prediction keys stored in test files are scored as well.
+configuration (``EPOT_thermal``); published prediction keys stored in test files are scored as well, under
+``published_<key>`` (a file's ``EPOT`` column is GlassBench's, not ours).
 """
 
 from __future__ import annotations
@@ -21,7 +22,12 @@ from glassgen.bench.reference import inherent_positions, per_particle_energy
 from glassgen.errors import InputError
 from glassgen.provenance import atomic_path, png_metadata
 from glassgen.provenance import provenance as provenance_record
-from glassgen.systems.glassbench import PREDICTION_KEYS, GlassBenchDataset
+from glassgen.systems.glassbench import (
+    PREDICTION_KEYS,
+    PUBLISHED_TAU_ALPHA,
+    GlassBenchDataset,
+    published_tau_alpha,
+)
 
 __all__ = ["read_published", "score_dataset", "write_report", "tau_alpha_index"]
 
@@ -48,11 +54,18 @@ def read_published(ref_dir: Path) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-def tau_alpha_index(times: np.ndarray, provenance: dict[str, Any] | None) -> int:
-    """Row of tau_alpha: recorded by ``glassgen dataset make``; GlassBench KA grids: 6."""
+def tau_alpha_index(times: np.ndarray, provenance: dict[str, Any] | None, system: str | None = None,
+                    T: float | None = None) -> int:
+    """Row of tau_alpha in ``times``: the row ``glassgen dataset make`` recorded; else the grid point nearest
+    (in log t) to the published tau_alpha of (system, T) (KA 3D: 6 of the 10-point grid; KA2D T = 0.30:
+    t = 1781.79 for 2200); else the middle row."""
     if provenance and "tau_alpha_index" in provenance:
         return int(provenance["tau_alpha_index"])
-    return 6 if times.size == 10 else int(times.size // 2)
+    tau = published_tau_alpha(system, T) if system is not None and T is not None else None
+    t = np.asarray(times, dtype=np.float64)
+    if tau is not None and np.all(t > 0):
+        return int(np.argmin(np.abs(np.log(t / tau))))
+    return 6 if t.size == 10 else int(t.size // 2)
 
 
 def score_dataset(ds: GlassBenchDataset, system: str, T: float, split: str | None = "test",
@@ -69,15 +82,15 @@ def score_dataset(ds: GlassBenchDataset, system: str, T: float, split: str | Non
     if any(s.md_prop is None for s in samples):
         raise InputError(f"{system} T={T}: samples without md_prop cannot be scored")
     times = samples[0].times
-    k_tau = tau_alpha_index(times, samples[0].metadata.get("provenance"))
+    k_tau = tau_alpha_index(times, samples[0].metadata.get("provenance"), system, T)
     masks = [s.mask(0) for s in samples]
     preds: dict[str, list[np.ndarray]] = {
         "EPOT": [per_particle_energy(s, inherent_positions(s, cache_dir)) for s in samples],
         "EPOT_thermal": [per_particle_energy(s, s.positions) for s in samples],
     }
-    for key in PREDICTION_KEYS:
+    for key in PREDICTION_KEYS:  # the published predictions stored in the files, named apart from ours
         if all(key in s.predictions for s in samples):
-            preds[key] = [s.predictions[key] for s in samples]
+            preds[f"published_{key}"] = [s.predictions[key] for s in samples]
     preds.update(extra or {})
     scores: dict[str, list[dict[str, float]]] = {}
     for key, p in preds.items():
@@ -106,7 +119,6 @@ def _fig(path: Path, draw: Any, record: dict[str, Any] | None = None) -> None:
     plt.close(fig)
 
 
-_PUB_TAU = {"0.44": 4120.0, "0.50": 217.0, "0.56": 52.0, "0.64": 16.5}
 
 
 def write_report(results: list[dict[str, Any]], out_dir: Path, published: dict[str, dict[str, np.ndarray]],
@@ -147,7 +159,9 @@ def write_report(results: list[dict[str, Any]], out_dir: Path, published: dict[s
                     label=f"ours MD T={res['T']:g}")
         fig7 = published.get("KA_results_FIG7")
         if fig7:
-            for T, tau in _PUB_TAU.items():
+            for (sys_, T), tau in PUBLISHED_TAU_ALPHA.items():
+                if sys_ != "KA":
+                    continue
                 if f"MD{T}" in fig7:
                     ax.plot(fig7[f"t{T}"] / tau, fig7[f"MD{T}"], "--", lw=1, label=f"published MD T={T} (N=4096)")
         ax.set_xscale("log")

@@ -48,7 +48,13 @@ from glassgen.observables.schedule import (
 )
 
 __all__ = ["MSD", "SelfIntermediateScattering", "NonGaussian", "tau_alpha", "relaxation_time", "unwrap",
-           "batched_self_correlations"]
+           "batched_self_correlations", "default_q"]
+
+
+def default_q(dim: int) -> float:
+    """Wavenumber of F_s used for tau_alpha when none is given: 7.25 in 3D (the KA A-A peak), 2 pi in 2D
+    (sigma_AA = 1; KA2D)."""
+    return 7.25 if int(dim) == 3 else 2.0 * float(np.pi)
 
 _CHUNK_ELEMENTS = 1 << 22  # (pairs x N x d) doubles per vectorised chunk (~32 MB)
 

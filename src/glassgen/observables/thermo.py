@@ -32,7 +32,8 @@ from glassgen.errors import InputError
 
 __all__ = ["block_average", "autocorrelation", "AutocorrelationTime", "autocorrelation_time",
            "autocorrelation_time_from_rho", "integrated_autocorrelation_time", "statistical_inefficiency",
-           "effective_sample_size", "mean_and_error", "mean_and_error_of_chains"]
+           "effective_sample_size", "mean_and_error", "mean_and_error_of_chains", "pooled_autocorrelation",
+           "mean_and_error_of_parallel_chains"]
 
 
 def _series(x: np.ndarray, min_len: int = 2) -> np.ndarray:
@@ -197,6 +198,56 @@ def mean_and_error(x: np.ndarray, c: float = 5.0) -> tuple[float, float]:
         warnings.warn(f"series of {a.size} samples is too short for its autocorrelation time (tau_int >= "
                       f"{est.tau:.3g}): the error bar is a lower bound", RuntimeWarning, stacklevel=2)
     return float(a.mean()), float(np.sqrt(a.var() * est.tau / a.size))
+
+
+def pooled_autocorrelation(series: np.ndarray, c: float = 5.0) -> AutocorrelationTime | None:
+    """tau_int of several independent chains of one process from their averaged autocovariance.
+
+    Each chain's autocovariance is taken about its own mean; their average, normalised to 1 at t = 0, goes
+    through :func:`autocorrelation_time_from_rho` (windows up to n / 4 of the chain length).
+
+    Args:
+        series: (n, n_chains) float64, one column per chain (n >= 2).
+        c: Sokal window constant.
+
+    Returns:
+        :class:`AutocorrelationTime`, or None if no chain fluctuates (all constant).
+    """
+    s = np.asarray(series, dtype=np.float64)
+    if s.ndim != 2 or s.shape[0] < 2 or s.shape[1] < 1:
+        raise InputError(f"series must have shape (n >= 2, n_chains >= 1), got {s.shape}")
+    acov = np.zeros(s.shape[0])
+    for k in range(s.shape[1]):
+        col = _series(s[:, k])
+        var = float(col.var())
+        if var > 0:
+            acov += autocorrelation(col) * var
+    if acov[0] <= 0:
+        return None
+    return autocorrelation_time_from_rho(acov / acov[0], c)
+
+
+def mean_and_error_of_parallel_chains(series: np.ndarray, c: float = 5.0) -> tuple[float, float]:
+    """Mean and error of equally long independent chains run side by side, ``series`` (n, n_chains).
+
+    The error is the larger of (a) the autocorrelation error with the pooled tau_int of all chains,
+    sqrt(sum_k Var_k tau / n) / n_chains, and (b) the spread of the chain means, std / sqrt(n_chains): chains
+    stuck in different long-lived basins show in (b) and not in their own autocorrelation. Warns (as
+    :func:`mean_and_error`) when the pooled window does not converge.
+
+    Returns:
+        (mean over all samples, error of the mean).
+    """
+    s = np.asarray(series, dtype=np.float64)
+    est = pooled_autocorrelation(s, c)
+    n, k = s.shape
+    tau = 1.0 if est is None else est.tau
+    if est is not None and not est.converged:
+        warnings.warn(f"chains of {n} samples are too short for their autocorrelation time (tau_int >= "
+                      f"{est.tau:.3g}): the error bar is a lower bound", RuntimeWarning, stacklevel=2)
+    within = float(np.sqrt(np.sum(s.var(axis=0) * tau / n)) / k)
+    spread = float(s.mean(axis=0).std(ddof=1) / np.sqrt(k)) if k > 1 else 0.0
+    return float(s.mean()), max(within, spread)
 
 
 def mean_and_error_of_chains(x: np.ndarray, chains: int, c: float = 5.0) -> tuple[float, float]:

@@ -95,11 +95,14 @@ def target(sample: GlassBenchSample, time: float | None) -> np.ndarray:
     """(N,) propensity at lag ``time`` (row of ``md_prop``), or from the replicas at ``replica_time``."""
     if sample.md_prop is not None and sample.times is not None and time is not None:
         return sample.md_prop[sample.time_index(time)]
-    if sample.replicas is not None and (time is None or sample.replica_time is None
-                                        or abs(sample.replica_time - time) <= 1e-3 * time):
+    if sample.replicas is not None and (time is None or (sample.replica_time is not None
+                                                         and abs(sample.replica_time - time) <= 1e-3 * time)):
         from glassgen.observables.isoconfig import propensity
 
         return propensity(sample.positions, sample.replicas, sample.box)
+    if sample.replicas is not None and sample.replica_time is None:
+        raise InputError(f"{sample.path}: the replicas' lag time is not recorded (no _tcXX code or replica_time "
+                         f"entry), so they cannot be checked to be at t = {time}")
     if time is None:
         raise InputError(f"{sample.path}: no isoconfigurational replicas, so the lag time is needed: "
                          "pass --time or --time-index")

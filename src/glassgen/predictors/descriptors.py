@@ -187,7 +187,15 @@ def per_particle_energy(positions: np.ndarray, species: np.ndarray, box: np.ndar
 
 # ---------------------------------------------------------------------------------------------- GlassMLP
 def _nsp(species: np.ndarray, nsp: int | None) -> int:
-    return int(nsp if nsp is not None else int(np.max(species)) + 1)
+    """Species channels: ``nsp``, or max(species) + 1; species outside the channels are an error (the
+    kernels index per-species arrays with them)."""
+    top = int(np.max(species)) + 1 if np.size(species) else 1
+    if nsp is None:
+        return top
+    if top > int(nsp) or (np.size(species) and int(np.min(species)) < 0):
+        raise InputError(f"species indices must lie in 0..{int(nsp) - 1} (nsp = {int(nsp)}), got 0-based species up "
+                         f"to {top - 1}: set nsp to the model's number of species")
+    return int(nsp)
 
 
 def glassmlp_features(positions: np.ndarray, species: np.ndarray, box: np.ndarray, energies: np.ndarray,
@@ -488,7 +496,10 @@ class DescriptorSettings:
             thermal-to-inherent displacement, :func:`quench_features`) needs ``inherent`` and the thermal
             positions; 'cage' (:func:`cage_features`, short MD runs: a dynamical input) needs ``inherent``,
             the thermal positions and ``cage = {"T": ...}``.
-        model: interaction model for per-particle energies and inherent states ('ka3d', 'ka3d_sf', 'ka2d').
+        model: interaction model for per-particle energies, inherent states and (unless ``cage`` names its own)
+            the cage MD ('ka3d', 'ka3d_sf', 'ka2d').
+        nsp: number of species channels; must cover the model's species (a config without ``nsp`` takes the
+            model's; species outside it are an error).
         inherent: compute on the inherent state (FIRE) rather than the given configuration.
         lengths: GlassMLP coarse-graining lengths; rc_cg: their cutoff.
         boattini: keyword arguments of :func:`boattini_features`.
@@ -511,6 +522,10 @@ class DescriptorSettings:
     ftol: float = 1e-6
     glassmlp_cg_levels: int = 0
     cg_length: float = 2.0
+
+    def __post_init__(self) -> None:
+        if "cage" in self.families and "model" not in self.cage:  # the cage MD runs the settings' model
+            object.__setattr__(self, "cage", {**self.cage, "model": self.model})
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -538,6 +553,10 @@ class DescriptorSettings:
         for fam in kw.get("families", ()):
             if fam not in ("glassmlp", "boattini", "sbo", "softness", "quench", "cage"):
                 raise InputError(f"unknown descriptor family {fam!r}")
+        if "nsp" not in kw:  # the model's species (2 for the KA 3D models: the settings of saved predictors)
+            from glassgen.systems.model import load_model
+
+            kw["nsp"] = load_model(str(kw.get("model", cls.model))).nsp
         import inspect
 
         per_family = {"boattini": boattini_features, "softness": softness_features, "quench": quench_features,
@@ -561,6 +580,7 @@ def compute_descriptors(settings: DescriptorSettings, positions: np.ndarray, spe
     ``thermal``: (N, d) the thermal configuration ``positions`` was quenched from (needed by 'quench')."""
     pos, b = _check(positions, species, box)
     spec = np.asarray(species, dtype=np.int64)
+    _nsp(spec, settings.nsp)
     rmax = settings.rc_cg
     if "softness" in settings.families:
         rmax = max(rmax, 5.4)

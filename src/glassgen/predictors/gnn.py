@@ -178,11 +178,16 @@ class GNNPredictor(Predictor):
         if s.replicas is None:
             raise InputError(f"{s.path}: the BOTAN edge target needs replica positions")
         from glassgen.observables.isoconfig import displacements
+        from glassgen.systems.configuration import minimum_image
 
-        g = neighbour_list(f.positions, f.box, self.hyper["r_edge"])
-        disp = displacements(s.positions, s.replicas, s.box)  # (R, N, d)
-        rel = g.dr[None] + disp[:, g.nbr] - disp[:, g.owner]
-        return np.linalg.norm(rel, axis=-1).mean(0) - g.r
+        g = neighbour_list(f.positions, f.box, self.hyper["r_edge"])  # the graph's edges (its input state)
+        disp = displacements(s.positions, s.replicas, s.box)  # (R, N, d), from the thermal configuration
+        # BOTAN's edge target: the change of the pair distance from the thermal configuration on, with the
+        # thermal r_ij(0) throughout (the graph may be built on the inherent state)
+        dr0 = minimum_image(np.asarray(s.positions, np.float64)[g.nbr] - np.asarray(s.positions, np.float64)[g.owner],
+                            np.asarray(s.box, np.float64))
+        rel = dr0[None] + disp[:, g.nbr] - disp[:, g.owner]
+        return np.linalg.norm(rel, axis=-1).mean(0) - np.linalg.norm(dr0, axis=-1)
 
     def frame(self, sample: Any, time: float | None, with_target: bool = True) -> Frame:
         s = sample

@@ -10,7 +10,9 @@ Pipeline (:func:`softness_study`):
 3. features: the structure functions of :func:`glassgen.predictors.descriptors.softness_features` on the thermal
    frame, standardised; a linear SVM (scikit-learn ``LinearSVC``, C chosen by 5-fold CV on the training
    labels); softness S = w . x + b (the SVM decision function; positive = soft);
-4. P_R(S, T): fraction of species-A particles with p_hop > p_c per S bin, over frames spaced by t_R;
+4. P_R(S, T): fraction of species-A particles with p_hop > p_c per S bin, over frames spaced by t_R that
+   the SVM was not trained on (at most half the frames train it; the rest measure P_R, so the rearrangements
+   counted are never training positives); S outside the bin range is dropped, not piled into the edge bins;
 5. Arrhenius per S bin: ln P_R(S, T) = Sigma(S) - DeltaE(S) / T (weighted least squares over T), then the
    linear fits DeltaE(S) = e0 + e1 S, Sigma(S) = s0 + s1 S over bins with enough events.
 
@@ -100,13 +102,14 @@ class SoftnessPredictor(Predictor):
 
 @dataclass(frozen=True)
 class TrajectoryData:
-    """An MD trajectory for softness: positions (F, N, d) unwrapped, species, box, T, frame spacing."""
+    """An MD trajectory for softness: positions (F, N, d) unwrapped, species, box, T, frame spacing, model name."""
 
     positions: np.ndarray
     species: np.ndarray
     box: np.ndarray
     T: float
     frame_dt: float
+    model: str = "ka3d"
 
 
 def simulate_trajectory(model: str, n: int, T: float, t_eq: float, t_prod: float, frame_dt: float = 0.1,
@@ -122,7 +125,7 @@ def simulate_trajectory(model: str, n: int, T: float, t_eq: float, t_prod: float
     nsteps = int(round(t_prod / dt))
     res = sim.run(nsteps, thermo_every=1000, traj_steps=list(range(0, nsteps + 1, every)))
     assert res.trajectory is not None
-    return TrajectoryData(res.trajectory.positions, conf.species, conf.box, float(T), float(frame_dt))
+    return TrajectoryData(res.trajectory.positions, conf.species, conf.box, float(T), float(frame_dt), model)
 
 
 def _labels(ph: np.ndarray, p_c: float, p_nr: float, window: int) -> np.ndarray:
@@ -178,12 +181,24 @@ def softness_study(trajs: list[TrajectoryData], half_window: int = 5, p_c: float
                    progress: bool = False) -> tuple[SoftnessPredictor, dict[str, Any]]:
     """Train the softness SVM on trajectories at several T and measure P_R(S, T) and its Arrhenius fits.
 
+    Of each trajectory's frames (t_R apart), ``min(n_train_frames, half of them)`` drawn with the seed train
+    the SVM; P_R(S, T) is measured on the others only.
+
     Returns:
         (predictor, results) with results: temperatures, S bin centres, P_R (nT, nbins), counts, hits,
         mean/std of S per T, the Arrhenius table (:func:`arrhenius_fit`) and the linear fits.
     """
+    from glassgen.systems.model import load_model
+
     rng = np.random.default_rng(seed)
-    settings = DescriptorSettings(families=("softness",), inherent=False, model="ka3d")
+    models = {tr.model for tr in trajs}
+    if len(models) != 1:
+        raise InputError(f"softness trajectories of different models: {sorted(models)}")
+    model = load_model(models.pop())
+    for tr in trajs:
+        if tr.species.size and int(tr.species.max()) >= model.nsp:
+            raise InputError(f"species index {int(tr.species.max())} outside model {model.name}'s {model.nsp} species")
+    settings = DescriptorSettings(families=("softness",), inherent=False, model=model.name, nsp=model.nsp)
     feats: dict[tuple[int, int], np.ndarray] = {}
     lab_frames: list[Frame] = []
     eval_sets = []
@@ -193,13 +208,16 @@ def softness_study(trajs: list[TrajectoryData], half_window: int = 5, p_c: float
             ph = p_hop(tr.positions, h)  # rows: frames h .. F-h-1
             lab = _labels(ph, p_c, p_nr, nr_window)
             rows = np.arange(nr_window, ph.shape[0] - nr_window, 2 * h)  # frames t_R apart
-            sel = rng.choice(rows, size=min(n_train_frames, rows.size), replace=False)
+            if rows.size < 2:
+                raise InputError(f"trajectory at T = {tr.T} is too short: {rows.size} frame(s) t_R apart")
+            sel = rng.choice(rows, size=min(n_train_frames, rows.size // 2), replace=False)
             for r in rows:
                 x, _ = softness_features(tr.positions[r + h], tr.species, tr.box, nsp=settings.nsp)
-                feats[(k, int(r))] = x
-                if r in sel:
+                if r in sel:  # training frame
                     lab_frames.append(Frame(x, tr.species, lab[r], tr.positions[r + h], tr.box, int(r), tr.T))
-                eval_sets.append((k, int(r), ph[r] > p_c))
+                else:  # evaluation frame: P_R(S, T)
+                    feats[(k, int(r))] = x
+                    eval_sets.append((k, int(r), ph[r] > p_c))
             advance(1)
     # balance R and NR (species A) over the pooled training frames
     all_lab = np.concatenate([f.target[f.species == 0] for f in lab_frames])  # type: ignore[index]
@@ -239,9 +257,10 @@ def softness_study(trajs: list[TrajectoryData], half_window: int = 5, p_c: float
     for k in range(len(trajs)):
         s = np.concatenate(s_all[k])
         rr = np.concatenate(r_all[k]).astype(float)
-        idx = np.clip(np.digitize(s, edges) - 1, 0, nb - 1)
+        inside = (s >= edges[0]) & (s <= edges[-1])  # S outside the bins is dropped
+        idx = np.minimum(np.digitize(s[inside], edges) - 1, nb - 1)
         counts[k] = np.bincount(idx, minlength=nb)
-        hits[k] = np.bincount(idx, weights=rr, minlength=nb)
+        hits[k] = np.bincount(idx, weights=rr[inside], minlength=nb)
         with np.errstate(invalid="ignore", divide="ignore"):
             p_r[k] = hits[k] / counts[k]
         means.append(float(s.mean()))

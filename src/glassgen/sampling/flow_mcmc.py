@@ -44,9 +44,8 @@ from glassgen.errors import InputError, PhysicsError
 from glassgen.flows.weights import log_weights
 from glassgen.observables.overlap import OVERLAP_RADIUS, OverlapCorrelation, overlap_correlation
 from glassgen.observables.thermo import (
-    autocorrelation,
-    autocorrelation_time_from_rho,
     integrated_autocorrelation_time,
+    pooled_autocorrelation,
 )
 from glassgen.progress import progress_bar
 from glassgen.systems.configuration import Configuration
@@ -90,15 +89,8 @@ def pooled_autocorrelation_time(series: np.ndarray, c: float = 5.0) -> float:
     s = np.asarray(series, dtype=np.float64)
     if s.ndim != 2 or s.shape[0] < 2:
         raise InputError(f"series must have shape (n >= 2, n_chains), got {s.shape}")
-    acov = np.zeros(s.shape[0])
-    for k in range(s.shape[1]):
-        col = s[:, k]
-        var = float(col.var())
-        if var > 0:
-            acov += autocorrelation(col) * var
-    if acov[0] <= 0:
-        return math.inf
-    return autocorrelation_time_from_rho(acov / acov[0], c).tau
+    est = pooled_autocorrelation(s, c)
+    return math.inf if est is None else est.tau
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,8 @@ from glassgen.errors import InputError
 from glassgen.provenance import atomic_path
 
 __all__ = ["GlassBenchSample", "GlassBenchDataset", "read_sample", "read_dataset", "write_sample", "resolve_split",
-           "published_times", "time_of_code", "infer_species", "PREDICTION_KEYS"]
+           "published_times", "published_tau_alpha", "PUBLISHED_TAU_ALPHA", "time_of_code", "infer_species",
+           "PREDICTION_KEYS"]
 
 PathLike = str | os.PathLike[str]
 
@@ -64,6 +65,17 @@ _NAME = re.compile(r"N(?P<n>\d+)T(?P<T>\d+(?:\.\d+)?)_(?P<i>\d+)(?:_tc(?P<tc>\d+
 
 def _tkey(T: float | str) -> str:
     return f"{float(T):.2f}"
+
+
+# Published tau_alpha labels (LJ time), REFERENCE.md section 2 (not where F_s falls to 1/e: see there).
+PUBLISHED_TAU_ALPHA: dict[tuple[str, str], float] = {
+    ("KA", "0.64"): 16.5, ("KA", "0.56"): 52.0, ("KA", "0.50"): 217.0, ("KA", "0.44"): 4120.0,
+    ("KA2D", "0.30"): 2200.0, ("KA2D", "0.23"): 9.2e5}
+
+
+def published_tau_alpha(system: str, T: float | str) -> float | None:
+    """The published tau_alpha label of (system, T), or None."""
+    return PUBLISHED_TAU_ALPHA.get((system, _tkey(T)))
 
 
 def published_times(system: str, T: float | str) -> np.ndarray | None:
