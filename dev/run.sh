@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up (if needed) and run glassgen's main job on the small embedded default:
-# sample KA 3D (N = 32) at T = 0.4 with the shipped Boltzmann generator (flow-MCMC + reweighting).
+# sample KA 3D (N = 64) at T = 0.4 with the shipped Boltzmann generator (flow-MCMC + reweighting).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash dev/bootstrap.sh

@@ -111,3 +111,7 @@ def test_pgmc_sample_entry_point(tmp_path):
     assert (tmp_path / "s.h5.policy.json").is_file()
     with h5py.File(tmp_path / "s.h5") as f:
         assert f["energies"].shape == (9, 2) and f.attrs["method"] == "pgmc"
+    from PIL import Image
+
+    assert s["plot"] == str(tmp_path / "s.png")  # as for every sample method: energy histogram and g(r)
+    assert json.loads(Image.open(tmp_path / "s.png").text["Description"])["method"] == "pgmc"

@@ -262,4 +262,25 @@ def pgmc_sample(*, T: float, model: str | None = None, n: int | None = None, n_s
     res = pgmc_run(policy=policy, out=out, sweeps=sweeps, T=T, model=model, n=n, seed=seed, n_chains=n_chains,
                    equilibrate_sweeps=max(100, sweeps // 5), sample_every=sweeps_per_sample, traj="none",
                    progress=progress)
-    return {**summary, **res, "method": "pgmc", "n_samples": per_chain * n_chains}
+    png = _plot_pgmc_sample(Path(out), T, seed)
+    return {**summary, **res, "method": "pgmc", "n_samples": per_chain * n_chains, "plot": str(png)}
+
+
+def _plot_pgmc_sample(out: Path, T: float, seed: int, rdf_bins: int = 60) -> Path:
+    """The ``glassgen sample`` PNG of a PGMC run file: U/N histogram (after the 20 % burn-in) and g(r) of the
+    chains' final states, next to ``out``."""
+    from glassgen.api import _per_sample_rdf
+    from glassgen.observables.plots import plot_sample_summary
+
+    with h5py.File(out, "r") as f:
+        e = f["energies"][()]
+        pos, spec, box = f["final/positions"][()], f["final/species"][()], f["box"][()]
+        model = str(f.attrs.get("model", ""))
+    n = pos.shape[1]
+    r, g = _per_sample_rdf(pos, spec[0], box, rdf_bins)  # total g(r): species labels do not enter
+    png = out.with_suffix(".png")
+    plot_sample_summary(png, energies={"PGMC chains": (e[e.shape[0] // 5:].ravel() / n, None)}, r=r,
+                        g={f"PGMC final states ({pos.shape[0]} chains)": (g.mean(axis=0), None)},
+                        title=f"{model} N={n} T={T} (pgmc)",
+                        **provenance(seed=seed, model=model, T=T, N=n, method="pgmc"))
+    return png
