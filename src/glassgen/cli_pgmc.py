@@ -97,7 +97,9 @@ def run_cmd(
     input: InputOpt = None, model: ModelOpt = None, n: NOpt = None, density: DensOpt = None, T: TOpt = None,
     sweeps: Annotated[int | None, typer.Option("--sweeps", help="Sweeps (N trial moves per chain each).")] = None,
     n_chains: ChainsOpt = None,
-    equilibrate: Annotated[int | None, typer.Option("--equilibrate", min=0, help="Sweeps before recording.")] = None,
+    equilibrate: Annotated[int | None, typer.Option("--equilibrate", min=0, help="Sweeps before recording (default 0: "
+                                                    "from a random state, equilibrate, e.g. 5000 at N = 43, T = 0.5; "
+                                                    "the U/N estimate also drops the first 20%).")] = None,
     sample_every: Annotated[int | None, typer.Option("--sample-every", min=1, help="Sweeps between energy samples.")]
     = None,
     traj: Annotated[str | None, typer.Option("--traj", help="Frames: log (default), linear or none.")] = None,
