@@ -300,16 +300,7 @@ def analyze(*, input: PathLike, out_dir: PathLike | None = None, q: float | None
     :func:`glassgen.observables.dynamics.default_q`: 7.25, the KA 3D A-A peak, in 3D; 2 pi in 2D, as
     ``glassgen pgmc run`` uses).
     """
-    from glassgen.observables import (
-        MSD,
-        RDF,
-        NonGaussian,
-        SelfIntermediateScattering,
-        plot_fs,
-        plot_msd,
-        plot_rdf,
-        read_trajectory,
-    )
+    from glassgen.observables import MSD, RDF, NonGaussian, SelfIntermediateScattering, read_trajectory
     from glassgen.observables.schedule import block_log_schedule
 
     p = Path(input)
@@ -355,10 +346,20 @@ def analyze(*, input: PathLike, out_dir: PathLike | None = None, q: float | None
     rdf.compute(traj.positions[max(0, nf - frames_for_rdf):], species, box)
     # the analysed run's own provenance (model, T, seed, ...) travels into every output
     run = {f"run_{k}": v for k, v in data.attrs.items() if k in ("model", "T", "seed", "N", "engine", "method")}
-    meta = {"input": str(p), **run}
+    return _write_analysis(p, outd, q, rdf, msd, fs, ngp, species, names, {"input": str(p), **run},
+                           {"time_unit": float(dt_unit), "frames": nf}, "t")
+
+
+def _write_analysis(p: Path, outd: Path, q: float, rdf: Any, msd: Any, fs: Any, ngp: Any, species: np.ndarray,
+                    names: list[str] | None, meta: dict[str, Any], extra: dict[str, Any],
+                    time_label: str) -> dict[str, Any]:
+    """The outputs of :func:`analyze`: PNGs, tables and ``summary.json`` (tau_alpha of all particles and per
+    species of ``species``), every one carrying ``meta``."""
+    from glassgen.observables import plot_fs, plot_msd, plot_rdf
+
     plot_rdf(rdf, outd / "rdf.png", species_names=names, **meta)
-    plot_msd(msd, outd / "msd.png", species_names=names, **meta)
-    plot_fs(fs, outd / "fs.png", species_names=names, **meta)
+    plot_msd(msd, outd / "msd.png", species_names=names, time_label=time_label, **meta)
+    plot_fs(fs, outd / "fs.png", species_names=names, time_label=time_label, **meta)
     rdf.write(outd / "rdf.txt", **meta)
     msd.write(outd / "msd.txt", **meta)
     fs.write(outd / "fs.txt", **meta)
@@ -366,8 +367,8 @@ def analyze(*, input: PathLike, out_dir: PathLike | None = None, q: float | None
     taus = {"all": float(fs.tau_alpha())}
     for s in np.unique(species):
         taus[names[s] if names else str(int(s))] = float(fs.tau_alpha(species=int(s)))
-    summary = {"input": str(p), "out_dir": str(outd), "q": q, "tau_alpha": taus, "time_unit": float(dt_unit),
-               "frames": nf, "ngp_max": float(np.nanmax(ngp.alpha2)) if np.isfinite(ngp.alpha2).any() else None}
+    summary = {"input": str(p), "out_dir": str(outd), "q": q, "tau_alpha": taus, **extra,
+               "ngp_max": float(np.nanmax(ngp.alpha2)) if np.isfinite(ngp.alpha2).any() else None}
     with atomic_path(outd / "summary.json") as tmp:
         tmp.write_text(json.dumps({**summary, "provenance": provenance(**meta)}, indent=2, default=str))
     return summary
@@ -412,15 +413,7 @@ def _analyze_pgmc(p: Path, run: dict[str, Any], out_dir: PathLike | None, q: flo
     Particles keep their labels through species swaps; per-species curves select by the species at the
     first frame; g_ab(r) uses each frame's own species.
     """
-    from glassgen.observables import (
-        MSD,
-        RDF,
-        NonGaussian,
-        SelfIntermediateScattering,
-        plot_fs,
-        plot_msd,
-        plot_rdf,
-    )
+    from glassgen.observables import MSD, RDF, NonGaussian, SelfIntermediateScattering
 
     t, pos, sp, box = run["sweeps"], run["positions"], run["species"], run["box"]
     nf, nc = pos.shape[0], pos.shape[1]
@@ -447,23 +440,9 @@ def _analyze_pgmc(p: Path, run: dict[str, Any], out_dir: PathLike | None, q: flo
             rdf.compute(pos[k, c], sp[k, c], box, reset=first)
             first = False
     run_meta = {f"run_{k}": v for k, v in attrs.items() if k in ("model", "T", "seed", "N", "method")}
-    meta = {"input": str(p), **run_meta, "time_unit": "MC sweeps"}
-    plot_rdf(rdf, outd / "rdf.png", species_names=names, **meta)
-    plot_msd(msd, outd / "msd.png", species_names=names, time_label="t (MC sweeps)", **meta)
-    plot_fs(fs, outd / "fs.png", species_names=names, time_label="t (MC sweeps)", **meta)
-    rdf.write(outd / "rdf.txt", **meta)
-    msd.write(outd / "msd.txt", **meta)
-    fs.write(outd / "fs.txt", **meta)
-    ngp.write(outd / "ngp.txt", **meta)
-    taus = {"all": float(fs.tau_alpha())}
-    for s in np.unique(sp[0]):
-        taus[names[s] if names else str(int(s))] = float(fs.tau_alpha(species=int(s)))
-    summary = {"input": str(p), "out_dir": str(outd), "q": q, "tau_alpha": taus, "time_unit": "MC sweeps",
-               "frames": nf, "chains": nc,
-               "ngp_max": float(np.nanmax(ngp.alpha2)) if np.isfinite(ngp.alpha2).any() else None}
-    with atomic_path(outd / "summary.json") as tmp:
-        tmp.write_text(json.dumps({**summary, "provenance": provenance(**meta)}, indent=2, default=str))
-    return summary
+    return _write_analysis(p, outd, q, rdf, msd, fs, ngp, sp[0], names,
+                           {"input": str(p), **run_meta, "time_unit": "MC sweeps"},
+                           {"time_unit": "MC sweeps", "frames": nf, "chains": nc}, "t (MC sweeps)")
 
 
 # ----------------------------------------------------------------------------- Boltzmann generators
