@@ -294,6 +294,38 @@ def test_pure_imh_on_ka_and_result_shapes():
     assert pooled_autocorrelation_time(col) > 0 and pooled_autocorrelation_time(np.ones((50, 2))) == math.inf
 
 
+def test_pool_proposals_are_drawn_with_replacement_for_imh():
+    """A Boltzmann-prior pool base draws with replacement while flow-MCMC samples its proposals (draws without
+    replacement depend on the past, which biases independence MH by O(1/pool)), and without replacement
+    otherwise (a pass over the pool uses each configuration once)."""
+    from glassgen.flows.base import BoltzmannPriorBase
+
+    conf = _ka8()
+    pool = torch.as_tensor(np.random.default_rng(0).random((3, 7, 3)))
+    base = BoltzmannPriorBase(pool, 2.0, lambda r: torch.zeros(r.shape[0], dtype=torch.float64))
+    assert sorted(base._draw(0, 3, None).tolist()) == [0, 1, 2]  # one pass: each once
+    base.with_replacement = True
+    counts = np.bincount(base._draw(0, 3000, torch.Generator().manual_seed(1)).numpy(), minlength=3)
+    assert counts.min() > 900  # uniform with replacement
+    base.with_replacement = False
+
+    seen = []
+    inner = Uniform(8, conf.box, seed=2)
+
+    class PoolProposal:
+        flow = type("F", (), {"q0": base})()
+
+        def sample(self, n, T):
+            seen.append(base.with_replacement)
+            return inner.sample(n, T)
+
+        def log_prob(self, x, T):
+            return inner.log_prob(x, T)
+
+    FlowMCMC(PoolProposal(), conf, 3.0, 2, local_sweeps=0, seed=1).run(3, progress=False)
+    assert seen and all(seen) and base.with_replacement is False
+
+
 def test_several_starting_configurations_and_protocol():
     c0 = _ka8()
     confs = [c0.replace(positions=c0.positions + 0.37 * s) for s in range(3)]  # translated copies

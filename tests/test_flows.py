@@ -185,6 +185,18 @@ def _mc_pool(model: str, n: int, density: float, T: float, count: int, every: in
     return out
 
 
+def test_fold_stays_inside_the_centred_box():
+    """Coordinates one ulp below L/2 (or -L/2 exactly) fold into [-L/2, L/2): round-off once put them one
+    ulp below -L/2, outside the splines' range (an index error in the spline)."""
+    box = torch.tensor([3.0, 4.0, 15.05658], dtype=torch.float64)
+    below = torch.tensor([math.nextafter(float(h), 0.0) for h in box / 2], dtype=torch.float64)
+    for r in (below, -box / 2, box / 2, below + 7 * box, -below - 3 * box):
+        f = fold(r, box)
+        assert bool(((f >= -box / 2) & (f < box / 2)).all()), (r, f)
+        d = torch.remainder(f - r, box)  # the same point of the torus, to round-off
+        assert bool((torch.minimum(d, box - d) < 1e-12).all()), (r, f)
+
+
 def test_boltzmann_prior_base_reweights_exactly(tmp_path):
     """High-T prior: log q(x) = -U(z)/T_h - log|det J| (up to log Z_h); reweighting pool samples from
     T_h = 2 to T = 1 through a non-trivial flow recovers <U> of MC at T = 1; the pool survives a checkpoint."""
@@ -213,6 +225,12 @@ def test_boltzmann_prior_base_reweights_exactly(tmp_path):
     assert abs(raw - ref) / math.hypot(float(np.std(u[ok])) / math.sqrt(ok.sum()), ref_err) > 8.0, (raw, ref)
     gen2 = BoltzmannGenerator.load(gen.save(tmp_path / "prior.pt"))
     assert (gen2.log_prob(x[:50], T) - lq[:50]).abs().max() < 1e-9
+    # the omitted constant is exactly log Z_h: through the identity map at T = T_h, log q = -U/T_h, so every
+    # log weight is 0 and log Z = log(Z_T / Z_h) = 0 (log V too high before the base's log V term)
+    ident = BoltzmannGenerator.create("ka2d", n, arch, density=density, prior_pool=pool)
+    xi, lqi = ident.sample(200, T_h)
+    lwi = ident.log_weights(ident.energies(xi), lqi, T_h)
+    assert np.abs(lwi).max() < 1e-9, np.abs(lwi).max()
 
 
 def test_ladder_of_prior_pools_serves_each_T_from_a_hotter_pool(tmp_path):
@@ -236,7 +254,9 @@ def test_ladder_of_prior_pools_serves_each_T_from_a_hotter_pool(tmp_path):
     temps = torch.tensor([1.0, 2.0] * 200, dtype=torch.float64)
     z, lq0 = base(400, context=beta_context(temps))
     u0 = base.energy(z)
-    assert torch.allclose(lq0[0::2], -u0[0::2] / 1.5) and torch.allclose(lq0[1::2], -u0[1::2] / 3.0)
+    lv = base.log_volume  # log V of the box: the base leaves out log Z_h only
+    assert lv == pytest.approx(float(np.log(gen.system.box_array()).sum()))
+    assert torch.allclose(lq0[0::2], -u0[0::2] / 1.5 + lv) and torch.allclose(lq0[1::2], -u0[1::2] / 3.0 + lv)
     # a pass over a pool uses every configuration once (draws without replacement)
     z_all, _ = base(200, context=beta_context(2.0, 200))
     assert torch.unique(z_all.reshape(200, -1), dim=0).shape[0] == 200

@@ -207,7 +207,7 @@ def test_descriptor_input_errors():
     with pytest.raises(InputError, match="replicas"):
         D.DescriptorSettings.from_dict({"families": ["cage"], "cage": {"T": 0.44, "replicas": 4}})
     ok = D.DescriptorSettings.from_dict({"families": ["cage"], "cage": {"T": 0.44, "n_replicas": 4}})
-    assert ok.cage == {"T": 0.44, "n_replicas": 4}
+    assert ok.cage == {"T": 0.44, "n_replicas": 4, "model": "ka3d"}  # the cage MD runs the settings' model
     with pytest.raises(InputError):
         D.p_hop(np.zeros((3, 2, 3)), 2)
 

@@ -2,12 +2,16 @@
 
 * :class:`UniformBase`: every moving particle uniform in the box; log q0 = -M sum_k log L_k (exact).
 * :class:`BoltzmannPriorBase`: equilibrium configurations at a higher temperature T_h (from our MC/MD)
-  as the base (Jung, Biroli, Berthier 2024; Coretti et al. 2022). Its density is known up to the
-  constant log Z_h: log q0(z) = -U(z) / T_h - log Z_h. ``log_prob`` returns -U(z)/T_h (the constant
-  is common to all samples and cancels in self-normalised weights and in Metropolis–Hastings ratios;
-  it does not cancel in log Z, which is then relative to Z_h). Sampling draws from a finite pool of
-  stored configurations, so proposals are exact draws of the base only in the limit of a large,
-  equilibrated pool; refresh the pools with :meth:`BoltzmannPriorBase.set_pools`. Draws go through the
+  as the base (Jung, Biroli, Berthier 2024; Coretti et al. 2022). On relative coordinates its density is
+  exp(-U/T_h) / Z_h^rel with Z_h^rel = Z_h / V (translation invariance; Z_h over all N positions), so
+  log q0(z) = -U(z) / T_h + log V - log Z_h. ``log_prob`` returns -U(z)/T_h + log V (``log_volume``), leaving
+  out log Z_h only: with the pinned particle's -log V the flow's log q is the full-coordinate Boltzmann
+  density up to log Z_h, and log Z estimates log(Z_T / Z_h), as the annealed weights do (the constant is
+  common to all samples and cancels in self-normalised weights and Metropolis–Hastings ratios; before
+  2026-12-04 log V was left out and log Z came out log V too high). Sampling draws from a finite pool of
+  stored configurations, so estimates are consistent as the pool grows (the pool's own error adds; every
+  "exact" below means exact for the pool's empirical law); refresh the pools with
+  :meth:`BoltzmannPriorBase.set_pools`. Draws go through the
   pool without replacement (a fresh random permutation each pass), so n <= P draws use n distinct
   configurations and a pass over the pool uses each once: importance-sampling estimates then carry the
   pool's own information, not repeated copies of it (their error bars still assume the pool's
@@ -42,14 +46,6 @@ class UniformBase(nf.distributions.BaseDistribution):
         self.n_moving = int(n_moving)
         self.log_norm = -self.n_moving * float(torch.log(box).sum())
 
-    def draw_pool(self, T: float, n: int) -> tuple[torch.Tensor, float]:
-        """n configurations (n, M, d) of the pool serving target T (without replacement), and its T_h."""
-        t_h = self.prior_temperature(T)
-        k = self.T_priors.index(t_h)
-        idx = self._draw(k, n, None)
-        self.last_draw = (torch.full((n,), k, dtype=torch.long), idx.cpu())
-        return self.pools[k][idx], t_h
-
     def forward(self, num_samples: int = 1, context: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         u = torch.rand(num_samples, self.n_moving, self.box.shape[0], dtype=self.box.dtype,
@@ -77,12 +73,18 @@ class BoltzmannPriorBase(nf.distributions.BaseDistribution):
         energy: callable mapping relative coordinates (B, M, d) float64 tensor -> (B,) potential
             energies (epsilon) as a float64 tensor (used by ``log_prob``).
         pool_energies: optional energies matching ``pools`` (same structure; else computed).
+        log_volume: log V = sum_k log L_k of the box (0 leaves log q0 relative to Z_h^rel instead of Z_h).
     """
 
     def __init__(self, pools: dict[float, torch.Tensor] | torch.Tensor, T_prior: float | None,
                  energy: Callable[[torch.Tensor], torch.Tensor],
-                 pool_energies: dict[float, torch.Tensor] | torch.Tensor | None = None) -> None:
+                 pool_energies: dict[float, torch.Tensor] | torch.Tensor | None = None,
+                 log_volume: float = 0.0) -> None:
         super().__init__()
+        self.log_volume = float(log_volume)
+        #: draw with replacement (independent draws of the pool's empirical law): independence MH needs
+        #: proposals that do not depend on the past; set by flow-MCMC for its proposals
+        self.with_replacement = False
         if not isinstance(pools, dict):
             if T_prior is None:
                 raise InputError("a single prior pool needs its temperature T_prior")
@@ -126,8 +128,11 @@ class BoltzmannPriorBase(nf.distributions.BaseDistribution):
         self._cursor = list(state["cursor"])
 
     def _draw(self, j: int, k: int, generator: torch.Generator | None) -> torch.Tensor:
-        """k indices into pool j, without replacement within a pass over the pool."""
+        """k indices into pool j, without replacement within a pass over the pool (or, with
+        ``with_replacement``, independent uniform indices)."""
         p = self.pools[j].shape[0]
+        if self.with_replacement:
+            return torch.randint(0, p, (k,), generator=generator)
         out = []
         while k > 0:
             if self._order[j] is None or self._cursor[j] >= p:
@@ -180,11 +185,11 @@ class BoltzmannPriorBase(nf.distributions.BaseDistribution):
             rows = torch.nonzero(k == j).reshape(-1)
             idx = self._draw(j, rows.numel(), generator)
             z[rows] = self.pools[j][idx]
-            lq[rows] = -self.pool_energies[j][idx] / self.T_priors[j]
+            lq[rows] = -self.pool_energies[j][idx] / self.T_priors[j] + self.log_volume
             drawn[rows.cpu()] = idx.cpu()
         self.last_draw = (k.cpu(), drawn)  # (pool, index in the pool) of each sample of this call
         return z, lq
 
     def log_prob(self, z: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         th = torch.as_tensor(self.T_priors, dtype=torch.float64, device=z.device)
-        return -self.energy(z) / th[self.pool_index(context, z.shape[0]).to(z.device)]
+        return -self.energy(z) / th[self.pool_index(context, z.shape[0]).to(z.device)] + self.log_volume

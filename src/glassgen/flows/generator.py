@@ -245,4 +245,4 @@ def _prior_base(system: FlowSystem, pool: np.ndarray | dict[float, np.ndarray], 
     def energy(r: torch.Tensor) -> torch.Tensor:  # differentiable (forward-KL training through the base)
         return u.energy(to_full(r, torch.zeros(r.shape[0], system.dim, dtype=torch.float64), box))
 
-    return BoltzmannPriorBase(rel, None, energy)
+    return BoltzmannPriorBase(rel, None, energy, log_volume=float(np.log(system.box_array()).sum()))

@@ -36,8 +36,14 @@ __all__ = ["fold", "CircularShift", "AxisSplineCoupling", "EquivariantConditione
 
 
 def fold(r: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
-    """Fold coordinates into the centred box [-L/2, L/2) (componentwise, any leading shape)."""
-    return r - box * torch.floor(r / box + 0.5)
+    """Fold coordinates into the centred box [-L/2, L/2) (componentwise, any leading shape).
+
+    Round-off of ``r / box + 0.5`` can leave a value one ulp outside (e.g. just below L/2 folds to
+    -L/2 - 1 ulp, outside the splines' range): such values are mapped onto the interval's end points."""
+    half = 0.5 * box
+    out = r - box * torch.floor(r / box + 0.5)
+    out = torch.where(out < -half, -half.expand_as(out), out)
+    return torch.where(out >= half, -half.expand_as(out), out)
 
 
 class CircularShift(nf.flows.Flow):

@@ -14,8 +14,12 @@ and particle labels). One iteration is
    (:class:`glassgen.dynamics.mc.MonteCarlo`, one per chain), after which log q of the current states
    is recomputed with ``proposal.log_prob`` (batched over chains) before the next IMH step.
 
-Both steps leave p invariant, so their composition does. ``local_sweeps=0`` gives pure IMH and
-``proposal=None`` pure local MC (the baseline), through the same code path.
+Both steps leave p invariant, so their composition does. With a pool-based proposal (a Boltzmann-prior
+flow) "q" is the pushed-forward empirical law of the pool, drawn with replacement so proposals are
+independent of the past: the chain is then consistent as the pool grows, and the pool's own importance-
+sampling error adds to the chain's (``glassgen sample`` adds it in quadrature, an upper bound).
+``local_sweeps=0`` gives pure IMH and ``proposal=None`` pure local MC (the baseline), through the same code
+path.
 
 Diagnostics: IMH and local acceptances, the integrated autocorrelation time of U per chain and pooled,
 and the decay of the self-overlap Q(t) with a = 0.3 sigma_AA and its time tau_Q
@@ -238,8 +242,19 @@ class FlowMCMC:
 
     def _sample(self) -> tuple[np.ndarray, np.ndarray]:
         assert self.proposal is not None
-        with torch.no_grad():
-            x, lq = self.proposal.sample(self.n_chains, self.T)
+        # a pool base (Boltzmann prior) draws with replacement here: without replacement the next proposal
+        # would depend on the past ones and the chain would over-weight high-weight states by O(1 / pool)
+        base = getattr(getattr(self.proposal, "flow", None), "q0", None)
+        pooled = hasattr(base, "with_replacement")
+        before = base.with_replacement if pooled else None
+        try:
+            if pooled:
+                base.with_replacement = True
+            with torch.no_grad():
+                x, lq = self.proposal.sample(self.n_chains, self.T)
+        finally:
+            if pooled:
+                base.with_replacement = before
         self._device = x.device
         xs = x.detach().cpu().double().numpy()
         lqs = lq.detach().cpu().double().numpy()
