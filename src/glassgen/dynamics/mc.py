@@ -174,14 +174,19 @@ class MonteCarlo:
                 "swap": float(s[3] / s[2]) if s[2] else float("nan")}
 
     def tune_delta(self, target: float = 0.4, sweeps: int = 20, rounds: int = 10) -> None:
-        """Adapt delta towards a displacement acceptance ``target`` (use during equilibration only)."""
+        """Adapt delta towards a displacement acceptance ``target`` (use during equilibration only).
+
+        delta is capped at L_min / 8, so that a particle's net move within one sweep stays far below L/2
+        (trajectories are unwrapped once per sweep). The acceptance counters restart afterwards: the
+        reported acceptance is that of the fixed-delta chain."""
         for _ in range(rounds):
             before = self.stats.copy()
             self.sweep(sweeps)
             tried = self.stats[0] - before[0]
             acc = (self.stats[1] - before[1]) / tried if tried else target
             self.delta *= float(np.clip(acc / target, 0.5, 2.0))
-            self.delta = np.minimum(self.delta, 0.5 * float(self.box.min()))
+            self.delta = np.minimum(self.delta, 0.125 * float(self.box.min()))
+        self.stats[:] = 0
 
     def configuration(self) -> Configuration:
         """Current state (wrapped positions; species may have been swapped)."""

@@ -112,8 +112,9 @@ class MDSimulation:
         self.positions = conf.positions.copy()
         if conf.velocities is None or init_velocities:
             self.velocities = maxwell_boltzmann(self.masses, d, self.T, self.rng)  # type: ignore[arg-type]
-        else:
+        else:  # the centre of mass is put at rest: N_f = dN - d assumes zero total momentum
             self.velocities = conf.velocities.copy()
+            self.velocities -= np.sum(self.masses[:, None] * self.velocities, axis=0) / float(np.sum(self.masses))
         self.forces = np.empty((n, d))
         self.step_count = 0
         if tau is None:
