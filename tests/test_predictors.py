@@ -742,7 +742,7 @@ def test_cache_key_follows_content_not_file_stamp(tmp_path):
     entry; the same content gives the same key wherever the file lies."""
     from types import SimpleNamespace
 
-    from glassgen.predictors.data import _file_key
+    from glassgen.predictors.data import sample_cache_key
 
     rng = np.random.default_rng(0)
     pos, sp, box = rng.random((10, 3)), np.zeros(10, np.int32), np.ones(3)
@@ -751,5 +751,5 @@ def test_cache_key_follows_content_not_file_stamp(tmp_path):
     a = SimpleNamespace(path=tmp_path / "a" / "s.npz", positions=pos, species=sp, box=box)
     b = SimpleNamespace(path=tmp_path / "b" / "s.npz", positions=other, species=sp, box=box)
     c = SimpleNamespace(path=tmp_path / "c" / "s.npz", positions=pos.copy(), species=sp, box=box)
-    assert _file_key(a) != _file_key(b)
-    assert _file_key(a) == _file_key(c)
+    assert sample_cache_key(a) != sample_cache_key(b)
+    assert sample_cache_key(a) == sample_cache_key(c)

@@ -51,9 +51,9 @@ def inherent_positions(sample: GlassBenchSample, cache_dir: Path | None = None) 
     """(N, d) inherent-state positions: from the file, else FIRE (cached in ``cache_dir`` when given)."""
     if sample.inherent is not None:
         return sample.inherent
-    from glassgen.predictors.data import _file_key
+    from glassgen.predictors.data import sample_cache_key
 
-    key = f"inherent_{_file_key(sample)}_{_model_name(sample)}.npz"  # content and model, not the file name
+    key = f"inherent_{sample_cache_key(sample)}_{_model_name(sample)}.npz"  # content and model, not the file name
     cached = None if cache_dir is None else Path(cache_dir) / key
     if cached is not None and cached.is_file():
         with np.load(cached) as z:

@@ -23,7 +23,7 @@ from glassgen.predictors.descriptors import DescriptorSettings, compute_descript
 from glassgen.provenance import atomic_path
 from glassgen.systems.glassbench import GlassBenchSample
 
-__all__ = ["cache_dir", "inherent_positions", "sample_features", "target", "Frame", "frames"]
+__all__ = ["cache_dir", "sample_cache_key", "inherent_positions", "sample_features", "target", "Frame", "frames"]
 
 
 def cache_dir() -> Path:
@@ -36,7 +36,7 @@ def cache_dir() -> Path:
     return repo_root() / "runs" / "predictors" / "cache"
 
 
-def _file_key(sample: GlassBenchSample) -> str:
+def sample_cache_key(sample: GlassBenchSample) -> str:
     """Cache key of a sample: its file's stem and a hash of its content (positions, species, box), so two
     files with the same name, size and time, or a file rewritten in place, never share an entry."""
     h = hashlib.sha1()
@@ -58,7 +58,7 @@ def inherent_positions(sample: GlassBenchSample, model: str, ftol: float = 1e-6,
     if sample.inherent is not None and _sample_model(sample) == model:
         return sample.inherent
     cache = cache or cache_dir()
-    f = cache / "inherent" / f"{_file_key(sample)}-{model}-{ftol:g}.npy"
+    f = cache / "inherent" / f"{sample_cache_key(sample)}-{model}-{ftol:g}.npy"
     if f.is_file():
         return np.load(f)
     from glassgen.dynamics.minimize import fire_minimize
@@ -80,7 +80,7 @@ def sample_features(sample: GlassBenchSample, settings: DescriptorSettings,
     """(N, F) descriptors of a sample (on its inherent state if ``settings.inherent``), cached."""
     cache = cache or cache_dir()
     h = hashlib.sha1(json.dumps(settings.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
-    f = cache / "features" / f"{_file_key(sample)}-{h}.npy"
+    f = cache / "features" / f"{sample_cache_key(sample)}-{h}.npy"
     if f.is_file():
         return np.load(f)
     x = inherent_positions(sample, settings.model, settings.ftol, cache) if settings.inherent else sample.positions
