@@ -24,7 +24,7 @@ import torch
 from glassgen.dynamics.batch import model_energy
 from glassgen.errors import InputError
 from glassgen.flows.base import BoltzmannPriorBase
-from glassgen.flows.energy import NumbaPairEnergy
+from glassgen.flows.energy import Energy, NumbaPairEnergy, TorchPairEnergy
 from glassgen.flows.model import (
     FlowArchitecture,
     FlowSystem,
@@ -161,10 +161,16 @@ class BoltzmannGenerator:
         lw[~np.isfinite(e)] = -np.inf
         return lw
 
-    def training_energy(self, soft_core: float) -> NumbaPairEnergy:
-        """Differentiable U (epsilon) of full configurations with a soft core (for reverse-KL training)."""
-        return NumbaPairEnergy(self.system.interaction, self.system.species_array(), self.system.box_array(),
-                               soft_core=soft_core)
+    def training_energy(self, soft_core: float, device: str | torch.device = "cpu") -> Energy:
+        """Differentiable U (epsilon) of full configurations with a soft core (for reverse-KL training).
+
+        On the CPU the Numba engine (:class:`NumbaPairEnergy`); on a CUDA device the same potential in torch
+        (:class:`TorchPairEnergy`, tested equal to the Numba one), so that the energy and its gradient are
+        computed where the flow lives, without a round trip through host memory."""
+        args = (self.system.interaction, self.system.species_array(), self.system.box_array())
+        if torch.device(device).type == "cuda":
+            return TorchPairEnergy(*args, soft_core=soft_core).to(device)
+        return NumbaPairEnergy(*args, soft_core=soft_core)
 
     # ------------------------------------------------------------------ checkpoints
     def state(self, **extra: Any) -> dict[str, Any]:

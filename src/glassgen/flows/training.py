@@ -30,6 +30,7 @@ import torch
 from glassgen.config_values import check_types, type_hints
 from glassgen.errors import InputError
 from glassgen.flows.base import BoltzmannPriorBase
+from glassgen.flows.energy import Energy
 from glassgen.flows.generator import BoltzmannGenerator
 from glassgen.flows.model import FlowArchitecture, beta_context, to_full, to_relative
 from glassgen.flows.reference_data import SOURCES, Segment, per_temperature, reference_data
@@ -268,6 +269,33 @@ def _sample_temperatures(rng: np.random.Generator, ladder: tuple[float, ...], ru
     return t
 
 
+def reverse_kl_loss(flow: torch.nn.Module, energy: Energy, beta: torch.Tensor, context: torch.Tensor,
+                    box: torch.Tensor) -> torch.Tensor:
+    """Reverse-KL training loss on one batch drawn from the flow, up to the constant log Z:
+
+        L = mean_b [ beta_b U(x_b) + log q(x_b) ],  x_b = f(z_b), z_b ~ q0,  log q = log q0(z) - log|det J|.
+
+    Args:
+        flow: the :class:`~glassgen.flows.model.ParticleFlow` (on its training device).
+        energy: differentiable U (epsilon) of full configurations, evaluated on ``box``'s device (the CPU for
+            the Numba engine, the flow's CUDA device for the torch one).
+        beta: (B,) float64 inverse temperatures 1/T, on the flow's device.
+        context: (B, c) the flow's temperature context, on the flow's device.
+        box: (d,) box lengths on the energy's device.
+
+    Returns:
+        the scalar float64 loss on the flow's device (differentiable in the flow's parameters).
+    """
+    dev = beta.device
+    n = beta.shape[0]
+    z, lq0 = flow.q0(n, context=context.cpu())
+    r, ld = flow.forward_and_log_det(z.to(dev), context)
+    log_q = lq0.to(dev) - ld
+    x = to_full(r.to(box.device), torch.zeros(n, box.shape[0], dtype=torch.float64, device=box.device), box)
+    u = energy.energy(x).to(dev)
+    return torch.mean(beta * u + log_q)
+
+
 def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resume: bool = True,
                device: str = "cpu", progress: bool = True, log_every: int = 25,
                max_steps: int | None = None, workers: int = 1) -> BoltzmannGenerator:
@@ -277,7 +305,8 @@ def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resum
         cfg: the :class:`TrainingConfig`.
         checkpoint: output path (``.pt``); intermediate checkpoints overwrite it atomically.
         resume: continue from an existing checkpoint at that path (same config required).
-        device: torch device (``cpu`` or ``cuda``); energies are always evaluated on the CPU.
+        device: torch device (``cpu`` or ``cuda``); on CUDA the training energy is evaluated there too
+            (:meth:`BoltzmannGenerator.training_energy`), exact energies and validation on the CPU.
         progress: draw a progress bar.
         log_every: steps between history records.
         max_steps: stop (with a checkpoint) after this many steps of this call, e.g. to split a long
@@ -337,7 +366,8 @@ def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resum
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise InputError(f"cannot resume from {ck_path}: malformed checkpoint ({type(exc).__name__}); "
                              "use a new --out or --no-resume") from None
-    energy = gen.training_energy(cfg.soft_core)
+    energy = gen.training_energy(cfg.soft_core, dev)
+    box_e = gen.box.to(dev if dev.type == "cuda" else "cpu")  # on the training energy's device
     data_rel = {T: to_relative(torch.as_tensor(x), gen.box).to(dev) for T, x in data.items()}
     w_fwd = {"reverse": 0.0, "forward": 1.0, "mixture": cfg.forward_weight}[cfg.objective]
 
@@ -387,12 +417,7 @@ def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resum
             loss = torch.zeros((), dtype=torch.float64, device=dev)
             lr_val = lf_val = float("nan")
             if w_fwd < 1.0:
-                z, lq0 = flow.q0(cfg.batch, context=ctx.cpu())
-                r, ld = flow.forward_and_log_det(z.to(dev), ctx)
-                log_q = lq0.to(dev) - ld
-                x = to_full(r.cpu(), torch.zeros(cfg.batch, gen.system.dim, dtype=torch.float64), gen.box)
-                u = energy.energy(x).to(dev)
-                lr_t = torch.mean(beta * u + log_q)
+                lr_t = reverse_kl_loss(flow, energy, beta, ctx, box_e)
                 loss = loss + (1.0 - w_fwd) * lr_t
                 lr_val = float(lr_t.detach())
             if w_fwd > 0.0:
