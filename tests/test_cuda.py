@@ -14,28 +14,14 @@ from glassgen.flows.generator import BoltzmannGenerator
 from glassgen.flows.model import FlowArchitecture, FlowSystem, ParticleFlow, beta_context, to_relative
 from glassgen.flows.training import TrainingConfig, train_flow
 from glassgen.systems.configuration import random_configuration
+from test_flows import SMALL, _randomise
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-
-ARCH = FlowArchitecture(n_blocks=2, width=16, n_layers=1, ff_width=32, n_bins=8)
-
-
-def _randomised(flow: ParticleFlow, seed: int = 0, std: float = 0.05) -> ParticleFlow:
-    """Random conditioner heads and shifts, so the flow is far from the identity."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in flow.modules():
-            if hasattr(m, "head"):
-                m.head.weight.copy_(torch.randn(m.head.weight.shape, generator=g, dtype=torch.float64) * std)
-                m.head.bias.copy_(torch.randn(m.head.bias.shape, generator=g, dtype=torch.float64) * std)
-            if hasattr(m, "shift"):
-                m.shift.copy_(torch.rand(m.shift.shape, generator=g, dtype=torch.float64))
-    return flow
 
 
 @pytest.mark.parametrize("model,n", [("ka3d", 32), ("ka2d", 43)])
 def test_flow_log_density_and_map_match_cpu(model, n):
-    flow = _randomised(ParticleFlow(FlowSystem.create(model, n), ARCH))
+    flow = _randomise(ParticleFlow(FlowSystem.create(model, n), SMALL), std=0.05)
     r = (torch.rand(16, n - 1, flow.system.dim, dtype=torch.float64) - 0.5) * flow.box
     ctx = beta_context(torch.linspace(0.4, 0.6, 16, dtype=torch.float64))
     y_cpu, ld_cpu = flow.forward_and_log_det(r, ctx)
