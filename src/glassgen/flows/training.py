@@ -269,6 +269,30 @@ def _sample_temperatures(rng: np.random.Generator, ladder: tuple[float, ...], ru
     return t
 
 
+def draw_from_flow(flow: torch.nn.Module, context: torch.Tensor, box: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw B = len(context) configurations x = f(z), z ~ q0, with the pinned particle at the origin.
+
+    Works with the flow on the CPU or on a CUDA device (the base draws on the CPU, the map where the flow is).
+
+    Args:
+        flow: the :class:`~glassgen.flows.model.ParticleFlow`.
+        context: (B, c) the flow's temperature context, on the flow's device.
+        box: (d,) box lengths, on the device where ``x`` is wanted (the energy's).
+
+    Returns:
+        x: (B, N, d) float64 positions in [0, L) on ``box``'s device.
+        log_q: (B,) float64 log q_r of the relative coordinates, on the flow's device (differentiable; add
+            ``flow.log_pinned`` for the density of full configurations with a uniformly placed particle 0).
+    """
+    dev = context.device
+    n = context.shape[0]
+    z, lq0 = flow.q0(n, context=context.cpu())
+    r, ld = flow.forward_and_log_det(z.to(dev), context)
+    x = to_full(r.to(box.device), torch.zeros(n, box.shape[0], dtype=torch.float64, device=box.device), box)
+    return x, lq0.to(dev) - ld
+
+
 def reverse_kl_loss(flow: torch.nn.Module, energy: Energy, beta: torch.Tensor, context: torch.Tensor,
                     box: torch.Tensor) -> torch.Tensor:
     """Reverse-KL training loss on one batch drawn from the flow, up to the constant log Z:
@@ -286,14 +310,8 @@ def reverse_kl_loss(flow: torch.nn.Module, energy: Energy, beta: torch.Tensor, c
     Returns:
         the scalar float64 loss on the flow's device (differentiable in the flow's parameters).
     """
-    dev = beta.device
-    n = beta.shape[0]
-    z, lq0 = flow.q0(n, context=context.cpu())
-    r, ld = flow.forward_and_log_det(z.to(dev), context)
-    log_q = lq0.to(dev) - ld
-    x = to_full(r.to(box.device), torch.zeros(n, box.shape[0], dtype=torch.float64, device=box.device), box)
-    u = energy.energy(x).to(dev)
-    return torch.mean(beta * u + log_q)
+    x, log_q = draw_from_flow(flow, context, box)
+    return torch.mean(beta * energy.energy(x).to(beta.device) + log_q)
 
 
 def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resume: bool = True,
