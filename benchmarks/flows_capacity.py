@@ -36,10 +36,17 @@ T_POOL = 0.6
 SOFT_CORE = 0.8
 
 
+def use_pool(gen: BoltzmannGenerator, pool: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """Make ``pool`` = (relative configurations (P, N-1, d), their energies (P,)) the base's 0.6 pool."""
+    gen.flow.q0.set_pools({T_POOL: pool[0]}, {T_POOL: pool[1]})
+
+
 @torch.no_grad()
-def ess_fractions(gen: BoltzmannGenerator, dev: torch.device, n: int, batch: int = 1024) -> dict[float, float]:
-    """Kish ESS/n at each target T of ``n`` flow draws, weights on the exact (Numba) energy."""
+def ess_fractions(gen: BoltzmannGenerator, dev: torch.device, n: int, pool: tuple[torch.Tensor, torch.Tensor],
+                  batch: int = 1024) -> dict[float, float]:
+    """Kish ESS/n at each target T of ``n`` flow draws from ``pool``, weights on the exact (Numba) energy."""
     flow = gen.flow
+    use_pool(gen, pool)
     out = {}
     for T in TARGETS:
         lws = []
@@ -62,6 +69,9 @@ def main() -> None:
     ap.add_argument("--validate-samples", type=int, default=4096)
     ap.add_argument("--small", action="store_true", help="the shipped architecture (2 blocks, width 32)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--train-pool", type=int, default=0,
+                    help="train on the first K pool configurations only and validate on them and on the others "
+                         "(0: train and validate on the whole pool)")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
@@ -83,9 +93,21 @@ def main() -> None:
     beta = torch.as_tensor(1.0 / temps, dtype=torch.float64, device=dev)
     ctx = beta_context(torch.as_tensor(temps)).to(dev)
 
-    identity = ess_fractions(gen, dev, args.validate_samples)
-    print(f"parameters {n_params}; identity ESS/n {identity}", flush=True)
-    curve = [{"step": 0, "seconds": 0.0, "ess": identity, "loss": None}]
+    q0 = gen.flow.q0
+    whole = (q0.pools[0], q0.pool_energies[0])
+    k = args.train_pool or whole[0].shape[0]
+    train_pool = (whole[0][:k], whole[1][:k])
+    held_out = (whole[0][k:], whole[1][k:]) if k < whole[0].shape[0] else None
+
+    def validate() -> tuple[dict[float, float], dict[float, float] | None]:
+        ess = ess_fractions(gen, dev, args.validate_samples, train_pool)
+        ess_held = ess_fractions(gen, dev, args.validate_samples, held_out) if held_out is not None else None
+        use_pool(gen, train_pool)
+        return ess, ess_held
+
+    identity, identity_held = validate()
+    print(f"parameters {n_params}; identity ESS/n {identity}, held-out pool {identity_held}", flush=True)
+    curve = [{"step": 0, "seconds": 0.0, "ess": identity, "ess_held_out": identity_held, "loss": None}]
     best = {"step": 0, "ess": identity}
     step, skipped, t_train, losses = 0, 0, 0.0, []
     while t_train < args.seconds:
@@ -106,8 +128,9 @@ def main() -> None:
         step += 1
         losses.append(float(loss.detach()) if ok else float("nan"))
         if step % args.validate_every == 0 or t_train >= args.seconds:
-            ess = ess_fractions(gen, dev, args.validate_samples)
-            curve.append({"step": step, "seconds": t_train, "ess": ess, "loss": float(np.nanmean(losses[-50:]))})
+            ess, ess_held = validate()
+            curve.append({"step": step, "seconds": t_train, "ess": ess, "ess_held_out": ess_held,
+                          "loss": float(np.nanmean(losses[-50:]))})
             print(curve[-1], flush=True)
             if np.sqrt(ess[0.45] * ess[0.5]) > np.sqrt(best["ess"][0.45] * best["ess"][0.5]):
                 best = {"step": step, "ess": ess}
@@ -116,8 +139,9 @@ def main() -> None:
                "device": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu",
                "batch": args.batch, "lr": args.lr, "soft_core": SOFT_CORE, "train_seconds": t_train,
                "steps": step, "skipped": skipped, "identity_ess": identity, "best": best, "curve": curve,
-               "validate_samples": args.validate_samples}
-    name = "flows_capacity_small" if args.small else "flows_capacity"
+               "validate_samples": args.validate_samples, "train_pool": k,
+               "identity_ess_held_out": identity_held}
+    name = ("flows_capacity_small" if args.small else "flows_capacity") + (f"_pool{k}" if held_out is not None else "")
     print("best", best, "\nsaved", save(name, payload))
 
 
