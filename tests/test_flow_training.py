@@ -64,6 +64,15 @@ def test_reference_data_with_other_settings_is_refused(tmp_path):
         train_flow(other, tmp_path / "a.pt", progress=False, max_steps=1)
 
 
+def test_pool_holdout_needs_a_boltzmann_base_and_spare_chains():
+    with pytest.raises(InputError, match="Boltzmann-prior base"):
+        TrainingConfig(pool_holdout_chains=1, **TINY)
+    boltz = FlowArchitecture(base="boltzmann", T_priors=(2.0,))
+    with pytest.raises(InputError, match=r"\[1, 1\]"):
+        TrainingConfig(pool_holdout_chains=2, **{**TINY, "architecture": boltz})
+    assert TrainingConfig(pool_holdout_chains=1, **{**TINY, "architecture": boltz}).pool_holdout_chains == 1
+
+
 def test_config_validation():
     with pytest.raises(InputError, match="objective"):
         TrainingConfig(objective="adversarial")
@@ -197,13 +206,16 @@ def test_init_from_starts_from_another_checkpoint(tmp_path):
         train_flow(other, tmp_path / "c.pt", progress=False, max_steps=0)
 
 
-def test_validation_keeps_the_best_flow_and_resumes(tmp_path):
+@pytest.mark.parametrize("held_out", [0, 1], ids=["whole-pool", "held-out-chain"])
+def test_validation_keeps_the_best_flow_and_resumes(tmp_path, held_out):
     """validate_every: Kish ESS/n at every ladder temperature before training and every k steps; the run
     ends with the flow of the best score (geometric mean), resumes with the same result, and a Boltzmann-
-    prior ladder trains from MD pools (data_source = "md")."""
+    prior ladder trains from MD pools (data_source = "md"). With ``pool_holdout_chains`` the checkpoint's
+    pools are exactly the held-out chains of the reference data, disjoint from what the flow trained on."""
     arch = FlowArchitecture(n_blocks=1, width=16, n_layers=1, ff_width=16, n_bins=8, base="boltzmann",
                             T_priors=(2.0, 1.2))
     cfg = TrainingConfig(objective="reverse", validate_every=4, validate_samples=64, data_source="md",
+                         pool_holdout_chains=held_out,
                          **{**TINY, "T_ladder": (1.2, 1.0), "data_equilibration": 200, "data_every": 20,
                             "architecture": arch})
     gen = train_flow(cfg, tmp_path / "v.pt", progress=False, log_every=1)  # 1: resumed loss averages comparable
@@ -225,6 +237,17 @@ def test_validation_keeps_the_best_flow_and_resumes(tmp_path):
     for (k, a), b in zip(gen.flow.state_dict().items(), resumed.flow.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
     assert repr(resumed.training["history"]) == repr(gen.training["history"])  # bitwise equal (nan-safe)
+    data = np.load(tmp_path / "v.data.npz")
+    per_chain = TINY["data_per_T"] // TINY["data_chains"]
+    for t, pool in ck["prior_pool"].items():
+        chains = [data[f"seg:{t!r}:{c}"] for c in range(TINY["data_chains"])]
+        kept = np.concatenate(chains[TINY["data_chains"] - held_out:] if held_out else chains)
+        assert pool.shape[0] == (held_out or TINY["data_chains"]) * per_chain
+        np.testing.assert_allclose(np.mod(pool - pool[:, :1], gen.box.numpy()),  # same configurations,
+                                   np.mod(kept - kept[:, :1], gen.box.numpy()), atol=1e-9)  # up to translation
+    if held_out:  # the stored pool is one chain: one chain label for all of it
+        labels = resumed.pool_chains(torch.zeros(per_chain, dtype=torch.long), torch.arange(per_chain))
+        assert set(labels.tolist()) == {0}
 
 
 def test_shipped_default_generator_samples_T04_from_the_045_pool(tmp_path):

@@ -121,16 +121,21 @@ class BoltzmannGenerator:
     def pool_chains(self, pool: torch.Tensor, index: torch.Tensor) -> np.ndarray | None:
         """(n,) label of the MD/MC chain that produced each drawn pool configuration, or None when unknown.
 
-        A pool of P configurations made by ``data_chains`` chains (training config) is stored chain after
-        chain, ceil(P / chains) per chain (:func:`glassgen.flows.reference_data.reference_data`); labels are
-        unique across pools. Used for chain-aware importance-sampling errors (configurations of one chain
-        are correlated; see :func:`glassgen.flows.weights.reweighted_mean`)."""
-        chains = int((self.training or {}).get("config", {}).get("data_chains", 0) or 0)
+        A pool of P = ``data_per_T`` configurations made by ``data_chains`` chains (training config) is stored
+        chain after chain, ceil(P / chains) per chain (:func:`glassgen.flows.reference_data.reference_data`);
+        a pool of held-out chains (``pool_holdout_chains``) starts at a chain boundary, so the same chain
+        length labels it. Labels are unique across pools. Used for chain-aware importance-sampling errors
+        (configurations of one chain are correlated; see :func:`glassgen.flows.weights.reweighted_mean`)."""
+        cfg = (self.training or {}).get("config", {})
+        chains = int(cfg.get("data_chains", 0) or 0)
         base = self.flow.q0
         if chains < 2 or not isinstance(base, BoltzmannPriorBase):
             return None
-        sizes = torch.as_tensor([p.shape[0] for p in base.pools])
-        per_chain = torch.div(sizes[pool] + chains - 1, chains, rounding_mode="floor")
+        if cfg.get("data_per_T"):
+            per_chain = torch.full_like(pool, -(-int(cfg["data_per_T"]) // chains))
+        else:
+            sizes = torch.as_tensor([p.shape[0] for p in base.pools])
+            per_chain = torch.div(sizes[pool] + chains - 1, chains, rounding_mode="floor")
         return (pool * chains + torch.div(index, per_chain, rounding_mode="floor")).numpy()
 
     @torch.no_grad()

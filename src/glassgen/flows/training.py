@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -79,6 +81,13 @@ class TrainingConfig:
         data_swap_fraction: ``mc`` source only: the share of trial moves that are species swaps (uniform
             swap MC, for mixtures such as KA2D where swaps relax the system; configurations are stored in
             the canonical species order).
+        pool_holdout_chains: Boltzmann-prior base only: the last K of the ``data_chains`` chains of every
+            prior pool are kept out of training. Validation draws from them, and the checkpoint keeps only
+            them as its pools, so the flow is independent of the configurations it later maps and its
+            importance weights are exact. With 0 the flow is trained on the pool it samples from and is
+            judged on its training data: a flow that fits the pool's own configurations looks better than it
+            is (``benchmarks/flows_capacity.py``; README). 0 in the shipped configs (their flows are the
+            identity or 100 small steps from it).
         architecture: :class:`FlowArchitecture`.
     """
 
@@ -107,6 +116,7 @@ class TrainingConfig:
     data_dt: float = 0.005
     data_anneal: bool = False
     data_swap_fraction: float = 0.0
+    pool_holdout_chains: int = 0
     architecture: FlowArchitecture = field(default_factory=FlowArchitecture)
 
     def __post_init__(self) -> None:
@@ -135,6 +145,12 @@ class TrainingConfig:
             raise InputError("data swap_fraction must be in [0, 1]")
         if self.data_swap_fraction > 0 and self.data_source != "mc":
             raise InputError(f"data swap_fraction needs source = \"mc\" (swaps are MC moves), not {self.data_source!r}")
+        if self.pool_holdout_chains:
+            if self.architecture.base != "boltzmann":
+                raise InputError("pool_holdout_chains needs a Boltzmann-prior base (architecture base = \"boltzmann\")")
+            if not 0 < self.pool_holdout_chains < self.data_chains:
+                raise InputError(f"pool_holdout_chains must be in [1, data chains - 1] = [1, {self.data_chains - 1}], "
+                                 f"got {self.pool_holdout_chains}")
         if self.needs_data:
             equil = per_temperature(self.data_equilibration, self.data_temperatures, "equilibration")
             every = per_temperature(self.data_every, self.data_temperatures, "every")
@@ -252,6 +268,35 @@ def _load_or_make_data(cfg: TrainingConfig, checkpoint: Path, progress: bool,
 
 
 # ----------------------------------------------------------------------------- training loop
+def split_pools(pools: dict[float, np.ndarray], chains: int, held_chains: int
+                ) -> tuple[dict[float, np.ndarray], dict[float, np.ndarray]]:
+    """Split every prior pool (P, N, d), stored chain after chain with ceil(P / chains) configurations per
+    chain (:func:`glassgen.flows.reference_data.reference_data`), into the first ``chains - held_chains``
+    chains (training) and the last ``held_chains`` (held out)."""
+    train, held = {}, {}
+    for t, p in pools.items():
+        cut = (chains - held_chains) * math.ceil(p.shape[0] / chains)
+        if not 0 < cut < p.shape[0]:
+            raise InputError(f"the prior pool at T={t} ({p.shape[0]} configurations, {chains} chains) cannot hold "
+                             f"out {held_chains} chains")
+        train[t], held[t] = p[:cut], p[cut:]
+    return train, held
+
+
+@contextmanager
+def _base_swapped(flow: torch.nn.Module, base: torch.nn.Module | None) -> Iterator[None]:
+    """Temporarily give ``flow`` another base distribution (no-op for None)."""
+    if base is None:
+        yield
+        return
+    saved = flow.q0
+    flow.q0 = base
+    try:
+        yield
+    finally:
+        flow.q0 = saved
+
+
 def _same_config(saved: dict[str, Any] | None, cfg: TrainingConfig) -> bool:
     """A checkpoint's config equals ``cfg`` (options added to glassgen since then must be at their defaults)."""
     if saved is None:
@@ -348,7 +393,14 @@ def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resum
     data = _load_or_make_data(cfg, ck_path, progress, workers) if cfg.needs_data else {}
     prior_pool = ({t: data[t] for t in cfg.architecture.prior_temperatures}
                   if cfg.architecture.base == "boltzmann" else None)
+    held_pool = None
+    if prior_pool is not None and cfg.pool_holdout_chains:
+        prior_pool, held_pool = split_pools(prior_pool, cfg.data_chains, cfg.pool_holdout_chains)
     gen = BoltzmannGenerator.create(cfg.model, cfg.N, cfg.architecture, cfg.density, prior_pool=prior_pool)
+    # the held-out chains: a base of their own, used for validation and stored as the checkpoint's pools
+    held_base = (None if held_pool is None else
+                 BoltzmannGenerator.create(cfg.model, cfg.N, cfg.architecture, cfg.density,
+                                           prior_pool=held_pool).flow.q0)
     if cfg.init_from and not (resume and ck_path.is_file()):
         init = BoltzmannGenerator.load(cfg.init_from)
         if init.system != gen.system or init.flow.arch != gen.flow.arch:
@@ -379,6 +431,8 @@ def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resum
             best = ck.get("best")
             if ck.get("prior_draws") is not None and isinstance(flow.q0, BoltzmannPriorBase):
                 flow.q0.set_draw_state(ck["prior_draws"])
+            if ck.get("held_out_draws") is not None and held_base is not None:
+                held_base.set_draw_state(ck["held_out_draws"])
             torch.set_rng_state(ck["torch_rng"])
             rng.bit_generator.state = ck["numpy_rng"]
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
@@ -397,16 +451,17 @@ def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resum
         gen.provenance = provenance(model=cfg.model, N=cfg.N, seed=cfg.seed, T_ladder=list(cfg.T_ladder))
         flow.to("cpu")
         draws = flow.q0.draw_state() if isinstance(flow.q0, BoltzmannPriorBase) else None
-        gen.save(ck_path, optimizer=opt.state_dict(), scheduler=sched.state_dict(), step=step, best=best,
-                 prior_draws=draws,
-                 torch_rng=torch.get_rng_state(), numpy_rng=rng.bit_generator.state)
+        with _base_swapped(flow, held_base):  # the checkpoint keeps the held-out pools (if any) to sample from
+            gen.save(ck_path, optimizer=opt.state_dict(), scheduler=sched.state_dict(), step=step, best=best,
+                     prior_draws=draws, held_out_draws=None if held_base is None else held_base.draw_state(),
+                     torch_rng=torch.get_rng_state(), numpy_rng=rng.bit_generator.state)
         flow.to(dev)
 
     def validate() -> None:
         nonlocal best
         flow.to("cpu")
         extrapolate, gen.allow_extrapolation = gen.allow_extrapolation, True
-        with torch.no_grad():
+        with torch.no_grad(), _base_swapped(flow, held_base):
             ess = {}
             for T in cfg.T_ladder:
                 x, lq = gen.sample(cfg.validate_samples, float(T))
