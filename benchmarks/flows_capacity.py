@@ -9,8 +9,9 @@ log|det J|. The identity (the flow at step 0) is the baseline in the same run.
 
 Context (README, "Why the 10x target is out of reach on KA 3D with MD pools"): from the 0.6 pool, flow-MCMC
 beats MD by 10x at T = 0.45 only if ESS/n >= ~0.31 there; maps that keep configurations in their basins are
-bounded by the basin part, ~0.09. This run asks whether a flow of ~20x the shipped one's parameters, trained
-~100x longer, gets anywhere near.
+bounded by the basin part, ~0.09. This run asks whether a flow of ~40x the shipped one's parameters, trained
+on ~10x more samples, gets anywhere near. ``--train-pool K`` trains on the first K pool configurations only and
+validates on them and on the rest (held out), which tells fitting the pool from learning the map.
 
 Run (GPU): ``python benchmarks/flows_capacity.py --device cuda --seconds 240``; a CPU smoke run:
 ``python benchmarks/flows_capacity.py --seconds 20 --small``. Saves ``benchmarks/results/flows_capacity.json``.
