@@ -23,6 +23,10 @@ def test_help_has_examples(group: str, capsys: pytest.CaptureFixture[str]) -> No
     ["trap-model", "run", "--model", "softness", "--T", "0.4", "--softness-law", "missing.toml", "--out", "x.h5"],
     ["step-model", "run", "--L", "15", "--out", "x.h5"],
     ["trap-model", "run", "--T", "1", "--out", "x.h5"],
+    ["trap-model", "run", "--model", "softness", "--T", "0.5", "--out", "x.h5"],  # above the law's onset 0.441
+    ["trap-model", "run", "--model", "softness-facilitated", "--L", "4", "--r-c", "2", "--dim", "2", "--T", "0.4",
+     "--out", "x.h5"],  # r_c >= L/2: a site would kick itself
+    ["trap-model", "run", "--model", "bouchaud", "--T", "2", "--T", "3", "--q", "-1", "--out", "x.h5"],
 ])
 def test_bad_input_is_one_line_exit_2(args: list[str], tmp_path, capsys: pytest.CaptureFixture[str],
                                       monkeypatch: pytest.MonkeyPatch) -> None:
@@ -98,3 +102,31 @@ def test_config_files_load(tmp_path) -> None:
         load_trap_model(job["model"], params)
     job, params = load_model_config(d / "step_prr.toml")
     assert StepParams.from_dict(params).coupling == 101.3
+
+
+def test_truncated_runs_warn_and_report_no_spectrum(tmp_path) -> None:
+    """A run stopped by its event budget says so (summary, HDF5, one warning) and reports D and the chi''
+    exponents as NaN: an undecayed correlation gives no spectrum."""
+    from glassgen import api_models
+
+    with pytest.warns(UserWarning, match="event budget"):
+        s = api_models.trap_model_run("softness", [0.38], tmp_path / "t.h5", n=500, max_events=20_000, plot=False)
+    r = s["T=0.38"]
+    assert r["truncated"] is True and np.isnan(r["D"]) and np.isnan(r["beta_high"])
+    with h5py.File(tmp_path / "t.h5") as f:
+        g = f["T_0.38"]
+        assert bool(g.attrs["truncated"]) and np.isnan(g.attrs["slope_low"]) and np.isnan(g.attrs["omega_peak"])
+    full = api_models.trap_model_run("softness", [0.40], tmp_path / "f.h5", n=300, plot=False)
+    assert "truncated" not in full["T=0.4"] and np.isfinite(full["T=0.4"]["D"])
+
+
+def test_extrapolated_softness_distribution_is_flagged(tmp_path) -> None:
+    """SystemIII's P(S; T) table holds T = 0.05 and 0.30: at T = 0.40 it is extrapolated, which is warned
+    and recorded per temperature."""
+    from glassgen import api_models
+
+    with pytest.warns(UserWarning, match="extrapolated"):
+        s = api_models.trap_model_run("softness", [0.40], tmp_path / "e.h5", n=300, plot=False)
+    assert s["T=0.4"]["P_S_extrapolated"] is True
+    with h5py.File(tmp_path / "e.h5") as f:
+        assert bool(f["T_0.4"].attrs["P_S_extrapolated"])

@@ -279,3 +279,17 @@ def test_facilitated_trap_excess_wing() -> None:
     ctl = TrapModel(kind="facilitated", E0=0.0, sigma_E=1.0, L=32, dim=2, eta0=0.0, r_c=1.0)
     b = ob.analyze_runs([simulate(ctl, T, seed=52, p_stop=0.05, n_per_decade=10)], q=math.pi)
     assert b["slope_low"] < 0.7, b["slope_low"]
+
+
+def test_model_checks_refuse_undefined_setups() -> None:
+    """Softness laws only below their onset; no quench start for softness models (they start from the
+    measured P(S)); a lattice kick range below L/2 (no self-kicks through the box)."""
+    with pytest.raises(InputError, match="onset"):
+        TrapModel(kind="softness", law=LAW).kernel_law(0.45)
+    with pytest.raises(InputError, match="quench"):
+        TrapModel(kind="softness", law=LAW, start="quench")
+    with pytest.raises(InputError, match="L/2"):
+        TrapModel(kind="softness-facilitated", law=LAW, L=2, dim=2, r_c=1.0)
+    with pytest.raises(InputError, match="warmup"):
+        TrapModel(kind="facilitated", L=8, dim=2, warmup=-1.0)
+    TrapModel(kind="softness-facilitated", law=LAW, L=4, dim=2, r_c=1.5).kernel_law(0.44)  # allowed

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +133,11 @@ def trap_model_run(model: str, T: float | list[float], out: PathLike, *, n: int 
         raise InputError(f"replicas must be >= 1, got {replicas}")
     if p_stop < 0 or p_stop >= 1:
         raise InputError(f"p_stop must be in [0, 1), got {p_stop}")
+    if q is not None and not (math.isfinite(q) and q > 0):
+        raise InputError(f"the wave number q must be positive, got q={q}")
     mdl = load_trap_model(model, params or {}, softness_law=softness_law, input=input)
+    for T_ in Ts:  # every temperature is checked before the first run (onset, T0, ...)
+        mdl.check_temperature(T_)
     n_eff = mdl.n_sites(n if n is not None else 4000)
     qq = float(q) if q is not None else math.pi / mdl.b
     desc = mdl.describe()
@@ -155,10 +160,12 @@ def trap_model_run(model: str, T: float | list[float], out: PathLike, *, n: int 
                                      p_stop=p_stop, n_per_decade=n_per_decade, max_events=max_events,
                                      progress=None))
                 advance(1)
-            res = analyze_runs(runs, qq, n_blocks=n_blocks)
+            res = analyze_runs(runs, qq, n_blocks=n_blocks, stationary=mdl.start == "equilibrium")
             entry: dict[str, Any] = {k: np.asarray(res[k], np.float64) for k in _TRAP_CURVES}
             entry.update({k: res[k] for k in _TRAP_SCALARS})
             entry["T"] = T_
+            if mdl.law is not None:
+                entry["P_S_extrapolated"] = mdl.law.extrapolated(T_)
             entry["final_states"] = np.concatenate([r_.final_states for r_ in runs])
             exact = mdl.exact(T_)
             for k, v in exact.items():
@@ -198,6 +205,15 @@ def trap_model_run(model: str, T: float | list[float], out: PathLike, *, n: int 
         r = results[t_]
         summary[f"T={t_:g}"] = {k: float(r[k]) for k in ("tau_alpha", "D", "D_tau_alpha", "chi4_peak", "xi4",
                                                           "beta_high", "events_per_s")}
+        if bool(r["truncated"]):
+            summary[f"T={t_:g}"]["truncated"] = True
+            warnings.warn(f"T={t_:g}: stopped by the event budget (max_events={max_events}) before the correlations "
+                          "decayed; D and the spectrum are NaN, tau_alpha only if F_s crossed 1/e (raise --max-events "
+                          "or lower --t-max)", stacklevel=2)
+        if bool(r.get("P_S_extrapolated", False)):
+            summary[f"T={t_:g}"]["P_S_extrapolated"] = True
+            warnings.warn(f"T={t_:g}: P(S; T) of softness law {mdl.law.name!r} is extrapolated linearly outside its "
+                          f"table (T = {mdl.law.ps_T[0]:g} ... {mdl.law.ps_T[-1]:g})", stacklevel=2)
         for k, v in r.items():
             if k.startswith("exact_"):
                 summary[f"T={t_:g}"][k] = float(v)

@@ -271,14 +271,20 @@ def fragility(T: Sequence[float], tau: Sequence[float]) -> dict[str, float]:
     return {"Tg": Tg, "m": float(np.polyval(np.polyder(p), 1.0))}
 
 
-def analyze_runs(runs: Sequence[Any], q: float, n_blocks: int = 4, omega_per_decade: int = 10) -> dict[str, Any]:
+def analyze_runs(runs: Sequence[Any], q: float, n_blocks: int = 4, omega_per_decade: int = 10,
+                 stationary: bool = True) -> dict[str, Any]:
     """All observables of the replicas of one temperature.
+
+    Runs stopped by their event budget (``truncated``) have not decayed: their spectrum (``omega_peak``,
+    ``slope_low``, ``beta_high``) and ``D`` are NaN; tau_alpha stays finite only if F_s crossed 1/e.
 
     Args:
         runs: replicas (same model, T and time grid).
         q: wave number of F_s (inverse length units of b).
         n_blocks: blocks per side for chi_4.
         omega_per_decade: frequency resolution of chi''.
+        stationary: the runs start from the stationary law; otherwise (aging, ``start="quench"``) chi''
+            uses the persistence from t = 0 only, not the average over time origins.
 
     Returns:
         dict of curves (``times``, ``persistence``, ``msd``, ``fs``, ``chi4``, ``omega``, ``chi_loss``,
@@ -299,9 +305,13 @@ def analyze_runs(runs: Sequence[Any], q: float, n_blocks: int = 4, omega_per_dec
     lo, hi = math.log10(1.0 / t[-1]) - 1.0, math.log10(1.0 / t[0]) + 1.0
     om = np.logspace(lo, hi, max(8, int((hi - lo) * omega_per_decade)))
     _, p_all = persistence_all_origins(runs)
-    c_spec = np.where(np.isfinite(p_all), p_all, p)
+    c_spec = np.where(np.isfinite(p_all), p_all, p) if stationary else p
     chi = loss_spectrum(t, c_spec, om)
     ex = spectrum_exponents(om, chi, (t[0], t[-1]))
+    truncated = bool(any(r.truncated for r in runs))
+    if truncated:
+        ex = {k: float("nan") for k in ex}
+        D = float("nan")
     local = np.concatenate([r.t_first for r in runs])
     return {"times": t, "persistence": p, "persistence_all": p_all, "msd": m, "fs": fs, "chi4": c4, "omega": om,
             "chi_loss": chi,
@@ -309,4 +319,4 @@ def analyze_runs(runs: Sequence[Any], q: float, n_blocks: int = 4, omega_per_dec
             "D_tau_alpha": D * ta, "chi4_peak": float(c4[kpk]) if c4.size else float("nan"),
             "t_chi4_peak": float(t[kpk]) if c4.size else float("nan"), "xi4": xi, **ex,
             "events_per_s": float(np.mean([r.events_per_s for r in runs])),
-            "n_events": int(sum(r.n_events for r in runs)), "truncated": bool(any(r.truncated for r in runs))}
+            "n_events": int(sum(r.n_events for r in runs)), "truncated": truncated}

@@ -9,7 +9,9 @@ as polynomial coefficients (``DeltaE = [e0, e1, ...]`` meaning e0 + e1 S + ...) 
 softness grid (``S``, ``DeltaE``, ``Sigma`` lists of equal length; linear interpolation, clamped at
 the ends). The stationary (measured) softness distribution is Gaussian, P(S; T) = N(mean(T), std(T)^2),
 with ``mean`` and ``std`` tabulated against ``T`` (linear interpolation, linear extrapolation outside
-the table: the result carries ``extrapolated=True`` in its description).
+the table: :meth:`SoftnessLaw.extrapolated` says so, and ``glassgen trap-model run`` warns and records
+``P_S_extrapolated`` per temperature). The law is refused at T >= ``T_onset`` (above the onset the fitted
+d ln k / dS changes sign: softer particles would become slower).
 
 File format (the same keys in JSON; everything under the table ``[softness_law]`` or at top level)::
 
@@ -20,7 +22,7 @@ File format (the same keys in JSON; everything under the table ``[softness_law]`
     DeltaE = [19.74, -11.27]       # polynomial coefficients in S (or a list with S = [...])
     Sigma = [40.05, -25.57]
     rate_cap = 0.00877             # optional: k = min(k_law, rate_cap)
-    T_onset = 0.441                # optional: the law is used for T < T_onset only (informative)
+    T_onset = 0.441                # optional: the law is used for T < T_onset only (enforced)
     [softness_law.P_S]
     T = [0.05, 0.30]
     mean = [0.0852, 0.5751]
@@ -102,7 +104,8 @@ class SoftnessLaw:
         S_grid, dE_tab, sig_tab: tabulated DeltaE and Sigma on S_grid (None when polynomial).
         rate_cap: cap of k (inf: none).
         ps_T, ps_mean, ps_std: the P(S; T) table.
-        T_onset: temperature above which the law is not meant to be used (inf: none).
+        T_onset: the law is used only below this temperature (inf: everywhere); enforced by
+            :meth:`kernel_law`.
         source: where the law comes from.
     """
 
@@ -218,6 +221,9 @@ class SoftnessLaw:
         """
         if not (isinstance(T, (int, float)) and math.isfinite(T) and T > 0):
             raise InputError(f"T must be positive, got T={T}")
+        if T >= self.T_onset:
+            raise InputError(f"T={T} is not below the onset T_onset={self.T_onset} of softness law {self.name!r}: "
+                             "the law holds for T < T_onset only")
         m, s = self.p_s(T)
         lncap = math.log(self.rate_cap)
         if self.linear:

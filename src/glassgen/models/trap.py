@@ -85,7 +85,8 @@ class TrapModel:
             kept as a negative control).
         start: ``"equilibrium"`` (stationary law of the non-facilitated model) or ``"quench"`` (from rho).
         warmup: warm-up length in units of the time for all but ``p_stop`` of the sites to rearrange
-            (``facilitated`` only; 0: none).
+            (facilitated models, e.g. with a ``softening`` shift, whose start is then not stationary;
+            0: none).
         positions, box: off-lattice facilitation from a configuration (positions (N, d), box (d,)).
     """
 
@@ -121,6 +122,9 @@ class TrapModel:
             raise InputError(f"dim must be 1, 2 or 3, got {self.dim}")
         if self.start not in ("equilibrium", "quench"):
             raise InputError(f"start must be equilibrium or quench, got {self.start!r}")
+        if self.start == "quench" and self.kind.startswith("softness"):
+            raise InputError(f"start = \"quench\" is not defined for {self.kind} (softness models start from the "
+                             "measured P(S; T)); use a barrier model for aging")
         if self.redraw not in ("stationary", "naive"):
             raise InputError(f"redraw must be stationary or naive, got {self.redraw!r}")
         for name in ("E0", "softening", "warmup", "eta0", "xi_kick", "r_c"):
@@ -130,6 +134,11 @@ class TrapModel:
             raise InputError(f"lattice side L must be >= 2, got {self.L}")
         if not (0 <= self.eta0 <= 1) or self.xi_kick <= 0 or self.r_c <= 0:
             raise InputError("kicks need 0 <= eta0 <= 1, xi_kick > 0, r_c > 0")
+        if self.kind in _FACILITATED and self.positions is None and self.r_c >= self.L / 2:
+            raise InputError(f"kick range r_c = {self.r_c} must be < L/2 = {self.L / 2} (else a site kicks itself "
+                             "through the periodic box)")
+        if self.warmup < 0:
+            raise InputError(f"warmup must be >= 0, got {self.warmup}")
 
     @property
     def facilitated(self) -> bool:
@@ -144,6 +153,14 @@ class TrapModel:
         return int(n)
 
     # ------------------------------------------------------------------ laws at temperature T
+    def check_temperature(self, T: float) -> None:
+        """One-line error unless the model can run at T: positive, below a softness law's onset, above T0 for
+        an equilibrium start of the Bouchaud model."""
+        self.kernel_law(T)
+        if self.kind == "bouchaud" and self.start == "equilibrium" and T <= self.T0:
+            raise InputError(f"the Bouchaud model has no equilibrium for T <= T0 (T={T}, T0={self.T0}); "
+                             "use start = \"quench\" for aging")
+
     def kernel_law(self, T: float) -> KernelLaw:
         """Rate and redraw law at temperature T in kernel form."""
         if not (isinstance(T, (int, float)) and math.isfinite(T) and T > 0):
@@ -167,9 +184,7 @@ class TrapModel:
         if self.kind == "bouchaud":
             if self.start == "quench":
                 return rng.exponential(self.T0, n)
-            if T <= self.T0:
-                raise InputError(f"the Bouchaud model has no equilibrium for T <= T0 (T={T}, T0={self.T0}); "
-                                 "use start = \"quench\" for aging")
+            self.check_temperature(T)
             return rng.exponential(1.0 / (1.0 / self.T0 - 1.0 / T), n)
         if self.kind in ("bouchaud-gaussian", "facilitated"):
             shift = self.sigma_E**2 / T if self.start == "equilibrium" else 0.0
@@ -409,7 +424,7 @@ def simulate(model: TrapModel, T: float, n: int | None = None, seed: int | np.ra
 
     empty_t = np.zeros(0)
     wall0 = time.perf_counter()
-    if model.kind == "facilitated" and model.warmup > 0:  # warm-up to the facilitated steady state
+    if model.facilitated and model.warmup > 0:  # warm-up to the facilitated steady state
         pos = np.zeros((N, d))
         nh = np.zeros(N, np.int64)
         tf = np.full(N, -1.0)
