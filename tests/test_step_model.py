@@ -111,7 +111,7 @@ def test_aqs_shear_run_and_outputs() -> None:
     assert np.all(res.stress_after <= res.stress_before + 1e-12)
     assert res.plastic_map.shape == (16, 16)
     d = ductility(res)
-    assert set(d) >= {"overshoot", "overshoot_binned", "localization", "ductility"}
+    assert set(d) >= {"overshoot", "flow_fluctuation", "overshoot_peak", "localization", "ductility"}
     r3 = StepModel(StepParams(L=8, dim=3), seed=4).shear(0.02)
     assert r3.completed and r3.plastic_map.shape == (8, 8, 8)
     with pytest.raises(InputError):
@@ -185,3 +185,78 @@ def test_restore_target_options() -> None:
         StepParams.from_dict({"restore_target": "mean"})
     with pytest.raises(InputError):
         StepParams(restore_ema=1.5)
+
+
+def _synthetic(stress_after: np.ndarray, stress_before: np.ndarray, gamma: np.ndarray):
+    from glassgen.models.step import StepResult
+
+    n = gamma.size
+    z = np.zeros(n)
+    return StepResult(gamma=gamma, stress_before=stress_before, stress_after=stress_after,
+                      aval_events=z.astype(np.int64), aval_sites=z.astype(np.int64),
+                      aval_frames=z.astype(np.int64), aval_released=z,
+                      softness_mean=z, softness_std=z, plastic_map=np.ones((8, 8)), softness_map=np.zeros((8, 8)),
+                      softness_initial=np.zeros(64), frames_per_s=1.0, wall_s=1.0, completed=True)
+
+
+def test_overshoot_is_a_window_mean_measured_against_the_flow_noise() -> None:
+    """A flat noisy stress: the window overshoot stays within a few flow fluctuations, while the single
+    largest pre-avalanche stress (overshoot_peak) is biased far above it. A real peak (1.5 at gamma = 0.1,
+    flow 1) is found with its size and position."""
+    rng = np.random.default_rng(0)
+    g = np.linspace(0.0005, 0.4, 800)
+    after = 1.0 + 0.05 * rng.standard_normal(g.size)
+    flat = ductility(_synthetic(after, after + 0.05 * np.abs(rng.standard_normal(g.size)), g))
+    assert abs(flat["overshoot"]) < 4 * flat["flow_fluctuation"] and flat["flow_fluctuation"] < 0.02, flat
+    assert flat["overshoot_peak"] > 5 * abs(flat["overshoot"]), flat
+    peaked = 1.0 + 0.5 * np.exp(-(((g - 0.1) / 0.03) ** 2)) + 0.01 * rng.standard_normal(g.size)
+    d = ductility(_synthetic(peaked, peaked, g))
+    assert 0.35 < d["overshoot"] < 0.55 and abs(d["gamma_peak"] - 0.1) <= 0.011, d
+
+
+def test_step_params_that_would_hang_or_give_nan_are_refused() -> None:
+    for bad in ({"co_range": -3}, {"max_frames": 0}, {"restore_amp": -1.0}):
+        with pytest.raises(InputError):
+            StepParams(**bad)
+    with pytest.raises(InputError, match="eta"):
+        StepModel(StepParams(L=16, restore_amp=20.0), seed=0)  # eta(0) = 20 * 0.1 = 2 > 1
+
+
+def test_step_runs_are_seeded_by_softness_and_resume_filters_the_output(tmp_path) -> None:
+    """The run at a given initial softness is the same whatever the order of the --s-mean list; a resumed job
+    with fewer values writes only those; a repeated value is refused."""
+    import h5py
+
+    from glassgen import api_models
+
+    kw = dict(gamma_max=0.01, seed=3, params={"L": 8}, plot=False)
+    api_models.step_model_run(tmp_path / "a.h5", s_mean=[-1.0, 2.0], **kw)
+    api_models.step_model_run(tmp_path / "b.h5", s_mean=[2.0, -1.0], **kw)
+    with h5py.File(tmp_path / "a.h5") as fa, h5py.File(tmp_path / "b.h5") as fb:
+        for key in ("S_-1", "S_2"):
+            np.testing.assert_array_equal(fa[key]["softness_initial"][()], fb[key]["softness_initial"][()])
+            np.testing.assert_array_equal(fa[key]["stress_after"][()], fb[key]["stress_after"][()])
+    # an interrupted job leaves S = -1 in its checkpoint; resumed asking for S = 2 only, it writes only S = 2
+    from glassgen.models import step as step_module
+
+    calls = {"n": 0}
+    real_shear = step_module.StepModel.shear
+
+    def interrupted(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_shear(self, *args, **kwargs)
+
+    out = tmp_path / "c.h5"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(step_module.StepModel, "shear", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            api_models.step_model_run(out, s_mean=[-1.0, 2.0], **kw)
+    assert api_models._ckpt(out).is_file() and not out.exists()
+    api_models.step_model_run(out, s_mean=[2.0], **kw)
+    with h5py.File(out) as f, h5py.File(tmp_path / "a.h5") as fa:
+        assert set(f) == {"S_2"}
+        np.testing.assert_array_equal(f["S_2/stress_after"][()], fa["S_2/stress_after"][()])
+    with pytest.raises(InputError, match="twice"):
+        api_models.step_model_run(tmp_path / "d.h5", s_mean=[1.0, 1.0], **kw)

@@ -235,7 +235,8 @@ def step_model_run(out: PathLike, *, s_mean: float | list[float] | None = None, 
         out: output HDF5 path (PNG next to it).
         s_mean: initial mean softness value(s) (default: the parameters' ``s_mean``, PRR -1.66).
         gamma_max: final applied strain.
-        seed: seed (run k uses SeedSequence([seed, k])).
+        seed: seed (the run at softness S uses SeedSequence([seed, round(1e6 |S|), S < 0]), whatever the order
+            of the list).
         params: :class:`glassgen.models.step.StepParams` fields (L, dim, ...).
         plot: write the PNG summary.
         progress: draw a progress bar.
@@ -251,6 +252,11 @@ def step_model_run(out: PathLike, *, s_mean: float | list[float] | None = None, 
     if not (isinstance(gamma_max, (int, float)) and gamma_max > 0):
         raise InputError(f"gamma_max must be positive, got {gamma_max}")
     s_list = [base.s_mean] if s_mean is None else ([s_mean] if isinstance(s_mean, (int, float)) else list(s_mean))
+    s_list = [float(sm) for sm in s_list]
+    if not all(math.isfinite(sm) for sm in s_list):
+        raise InputError(f"initial mean softness values must be finite, got {s_list}")
+    if len({f"{sm:.6g}" for sm in s_list}) != len(s_list):
+        raise InputError(f"an initial mean softness is given twice: {s_list}")
     signature = json.dumps({"params": base.__dict__, "gamma_max": gamma_max, "seed": seed}, sort_keys=True,
                            default=str)
     ck = _ckpt(out)
@@ -260,12 +266,13 @@ def step_model_run(out: PathLike, *, s_mean: float | list[float] | None = None, 
     from dataclasses import replace
 
     with progress_bar(gamma_max * len(s_list), "StEP shear", enabled=progress) as advance:
-        for k, sm in enumerate(s_list):
-            key = f"S_{float(sm):.6g}"
+        for sm in s_list:
+            key = f"S_{sm:.6g}"
             if key in done:
                 advance(gamma_max)
                 continue
-            rng = np.random.default_rng(np.random.SeedSequence([seed, k]))
+            # the seed of a run depends on its softness, not on its place in the list
+            rng = np.random.default_rng(np.random.SeedSequence([seed, int(round(abs(sm) * 1e6)), int(sm < 0)]))
             mdl = StepModel(replace(base, s_mean=float(sm)), seed=rng)
             res = mdl.shear(gamma_max, progress=advance)
             entry = {f: getattr(res, f) for f in ("gamma", "stress_before", "stress_after", "aval_events",
@@ -280,6 +287,7 @@ def step_model_run(out: PathLike, *, s_mean: float | list[float] | None = None, 
             _write_ckpt(ck, signature, done)
     from glassgen.models.step import StepResult
 
+    done = {f"S_{sm:.6g}": done[f"S_{sm:.6g}"] for sm in s_list}  # the requested runs only (a checkpoint may hold more)
     for key, e in done.items():
         runs[key] = StepResult(**{f: e[f] for f in ("gamma", "stress_before", "stress_after", "aval_events",
                                                    "aval_sites", "aval_frames", "aval_released", "softness_mean",
@@ -309,9 +317,8 @@ def step_model_run(out: PathLike, *, s_mean: float | list[float] | None = None, 
     summary: dict[str, Any] = {"model": f"StEP {base.dim}D", "L": base.L}
     for e in done.values():
         summary[f"S0={float(e['s_mean']):g}"] = {
-            k: float(e[k]) for k in ("sigma_peak", "gamma_peak", "sigma_flow", "overshoot", "overshoot_binned",
-                                     "localization",
-                                     "ductility", "frames_per_s")} | {
+            k: float(e[k]) for k in ("sigma_peak", "gamma_peak", "sigma_flow", "overshoot", "flow_fluctuation",
+                                     "overshoot_peak", "localization", "ductility", "frames_per_s")} | {
             "avalanches": int(np.sum(e["aval_events"] > 0)), "mean_aval_sites": float(np.mean(e["aval_sites"]))}
     summary["wall_s"] = time.perf_counter() - t0
     summary["out"] = str(out)

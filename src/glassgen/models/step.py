@@ -146,7 +146,10 @@ class StepParams:
             raise InputError(f"StEP parameter(s) {', '.join(bad)} must be finite")
         if not 0.0 <= self.restore_ema <= 1.0:
             raise InputError(f"StEP parameter restore_ema must be in [0, 1], got {self.restore_ema}")
-        for name in ("restore_range", "restore_intensity", "e0_std"):
+        if self.co_range < 0 or self.max_frames < 1:
+            raise InputError(f"StEP needs co_range >= 0 (the initiator rearranges) and max_frames >= 1, got "
+                             f"co_range={self.co_range}, max_frames={self.max_frames}")
+        for name in ("restore_range", "restore_intensity", "e0_std", "restore_amp"):
             if not getattr(self, name) >= 0:
                 raise InputError(f"StEP parameter {name} must be >= 0, got {getattr(self, name)}")
         if len(self.yield_mean) != 2 or len(self.yield_shape) != 3:
@@ -291,6 +294,9 @@ class StepModel:
             nf[nz, 0] = p.near_field * (2 * so[nz, 0] * so[nz, 1] / sr[nz] ** 2) / sr[nz] ** 3
         rest = sr < p.restore_range
         eta = np.where(rest, p.restore_amp * np.where(sr > 0, sr, 1.0) ** p.restore_exp, 0.0)
+        if p.restore_intensity > 0 and eta.max() * p.restore_intensity > 1.0:  # the AR(1) step needs eta <= 1
+            raise InputError(f"StEP restoring step eta = restore_amp * restore_intensity * r^restore_exp reaches "
+                             f"{eta.max() * p.restore_intensity:.3g} > 1 within restore_range")
         # running-mean bins: nearest integer distance (the reference's floor(r + 0.5))
         sbin = np.where(rest, np.floor(sr + 0.5), -1).astype(np.int64)
         self.soft_off, self.soft_r, self.soft_nf, self.soft_eta, self.soft_bin = so, sr, nf, eta, sbin
@@ -373,28 +379,43 @@ def ductility(res: StepResult, band_fraction: float = 0.125, flow_fraction: floa
               n_bins: int = 20) -> dict[str, float]:
     """Overshoot and strain-localisation measures of a shear run (glassgen's definitions).
 
-    - ``overshoot`` = (sigma_peak - sigma_flow) / sigma_flow, sigma_flow the mean stress (after avalanches)
-      over the last ``flow_fraction`` of the applied strain; a brittle-like response has a large overshoot.
-      ``overshoot_binned`` uses the largest mean stress in ``n_bins`` equal strain windows instead of the
-      single largest pre-avalanche stress (less sensitive to the avalanche noise of small lattices).
+    The applied strain [0, gamma_max] is cut into ``n_bins`` equal windows and the stress after the avalanches
+    is averaged in each; the flow stress sigma_flow is the mean over the last ``flow_fraction`` of the strain.
+
+    - ``overshoot`` = (largest window mean before the flow region - sigma_flow) / sigma_flow: > 0 for a stress
+      peak, < 0 for strain hardening. Window means of the same quantity on both sides, so no pre/post-avalanche
+      offset enters; the maximum over windows still adds noise of order ``flow_fluctuation``.
+    - ``flow_fluctuation``: the noise of one window mean, std(stress in the flow region) / sqrt(steps per
+      window) / sigma_flow (exact for uncorrelated steps; AQS stresses are correlated over a few steps, so it
+      is a lower bound): the yardstick of that noise; an overshoot of several times it is a peak.
+    - ``overshoot_peak``: the single largest stress before an avalanche against sigma_flow. Biased upward
+      (a maximum over every step, before the avalanche): nonzero even for a stationary start; for
+      comparison only.
     - ``localization``: the largest share of the total |plastic strain| held by a slab of
       ``band_fraction`` * L consecutive planes normal to any axis, rescaled so that 0 is homogeneous
       and 1 is everything in one slab. ``ductility`` = 1 - localization.
 
     Returns:
-        dict with ``sigma_peak``, ``gamma_peak``, ``sigma_flow``, ``overshoot``, ``overshoot_binned``,
-        ``localization``, ``ductility``.
+        dict with ``sigma_peak``, ``gamma_peak`` (the window of the overshoot's peak, its centre), ``sigma_flow``,
+        ``overshoot``, ``flow_fluctuation``, ``overshoot_peak``, ``localization``, ``ductility``.
     """
+    keys = ("sigma_peak", "gamma_peak", "sigma_flow", "overshoot", "flow_fluctuation", "overshoot_peak",
+            "localization", "ductility")
     g, s = res.gamma, res.stress_after
     if g.size < 4:
-        nan = float("nan")
-        return {"sigma_peak": nan, "gamma_peak": nan, "sigma_flow": nan, "overshoot": nan, "overshoot_binned": nan,
-                "localization": nan, "ductility": nan}
-    jp = int(np.argmax(res.stress_before))
-    flow = float(s[g >= g[-1] * (1 - flow_fraction)].mean())
+        return dict.fromkeys(keys, float("nan"))
+    g_flow = g[-1] * (1 - flow_fraction)
+    flow = float(s[g >= g_flow].mean())
     edges = np.linspace(0.0, g[-1], n_bins + 1)
+    centres = 0.5 * (edges[:-1] + edges[1:])
     binned = np.array([s[(g > a) & (g <= b)].mean() if np.any((g > a) & (g <= b)) else np.nan
                        for a, b in zip(edges[:-1], edges[1:], strict=True)])
+    before = (edges[1:] <= g_flow + 1e-12) & np.isfinite(binned)
+    if np.any(before):
+        jp = int(np.flatnonzero(before)[np.argmax(binned[before])])
+        sigma_peak, gamma_peak = float(binned[jp]), float(centres[jp])
+    else:
+        sigma_peak = gamma_peak = float("nan")
     pm = np.abs(res.plastic_map)
     L = pm.shape[0]
     w = max(1, int(round(band_fraction * L)))
@@ -407,7 +428,11 @@ def ductility(res: StepResult, band_fraction: float = 0.125, flow_fraction: floa
         best = max(best, float(win.max() / tot) if tot > 0 else 0.0)
     frac0 = w / L
     loc = max(0.0, (best - frac0) / (1 - frac0))
-    return {"sigma_peak": float(res.stress_before[jp]), "gamma_peak": float(g[jp]), "sigma_flow": flow,
-            "overshoot": (float(res.stress_before[jp]) - flow) / flow if flow > 0 else float("nan"),
-            "overshoot_binned": (float(np.nanmax(binned)) - flow) / flow if flow > 0 else float("nan"),
+    ok = flow > 0
+    nan = float("nan")
+    return {"sigma_peak": sigma_peak, "gamma_peak": gamma_peak, "sigma_flow": flow,
+            "overshoot": (sigma_peak - flow) / flow if ok else nan,
+            "flow_fluctuation": (float(np.std(s[g >= g_flow], ddof=1)) / math.sqrt(g.size / n_bins) / flow
+                                 if ok and np.sum(g >= g_flow) > 1 else nan),
+            "overshoot_peak": (float(res.stress_before.max()) - flow) / flow if ok else nan,
             "localization": loc, "ductility": 1.0 - loc}
