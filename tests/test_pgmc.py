@@ -536,16 +536,60 @@ def test_trials_do_not_move_chains_and_frozen_policy_refuses_learning():
 
 # ---------------------------------------------------------------------------------------------- learning
 @pytest.mark.parametrize("optimizer,lr", [("plain", 0.5), ("baseline", 0.5), ("natural", 0.1)])
-def test_learned_width_1d_gaussian_target(optimizer, lr):
-    """Gaussian target of std 0.5: the width maximising E[delta^2 alpha] is ~1.2 (2.4 std); every optimiser
-    reaches it from sigma = 0.1."""
-    tg = PGMCTarget.harmonic(1, 0.5)
-    starts = [(np.array([[tg.ext_c[0]]]), np.array([0]))] * 32
-    pg = PGMC(tg, Policy.default(1, 1, sigma=0.1), starts, seed=1)
+@pytest.mark.parametrize("dim,optimum", [(1, 1.21), (2, 0.86)])
+def test_learned_width_gaussian_target(optimizer, lr, dim, optimum):
+    """Gaussian target of std 0.5: the width maximising E[|delta|^2 alpha] is 1.21 in 1D (2.4 std) and 0.86 in
+    2D (1.7 std; both from a Monte Carlo scan of E[|delta|^2 alpha] on a 0.01 grid, 4e5 samples); every optimiser
+    reaches it from sigma = 0.1. Measured means of the last 100 iterations: 1.17-1.25 (1D, 3 seeds), 0.83-0.86
+    (2D); iteration-to-iteration spread 0.03-0.08. The band, +-8 %, excludes the other dimension's optimum."""
+    tg = PGMCTarget.harmonic(dim, 0.5)
+    starts = [(np.asarray(tg.ext_c, dtype=np.float64).reshape(1, dim), np.array([0]))] * 32
+    pg = PGMC(tg, Policy.default(1, dim, sigma=0.1), starts, seed=1)
     hist = pg.learn(300, trials_per_chain=20, optimizer=optimizer, lr=lr)
     final = np.mean([h["sigma_0"] for h in hist[-100:]])
-    assert 1.05 < final < 1.4, final
+    assert abs(final / optimum - 1.0) < 0.08, final
     assert hist[0]["sigma_0"] < 0.2
+
+
+def _uniform_swap_pgmc(seed: int = 0, **policy_kw) -> PGMC:
+    from glassgen.dynamics.initial import random_state
+
+    conf = random_state("ka2d", 43, seed=3)
+    pol = Policy.default(3, 2, sigma=0.08, swap_fraction=0.3, **policy_kw)
+    return PGMC(PGMCTarget.from_model(conf.model, conf.box, 0.6), pol, [conf] * 2, seed=seed)
+
+
+def test_uniform_swaps_have_nothing_to_learn_and_resume_checks_the_run(tmp_path):
+    """theta and phi act only through biased selection: learning with uniform swaps leaves them at 0. A learning
+    checkpoint resumes only the same run: another initial policy or other learning settings are refused."""
+    pg = _uniform_swap_pgmc()
+    ck = tmp_path / "learn.h5"
+    pg.learn(3, trials_per_chain=30, checkpoint=ck)
+    assert np.all(pg.policy.theta == 0) and np.all(pg.policy.phi == 0)
+    assert not np.allclose(pg.policy.sigma, 0.08)  # the Gaussian block did learn
+    with pytest.raises(InputError, match="different run"):
+        _uniform_swap_pgmc(biased=True).learn(5, trials_per_chain=30, checkpoint=ck)
+    with pytest.raises(InputError, match="learning settings"):
+        _uniform_swap_pgmc().learn(5, trials_per_chain=30, lr=0.2, checkpoint=ck)
+    resumed = _uniform_swap_pgmc().learn(5, trials_per_chain=30, checkpoint=ck)
+    assert len(resumed) == 5
+    with pytest.raises(InputError, match="unknown block"):
+        _uniform_swap_pgmc().learn(1, blocks=("gaus",))
+    with pytest.raises(InputError, match="at least 2"):
+        PGMC(PGMCTarget.harmonic(1, 0.5), Policy.default(1, 1, sigma=0.1),
+             [(np.zeros((1, 1)), np.array([0]))]).learn(1, trials_per_chain=1)
+
+
+def test_energy_bookkeeping_is_checked_against_a_recomputation():
+    """Every 100 sweeps the running energy is compared with one computed from scratch: a corrupted running
+    energy (a bookkeeping bug) raises instead of being overwritten."""
+    from glassgen.errors import PhysicsError
+
+    pg = _uniform_swap_pgmc()
+    pg.sweep(100)  # passes: round-off only
+    pg.chains[0].energy += 1e-3
+    with pytest.raises(PhysicsError, match="drifted"):
+        pg.sweep(100)
 
 
 def test_natural_gradient_shrinks_the_fisher_matrix_only_with_few_trials():

@@ -357,7 +357,9 @@ class PGMC:
                              f"dim={target.dim}")
         self.target = target
         self.policy = policy.copy()
-        self._initial_log_sigma = self.policy.to_dict()["log_sigma"]  # the run's identity (learning changes it)
+        # the run's identity (learning changes the policy): the whole initial policy
+        self._initial_policy = json.dumps({k: v for k, v in self.policy.to_dict().items() if k != "meta"},
+                                          sort_keys=True, default=float)
         self.seed = int(seed)
         self.rng = np.random.default_rng(seed)
         self.selection_tree = bool(selection_tree)
@@ -381,6 +383,7 @@ class PGMC:
         self.n = self.chains[0].n
         self.history: list[dict[str, float]] = []
         for c in self.chains:
+            c.energy = math.nan  # nothing to check against yet
             self._refresh(c)
 
     # ------------------------------------------------------------------ helpers
@@ -400,9 +403,17 @@ class PGMC:
             e += sum(float(ext_energy(c.pos[i], c.species[i], t.ext_k, t.ext_c, t.box)) for i in range(c.n))
         return e
 
+    def _checked_energy(self, c: _Chain) -> float:
+        """The chain's energy from scratch; the incrementally updated one must agree with it up to round-off
+        (1e-8 relative), else :class:`PhysicsError` (a bookkeeping bug, not noise)."""
+        fresh = self._energy_of(c)
+        if math.isfinite(c.energy) and math.isfinite(fresh) and abs(fresh - c.energy) > 1e-8 * max(1.0, abs(fresh)):
+            raise PhysicsError(f"PGMC energy bookkeeping drifted: incremental {c.energy!r}, recomputed {fresh!r}")
+        return fresh
+
     def _refresh(self, c: _Chain) -> None:
-        """Recompute the energy and the selection features of a chain from scratch."""
-        c.energy = self._energy_of(c)
+        """Recompute the energy (checked, :meth:`_checked_energy`) and the selection features from scratch."""
+        c.energy = self._checked_energy(c)
         if not math.isfinite(c.energy):
             raise PhysicsError(f"non-finite energy ({c.energy}) of a PGMC chain (overlapping particles?)")
         self._refresh_features(c)
@@ -490,9 +501,12 @@ class PGMC:
                     raise PhysicsError("non-finite energy in PGMC")
             self.sweeps += k
             left -= k
-            if self.policy.biased and self.sweeps % _FEATURE_REFRESH == 0:
-                for c in self.chains:  # bound the round-off drift of the incrementally updated features
-                    self._refresh(c)
+            if self.sweeps % _FEATURE_REFRESH == 0:
+                for c in self.chains:
+                    if self.policy.biased:  # bound the round-off drift of the incrementally updated features
+                        self._refresh(c)
+                    else:  # check the running energy only (the chain's numbers stay as they are)
+                        self._checked_energy(c)
 
     def trials(self, n_per_chain: int) -> TrialBatch:
         """Extra trial proposals on the current states (perform, evaluate, revert); chains do not move."""
@@ -535,26 +549,35 @@ class PGMC:
             raise InputError("the policy is frozen (production phase): learning would break detailed balance")
         if optimizer not in OPTIMIZERS:
             raise InputError(f"unknown optimizer {optimizer!r} (choose from {', '.join(OPTIMIZERS)})")
-        pol = self.policy
-        kind_of = {"gauss": 0, "local": 1, "swap": 2}
-        blocks = tuple(b for b in (blocks or pol.trainable) if pol.move_probs[kind_of[b]] > 0)
-        for b in blocks:
+        for b in blocks or ():
             if b not in BLOCKS:
-                raise InputError(f"unknown block {b!r}")
-        rates = lr if isinstance(lr, dict) else {b: float(lr) for b in BLOCKS}
+                raise InputError(f"unknown block {b!r} (choose from {', '.join(BLOCKS)})")
+        if int(trials_per_chain) * self.n_chains < 2:
+            raise InputError("learning needs at least 2 trial proposals per iteration (trials per chain x chains)")
+        settings = {"trials_per_chain": int(trials_per_chain), "sweeps_between": int(sweeps_between),
+                    "optimizer": optimizer, "lr": lr, "max_step": float(max_step),
+                    "blocks": None if blocks is None else list(blocks)}
         done = 0
         if checkpoint is not None and Path(checkpoint).is_file():
             _, _, extra = self.load_checkpoint(checkpoint)
             if extra.get("phase") != "learn":
                 raise InputError(f"checkpoint {checkpoint} is not a learning checkpoint; delete it or change --out")
+            if extra.get("settings") != json.loads(json.dumps(settings, default=float)):
+                raise InputError(f"checkpoint {checkpoint} was written with other learning settings; delete it or "
+                                 "change --out")
             self.history = list(extra["history"])
             done = int(extra["iterations_done"])
-            pol = self.policy
+        pol = self.policy
+        kind_of = {"gauss": 0, "local": 1, "swap": 2}
+        # theta and phi act only through biased selection: uniform swaps have nothing to learn
+        blocks = tuple(b for b in (blocks or pol.trainable) if pol.move_probs[kind_of[b]] > 0
+                       and (b != "swap" or pol.biased))
+        rates = lr if isinstance(lr, dict) else {b: float(lr) for b in BLOCKS}
 
         def save() -> None:
             if checkpoint is not None:
                 self.save_checkpoint(checkpoint, [], [], {"phase": "learn", "iterations_done": done,
-                                                          "history": self.history})
+                                                          "history": self.history, "settings": settings})
 
         with progress_bar(n_iterations, "PGMC learning", progress) as advance:
             advance(min(done, int(n_iterations)))
@@ -606,7 +629,7 @@ class PGMC:
     def _signature(self) -> str:
         return json.dumps({"n": self.n, "chains": self.n_chains, "T": self.target.T, "seed": self.seed,
                            "model": self.target.model.name if self.target.model else None,
-                           "policy": self._initial_log_sigma,
+                           "policy": self._initial_policy,
                            **({"feature_updates": "deferred"} if self.feature_updates == "deferred" else {})})
 
     def save_checkpoint(self, path: str | os.PathLike[str], samples: list[tuple[int, np.ndarray]],
