@@ -361,3 +361,11 @@ def test_audit_two_defects_are_fixed(tmp_path, capsys):
                  "--out-dir", str(tmp_path / "lmp")]) in (0, None)
     assert main(["md", "run", "--input", str(tmp_path / "lmp" / "conf.data"), "--T", "1", "--steps", "5",
                  "--out", str(tmp_path / "md.h5")]) in (0, None)
+
+
+def test_output_that_is_a_folder_is_refused_before_any_work(tmp_path, capsys):
+    (tmp_path / "out.h5").mkdir()
+    assert main(["md", "run", "--model", "ka3d", "--N", "50", "--T", "1", "--steps", "10",
+                 "--out", str(tmp_path / "out.h5")]) == 2
+    assert "is a folder" in capsys.readouterr().err
+

@@ -193,3 +193,20 @@ def test_export_runs_under_mpirun(tmp_path, data):
     pe0 = float(lines[k + 1].split()[2])
     assert abs(pe0 / conf.n - (-6.723879766831)) < 1e-6
     assert (tmp_path / "final.data").exists()
+
+
+def test_lammps_engine_refuses_a_close_pair_instead_of_aborting(tmp_path, capsys):
+    """LAMMPS aborts the whole process (C++ exception, exit 134) on a pair inside its KA2D table; the input is
+    checked first: one line, exit 2."""
+    from glassgen.cli import main
+    from glassgen.systems.configuration import random_configuration
+    from glassgen.systems.io import write_xyz
+
+    conf = random_configuration("ka2d", 20, seed=2)
+    pos = conf.positions.copy()
+    pos[1] = pos[0] + np.array([0.33, 0.0])
+    write_xyz(tmp_path / "close.xyz", conf.replace(positions=pos))
+    rc = main(["md", "run", "--input", str(tmp_path / "close.xyz"), "--model", "ka2d", "--T", "0.3", "--steps", "10",
+               "--engine", "lammps", "--out", str(tmp_path / "l.h5")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "overlap" in err[0], err

@@ -132,3 +132,57 @@ def test_file_errors(tmp_path):
     (tmp_path / "c.h5").write_text("not hdf5")
     with pytest.raises(InputError):
         read_hdf5(tmp_path / "c.h5")
+
+
+_DATA_HEAD = "LAMMPS data\n\n2 atoms\n1 atom types\n"
+_BOX = "0 5 xlo xhi\n0 5 ylo yhi\n0 5 zlo zhi\n"
+
+
+@pytest.mark.parametrize("name,text,msg", [
+    ("neg.xyz", "-5\ncell:5,5,5\n" + "1 0 0 0\n" * 3, "must be >= 1"),
+    ("extra.xyz", "2\ncell:5,5,5\n1 0 0 0\n1 1.2 0 0\n1 2.4 0 0\n", "more particle lines"),
+    ("nobox.data", _DATA_HEAD + "\nAtoms # atomic\n\n1 1 0 0 0\n2 1 1.2 0 0\n", "no box line"),
+    ("charge.data", _DATA_HEAD + _BOX + "\nAtoms # charge\n\n1 1 0.0 0 0 0\n2 1 0.0 1.2 0 0\n", "atom style"),
+    ("dupid.data", _DATA_HEAD + _BOX + "\nAtoms # atomic\n\n1 1 0 0 0\n1 1 1.2 0 0\n", "not unique"),
+    ("realtype.data", _DATA_HEAD + _BOX + "\nAtoms # atomic\n\n1 1.7 0 0 0\n2 1 1.2 0 0\n", "integers"),
+])
+def test_malformed_configuration_files_are_one_line_errors(tmp_path, name, text, msg):
+    """Files that used to be read wrongly without a word: a negative or too small particle count, a missing
+    box (it defaulted to 1 x 1 x 1), another atom style (its charge column read as x), duplicate ids, real types."""
+    p = tmp_path / name
+    p.write_text(text)
+    with pytest.raises(InputError, match=msg):
+        read_configuration(p, "ka3d")
+
+
+def test_multi_frame_xyz_reads_its_first_frame_and_folders_are_refused(tmp_path):
+    conf = random_configuration("ka3d", 10, seed=1)
+    write_xyz(tmp_path / "a.xyz", conf)
+    one = (tmp_path / "a.xyz").read_text()
+    (tmp_path / "two.xyz").write_text(one + one)
+    np.testing.assert_allclose(read_xyz(tmp_path / "two.xyz").positions, conf.positions, atol=1e-11)
+    (tmp_path / "folder.xyz").mkdir()
+    with pytest.raises(InputError, match="is a folder"):
+        read_configuration(tmp_path / "folder.xyz")
+    from glassgen.provenance import atomic_path
+
+    with pytest.raises(InputError, match="is a folder"):
+        with atomic_path(tmp_path / "folder.xyz"):
+            pass
+
+
+@pytest.mark.parametrize("entries,msg", [
+    ({"initial_positions": np.full((10, 3), np.nan)}, "NaN"),
+    ({"types": np.array(["A"] * 10)}, "integer labels"),
+    ({"box": np.array([-1.0, -1.0, -1.0])}, "positive lengths"),
+    ({"box": np.array([3.0, 3.0])}, "positive lengths"),
+    ({"md_prop": np.array([None] * 10, dtype=object)}, "unreadable entry"),
+])
+def test_glassbench_reader_validates_its_arrays(tmp_path, entries, msg):
+    from glassgen.systems.glassbench import read_sample
+
+    doc = {"types": np.array([1] * 8 + [2] * 2), "initial_positions": np.random.default_rng(0).random((10, 3)) * 2}
+    doc.update(entries)
+    np.savez(tmp_path / "bad_T0.44_1.npz", **doc)
+    with pytest.raises(InputError, match=msg):
+        read_sample(tmp_path / "bad_T0.44_1.npz", T=0.44, system="KA")

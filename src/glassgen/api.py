@@ -206,7 +206,8 @@ def md_run(*, out: PathLike, T: float | None, steps: int, input: PathLike | None
     _positive("dt", dt)
     if steps is None or steps < 1:
         raise InputError(f"steps must be a positive integer, got {steps}")
-    conf = load_input(input, model, n, T, density, seed)
+    # LAMMPS aborts the whole process (not an exception) on a pair inside its tables: check overlaps first
+    conf = load_input(input, model, n, T, density, seed, check_overlap=engine == "lammps")
     traj_steps, sched = _traj_steps(int(steps), traj, traj_every, n_per_decade, traj_blocks)
     ck = checkpoint_path(out) if engine == "numba" else None
     resumed = ck is not None and ck.is_file()

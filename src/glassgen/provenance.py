@@ -68,6 +68,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     writer never leaves a half-written output.
     """
     target = Path(path)
+    if target.is_dir():
+        raise InputError(f"cannot write {target}: it is a folder")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)

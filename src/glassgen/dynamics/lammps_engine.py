@@ -326,6 +326,9 @@ def run_md_lammps(conf: Configuration, *, T: float | None, dt: float, nsteps: in
     wall = time.perf_counter() - t0
 
     a = np.asarray(rows, dtype=np.float64).reshape(-1, 5)
+    if not (np.all(np.isfinite(pos)) and np.all(np.isfinite(a[:, :4]))):
+        raise PhysicsError("the LAMMPS run produced non-finite positions or energies (it blew up: overlapping "
+                           "particles or too large a time step)")
     u, kin, temp, pvir, cons = a.T
     thermo = Thermo(step=thermo_steps.astype(np.float64), time=thermo_steps * dt, potential=u, kinetic=kin,
                     temperature=temp, pressure=conf.density * temp + pvir,

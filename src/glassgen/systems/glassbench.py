@@ -25,6 +25,7 @@ A directory (the unpacked 6 GB archive, a folder of our own datasets, or ``share
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -108,8 +109,10 @@ def infer_species(types: np.ndarray) -> np.ndarray:
     t = np.asarray(types)
     if t.ndim != 1 or t.size == 0:
         raise InputError(f"types must be a non-empty 1D array, got shape {t.shape}")
+    if not np.issubdtype(t.dtype, np.number) or np.issubdtype(t.dtype, np.complexfloating):
+        raise InputError(f"types must be integer labels, got an array of {t.dtype}")
     if not np.issubdtype(t.dtype, np.integer):
-        if not np.all(np.equal(np.mod(t, 1), 0)):
+        if not (np.all(np.isfinite(t)) and np.all(np.equal(np.mod(t, 1), 0))):
             raise InputError("types must be integer labels")
         t = t.astype(np.int64)
     lo = int(t.min())
@@ -193,6 +196,8 @@ class GlassBenchSample:
 def _box(system: str, n: int, d: int, stored: Any) -> np.ndarray:
     if stored is not None:
         b = np.asarray(stored, dtype=np.float64).reshape(-1)
+        if b.size not in (1, d) or not np.all(np.isfinite(b)) or np.any(b <= 0):
+            raise InputError(f"box must be 1 or {d} positive lengths, got {b.tolist()}")
         return np.full(d, float(b[0])) if b.size == 1 else b
     rho = _DENSITY.get(system)
     if rho is None:
@@ -203,6 +208,18 @@ def _box(system: str, n: int, d: int, stored: Any) -> np.ndarray:
 def _scalar(v: np.ndarray) -> Any:
     x = v.item() if v.ndim == 0 else v
     return x.decode() if isinstance(x, bytes) else x
+
+
+@contextlib.contextmanager
+def _entries_as_input_error(p: Path) -> Iterator[None]:
+    """An entry numpy cannot read safely (an object array needs pickle, which is never allowed) or cannot convert
+    is bad input: one line naming the file."""
+    try:
+        yield
+    except InputError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{p.name}: unreadable entry ({exc})") from None
 
 
 def read_sample(path: PathLike, *, T: float | None = None, system: str | None = None,
@@ -231,7 +248,7 @@ def read_sample(path: PathLike, *, T: float | None = None, system: str | None = 
         files = set(z.files)
     except Exception as exc:  # noqa: BLE001 - any unreadable npz is bad input
         raise InputError(f"cannot read {p} as npz: {type(exc).__name__}") from None
-    with z:
+    with z, _entries_as_input_error(p):
         if "initial_positions" not in files or "types" not in files:
             raise InputError(f"{p.name}: not a GlassBench file (needs 'types' and 'initial_positions')")
         m = _NAME.search(p.name)
@@ -259,11 +276,19 @@ def read_sample(path: PathLike, *, T: float | None = None, system: str | None = 
         if x0.ndim != 2 or x0.shape[1] not in (2, 3):
             raise InputError(f"{p.name}: initial_positions must be (N, 2) or (N, 3), got {x0.shape}")
         n, d = x0.shape
-        species = infer_species(z["types"])
+        if not np.all(np.isfinite(x0)):
+            raise InputError(f"{p.name}: initial_positions contain NaN or infinite values")
+        try:
+            species = infer_species(z["types"])
+        except InputError as exc:
+            raise InputError(f"{p.name}: {exc}") from None
         if species.size != n:
             raise InputError(f"{p.name}: {species.size} types for {n} positions")
         system = system or str(meta.get("system_id", meta.get("system", "KA" if d == 3 else "KA2D")))
-        box = _box(system, n, d, z["box"] if "box" in files else None)
+        try:
+            box = _box(system, n, d, z["box"] if "box" in files else None)
+        except InputError as exc:
+            raise InputError(f"{p.name}: {exc}") from None
 
         def opt(key: str, shape_tail: tuple[int, ...]) -> np.ndarray | None:
             if key not in files or z[key].size == 0:
@@ -299,6 +324,8 @@ def read_sample(path: PathLike, *, T: float | None = None, system: str | None = 
                 raise InputError(f"{p.name}: replica positions must be (R, {n}, {d}), got {shape}")
             if load_replicas:
                 replicas = np.asarray(z["positions"], dtype=np.float64)
+                if not np.all(np.isfinite(replicas)):
+                    raise InputError(f"{p.name}: replica positions contain NaN or infinite values")
             if "replica_time" in meta:
                 replica_time = float(meta.pop("replica_time"))
             elif times is not None and np.size(times) == 1:

@@ -43,6 +43,8 @@ _Reader = TypeVar("_Reader", bound=Callable[..., Configuration])
 
 def _check_file(path: PathLike) -> Path:
     p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{p} is a folder, not a configuration file")
     if not p.is_file():
         raise InputError(f"file not found: {p}")
     return p
@@ -101,8 +103,13 @@ def read_xyz(path: PathLike, model: str | InteractionModel | None = None) -> Con
         n = int(lines[0].split()[0])
     except (IndexError, ValueError):
         raise InputError(f"malformed xyz file {p}: first line must be the particle number") from None
+    if n < 1:
+        raise InputError(f"malformed xyz file {p}: the particle number must be >= 1, got {n}")
     if len(lines) < n + 2:
         raise InputError(f"malformed xyz file {p}: expected {n} particle lines, found {len(lines) - 2}")
+    rest = [ln for ln in lines[n + 2:] if ln.strip()]
+    if rest and not (len(rest[0].split()) == 1 and rest[0].strip().isdigit()):  # nothing, or a next frame's count
+        raise InputError(f"malformed xyz file {p}: more particle lines than the {n} of its first line")
     header = lines[1]
     meta: dict[str, Any] = {}
     box = None
@@ -190,10 +197,12 @@ def read_lammps_data(path: PathLike, model: str | InteractionModel | None = None
                 model = None
     m = load_model(model) if model is not None else None
     d = dim or (m.dim if m else 3)
-    lines = [ln.split("#")[0].rstrip() for ln in text.splitlines()]
+    raw = text.splitlines()
+    lines = [ln.split("#")[0].rstrip() for ln in raw]
     n = None
     lo = np.zeros(3)
     hi = np.ones(3)
+    axes: set[int] = set()
     sections: dict[str, list[str]] = {}
     i = 1
     current = None
@@ -208,9 +217,13 @@ def read_lammps_data(path: PathLike, model: str | InteractionModel | None = None
         elif current is None and len(toks) == 4 and toks[2].endswith("lo") and toks[3].endswith("hi"):
             k = "xyz".index(toks[2][0])
             lo[k], hi[k] = float(toks[0]), float(toks[1])
+            axes.add(k)
         elif toks[0] in ("Atoms", "Velocities", "Masses"):
             current = toks[0]
             sections[current] = []
+            style = raw[i - 1].partition("#")[2].split()
+            if current == "Atoms" and style and style[0] != "atomic":
+                raise InputError(f"LAMMPS data file {p}: atom style {style[0]!r} is not supported (atomic only)")
         elif current is not None and toks[0][0].isalpha() and not toks[0][0].isdigit():
             current = toks[0]
             sections[current] = []
@@ -218,6 +231,9 @@ def read_lammps_data(path: PathLike, model: str | InteractionModel | None = None
             sections[current].append(ln)
     if n is None or "Atoms" not in sections:
         raise InputError(f"malformed LAMMPS data file {p}: needs 'N atoms' and an Atoms section")
+    missing = [f"{'xyz'[k]}lo {'xyz'[k]}hi" for k in range(d) if k not in axes]
+    if missing:
+        raise InputError(f"malformed LAMMPS data file {p}: no box line(s) {', '.join(missing)}")
     rows = [r.split() for r in sections["Atoms"]]
     if len(rows) != n:
         raise InputError(f"malformed LAMMPS data file {p}: header says {n} atoms, Atoms has {len(rows)}")
@@ -225,6 +241,11 @@ def read_lammps_data(path: PathLike, model: str | InteractionModel | None = None
         arr = np.array([[float(x) for x in r[:5]] for r in rows])
     except (ValueError, IndexError):
         raise InputError(f"malformed LAMMPS data file {p}: Atoms lines must be 'id type x y z'") from None
+    ids_types = arr[:, :2]
+    if np.any(ids_types != np.round(ids_types)) or np.any(arr[:, 1] < 1):
+        raise InputError(f"malformed LAMMPS data file {p}: atom ids and types must be integers (types >= 1)")
+    if np.unique(arr[:, 0]).size != n:
+        raise InputError(f"malformed LAMMPS data file {p}: atom ids are not unique")
     order = np.argsort(arr[:, 0])
     arr = arr[order]
     pos = arr[:, 2:2 + d].copy()
@@ -352,6 +373,8 @@ def read_configuration(path: PathLike, model: str | InteractionModel | None = No
     """Read a configuration, choosing the format from the suffix (.xyz, .data/.lmp, .h5/.hdf5)."""
     p = Path(path)
     suf = p.suffix.lower()
+    if p.is_dir():
+        raise InputError(f"{p} is a folder, not a configuration file")
     if suf in (".xyz", ".extxyz"):
         return read_xyz(p, model)
     if suf in (".data", ".lmp", ".lammps"):
