@@ -347,9 +347,11 @@ def test_ka2d_energy_agrees_with_metropolis() -> None:
 
 # --- the trained selection predictor and the experiment's bookkeeping -------------------------------------
 def test_trained_selection_is_a_least_squares_propensity_fit(data) -> None:
-    """The KA2D selection predictor is the least-squares fit of the propensity on (pair energy, coordination):
-    residuals orthogonal to the features, a positive training Pearson (measured 0.264), and the selection
-    log-weight equals scale x (predicted propensity - intercept) / spread."""
+    """The KA2D selection predictor is the least-squares fit of the propensity on (pair energy, coordination)
+    of the training configuration (T = 0.30, configuration 3 at t = 0.11; the T = 0.23 configuration 151 is a
+    GlassBench test configuration and is never trained on): residuals orthogonal to the features, a positive
+    training Pearson (measured 0.291), and the selection log-weight equals scale x (predicted propensity -
+    intercept) / spread."""
     from glassgen.api_experiment import _scores_of, trained_selection
     from glassgen.observables.isoconfig import propensity
     from glassgen.sampling.predict_propose import FeatureScorer, features_of
@@ -358,7 +360,9 @@ def test_trained_selection_is_a_least_squares_propensity_fit(data) -> None:
 
     mdl = load_model("ka2d")
     theta, info = trained_selection("ka2d", mdl, scale=2.0)
-    s = read_sample(data / "ka2d-isoconfig" / "N1290T0.23_151_tc40.npz")
+    assert info["train_files"] == ["N1290T0.30_3_tc01.npz"]
+    s = read_sample(data / "ka2d-isoconfig" / "N1290T0.30_3_tc01.npz")
+    assert s.metadata["split"] == "train"
     t = PGMCTarget.from_model(mdl, s.box, 1.0)
     f = features_of(t, s.positions % s.box, s.species)
     y = propensity(s.positions, s.replicas, s.box, unwrapped=False)
@@ -394,3 +398,50 @@ def test_experiment_resumes_finished_cases(tmp_path) -> None:
     cfg.write_text(body.format(s=80))
     r3 = predict_propose_experiment(config=cfg, out=tmp_path / "o", quick=False)
     assert r3["cases"][0]["methods"]["metropolis"]["steps"] == 80
+
+
+def test_predict_pgmc_makes_as_many_swap_trials_as_pgmc() -> None:
+    """Biased displacements replace the policy's displacement trials only: with 20 % swaps, both samplers try
+    0.2 N swaps per sweep (before, the biased moves took 80 % of all trials and the policy's 20 % swap share
+    applied to the rest: 4 % swaps)."""
+    from glassgen.dynamics.initial import random_state
+
+    conf = random_state("ka2d", 43, seed=3)
+    pol = Policy.default(3, 2, sigma=0.08, swap_fraction=0.2, swap_pairs=[(0, 2), (1, 2)])
+    target = PGMCTarget.from_model(conf.model, conf.box, 0.6)
+    sweeps = 100
+    pp = PredictProposePGMC(target, pol, [conf], seed=1, theta_select=np.array([1.0, 0.0]), select_fraction=1.0)
+    pp.sweep(sweeps)
+    swaps = pp.chains[0].stats[2, 0]
+    expected, sd = 0.2 * 43 * sweeps, math.sqrt(0.2 * 0.8 * 43 * sweeps)
+    assert abs(swaps - expected) < 4 * sd, (swaps, expected)
+    assert pp.chains[0].stats[0, 0] == 0  # every displacement trial was a biased one
+    assert pp.selection_report()["tried"] + swaps == 43 * sweeps
+
+
+def test_experiment_checks_every_case_before_running(tmp_path) -> None:
+    from glassgen.api_experiment import predict_propose_experiment
+
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('quick_default = false\n[[case]]\nmodel = "ka2d"\nn = 43\nT = 0.5\nmethods = ["metropolis"]\n'
+                   '[[case]]\nmodel = "ka2d"\nn = 43\nT = 0.5\nmethods = ["metro"]\n')
+    with pytest.raises(InputError, match="case 1: unknown method"):
+        predict_propose_experiment(config=cfg, out=tmp_path / "r")
+    cfg.write_text('quick_default = false\n[[case]]\nmodel = "ka2d"\nn = 43\nT = 0.5\ntheta_select = [1, 2, 3]\n')
+    with pytest.raises(InputError, match="theta_select"):
+        predict_propose_experiment(config=cfg, out=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+def test_metropolis_cpu_time_counts_the_sweeps_only() -> None:
+    import time
+
+    from glassgen.dynamics.initial import random_state
+    from glassgen.dynamics.mc import MonteCarlo
+
+    conf = random_state("ka2d", 43, seed=3)
+    mc = MonteCarlo(conf, 0.6, delta=0.1, seed=1)
+    t0 = time.process_time()
+    res = mc.run(200, sample_every=1, traj_sweeps=list(range(201)))
+    total = time.process_time() - t0
+    assert 0.0 < res.info["cpu_s"] <= total  # the sweeps, without the per-sweep unwrapping and sampling

@@ -183,7 +183,7 @@ def _scores_of(target: Any, theta: np.ndarray, positions: np.ndarray, species: n
 
 #: training data of the trained selection predictor, per model: (folder, file glob, configuration indices)
 _SELECTION_DATA = {"ka3d": ("ka3d-T0.44-isoconfig", "isoconfig_N4096T0.44_{i}_tc07.npz", range(1, 11)),
-                   "ka2d": ("ka2d-isoconfig", "N1290T0.23_{i}_tc40.npz", (151,))}
+                   "ka2d": ("ka2d-isoconfig", "N1290T0.30_{i}_tc01.npz", (3,))}
 
 
 def trained_selection(model: str, interaction: Any, scale: float = 1.0) -> tuple[np.ndarray, dict[str, Any]]:
@@ -193,7 +193,9 @@ def trained_selection(model: str, interaction: Any, scale: float = 1.0) -> tuple
     that the Numba kernels rescore after every move), fitted by least squares on the propensity of the
     shared real data, all species pooled (the selection kernel carries no species intercept):
     KA 3D: the T = 0.44 configurations 1-10 at tau_alpha (32 replicas; 401-405 are never read);
-    KA2D: the T = 0.23 configuration 151 at t = 1.5e6 (20 replicas), the only KA2D propensity shipped.
+    KA2D: the T = 0.30 training configuration 3 at t = 0.11 (20 replicas), the only KA2D propensity of the
+    training split shipped (configuration 151 at T = 0.23 is a GlassBench test configuration: never trained on);
+    at t = 0.11 the propensity measures the cage, not tau_alpha.
     Features are computed with the pair model ``interaction`` (the sampler's) and thermal (not inherent)
     positions. The selection log-weight is the predicted propensity in units of its spread over the training particles,
     s_i = scale * (w . f_i) / std(w . f) (the intercept cancels in P(i | x)), so theta = scale * w / std.
@@ -260,6 +262,73 @@ def _total_rdf(frames: np.ndarray, box: np.ndarray, r_max: float, bins: int = 60
     return rdf.bin_centers, np.asarray(gs)
 
 
+def _check_case(cfg: dict[str, Any], where: str) -> None:
+    """Everything about a case that can be checked before any case runs (a bad case 5 must not be found
+    hours into a run): model, N, T, methods, selection and its coefficients."""
+    from glassgen._kernels.pgmc import N_SEL as N_SEL_FEATURES
+    from glassgen.systems.model import load_model
+
+    try:
+        mdl = load_model(str(cfg["model"]))
+        n, T = int(cfg["n"]), float(cfg["T"])
+    except KeyError as exc:
+        raise InputError(f"{where}: missing key {exc.args[0]!r} (model, n and T are required)") from None
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: n must be an integer and T a number") from None
+    if n < 2 or not (math.isfinite(T) and T > 0):
+        raise InputError(f"{where}: need n >= 2 and T > 0, got n={n}, T={T}")
+    methods = cfg.get("methods", METHODS)
+    bad = [m for m in methods if m not in METHODS] if isinstance(methods, (list, tuple)) else [methods]
+    if bad:
+        raise InputError(f"{where}: unknown method(s) {bad} (choose from {', '.join(METHODS)})")
+    selection = cfg.get("selection", "features")
+    if selection not in ("features", "trained"):
+        raise InputError(f"{where}: selection must be 'features' or 'trained', got {selection!r}")
+    if selection == "features" and "theta_select" in cfg:
+        try:
+            th = np.asarray(cfg["theta_select"], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputError(f"{where}: theta_select must be numbers") from None
+        if th.shape not in ((), (N_SEL_FEATURES,), (mdl.nsp, N_SEL_FEATURES)) or not np.all(np.isfinite(th)):
+            raise InputError(f"{where}: theta_select must be a number, {N_SEL_FEATURES} numbers or {mdl.nsp} x "
+                             f"{N_SEL_FEATURES} numbers, got shape {th.shape}")
+
+
+def _code_stamp() -> str:
+    """SHA-256 of glassgen's source files: finished cases of a run are reused only with the same code."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted(Path(__file__).parent.rglob("*.py")):
+        h.update(f.relative_to(Path(__file__).parent).as_posix().encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _warm_up(methods: list[str], target: Any, start: Any, T: float, delta: float, mdl: Any) -> None:
+    """A few untimed moves of every timed kernel on a throwaway copy of ``start``, so that Numba compilation
+    (minutes with a cold cache) is charged to no method."""
+    from glassgen.dynamics.mc import MonteCarlo
+    from glassgen.dynamics.md import run_md
+    from glassgen.sampling.pgmc import PGMC
+    from glassgen.sampling.policies import Policy
+    from glassgen.sampling.predict_propose import PredictProposePGMC
+
+    if "metropolis" in methods:
+        MonteCarlo(start, T, delta=delta, seed=0).run(2, sample_every=1, traj_sweeps=[0, 2])
+    if "md" in methods:
+        run_md(start, T=T, dt=0.005, nsteps=4, seed=0, init_velocities=True, thermo_every=2, traj_steps=[0, 4],
+               threads=1)
+    if "pgmc" in methods or "predict_pgmc" in methods:
+        swap = 0.2 if mdl.nsp == 3 else 0.0
+        pol = Policy.default(mdl.nsp, mdl.dim, sigma=delta, swap_fraction=swap,
+                             swap_pairs=[(0, 2), (1, 2)] if mdl.nsp == 3 else None, biased=swap > 0,
+                             counts=np.bincount(start.species, minlength=mdl.nsp))
+        PGMC(target, pol, [start], seed=0).run(2, sample_every=1, frame_sweeps=[0, 2])
+        PredictProposePGMC(target, pol, [start], seed=0, theta_select=np.array([1.0, 0.0])).run(
+            2, sample_every=1, frame_sweeps=[0, 2])
+
+
 def _run_case(case: dict[str, Any], glob: dict[str, Any], progress: bool) -> dict[str, Any]:
     import torch
 
@@ -303,15 +372,16 @@ def _run_case(case: dict[str, Any], glob: dict[str, Any], progress: bool) -> dic
         frames, ens, finals, cpu = [], [], [], 0.0
         for c, st in enumerate(starts):
             mc = MonteCarlo(st, T, delta=delta, swap_fraction=extra_swap, seed=seed + 11 + c)
-            t0 = time.process_time()
             res = mc.run(sweeps, sample_every=every, traj_sweeps=fr_sw)
-            cpu += time.process_time() - t0
+            cpu += res.info["cpu_s"]  # the sweeps alone, as PGMC's cpu_s (not the unwrapping and sampling)
             frames.append(res.trajectory.positions)
             ens.append(res.thermo.potential)
             finals.append(res.final)
         return (np.asarray(res.trajectory.steps), np.stack(frames, 1), np.stack(ens, 1),
                 finals, cpu)
 
+    # compile every kernel before any timing (a cold Numba cache would be charged to the first method)
+    _warm_up(methods, target, starts[0], T, delta, mdl)
     if "metropolis" in methods:
         steps, frames, ens, finals, cpu = mc_run()
         out["methods"]["metropolis"] = _record("metropolis", "sweep", steps, frames, np.arange(ens.shape[0]) * every,
@@ -351,7 +421,7 @@ def _run_case(case: dict[str, Any], glob: dict[str, Any], progress: bool) -> dic
                 s = PGMC(target, pol, starts, seed=seed + 41)
             else:
                 s = PredictProposePGMC(target, pol, starts, seed=seed + 41, theta_select=theta,
-                                       select_fraction=1.0 - swap)
+                                       select_fraction=1.0)  # every displacement trial; swaps as PGMC
             res = s.run(sweeps, sample_every=every, frame_sweeps=fr_sw, progress=progress)
             extra = {"train_cpu_s": train_cpu, "acceptance": res.acceptance, "sigma": pol.sigma.tolist()}
             if name == "predict_pgmc":
@@ -377,6 +447,8 @@ def _run_case(case: dict[str, Any], glob: dict[str, Any], progress: bool) -> dic
         flow_train_cpu = time.process_time() - t0
         lf_steps = int(cfg.get("local_flow_steps", 1500))
         fr_lf = _log_frames(lf_steps)
+        LocalFlowMC(target, flow, reg, [(starts[0].wrapped_positions(), starts[0].species)], seed=0,
+                    theta_select=theta).run(3, sample_every=1, frame_steps=[0, 3])  # untimed: compiles the kernels
         for name, th in (("local_flow_uniform", 0.0), ("local_flow_predictor", theta)):
             if name not in methods:
                 continue
@@ -511,12 +583,15 @@ def predict_propose_experiment(*, config: PathLike, out: PathLike | None = None,
              for c in cases]
     if not cases:
         raise InputError(f"{config}: no [[case]] tables")
+    for i, case in enumerate(cases):
+        _check_case({**glob, **case}, f"{config} case {i}")
     out_dir = Path(out or cfg.get("out", "reports/predict_propose"))
     t0 = time.process_time()
     w0 = time.perf_counter()
-    results = {"provenance": provenance(config=str(config), quick=use_quick), "loadavg_start": list(os.getloadavg()),
-               "out_dir": str(out_dir), "cases": []}
-    done = _finished_cases(out_dir / "results.json", str(config), use_quick)
+    code = _code_stamp()
+    results = {"provenance": provenance(config=str(config), quick=use_quick, code_sha256=code),
+               "loadavg_start": list(os.getloadavg()), "out_dir": str(out_dir), "cases": []}
+    done = _finished_cases(out_dir / "results.json", str(config), use_quick, code)
     for case in cases:
         key = json.dumps({**glob, **case}, sort_keys=True, default=str)
         if key in done:  # resume: a case already computed with exactly these settings is kept
@@ -532,8 +607,9 @@ def predict_propose_experiment(*, config: PathLike, out: PathLike | None = None,
     return results
 
 
-def _finished_cases(path: Path, config: str, quick: bool) -> dict[str, dict[str, Any]]:
-    """Cases of an earlier (possibly interrupted) run of the same config and mode, keyed by their settings."""
+def _finished_cases(path: Path, config: str, quick: bool, code: str) -> dict[str, dict[str, Any]]:
+    """Cases of an earlier (possibly interrupted) run of the same config, mode and code (:func:`_code_stamp`),
+    keyed by their settings."""
     if not path.is_file():
         return {}
     try:
@@ -541,7 +617,7 @@ def _finished_cases(path: Path, config: str, quick: bool) -> dict[str, dict[str,
     except (OSError, ValueError):
         return {}
     pv = prev.get("provenance", {})
-    if pv.get("config") != config or bool(pv.get("quick")) != quick:
+    if pv.get("config") != config or bool(pv.get("quick")) != quick or pv.get("code_sha256") != code:
         return {}
     return {json.dumps(c["config"], sort_keys=True, default=str): c for c in prev.get("cases", []) if "config" in c}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -256,6 +257,8 @@ class MonteCarlo:
         Returns an :class:`MDResult` whose thermo ``step``/``time`` count sweeps; ``kinetic`` and
         ``conserved`` are NaN and ``temperature`` is T. Pressure is the virial pressure rho T + W/(dV).
         Frames hold UNWRAPPED positions (displacements are accumulated across the periodic boundary).
+        ``info["cpu_s"]``: process CPU seconds of the sweeps alone (this call), without the unwrapping and
+        sampling bookkeeping, as PGMC's ``cpu_s``, so that samplers are compared on their moves.
         """
         sample_every = max(1, int(sample_every))
         wanted = set() if traj_sweeps is None else {int(s) for s in traj_sweeps if 0 <= int(s) <= n_sweeps}
@@ -272,9 +275,13 @@ class MonteCarlo:
         self._unwrapped = unwrapped
         prev = self.pos.copy()
 
+        sweep_cpu = [0.0]
+
         def advance_to(current: int, target: int) -> None:
             for _ in range(target - current):
+                t0 = time.process_time()
                 self.sweep(1)
+                sweep_cpu[0] += time.process_time() - t0
                 dx = self.pos - prev
                 unwrapped[:] += dx - self.box * np.round(dx / self.box)
                 prev[:] = self.pos
@@ -296,7 +303,7 @@ class MonteCarlo:
         run_events(n_sweeps, events, last_done, advance_to, on_event, save, checkpoint_every, progress, "MC")
         th, traj = collect_results(samples, frames, 1.0)
         info = {"engine": "numba-mc", "acceptance": self.acceptance, "delta": self.delta.tolist(),
-                "sweeps": self.sweeps}
+                "sweeps": self.sweeps, "cpu_s": sweep_cpu[0]}
         return MDResult(final=self.configuration(), thermo=th, trajectory=traj, info=info)
 
 

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from glassgen._kernels.neighbors import image_shifts, mc_image_shifts
-from glassgen._kernels.pgmc import MH_EXACT, N_SEL, biased_displacements, selection_features
+from glassgen._kernels.pgmc import KIND_SWAP, MH_EXACT, N_SEL, biased_displacements, selection_features
 from glassgen.errors import InputError, PhysicsError
 from glassgen.sampling.moves import SelectionScorer, predictor_swaps
 from glassgen.sampling.pgmc import PGMC, PGMCTarget, _Chain
@@ -199,17 +199,19 @@ def scorer_displacements(sampler: PGMC, scorer: SelectionScorer, n_moves: int, s
 class PredictProposePGMC(PGMC):
     """PGMC whose displacements select the particle with a :class:`FeatureScorer` (local score updates).
 
-    Every sweep of N trials per chain: ``select_fraction`` N biased Gaussian displacements
-    (:func:`~glassgen._kernels.pgmc.biased_displacements`, widths from the policy) followed by the rest
-    drawn from the policy's own move mixture (Gaussian / local / swap; swaps biased if the policy is). Both
-    are exact MH kernels for the same target, so their composition is. The selection features are kept
+    Every sweep of N trials per chain is drawn from the policy's own move mixture (Gaussian / local / swap;
+    swaps biased if the policy is), as in PGMC, and then a ``select_fraction`` of its *displacement* trials
+    are replaced by biased Gaussian displacements (:func:`~glassgen._kernels.pgmc.biased_displacements`,
+    widths from the policy), run first; swaps keep the policy's share, so PGMC and this sampler make the
+    same number of swap trials. Both are exact MH kernels for the same target, and their numbers per sweep do
+    not depend on the state, so the composition is exact. The selection features are kept
     current through every move kind and recomputed from scratch every 100 sweeps (round-off).
 
     Args:
         target, policy, starts, seed: as :class:`~glassgen.sampling.pgmc.PGMC`.
         theta_select: (nsp, 2) / (2,) / scalar selection coefficients (see :class:`FeatureScorer`);
             0 gives uniform selection (the control).
-        select_fraction: fraction of the trials that are selection-biased displacements.
+        select_fraction: fraction of the policy's displacement trials made selection-biased (1: all).
         mh_mode: MH_EXACT, or MH_STALE_REVERSE for the negative control (selection only in the old state).
     """
 
@@ -269,14 +271,19 @@ class PredictProposePGMC(PGMC):
             c.rebuild_cells()
 
     def sweep(self, n_sweeps: int = 1, mh_mode: int = MH_EXACT) -> None:
-        """Advance every chain by ``n_sweeps`` sweeps (N trials each: biased displacements, then policy moves)."""
-        nb = int(round(self.select_fraction * self.n))
+        """Advance every chain by ``n_sweeps`` sweeps (N trials each: biased displacements, then the policy's
+        remaining moves)."""
         for _ in range(int(n_sweeps)):
             for c in self.chains:
+                draws = self._draw(self.n)
+                disp = np.flatnonzero(draws[0] != KIND_SWAP)
+                nb = int(round(self.select_fraction * disp.size))
+                keep = np.ones(self.n, dtype=bool)
+                keep[disp[:nb]] = False
                 if nb:
                     self._call_biased(c, nb)
-                if self.n - nb:
-                    self._call_tracked(c, self._draw(self.n - nb))
+                if keep.any():
+                    self._call_tracked(c, tuple(np.ascontiguousarray(a[keep]) for a in draws))
                 if not math.isfinite(c.energy):
                     raise PhysicsError("non-finite energy in predict-then-propose PGMC")
             self.sweeps += 1
