@@ -254,7 +254,7 @@ def step_model_run(out: PathLike, *, s_mean: float | list[float] | None = None, 
     s_list = [base.s_mean] if s_mean is None else ([s_mean] if isinstance(s_mean, (int, float)) else list(s_mean))
     s_list = [float(sm) for sm in s_list]
     if not all(math.isfinite(sm) for sm in s_list):
-        raise InputError(f"initial mean softness values must be finite, got {s_list}")
+        raise InputError(f"initial mean softness s_mean must be finite, got {s_list}")
     if len({f"{sm:.6g}" for sm in s_list}) != len(s_list):
         raise InputError(f"an initial mean softness is given twice: {s_list}")
     signature = json.dumps({"params": base.__dict__, "gamma_max": gamma_max, "seed": seed}, sort_keys=True,

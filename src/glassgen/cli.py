@@ -378,7 +378,7 @@ def _check_outputs_writable(argv: list[str]) -> None:
             outs.append((flag, argv[i + 1], i + 1))
     for flag, val, j in outs:
         target = Path(val)
-        if flag != "--out-dir" and target.is_dir():
+        if flag != "--out-dir" and target.is_dir() and target.suffix:  # `dataset make --out DIR` names a folder
             raise GlassgenError(f"--out {val} is a folder: name the output file")
         if flag != "--out-dir" and target.suffix.lower() == ".png":
             raise GlassgenError(f"--out {val}: name the data file (e.g. .h5); its PNG is written next to it")
