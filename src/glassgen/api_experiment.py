@@ -305,13 +305,23 @@ def _code_stamp() -> str:
     return h.hexdigest()
 
 
+def _initial_policy(mdl: Any, species: np.ndarray, sigma: float) -> Any:
+    """The experiment's PGMC starting policy: Gaussian widths ``sigma``; for ternary KA2D 20 % biased swaps of
+    A-C and B-C pairs."""
+    from glassgen.sampling.policies import Policy
+
+    swap = 0.2 if mdl.nsp == 3 else 0.0
+    return Policy.default(mdl.nsp, mdl.dim, sigma=sigma, swap_fraction=swap,
+                          swap_pairs=[(0, 2), (1, 2)] if mdl.nsp == 3 else None, biased=swap > 0,
+                          counts=np.bincount(species, minlength=mdl.nsp))
+
+
 def _warm_up(methods: list[str], target: Any, start: Any, T: float, delta: float, mdl: Any) -> None:
     """A few untimed moves of every timed kernel on a throwaway copy of ``start``, so that Numba compilation
     (minutes with a cold cache) is charged to no method."""
     from glassgen.dynamics.mc import MonteCarlo
     from glassgen.dynamics.md import run_md
     from glassgen.sampling.pgmc import PGMC
-    from glassgen.sampling.policies import Policy
     from glassgen.sampling.predict_propose import PredictProposePGMC
 
     if "metropolis" in methods:
@@ -320,10 +330,7 @@ def _warm_up(methods: list[str], target: Any, start: Any, T: float, delta: float
         run_md(start, T=T, dt=0.005, nsteps=4, seed=0, init_velocities=True, thermo_every=2, traj_steps=[0, 4],
                threads=1)
     if "pgmc" in methods or "predict_pgmc" in methods:
-        swap = 0.2 if mdl.nsp == 3 else 0.0
-        pol = Policy.default(mdl.nsp, mdl.dim, sigma=delta, swap_fraction=swap,
-                             swap_pairs=[(0, 2), (1, 2)] if mdl.nsp == 3 else None, biased=swap > 0,
-                             counts=np.bincount(start.species, minlength=mdl.nsp))
+        pol = _initial_policy(mdl, start.species, delta)
         PGMC(target, pol, [start], seed=0).run(2, sample_every=1, frame_sweeps=[0, 2])
         PredictProposePGMC(target, pol, [start], seed=0, theta_select=np.array([1.0, 0.0])).run(
             2, sample_every=1, frame_sweeps=[0, 2])
@@ -337,7 +344,6 @@ def _run_case(case: dict[str, Any], glob: dict[str, Any], progress: bool) -> dic
     from glassgen.dynamics.md import run_md
     from glassgen.sampling.local_flow import LocalFlow, LocalFlowMC, LocalRegion, extract_regions, train_local_flow
     from glassgen.sampling.pgmc import PGMC, PGMCTarget
-    from glassgen.sampling.policies import Policy
     from glassgen.sampling.predict_propose import PredictProposePGMC
 
     torch.set_num_threads(1)
@@ -405,10 +411,7 @@ def _run_case(case: dict[str, Any], glob: dict[str, Any], progress: bool) -> dic
                                        box=conf.box)
     pol = None
     if "pgmc" in methods or "predict_pgmc" in methods:
-        swap = 0.2 if mdl.nsp == 3 else 0.0
-        pairs = [(0, 2), (1, 2)] if mdl.nsp == 3 else None
-        pol0 = Policy.default(mdl.nsp, mdl.dim, sigma=delta / math.sqrt(3), swap_fraction=swap, swap_pairs=pairs,
-                              biased=swap > 0, counts=np.bincount(conf.species, minlength=mdl.nsp))
+        pol0 = _initial_policy(mdl, conf.species, delta / math.sqrt(3))
         pg = PGMC(target, pol0, starts, seed=seed + 31)
         t0 = time.process_time()
         pg.learn(int(cfg.get("learn_iterations", 30)), trials_per_chain=100, optimizer="natural", lr=0.1)
