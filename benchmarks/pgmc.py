@@ -11,7 +11,7 @@ For each case one equilibrated start (swap MC for KA2D, Metropolis for KA 3D) is
   ``--local-fraction-2d`` (default: 0.8 for N <= 100, 0.3 above, the best of the seed studies
   pgmc_seeds_lf08*.json and pgmc_n1290_t03*.json); KA 3D: + environment-aware displacements at fraction 0.3),
   then frozen. ``--flip-2d C`` (default 0.5) starts the single-flip selection coefficients at phi = -C / T
-  (0.5 = heat bath over the energy change of flipping each particle alone; 0 = off), learned with theta.
+  (0.5 = weights exp(-dE / 2T) of the energy change dE of flipping each particle alone; 0 = off), learned with theta.
   Biased selection draws from sum trees per (swap pair, side); the cost per sweep of the same policy with the
   member scan (the previous kernel) is measured on one chain as ``cpu_per_sweep_scan``.
 
@@ -189,8 +189,8 @@ def main() -> None:
     ap.add_argument("--swap-fraction-2d", type=float, default=0.2,
                     help="KA2D PGMC: fraction of swap moves (the swap-MC baseline keeps 0.2)")
     ap.add_argument("--flip-2d", type=float, default=0.5, metavar="C",
-                    help="KA2D PGMC: start the single-flip selection coefficients at phi = -C / T (0.5: heat bath over "
-                         "the single-flip energies; 0: off), then learn them with theta")
+                    help="KA2D PGMC: start the single-flip selection coefficients at phi = -C / T (0.5: weights "
+                         "exp(-dE/2T) of the single-flip energy changes; 0: off), then learn them with theta")
     ap.add_argument("--hidden", type=int, default=8, help="KA2D PGMC: hidden units of the local-policy network")
     ap.add_argument("--feature-updates", choices=("deferred", "incremental"), default="deferred",
                     help="PGMC selection features: recomputed before the swaps of each sweep (deferred, default) or "

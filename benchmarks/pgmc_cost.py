@@ -3,7 +3,7 @@
 One KA2D chain (N = 43: image sums; N = 1290: cell lists) equilibrated by swap MC at T = 0.5, run at T = 0.3
 with frozen policies (random local-network weights of the trained size; the cost does not depend on the
 values): Gaussian displacements; environment-aware ("local") displacements; uniform and biased swaps; and
-the production mixtures (local fraction 0.8 at N = 43, 0.3 at N = 1290, 20% heat-bath swaps) with the
+the production mixtures (local fraction 0.8 at N = 43, 0.3 at N = 1290, 20% single-flip swaps) with the
 selection features updated by every move ("incremental") or recomputed before the swaps of each sweep
 ("deferred", the default). Each case: the best of ``--repeats`` timings (process time; round robin over the
 cases, so that a slow spell of a shared machine hits them alike), in microseconds per trial move, and its
@@ -63,8 +63,8 @@ def main() -> None:
             steppers[("swap MC, 3^d image sum", "")] = img.sweep
         cases = [("gauss", 0.0, 0.0, False, "deferred"), ("local", 1.0, 0.0, False, "deferred"),
                  ("uniform swaps", 0.0, 1.0, False, "deferred"), ("biased swaps", 0.0, 1.0, True, "deferred"),
-                 (f"local {lf} + 20% heat-bath swaps", lf, 0.2, True, "incremental"),
-                 (f"local {lf} + 20% heat-bath swaps", lf, 0.2, True, "deferred")]
+                 (f"local {lf} + 20% single-flip swaps", lf, 0.2, True, "incremental"),
+                 (f"local {lf} + 20% single-flip swaps", lf, 0.2, True, "deferred")]
         for name, local, swap, biased, fu in cases:
             pg = PGMC(PGMCTarget.from_model(conf.model, conf.box, T), policy(conf, local, swap, biased), [conf], seed=1,
                       feature_updates=fu)

@@ -10,7 +10,7 @@ tau_alpha in sweeps (F_s of all particles = 1/e, pooled over chains), swap accep
 change species often but leave the persistence high. Saves ``benchmarks/results/pgmc_selection.json``.
 
 ``--flip`` adds a third frozen run, ``flip``: the same widths, theta = 0 and the single-flip coefficients
-phi = -1 / (2T) (partners from a heat bath over the energy change of flipping each particle alone, not
+phi = -1 / (2T) (partners weighted by exp(-dE / 2T) of the energy change dE of flipping each particle alone, not
 learned), and saves ``pgmc_selection_flip.json``. The learned policy then learns phi (from 0) with theta.
 
 Run: ``.venv/bin/python benchmarks/pgmc_selection.py [--T 0.4] [--seeds 3] [--sweeps 6000] [--flip]`` (~5 CPU
@@ -61,7 +61,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--sweeps", type=int, default=6000)
     ap.add_argument("--chains", type=int, default=4)
-    ap.add_argument("--flip", action="store_true", help="add the heat-bath single-flip selection run")
+    ap.add_argument("--flip", action="store_true", help="add the frozen single-flip selection run")
     args = ap.parse_args()
     methods = ("swap_mc", "biased", "uniform") + (("flip",) if args.flip else ())
     n, T, q = 43, args.T, default_q(2)

@@ -64,7 +64,8 @@ def train_cmd(
                                                      help="Biased or uniform (default) swap selection.")]
     = None,
     flip: Annotated[float | None, typer.Option("--flip", help="With --biased: start the single-flip selection "
-                                               "coefficients at -FLIP/T (0.5: heat bath over single-flip energies).")]
+                                               "coefficients at -FLIP/T (0.5: weights exp(-dE/2T) of the "
+                                               "single-flip energy changes dE).")]
     = None,
     equilibrate: Annotated[int | None, typer.Option("--equilibrate", min=0, help="Sweeps before learning.")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Policy file (JSON), written atomically.")] = None,

@@ -14,8 +14,9 @@ reads, plus a mixture of move kinds chosen with fixed, state-independent probabi
   exp(theta_a . f_i + phi[p, 0] (e_i^b - e_i^a)) within its species (j likewise with theta_b and phi[p, 1]
   (e_j^a - e_j^b)), f_i = (energy of i, smooth coordination number of i) and e_i^b - e_i^a the energy
   change of flipping i alone to species b; all evaluated in the old and in the new state. phi = -beta / 2
-  makes the pair choice a heat bath over the single-flip energies: swaps whose energy change is
-  small are proposed far more often than uniform choice would, and MH keeps the chain exact.
+  weights each candidate by exp(-beta dE / 2), the square root of the Boltzmann factor of flipping it alone
+  (locally balanced selection; phi = -beta would be the heat bath): swaps whose energy change is small are
+  proposed far more often than uniform choice would, and MH keeps the chain exact.
 
 Blocks of learnable parameters: ``"gauss"`` (log_sigma), ``"local"`` (ls0, W1, b1, W2, b2), ``"swap"``
 (theta, then phi). :func:`score_gauss`, :func:`score_local` and the kernel's selection records give grad log q of
@@ -138,7 +139,7 @@ class Policy:
                 pair probabilities proportional to N_a N_b (default: equal).
             biased: biased swap selection.
             phi: initial coefficient of the single-flip energy change in the selection (every pair and
-                side); -1 / (2 T) is the heat-bath choice.
+                side); -1 / (2 T) is the locally balanced (square-root) choice.
             hidden: hidden units H of the local network.
             seed: seed of the random initial W1.
         """
