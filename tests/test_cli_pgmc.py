@@ -87,7 +87,7 @@ def test_config_file_and_bad_input(tmp_path, capsys):
     assert "--model and --N" in capsys.readouterr().err
 
 
-def test_train_with_heat_bath_flip_selection(tmp_path, capsys):
+def test_train_with_single_flip_selection(tmp_path, capsys):
     """--biased --flip 0.5 starts phi at -0.5/T, learns it, saves it, and pgmc run uses it."""
     pol = tmp_path / "flip.json"
     rc = main(["pgmc", "train", "--model", "ka2d", "--N", "43", "--T", "0.5", "--iterations", "4", "--trials", "20",

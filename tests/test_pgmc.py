@@ -661,9 +661,9 @@ def test_biased_swap_learning_raises_swap_acceptance():
     assert after > 1.2 * before, (before, after, hist[-1])
 
 
-def test_heat_bath_flip_selection_raises_swap_acceptance():
-    """KA2D N=43, T=0.4, frozen positions: choosing swap partners with phi = -1/(2T) (a heat bath over the
-    single-flip energies) is accepted far more often than uniform choice (same states, same pairs)."""
+def test_single_flip_selection_raises_swap_acceptance():
+    """KA2D N=43, T=0.4, frozen positions: choosing swap partners with phi = -1/(2T) (weights exp(-dE/2T) of
+    the single-flip energy changes) is accepted far more often than uniform choice (same states, same pairs)."""
     from glassgen.dynamics.initial import random_state
 
     conf = random_state("ka2d", 43, seed=5)
