@@ -394,7 +394,14 @@ def test_experiment_resumes_finished_cases(tmp_path) -> None:
     m1, m2 = r1["cases"][0]["methods"], r2["cases"][0]["methods"]
     assert m1["metropolis"]["cpu_s_per_chain"] == m2["metropolis"]["cpu_s_per_chain"]
     assert "gr_vs_metropolis" in m2["md"] and m2["md"]["gr_vs_metropolis"]["bins"] > 10
-    assert "Total g(r) against Metropolis" in (tmp_path / "o" / "report.md").read_text()
+    report = (tmp_path / "o" / "report.md").read_text()
+    assert "Total g(r) against Metropolis" in report
+    # the reused case keeps its own record; the report's total covers only the cases computed in that run
+    assert r1["cases_reused"] == 0 and r2["cases_reused"] == 1
+    assert r2["cases"][0]["cpu_s"] == r1["cases"][0]["cpu_s"] > 0
+    assert r2["cases"][0]["computed_at"] == r1["cases"][0]["computed_at"]
+    assert "for the 0 case(s) computed in this run; 1 case(s) reused" in report
+    assert f"Computed {r1['cases'][0]['computed_at']} in" in report
     cfg.write_text(body.format(s=80))
     r3 = predict_propose_experiment(config=cfg, out=tmp_path / "o", quick=False)
     assert r3["cases"][0]["methods"]["metropolis"]["steps"] == 80

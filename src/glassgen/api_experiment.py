@@ -595,12 +595,18 @@ def predict_propose_experiment(*, config: PathLike, out: PathLike | None = None,
     results = {"provenance": provenance(config=str(config), quick=use_quick, code_sha256=code),
                "loadavg_start": list(os.getloadavg()), "out_dir": str(out_dir), "cases": []}
     done = _finished_cases(out_dir / "results.json", str(config), use_quick, code)
+    results["cases_reused"] = 0
     for case in cases:
         key = json.dumps({**glob, **case}, sort_keys=True, default=str)
         if key in done:  # resume: a case already computed with exactly these settings is kept
             results["cases"].append(done[key])
+            results["cases_reused"] += 1
             continue
-        results["cases"].append(_run_case(case, glob, progress))
+        tc, wc = time.process_time(), time.perf_counter()
+        c = _run_case(case, glob, progress)
+        c["cpu_s"], c["wall_s"] = time.process_time() - tc, time.perf_counter() - wc
+        c["computed_at"] = provenance()["time"]
+        results["cases"].append(c)
         _write(out_dir, results)  # partial results survive an interruption
     results["cpu_s_total"] = time.process_time() - t0
     results["wall_s_total"] = time.perf_counter() - w0
@@ -665,7 +671,12 @@ def write_report(out_dir: PathLike, results: dict[str, Any]) -> Path:
     for c in results["cases"]:
         tag = f"{c['model']}_N{c['N']}_T{c['T']}"
         lines += [f"## {c['model']} N={c['N']} T={c['T']} ({c['chains']} chains, q={c['q']:.3g}, "
-                  f"selection theta={c['theta_select']})", "",
+                  f"selection theta={c['theta_select']})", ""]
+        if "loadavg" in c:  # the case's own record: reused cases were computed by an earlier run
+            lines += [f"Computed {c.get('computed_at', 'by an earlier run')}"
+                      + (f" in {c['cpu_s']:.0f} CPU s" if "cpu_s" in c else "")
+                      + f"; load average at its end {[round(x, 2) for x in c['loadavg']]}.", ""]
+        lines += [
                   "| method | unit | steps | CPU s/chain | tau_alpha (steps) | tau_alpha (CPU s) | F_s end | "
                   "MSD end | tau_U (steps) | tau_U (CPU s) | U/N | acc. |", "|" + "---|" * 12]
         for name, r in c["methods"].items():
@@ -766,8 +777,11 @@ def write_report(out_dir: PathLike, results: dict[str, Any]) -> Path:
                 f"{c['scores'][m]['mean']:.3f} +- {c['scores'][m]['std']:.3f}" if m in c["scores"] else "-"
                 for m in METHODS) + " |")
         lines.append("")
+    reused = results.get("cases_reused", 0)
     lines += [f"Total: {results.get('cpu_s_total', math.nan):.0f} CPU s, {results.get('wall_s_total', math.nan):.0f}"
-              " s wall.", ""]
+              f" s wall for the {len(results['cases']) - reused} case(s) computed in this run"
+              + (f"; {reused} case(s) reused from an earlier run of the same code (their own CPU seconds are in "
+                 "their tables)." if reused else "."), ""]
     path = out_dir / "report.md"
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines))
