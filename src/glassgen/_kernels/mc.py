@@ -160,7 +160,7 @@ def total_energy_mc(pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2
 def metropolis_sweep(pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, beta,
                      use_cells, ncell, cells, cell_count, cell_of, slot, shifts,
                      members, member_pos, n_members,
-                     move_kind, idx, disp, partner_u, logu, delta, start, stats):
+                     move_kind, idx, disp, partner_u, logu, delta, start, stats, unwrapped):
     """Run the trial moves ``start .. len(idx)-1``; positions are kept wrapped in [0, L).
 
     Args:
@@ -174,6 +174,8 @@ def metropolis_sweep(pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs
         members, member_pos, n_members: particles of each species (nsp, N), index within it (N,),
             counts (nsp,); updated by accepted swaps.
         stats: (4,) int64 accumulators [disp tried, disp accepted, swap tried, swap accepted].
+        unwrapped: (N, d) unwrapped positions, each accepted displacement added to it (so any number of
+            sweeps runs in one call without losing track of boundary crossings).
 
     Returns:
         (dE total accumulated, index of the first move not done: ``len(idx)`` unless a cell overflowed).
@@ -214,6 +216,7 @@ def metropolis_sweep(pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs
                         cell_of[i] = cnew
                 for k in range(d):
                     pos[i, k] = xnew[k]
+                    unwrapped[i, k] += delta[si] * disp[t, k]
                 dE += de
                 stats[1] += 1
         else:

@@ -105,16 +105,33 @@ class MonteCarlo:
         return (self.pos, self.species, self.box, p.nsp, *p.as_tuple()[:2], p.rc2, p.c0, p.c1, p.c2, p.c4,
                 p.rs2)
 
-    def sweep(self, n_sweeps: int = 1) -> None:
-        """Perform ``n_sweeps`` sweeps of N trial moves each."""
+    def sweep(self, n_sweeps: int = 1, unwrapped: np.ndarray | None = None) -> None:
+        """Perform ``n_sweeps`` sweeps of N trial moves each.
+
+        The random numbers are drawn sweep by sweep (the same stream for any split of the sweeps into
+        calls) and the trial moves of up to ~10^5 of them run in one kernel call, so small systems do not
+        pay a Python call per sweep. ``unwrapped`` (N, d), if given, accumulates every accepted
+        displacement (unwrapped positions across any number of sweeps).
+        """
         p = self.params
         n, d = self.n, self.dim
-        for _ in range(n_sweeps):
-            kind = (self.rng.random(n) < self.swap_fraction).astype(np.int8)
-            idx = self.rng.integers(0, n, n)
-            disp = self.rng.uniform(-1.0, 1.0, (n, d))
-            partner = self.rng.random(n)
-            logu = np.log(self.rng.random(n))
+        track = unwrapped if unwrapped is not None else np.zeros((n, d))
+        left = int(n_sweeps)
+        max_chunk = max(1, 100_000 // n)
+        while left > 0:
+            k = min(left, max_chunk)
+            kind = np.empty(k * n, dtype=np.int8)
+            idx = np.empty(k * n, dtype=np.int64)
+            disp = np.empty((k * n, d))
+            partner = np.empty(k * n)
+            logu = np.empty(k * n)
+            for b in range(k):  # per sweep, in the order of the one-sweep draws
+                sl = slice(b * n, (b + 1) * n)
+                kind[sl] = self.rng.random(n) < self.swap_fraction
+                idx[sl] = self.rng.integers(0, n, n)
+                disp[sl] = self.rng.uniform(-1.0, 1.0, (n, d))
+                partner[sl] = self.rng.random(n)
+                logu[sl] = np.log(self.rng.random(n))
             start = 0
             while True:
                 de, start = metropolis_sweep(self.pos, self.species, self.box, p.nsp, p.sig2, p.eps4, p.rc2,
@@ -122,13 +139,14 @@ class MonteCarlo:
                                              self.ncell, self.cells, self.cell_count, self.cell_of,
                                              self.slot, self.shifts, self.members, self.member_pos,
                                              self.n_members, kind, idx, disp, partner, logu, self.delta,
-                                             start, self.stats)
+                                             start, self.stats, track)
                 self.energy += de
-                if start >= n:
+                if start >= k * n:
                     break
                 self._cap *= 2  # a cell overflowed: grow and continue with the same random numbers
                 self._rebuild_cells()
-            self.sweeps += 1
+            self.sweeps += k
+            left -= k
         if not math.isfinite(self.energy):
             raise PhysicsError("non-finite energy in Monte Carlo")
 
@@ -257,8 +275,9 @@ class MonteCarlo:
         Returns an :class:`MDResult` whose thermo ``step``/``time`` count sweeps; ``kinetic`` and
         ``conserved`` are NaN and ``temperature`` is T. Pressure is the virial pressure rho T + W/(dV).
         Frames hold UNWRAPPED positions (displacements are accumulated across the periodic boundary).
-        ``info["cpu_s"]``: process CPU seconds of the sweeps alone (this call), without the unwrapping and
-        sampling bookkeeping, as PGMC's ``cpu_s``, so that samplers are compared on their moves.
+        ``info["cpu_s"]``: process CPU seconds of the sweeps alone (this call), without the sampling
+        bookkeeping, as PGMC's ``cpu_s``, so that samplers are compared on their moves; the sweeps between
+        two samples or frames run in one call, as PGMC's do.
         """
         sample_every = max(1, int(sample_every))
         wanted = set() if traj_sweeps is None else {int(s) for s in traj_sweeps if 0 <= int(s) <= n_sweeps}
@@ -273,18 +292,13 @@ class MonteCarlo:
         restored = getattr(self, "_unwrapped", None)
         unwrapped = restored.copy() if restored is not None else self.pos.copy()
         self._unwrapped = unwrapped
-        prev = self.pos.copy()
 
         sweep_cpu = [0.0]
 
         def advance_to(current: int, target: int) -> None:
-            for _ in range(target - current):
-                t0 = time.process_time()
-                self.sweep(1)
-                sweep_cpu[0] += time.process_time() - t0
-                dx = self.pos - prev
-                unwrapped[:] += dx - self.box * np.round(dx / self.box)
-                prev[:] = self.pos
+            t0 = time.process_time()
+            self.sweep(target - current, unwrapped=unwrapped)  # the kernel accumulates the displacements
+            sweep_cpu[0] += time.process_time() - t0
 
         def on_event(ev: int) -> None:
             if ev % sample_every == 0 or ev == n_sweeps:
