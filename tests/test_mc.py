@@ -185,3 +185,30 @@ def test_set_positions_equals_a_fresh_chain():
             mc.set_positions(b.positions[:-1])
         with pytest.raises(InputError):
             mc.set_positions(np.full_like(b.positions, np.nan))
+
+
+def test_chunked_sweeps_equal_single_sweeps_and_track_unwrapped_positions():
+    """``sweep(k)`` runs k sweeps in one kernel call with the random numbers drawn sweep by sweep, so it is
+    the chain of k calls of ``sweep(1)``; the kernel's unwrapped positions equal the wrapped ones up to box
+    vectors and follow the minimum-image unwrapping done sweep by sweep (the former ``run`` loop)."""
+    from glassgen.dynamics.initial import random_state
+
+    conf = random_state("ka2d", 43, seed=3)
+    a = MonteCarlo(conf, 0.5, delta=0.15, swap_fraction=0.2, seed=11)
+    b = MonteCarlo(conf, 0.5, delta=0.15, swap_fraction=0.2, seed=11)
+    unwrapped = a.pos.copy()
+    a.sweep(300, unwrapped=unwrapped)
+    by_hand = b.pos.copy()
+    for _ in range(300):
+        prev = b.pos.copy()
+        b.sweep(1)
+        dx = b.pos - prev
+        by_hand += dx - b.box * np.round(dx / b.box)
+    assert a.sweeps == b.sweeps == 300
+    np.testing.assert_array_equal(a.species, b.species)
+    np.testing.assert_allclose(a.pos, b.pos, rtol=0, atol=1e-12)
+    assert abs(a.energy - b.energy) < 1e-9
+    np.testing.assert_allclose(unwrapped, by_hand, rtol=0, atol=1e-10)
+    images = (unwrapped - a.pos) / a.box
+    np.testing.assert_allclose(images, np.round(images), rtol=0, atol=1e-10)
+    assert np.abs(unwrapped - conf.positions).max() > 0.3  # the particles did move
