@@ -69,10 +69,10 @@ _RADIAL_C = np.array([math.exp(-(k * _RADIAL_H) ** 2) for k in range(N_RADIAL)])
 COORD_CUT = 1.5
 N_SEL = 2
 _LOG_2PI = math.log(2.0 * math.pi)
-#: pass modes of _neigh_loop and "no species" as numpy int64 scalars: Numba types a global numpy scalar as
-#: int64 but a Python int literal as Literal[int], which would compile _neigh_loop once per mode and literal
-_M0, _M1, _M2, _M3, _M5, _M6 = (np.int64(k) for k in (0, 1, 2, 3, 5, 6))  # (mode 4 retired: _env_energy_pass)
-_NONE = np.int64(-1)
+#: pass modes of _neigh_loop as numpy int64 scalars: Numba types a global numpy scalar as int64 but a Python
+#: int literal as Literal[int], which would compile _neigh_loop once per mode (the former modes 4 and 6 are the
+#: dedicated passes _env_energy_pass and _flip_pass)
+_M0, _M1, _M2, _M3, _M5 = (np.int64(k) for k in (0, 1, 2, 3, 5))
 
 
 @njit(cache=True, error_model="numpy")
@@ -121,7 +121,62 @@ def _descriptor_terms(r2, sig2_ab, dx0, dx1, dx2, d, out):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _pair_contrib(j, r2, dxv, ab, sc, sj, nsp, pp, mode, sign, out, dfeat, touched, nt, is_touched, s_new):
+def _flip_terms(j, r2, ab, sc, sj, s_new, nsp, pp, out, dfeat, touched, nt, is_touched):
+    """Neighbour j (species sj, squared distance r2) of a particle flipping from species sc to s_new at a
+    fixed position (ab = sc nsp + sj): out[0] += the flipping particle's energy change, out[1] += its new
+    coordination term, out[2] += its new pair energy; dfeat[j] += the change of every feature of j (energy,
+    coordination and, with extended features, e_j^t), tracking touched rows. Returns the touched count."""
+    sig2 = pp[0]
+    ext = dfeat.shape[1] > N_SEL  # extended: the caller's cutoff is the largest one, for every term
+    abn = s_new * nsp + sj
+    # one pass over the species t of the neighbour's would-be partner: t = s_j gives the pair energy of j
+    # with the flipping particle before (u_o) and after (u_n) the flip; with extended features every t
+    # gives the change of e_j^t (pair parameters are symmetric, u_{t sc} = u_{sc t})
+    u_o = 0.0
+    u_n = 0.0
+    hit = False
+    for t in range(0 if ext else sj, nsp if ext else sj + 1):
+        abo = t * nsp + sc
+        abt = t * nsp + s_new
+        ut_o = 0.0
+        ut_n = 0.0
+        if r2 < pp[2][abo]:
+            ut_o, w, _ = pair_uw(r2, abo, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
+        if r2 < pp[2][abt]:
+            ut_n, w, _ = pair_uw(r2, abt, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
+        if t == sj:
+            u_o = ut_o
+            u_n = ut_n
+        elif ut_o != 0.0 or ut_n != 0.0:
+            hit = True
+        if ext:
+            dfeat[j, N_SEL + t] += ut_n - ut_o
+    g_o = 0.0
+    g_n = 0.0
+    xr2 = r2 / sig2[ab]
+    if xr2 < COORD_CUT * COORD_CUT and (ext or r2 < pp[2][ab]):
+        t = 1.0 - xr2 / (COORD_CUT * COORD_CUT)
+        g_o = t * t
+    xr2 = r2 / sig2[abn]
+    if xr2 < COORD_CUT * COORD_CUT and (ext or r2 < pp[2][abn]):
+        t = 1.0 - xr2 / (COORD_CUT * COORD_CUT)
+        g_n = t * t
+    out[0] += u_n - u_o
+    out[1] += g_n
+    out[2] += u_n
+    hit = hit or u_o != 0.0 or u_n != 0.0 or g_o != 0.0 or g_n != 0.0
+    if hit:
+        dfeat[j, 0] += u_n - u_o
+        dfeat[j, 1] += g_n - g_o
+        if not is_touched[j]:
+            is_touched[j] = True
+            touched[nt] = j
+            nt += 1
+    return nt
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _pair_contrib(j, r2, dxv, ab, sc, sj, nsp, pp, mode, sign, out, dfeat, touched, nt, is_touched):
     """One neighbour j at squared distance r2 (dxv = x_j - x): add its contribution for ``mode``.
 
     ab = sc nsp + sj (sc: species of the central particle, sj: of the neighbour).
@@ -133,59 +188,9 @@ def _pair_contrib(j, r2, dxv, ab, sc, sj, nsp, pp, mode, sign, out, dfeat, touch
         u_{t s_j}(r) into out[N_SEL + t], the energy the central particle would have as species t;
     mode 3: both 1 and 2 (the energy of the central particle and its neighbours' feature changes in one pass);
     mode 5: mode 0 and mode 3 in one pass, the central particle's features in out[N_RADIAL + d:];
-    mode 6: single flip of the central particle from species sc to s_new at fixed position: out[0] += its
-        energy change, out[1] += its new coordination term, out[2] += its new pair energy; dfeat[j] += the
-        change of every feature of j (energy, coordination, and with extended features e_j^t).
     """
     sig2 = pp[0]
     d = dxv.shape[0]
-    if mode == 6:
-        ext = dfeat.shape[1] > N_SEL  # extended: the caller's cutoff is the largest one, for every term
-        abn = s_new * nsp + sj
-        # one pass over the species t of the neighbour's would-be partner: t = s_j gives the pair energy of j
-        # with the flipping particle before (u_o) and after (u_n) the flip; with extended features every t
-        # gives the change of e_j^t (pair parameters are symmetric, u_{t sc} = u_{sc t})
-        u_o = 0.0
-        u_n = 0.0
-        hit = False
-        for t in range(0 if ext else sj, nsp if ext else sj + 1):
-            abo = t * nsp + sc
-            abt = t * nsp + s_new
-            ut_o = 0.0
-            ut_n = 0.0
-            if r2 < pp[2][abo]:
-                ut_o, w, _ = pair_uw(r2, abo, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
-            if r2 < pp[2][abt]:
-                ut_n, w, _ = pair_uw(r2, abt, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
-            if t == sj:
-                u_o = ut_o
-                u_n = ut_n
-            elif ut_o != 0.0 or ut_n != 0.0:
-                hit = True
-            if ext:
-                dfeat[j, N_SEL + t] += ut_n - ut_o
-        g_o = 0.0
-        g_n = 0.0
-        xr2 = r2 / sig2[ab]
-        if xr2 < COORD_CUT * COORD_CUT and (ext or r2 < pp[2][ab]):
-            t = 1.0 - xr2 / (COORD_CUT * COORD_CUT)
-            g_o = t * t
-        xr2 = r2 / sig2[abn]
-        if xr2 < COORD_CUT * COORD_CUT and (ext or r2 < pp[2][abn]):
-            t = 1.0 - xr2 / (COORD_CUT * COORD_CUT)
-            g_n = t * t
-        out[0] += u_n - u_o
-        out[1] += g_n
-        out[2] += u_n
-        hit = hit or u_o != 0.0 or u_n != 0.0 or g_o != 0.0 or g_n != 0.0
-        if hit:
-            dfeat[j, 0] += u_n - u_o
-            dfeat[j, 1] += g_n - g_o
-            if not is_touched[j]:
-                is_touched[j] = True
-                touched[nt] = j
-                nt += 1
-        return nt
     if mode == 0 or mode == 5:
         _descriptor_terms(r2, sig2[ab], dxv[0], dxv[1], dxv[2] if d == 3 else 0.0, d, out)
         if mode == 0:
@@ -236,17 +241,16 @@ def _pair_contrib(j, r2, dxv, ab, sc, sj, nsp, pp, mode, sign, out, dfeat, touch
 
 @njit(cache=True, error_model="numpy")
 def _neigh_loop(i, skip2, x, s, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts,
-                mode, sign, out, dfeat, touched, nt, is_touched, dxv, s_new):
+                mode, sign, out, dfeat, touched, nt, is_touched, dxv):
     """Visit every neighbour j (j != i, j != skip2, all periodic images in image mode) of a particle of
     species s placed at x, calling :func:`_pair_contrib`. Returns the updated touched count. Pairs beyond
-    the cutoff of (s, s_j) are skipped, or, with extended features in modes 1-3 and 5 and always in mode 6
-    (a flip of the central particle to species s_new), beyond the largest cutoff."""
+    the cutoff of (s, s_j) are skipped, or, with extended features in modes 1-3 and 5, beyond the largest
+    cutoff."""
     n, d = pos.shape
     base = s * nsp
     rc_desc = pp[2]
     rc_ext = -1.0
-    if mode == 6 or ((1 <= mode <= 3 or mode == 5) and (dfeat.shape[1] > N_SEL
-                                                        or (mode == 2 and out.shape[0] > N_SEL))):
+    if (1 <= mode <= 3 or mode == 5) and (dfeat.shape[1] > N_SEL or (mode == 2 and out.shape[0] > N_SEL)):
         for v in rc_desc:
             rc_ext = max(rc_ext, v)
     if use_cells:
@@ -267,7 +271,7 @@ def _neigh_loop(i, skip2, x, s, pos, species, box, nsp, pp, use_cells, ncell, ce
                 ab = base + sj
                 if r2 < (rc_desc[ab] if rc_ext < 0.0 else rc_ext) and r2 > 0.0:
                     nt = _pair_contrib(j, r2, dxv, ab, s, sj, nsp, pp, mode, sign, out, dfeat, touched, nt,
-                                       is_touched, s_new)
+                                       is_touched)
         return nt
     nimg = shifts.shape[0]
     min_image = nimg == 1  # see glassgen._kernels.neighbors.mc_image_shifts
@@ -285,8 +289,62 @@ def _neigh_loop(i, skip2, x, s, pos, species, box, nsp, pp, use_cells, ncell, ce
                 dxv[k] = dx
                 r2 += dx * dx
             if r2 < (rc_desc[ab] if rc_ext < 0.0 else rc_ext) and r2 > 0.0:
-                nt = _pair_contrib(j, r2, dxv, ab, s, sj, nsp, pp, mode, sign, out, dfeat, touched, nt, is_touched,
-                                   s_new)
+                nt = _pair_contrib(j, r2, dxv, ab, s, sj, nsp, pp, mode, sign, out, dfeat, touched, nt, is_touched)
+    return nt
+
+
+@njit(cache=True, error_model="numpy")
+def _flip_pass(i, x, s, s_new, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts, out, dfeat,
+               touched, nt, is_touched):
+    """One neighbour pass for the flip of particle i (at x) from species s to s_new: :func:`_flip_terms` for
+    every neighbour within the largest cutoff (j != i, every periodic image in image mode). Returns the
+    updated touched count. Written out with scalar separations, like :func:`_env_energy_pass` (the generic
+    :func:`_neigh_loop` took 1.07x as long: the pair energies, six per neighbour with extended features, dominate)."""
+    n, d = pos.shape
+    base = s * nsp
+    rc_max = -1.0
+    for v in pp[2]:
+        rc_max = max(rc_max, v)
+    x2 = x[2] if d == 3 else 0.0
+    if use_cells:
+        cc0 = home_cell(x, box, ncell)
+        for off in range(3**d):
+            flat = stencil_cell(cc0, ncell, off)
+            for q in range(cell_count[flat]):
+                j = cells[flat, q]
+                if j == i:
+                    continue
+                dx0 = pos[j, 0] - x[0]
+                dx0 -= box[0] * math.floor(dx0 / box[0] + 0.5)
+                dx1 = pos[j, 1] - x[1]
+                dx1 -= box[1] * math.floor(dx1 / box[1] + 0.5)
+                dx2 = 0.0
+                if d == 3:
+                    dx2 = pos[j, 2] - x2
+                    dx2 -= box[2] * math.floor(dx2 / box[2] + 0.5)
+                r2 = dx0 * dx0 + dx1 * dx1 + dx2 * dx2
+                if r2 < rc_max and r2 > 0.0:
+                    sj = species[j]
+                    nt = _flip_terms(j, r2, base + sj, s, sj, s_new, nsp, pp, out, dfeat, touched, nt, is_touched)
+        return nt
+    nimg = shifts.shape[0]
+    min_image = nimg == 1  # see glassgen._kernels.neighbors.mc_image_shifts
+    for j in range(n):
+        if j == i:
+            continue
+        sj = species[j]
+        for c in range(nimg):
+            dx0 = pos[j, 0] + shifts[c, 0] - x[0]
+            dx1 = pos[j, 1] + shifts[c, 1] - x[1]
+            dx2 = pos[j, 2] + shifts[c, 2] - x2 if d == 3 else 0.0
+            if min_image:
+                dx0 -= box[0] * math.floor(dx0 / box[0] + 0.5)
+                dx1 -= box[1] * math.floor(dx1 / box[1] + 0.5)
+                if d == 3:
+                    dx2 -= box[2] * math.floor(dx2 / box[2] + 0.5)
+            r2 = dx0 * dx0 + dx1 * dx1 + dx2 * dx2
+            if r2 < rc_max and r2 > 0.0:
+                nt = _flip_terms(j, r2, base + sj, s, sj, s_new, nsp, pp, out, dfeat, touched, nt, is_touched)
     return nt
 
 
@@ -374,7 +432,7 @@ def _own_features(i, skip2, x, s, pos, species, box, nsp, pp, use_cells, ncell, 
     t = np.zeros(1, dtype=np.int64)
     it = np.zeros(1, dtype=np.bool_)
     _neigh_loop(i, skip2, x, s, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts, _M2, 1.0,
-                out, dummy, t, _M0, it, dxv, _NONE)
+                out, dummy, t, _M0, it, dxv)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -824,7 +882,7 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
     dxv = np.empty(d)
     fi_old = np.zeros(nf)
     fi_new = np.zeros(nf)
-    flip_i = np.zeros(3)  # single-flip passes (mode 6): energy change, new coordination, new pair energy
+    flip_i = np.zeros(3)  # single-flip passes (_flip_pass): energy change, new coordination, new pair energy
     flip_j = np.zeros(3)
     fj_new = np.zeros(nf)
     gm = np.zeros(nf)
@@ -871,7 +929,7 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
                 if track_disp:
                     env_old[:] = 0.0
                     nt = _neigh_loop(i, -1, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells,
-                                     cell_count, shifts, _M5, -1.0, env_old, dfeat, touched, nt, is_touched, dxv, _NONE)
+                                     cell_count, shifts, _M5, -1.0, env_old, dfeat, touched, nt, is_touched, dxv)
                 else:
                     _env_energy_pass(i, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
                                      shifts, env_old)
@@ -895,7 +953,7 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
                 if track_disp:
                     env_new[:] = 0.0
                     nt = _neigh_loop(i, -1, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells,
-                                     cell_count, shifts, _M5, 1.0, env_new, dfeat, touched, nt, is_touched, dxv, _NONE)
+                                     cell_count, shifts, _M5, 1.0, env_new, dfeat, touched, nt, is_touched, dxv)
                 else:
                     _env_energy_pass(i, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
                                      shifts, env_new)
@@ -914,9 +972,9 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
                     fi_old[:] = 0.0
                     fi_new[:] = 0.0
                     nt = _neigh_loop(i, -1, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells,
-                                     cell_count, shifts, _M3, -1.0, fi_old, dfeat, touched, nt, is_touched, dxv, _NONE)
+                                     cell_count, shifts, _M3, -1.0, fi_old, dfeat, touched, nt, is_touched, dxv)
                     nt = _neigh_loop(i, -1, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells,
-                                     cell_count, shifts, _M3, 1.0, fi_new, dfeat, touched, nt, is_touched, dxv, _NONE)
+                                     cell_count, shifts, _M3, 1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
                 de = (fi_new[0] - fi_old[0] + ext_energy(xnew, si, ext_k, ext_c, box)
                       - ext_energy(pos[i], si, ext_k, ext_c, box))
             elif kd == KIND_LOCAL:  # pair energies from the two descriptor passes (i's self-images cancel)
@@ -1014,11 +1072,11 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
             flip_i[:] = 0.0
             flip_j[:] = 0.0
             # (species[i] = sa and species[j] = sb passed as int32, like every other pass: one compilation)
-            nt = _neigh_loop(i, -1, pos[i], species[i], pos, species, box, nsp, pp, use_cells, ncell, cells,
-                             cell_count, shifts, _M6, 1.0, flip_i, dfeat, touched, nt, is_touched, dxv, sb)
+            nt = _flip_pass(i, pos[i], species[i], sb, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
+                            shifts, flip_i, dfeat, touched, nt, is_touched)
             species[i] = sb
-            nt = _neigh_loop(j, -1, pos[j], species[j], pos, species, box, nsp, pp, use_cells, ncell, cells,
-                             cell_count, shifts, _M6, 1.0, flip_j, dfeat, touched, nt, is_touched, dxv, sa)
+            nt = _flip_pass(j, pos[j], species[j], sa, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
+                            shifts, flip_j, dfeat, touched, nt, is_touched)
             species[j] = sa
             fi_new[0] = flip_i[2] + dfeat[i, 0]  # dfeat[i]: the change j's flip made (zero if none)
             fi_new[1] = flip_i[1] + dfeat[i, 1]
@@ -1225,9 +1283,9 @@ def biased_displacements(pos, species, box, nsp, pp, beta, ext_k, ext_c,
         de = e_new - e_old
         # scores of the new state, locally
         nt = _neigh_loop(i, -1, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
-                         shifts, _M1, -1.0, fi_new, dfeat, touched, nt, is_touched, dxv, _NONE)
+                         shifts, _M1, -1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
         nt = _neigh_loop(i, -1, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
-                         shifts, _M1, 1.0, fi_new, dfeat, touched, nt, is_touched, dxv, _NONE)
+                         shifts, _M1, 1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
         _own_features(i, -1, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts,
                       fi_new, dxv)
         stats[3] += nt + 1
