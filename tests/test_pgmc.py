@@ -342,8 +342,11 @@ def test_selection_tree_and_scan_give_the_same_chain(n, theta_scale):
 @pytest.mark.parametrize("model,n", [("ka2d", 43), ("ka2d", 400), ("ka3d", 32), ("ka3d", 1000)])
 def test_local_descriptors_match_brute_force_numpy(model, n):
     """The kernel's environment descriptors (radial Gaussians G_k and the bond vector b) equal a brute-force
-    NumPy sum over every periodic image, for image sums and cell lists, at displaced trial positions."""
-    from glassgen._kernels.pgmc import DESC_CUT, RADIAL_MU, RADIAL_WIDTH, local_descriptors
+    NumPy sum over every periodic image, for image sums and cell lists, at displaced trial positions; the
+    environment-aware move's pass gives the same descriptors and the pair-energy change of the Metropolis
+    kernel."""
+    from glassgen._kernels.mc import particle_energy
+    from glassgen._kernels.pgmc import DESC_CUT, RADIAL_MU, RADIAL_WIDTH, _env_energy_pass, local_descriptors
     from glassgen.dynamics.initial import random_state
 
     conf = random_state(model, n, seed=2)
@@ -370,6 +373,19 @@ def test_local_descriptors_match_brute_force_numpy(model, n):
         assert min(g) > 1e-3 and np.abs(b).max() > 1e-3  # the check is not vacuous
         assert np.allclose(out[:N_RADIAL], g, rtol=1e-12, atol=1e-13)
         assert np.allclose(out[N_RADIAL:], b, rtol=1e-10, atol=1e-12)
+        # the move's pass: the same descriptors plus the pair energy; its change between two positions equals
+        # that of the Metropolis kernel's particle energy (i's own images, which it leaves out, cancel)
+        env = np.zeros((2, N_RADIAL + d + 1))
+        e_ref = np.zeros(2)
+        sig2, eps4, rc2, c0, c1, c2, c4, rs2 = pg._pp()
+        for k, xk in enumerate((x, c.pos[i])):
+            _env_energy_pass(i, xk, s, c.pos, c.species, pg.target.box, m.nsp, pg._pp(), c.use_cells, c.ncell,
+                             c.cells, c.cell_count, c.shifts, env[k])
+            e_ref[k] = particle_energy(i, xk, s, c.pos, c.species, pg.target.box, m.nsp, sig2, eps4, rc2, c0, c1,
+                                       c2, c4, rs2, c.use_cells, c.ncell, c.cells, c.cell_count, c.shifts)
+        assert np.array_equal(env[0, :N_RADIAL + d], out)
+        de, de_ref = env[0, -1] - env[1, -1], e_ref[0] - e_ref[1]
+        assert abs(de_ref) > 1e-3 and abs(de - de_ref) < 1e-10 * max(1.0, abs(de_ref))
 
 
 @pytest.mark.parametrize("model,n", [("ka2d", 43), ("ka2d", 12), ("ka2d", 400), ("ka3d", 32)])
