@@ -299,7 +299,11 @@ def _flip_pass(i, x, s, s_new, pos, species, box, nsp, pp, use_cells, ncell, cel
     """One neighbour pass for the flip of particle i (at x) from species s to s_new: :func:`_flip_terms` for
     every neighbour within the largest cutoff (j != i, every periodic image in image mode). Returns the
     updated touched count. Written out with scalar separations, like :func:`_env_energy_pass` (the generic
-    :func:`_neigh_loop` took 1.07x as long: the pair energies, six per neighbour with extended features, dominate)."""
+    :func:`_neigh_loop` took 1.07x as long: the pair energies, six per neighbour with extended features, dominate).
+
+    The two loops share their shape on purpose. One loop for both, specialised by a literal ``kind`` argument
+    (Numba compiles one version per kind), was measured on 2026-12-04: the descriptor pass took 2.4-2.5 us
+    against 1.42 for its own loop at KA2D N = 43, with the flip terms inlined or called, so it was dropped."""
     n, d = pos.shape
     base = s * nsp
     rc_max = -1.0
