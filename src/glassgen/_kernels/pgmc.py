@@ -70,8 +70,8 @@ COORD_CUT = 1.5
 N_SEL = 2
 _LOG_2PI = math.log(2.0 * math.pi)
 #: pass modes of _neigh_loop as numpy int64 scalars: Numba types a global numpy scalar as int64 but a Python
-#: int literal as Literal[int], which would compile _neigh_loop once per mode (the former modes 4 and 6 are the
-#: dedicated passes _env_energy_pass and _flip_pass)
+#: int literal as Literal[int], which would compile _neigh_loop once per mode (the former modes 0, 4 and 6 are
+#: the dedicated passes _env_energy_pass and _flip_pass); _M0 is the int64 zero of touched counts
 _M0, _M1, _M2, _M3, _M5 = (np.int64(k) for k in (0, 1, 2, 3, 5))
 
 
@@ -180,21 +180,19 @@ def _pair_contrib(j, r2, dxv, ab, sc, sj, nsp, pp, mode, sign, out, dfeat, touch
     """One neighbour j at squared distance r2 (dxv = x_j - x): add its contribution for ``mode``.
 
     ab = sc nsp + sj (sc: species of the central particle, sj: of the neighbour).
-    mode 0: descriptors into out[0:N_RADIAL] (G_k) and out[N_RADIAL:N_RADIAL+d] (b) (the hot path, descriptors
-        and energy of a displaced particle, is :func:`_env_energy_pass`);
     mode 1: sign * (u, g) into dfeat[j] (feature change of neighbour j), tracking touched rows; with
         extended features (dfeat has N_SEL + nsp columns) also sign * u_{t s}(r) into dfeat[j, N_SEL + t];
     mode 2: (u, g) into out[0:2] (features of the central particle); extended (out has N_SEL + nsp rows):
         u_{t s_j}(r) into out[N_SEL + t], the energy the central particle would have as species t;
     mode 3: both 1 and 2 (the energy of the central particle and its neighbours' feature changes in one pass);
-    mode 5: mode 0 and mode 3 in one pass, the central particle's features in out[N_RADIAL + d:];
+    mode 5: mode 3 and the descriptors (out[0:N_RADIAL], G_k, and out[N_RADIAL:N_RADIAL + d], b; untracked
+        moves take them from :func:`_env_energy_pass`) in one pass, the central particle's features in
+        out[N_RADIAL + d:];
     """
     sig2 = pp[0]
     d = dxv.shape[0]
-    if mode == 0 or mode == 5:
+    if mode == 5:
         _descriptor_terms(r2, sig2[ab], dxv[0], dxv[1], dxv[2] if d == 3 else 0.0, d, out)
-        if mode == 0:
-            return nt
     fo = N_RADIAL + d if mode == 5 else 0  # where the central particle's features go in out
     u = 0.0
     g = 0.0
