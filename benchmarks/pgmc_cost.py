@@ -5,7 +5,9 @@ with frozen policies (random local-network weights of the trained size; the cost
 values): Gaussian displacements; environment-aware ("local") displacements; uniform and biased swaps; and
 the production mixtures (local fraction 0.8 at N = 43, 0.3 at N = 1290, 20% single-flip swaps) with the
 selection features updated by every move ("incremental") or recomputed before the swaps of each sweep
-("deferred", the default). Each case: the best of ``--repeats`` timings (process time; round robin over the
+("deferred", the default); the biased swaps and the deferred mixture also with every single-flip energy
+e^t kept ("every e^t", ``flip_energies="all"``, the kernels before 2026-12-05) instead of those of the swap
+partners only (the default). Each case: the best of ``--repeats`` timings (process time; round robin over the
 cases, so that a slow spell of a shared machine hits them alike), in microseconds per trial move, and its
 ratio to uniform swap MC (mc.py, swap fraction 0.2) timed the same way in the same process. At N = 43
 (no cell lists, r_c <= L/2) the kernels take the minimum image; one more row times the same swap MC with the
@@ -61,14 +63,17 @@ def main() -> None:
             img = MonteCarlo(conf, T, delta=0.08, swap_fraction=0.2, seed=1)
             img.shifts = image_shifts(conf.box, 1)
             steppers[("swap MC, 3^d image sum", "")] = img.sweep
-        cases = [("gauss", 0.0, 0.0, False, "deferred"), ("local", 1.0, 0.0, False, "deferred"),
-                 ("uniform swaps", 0.0, 1.0, False, "deferred"), ("biased swaps", 0.0, 1.0, True, "deferred"),
-                 (f"local {lf} + 20% single-flip swaps", lf, 0.2, True, "incremental"),
-                 (f"local {lf} + 20% single-flip swaps", lf, 0.2, True, "deferred")]
-        for name, local, swap, biased, fu in cases:
+        mix = f"local {lf} + 20% single-flip swaps"
+        cases = [("gauss", 0.0, 0.0, False, "deferred", "partners"), ("local", 1.0, 0.0, False, "deferred", "partners"),
+                 ("uniform swaps", 0.0, 1.0, False, "deferred", "partners"),
+                 ("biased swaps", 0.0, 1.0, True, "deferred", "partners"),
+                 ("biased swaps", 0.0, 1.0, True, "deferred", "all"),
+                 (mix, lf, 0.2, True, "incremental", "partners"),
+                 (mix, lf, 0.2, True, "deferred", "partners"), (mix, lf, 0.2, True, "deferred", "all")]
+        for name, local, swap, biased, fu, fe in cases:
             pg = PGMC(PGMCTarget.from_model(conf.model, conf.box, T), policy(conf, local, swap, biased), [conf], seed=1,
-                      feature_updates=fu)
-            steppers[(name, fu if biased else "")] = pg.sweep
+                      feature_updates=fu, flip_energies=fe)
+            steppers[(name, (fu + (", every e^t" if fe == "all" else "")) if biased else "")] = pg.sweep
         for step in steppers.values():  # compile and warm up
             step(max(1, sweeps // 10))
         # round robin: every repeat times every case once, so a slow spell of the machine hits all cases alike

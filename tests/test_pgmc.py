@@ -19,6 +19,7 @@ from glassgen._kernels.pgmc import (
     MH_STALE_REVERSE,
     N_RADIAL,
     local_log_density,
+    partner_need,
     selection_features,
 )
 from glassgen.dynamics.forces import ForceField
@@ -275,34 +276,44 @@ def test_swaps_with_species_dependent_wells_exact(selection):
 
 
 # ---------------------------------------------------------------------------------------------- bookkeeping
-@pytest.mark.parametrize("model,n", [("ka2d", 43), ("ka2d", 400), ("ka2", 80), ("ka3d", 600)])
-def test_energy_and_feature_bookkeeping(model, n):
+@pytest.mark.parametrize("model,n,pairs", [("ka2d", 43, None), ("ka2d", 43, "partners"), ("ka2d", 400, None),
+                                            ("ka2d", 400, "partners"), ("ka2", 80, None), ("ka3d", 600, None)])
+def test_energy_and_feature_bookkeeping(model, n, pairs):
     """After a mixture of Gaussian, local and biased-swap moves, accumulated energies equal a fresh
     ForceField energy and the incrementally updated selection features equal a recomputation (image
-    sums and cell lists)."""
+    sums and cell lists). With swap pairs (A, C) and (B, C) ("partners") A and B particles keep only the
+    single-flip energies of their partner C and their own, so an A that becomes C must have its e^B
+    summed afresh: the kept columns are compared, after enough swaps that some were."""
     from glassgen.dynamics.initial import random_state
 
     conf = random_state(model, n, seed=2)
     m = conf.model
     swaps = 0.2 if m.nsp == 3 else 0.0
     pol = Policy.default(m.nsp, m.dim, sigma=0.1, local_fraction=0.3, swap_fraction=swaps, biased=swaps > 0,
-                         seed=3, counts=m.counts(n))
+                         seed=3, counts=m.counts(n), swap_pairs=[(0, 2), (1, 2)] if pairs else None)
     pol.theta[:] = 0.3
     pol.phi[:] = -0.4
     pg = PGMC(PGMCTarget.from_model(m, conf.box, 0.6), _random_local(pol, 3, drift=0.05), [conf, conf], seed=4,
               feature_updates="incremental")  # every move updates the features (deferred: tested below)
+    species0 = [ch.species.copy() for ch in pg.chains]
     pg.sweep(8 if n < 500 else 3)
-    for ch in pg.chains:
+    need = pg._need()
+    assert need.all() == (pairs is None)
+    for ch, sp0 in zip(pg.chains, species0, strict=True):
         fresh = ForceField(m, ch.species, conf.box, skin=0.0).energy(ch.pos)
         assert abs(ch.energy - fresh) < 1e-9 * max(1.0, abs(fresh))
         f2 = np.zeros_like(ch.feat)
-        selection_features(ch.pos, ch.species, pg.target.box, pg.target.nsp, pg._pp(), ch.use_cells, ch.ncell,
-                           ch.cells, ch.cell_count, ch.shifts, f2)
-        if swaps:  # (energy, coordination) and the energies as every species (single-flip features)
+        selection_features(ch.pos, ch.species, pg.target.box, pg.target.nsp, pg._pp(), np.ones_like(need),
+                           ch.use_cells, ch.ncell, ch.cells, ch.cell_count, ch.shifts, f2)
+        if swaps:  # (energy, coordination) and the energies as every (kept) species (single-flip features)
             assert ch.feat.shape == (n, 2 + m.nsp)
-            assert np.allclose(ch.feat, f2, rtol=0, atol=1e-9)
+            kept = np.concatenate([np.ones((n, 2), bool), need[ch.species]], axis=1)
+            assert np.allclose(ch.feat[kept], f2[kept], rtol=0, atol=1e-9)
             own = ch.feat[np.arange(n), 2 + ch.species]
             assert np.allclose(own, ch.feat[:, 0], rtol=0, atol=1e-9)
+            if pairs:  # particles that became C hold e^A and e^B, one of them summed afresh
+                became_c = (sp0 != 2) & (ch.species == 2)
+                assert became_c.sum() >= 2 and not need[0, 1] and need[2].all()
         assert np.array_equal(np.sort(ch.members[ch.members >= 0]), np.arange(n))
     assert not np.array_equal(pg.chains[0].pos, pg.chains[1].pos)  # chains are independent
     acc = pg.acceptance
@@ -401,13 +412,22 @@ def test_pairwise_selection_features_match_per_particle_passes(model, n):
     pg = PGMC(PGMCTarget.from_model(m, conf.box, 0.5), Policy.default(m.nsp, m.dim), [conf], seed=1)
     c = pg.chains[0]
     assert c.use_cells == (n == 400)
-    args = (c.pos, c.species, pg.target.box, m.nsp, pg._pp(), c.use_cells, c.ncell, c.cells, c.cell_count, c.shifts)
-    for width in (2, 2 + m.nsp):
+    grid = (c.use_cells, c.ncell, c.cells, c.cell_count, c.shifts)
+    every = np.ones((m.nsp, m.nsp), dtype=bool)
+    partners = partner_need(m.nsp, np.array([0]), np.array([m.nsp - 1]))  # one pair, first and last species
+    full = None
+    for width, need in ((2, every), (2 + m.nsp, every), (2 + m.nsp, partners)):
         fast, ref = np.zeros((n, width)), np.zeros((n, width))
+        args = (c.pos, c.species, pg.target.box, m.nsp, pg._pp(), need, *grid)
         selection_features(*args, fast)
         selection_features_per_particle(*args, ref)
         assert np.abs(ref[:, 0]).max() > 1.0 and np.abs(ref[:, 1]).max() > 1.0
         assert np.allclose(fast, ref, rtol=0, atol=1e-10)
+        if width > 2 and need.all():
+            full = fast
+        elif width > 2:  # the kept columns are those of the full features, the others are left 0
+            kept = np.concatenate([np.ones((n, 2), bool), need[c.species]], axis=1)
+            assert np.array_equal(fast[kept], full[kept]) and not fast[~kept].any() and (~kept).any()
 
 
 @pytest.mark.parametrize("n", [43, 400])
@@ -443,11 +463,45 @@ def test_deferred_feature_updates_give_the_same_chain(n):
     assert np.array_equal(a.species, b.species) and np.array_equal(a.pos, b.pos)
     assert abs(a.energy - b.energy) < 1e-9 * abs(b.energy)
     f2 = np.zeros_like(b.feat)
-    selection_features(b.pos, b.species, target.box, 3, dfr._pp(), b.use_cells, b.ncell, b.cells, b.cell_count,
-                       b.shifts, f2)
-    assert np.allclose(b.feat, f2, rtol=0, atol=1e-12) and np.allclose(a.feat, f2, rtol=0, atol=1e-9)
+    need = dfr._need()
+    selection_features(b.pos, b.species, target.box, 3, dfr._pp(), need, b.use_cells, b.ncell, b.cells,
+                       b.cell_count, b.shifts, f2)
+    kept = np.concatenate([np.ones((n, 2), bool), need[b.species]], axis=1)
+    assert np.allclose(b.feat[kept], f2[kept], rtol=0, atol=1e-12)
+    assert np.allclose(a.feat[kept], f2[kept], rtol=0, atol=1e-9)
     with pytest.raises(InputError, match="feature_updates"):
         PGMC(target, pol, [conf], feature_updates="lazy")
+
+
+@pytest.mark.parametrize("n,updates", [(43, "deferred"), (43, "incremental"), (400, "deferred")])
+def test_partner_flip_energies_give_the_same_chain(n, updates):
+    """Keeping only the single-flip energies that the swap pairs (A, C), (B, C) can weight (the default) and
+    keeping all of them select from the same weights: from the same random numbers the chains agree move for
+    move, through accepted swaps that turned A or B particles into C (whose e^B or e^A is then summed
+    afresh). A kernel that forgot to sum them, or counted the i-j pair twice, would select differently."""
+    from glassgen.dynamics.initial import random_state
+
+    conf = random_state("ka2d", n, seed=7)
+    m = conf.model
+    pol = Policy.default(3, 2, sigma=0.08, local_fraction=0.4, swap_fraction=0.3, swap_pairs=[(0, 2), (1, 2)],
+                         biased=True, counts=m.counts(n))
+    pol.theta[:] = [[-0.8, 0.5], [0.6, -0.7], [-0.5, 0.9]]
+    pol.phi[:] = [[-0.9, -0.4], [-0.3, -1.1]]
+    pol = _random_local(pol, 5, drift=0.05)
+    target = PGMCTarget.from_model(m, conf.box, 0.5)
+    runs = [PGMC(target, pol, [conf], seed=9, feature_updates=updates, flip_energies=k) for k in ("partners", "all")]
+    assert not runs[0]._need().all() and runs[1]._need().all()
+    for r in runs:
+        r.sweep(30 if n < 100 else 6)
+    a, b = (r.chains[0] for r in runs)
+    assert runs[0].acceptance["swap"] > 0.002
+    assert ((conf.species != 2) & (a.species == 2)).sum() >= 2
+    assert np.array_equal(a.species, b.species) and np.array_equal(a.pos, b.pos)
+    assert abs(a.energy - b.energy) < 1e-9 * abs(b.energy)
+    kept = np.concatenate([np.ones((n, 2), bool), runs[0]._need()[a.species]], axis=1)
+    assert np.allclose(a.feat[kept], b.feat[kept], rtol=0, atol=1e-9)
+    with pytest.raises(InputError, match="flip_energies"):
+        PGMC(target, pol, [conf], flip_energies="some")
 
 
 def test_minimum_image_mode_gives_the_image_sum_chain():

@@ -19,8 +19,9 @@ Move kinds (``kind`` per trial):
   f_k = (sum_j u(r_kj), sum_j g(r_kj / sigma)[, e_k^0, ..., e_k^{nsp-1}]) are pair-additive selection
   features (energy, a smooth coordination number and, extended, the energies e_k^t = sum_j u_{t s_j}(r_kj)
   k would have as species t, so that e_k^b - e_k^a is the energy change of flipping k alone; no
-  self-images) maintained incrementally in ``feat``. The reverse selection (j from a, i from b) is
-  evaluated with the features of the NEW state.
+  self-images) maintained incrementally in ``feat``; e_k^t is kept only where ``need[s_k, t]`` (t = s_k or a
+  swap partner of s_k, :func:`partner_need`), and summed afresh when a swap makes it needed. The reverse
+  selection (j from a, i from b) is evaluated with the features of the NEW state.
   Production moves (``sel_tree``) keep one sum tree per pair and side over the weights exp(w . f_k - c)
   (:mod:`glassgen._kernels.sumtree`; c_s a shift fixed per call): a draw is a tree descent, and the new-
   state normaliser is the old root corrected by the weight changes of i, j and their neighbours, so a
@@ -48,7 +49,7 @@ from glassgen._kernels.pair import pair_uw
 from glassgen._kernels.sumtree import TREE_B, tree_build, tree_leaf, tree_sample, tree_set, tree_size, tree_total
 
 __all__ = ["KIND_GAUSS", "KIND_LOCAL", "KIND_SWAP", "MH_EXACT", "MH_NO_PROPOSAL_RATIO", "MH_STALE_REVERSE",
-           "N_RADIAL", "N_SEL", "RADIAL_MU", "pgmc_moves", "local_descriptors", "selection_features",
+           "N_RADIAL", "N_SEL", "RADIAL_MU", "pgmc_moves", "local_descriptors", "selection_features", "partner_need",
            "local_log_density", "build_cells", "ext_energy", "swap_energy_change", "biased_displacements",
            "subset_energy"]
 
@@ -121,21 +122,26 @@ def _descriptor_terms(r2, sig2_ab, dx0, dx1, dx2, d, out):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _flip_terms(j, r2, ab, sc, sj, s_new, nsp, pp, out, dfeat, touched, nt, is_touched):
+def _flip_terms(j, r2, ab, sc, sj, s_new, nsp, pp, need, out, dfeat, touched, nt, is_touched):
     """Neighbour j (species sj, squared distance r2) of a particle flipping from species sc to s_new at a
     fixed position (ab = sc nsp + sj): out[0] += the flipping particle's energy change, out[1] += its new
     coordination term, out[2] += its new pair energy; dfeat[j] += the change of every feature of j (energy,
-    coordination and, with extended features, e_j^t), tracking touched rows. Returns the touched count."""
+    coordination and, with extended features, the e_j^t that need[sj, t] asks for), tracking touched rows.
+    With extended features, out[3 + t] += u_{t sj}(r) for each t that the new species needs and the old
+    did not (need[s_new, t] and not need[sc, t]): those e^t of the flipping particle are not current and are
+    summed afresh here. Returns the touched count."""
     sig2 = pp[0]
     ext = dfeat.shape[1] > N_SEL  # extended: the caller's cutoff is the largest one, for every term
     abn = s_new * nsp + sj
     # one pass over the species t of the neighbour's would-be partner: t = s_j gives the pair energy of j
-    # with the flipping particle before (u_o) and after (u_n) the flip; with extended features every t
-    # gives the change of e_j^t (pair parameters are symmetric, u_{t sc} = u_{sc t})
+    # with the flipping particle before (u_o) and after (u_n) the flip; with extended features every t that
+    # j's species needs gives the change of e_j^t (pair parameters are symmetric, u_{t sc} = u_{sc t})
     u_o = 0.0
     u_n = 0.0
     hit = False
     for t in range(0 if ext else sj, nsp if ext else sj + 1):
+        if t != sj and not need[sj, t]:
+            continue
         abo = t * nsp + sc
         abt = t * nsp + s_new
         ut_o = 0.0
@@ -151,6 +157,13 @@ def _flip_terms(j, r2, ab, sc, sj, s_new, nsp, pp, out, dfeat, touched, nt, is_t
             hit = True
         if ext:
             dfeat[j, N_SEL + t] += ut_n - ut_o
+    if ext:  # energies of the flipping particle as the species t its new species needs and its old did not
+        for t in range(nsp):
+            if need[s_new, t] and not need[sc, t]:
+                abt = t * nsp + sj
+                if r2 < pp[2][abt]:
+                    ut, w, _ = pair_uw(r2, abt, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
+                    out[3 + t] += ut
     g_o = 0.0
     g_n = 0.0
     xr2 = r2 / sig2[ab]
@@ -176,7 +189,7 @@ def _flip_terms(j, r2, ab, sc, sj, s_new, nsp, pp, out, dfeat, touched, nt, is_t
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _pair_contrib(j, r2, dxv, ab, sc, sj, nsp, pp, mode, sign, out, dfeat, touched, nt, is_touched):
+def _pair_contrib(j, r2, dxv, ab, sc, sj, nsp, pp, need, mode, sign, out, dfeat, touched, nt, is_touched):
     """One neighbour j at squared distance r2 (dxv = x_j - x): add its contribution for ``mode``.
 
     ab = sc nsp + sj (sc: species of the central particle, sj: of the neighbour).
@@ -184,6 +197,7 @@ def _pair_contrib(j, r2, dxv, ab, sc, sj, nsp, pp, mode, sign, out, dfeat, touch
         extended features (dfeat has N_SEL + nsp columns) also sign * u_{t s}(r) into dfeat[j, N_SEL + t];
     mode 2: (u, g) into out[0:2] (features of the central particle); extended (out has N_SEL + nsp rows):
         u_{t s_j}(r) into out[N_SEL + t], the energy the central particle would have as species t;
+    extended columns t are summed only where need[species, t] (see :func:`selection_features`);
     mode 3: both 1 and 2 (the energy of the central particle and its neighbours' feature changes in one pass);
     mode 5: mode 3 and the descriptors (out[0:N_RADIAL], G_k, and out[N_RADIAL:N_RADIAL + d], b; untracked
         moves take them from :func:`_env_energy_pass`) in one pass, the central particle's features in
@@ -210,6 +224,8 @@ def _pair_contrib(j, r2, dxv, ab, sc, sj, nsp, pp, mode, sign, out, dfeat, touch
                 if t == sc:
                     out[fo + N_SEL + t] += u
                     continue
+                if not need[sc, t]:
+                    continue
                 abt = t * nsp + sj
                 if r2 < pp[2][abt]:
                     ut, wt, _ = pair_uw(r2, abt, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
@@ -221,6 +237,8 @@ def _pair_contrib(j, r2, dxv, ab, sc, sj, nsp, pp, mode, sign, out, dfeat, touch
         for t in range(nsp):
             if t == sj:
                 dfeat[j, N_SEL + t] += sign * u
+                continue
+            if not need[sj, t]:
                 continue
             abt = t * nsp + sc
             if r2 < pp[2][abt]:
@@ -238,7 +256,7 @@ def _pair_contrib(j, r2, dxv, ab, sc, sj, nsp, pp, mode, sign, out, dfeat, touch
 
 
 @njit(cache=True, error_model="numpy")
-def _neigh_loop(i, skip2, x, s, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts,
+def _neigh_loop(i, skip2, x, s, pos, species, box, nsp, pp, need, use_cells, ncell, cells, cell_count, shifts,
                 mode, sign, out, dfeat, touched, nt, is_touched, dxv):
     """Visit every neighbour j (j != i, j != skip2, all periodic images in image mode) of a particle of
     species s placed at x, calling :func:`_pair_contrib`. Returns the updated touched count. Pairs beyond
@@ -268,7 +286,7 @@ def _neigh_loop(i, skip2, x, s, pos, species, box, nsp, pp, use_cells, ncell, ce
                 sj = species[j]
                 ab = base + sj
                 if r2 < (rc_desc[ab] if rc_ext < 0.0 else rc_ext) and r2 > 0.0:
-                    nt = _pair_contrib(j, r2, dxv, ab, s, sj, nsp, pp, mode, sign, out, dfeat, touched, nt,
+                    nt = _pair_contrib(j, r2, dxv, ab, s, sj, nsp, pp, need, mode, sign, out, dfeat, touched, nt,
                                        is_touched)
         return nt
     nimg = shifts.shape[0]
@@ -287,13 +305,14 @@ def _neigh_loop(i, skip2, x, s, pos, species, box, nsp, pp, use_cells, ncell, ce
                 dxv[k] = dx
                 r2 += dx * dx
             if r2 < (rc_desc[ab] if rc_ext < 0.0 else rc_ext) and r2 > 0.0:
-                nt = _pair_contrib(j, r2, dxv, ab, s, sj, nsp, pp, mode, sign, out, dfeat, touched, nt, is_touched)
+                nt = _pair_contrib(j, r2, dxv, ab, s, sj, nsp, pp, need, mode, sign, out, dfeat, touched, nt,
+                                   is_touched)
     return nt
 
 
 @njit(cache=True, error_model="numpy")
-def _flip_pass(i, x, s, s_new, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts, out, dfeat,
-               touched, nt, is_touched):
+def _flip_pass(i, x, s, s_new, pos, species, box, nsp, pp, need, use_cells, ncell, cells, cell_count, shifts, out,
+               dfeat, touched, nt, is_touched):
     """One neighbour pass for the flip of particle i (at x) from species s to s_new: :func:`_flip_terms` for
     every neighbour within the largest cutoff (j != i, every periodic image in image mode). Returns the
     updated touched count. Written out with scalar separations, like :func:`_env_energy_pass` (the generic
@@ -330,7 +349,8 @@ def _flip_pass(i, x, s, s_new, pos, species, box, nsp, pp, use_cells, ncell, cel
                 r2 = dx0 * dx0 + dx1 * dx1 + dx2 * dx2
                 if r2 < rc_max and r2 > 0.0:
                     sj = species[j]
-                    nt = _flip_terms(j, r2, base + sj, s, sj, s_new, nsp, pp, out, dfeat, touched, nt, is_touched)
+                    nt = _flip_terms(j, r2, base + sj, s, sj, s_new, nsp, pp, need, out, dfeat, touched, nt,
+                                     is_touched)
         return nt
     nimg = shifts.shape[0]
     min_image = nimg == 1  # see glassgen._kernels.neighbors.mc_image_shifts
@@ -349,7 +369,7 @@ def _flip_pass(i, x, s, s_new, pos, species, box, nsp, pp, use_cells, ncell, cel
                     dx2 -= box[2] * math.floor(dx2 / box[2] + 0.5)
             r2 = dx0 * dx0 + dx1 * dx1 + dx2 * dx2
             if r2 < rc_max and r2 > 0.0:
-                nt = _flip_terms(j, r2, base + sj, s, sj, s_new, nsp, pp, out, dfeat, touched, nt, is_touched)
+                nt = _flip_terms(j, r2, base + sj, s, sj, s_new, nsp, pp, need, out, dfeat, touched, nt, is_touched)
     return nt
 
 
@@ -430,18 +450,18 @@ def _env_energy_pass(i, x, s, pos, species, box, nsp, pp, use_cells, ncell, cell
 
 
 @njit(cache=True, error_model="numpy")
-def _own_features(i, skip2, x, s, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts,
+def _own_features(i, skip2, x, s, pos, species, box, nsp, pp, need, use_cells, ncell, cells, cell_count, shifts,
                   out, dxv):
     out[:] = 0.0
     dummy = np.zeros((1, 2))
     t = np.zeros(1, dtype=np.int64)
     it = np.zeros(1, dtype=np.bool_)
-    _neigh_loop(i, skip2, x, s, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts, _M2, 1.0,
-                out, dummy, t, _M0, it, dxv)
+    _neigh_loop(i, skip2, x, s, pos, species, box, nsp, pp, need, use_cells, ncell, cells, cell_count, shifts, _M2,
+                1.0, out, dummy, t, _M0, it, dxv)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _add_pair_features(k, j, r2, sk, sj, nsp, pp, feat):
+def _add_pair_features(k, j, r2, sk, sj, nsp, pp, need, feat):
     """Pair (k, j) at squared distance r2 within the caller's cutoff (one image): its terms in the features
     of both (mode 2 of :func:`_pair_contrib` for k and for j)."""
     ab = sk * nsp + sj
@@ -464,16 +484,33 @@ def _add_pair_features(k, j, r2, sk, sj, nsp, pp, feat):
                 if t == s_row:
                     feat[row, N_SEL + t] += u
                     continue
+                if not need[s_row, t]:
+                    continue
                 abt = t * nsp + s_other
                 if r2 < pp[2][abt]:
                     ut, wt, _ = pair_uw(r2, abt, pp[0], pp[1], pp[3], pp[4], pp[5], pp[6], pp[7], 7)
                     feat[row, N_SEL + t] += ut
 
 
+def partner_need(nsp: int, pair_a: np.ndarray, pair_b: np.ndarray) -> np.ndarray:
+    """(nsp, nsp) bool: need[s, t] when the single-flip energy e^t of a particle of species s can enter a swap
+    selection, i.e. t = s or (s, t) is a swap pair in either order (a side's weights touch e^a and e^b only).
+    ``np.ones((nsp, nsp), bool)`` keeps every e^t (what every kernel computed before 2026-12-05)."""
+    need = np.eye(nsp, dtype=np.bool_)
+    for a, b in zip(np.asarray(pair_a).tolist(), np.asarray(pair_b).tolist(), strict=True):
+        need[a, b] = need[b, a] = True
+    return need
+
+
 @njit(cache=True, error_model="numpy")
-def selection_features(pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts, feat):
+def selection_features(pos, species, box, nsp, pp, need, use_cells, ncell, cells, cell_count, shifts, feat):
     """Selection features of every particle from scratch into feat (N, F): (energy, coordination) and, if
-    F = N_SEL + nsp (extended), the energies e_k^t = sum_j u_{t s_j}(r_kj) that k would have as species t.
+    F = N_SEL + nsp (extended), the energies e_k^t = sum_j u_{t s_j}(r_kj) that k would have as species t,
+    for the t its species needs: need (nsp, nsp) bool, need[s, t] (always true for t = s); the other
+    columns are left 0 here and are not kept current by the moves (nothing reads them: a species' selection
+    weights are zero there). A single-flip policy needs e^t for the swap partners t of s only
+    (:func:`partner_need`); with pairs (A, C) and (B, C) of the ternary KA2D that skips 2 of the 4 extra pair
+    energies of A-A, A-B and B-B pairs.
 
     Each pair is visited once (cells: the 3^d stencil; image mode: every periodic image, or only the minimum
     image when the largest cutoff is at most half the smallest box side). Same sums as the per-particle
@@ -509,7 +546,7 @@ def selection_features(pos, species, box, nsp, pp, use_cells, ncell, cells, cell
                     sj = species[j]
                     cut2 = rc2_max if ext else rc2[sk * nsp + sj]
                     if r2 < cut2 and r2 > 0.0:
-                        _add_pair_features(k, j, r2, sk, sj, nsp, pp, feat)
+                        _add_pair_features(k, j, r2, sk, sj, nsp, pp, need, feat)
         else:
             for j in range(k + 1, n):
                 sj = species[j]
@@ -520,18 +557,19 @@ def selection_features(pos, species, box, nsp, pp, use_cells, ncell, cells, cell
                         dx = pos[j, a] + shifts[c, a] - pos[k, a]
                         r2 += dx * dx
                     if r2 < cut2 and r2 > 0.0:
-                        _add_pair_features(k, j, r2, sk, sj, nsp, pp, feat)
+                        _add_pair_features(k, j, r2, sk, sj, nsp, pp, need, feat)
 
 
 @njit(cache=True, error_model="numpy")
-def selection_features_per_particle(pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts, feat):
+def selection_features_per_particle(pos, species, box, nsp, pp, need, use_cells, ncell, cells, cell_count, shifts,
+                                    feat):
     """Reference for tests: :func:`selection_features` by one neighbour pass per particle (each pair twice)."""
     n, d = pos.shape
     out = np.zeros(feat.shape[1])
     dxv = np.empty(d)
     for k in range(n):
-        _own_features(k, -1, pos[k], species[k], pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
-                      shifts, out, dxv)
+        _own_features(k, -1, pos[k], species[k], pos, species, box, nsp, pp, need, use_cells, ncell, cells,
+                      cell_count, shifts, out, dxv)
         feat[k, :] = out
 
 
@@ -830,7 +868,7 @@ def _sel_tree_reverse(i, j, ra, rb, sa, sb, fi_new, fj_new, member_pos, species,
 
 
 @njit(cache=True, error_model="numpy")
-def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
+def pgmc_moves(pos, species, box, nsp, pp, need, beta, ext_k, ext_c,
                use_cells, ncell, cells, cell_count, cell_of, slot, shifts,
                members, member_pos, n_members, feat, track, unwrapped,
                log_sigma, ls0, W1, b1, W2, b2, pair_a, pair_b, wsel, biased, sel_tree,
@@ -840,7 +878,9 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
 
     Args:
         pos (N, d) wrapped positions, species (N,) int32, box (d,), pp: the 8 flattened pair-parameter
-            arrays (sig2, eps4, rc2, c0, c1, c2, c4, rs2), beta = 1/T, ext_k (nsp,), ext_c (d,).
+            arrays (sig2, eps4, rc2, c0, c1, c2, c4, rs2); need (nsp, nsp) bool: the extended feature columns
+            each species keeps (:func:`selection_features`, :func:`partner_need`); beta = 1/T, ext_k (nsp,),
+            ext_c (d,).
         cell arguments as in :func:`glassgen._kernels.mc.metropolis_sweep`.
         members, member_pos, n_members: particles of each species (updated by accepted swaps).
         feat: (N, F) selection features (F = N_SEL, or N_SEL + nsp extended: see
@@ -887,8 +927,9 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
     dxv = np.empty(d)
     fi_old = np.zeros(nf)
     fi_new = np.zeros(nf)
-    flip_i = np.zeros(3)  # single-flip passes (_flip_pass): energy change, new coordination, new pair energy
-    flip_j = np.zeros(3)
+    # single-flip passes (_flip_pass): energy change, new coordination, new pair energy, then the e^t summed afresh
+    flip_i = np.zeros(3 + nsp)
+    flip_j = np.zeros(3 + nsp)
     fj_new = np.zeros(nf)
     gm = np.zeros(nf)
     lbuf = np.empty(n)  # scratch of _select
@@ -933,7 +974,7 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
             else:
                 if track_disp:
                     env_old[:] = 0.0
-                    nt = _neigh_loop(i, -1, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells,
+                    nt = _neigh_loop(i, -1, pos[i], si, pos, species, box, nsp, pp, need, use_cells, ncell, cells,
                                      cell_count, shifts, _M5, -1.0, env_old, dfeat, touched, nt, is_touched, dxv)
                 else:
                     _env_energy_pass(i, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
@@ -957,7 +998,7 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
             if kd == KIND_LOCAL:
                 if track_disp:
                     env_new[:] = 0.0
-                    nt = _neigh_loop(i, -1, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells,
+                    nt = _neigh_loop(i, -1, xnew, si, pos, species, box, nsp, pp, need, use_cells, ncell, cells,
                                      cell_count, shifts, _M5, 1.0, env_new, dfeat, touched, nt, is_touched, dxv)
                 else:
                     _env_energy_pass(i, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
@@ -976,9 +1017,9 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
                 else:
                     fi_old[:] = 0.0
                     fi_new[:] = 0.0
-                    nt = _neigh_loop(i, -1, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells,
+                    nt = _neigh_loop(i, -1, pos[i], si, pos, species, box, nsp, pp, need, use_cells, ncell, cells,
                                      cell_count, shifts, _M3, -1.0, fi_old, dfeat, touched, nt, is_touched, dxv)
-                    nt = _neigh_loop(i, -1, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells,
+                    nt = _neigh_loop(i, -1, xnew, si, pos, species, box, nsp, pp, need, use_cells, ncell, cells,
                                      cell_count, shifts, _M3, 1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
                 de = (fi_new[0] - fi_old[0] + ext_energy(xnew, si, ext_k, ext_c, box)
                       - ext_energy(pos[i], si, ext_k, ext_c, box))
@@ -1011,7 +1052,7 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
                     if not _move_cells(i, xnew, box, ncell, cells, cell_count, cell_of, slot):
                         stats[kd, 0] -= 1
                         if stale:
-                            selection_features(pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
+                            selection_features(pos, species, box, nsp, pp, need, use_cells, ncell, cells, cell_count,
                                                shifts, feat)
                         return dE, t
                 if track_disp:
@@ -1049,7 +1090,7 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
             continue
         stats[KIND_SWAP, 0] += 1
         if stale:  # deferred mode: the features of the current state, from scratch
-            selection_features(pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts, feat)
+            selection_features(pos, species, box, nsp, pp, need, use_cells, ncell, cells, cell_count, shifts, feat)
             if use_tree:
                 _sel_trees_build(members, n_members, tree_sp, wq, feat, trees, tree_len, shift)
             stale = False
@@ -1077,19 +1118,22 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
             flip_i[:] = 0.0
             flip_j[:] = 0.0
             # (species[i] = sa and species[j] = sb passed as int32, like every other pass: one compilation)
-            nt = _flip_pass(i, pos[i], species[i], sb, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
-                            shifts, flip_i, dfeat, touched, nt, is_touched)
+            nt = _flip_pass(i, pos[i], species[i], sb, pos, species, box, nsp, pp, need, use_cells, ncell, cells,
+                            cell_count, shifts, flip_i, dfeat, touched, nt, is_touched)
             species[i] = sb
-            nt = _flip_pass(j, pos[j], species[j], sa, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
-                            shifts, flip_j, dfeat, touched, nt, is_touched)
+            nt = _flip_pass(j, pos[j], species[j], sa, pos, species, box, nsp, pp, need, use_cells, ncell, cells,
+                            cell_count, shifts, flip_j, dfeat, touched, nt, is_touched)
             species[j] = sa
             fi_new[0] = flip_i[2] + dfeat[i, 0]  # dfeat[i]: the change j's flip made (zero if none)
             fi_new[1] = flip_i[1] + dfeat[i, 1]
             fj_new[0] = flip_j[2]
             fj_new[1] = flip_j[1]
+            # e^t that the new species needs and the old one did not were not kept: the passes summed them
+            # afresh (i's with j still b, completed by j's flip through dfeat[i]; j's with i already b)
             for a in range(N_SEL, nf):
-                fi_new[a] = feat[i, a] + dfeat[i, a]
-                fj_new[a] = feat[j, a] + dfeat[j, a]
+                t_ = a - N_SEL
+                fi_new[a] = (flip_i[3 + t_] if need[sb, t_] and not need[sa, t_] else feat[i, a]) + dfeat[i, a]
+                fj_new[a] = (flip_j[3 + t_] if need[sa, t_] and not need[sb, t_] else feat[j, a]) + dfeat[j, a]
             de = (flip_i[0] + flip_j[0]
                   + ext_energy(pos[i], sb, ext_k, ext_c, box) - ext_energy(pos[i], sa, ext_k, ext_c, box)
                   + ext_energy(pos[j], sa, ext_k, ext_c, box) - ext_energy(pos[j], sb, ext_k, ext_c, box))
@@ -1163,7 +1207,7 @@ def pgmc_moves(pos, species, box, nsp, pp, beta, ext_k, ext_c,
             species[j] = sb
         nt = _clear_touched(dfeat, touched, nt, is_touched)
     if stale:
-        selection_features(pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts, feat)
+        selection_features(pos, species, box, nsp, pp, need, use_cells, ncell, cells, cell_count, shifts, feat)
     return dE, m_tot
 
 
@@ -1224,7 +1268,7 @@ def _score_k(k, species, theta_d, feat, dfeat, is_touched, moved, f_moved):
 
 
 @njit(cache=True, error_model="numpy")
-def biased_displacements(pos, species, box, nsp, pp, beta, ext_k, ext_c,
+def biased_displacements(pos, species, box, nsp, pp, need, beta, ext_k, ext_c,
                          use_cells, ncell, cells, cell_count, cell_of, slot, shifts,
                          feat, unwrapped, log_sigma, theta_d, xi, usel, logu, start, mh_mode, stats):
     """Gaussian displacements of a particle chosen with probability P(i | x) = exp(s_i(x)) / Z(x).
@@ -1287,11 +1331,11 @@ def biased_displacements(pos, species, box, nsp, pp, beta, ext_k, ext_c,
                         ext_k, ext_c)
         de = e_new - e_old
         # scores of the new state, locally
-        nt = _neigh_loop(i, -1, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
+        nt = _neigh_loop(i, -1, pos[i], si, pos, species, box, nsp, pp, need, use_cells, ncell, cells, cell_count,
                          shifts, _M1, -1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
-        nt = _neigh_loop(i, -1, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
+        nt = _neigh_loop(i, -1, xnew, si, pos, species, box, nsp, pp, need, use_cells, ncell, cells, cell_count,
                          shifts, _M1, 1.0, fi_new, dfeat, touched, nt, is_touched, dxv)
-        _own_features(i, -1, xnew, si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count, shifts,
+        _own_features(i, -1, xnew, si, pos, species, box, nsp, pp, need, use_cells, ncell, cells, cell_count, shifts,
                       fi_new, dxv)
         stats[3] += nt + 1
         if mh_mode == MH_STALE_REVERSE:

@@ -58,6 +58,7 @@ from glassgen._kernels.pgmc import (
     N_RADIAL,
     N_SEL,
     ext_energy,
+    partner_need,
     pgmc_moves,
     selection_features,
 )
@@ -346,10 +347,15 @@ class PGMC:
             proposals are the same; only their order within a sweep differs (a fixed composition of exact
             Metropolis-Hastings kernels, so the chain stays exact). Deferred is the default: at N = 43 and
             1290 (KA2D, T = 0.3) it costs 0.73-0.83 of the incremental time per move (benchmarks/pgmc_cost.py).
+        flip_energies: which single-flip energies e_k^t a chain with single-flip selection keeps. "partners"
+            (default): t = s_k and the swap partners of s_k only (``partner_need``; the others never enter a
+            selection weight), summed afresh when a swap makes one needed. "all": every t, as before
+            2026-12-05; the same chain up to round-off, kept as the reference for tests and benchmarks.
     """
 
     def __init__(self, target: PGMCTarget, policy: Policy, starts: list[Any], seed: int = 0,
-                 selection_tree: bool = True, feature_updates: str = "deferred") -> None:
+                 selection_tree: bool = True, feature_updates: str = "deferred",
+                 flip_energies: str = "partners") -> None:
         if not starts:
             raise InputError("PGMC needs at least one chain")
         if policy.nsp != target.nsp or policy.dim != target.dim:
@@ -366,6 +372,9 @@ class PGMC:
         if feature_updates not in ("incremental", "deferred"):
             raise InputError(f"feature_updates must be 'incremental' or 'deferred', got {feature_updates!r}")
         self.feature_updates = feature_updates
+        if flip_energies not in ("partners", "all"):
+            raise InputError(f"flip_energies must be 'partners' or 'all', got {flip_energies!r}")
+        self.flip_energies = flip_energies
         self.frozen = False
         self.sweeps = 0
         self.chains: list[_Chain] = []
@@ -394,6 +403,13 @@ class PGMC:
     def _pp(self) -> tuple[np.ndarray, ...]:
         return tuple(np.ascontiguousarray(a) for a in self.target.pp)
 
+    def _need(self) -> np.ndarray:
+        """(nsp, nsp) bool: the single-flip energies each species keeps (kernel ``selection_features``)."""
+        nsp = self.target.nsp
+        if self.flip_energies == "all":
+            return np.ones((nsp, nsp), dtype=np.bool_)
+        return partner_need(nsp, self.policy.pairs[:, 0], self.policy.pairs[:, 1])
+
     def _energy_of(self, c: _Chain) -> float:
         t = self.target
         sig2, eps4, rc2, c0, c1, c2, c4, rs2 = t.pp
@@ -420,7 +436,8 @@ class PGMC:
 
     def _refresh_features(self, c: _Chain) -> None:
         t = self.target
-        selection_features(c.pos, c.species, t.box, t.nsp, self._pp(), c.use_cells, c.ncell, c.cells, c.cell_count,
+        selection_features(c.pos, c.species, t.box, t.nsp, self._pp(), self._need(), c.use_cells, c.ncell, c.cells,
+                           c.cell_count,
                            c.shifts, c.feat)
 
     def recompute_energies(self) -> np.ndarray:
@@ -465,9 +482,10 @@ class PGMC:
         t, pol = self.target, self.policy
         kind, idx, xi, usel, logu = draws
         track = self._track
+        need = self._need()
         start = 0
         while True:
-            de, start = pgmc_moves(c.pos, c.species, t.box, t.nsp, self._pp(), t.beta, t.ext_k, t.ext_c,
+            de, start = pgmc_moves(c.pos, c.species, t.box, t.nsp, self._pp(), need, t.beta, t.ext_k, t.ext_c,
                                    c.use_cells, c.ncell, c.cells, c.cell_count, c.cell_of, c.slot, c.shifts,
                                    c.members, c.member_pos, c.n_members, c.feat, track, c.unwrapped,
                                    pol.log_sigma, pol.ls0, pol.W1, pol.b1, pol.W2, pol.b2, pol.pairs[:, 0].copy(),
@@ -630,7 +648,8 @@ class PGMC:
         return json.dumps({"n": self.n, "chains": self.n_chains, "T": self.target.T, "seed": self.seed,
                            "model": self.target.model.name if self.target.model else None,
                            "policy": self._initial_policy,
-                           **({"feature_updates": "deferred"} if self.feature_updates == "deferred" else {})})
+                           **({"feature_updates": "deferred"} if self.feature_updates == "deferred" else {}),
+                           **({"flip_energies": "all"} if self.flip_energies == "all" else {})})
 
     def save_checkpoint(self, path: str | os.PathLike[str], samples: list[tuple[int, np.ndarray]],
                         frames: list[tuple[int, np.ndarray, np.ndarray]], extra: dict[str, Any] | None = None) -> None:

@@ -65,7 +65,8 @@ def features_of(target: PGMCTarget, pos: np.ndarray, species: np.ndarray) -> np.
     n, d = pos.shape
     m = int(math.ceil(target.rc_max / float(target.box.min())))
     feat = np.zeros((n, N_SEL))
-    selection_features(pos, sp, target.box, target.nsp, tuple(np.ascontiguousarray(a) for a in target.pp), False,
+    selection_features(pos, sp, target.box, target.nsp, tuple(np.ascontiguousarray(a) for a in target.pp),
+                       np.ones((target.nsp, target.nsp), dtype=np.bool_), False,
                        np.ones(d, dtype=np.int64), np.zeros((1, 1), dtype=np.int64), np.zeros(1, dtype=np.int64),
                        image_shifts(target.box, m), feat)
     return feat
@@ -239,7 +240,8 @@ class PredictProposePGMC(PGMC):
         rec = self._empty_rec()
         start = 0
         while True:
-            de, start = pgmc_moves(c.pos, c.species, t.box, t.nsp, self._pp(), t.beta, t.ext_k, t.ext_c,
+            de, start = pgmc_moves(c.pos, c.species, t.box, t.nsp, self._pp(), self._need(), t.beta, t.ext_k,
+                                   t.ext_c,
                                    c.use_cells, c.ncell, c.cells, c.cell_count, c.cell_of, c.slot, c.shifts,
                                    c.members, c.member_pos, c.n_members, c.feat, 1, c.unwrapped,
                                    pol.log_sigma, pol.ls0, pol.W1, pol.b1, pol.W2, pol.b2, pol.pairs[:, 0].copy(),
@@ -259,7 +261,8 @@ class PredictProposePGMC(PGMC):
         logu = np.log(rng.random(m))
         start = 0
         while True:
-            de, start = biased_displacements(c.pos, c.species, t.box, t.nsp, self._pp(), t.beta, t.ext_k, t.ext_c,
+            de, start = biased_displacements(c.pos, c.species, t.box, t.nsp, self._pp(), self._need(), t.beta,
+                                             t.ext_k, t.ext_c,
                                              c.use_cells, c.ncell, c.cells, c.cell_count, c.cell_of, c.slot,
                                              c.shifts, c.feat, c.unwrapped, self.policy.log_sigma,
                                              self.scorer.theta, xi, usel, logu, start, self.sel_mode,
