@@ -316,7 +316,8 @@ def _flip_pass(i, x, s, s_new, pos, species, box, nsp, pp, need, use_cells, ncel
     """One neighbour pass for the flip of particle i (at x) from species s to s_new: :func:`_flip_terms` for
     every neighbour within the largest cutoff (j != i, every periodic image in image mode). Returns the
     updated touched count. Written out with scalar separations, like :func:`_env_energy_pass` (the generic
-    :func:`_neigh_loop` took 1.07x as long: the pair energies, six per neighbour with extended features, dominate).
+    :func:`_neigh_loop` took 1.07x as long: the pair energies, up to six per neighbour with extended features,
+    dominate; four for a neighbour whose species has one swap partner, since 2026-12-05).
 
     The two loops share their shape on purpose. One loop for both, specialised by a literal ``kind`` argument
     (Numba compiles one version per kind), was measured on 2026-12-04: the descriptor pass took 2.4-2.5 us
