@@ -369,3 +369,51 @@ def test_output_that_is_a_folder_is_refused_before_any_work(tmp_path, capsys):
                  "--out", str(tmp_path / "out.h5")]) == 2
     assert "is a folder" in capsys.readouterr().err
 
+
+
+def test_audit_of_bad_inputs_gives_one_line_errors(tmp_path, capsys):
+    """Cases found by a bad-input audit (2026-12-05), each a one-line error with exit code 2: usage errors
+    (no usage block), TOML that is not UTF-8 or holds NaN, unknown keys in a model file, coordinates
+    1e308 box lengths away, a non-HDF5 output name, an unknown --split, bad ridge hyperparameters."""
+    o = str(tmp_path / "x.h5")
+    assert "--modle" in _bad(tmp_path, ["md", "run", "--modle", "ka3d"], capsys)
+    assert "'glassgen md run --help'" in _bad(tmp_path, ["md", "run", "--N", "abc"], capsys)
+    garbage = tmp_path / "garbage.toml"
+    garbage.write_bytes(b"\xff\xfe\x00model = 1\x80\x81")
+    assert "not UTF-8" in _bad(tmp_path, ["md", "run", "--config", str(garbage), "--out", o], capsys)
+    assert "not UTF-8" in _bad(tmp_path, ["init", "--model", str(garbage), "--N", "20", "--out", o], capsys)
+    nan_cfg = tmp_path / "nan.toml"
+    nan_cfg.write_text('model = "ka3d"\nn = 20\n[md]\nT = nan\nsteps = 10\n')
+    assert "T is NaN" in _bad(tmp_path, ["md", "run", "--config", str(nan_cfg), "--out", o], capsys)
+    model = (Path(__file__).resolve().parents[1] / "configs" / "models" / "ka3d.toml").read_text()
+    typo = tmp_path / "typo.toml"
+    typo.write_text(model + "\ncutof_factor = 3.0\n")
+    assert "cutof_factor" in _bad(tmp_path, ["init", "--model", str(typo), "--N", "20", "--out", o], capsys)
+    xyz = tmp_path / "far.xyz"
+    xyz.write_text("3\ncell:5.0,5.0,5.0 model:ka3d\nA 1e308 0 0\nA 1 1 1\nA 2 2 2\n")
+    assert "1e6 box lengths" in _bad(tmp_path, ["minimize", "--input", str(xyz), "--model", "ka3d", "--out", o],
+                                     capsys)
+    assert "HDF5" in _bad(tmp_path, ["md", "run", "--model", "ka3d", "--N", "20", "--T", "1", "--steps", "5",
+                                     "--out", str(tmp_path / "run.xyz")], capsys)
+    assert "'foo'" in _bad(tmp_path, ["bench", "score", "--data", str(tmp_path), "--T", "0.8", "--split", "foo"],
+                           capsys)
+
+
+def test_ridge_hyperparameters_and_provenance_fields_are_checked():
+    """Bad ridge hyperparameters are one-line input errors; job entries named like the standard provenance
+    fields (a predictor's lag ``time``) no longer overwrite them; JSON outputs are strict JSON."""
+    import json
+    import math
+
+    from glassgen.errors import InputError
+    from glassgen.predictors.ridge import RidgePredictor
+    from glassgen.provenance import provenance, strict_json
+
+    for hyper in ({"alphas": [-1.0]}, {"alphas": "x"}, {"alphas": []}, {"cv_folds": 0}, {"cv_folds": "a"}):
+        with pytest.raises(InputError, match="alphas|cv_folds"):
+            RidgePredictor(None, **hyper)
+    rec = provenance(time=2.72, seed=3)
+    assert rec["job_time"] == 2.72 and isinstance(rec["time"], str) and rec["seed"] == 3
+    text = strict_json({"a": math.nan, "b": [1.0, math.inf], "c": np.float64(2.5), "d": np.arange(2)})
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}")) == \
+        {"a": None, "b": [1.0, None], "c": 2.5, "d": [0, 1]}

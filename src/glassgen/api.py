@@ -11,18 +11,18 @@ import json
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
-import tomllib
 
-from glassgen.config_values import check_types, type_hints
+from glassgen.config_values import check_types, read_toml, type_hints
 from glassgen.dynamics.results import MDResult
 from glassgen.errors import InputError
 from glassgen.observables.dynamics import default_q
-from glassgen.provenance import atomic_path, provenance
+from glassgen.provenance import atomic_path, check_hdf5_name, provenance, strict_json
 from glassgen.systems.configuration import Configuration
 from glassgen.systems.io import _write_conf_group, h5_write_attrs, read_configuration, write_configuration
 from glassgen.systems.model import load_model
@@ -43,12 +43,7 @@ def load_config(path: PathLike | None, section: str, other_tables: tuple[str, ..
     if path is None:
         return {}
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"config file not found: {p}")
-    try:
-        data = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"malformed config {p}: {exc}") from None
+    data, _ = read_toml(p)
     unknown = sorted(k for k, v in data.items() if isinstance(v, dict) and k != section and k not in other_tables)
     if unknown:
         raise InputError(f"unknown table(s) in {p}: {', '.join(f'[{k}]' for k in unknown)} "
@@ -100,6 +95,9 @@ def load_input(input: PathLike | None = None, model: str | None = None, n: int |
     commands that do not compute forces themselves before their first step.
     """
     if input is not None:
+        given = [f for f, v in (("N", n), ("density", density)) if v is not None]
+        if given:
+            warnings.warn(f"{' and '.join(given)} ignored: the --input file sets them", stacklevel=2)
         conf = read_configuration(input, model)
         if conf.model is None:
             raise InputError(f"{input} names no model; pass --model")
@@ -110,8 +108,8 @@ def load_input(input: PathLike | None = None, model: str | None = None, n: int |
         return conf
     if model is None or n is None:
         raise InputError("give --input FILE, or --model and --N for a random initial state")
-    if n < 2:
-        raise InputError(f"N must be at least 2, got {n}")
+    if n < 2 or n > 10**7:
+        raise InputError(f"N must be between 2 and 1e7, got {n}")
     from glassgen.dynamics.initial import random_state
 
     return random_state(model, int(n), T=T, density=density, seed=seed)
@@ -201,6 +199,7 @@ def md_run(*, out: PathLike, T: float | None, steps: int, input: PathLike | None
     """
     from glassgen.dynamics.md import run_md
 
+    check_hdf5_name(out)
     if ensemble == "nvt" or T is not None:
         _positive("T", T)
     _positive("dt", dt)
@@ -254,6 +253,7 @@ def mc_run(*, out: PathLike, T: float, sweeps: int, input: PathLike | None = Non
     """Run Metropolis MC (displacements, optional swaps) and write ``out`` like :func:`md_run`."""
     from glassgen.dynamics.mc import run_mc
 
+    check_hdf5_name(out)
     _positive("T", T)
     if sweeps is None or sweeps < 1:
         raise InputError(f"sweeps must be a positive integer, got {sweeps}")
@@ -371,7 +371,7 @@ def _write_analysis(p: Path, outd: Path, q: float, rdf: Any, msd: Any, fs: Any, 
     summary = {"input": str(p), "out_dir": str(outd), "q": q, "tau_alpha": taus, **extra,
                "ngp_max": float(np.nanmax(ngp.alpha2)) if np.isfinite(ngp.alpha2).any() else None}
     with atomic_path(outd / "summary.json") as tmp:
-        tmp.write_text(json.dumps({**summary, "provenance": provenance(**meta)}, indent=2, default=str))
+        tmp.write_text(strict_json({**summary, "provenance": provenance(**meta)}, indent=2))
     return summary
 
 
@@ -469,13 +469,7 @@ def flow_train(*, config: PathLike, out: PathLike, resume: bool = True, device: 
     from glassgen.flows.training import TrainingConfig, train_flow
 
     p = Path(config)
-    if not p.is_file():
-        raise InputError(f"config file not found: {p}")
-    try:
-        with open(p, "rb") as fh:
-            raw = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"malformed TOML in {p}: {exc}") from None
+    raw, _ = read_toml(p)
     cfg = TrainingConfig.from_dict(raw)
     t0 = time.perf_counter()
     if workers < 1:
@@ -547,6 +541,8 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
 
         return pgmc_sample(T=T, model=model, n=n, n_samples=n_samples, seed=seed, out=out, policy=checkpoint,
                            n_chains=n_chains, progress=progress)
+    if method in ("ais", "aimh") and anneal_steps < 1:
+        raise InputError(f"--anneal-steps must be >= 1, got {anneal_steps}")
     if method == "aimh" and n_samples < 8 * n_chains:
         raise InputError(f"--method aimh needs at least 8 samples per chain: {n_samples} samples for {n_chains} "
                          "chains (raise --n-samples or lower --chains)")
@@ -567,7 +563,7 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
             flow_train(config=cfg, out=ck, progress=progress)
     else:
         ck = Path(checkpoint)
-    gen = BoltzmannGenerator.load(ck)
+    gen = BoltzmannGenerator.load(ck, T=T)
     if gen.system.model != load_model(model).name or gen.system.n != n:
         raise InputError(f"checkpoint {ck} is for model={gen.system.model} N={gen.system.n}, "
                          f"not model={model} N={n}")
@@ -590,8 +586,6 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
         if not isinstance(base, BoltzmannPriorBase):
             raise InputError(f"--method {method} needs a generator with a Boltzmann-prior pool (this one has a "
                              "uniform base)")
-        if anneal_steps < 1:
-            raise InputError("anneal steps must be >= 1")
         r0, _ = base.draw_pool(T, n_samples)
         chains_of = gen.pool_chains(*base.last_draw) if base.last_draw is not None else None
         x0 = to_full(r0, torch.zeros(n_samples, gen.system.dim, dtype=torch.float64), gen.box).numpy()

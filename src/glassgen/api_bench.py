@@ -104,17 +104,16 @@ def bench_reference(*, data: PathLike | None = None, cache: PathLike | None = No
         cache: inherent-state cache directory (default ``runs/cache``).
         out: optional JSON file for the numbers (atomic, with provenance).
     """
-    import json
 
     from glassgen.bench.reference import shipped_reference
     from glassgen.config import data_dir
-    from glassgen.provenance import atomic_path, provenance
+    from glassgen.provenance import atomic_path, provenance, strict_json
 
     d = Path(data) if data is not None else data_dir()
     res = shipped_reference(d, _cache(cache), progress=progress)
     if out is not None:
         with atomic_path(out) as tmp:
-            tmp.write_text(json.dumps({"provenance": provenance(data=str(d)), **res}, indent=1, default=float))
+            tmp.write_text(strict_json({"provenance": provenance(data=str(d)), **res}))
     flat: dict[str, Any] = {"samples": f"{res['n_samples']} ({res['n_test']} held-out test)"}
     for which in ("all", "test"):
         flat[f"rho_max ({which})"] = res[f"rho_max_{which}"]
@@ -161,12 +160,11 @@ def bench_score(*, data: PathLike, T: float, system: str | None = None, split: s
         predictions: npz with one array per sample, named by the sample's file stem, (N,) or (n_times, N).
         out: JSON output (atomic, with provenance).
     """
-    import json
 
     import numpy as np
 
     from glassgen.bench.report import score_dataset
-    from glassgen.provenance import atomic_path, provenance
+    from glassgen.provenance import atomic_path, provenance, strict_json
     from glassgen.systems.glassbench import read_dataset
 
     if not (isinstance(T, (int, float)) and math.isfinite(T) and T > 0):
@@ -197,7 +195,7 @@ def bench_score(*, data: PathLike, T: float, system: str | None = None, split: s
         with atomic_path(out) as tmp:
             payload = {"provenance": provenance(data=str(data), T=T, system=system, split=split),
                        **{k: v for k, v in res.items() if k != "R_tau"}}
-            tmp.write_text(json.dumps(payload, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else o))
+            tmp.write_text(strict_json(payload))
     summary: dict[str, Any] = {"system": system, "T": T, "configurations": res["n_configs"],
                                "tau_alpha": res["tau_alpha"]}
     for k in keys:

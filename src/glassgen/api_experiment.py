@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from glassgen.config_values import read_toml
 from glassgen.errors import InputError
 from glassgen.provenance import atomic_path, png_metadata, provenance
 
@@ -39,15 +40,7 @@ METHODS = ("md", "metropolis", "pgmc", "predict_pgmc", "local_flow_uniform", "lo
 
 
 def _load(path: PathLike) -> dict[str, Any]:
-    import tomllib
-
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"config file not found: {p}")
-    try:
-        return tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{p}: invalid TOML ({exc})") from exc
+    return read_toml(path)[0]
 
 
 # keys of the experiment config (top level, [quick], [[case]], [case.quick]) and their TOML types
@@ -271,6 +264,8 @@ def _check_case(cfg: dict[str, Any], where: str) -> None:
     try:
         mdl = load_model(str(cfg["model"]))
         n, T = int(cfg["n"]), float(cfg["T"])
+    except InputError as exc:  # an unknown model
+        raise InputError(f"{where}: {exc}") from None
     except KeyError as exc:
         raise InputError(f"{where}: missing key {exc.args[0]!r} (model, n and T are required)") from None
     except (TypeError, ValueError):
@@ -592,7 +587,8 @@ def predict_propose_experiment(*, config: PathLike, out: PathLike | None = None,
     t0 = time.process_time()
     w0 = time.perf_counter()
     code = _code_stamp()
-    results = {"provenance": provenance(config=str(config), quick=use_quick, code_sha256=code),
+    results = {"provenance": provenance(config=str(config), quick=use_quick, code_sha256=code,
+                                        seed=int(glob.get("seed", 0))),
                "loadavg_start": list(os.getloadavg()), "out_dir": str(out_dir), "cases": []}
     done = _finished_cases(out_dir / "results.json", str(config), use_quick, code)
     results["cases_reused"] = 0
@@ -605,6 +601,7 @@ def predict_propose_experiment(*, config: PathLike, out: PathLike | None = None,
         tc, wc = time.process_time(), time.perf_counter()
         c = _run_case(case, glob, progress)
         c["cpu_s"], c["wall_s"] = time.process_time() - tc, time.perf_counter() - wc
+        c["seed"] = int({**glob, **case}.get("seed", 0))  # every chain's seed derives from it
         c["computed_at"] = provenance()["time"]
         results["cases"].append(c)
         _write(out_dir, results)  # partial results survive an interruption

@@ -18,10 +18,10 @@ from typing import Any
 
 import h5py
 import numpy as np
-import tomllib
 
+from glassgen.config_values import read_toml
 from glassgen.errors import InputError
-from glassgen.provenance import atomic_path, provenance
+from glassgen.provenance import atomic_path, check_hdf5_name, provenance
 
 __all__ = ["trap_model_run", "step_model_run", "load_model_config"]
 
@@ -36,12 +36,7 @@ def load_model_config(path: PathLike | None) -> tuple[dict[str, Any], dict[str, 
     if path is None:
         return {}, {}
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"config file not found: {p}")
-    try:
-        data = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"malformed config {p}: {exc}") from None
+    data, _ = read_toml(p)
     unknown = sorted(k for k, v in data.items() if isinstance(v, dict) and k != "params")
     if unknown:
         raise InputError(f"unknown table(s) in {p}: {', '.join(f'[{k}]' for k in unknown)} (model parameters "
@@ -128,6 +123,7 @@ def trap_model_run(model: str, T: float | list[float], out: PathLike, *, n: int 
     from glassgen.models.trap import load_trap_model, simulate
     from glassgen.progress import progress_bar
 
+    check_hdf5_name(out)
     Ts = _check_T(T)
     if replicas < 1:
         raise InputError(f"replicas must be >= 1, got {replicas}")
@@ -209,7 +205,7 @@ def trap_model_run(model: str, T: float | list[float], out: PathLike, *, n: int 
             summary[f"T={t_:g}"]["truncated"] = True
             warnings.warn(f"T={t_:g}: stopped by the event budget (max_events={max_events}) before the correlations "
                           "decayed; D and the spectrum are NaN, tau_alpha only if F_s crossed 1/e (raise --max-events "
-                          "or lower --t-max)", stacklevel=2)
+                          "or lower t_max in --config)", stacklevel=2)
         if bool(r.get("P_S_extrapolated", False)):
             summary[f"T={t_:g}"]["P_S_extrapolated"] = True
             warnings.warn(f"T={t_:g}: P(S; T) of softness law {mdl.law.name!r} is extrapolated linearly outside its "
@@ -248,6 +244,7 @@ def step_model_run(out: PathLike, *, s_mean: float | list[float] | None = None, 
     from glassgen.models.step import StepModel, StepParams, ductility
     from glassgen.progress import progress_bar
 
+    check_hdf5_name(out)
     base = StepParams.from_dict(dict(params or {}))
     if not (isinstance(gamma_max, (int, float)) and gamma_max > 0):
         raise InputError(f"gamma_max must be positive, got {gamma_max}")

@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tomllib
 
-from glassgen.config_values import check_types, type_hints
+from glassgen.config_values import check_types, read_toml, type_hints
 from glassgen.errors import InputError
-from glassgen.provenance import atomic_path, provenance
+from glassgen.provenance import atomic_path, provenance, strict_json
 
 __all__ = ["train_spec_from_config", "train", "evaluate", "score_file", "build_predictor"]
 
@@ -34,12 +33,7 @@ def train_spec_from_config(config: PathLike | None, **cli: Any) -> dict[str, Any
     spec: dict[str, Any] = {}
     if config is not None:
         p = Path(config)
-        if not p.is_file():
-            raise InputError(f"config file not found: {p}")
-        try:
-            doc = tomllib.loads(p.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise InputError(f"{p}: invalid TOML ({exc})") from None
+        doc, _ = read_toml(p)
         other = sorted(set(doc) - {"predictor"})
         if other:
             raise InputError(f"{p}: {', '.join(other)} outside the [predictor] table (predict train reads only it)")
@@ -128,7 +122,7 @@ def train(*, kind: str, data: PathLike, out: PathLike, T: float | None = None, t
     t0 = _time.perf_counter()
     pred.fit(ds, t, T=T, split=split, indices=indices, seed=seed, progress=progress)
     secs = _time.perf_counter() - t0
-    prov = provenance(seed=seed, model=pred.settings.model, T=T, kind=kind, data=str(data), time=t)
+    prov = provenance(seed=seed, model=pred.settings.model, T=T, kind=kind, data=str(data), lag_time=t)
     pred.info["train_seconds"] = secs
     pred.save(out, provenance=prov)
     summary = {"model_file": str(out), "kind": kind, "time": t, "T_train": pred.info.get("T_train"),
@@ -142,7 +136,7 @@ def train(*, kind: str, data: PathLike, out: PathLike, T: float | None = None, t
 
 def _write_json(path: Path, obj: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=1, default=float))
+        tmp.write_text(strict_json(obj))
 
 
 def evaluate(*, model: PathLike, data: PathLike, T: float | None = None, split: str = "test",
@@ -161,6 +155,10 @@ def evaluate(*, model: PathLike, data: PathLike, T: float | None = None, split: 
     from glassgen.predictors.base import select_samples
     from glassgen.progress import progress_bar
 
+    if T is not None and not (math.isfinite(T) and T > 0):
+        raise InputError(f"T must be positive, got T={T}")
+    if time is not None and not (math.isfinite(time) and time > 0):
+        raise InputError(f"--time must be positive, got {time}")
     pred = load_predictor(model)
     t = time if time is not None else pred.info.get("time")
     samples = select_samples(Path(data), T, split, indices)

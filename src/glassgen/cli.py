@@ -161,8 +161,9 @@ def md_export_cmd(
     from glassgen.api import load_input
     from glassgen.dynamics.lammps_engine import export_lammps_input
 
-    if steps is None or out_dir is None:
-        raise GlassgenError("missing option(s): --steps and --out-dir are required")
+    missing = [f for f, v in (("--steps", steps), ("--out-dir", out_dir)) if v is None]
+    if missing:
+        raise GlassgenError(f"missing option(s): {' and '.join(missing)}")
     conf = load_input(input, model, n, T, density, seed or 0, check_overlap=True)
     paths = export_lammps_input(conf, out_dir, T=T, dt=dt, nsteps=steps, ensemble=ensemble, thermostat=thermostat,
                                 tau=tau, seed=seed or 0, dump_every=dump_every)
@@ -399,7 +400,7 @@ def _run(argv: list[str] | None) -> int:
 
     try:
         _check_outputs_writable(list(sys.argv[1:] if argv is None else argv))
-        rv = app(args=argv, standalone_mode=False)
+        rv = app(args=argv, prog_name="glassgen", standalone_mode=False)
         if isinstance(rv, int) and rv != 0:
             return rv
     except GlassgenError as exc:
@@ -407,11 +408,10 @@ def _run(argv: list[str] | None) -> int:
         return 2
     except Exit as exc:
         return int(exc.exit_code or 0)
-    except TyperException as exc:  # usage errors: typer's own message
-        if hasattr(exc, "show"):
-            exc.show()
-        else:
-            typer.echo(f"error: {exc.format_message()}", err=True)
+    except TyperException as exc:  # usage errors (unknown option, bad value): one line, pointing to --help
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        typer.echo(f"error: {' '.join(exc.format_message().split())}{where}", err=True)
         return 2
     except Abort:
         typer.echo("interrupted", err=True)

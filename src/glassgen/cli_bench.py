@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from glassgen.cli_options import Split, split_value
+
 dataset_app = typer.Typer(no_args_is_help=True, help="Isoconfigurational datasets in the GlassBench format.",
                           epilog=("Examples:\n\n"
                                   "glassgen dataset make --config configs/datasets/ka3d_n500.toml"))
@@ -93,7 +95,7 @@ def bench_score_cmd(
     data: Annotated[Path, typer.Option("--data", help="Dataset directory (GlassBench archive or ours).")],
     T: Annotated[float, typer.Option("--T", "-T", help="Temperature.")],
     system: Annotated[str | None, typer.Option("--system", help="KA, KA2D or a model name.")] = None,
-    split: Annotated[str, typer.Option("--split", help="test, train or all.")] = "test",
+    split: Annotated[Split, typer.Option("--split", help="test, train or all.")] = Split.test,
     key: Annotated[list[str] | None, typer.Option("--key", help="Prediction key to report (repeatable): EPOT, "
                                                                "EPOT_thermal, BOTAN, GlassMLP, ...")] = None,
     predictions: Annotated[Path | None, typer.Option("--predictions", help="npz: one array per sample stem.")] = None,
@@ -110,7 +112,7 @@ def bench_score_cmd(
     from glassgen.api_bench import bench_score
     from glassgen.cli import _print
 
-    _print(bench_score(data=data, T=T, system=system, split=None if split == "all" else split, key=key,
+    _print(bench_score(data=data, T=T, system=system, split=split_value(split), key=key,
                        predictions=predictions, cache=cache, out=out))
 
 
@@ -118,7 +120,7 @@ def bench_score_cmd(
 def bench_report_cmd(
     data: Annotated[Path, typer.Option("--data", help="Dataset directory (GlassBench archive or ours).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Report directory.")],
-    split: Annotated[str, typer.Option("--split", help="test, train or all.")] = "test",
+    split: Annotated[Split, typer.Option("--split", help="test, train or all.")] = Split.test,
     reference: Annotated[bool, typer.Option("--reference/--no-reference",
                                             help="Add the shipped KA T=0.44 reference numbers.")] = False,
     models: Annotated[Path | None, typer.Option("--models", help="Model results JSON with a 'pearson' table per "
@@ -139,7 +141,7 @@ def bench_report_cmd(
     from glassgen.api_bench import bench_report
     from glassgen.cli import _print
 
-    _print(bench_report(data=data, out=out, split=None if split == "all" else split, reference=reference,
+    _print(bench_report(data=data, out=out, split=split_value(split), reference=reference,
                         models=models, published=published, cache=cache))
 
 

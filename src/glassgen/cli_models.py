@@ -107,8 +107,9 @@ def trap_run_cmd(
     mdl = model or job.get("model")
     Ts = T or job.get("T")
     o = out or job.get("out")
-    if mdl is None or Ts is None or o is None:
-        raise InputError("missing option(s): --model, --T and --out are required (or set them in --config)")
+    missing = [f for f, v in (("--model", mdl), ("--T", Ts), ("--out", o)) if v is None]
+    if missing:
+        raise InputError(f"missing option(s): {', '.join(missing)} (or set them in --config)")
     law = softness_law or params.pop("softness_law", None) or job.get("softness_law")
     params.pop("softness_law", None)
     nn = n if n is not None else job.get("N", job.get("n"))

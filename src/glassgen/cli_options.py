@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-__all__ = ["ConfigOpt", "InputOpt", "ModelOpt", "NOpt", "DensOpt", "TOpt", "SeedOpt", "ProgOpt"]
+__all__ = ["ConfigOpt", "InputOpt", "ModelOpt", "NOpt", "DensOpt", "TOpt", "SeedOpt", "ProgOpt", "Split",
+           "split_value"]
+
+
+class Split(str, Enum):
+    """GlassBench split of a command's samples (typer checks the value: test, train or all)."""
+
+    test = "test"
+    train = "train"
+    all = "all"
+
+
+def split_value(split: Split | str) -> str | None:
+    """The API's split argument: None for all samples, else "test" or "train"."""
+    v = split.value if isinstance(split, Split) else str(split)
+    return None if v == "all" else v
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config; command-line options win.")]
 InputOpt = Annotated[Path | None, typer.Option("--input", "-i", help="Starting configuration (.xyz, .data, .h5).")]

@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 
+from glassgen.cli_options import Split, split_value
+
 predict_app = typer.Typer(no_args_is_help=True, help="Propensity predictors: train, evaluate, score.",
                           epilog=("Examples:\n\n"
                                   "glassgen predict train --config configs/predictors/ka3d_T0.44_ridge.toml\n\n"
@@ -72,7 +74,7 @@ def eval_cmd(
     model: Annotated[Path, typer.Argument(help="Predictor file (.npz).")],
     data: Annotated[Path, typer.Option("--data", "-d", help="GlassBench directory.")],
     T: Annotated[float | None, typer.Option("--T", "-T", help="Test temperature (default: all).")] = None,
-    split: Annotated[str, typer.Option("--split", help="test (default), train, or all.")] = "test",
+    split: Annotated[Split, typer.Option("--split", help="test (default), train, or all.")] = Split.test,
     time: Annotated[float | None, typer.Option("--time", help="Lag time (default: the model's).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="JSON with the metrics.")] = None,
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress", help="Progress bar.")] = None,
@@ -86,7 +88,7 @@ def eval_cmd(
     from glassgen.api_predict import evaluate
     from glassgen.cli import _print, _progress
 
-    _print(evaluate(model=model, data=data, T=T, split=None if split == "all" else split, time=time, out=out,
+    _print(evaluate(model=model, data=data, T=T, split=split_value(split), time=time, out=out,
                     progress=_progress(progress)))
 
 

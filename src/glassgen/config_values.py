@@ -1,4 +1,8 @@
-"""Type checks of values read from TOML configs: ``n = "ten"`` is a one-line error naming the key.
+"""Reading TOML configs and type checks of their values: ``n = "ten"`` is a one-line error naming the key.
+
+:func:`read_toml` is the one reader of every TOML file the package takes (command configs, model files,
+softness laws): a missing file, text that is not UTF-8, malformed TOML and NaN values are one-line errors
+naming the file.
 
 The accepted TOML types of a key come from the annotation of the parameter or dataclass field it feeds
 (``int``, ``float``, ``str``, ``bool``, paths, and their optional forms); other annotations are left to the
@@ -7,20 +11,63 @@ code that uses the value.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import types
 import typing
 from pathlib import Path
 from typing import Any
 
+import tomllib
+
 from glassgen.errors import InputError
 
-__all__ = ["accepted_types", "check_types", "type_hints", "MINIMUMS"]
+__all__ = ["accepted_types", "check_types", "type_hints", "read_toml", "MINIMUMS"]
 
 #: smallest allowed value of integer keys, whatever the command (the command line enforces the same minimums)
 MINIMUMS = {"seed": 0, "threads": 1, "traj_every": 1, "traj_blocks": 1, "thermo_every": 1, "tune_sweeps": 0,
             "sample_every": 1, "checkpoint_every": 1, "equilibrate": 0, "equilibrate_sweeps": 0, "replicas": 1,
             "max_events": 1}
+
+
+def _nan_key(data: Any, where: str = "") -> str | None:
+    """The dotted key of the first NaN number in a parsed document, or None."""
+    if isinstance(data, float) and math.isnan(data):
+        return where or "a value"
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for k, v in items:
+        found = _nan_key(v, f"{where}.{k}" if where and isinstance(k, str) else f"{where}[{k}]" if where else str(k))
+        if found:
+            return found
+    return None
+
+
+def read_toml(path: str | os.PathLike[str], what: str = "config",
+              allow_json: bool = False) -> tuple[dict[str, Any], str]:
+    """(parsed document, text) of the TOML file ``path`` (JSON too if ``allow_json`` and it ends in .json).
+
+    ``what`` names the file in errors ("config", "model file", ...). Raises :class:`InputError` (one line)
+    for a missing file, text that is not UTF-8, malformed TOML or JSON, and a NaN anywhere in it (TOML's
+    ``nan`` is never a valid parameter here).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{what} file not found: {p}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"malformed {what} {p}: not UTF-8 text") from None
+    try:
+        data = json.loads(text) if allow_json and p.suffix == ".json" else tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"malformed {what} {p}: {' '.join(str(exc).split())}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"malformed {what} {p}: expected a table of keys")
+    bad = _nan_key(data)
+    if bad:
+        raise InputError(f"{p}: {bad} is NaN")
+    return data, text
 
 
 def accepted_types(hint: Any) -> tuple[type, ...] | None:

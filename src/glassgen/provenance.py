@@ -17,14 +17,15 @@ from typing import Any
 from glassgen import __version__
 from glassgen.errors import InputError
 
-__all__ = ["provenance", "atomic_path", "provenance_json"]
+__all__ = ["provenance", "atomic_path", "provenance_json", "strict_json", "check_hdf5_name"]
 
 
 def provenance(**extra: Any) -> dict[str, Any]:
     """Return the provenance record stored in every output file.
 
     Args:
-        **extra: job-specific entries (``seed``, ``model``, ``T``, ...). ``None`` values are dropped.
+        **extra: job-specific entries (``seed``, ``model``, ``T``, ...). ``None`` values are dropped; an
+            entry named like a standard one (``time``, ``command``, ...) is kept as ``job_<name>``.
 
     Returns:
         dict with ``command`` (the command line), ``glassgen_version``, ``time`` (UTC ISO 8601),
@@ -37,10 +38,36 @@ def provenance(**extra: Any) -> dict[str, Any]:
         "host": platform.node(),
         "python": platform.python_version(),
     }
+    standard = set(rec)
     for k, v in extra.items():
         if v is not None:
-            rec[k] = v
+            rec[f"job_{k}" if k in standard else k] = v
     return rec
+
+
+def _finite_or_none(obj: Any) -> Any:
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy arrays and scalars
+        obj = obj.tolist()
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_none(v) for v in obj]
+    return obj
+
+
+def strict_json(obj: Any, indent: int | None = 1) -> str:
+    """JSON text that strict parsers accept: NaN and infinities become null (the bare ``NaN`` of Python's
+    json module is not JSON), numpy values become lists and numbers, anything else unknown a string."""
+    return json.dumps(_finite_or_none(obj), indent=indent, allow_nan=False, default=str)
+
+
+def check_hdf5_name(out: str | os.PathLike[str]) -> None:
+    """One-line error unless ``out`` names an HDF5 file (.h5 or .hdf5), for commands whose output is HDF5
+    whatever its name (``run.xyz`` holding HDF5 would mislead every reader)."""
+    if Path(str(out)).suffix.lower() not in (".h5", ".hdf5"):
+        raise InputError(f"--out {out}: this command writes HDF5; name the file .h5 or .hdf5")
 
 
 def provenance_json(**extra: Any) -> str:

@@ -85,13 +85,7 @@ class BoltzmannGenerator:
 
     # ------------------------------------------------------------------ temperatures
     def check_temperature(self, T: float) -> None:
-        if not (math.isfinite(T) and T > 0):
-            raise InputError(f"temperature must be positive, got T={T}")
-        if self.T_range is not None and not self.allow_extrapolation:
-            lo, hi = self.T_range
-            if not (lo - 1e-9 <= T <= hi + 1e-9):
-                raise InputError(f"T={T} is outside the trained range [{lo}, {hi}] of this flow "
-                                 "(train it further, or allow extrapolation)")
+        _check_in_range(T, self.T_range if not self.allow_extrapolation else None)
 
     # ------------------------------------------------------------------ sampling and densities
     @torch.no_grad()
@@ -224,8 +218,10 @@ class BoltzmannGenerator:
         return gen
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> BoltzmannGenerator:
-        """Load a checkpoint written by :meth:`save` (one-line error for missing or malformed files)."""
+    def load(cls, path: str | os.PathLike[str], T: float | None = None) -> BoltzmannGenerator:
+        """Load a checkpoint written by :meth:`save` (one-line error for missing or malformed files). With
+        ``T``, a temperature outside the trained range is refused before the flow is built (building a
+        generator with Boltzmann priors computes the energies of its pools: seconds)."""
         p = Path(path)
         if not p.is_file():
             raise InputError(f"flow checkpoint not found: {p}")
@@ -233,7 +229,20 @@ class BoltzmannGenerator:
             ck = torch.load(p, map_location="cpu", weights_only=False)
         except Exception as exc:  # noqa: BLE001 - any unpickling failure is a malformed file
             raise InputError(f"cannot read flow checkpoint {p}: {type(exc).__name__}") from None
+        if T is not None:
+            _check_in_range(T, tuple(ck["T_range"]) if isinstance(ck, dict) and ck.get("T_range") else None)
         return cls.from_state(ck)
+
+
+def _check_in_range(T: float, T_range: tuple[float, float] | None) -> None:
+    """One-line error unless T is positive and (given a range) within the trained range."""
+    if not (math.isfinite(T) and T > 0):
+        raise InputError(f"temperature must be positive, got T={T}")
+    if T_range is not None:
+        lo, hi = T_range
+        if not (lo - 1e-9 <= T <= hi + 1e-9):
+            raise InputError(f"T={T} is outside the trained range [{lo}, {hi}] of this flow "
+                             "(train it further, or allow extrapolation)")
 
 
 def _prior_base(system: FlowSystem, pool: np.ndarray | dict[float, np.ndarray], arch: FlowArchitecture

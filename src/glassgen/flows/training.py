@@ -390,6 +390,16 @@ def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resum
         raise InputError("--device cuda requested but no CUDA device is available")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
+    ck = None
+    if resume and ck_path.is_file():  # read (and judge) the checkpoint before the reference data are made
+        try:
+            ck = torch.load(ck_path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # noqa: BLE001 - an empty or foreign file (EOFError, UnpicklingError, ...)
+            raise InputError(f"cannot resume from {ck_path}: not a glassgen flow checkpoint ({type(exc).__name__}); "
+                             "use a new --out or --no-resume") from None
+        if (not isinstance(ck, dict) or ck.get("format") != "glassgen-flow"
+                or not _same_config(ck.get("training", {}).get("config"), cfg)):
+            raise InputError(f"{ck_path} was written by a different configuration; use a new --out or --no-resume")
     data = _load_or_make_data(cfg, ck_path, progress, workers) if cfg.needs_data else {}
     prior_pool = ({t: data[t] for t in cfg.architecture.prior_temperatures}
                   if cfg.architecture.base == "boltzmann" else None)
@@ -401,7 +411,7 @@ def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resum
     held_base = (None if held_pool is None else
                  BoltzmannGenerator.create(cfg.model, cfg.N, cfg.architecture, cfg.density,
                                            prior_pool=held_pool).flow.q0)
-    if cfg.init_from and not (resume and ck_path.is_file()):
+    if cfg.init_from and ck is None:
         init = BoltzmannGenerator.load(cfg.init_from)
         if init.system != gen.system or init.flow.arch != gen.flow.arch:
             raise InputError(f"init_from {cfg.init_from}: different system or architecture")
@@ -413,15 +423,7 @@ def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resum
     step, skipped = 0, 0
     best: dict[str, Any] | None = None  # validation: {"step", "score", "ess", "state_dict"}
     selected: dict[str, Any] | None = None  # the validation-best flow kept at the end
-    if resume and ck_path.is_file():
-        try:
-            ck = torch.load(ck_path, map_location="cpu", weights_only=False)
-        except Exception as exc:  # noqa: BLE001 - an empty or foreign file (EOFError, UnpicklingError, ...)
-            raise InputError(f"cannot resume from {ck_path}: not a glassgen flow checkpoint ({type(exc).__name__}); "
-                             "use a new --out or --no-resume") from None
-        if (not isinstance(ck, dict) or ck.get("format") != "glassgen-flow"
-                or not _same_config(ck.get("training", {}).get("config"), cfg)):
-            raise InputError(f"{ck_path} was written by a different configuration; use a new --out or --no-resume")
+    if ck is not None:
         try:
             flow.load_state_dict(ck["state_dict"])
             opt.load_state_dict(ck["optimizer"])

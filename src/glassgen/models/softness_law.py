@@ -41,7 +41,6 @@ P(S) k(S) on a fine grid (mode 3).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -49,9 +48,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tomllib
 from scipy.special import log_ndtr
 
+from glassgen.config_values import read_toml
 from glassgen.errors import InputError
 
 __all__ = ["SoftnessLaw", "load_softness_law", "KernelLaw"]
@@ -297,11 +296,7 @@ def load_softness_law(source: str | os.PathLike[str] | dict[str, Any]) -> Softne
         if not cand.is_file():
             raise InputError(f"softness law not found: {source}")
         p = cand
-    text = p.read_text()
-    try:
-        data = json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise InputError(f"malformed softness law {p}: {exc}") from None
+    data, _ = read_toml(p, "softness law", allow_json=True)
     return _law_from_dict(data, f"softness law {p}")
 
 

@@ -549,6 +549,8 @@ class DescriptorSettings:
         kw = dict(d)
         for k in ("families", "lengths"):
             if k in kw:
+                if isinstance(kw[k], (str, bytes, int, float)):
+                    raise InputError(f"descriptor setting {k} must be a list, got {kw[k]!r}")
                 kw[k] = tuple(kw[k])
         for fam in kw.get("families", ()):
             if fam not in ("glassmlp", "boattini", "sbo", "softness", "quench", "cage"):

@@ -7,10 +7,12 @@ never on test data. Prediction is a dot product (NumPy only).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
+from glassgen.errors import InputError
 from glassgen.predictors.base import Predictor
 from glassgen.predictors.data import Frame
 from glassgen.progress import progress_bar
@@ -44,8 +46,14 @@ class RidgePredictor(Predictor):
 
     def __init__(self, settings: Any = None, alphas: list[float] | None = None, cv_folds: int = 5,
                  **hyper: Any) -> None:
-        super().__init__(settings, alphas=list(alphas or [1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0]),
-                         cv_folds=int(cv_folds), **hyper)
+        grid = [1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0] if alphas is None else alphas
+        if (isinstance(grid, (str, bytes)) or not hasattr(grid, "__len__") or len(grid) == 0
+                or not all(isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a) and a > 0
+                           for a in grid)):
+            raise InputError(f"ridge alphas must be a non-empty list of positive numbers, got {alphas!r}")
+        if isinstance(cv_folds, bool) or not isinstance(cv_folds, int) or cv_folds < 2:
+            raise InputError(f"ridge cv_folds must be an integer >= 2, got {cv_folds!r}")
+        super().__init__(settings, alphas=[float(a) for a in grid], cv_folds=cv_folds, **hyper)
         self.coef: np.ndarray | None = None  # (nsp, F)
         self.intercept: np.ndarray | None = None  # (nsp,)
         self._oof: list[np.ndarray] | None = None  # out-of-fold training predictions (set by fit)

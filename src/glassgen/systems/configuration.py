@@ -67,6 +67,12 @@ class Configuration:
         box = np.ascontiguousarray(np.broadcast_to(box, (d,)))
         if np.any(~np.isfinite(box)) or np.any(box <= 0):
             raise InputError(f"box lengths must be positive and finite, got {box}")
+        # unwrapped coordinates may leave the box, but not by 1e6 box lengths (where wrapping loses all precision)
+        far = np.abs(pos) / box > 1e6
+        if np.any(far):
+            k = int(np.argmax(np.any(far, axis=1)))
+            raise InputError(f"particle {k} lies more than 1e6 box lengths outside the box (position "
+                             f"{pos[k].tolist()}, box {box.tolist()})")
         if spec.min() < 0:
             raise InputError("species indices must be >= 0")
         if self.model is not None:

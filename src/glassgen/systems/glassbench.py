@@ -271,7 +271,8 @@ def read_sample(path: PathLike, *, T: float | None = None, system: str | None = 
             elif m is not None:
                 T = float(m.group("T"))
             else:
-                raise InputError(f"{p.name}: temperature unknown (not in the file or its name); pass T")
+                raise InputError(f"{p.name}: temperature unknown: neither a 'temperature' entry in the file nor a "
+                                 "T<value> in its name (e.g. N4096T0.44_1.npz)")
         x0 = np.asarray(z["initial_positions"], dtype=np.float64)
         if x0.ndim != 2 or x0.shape[1] not in (2, 3):
             raise InputError(f"{p.name}: initial_positions must be (N, 2) or (N, 3), got {x0.shape}")

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tomllib
 
+from glassgen.config_values import read_toml
 from glassgen.errors import InputError
 
 __all__ = ["InteractionModel", "load_model", "available_models", "models_dir", "CUTOFF_SCHEMES",
@@ -240,6 +240,10 @@ class InteractionModel:
         missing = [k for k in required if k not in d]
         if missing:
             raise InputError(f"model definition lacks {', '.join(missing)}")
+        unknown = sorted(set(d) - set(required) - {"masses", "cutoff_factor", "quartic", "description"})
+        if unknown:
+            raise InputError(f"model definition {d.get('name', '?')!r}: unknown key(s) {', '.join(unknown)} (known: "
+                             f"{', '.join(required)}, masses, cutoff_factor, quartic, description)")
         nsp = len(d["species"])
         try:
             return cls._from_checked_dict(d, nsp, source_text)
@@ -272,9 +276,5 @@ def load_model(name_or_path: str | os.PathLike[str] | InteractionModel) -> Inter
         if not path.is_file():
             avail = ", ".join(available_models()) or "none found"
             raise InputError(f"unknown model {s!r} (available: {avail})")
-    text = path.read_text()
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"malformed model file {path}: {exc}") from None
+    data, text = read_toml(path, "model file")
     return InteractionModel.from_dict(data, source_text=text)
