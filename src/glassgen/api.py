@@ -292,6 +292,14 @@ def minimize(*, input: PathLike, out: PathLike, model: str | None = None, ftol: 
             "iterations": r.iterations, "converged": r.converged}
 
 
+def _rdf_range(r_max: float | None, box: np.ndarray) -> float:
+    """The g(r) range: ``r_max`` (default and at most half the smallest box side, with a warning if cut)."""
+    half = 0.5 * float(np.min(box))
+    if r_max is not None and r_max > half:
+        warnings.warn(f"--r-max {r_max:g} exceeds half the box ({half:.4g}); g(r) stops there", stacklevel=3)
+    return half if r_max is None else min(float(r_max), half)
+
+
 def analyze(*, input: PathLike, out_dir: PathLike | None = None, q: float | None = None, r_max: float | None = None,
             bins: int = 200, frames_for_rdf: int = 20) -> dict[str, Any]:
     """g_ab(r), MSD, F_s(q, t), tau_alpha and the non-Gaussian parameter of a run file; PNGs + text.
@@ -341,8 +349,7 @@ def analyze(*, input: PathLike, out_dir: PathLike | None = None, q: float | None
     msd = MSD(origins=origins).compute(traj.times, traj.positions, species, box, **kw)
     fs = SelfIntermediateScattering(q, origins=origins).compute(traj.times, traj.positions, species, box, **kw)
     ngp = NonGaussian(origins=origins).compute(traj.times, traj.positions, species, box, **kw)
-    rmax = r_max if r_max is not None else 0.5 * float(box.min())
-    rdf = RDF(min(rmax, 0.5 * float(box.min())), bins)
+    rdf = RDF(_rdf_range(r_max, box), bins)
     nf = traj.positions.shape[0]
     rdf.compute(traj.positions[max(0, nf - frames_for_rdf):], species, box)
     # the analysed run's own provenance (model, T, seed, ...) travels into every output
@@ -433,8 +440,7 @@ def _analyze_pgmc(p: Path, run: dict[str, Any], out_dir: PathLike | None, q: flo
     for c in range(nc):
         for obs in (msd, fs, ngp):
             obs.compute(lag, pos[:, c], sp[0, c], box, reset=(c == 0))
-    rmax = r_max if r_max is not None else 0.5 * float(box.min())
-    rdf = RDF(min(rmax, 0.5 * float(box.min())), bins, n_species=int(sp.max()) + 1)
+    rdf = RDF(_rdf_range(r_max, box), bins, n_species=int(sp.max()) + 1)
     first = True
     for k in range(max(0, nf - frames_for_rdf), nf):
         for c in range(nc):
