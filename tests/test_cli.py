@@ -137,8 +137,8 @@ def test_malformed_values_one_line_exit_2(tmp_path, capsys):
     text = load_model("ka3d").source_text.replace("epsilon = [[1.0,", "epsilon = [[nan,")
     assert "nan" in text
     (tmp_path / "nanm.toml").write_text(text)
-    assert "finite" in _bad(tmp_path, ["init", "--model", str(tmp_path / "nanm.toml"), "--N", "20", "--out", o],
-                            capsys)
+    assert "epsilon[0][0] is NaN" in _bad(tmp_path, ["init", "--model", str(tmp_path / "nanm.toml"), "--N", "20",
+                                                     "--out", o], capsys)
     assert "--T" in _bad(tmp_path, ["md", "export-lammps", "--model", "ka3d", "--N", "20", "--steps", "10",
                                     "--out-dir", str(tmp_path / "lmp")], capsys)
     traj = tmp_path / "traj.h5"
