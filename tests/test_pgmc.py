@@ -430,6 +430,19 @@ def test_pairwise_selection_features_match_per_particle_passes(model, n):
             assert np.array_equal(fast[kept], full[kept]) and not fast[~kept].any() and (~kept).any()
 
 
+def _biased_ka2d(n: int) -> tuple[Configuration, Policy, PGMCTarget]:
+    """A KA2D start of n particles, a policy of Gaussian, environment-aware (random network) and single-flip
+    biased swaps through C at fixed coefficients, and the T = 0.5 target (the same-chain tests)."""
+    from glassgen.dynamics.initial import random_state
+
+    conf = random_state("ka2d", n, seed=7)
+    pol = Policy.default(3, 2, sigma=0.08, local_fraction=0.4, swap_fraction=0.3, swap_pairs=[(0, 2), (1, 2)],
+                         biased=True, counts=conf.model.counts(n))
+    pol.theta[:] = [[-0.8, 0.5], [0.6, -0.7], [-0.5, 0.9]]
+    pol.phi[:] = [[-0.9, -0.4], [-0.3, -1.1]]
+    return conf, _random_local(pol, 5, drift=0.05), PGMCTarget.from_model(conf.model, conf.box, 0.5)
+
+
 @pytest.mark.parametrize("n", [43, 400])
 def test_deferred_feature_updates_give_the_same_chain(n):
     """Deferred features (displacements leave them stale; recomputed from scratch before the next swap) and
@@ -437,16 +450,7 @@ def test_deferred_feature_updates_give_the_same_chain(n):
     (swaps after displacements within each sweep); the deferred sampler orders its sweeps that way and
     leaves current features behind. A kernel that skipped the recomputation would select from stale
     features and diverge."""
-    from glassgen.dynamics.initial import random_state
-
-    conf = random_state("ka2d", n, seed=7)
-    m = conf.model
-    pol = Policy.default(3, 2, sigma=0.08, local_fraction=0.4, swap_fraction=0.3, swap_pairs=[(0, 2), (1, 2)],
-                         biased=True, counts=m.counts(n))
-    pol.theta[:] = [[-0.8, 0.5], [0.6, -0.7], [-0.5, 0.9]]
-    pol.phi[:] = [[-0.9, -0.4], [-0.3, -1.1]]
-    pol = _random_local(pol, 5, drift=0.05)
-    target = PGMCTarget.from_model(m, conf.box, 0.5)
+    conf, pol, target = _biased_ka2d(n)
     inc = PGMC(target, pol, [conf], seed=9, feature_updates="incremental")
     inc._draw = lambda k, swaps_last=False: PGMC._draw(inc, k, swaps_last=True)  # the deferred sampler's order
     dfr = PGMC(target, pol, [conf], seed=9, feature_updates="deferred")
@@ -479,16 +483,7 @@ def test_partner_flip_energies_give_the_same_chain(n, updates):
     keeping all of them select from the same weights: from the same random numbers the chains agree move for
     move, through accepted swaps that turned A or B particles into C (whose e^B or e^A is then summed
     afresh). A kernel that forgot to sum them, or counted the i-j pair twice, would select differently."""
-    from glassgen.dynamics.initial import random_state
-
-    conf = random_state("ka2d", n, seed=7)
-    m = conf.model
-    pol = Policy.default(3, 2, sigma=0.08, local_fraction=0.4, swap_fraction=0.3, swap_pairs=[(0, 2), (1, 2)],
-                         biased=True, counts=m.counts(n))
-    pol.theta[:] = [[-0.8, 0.5], [0.6, -0.7], [-0.5, 0.9]]
-    pol.phi[:] = [[-0.9, -0.4], [-0.3, -1.1]]
-    pol = _random_local(pol, 5, drift=0.05)
-    target = PGMCTarget.from_model(m, conf.box, 0.5)
+    conf, pol, target = _biased_ka2d(n)
     runs = [PGMC(target, pol, [conf], seed=9, feature_updates=updates, flip_energies=k) for k in ("partners", "all")]
     assert not runs[0]._need().all() and runs[1]._need().all()
     for r in runs:
