@@ -374,7 +374,7 @@ def test_output_that_is_a_folder_is_refused_before_any_work(tmp_path, capsys):
 def test_audit_of_bad_inputs_gives_one_line_errors(tmp_path, capsys):
     """Cases found by a bad-input audit (2026-12-05), each a one-line error with exit code 2: usage errors
     (no usage block), TOML that is not UTF-8 or holds NaN, unknown keys in a model file, coordinates
-    1e308 box lengths away, a non-HDF5 output name, an unknown --split, bad ridge hyperparameters."""
+    1e308 box lengths away, a non-HDF5 output name, an unknown --split, an MD step too large."""
     o = str(tmp_path / "x.h5")
     assert "--modle" in _bad(tmp_path, ["md", "run", "--modle", "ka3d"], capsys)
     assert "'glassgen md run --help'" in _bad(tmp_path, ["md", "run", "--N", "abc"], capsys)
@@ -397,6 +397,9 @@ def test_audit_of_bad_inputs_gives_one_line_errors(tmp_path, capsys):
                                      "--out", str(tmp_path / "run.xyz")], capsys)
     assert "'foo'" in _bad(tmp_path, ["bench", "score", "--data", str(tmp_path), "--T", "0.8", "--split", "foo"],
                            capsys)
+    # particles that run into each other during MD: the step, not the start, is to blame
+    assert "reduce --dt" in _bad(tmp_path, ["md", "run", "--model", "ka3d", "--N", "50", "--T", "1", "--steps", "20",
+                                            "--dt", "5", "--out", o], capsys)
 
 
 def test_ridge_hyperparameters_and_provenance_fields_are_checked():
