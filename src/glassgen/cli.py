@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -137,6 +138,8 @@ def md_run_cmd(
                traj_every=traj_every, traj_blocks=traj_blocks, thermo_every=thermo_every, seed=seed, out=out)
     _require(o, "steps", "out")
     o.setdefault("T", None)
+    if o.get("ensemble") == "nve" and o.get("thermostat") is not None:
+        warnings.warn(f"--thermostat {o['thermostat']} ignored: an NVE run has no thermostat", stacklevel=1)
     _print(md_run(progress=_progress(progress), **o))
 
 
