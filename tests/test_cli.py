@@ -397,6 +397,19 @@ def test_audit_of_bad_inputs_gives_one_line_errors(tmp_path, capsys):
                                      "--out", str(tmp_path / "run.xyz")], capsys)
     assert "'foo'" in _bad(tmp_path, ["bench", "score", "--data", str(tmp_path), "--T", "0.8", "--split", "foo"],
                            capsys)
+    # a second pass: numbers beyond 64 bits, NaN where a range check let it through, more output names
+    assert "9223372036854775807" in _bad(tmp_path, ["init", "--model", "ka3d", "--N", "20", "--seed", "9" * 20,
+                                                    "--out", o], capsys)
+    assert "1e15" in _bad(tmp_path, ["md", "run", "--model", "ka3d", "--N", "20", "--T", "1", "--steps", "9" * 20,
+                                     "--out", o], capsys)
+    assert "p_stop" in _bad(tmp_path, ["trap-model", "run", "--model", "bouchaud", "--T", "1", "--p-stop", "nan",
+                                       "--out", o], capsys)
+    assert "tau must be positive" in _bad(tmp_path, ["md", "run", "--model", "ka3d", "--N", "20", "--T", "1",
+                                                     "--steps", "5", "--tau", "nan", "--out", o], capsys)
+    assert "writes HDF5" in _bad(tmp_path, ["sample", "--T", "0.45", "--out", str(tmp_path / "s.xyz")], capsys)
+    assert "writes JSON" in _bad(tmp_path, ["pgmc", "train", "--model", "ka2d", "--N", "43", "--T", "0.5",
+                                            "--out", str(tmp_path / "p.h5")], capsys)
+    assert "is a folder" in _bad(tmp_path, ["md", "run", "--config", str(tmp_path), "--out", o], capsys)
     # particles that run into each other during MD: the step, not the start, is to blame
     assert "reduce --dt" in _bad(tmp_path, ["md", "run", "--model", "ka3d", "--N", "50", "--T", "1", "--steps", "20",
                                             "--dt", "5", "--out", o], capsys)

@@ -203,8 +203,10 @@ def md_run(*, out: PathLike, T: float | None, steps: int, input: PathLike | None
     if ensemble == "nvt" or T is not None:
         _positive("T", T)
     _positive("dt", dt)
-    if steps is None or steps < 1:
-        raise InputError(f"steps must be a positive integer, got {steps}")
+    if tau is not None:
+        _positive("tau", tau)
+    if steps is None or not 1 <= steps <= 10**15:
+        raise InputError(f"steps must be a positive integer up to 1e15, got {steps}")
     # LAMMPS aborts the whole process (not an exception) on a pair inside its tables: check overlaps first
     conf = load_input(input, model, n, T, density, seed, check_overlap=engine == "lammps")
     traj_steps, sched = _traj_steps(int(steps), traj, traj_every, n_per_decade, traj_blocks)
@@ -255,8 +257,8 @@ def mc_run(*, out: PathLike, T: float, sweeps: int, input: PathLike | None = Non
 
     check_hdf5_name(out)
     _positive("T", T)
-    if sweeps is None or sweeps < 1:
-        raise InputError(f"sweeps must be a positive integer, got {sweeps}")
+    if sweeps is None or not 1 <= sweeps <= 10**15:
+        raise InputError(f"sweeps must be a positive integer up to 1e15, got {sweeps}")
     conf = load_input(input, model, n, T, density, seed)
     traj_steps, sched = _traj_steps(int(sweeps), traj, traj_every, n_per_decade, traj_blocks)
     ck = checkpoint_path(out)
@@ -538,6 +540,7 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
     from glassgen.observables.thermo import mean_and_error_of_parallel_chains
 
     _positive("T", T)
+    check_hdf5_name(out)
     if method not in SAMPLE_METHODS:
         raise InputError(f"unknown method {method!r} (use is, imh, ais, aimh or pgmc)")
     if n_samples < 1 or n_chains < 1:

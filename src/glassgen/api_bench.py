@@ -164,9 +164,11 @@ def bench_score(*, data: PathLike, T: float, system: str | None = None, split: s
     import numpy as np
 
     from glassgen.bench.report import score_dataset
-    from glassgen.provenance import atomic_path, provenance, strict_json
+    from glassgen.provenance import atomic_path, check_output_name, provenance, strict_json
     from glassgen.systems.glassbench import read_dataset
 
+    if out is not None:
+        check_output_name(out, "JSON")
     if not (isinstance(T, (int, float)) and math.isfinite(T) and T > 0):
         raise InputError(f"temperature must be positive, got T={T}")
     ds = read_dataset(data)

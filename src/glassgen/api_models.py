@@ -127,7 +127,7 @@ def trap_model_run(model: str, T: float | list[float], out: PathLike, *, n: int 
     Ts = _check_T(T)
     if replicas < 1:
         raise InputError(f"replicas must be >= 1, got {replicas}")
-    if p_stop < 0 or p_stop >= 1:
+    if not (0 <= p_stop < 1):  # (NaN fails too)
         raise InputError(f"p_stop must be in [0, 1), got {p_stop}")
     if q is not None and not (math.isfinite(q) and q > 0):
         raise InputError(f"the wave number q must be positive, got q={q}")

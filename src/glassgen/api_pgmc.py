@@ -19,7 +19,7 @@ import numpy as np
 
 from glassgen.errors import InputError
 from glassgen.observables.dynamics import default_q
-from glassgen.provenance import atomic_path, provenance
+from glassgen.provenance import atomic_path, check_output_name, provenance
 from glassgen.sampling.pgmc import OPTIMIZERS, PGMC, PGMCResult, PGMCTarget
 from glassgen.sampling.policies import Policy
 from glassgen.systems.configuration import Configuration
@@ -78,6 +78,7 @@ def pgmc_train(*, T: float, out: PathLike, input: PathLike | None = None, model:
     """
     from glassgen.api import load_input
 
+    check_output_name(out, "JSON")
     _positive("T", T)
     if optimizer not in OPTIMIZERS:
         raise InputError(f"unknown optimizer {optimizer!r} (choose from {', '.join(OPTIMIZERS)})")
@@ -168,6 +169,7 @@ def pgmc_run(*, policy: PathLike, out: PathLike, sweeps: int, T: float | None = 
     """
     from glassgen.api import load_input
 
+    check_output_name(out, "HDF5")
     pol = Policy.load(policy)
     if T is None and pol.meta.get("T") is None:
         raise InputError(f"policy {policy} records no temperature; pass --T")

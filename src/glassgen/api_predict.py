@@ -18,7 +18,7 @@ import numpy as np
 
 from glassgen.config_values import check_types, read_toml, type_hints
 from glassgen.errors import InputError
-from glassgen.provenance import atomic_path, provenance, strict_json
+from glassgen.provenance import atomic_path, check_output_name, provenance, strict_json
 
 __all__ = ["train_spec_from_config", "train", "evaluate", "score_file", "build_predictor"]
 
@@ -155,6 +155,8 @@ def evaluate(*, model: PathLike, data: PathLike, T: float | None = None, split: 
     from glassgen.predictors.base import select_samples
     from glassgen.progress import progress_bar
 
+    if out is not None:
+        check_output_name(out, "JSON")
     if T is not None and not (math.isfinite(T) and T > 0):
         raise InputError(f"T must be positive, got T={T}")
     if time is not None and not (math.isfinite(time) and time > 0):
@@ -189,6 +191,7 @@ def score_file(*, model: PathLike, input: PathLike, out: PathLike, interaction_m
     """
     from glassgen.predictors import load_predictor
 
+    check_output_name(out, "NumPy .npz")
     pred = load_predictor(model)
     p = Path(input)
     if not p.is_file():

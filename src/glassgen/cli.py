@@ -422,6 +422,13 @@ def _run(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         typer.echo("interrupted: the checkpoint next to the output lets the same command resume", err=True)
         return 130
+    except MemoryError:  # a size the machine cannot hold (--bins 1e9, --N 1e11, ...)
+        typer.echo("error: out of memory: a requested size (particles, lattice, bins, frames) is too large for "
+                   "this machine", err=True)
+        return 2
+    except OverflowError as exc:  # a number beyond 64 bits (--steps 1e20 typed as an integer, ...)
+        typer.echo(f"error: a number is too large: {' '.join(str(exc).split())}", err=True)
+        return 2
     except OSError as exc:  # a missing input, an output path under a file, a read-only folder, ...
         if isinstance(exc, (FileExistsError, NotADirectoryError)) and exc.filename:
             msg = f"cannot use {exc.filename}: a folder on its path is a file"

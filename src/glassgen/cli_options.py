@@ -31,6 +31,7 @@ ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Model name 
 NOpt = Annotated[int | None, typer.Option("--N", "--n", help="Particles of a random initial state.")]
 DensOpt = Annotated[float | None, typer.Option("--density", help="Number density (default: the model's).")]
 TOpt = Annotated[float | None, typer.Option("--T", "-T", help="Temperature (LJ units).")]
-SeedOpt = Annotated[int | None, typer.Option("--seed", min=0, help="Random seed >= 0 (recorded in the output).")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", min=0, max=2**63 - 1,
+                                             help="Random seed >= 0 (recorded in the output).")]
 ProgOpt = Annotated[bool | None, typer.Option("--progress/--no-progress",
                                               help="Progress bar (default: on a terminal).")]

@@ -52,6 +52,8 @@ def read_toml(path: str | os.PathLike[str], what: str = "config",
     ``nan`` is never a valid parameter here).
     """
     p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{what} {p} is a folder, not a file")
     if not p.is_file():
         raise InputError(f"{what} file not found: {p}")
     try:
@@ -108,4 +110,6 @@ def check_types(values: dict[str, Any], hints: dict[str, Any], where: str) -> di
             raise InputError(f"{where}: {k} must be {' or '.join(t.__name__ for t in ok)}, got {v!r}")
         if k in MINIMUMS and isinstance(v, int) and not isinstance(v, bool) and v < MINIMUMS[k]:
             raise InputError(f"{where}: {k} must be >= {MINIMUMS[k]}, got {v}")
+        if isinstance(v, int) and not isinstance(v, bool) and abs(v) > 2**63 - 1:
+            raise InputError(f"{where}: {k} = {v} does not fit in 64 bits")
     return out

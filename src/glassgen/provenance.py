@@ -17,7 +17,7 @@ from typing import Any
 from glassgen import __version__
 from glassgen.errors import InputError
 
-__all__ = ["provenance", "atomic_path", "provenance_json", "strict_json", "check_hdf5_name"]
+__all__ = ["provenance", "atomic_path", "provenance_json", "strict_json", "check_hdf5_name", "check_output_name"]
 
 
 def provenance(**extra: Any) -> dict[str, Any]:
@@ -63,11 +63,20 @@ def strict_json(obj: Any, indent: int | None = 1) -> str:
     return json.dumps(_finite_or_none(obj), indent=indent, allow_nan=False, default=str)
 
 
+_OUTPUT_SUFFIXES = {"HDF5": (".h5", ".hdf5"), "JSON": (".json",), "NumPy .npz": (".npz",)}
+
+
+def check_output_name(out: str | os.PathLike[str], kind: str) -> None:
+    """One-line error unless ``out`` ends as files of ``kind`` do ("HDF5", "JSON", "NumPy .npz"), for commands
+    whose output has that format whatever its name (``run.xyz`` holding HDF5 would mislead every reader)."""
+    ok = _OUTPUT_SUFFIXES[kind]
+    if Path(str(out)).suffix.lower() not in ok:
+        raise InputError(f"--out {out}: this command writes {kind}; name the file {' or '.join(ok)}")
+
+
 def check_hdf5_name(out: str | os.PathLike[str]) -> None:
-    """One-line error unless ``out`` names an HDF5 file (.h5 or .hdf5), for commands whose output is HDF5
-    whatever its name (``run.xyz`` holding HDF5 would mislead every reader)."""
-    if Path(str(out)).suffix.lower() not in (".h5", ".hdf5"):
-        raise InputError(f"--out {out}: this command writes HDF5; name the file .h5 or .hdf5")
+    """:func:`check_output_name` for HDF5 outputs."""
+    check_output_name(out, "HDF5")
 
 
 def provenance_json(**extra: Any) -> str:

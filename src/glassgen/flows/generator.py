@@ -242,7 +242,7 @@ def _check_in_range(T: float, T_range: tuple[float, float] | None) -> None:
         lo, hi = T_range
         if not (lo - 1e-9 <= T <= hi + 1e-9):
             raise InputError(f"T={T} is outside the trained range [{lo}, {hi}] of this flow "
-                             "(train it further, or allow extrapolation)")
+                             "(train one over a wider range; in Python, allow_extrapolation=True lifts this check)")
 
 
 def _prior_base(system: FlowSystem, pool: np.ndarray | dict[float, np.ndarray], arch: FlowArchitecture
