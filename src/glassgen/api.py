@@ -205,6 +205,9 @@ def md_run(*, out: PathLike, T: float | None, steps: int, input: PathLike | None
     _positive("dt", dt)
     if tau is not None:
         _positive("tau", tau)
+    if threads is not None and threads > (os.cpu_count() or 1):
+        warnings.warn(f"--threads {threads} exceeds the {os.cpu_count()} cores of this machine (oversubscribed: "
+                      "slower, not faster)", stacklevel=2)
     if steps is None or not 1 <= steps <= 10**15:
         raise InputError(f"steps must be a positive integer up to 1e15, got {steps}")
     # LAMMPS aborts the whole process (not an exception) on a pair inside its tables: check overlaps first

@@ -8,6 +8,7 @@ never on test data. Prediction is a dot product (NumPy only).
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -64,6 +65,9 @@ class RidgePredictor(Predictor):
         self.coef = np.zeros((nsp, nf))
         self.intercept = np.zeros(nsp)
         rng = np.random.default_rng(seed)
+        if self.hyper["cv_folds"] > len(fr):
+            warnings.warn(f"cv_folds = {self.hyper['cv_folds']} exceeds the {len(fr)} training configurations: "
+                          f"{len(fr)} folds (one configuration each)", stacklevel=2)
         folds = np.array_split(rng.permutation(len(fr)), min(self.hyper["cv_folds"], len(fr)))
         chosen: dict[str, float] = {}
         cv_scores: dict[str, list[float]] = {}
