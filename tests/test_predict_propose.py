@@ -82,6 +82,25 @@ def test_biased_displacements_histogram(wells_reference: np.ndarray, mode: int, 
     assert s.drift() < 1e-9  # incrementally updated features = features from scratch
 
 
+def test_predict_propose_with_single_flip_swaps_keeps_kept_features_current() -> None:
+    """KA2D: biased displacements beside single-flip swaps through C (pairs (A, C), (B, C): A and B particles
+    keep only their partner's single-flip energy): the kept features stay exact through accepted swaps."""
+    from glassgen.dynamics.initial import random_state
+    from glassgen.sampling.pgmc import PGMCTarget
+
+    conf = random_state("ka2d", 43, seed=5)
+    pol = Policy.default(3, 2, sigma=0.08, swap_fraction=0.3, swap_pairs=[(0, 2), (1, 2)], biased=True,
+                         counts=conf.model.counts(43), phi=-1.0)
+    s = PredictProposePGMC(PGMCTarget.from_model(conf.model, conf.box, 0.5), pol, [conf] * 2, seed=3,
+                           theta_select=1.0, select_fraction=0.5)
+    sp0 = s.chains[0].species.copy()
+    s.sweep(40)
+    assert s.acceptance["swap"] > 0 and ((sp0 != 2) & (s.chains[0].species == 2)).any()
+    assert not s._need().all() and s.chains[0].feat.shape[1] == 5
+    assert s.drift() < 1e-9
+    assert np.allclose(s.energies, s.recompute_energies(), atol=1e-9)
+
+
 def test_predict_propose_pgmc_with_swaps_keeps_features_current() -> None:
     """Mixed biased displacements + policy swaps (unbiased swap policy): features stay exact, energy too."""
     t = _target(4.0, 12.0, (1.0, 1.0))

@@ -303,11 +303,14 @@ class PredictProposePGMC(PGMC):
                 "recomputed": "i from scratch + neighbours of its old/new position by differences"}
 
     def drift(self) -> float:
-        """Largest |feature - feature from scratch| over chains (bookkeeping check of the local updates)."""
+        """Largest |feature - feature from scratch| over chains (bookkeeping check of the local updates), over
+        the features each particle keeps (single-flip energies only for its species' swap partners)."""
         out = 0.0
+        need = self._need()
         for c in self.chains:
             f = c.feat.copy()
             self._refresh_features(c)
-            out = max(out, float(np.abs(f - c.feat).max()))
+            kept = np.concatenate([np.ones((c.n, N_SEL), bool), need[c.species][:, :f.shape[1] - N_SEL]], axis=1)
+            out = max(out, float(np.abs(f - c.feat)[kept].max()))
         return out
 
