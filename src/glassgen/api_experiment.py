@@ -31,7 +31,7 @@ import numpy as np
 
 from glassgen.config_values import read_toml
 from glassgen.errors import InputError
-from glassgen.provenance import atomic_path, png_metadata, provenance
+from glassgen.provenance import atomic_path, png_metadata, provenance, strict_json
 
 __all__ = ["predict_propose_experiment", "ka2d_energy_check", "METHODS"]
 
@@ -625,13 +625,28 @@ def _finished_cases(path: Path, config: str, quick: bool, code: str) -> dict[str
     pv = prev.get("provenance", {})
     if pv.get("config") != config or bool(pv.get("quick")) != quick or pv.get("code_sha256") != code:
         return {}
-    return {json.dumps(c["config"], sort_keys=True, default=str): c for c in prev.get("cases", []) if "config" in c}
+    return {json.dumps(c["config"], sort_keys=True, default=str): _restore_nan(c)
+            for c in prev.get("cases", []) if "config" in c}
+
+
+def _restore_nan(obj: Any, key: str = "") -> Any:
+    """A case read back from ``results.json``: the nulls strict JSON wrote for NaN become NaN again (numbers
+    only; ``selection_predictor`` and ``config`` keep their nulls)."""
+    if key in ("selection_predictor", "config"):
+        return obj
+    if obj is None:
+        return math.nan
+    if isinstance(obj, dict):
+        return {k: _restore_nan(v, k) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_restore_nan(v) for v in obj]
+    return obj
 
 
 def _write(out_dir: Path, results: dict[str, Any]) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "results.json") as tmp:
-        tmp.write_text(json.dumps(results, indent=1, default=float))
+        tmp.write_text(strict_json(results))  # NaN (not reached) is written as null, read back as NaN
 
 
 def _fmt(v: Any, nd: int = 3) -> str:
