@@ -413,6 +413,13 @@ def test_audit_of_bad_inputs_gives_one_line_errors(tmp_path, capsys):
     # particles that run into each other during MD: the step, not the start, is to blame
     assert "reduce --dt" in _bad(tmp_path, ["md", "run", "--model", "ka3d", "--N", "50", "--T", "1", "--steps", "20",
                                             "--dt", "5", "--out", o], capsys)
+    # a third pass: extreme temperatures and densities (once numpy overflow warnings, then a bare ValueError)
+    for cmd in (["md", "run", "--steps", "5"], ["mc", "run", "--sweeps", "5"]):
+        err = _bad(tmp_path, cmd + ["--model", "ka2d", "--N", "43", "--T", "1e308", "--out", o], capsys)
+        assert "at most 1e+06" in err and "warning" not in err
+        err = _bad(tmp_path, cmd + ["--model", "ka2d", "--N", "43", "--T", "1", "--density", "1e300", "--out", o],
+                   capsys)
+        assert "too many periodic images" in err
 
 
 def test_ridge_hyperparameters_and_provenance_fields_are_checked():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -118,6 +120,19 @@ def test_drift_test_detects_trends():
     flat = rng.normal(size=8) * 0.01
     assert drift_test(flat)[2]
     assert not drift_test(flat + 0.05 * np.arange(8))[2]
+
+
+def test_check_temperature_accepts_only_finite_positive_numbers() -> None:
+    from glassgen.errors import T_MAX, check_temperature
+
+    assert check_temperature(np.float64(0.45)) == 0.45 and check_temperature(2) == 2.0
+    assert check_temperature(T_MAX) == T_MAX
+    for bad in (0, -1.0, math.nan, math.inf, 1.0001 * T_MAX, 1e308):
+        with pytest.raises(InputError, match="temperature must be positive and finite"):
+            check_temperature(bad)
+    for bad in ("0.5", True, None, [0.5]):
+        with pytest.raises(InputError, match="temperature must be a number"):
+            check_temperature(bad)
 
 
 def test_bad_inputs_are_clear(ka3d_n150):

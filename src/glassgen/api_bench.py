@@ -5,7 +5,6 @@ The CLI (:mod:`glassgen.cli_bench`) parses options and calls exactly one of thes
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 
 from glassgen.api import load_config
 from glassgen.config_values import check_types, type_hints
-from glassgen.errors import InputError
+from glassgen.errors import InputError, check_temperature
 
 __all__ = ["dataset_make", "dataset_spec_from_config", "bench_reference", "bench_score", "bench_report"]
 
@@ -169,8 +168,7 @@ def bench_score(*, data: PathLike, T: float, system: str | None = None, split: s
 
     if out is not None:
         check_output_name(out, "JSON")
-    if not (isinstance(T, (int, float)) and math.isfinite(T) and T > 0):
-        raise InputError(f"temperature must be positive, got T={T}")
+    check_temperature(T)
     ds = read_dataset(data)
     systems = [s for s in ds.systems if any(abs(t - T) < 1e-9 for (sy, t, _) in ds.files if sy == s)]
     if not systems:

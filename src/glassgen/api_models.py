@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 
 from glassgen.config_values import read_toml
-from glassgen.errors import InputError
+from glassgen.errors import InputError, check_temperature
 from glassgen.provenance import atomic_path, check_hdf5_name, provenance
 
 __all__ = ["trap_model_run", "step_model_run", "load_model_config"]
@@ -82,8 +82,7 @@ def _check_T(T: Any) -> list[float]:
     if not Ts:
         raise InputError("give at least one temperature (--T)")
     for t in Ts:
-        if not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0):
-            raise InputError(f"temperatures must be positive, got T={t}")
+        check_temperature(t)
     if len({float(t) for t in Ts}) != len(Ts):
         raise InputError(f"a temperature is given twice: {Ts}")
     return [float(t) for t in Ts]

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from glassgen.config_values import check_types, read_toml, type_hints
-from glassgen.errors import InputError
+from glassgen.errors import InputError, check_temperature
 from glassgen.provenance import atomic_path, check_output_name, provenance, strict_json
 
 __all__ = ["train_spec_from_config", "train", "evaluate", "score_file", "build_predictor"]
@@ -68,8 +68,8 @@ def build_predictor(kind: str, descriptors: dict[str, Any] | None = None, hyper:
 
 
 def _resolve_time(ds: Any, T: float | None, time: float | None, time_index: int | None) -> float | None:
-    if T is not None and not (isinstance(T, (int, float)) and math.isfinite(T) and T > 0):
-        raise InputError(f"temperature must be positive, got T={T}")
+    if T is not None:
+        check_temperature(T)
     if time is not None:
         if not (isinstance(time, (int, float)) and math.isfinite(time) and time > 0):
             raise InputError(f"the lag time must be positive, got time={time}")

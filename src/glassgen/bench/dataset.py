@@ -39,7 +39,7 @@ from glassgen.bench.replicas import run_isoconfigurational
 from glassgen.dynamics.initial import equilibrate, random_state
 from glassgen.dynamics.md import MDSimulation
 from glassgen.dynamics.minimize import inherent_state
-from glassgen.errors import InputError
+from glassgen.errors import InputError, check_temperature
 from glassgen.observables.dynamics import SelfIntermediateScattering
 from glassgen.provenance import atomic_path, provenance
 from glassgen.systems.configuration import Configuration
@@ -98,8 +98,7 @@ class DatasetSpec:
     n_test: int = 10
 
     def __post_init__(self) -> None:
-        if not (self.T > 0 and math.isfinite(self.T)):
-            raise InputError(f"temperature must be positive, got T={self.T}")
+        check_temperature(self.T)
         if self.n < 2 or self.n_configs < 1 or self.n_replicas < 1:
             raise InputError("need N >= 2, n_configs >= 1 and n_replicas >= 1")
         if 1.0 not in self.time_factors or any(f <= 0 for f in self.time_factors):

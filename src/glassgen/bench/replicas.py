@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 
 from glassgen.dynamics.md import MDSimulation, maxwell_boltzmann, run_md
-from glassgen.errors import InputError
+from glassgen.errors import InputError, check_temperature
 from glassgen.observables.isoconfig import bond_breaking, initial_bonds
 from glassgen.systems.configuration import Configuration
 
@@ -69,8 +69,7 @@ def run_isoconfigurational(conf: Configuration, *, T: float, times: np.ndarray |
     Returns:
         :class:`IsoconfigResult`.
     """
-    if not (T > 0):
-        raise InputError(f"temperature must be positive, got T={T}")
+    check_temperature(T)
     if n_replicas < 1:
         raise InputError("n_replicas must be >= 1")
     model = conf.require_model()

@@ -120,9 +120,10 @@ class ForceField:
                 self._m = 1
                 self._segments = cell_neighbours(ncell, half_stencil(self.box / ncell, rl_max, sub))
                 break
+        if (2 * self._m + 1) ** self.dim > 32767:  # checked before the (2m+1)^d image table is built
+            raise InputError(f"box {self.box.min():.3g} too small for the cutoff {rl_max:.3g}: too many periodic "
+                             "images (density too high or N too small)")
         self._shifts = image_shifts(self.box, self._m)
-        if self._shifts.shape[0] > 32767:
-            raise InputError("box too small for the cutoff: too many periodic images")
         # neighbour capacity: expected half-list count plus margin
         vol_sphere = (4.0 / 3.0 * math.pi if self.dim == 3 else math.pi) * rl_max**self.dim
         rho = self.n / float(np.prod(self.box))

@@ -13,7 +13,7 @@ import numpy as np
 
 from glassgen.dynamics.md import MDSimulation, maxwell_boltzmann
 from glassgen.dynamics.minimize import remove_overlaps
-from glassgen.errors import InputError, PhysicsError
+from glassgen.errors import InputError, PhysicsError, check_temperature
 from glassgen.progress import progress_bar
 from glassgen.systems.configuration import Configuration, random_configuration
 from glassgen.systems.model import InteractionModel, load_model
@@ -25,6 +25,8 @@ def random_state(model: str | InteractionModel, n: int, T: float | None = None,
                  density: float | None = None, seed: int = 0) -> Configuration:
     """A random configuration without overlaps (closest pair > 0.7 sigma_ab), with velocities at T."""
     m = load_model(model)
+    if T is not None:
+        T = check_temperature(T)
     rng = np.random.default_rng(seed)
     start = random_configuration(m, n, density, rng)
     try:
@@ -34,8 +36,6 @@ def random_state(model: str | InteractionModel, n: int, T: float | None = None,
         raise InputError(f"cannot place {n} particles without overlaps at number density {rho:g}: "
                          "too dense for a random start (the models' densities are ~1.2)") from None
     if T is not None:
-        if not (np.isfinite(T) and T > 0):
-            raise InputError(f"temperature must be positive, got T={T}")
         vel = maxwell_boltzmann(m.masses[conf.species], m.dim, T, rng)
         conf = conf.replace(velocities=vel)
     return conf

@@ -40,7 +40,7 @@ import numpy as np
 
 from glassgen.dynamics.md import maxwell_boltzmann
 from glassgen.dynamics.results import ENSEMBLES, THERMOSTATS, MDResult, Thermo, Trajectory
-from glassgen.errors import InputError, PhysicsError
+from glassgen.errors import InputError, PhysicsError, check_temperature
 from glassgen.provenance import atomic_path, provenance_json
 from glassgen.systems.configuration import Configuration
 from glassgen.systems.model import InteractionModel
@@ -278,8 +278,8 @@ def run_md_lammps(conf: Configuration, *, T: float | None, dt: float, nsteps: in
         raise InputError(f"unknown ensemble {ensemble!r} (choose from {', '.join(ENSEMBLES)})")
     if thermostat not in THERMOSTATS:
         raise InputError(f"unknown thermostat {thermostat!r} (choose from {', '.join(THERMOSTATS)})")
-    if T is not None and not T > 0:
-        raise InputError(f"temperature must be positive, got {T}")
+    if T is not None:
+        check_temperature(T)
     if ensemble == "nvt" and T is None:
         raise InputError("NVT needs a temperature T")
     if not dt > 0 or nsteps < 0 or thermo_every < 1 or tau <= 0:
@@ -361,8 +361,8 @@ def export_lammps_input(conf: Configuration, outdir: str | os.PathLike[str], *, 
         raise InputError(f"unknown thermostat {thermostat!r} (choose from {', '.join(THERMOSTATS)})")
     if ensemble == "nvt" and T is None:
         raise InputError("an nvt run needs a temperature (--T)")
-    if T is not None and not (math.isfinite(T) and T > 0):
-        raise InputError(f"temperature must be positive, got T={T}")
+    if T is not None:
+        check_temperature(T)
     if not (math.isfinite(dt) and dt > 0) or int(nsteps) < 1:
         raise InputError(f"need dt > 0 and steps >= 1, got dt={dt}, steps={nsteps}")
     if ensemble == "nvt" and not (math.isfinite(tau) and tau > 0):

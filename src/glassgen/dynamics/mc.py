@@ -23,7 +23,7 @@ from glassgen._kernels.neighbors import mc_image_shifts
 from glassgen.dynamics.forces import ForceField
 from glassgen.dynamics.results import MDResult
 from glassgen.dynamics.schedule import collect_results, new_samples, run_events
-from glassgen.errors import InputError, PhysicsError
+from glassgen.errors import InputError, PhysicsError, check_temperature
 from glassgen.provenance import atomic_path, provenance
 from glassgen.systems.configuration import Configuration
 from glassgen.systems.io import h5_write_attrs
@@ -46,8 +46,7 @@ class MonteCarlo:
     def __init__(self, conf: Configuration, T: float, delta: float | list[float] = 0.1,
                  swap_fraction: float = 0.0, seed: int = 0, soft_core: float = 0.0) -> None:
         model = conf.require_model()
-        if not (math.isfinite(T) and T > 0):
-            raise InputError(f"temperature must be positive, got T={T}")
+        T = check_temperature(T)
         if not 0.0 <= swap_fraction <= 1.0:
             raise InputError("swap_fraction must be in [0, 1]")
         self.model, self.T, self.beta = model, float(T), 1.0 / float(T)

@@ -28,7 +28,7 @@ from glassgen.dynamics.forces import ForceField
 from glassgen.dynamics.results import ENSEMBLES, THERMOSTATS, MDResult
 from glassgen.dynamics.schedule import collect_results, new_samples, run_events
 from glassgen.dynamics.thermostats import Bussi, Langevin, NoseHooverChain
-from glassgen.errors import InputError, PhysicsError
+from glassgen.errors import InputError, PhysicsError, check_temperature
 from glassgen.provenance import atomic_path, provenance
 from glassgen.systems.configuration import Configuration
 from glassgen.systems.io import h5_write_attrs
@@ -62,8 +62,7 @@ def _check_T(T: float | None, required: bool) -> None:
         if required:
             raise InputError("a temperature T is required")
         return
-    if not (isinstance(T, (int, float)) and math.isfinite(T)) or T <= 0:
-        raise InputError(f"temperature must be positive, got T={T}")
+    check_temperature(T)
 
 
 class MDSimulation:

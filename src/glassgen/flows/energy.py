@@ -37,7 +37,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from glassgen.dynamics.forces import ForceField
-from glassgen.errors import InputError
+from glassgen.errors import InputError, check_temperature
 from glassgen.systems.model import InteractionModel, load_model
 
 __all__ = ["Energy", "BoltzmannEnergy", "TorchPairEnergy", "NumbaEnergyFunction", "NumbaPairEnergy"]
@@ -153,8 +153,7 @@ class BoltzmannEnergy(Energy):
     """
 
     def __init__(self, pair_energy: Energy, temperature: float) -> None:
-        if not (temperature > 0 and math.isfinite(temperature)):
-            raise InputError(f"temperature must be positive and finite, got {temperature}")
+        check_temperature(temperature)
         super().__init__(pair_energy.n_particles, pair_energy.spatial_dim)
         self.pair_energy = pair_energy
         self.temperature = float(temperature)

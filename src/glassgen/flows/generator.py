@@ -12,7 +12,6 @@ Checkpoint format (``torch.save`` of a dict, written atomically): ``format = "gl
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 
 from glassgen.dynamics.batch import model_energy
-from glassgen.errors import InputError
+from glassgen.errors import InputError, check_temperature
 from glassgen.flows.base import BoltzmannPriorBase
 from glassgen.flows.energy import Energy, NumbaPairEnergy, TorchPairEnergy
 from glassgen.flows.model import (
@@ -236,8 +235,7 @@ class BoltzmannGenerator:
 
 def _check_in_range(T: float, T_range: tuple[float, float] | None) -> None:
     """One-line error unless T is positive and (given a range) within the trained range."""
-    if not (math.isfinite(T) and T > 0):
-        raise InputError(f"temperature must be positive, got T={T}")
+    check_temperature(T)
     if T_range is not None:
         lo, hi = T_range
         if not (lo - 1e-9 <= T <= hi + 1e-9):

@@ -44,7 +44,7 @@ import torch
 from glassgen.dynamics.batch import EnergyFn, model_energy, numba_threads
 from glassgen.dynamics.forces import SERIAL_BELOW
 from glassgen.dynamics.mc import MonteCarlo
-from glassgen.errors import InputError, PhysicsError
+from glassgen.errors import InputError, PhysicsError, check_temperature
 from glassgen.flows.weights import log_weights
 from glassgen.observables.overlap import OVERLAP_RADIUS, OverlapCorrelation, overlap_correlation
 from glassgen.observables.thermo import (
@@ -157,12 +157,7 @@ class FlowMCMC:
     def __init__(self, proposal: Proposal | None, conf_or_confs: Configuration | Sequence[Configuration],
                  T: float, n_chains: int, local_sweeps: int = 1, delta: float | list[float] = 0.1,
                  seed: int = 0, energy: EnergyFn | None = None, energy_rtol: float = 1e-6) -> None:
-        try:
-            T = float(T)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"temperature must be a number, got {T!r}") from exc
-        if not (math.isfinite(T) and T > 0):
-            raise InputError(f"temperature must be positive, got T={T}")
+        T = check_temperature(T)
         if int(n_chains) != n_chains or n_chains < 1:
             raise InputError(f"n_chains must be a positive integer, got {n_chains}")
         if int(local_sweeps) != local_sweeps or local_sweeps < 0:

@@ -62,7 +62,7 @@ from glassgen._kernels.pgmc import (
     pgmc_moves,
     selection_features,
 )
-from glassgen.errors import InputError, PhysicsError
+from glassgen.errors import InputError, PhysicsError, check_temperature
 from glassgen.provenance import atomic_path, provenance
 from glassgen.sampling.policies import BLOCKS, Policy, local_log_q_and_score, score_gauss
 from glassgen.systems.configuration import Configuration
@@ -127,8 +127,7 @@ class PGMCTarget:
 
 
 def _check_T(T: float) -> None:
-    if not (isinstance(T, (int, float)) and math.isfinite(T) and T > 0):
-        raise InputError(f"temperature must be positive, got T={T}")
+    check_temperature(T)
 
 
 class _Chain:
