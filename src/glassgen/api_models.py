@@ -63,16 +63,21 @@ def _read_ckpt(path: Path, signature: str) -> dict[str, dict[str, Any]]:
         return done
 
 
+def _write_groups(f: h5py.File, done: dict[str, dict[str, Any]]) -> None:
+    """One HDF5 group per finished case: arrays as datasets, scalars as attributes."""
+    for key, res in done.items():
+        g = f.create_group(key)
+        for k, v in res.items():
+            if isinstance(v, np.ndarray):
+                g.create_dataset(k, data=v)
+            else:
+                g.attrs[k] = v
+
+
 def _write_ckpt(path: Path, signature: str, done: dict[str, dict[str, Any]]) -> None:
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["signature"] = signature
-        for key, res in done.items():
-            g = f.create_group(key)
-            for k, v in res.items():
-                if isinstance(v, np.ndarray):
-                    g.create_dataset(k, data=v)
-                else:
-                    g.attrs[k] = v
+        _write_groups(f, done)
 
 
 def _check_T(T: Any) -> list[float]:
@@ -296,13 +301,7 @@ def step_model_run(out: PathLike, *, s_mean: float | list[float] | None = None, 
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         for k, v in prov.items():
             f.attrs[k] = v if isinstance(v, (str, int, float)) else json.dumps(v, default=str)
-        for key, e in done.items():
-            g = f.create_group(key)
-            for k, v in e.items():
-                if isinstance(v, np.ndarray):
-                    g.create_dataset(k, data=v)
-                else:
-                    g.attrs[k] = v
+        _write_groups(f, done)
     png = None
     if plot:
         from glassgen.models.plots import plot_step_runs
