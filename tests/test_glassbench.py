@@ -278,6 +278,18 @@ def test_rho_max_on_shipped_ka3d(data):
 
 
 # ----------------------------------------------------------------------------------------- dataset make
+def test_dataset_spec_judges_a_given_tau_alpha_at_once() -> None:
+    """A --tau-alpha whose lag times fall on the same MD step, or whose runs would need more than 1e15 steps,
+    is refused when the spec is made, not after the equilibration that precedes its first use."""
+    from glassgen.bench.dataset import DatasetSpec
+
+    DatasetSpec(n=64, T=0.8, n_configs=2, n_test=1, tau_alpha=2.0)  # lags 0.008 ... 6: distinct steps
+    with pytest.raises(InputError, match="closer than the time step"):
+        DatasetSpec(n=64, T=0.8, n_configs=2, n_test=1, tau_alpha=0.5)  # 0.002 and 0.006 both round to 1 step
+    with pytest.raises(InputError, match="at most 1e15"):
+        DatasetSpec(n=64, T=0.8, n_configs=2, n_test=1, tau_alpha=1e300)
+
+
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory):
     from glassgen.bench.dataset import DatasetSpec, make_dataset

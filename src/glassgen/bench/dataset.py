@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from glassgen.bench.replicas import run_isoconfigurational
+from glassgen.bench.replicas import run_isoconfigurational, time_steps
 from glassgen.dynamics.initial import equilibrate, random_state
 from glassgen.dynamics.md import MDSimulation
 from glassgen.dynamics.minimize import inherent_state
@@ -115,6 +115,14 @@ class DatasetSpec:
             raise InputError(f"tau_alpha must be positive, got {self.tau_alpha}")
         if not (self.dt > 0 and self.q > 0 and self.r_in > 0 and self.r_out > 0):
             raise InputError("dt, q, r_in and r_out must be positive")
+        if self.tau_alpha is not None:  # judged now, not after the equilibration that precedes its use
+            steps = self.tau_alpha * (self.equil_tau + self.spacing * self.n_configs + max(self.time_factors)) / self.dt
+            if steps > 1e15:
+                raise InputError(f"tau_alpha = {self.tau_alpha:g} asks for about {steps:.3g} MD steps (at most 1e15)")
+            try:  # the replicas' lag times must fall on distinct MD steps, as they will be run
+                time_steps(np.asarray(self.time_factors) * self.tau_alpha, self.dt)
+            except InputError as exc:
+                raise InputError(f"tau_alpha = {self.tau_alpha:g}: {exc}") from None
         load_model(self.model)
 
     @property

@@ -46,7 +46,7 @@ def time_steps(times: np.ndarray | list[float], dt: float) -> np.ndarray:
         raise InputError(f"lag times must be positive and increasing, got {t.tolist()}")
     steps = np.maximum(1, np.rint(t / dt)).astype(np.int64)
     if np.any(np.diff(steps) <= 0):
-        raise InputError(f"lag times {t.tolist()} are closer than the time step dt={dt}")
+        raise InputError(f"lag times {[float(f'{x:.4g}') for x in t]} are closer than the time step dt={dt:g}")
     return steps
 
 
