@@ -6,6 +6,7 @@ import json
 
 import h5py
 import numpy as np
+import pytest
 
 from glassgen.cli import main
 from glassgen.sampling.policies import Policy
@@ -42,8 +43,15 @@ def test_train_then_run_writes_policy_and_trajectory(tmp_path, capsys):
     assert an["chains"] == 2 and an["time_unit"] == "MC sweeps" and an["provenance"]["run_method"] == "pgmc"
     fs_table = np.loadtxt(tmp_path / "an" / "fs.txt")
     assert fs_table[-1, 0] == 40 and abs(fs_table[-1, 1] - run_summary["fs_final"]) < 1e-9  # the table keeps 10 digits
-    for name in ("rdf.png", "msd.png", "fs.png", "rdf.txt", "ngp.txt"):
+    for name in ("rdf.png", "msd.png", "fs.png", "rdf.txt", "ngp.txt", "chi4.png"):
         assert (tmp_path / "an" / name).is_file()
+    # chi_4 over the two chains at the last frame: N var(Q) from the stored unwrapped frames directly
+    with h5py.File(out) as f:
+        x = f["trajectory/positions"][()]
+    stay = np.linalg.norm(x[-1] - x[0], axis=-1) < 0.3  # (chains, N)
+    chi4_table = np.loadtxt(tmp_path / "an" / "chi4.txt")
+    assert chi4_table[-1, 2] == pytest.approx(43 * np.var(stay.mean(axis=1), ddof=1), rel=1e-9, abs=1e-12)
+    assert set(an["chi4_peak"]) == {"all", "A", "B", "C"}
     # a run stored without frames: a one-line error
     rc = main(["pgmc", "run", "--policy", str(pol), "--sweeps", "5", "--chains", "1", "--traj", "none",
                "--out", str(tmp_path / "noframes.h5"), "--no-progress"])

@@ -17,6 +17,7 @@ from glassgen.errors import InputError
 from glassgen.observables import (
     MSD,
     RDF,
+    FourPointSusceptibility,
     NonGaussian,
     NotComputedError,
     SelfIntermediateScattering,
@@ -182,6 +183,65 @@ def test_fixed_length_displacements_exact(d: int) -> None:
                                    rtol=1e-12, atol=1e-14)
         ngp = NonGaussian(origins).compute(times, pos, species)
         np.testing.assert_allclose(ngp.alpha2_by_species[:, 1:], -2.0 / (d + 2), atol=1e-12)
+
+
+@pytest.mark.parametrize("collective", [False, True])
+def test_chi4_of_independent_and_of_rigidly_moving_particles(collective: bool) -> None:
+    """Gaussian random walks of N particles, R independent runs (one origin each): a particle stays within
+    a after k steps with p_k = P(chi2_d < a^2 / (k s^2)) (regularised gamma). Independent particles give
+    chi_4 = p (1 - p) per species and for all; particles displaced together (Q is 0 or 1) N p (1 - p).
+    Tolerance: 4.5 standard deviations of the sample variance from the binomial moments of Q."""
+    from scipy.special import gammainc
+
+    rng = np.random.default_rng(11)
+    d, n, n_runs, s, a = 3, 40, 1500, 0.12, 0.3
+    species = np.repeat([0, 1], [25, 15])
+    times = np.arange(6, dtype=np.float64)
+    chi = FourPointSusceptibility(a)
+    for r in range(n_runs):
+        steps = rng.normal(scale=s, size=(times.size - 1, 1 if collective else n, d))
+        pos = np.concatenate([np.zeros((1, n, d)), np.cumsum(np.broadcast_to(steps, (times.size - 1, n, d)), 0)])
+        chi.compute(times, pos + rng.random((1, n, d)) * 4.0, species, reset=(r == 0))
+    k = times[1:]
+    p = gammainc(d / 2, a * a / (2 * k * s * s))
+    pq = p * (1 - p)
+    assert np.all(np.abs(chi.overlap[1:] - p) < 5 * np.sqrt(pq / (n_runs * (1 if collective else n))))
+    assert chi.overlap[0] == 1.0 and chi.chi4[0] == 0.0  # nothing moved at lag 0: no fluctuation
+    assert np.all(chi.n_overlap_samples == n_runs)
+    for n_s, c in ((n, chi.chi4), (25, chi.chi4_by_species[0]), (15, chi.chi4_by_species[1])):
+        if collective:  # Q is one Bernoulli variable: chi_4 = n_s Var, Var(s^2) ~ (mu4 - var^2) / R
+            expect, sd = n_s * pq, n_s * np.sqrt(pq * (1 - 3 * pq) - pq * pq) / np.sqrt(n_runs)
+        else:  # Q = mean of n_s Bernoulli variables
+            expect, sd = pq, np.sqrt((pq * (1 - 6 * pq) / n_s + 2 * pq * pq) / n_runs)
+        assert np.all(np.abs(c[1:] - expect) < 4.5 * sd), (collective, n_s, c[1:], expect, sd)
+    t_peak, c_peak = chi.peak()
+    assert t_peak == k[np.argmax(chi.chi4[1:])] and c_peak == np.max(chi.chi4[1:])
+
+
+def test_chi4_equals_a_direct_computation_over_all_origins() -> None:
+    """chi_4 and Q with every frame as origin equal a direct NumPy loop over (origin, lag) pairs; a single
+    sample gives NaN, not 0."""
+    rng = np.random.default_rng(5)
+    n, nf, a = 30, 9, 0.3
+    species = rng.integers(0, 2, n)
+    pos = np.cumsum(rng.normal(scale=0.15, size=(nf, n, 2)), axis=0)
+    times = 0.5 * np.arange(nf)
+    chi = FourPointSusceptibility(a, "all").compute(times, pos, species)
+    for lag in range(1, nf):
+        stay = (np.linalg.norm(pos[lag:] - pos[:-lag], axis=2) < a).astype(float)  # (origins, N)
+        for k, sel in ((None, np.ones(n, bool)), (0, species == 0), (1, species == 1)):
+            qs = stay[:, sel].mean(axis=1)
+            c = chi.chi4 if k is None else chi.chi4_by_species[k]
+            o = chi.overlap if k is None else chi.overlap_by_species[k]
+            assert o[lag] == pytest.approx(qs.mean(), abs=1e-14)
+            if qs.size > 1:
+                assert c[lag] == pytest.approx(sel.sum() * qs.var(ddof=1), rel=1e-12, abs=1e-14)
+            else:
+                assert np.isnan(c[lag])
+    one = FourPointSusceptibility(a).compute(times, pos, species)  # one origin: no fluctuation to measure
+    assert np.all(np.isnan(one.chi4)) and np.isnan(one.peak()[1])
+    with pytest.raises(InputError, match="overlap radius"):
+        FourPointSusceptibility(-1.0)
 
 
 def test_block_log_schedule_origins_on_ballistic_and_diffusive_motion() -> None:

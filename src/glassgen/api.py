@@ -306,24 +306,38 @@ def _rdf_range(r_max: float | None, box: np.ndarray) -> float:
 
 
 def analyze(*, input: PathLike, out_dir: PathLike | None = None, q: float | None = None, r_max: float | None = None,
-            bins: int = 200, frames_for_rdf: int = 20) -> dict[str, Any]:
-    """g_ab(r), MSD, F_s(q, t), tau_alpha and the non-Gaussian parameter of a run file; PNGs + text.
+            bins: int = 200, frames_for_rdf: int = 20, overlap_a: float = 0.3) -> dict[str, Any]:
+    """g_ab(r), MSD, F_s(q, t), tau_alpha, the non-Gaussian parameter, the self overlap Q(t) and chi_4(t) of a run
+    file; PNGs + text.
+
+    chi_4(t) = N var Q(t) (:class:`~glassgen.observables.dynamics.FourPointSusceptibility`, overlap radius
+    ``overlap_a``) comes from the spread of Q over the time origins of one MD run (correlated origins: an
+    estimate that needs a run many tau_alpha long) or over the chains of a PGMC run (independent).
 
     ``tau_alpha`` is defined as the time where F_s(q, t) of all particles (and per species) first
     falls below 1/e (log-time interpolation), at the wave number ``q`` (default
     :func:`glassgen.observables.dynamics.default_q`: 7.25, the KA 3D A-A peak, in 3D; 2 pi in 2D, as
     ``glassgen pgmc run`` uses).
     """
-    from glassgen.observables import MSD, RDF, NonGaussian, SelfIntermediateScattering, read_trajectory
+    from glassgen.observables import (
+        MSD,
+        RDF,
+        FourPointSusceptibility,
+        NonGaussian,
+        SelfIntermediateScattering,
+        read_trajectory,
+    )
     from glassgen.observables.schedule import block_log_schedule
 
+    if not (isinstance(overlap_a, (int, float)) and math.isfinite(overlap_a) and overlap_a > 0):
+        raise InputError(f"--overlap-a must be a positive number, got {overlap_a}")
     p = Path(input)
     if not p.is_file():
         raise InputError(f"file not found: {p}")
     pgmc_run = _read_pgmc_frames(p)
     if pgmc_run is not None:
         q = default_q(pgmc_run["positions"].shape[-1]) if q is None else q
-        return _analyze_pgmc(p, pgmc_run, out_dir, q, r_max, bins, frames_for_rdf)
+        return _analyze_pgmc(p, pgmc_run, out_dir, q, r_max, bins, frames_for_rdf, overlap_a)
     data = read_trajectory(p)
     q = default_q(data.trajectory.positions.shape[-1]) if q is None else q
     traj, species, box = data.trajectory, data.species, data.box
@@ -354,34 +368,43 @@ def analyze(*, input: PathLike, out_dir: PathLike | None = None, q: float | None
     msd = MSD(origins=origins).compute(traj.times, traj.positions, species, box, **kw)
     fs = SelfIntermediateScattering(q, origins=origins).compute(traj.times, traj.positions, species, box, **kw)
     ngp = NonGaussian(origins=origins).compute(traj.times, traj.positions, species, box, **kw)
+    chi4 = FourPointSusceptibility(overlap_a, origins=origins).compute(traj.times, traj.positions, species, box, **kw)
     rdf = RDF(_rdf_range(r_max, box), bins)
     nf = traj.positions.shape[0]
     rdf.compute(traj.positions[max(0, nf - frames_for_rdf):], species, box)
     # the analysed run's own provenance (model, T, seed, ...) travels into every output
     run = {f"run_{k}": v for k, v in data.attrs.items() if k in ("model", "T", "seed", "N", "engine", "method")}
-    return _write_analysis(p, outd, q, rdf, msd, fs, ngp, species, names, {"input": str(p), **run},
+    return _write_analysis(p, outd, q, rdf, msd, fs, ngp, chi4, species, names, {"input": str(p), **run},
                            {"time_unit": float(dt_unit), "frames": nf}, "t")
 
 
-def _write_analysis(p: Path, outd: Path, q: float, rdf: Any, msd: Any, fs: Any, ngp: Any, species: np.ndarray,
-                    names: list[str] | None, meta: dict[str, Any], extra: dict[str, Any],
+def _write_analysis(p: Path, outd: Path, q: float, rdf: Any, msd: Any, fs: Any, ngp: Any, chi4: Any,
+                    species: np.ndarray, names: list[str] | None, meta: dict[str, Any], extra: dict[str, Any],
                     time_label: str) -> dict[str, Any]:
-    """The outputs of :func:`analyze`: PNGs, tables and ``summary.json`` (tau_alpha of all particles and per
-    species of ``species``), every one carrying ``meta``."""
-    from glassgen.observables import plot_fs, plot_msd, plot_rdf
+    """The outputs of :func:`analyze`: PNGs, tables and ``summary.json`` (tau_alpha and the chi_4 peak of all
+    particles and per species of ``species``), every one carrying ``meta``."""
+    from glassgen.observables import plot_chi4, plot_fs, plot_msd, plot_rdf
 
     plot_rdf(rdf, outd / "rdf.png", species_names=names, **meta)
     plot_msd(msd, outd / "msd.png", species_names=names, time_label=time_label, **meta)
     plot_fs(fs, outd / "fs.png", species_names=names, time_label=time_label, **meta)
+    plot_chi4(chi4, outd / "chi4.png", species_names=names, time_label=time_label, **meta)
     rdf.write(outd / "rdf.txt", **meta)
     msd.write(outd / "msd.txt", **meta)
     fs.write(outd / "fs.txt", **meta)
     ngp.write(outd / "ngp.txt", **meta)
+    chi4.write(outd / "chi4.txt", **meta)
     taus = {"all": float(fs.tau_alpha())}
+    peaks = {"all": dict(zip(("t", "chi4"), chi4.peak(), strict=True))}
     for s in np.unique(species):
-        taus[names[s] if names else str(int(s))] = float(fs.tau_alpha(species=int(s)))
+        key = names[s] if names else str(int(s))
+        taus[key] = float(fs.tau_alpha(species=int(s)))
+        peaks[key] = dict(zip(("t", "chi4"), chi4.peak(int(s)), strict=True))
     summary = {"input": str(p), "out_dir": str(outd), "q": q, "tau_alpha": taus, **extra,
-               "ngp_max": float(np.nanmax(ngp.alpha2)) if np.isfinite(ngp.alpha2).any() else None}
+               "ngp_max": float(np.nanmax(ngp.alpha2)) if np.isfinite(ngp.alpha2).any() else None,
+               "overlap_a": chi4.a, "chi4_peak": peaks,
+               "chi4_samples_per_lag": [int(chi4.n_overlap_samples[1:].min()) if len(chi4.lag_times) > 1 else 0,
+                                        int(chi4.n_overlap_samples.max())]}
     with atomic_path(outd / "summary.json") as tmp:
         tmp.write_text(strict_json({**summary, "provenance": provenance(**meta)}, indent=2))
     return summary
@@ -420,13 +443,13 @@ def _decode_attr(v: Any) -> Any:
 
 
 def _analyze_pgmc(p: Path, run: dict[str, Any], out_dir: PathLike | None, q: float, r_max: float | None,
-                  bins: int, frames_for_rdf: int) -> dict[str, Any]:
+                  bins: int, frames_for_rdf: int, overlap_a: float) -> dict[str, Any]:
     """:func:`analyze` of a PGMC run: time in MC sweeps from the first frame, pooled over the chains.
 
     Particles keep their labels through species swaps; per-species curves select by the species at the
     first frame; g_ab(r) uses each frame's own species.
     """
-    from glassgen.observables import MSD, RDF, NonGaussian, SelfIntermediateScattering
+    from glassgen.observables import MSD, RDF, FourPointSusceptibility, NonGaussian, SelfIntermediateScattering
 
     t, pos, sp, box = run["sweeps"], run["positions"], run["species"], run["box"]
     nf, nc = pos.shape[0], pos.shape[1]
@@ -441,9 +464,9 @@ def _analyze_pgmc(p: Path, run: dict[str, Any], out_dir: PathLike | None, q: flo
     outd = Path(out_dir) if out_dir is not None else p.with_suffix("")
     outd.mkdir(parents=True, exist_ok=True)
     lag = t - t[0]
-    msd, fs, ngp = MSD(), SelfIntermediateScattering(q), NonGaussian()
-    for c in range(nc):
-        for obs in (msd, fs, ngp):
+    msd, fs, ngp, chi4 = MSD(), SelfIntermediateScattering(q), NonGaussian(), FourPointSusceptibility(overlap_a)
+    for c in range(nc):  # chains are independent runs: chi_4 from the spread of Q over chains
+        for obs in (msd, fs, ngp, chi4):
             obs.compute(lag, pos[:, c], sp[0, c], box, reset=(c == 0))
     rdf = RDF(_rdf_range(r_max, box), bins, n_species=int(sp.max()) + 1)
     first = True
@@ -452,7 +475,7 @@ def _analyze_pgmc(p: Path, run: dict[str, Any], out_dir: PathLike | None, q: flo
             rdf.compute(pos[k, c], sp[k, c], box, reset=first)
             first = False
     run_meta = {f"run_{k}": v for k, v in attrs.items() if k in ("model", "T", "seed", "N", "method")}
-    return _write_analysis(p, outd, q, rdf, msd, fs, ngp, sp[0], names,
+    return _write_analysis(p, outd, q, rdf, msd, fs, ngp, chi4, sp[0], names,
                            {"input": str(p), **run_meta, "time_unit": "MC sweeps"},
                            {"time_unit": "MC sweeps", "frames": nf, "chains": nc}, "t (MC sweeps)")
 

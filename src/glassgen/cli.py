@@ -227,8 +227,12 @@ def analyze_cmd(
     q: Annotated[float | None, typer.Option("--q", help="Wave number of F_s (default 7.25 in 3D, 2 pi in 2D).")] = None,
     r_max: Annotated[float | None, typer.Option("--r-max", help="g(r) range (default L/2).")] = None,
     bins: Annotated[int, typer.Option("--bins", help="g(r) bins.")] = 200,
+    overlap_a: Annotated[float, typer.Option("--overlap-a", help="Overlap radius a of Q(t) and chi_4(t).")] = 0.3,
 ) -> None:
-    """g_ab(r), MSD, F_s(q,t), tau_alpha (F_s = 1/e) and alpha_2 of a run, with PNG plots.
+    """g_ab(r), MSD, F_s(q,t), tau_alpha (F_s = 1/e), alpha_2, self overlap Q(t) and chi_4(t), with PNG plots.
+
+    chi_4(t) = N var Q(t) is taken over the time origins of an MD run (needs a run many tau_alpha long and a
+    trajectory with several origins, e.g. md run --traj-blocks) or over the chains of a PGMC run.
 
     Examples:
       glassgen analyze md.h5
@@ -237,7 +241,7 @@ def analyze_cmd(
     """
     from glassgen.api import analyze
 
-    _print(analyze(input=input, out_dir=out_dir, q=q, r_max=r_max, bins=bins))
+    _print(analyze(input=input, out_dir=out_dir, q=q, r_max=r_max, bins=bins, overlap_a=overlap_a))
 
 
 @flow_app.command("train")

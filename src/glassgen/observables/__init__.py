@@ -6,8 +6,9 @@ accumulates further frames or runs. ``write(path)`` stores the results as text c
 provenance header.
 
 - :class:`RDF`: partial g_ab(r) (2D/3D, periodic orthorhombic box, minimum image).
-- :class:`MSD`, :class:`SelfIntermediateScattering`, :class:`NonGaussian`: self correlations of
-  unwrapped trajectories, per species, with one origin, all origins, or a block-log schedule;
+- :class:`MSD`, :class:`SelfIntermediateScattering`, :class:`NonGaussian`,
+  :class:`FourPointSusceptibility` (self overlap Q(t) and chi_4(t)): self correlations of unwrapped
+  trajectories, per species, with one origin, all origins, or a block-log schedule;
   :func:`tau_alpha`, :func:`relaxation_time`.
 - :func:`log_spaced_steps`, :func:`block_log_schedule`: frame schedules.
 - :class:`TrajectoryWriter`, :func:`read_trajectory`: interrupt-safe, resumable HDF5 trajectories.
@@ -19,6 +20,7 @@ provenance header.
 from glassgen.observables._base import NotComputedError
 from glassgen.observables.dynamics import (
     MSD,
+    FourPointSusceptibility,
     NonGaussian,
     SelfIntermediateScattering,
     batched_self_correlations,
@@ -27,7 +29,7 @@ from glassgen.observables.dynamics import (
     unwrap,
 )
 from glassgen.observables.overlap import OverlapCorrelation, overlap_baseline, overlap_correlation, self_overlap
-from glassgen.observables.plots import plot_fs, plot_msd, plot_rdf, plot_thermo
+from glassgen.observables.plots import plot_chi4, plot_fs, plot_msd, plot_rdf, plot_thermo
 from glassgen.observables.rdf import RDF
 from glassgen.observables.schedule import (
     BlockLogSchedule,
@@ -57,6 +59,7 @@ __all__ = [
     "batched_self_correlations",
     "SelfIntermediateScattering",
     "NonGaussian",
+    "FourPointSusceptibility",
     "tau_alpha",
     "relaxation_time",
     "unwrap",
@@ -85,5 +88,6 @@ __all__ = [
     "plot_rdf",
     "plot_msd",
     "plot_fs",
+    "plot_chi4",
     "plot_thermo",
 ]

@@ -39,6 +39,7 @@ from scipy.special import j0
 
 from glassgen.errors import InputError
 from glassgen.observables._base import _guard, write_columns
+from glassgen.observables.overlap import OVERLAP_RADIUS
 from glassgen.observables.schedule import (
     BlockLogSchedule,
     LagPairs,
@@ -47,8 +48,8 @@ from glassgen.observables.schedule import (
     lag_pairs_single_origin,
 )
 
-__all__ = ["MSD", "SelfIntermediateScattering", "NonGaussian", "tau_alpha", "relaxation_time", "unwrap",
-           "batched_self_correlations", "default_q"]
+__all__ = ["MSD", "SelfIntermediateScattering", "NonGaussian", "FourPointSusceptibility", "tau_alpha",
+           "relaxation_time", "unwrap", "batched_self_correlations", "default_q"]
 
 
 def default_q(dim: int) -> float:
@@ -165,6 +166,10 @@ class _SelfCorrelation:
     def _quantities(self, r2: np.ndarray, dim: int) -> list[np.ndarray]:
         raise NotImplementedError
 
+    def _accumulate_samples(self, g: int, r2: np.ndarray, spec: np.ndarray, per_species: np.ndarray) -> None:
+        """Per-(origin, frame) statistics of lag group ``g`` beyond particle averages (fluctuations);
+        r2 (P, N), spec (N,), per_species (nsp,) particle counts. None by default."""
+
     def _pairs(self, n_frames: int, times: np.ndarray, steps: np.ndarray | None) -> LagPairs:
         o = self.origins
         if isinstance(o, LagPairs):
@@ -278,6 +283,7 @@ class _SelfCorrelation:
                 for qi, q in enumerate(self._quantities(r2, d)):
                     self._sums[qi, :, g] += np.bincount(spec, weights=q.sum(axis=0), minlength=nsp)
                 self._counts[:, g] += per_species * oc.size
+                self._accumulate_samples(g, r2, spec, per_species)
             self._n_origins[g] += o.size
         self._n_runs += 1
         return self
@@ -448,6 +454,111 @@ class NonGaussian(MSD):
     def _columns(self) -> tuple[list[np.ndarray], list[str]]:
         by = self.alpha2_by_species
         return [self.alpha2, *by], ["alpha2", *[f"alpha2_{s}" for s in range(by.shape[0])]]
+
+
+class FourPointSusceptibility(_SelfCorrelation):
+    """Self overlap Q(t) and the four-point dynamic susceptibility chi_4(t) (both dimensionless).
+
+    For each (origin t0, lag t) sample and species s (N_s particles; "all" with N):
+
+        Q_s(t0, t) = (1 / N_s) sum_{i in s} theta(a - |r_i(t0 + t) - r_i(t0)|)   (unwrapped displacements)
+        chi_4,s(t) = N_s [ <Q_s^2> - <Q_s>^2 ],
+
+    the average < > and the variance running over the samples: every time origin of every accumulated run
+    (``reset=False`` adds independent runs or chains, which is how chi_4 should be measured; origins of one
+    run are correlated, so one short run underestimates it). The variance is the unbiased sample variance
+    (NaN with fewer than two samples at a lag). For independent particles chi_4 = p (1 - p), p the
+    probability that one particle stays within a; if all particles move together it is N p (1 - p).
+    The peak chi_4* at t* ~ tau_alpha measures the size of dynamically correlated regions
+    (Lacevic, Starr, Schroder, Glotzer, J. Chem. Phys. 119, 7372 (2003)).
+
+    Args:
+        a: overlap radius (sigma_AA units), default 0.3 (:data:`glassgen.observables.overlap.OVERLAP_RADIUS`).
+        origins, max_lag, wrapped_input, n_species: as for :class:`MSD`.
+    """
+
+    _n_quantities = 1
+    _analysis = "chi4"
+
+    def __init__(self, a: float = OVERLAP_RADIUS, origins: str | LagPairs | BlockLogSchedule = "first", *,
+                 max_lag: int | None = None, wrapped_input: bool = False, n_species: int | None = None) -> None:
+        if not (np.isfinite(a) and a > 0):
+            raise InputError(f"overlap radius a must be positive, got {a}")
+        self.a = float(a)
+        super().__init__(origins, max_lag=max_lag, wrapped_input=wrapped_input, n_species=n_species)
+
+    def _reset(self) -> None:
+        super()._reset()
+        self._q_sums: np.ndarray | None = None  # (2, 1 + nsp, n_lags): sums of Q and Q^2 (all, then species)
+        self._q_samples: np.ndarray | None = None  # (n_lags,) samples (origin, frame pairs over runs)
+
+    def _quantities(self, r2: np.ndarray, dim: int) -> list[np.ndarray]:
+        return [(r2 < self.a * self.a).astype(np.float64)]
+
+    def _accumulate_samples(self, g: int, r2: np.ndarray, spec: np.ndarray, per_species: np.ndarray) -> None:
+        if self._q_sums is None:
+            self._q_sums = np.zeros((2, 1 + self._nsp, self._lag_times.size))
+            self._q_samples = np.zeros(self._lag_times.size, dtype=np.int64)
+        stay = (r2 < self.a * self.a).astype(np.float64)  # (P, N)
+        onehot = np.zeros((spec.size, per_species.size))
+        onehot[np.arange(spec.size), spec] = 1.0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            q = np.concatenate([stay.mean(axis=1)[:, None], stay @ onehot / per_species], axis=1)  # (P, 1 + nsp)
+        self._q_sums[0, :, g] += q.sum(axis=0)
+        self._q_sums[1, :, g] += (q * q).sum(axis=0)
+        self._q_samples[g] += q.shape[0]
+
+    def _chi4(self, k: int) -> np.ndarray:
+        sums = _guard(self, self._q_sums, "chi4")
+        n_part = float(self._counts.sum(axis=0)[0] / self._n_origins[0]) if k == 0 else \
+            float(self._counts[k - 1, 0] / self._n_origins[0])
+        m = self._q_samples.astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = sums[0, k] / m
+            var = (sums[1, k] - m * mean * mean) / (m - 1.0)
+        var[m < 2] = np.nan
+        return n_part * np.maximum(var, 0.0)
+
+    @property
+    def overlap(self) -> np.ndarray:
+        """(n_lags,) mean self overlap Q(t) over all particles (1 at t = 0)."""
+        return self._mean(0)[0]
+
+    @property
+    def overlap_by_species(self) -> np.ndarray:
+        """(nsp, n_lags) Q(t) per species (NaN for an absent species)."""
+        return self._mean(0)[1]
+
+    @property
+    def chi4(self) -> np.ndarray:
+        """(n_lags,) chi_4(t) of all particles, N var(Q)."""
+        return self._chi4(0)
+
+    @property
+    def chi4_by_species(self) -> np.ndarray:
+        """(nsp, n_lags) chi_4(t) per species, N_s var(Q_s) (NaN for an absent species)."""
+        return np.array([self._chi4(k) for k in range(1, self.n_species + 1)])
+
+    @property
+    def n_overlap_samples(self) -> np.ndarray:
+        """(n_lags,) number of (origin, frame) samples behind each chi_4 value."""
+        return _guard(self, self._q_samples, "n_overlap_samples").copy()
+
+    def peak(self, species: int | None = None) -> tuple[float, float]:
+        """(t*, chi_4*) at the largest finite chi_4(t), lag 0 excluded; (NaN, NaN) if there is none."""
+        c = self.chi4 if species is None else self.chi4_by_species[int(species)]
+        t = self.lag_times
+        ok = np.isfinite(c) & (t > 0)
+        if not ok.any():
+            return float("nan"), float("nan")
+        k = int(np.flatnonzero(ok)[np.argmax(c[ok])])
+        return float(t[k]), float(c[k])
+
+    def _columns(self) -> tuple[list[np.ndarray], list[str]]:
+        byq, byc = self.overlap_by_species, self.chi4_by_species
+        nsp = byq.shape[0]
+        return ([self.overlap, self.chi4, *byq, *byc, self.n_overlap_samples.astype(np.float64)],
+                ["Q", "chi4", *[f"Q_{s}" for s in range(nsp)], *[f"chi4_{s}" for s in range(nsp)], "samples"])
 
 
 def relaxation_time(trajectory: Any, q: float, species: np.ndarray | None = None, *,

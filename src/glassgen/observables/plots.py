@@ -19,7 +19,7 @@ import numpy as np
 from glassgen.errors import InputError
 from glassgen.provenance import atomic_path, png_metadata, provenance
 
-__all__ = ["plot_rdf", "plot_msd", "plot_fs", "plot_thermo", "plot_sample_summary"]
+__all__ = ["plot_rdf", "plot_msd", "plot_fs", "plot_chi4", "plot_thermo", "plot_sample_summary"]
 
 
 def _figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (5.0, 3.8)) -> tuple[Any, Any]:
@@ -176,6 +176,43 @@ def plot_fs(fs: Any, path: str | os.PathLike[str], *, species_names: Sequence[st
     if title or q is not None:
         ax.set_title(title or f"q = {q:g}")
     return _save(fig, path, analysis="fs", q=q, threshold=threshold, **meta)
+
+
+def plot_chi4(chi: Any, path: str | os.PathLike[str], *, species_names: Sequence[str] | None = None,
+              title: str | None = None, time_label: str = "t", **meta: Any) -> Path:
+    """Self overlap Q(t) (left) and chi_4(t) (right, peak marked) on log time axes, all particles and per species.
+
+    Args:
+        chi: a computed :class:`~glassgen.observables.dynamics.FourPointSusceptibility`.
+        path: output PNG.
+        species_names: names of the species.
+        title: optional title (default ``a = ...``, samples per lag).
+
+    Returns:
+        the path written.
+    """
+    t = chi.lag_times
+    keep = t > 0
+    fig, ax = _figure(1, 2, size=(9.0, 3.8))
+    curves = [("all", chi.overlap, chi.chi4, "k", None)]
+    for s in range(chi.n_species):
+        if np.any(np.isfinite(chi.overlap_by_species[s])):
+            curves.append((_label(s, species_names), chi.overlap_by_species[s], chi.chi4_by_species[s], f"C{s}", s))
+    for label, q, c, color, s in curves:
+        ax[0, 0].semilogx(t[keep], q[keep], color=color, lw=1.2, label=label)
+        tp, cp = chi.peak(s)
+        lab = f"{label}: chi4* = {cp:.3g} at t* = {tp:.3g}" if np.isfinite(cp) else f"{label}: too few samples"
+        ax[0, 1].semilogx(t[keep], c[keep], color=color, lw=1.2, label=lab)
+        if np.isfinite(cp):
+            ax[0, 1].plot([tp], [cp], "o", color=color, ms=4)
+    ax[0, 0].set(xlabel=time_label, ylabel=f"Q(t), a = {chi.a:g}", ylim=(-0.05, 1.05))
+    ax[0, 1].set(xlabel=time_label, ylabel="chi_4(t) = N var Q")
+    ax[0, 0].legend(frameon=False, fontsize=8)
+    ax[0, 1].legend(frameon=False, fontsize=7)
+    n = chi.n_overlap_samples
+    fig.suptitle(title or f"self overlap and four-point susceptibility ({int(n[keep].min()) if keep.any() else 0}"
+                 f"-{int(n.max())} samples per lag)", fontsize=9)
+    return _save(fig, path, analysis="chi4", a=chi.a, **meta)
 
 
 def plot_thermo(thermo: Mapping[str, np.ndarray] | Any, path: str | os.PathLike[str], *, x: str = "time",
