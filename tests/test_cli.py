@@ -48,7 +48,7 @@ def test_md_run_analyze_end_to_end(tmp_path):
     assert (tmp_path / "md.thermo.png").is_file()
     r = run_cli(["analyze", str(out), "--out-dir", str(tmp_path / "an")])
     assert r.returncode == 0, r.stderr
-    for name in ("rdf.png", "msd.png", "fs.png", "summary.json", "fs.txt", "chi4.png", "chi4.txt"):
+    for name in ("rdf.png", "msd.png", "fs.png", "summary.json", "fs.txt", "chi4.png", "chi4.txt", "sq.png", "sq.txt"):
         assert (tmp_path / "an" / name).is_file()
     # every output carries the analysed run's provenance (model, T, seed), the plots in their PNG text
     import json
@@ -421,6 +421,7 @@ def test_audit_of_bad_inputs_gives_one_line_errors(tmp_path, capsys):
                    capsys)
         assert "too many periodic images" in err
     assert "--overlap-a" in _bad(tmp_path, ["analyze", o, "--overlap-a", "0"], capsys)
+    assert "--q-max" in _bad(tmp_path, ["analyze", o, "--q-max", "inf"], capsys)
 
 
 def test_ridge_hyperparameters_and_provenance_fields_are_checked():

@@ -43,7 +43,7 @@ def test_train_then_run_writes_policy_and_trajectory(tmp_path, capsys):
     assert an["chains"] == 2 and an["time_unit"] == "MC sweeps" and an["provenance"]["run_method"] == "pgmc"
     fs_table = np.loadtxt(tmp_path / "an" / "fs.txt")
     assert fs_table[-1, 0] == 40 and abs(fs_table[-1, 1] - run_summary["fs_final"]) < 1e-9  # the table keeps 10 digits
-    for name in ("rdf.png", "msd.png", "fs.png", "rdf.txt", "ngp.txt", "chi4.png"):
+    for name in ("rdf.png", "msd.png", "fs.png", "rdf.txt", "ngp.txt", "chi4.png", "sq.png", "sq.txt"):
         assert (tmp_path / "an" / name).is_file()
     # chi_4 over the two chains at the last frame: N var(Q) from the stored unwrapped frames directly
     with h5py.File(out) as f:

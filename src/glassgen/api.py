@@ -306,9 +306,12 @@ def _rdf_range(r_max: float | None, box: np.ndarray) -> float:
 
 
 def analyze(*, input: PathLike, out_dir: PathLike | None = None, q: float | None = None, r_max: float | None = None,
-            bins: int = 200, frames_for_rdf: int = 20, overlap_a: float = 0.3) -> dict[str, Any]:
-    """g_ab(r), MSD, F_s(q, t), tau_alpha, the non-Gaussian parameter, the self overlap Q(t) and chi_4(t) of a run
-    file; PNGs + text.
+            bins: int = 200, frames_for_rdf: int = 20, overlap_a: float = 0.3, q_max: float = 12.0) -> dict[str, Any]:
+    """g_ab(r), S(q), MSD, F_s(q, t), tau_alpha, the non-Gaussian parameter, the self overlap Q(t) and chi_4(t) of a
+    run file; PNGs + text.
+
+    g(r) and S(q) (box wave vectors up to ``q_max``, :class:`~glassgen.observables.StaticStructureFactor`) are
+    averaged over the last ``frames_for_rdf`` frames; the main peak of S_AA(q) is the natural q for F_s.
 
     chi_4(t) = N var Q(t) (:class:`~glassgen.observables.dynamics.FourPointSusceptibility`, overlap radius
     ``overlap_a``) comes from the spread of Q over the time origins of one MD run (correlated origins: an
@@ -325,19 +328,22 @@ def analyze(*, input: PathLike, out_dir: PathLike | None = None, q: float | None
         FourPointSusceptibility,
         NonGaussian,
         SelfIntermediateScattering,
+        StaticStructureFactor,
         read_trajectory,
     )
     from glassgen.observables.schedule import block_log_schedule
 
     if not (isinstance(overlap_a, (int, float)) and math.isfinite(overlap_a) and overlap_a > 0):
         raise InputError(f"--overlap-a must be a positive number, got {overlap_a}")
+    if not (isinstance(q_max, (int, float)) and math.isfinite(q_max) and 0 < q_max <= 100):
+        raise InputError(f"--q-max must be a number in (0, 100], got {q_max}")
     p = Path(input)
     if not p.is_file():
         raise InputError(f"file not found: {p}")
     pgmc_run = _read_pgmc_frames(p)
     if pgmc_run is not None:
         q = default_q(pgmc_run["positions"].shape[-1]) if q is None else q
-        return _analyze_pgmc(p, pgmc_run, out_dir, q, r_max, bins, frames_for_rdf, overlap_a)
+        return _analyze_pgmc(p, pgmc_run, out_dir, q, r_max, bins, frames_for_rdf, overlap_a, q_max)
     data = read_trajectory(p)
     q = default_q(data.trajectory.positions.shape[-1]) if q is None else q
     traj, species, box = data.trajectory, data.species, data.box
@@ -372,20 +378,25 @@ def analyze(*, input: PathLike, out_dir: PathLike | None = None, q: float | None
     rdf = RDF(_rdf_range(r_max, box), bins)
     nf = traj.positions.shape[0]
     rdf.compute(traj.positions[max(0, nf - frames_for_rdf):], species, box)
+    sq = StaticStructureFactor(q_max, n_species=int(species.max()) + 1)
+    for k in range(max(0, nf - frames_for_rdf), nf):
+        sq.compute(traj.positions[k], species, box, reset=(k == max(0, nf - frames_for_rdf)))
     # the analysed run's own provenance (model, T, seed, ...) travels into every output
     run = {f"run_{k}": v for k, v in data.attrs.items() if k in ("model", "T", "seed", "N", "engine", "method")}
-    return _write_analysis(p, outd, q, rdf, msd, fs, ngp, chi4, species, names, {"input": str(p), **run},
+    return _write_analysis(p, outd, q, rdf, sq, msd, fs, ngp, chi4, species, names, {"input": str(p), **run},
                            {"time_unit": float(dt_unit), "frames": nf}, "t")
 
 
-def _write_analysis(p: Path, outd: Path, q: float, rdf: Any, msd: Any, fs: Any, ngp: Any, chi4: Any,
+def _write_analysis(p: Path, outd: Path, q: float, rdf: Any, sq: Any, msd: Any, fs: Any, ngp: Any, chi4: Any,
                     species: np.ndarray, names: list[str] | None, meta: dict[str, Any], extra: dict[str, Any],
                     time_label: str) -> dict[str, Any]:
     """The outputs of :func:`analyze`: PNGs, tables and ``summary.json`` (tau_alpha and the chi_4 peak of all
     particles and per species of ``species``), every one carrying ``meta``."""
-    from glassgen.observables import plot_chi4, plot_fs, plot_msd, plot_rdf
+    from glassgen.observables import plot_chi4, plot_fs, plot_msd, plot_rdf, plot_structure_factor
 
     plot_rdf(rdf, outd / "rdf.png", species_names=names, **meta)
+    plot_structure_factor(sq, outd / "sq.png", species_names=names, **meta)
+    sq.write(outd / "sq.txt", **meta)
     plot_msd(msd, outd / "msd.png", species_names=names, time_label=time_label, **meta)
     plot_fs(fs, outd / "fs.png", species_names=names, time_label=time_label, **meta)
     plot_chi4(chi4, outd / "chi4.png", species_names=names, time_label=time_label, **meta)
@@ -396,13 +407,15 @@ def _write_analysis(p: Path, outd: Path, q: float, rdf: Any, msd: Any, fs: Any, 
     chi4.write(outd / "chi4.txt", **meta)
     taus = {"all": float(fs.tau_alpha())}
     peaks = {"all": dict(zip(("t", "chi4"), chi4.peak(), strict=True))}
+    sq_peaks = {"all": dict(zip(("q", "S"), sq.peak(), strict=True))}
     for s in np.unique(species):
         key = names[s] if names else str(int(s))
         taus[key] = float(fs.tau_alpha(species=int(s)))
         peaks[key] = dict(zip(("t", "chi4"), chi4.peak(int(s)), strict=True))
+        sq_peaks[f"{key}-{key}"] = dict(zip(("q", "S"), sq.peak((int(s), int(s))), strict=True))
     summary = {"input": str(p), "out_dir": str(outd), "q": q, "tau_alpha": taus, **extra,
                "ngp_max": float(np.nanmax(ngp.alpha2)) if np.isfinite(ngp.alpha2).any() else None,
-               "overlap_a": chi4.a, "chi4_peak": peaks,
+               "S_q_peak": sq_peaks, "overlap_a": chi4.a, "chi4_peak": peaks,
                "chi4_samples_per_lag": [int(chi4.n_overlap_samples[1:].min()) if len(chi4.lag_times) > 1 else 0,
                                         int(chi4.n_overlap_samples.max())]}
     with atomic_path(outd / "summary.json") as tmp:
@@ -443,13 +456,20 @@ def _decode_attr(v: Any) -> Any:
 
 
 def _analyze_pgmc(p: Path, run: dict[str, Any], out_dir: PathLike | None, q: float, r_max: float | None,
-                  bins: int, frames_for_rdf: int, overlap_a: float) -> dict[str, Any]:
+                  bins: int, frames_for_rdf: int, overlap_a: float, q_max: float) -> dict[str, Any]:
     """:func:`analyze` of a PGMC run: time in MC sweeps from the first frame, pooled over the chains.
 
     Particles keep their labels through species swaps; per-species curves select by the species at the
     first frame; g_ab(r) uses each frame's own species.
     """
-    from glassgen.observables import MSD, RDF, FourPointSusceptibility, NonGaussian, SelfIntermediateScattering
+    from glassgen.observables import (
+        MSD,
+        RDF,
+        FourPointSusceptibility,
+        NonGaussian,
+        SelfIntermediateScattering,
+        StaticStructureFactor,
+    )
 
     t, pos, sp, box = run["sweeps"], run["positions"], run["species"], run["box"]
     nf, nc = pos.shape[0], pos.shape[1]
@@ -469,13 +489,15 @@ def _analyze_pgmc(p: Path, run: dict[str, Any], out_dir: PathLike | None, q: flo
         for obs in (msd, fs, ngp, chi4):
             obs.compute(lag, pos[:, c], sp[0, c], box, reset=(c == 0))
     rdf = RDF(_rdf_range(r_max, box), bins, n_species=int(sp.max()) + 1)
+    sq = StaticStructureFactor(q_max, n_species=int(sp.max()) + 1)
     first = True
     for k in range(max(0, nf - frames_for_rdf), nf):
         for c in range(nc):
             rdf.compute(pos[k, c], sp[k, c], box, reset=first)
+            sq.compute(pos[k, c], sp[k, c], box, reset=first)
             first = False
     run_meta = {f"run_{k}": v for k, v in attrs.items() if k in ("model", "T", "seed", "N", "method")}
-    return _write_analysis(p, outd, q, rdf, msd, fs, ngp, chi4, sp[0], names,
+    return _write_analysis(p, outd, q, rdf, sq, msd, fs, ngp, chi4, sp[0], names,
                            {"input": str(p), **run_meta, "time_unit": "MC sweeps"},
                            {"time_unit": "MC sweeps", "frames": nf, "chains": nc}, "t (MC sweeps)")
 

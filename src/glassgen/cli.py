@@ -228,8 +228,11 @@ def analyze_cmd(
     r_max: Annotated[float | None, typer.Option("--r-max", help="g(r) range (default L/2).")] = None,
     bins: Annotated[int, typer.Option("--bins", help="g(r) bins.")] = 200,
     overlap_a: Annotated[float, typer.Option("--overlap-a", help="Overlap radius a of Q(t) and chi_4(t).")] = 0.3,
+    q_max: Annotated[float, typer.Option("--q-max", help="Largest wave number of S(q).")] = 12.0,
 ) -> None:
-    """g_ab(r), MSD, F_s(q,t), tau_alpha (F_s = 1/e), alpha_2, self overlap Q(t) and chi_4(t), with PNG plots.
+    """g_ab(r), S(q), MSD, F_s(q,t), tau_alpha (F_s = 1/e), alpha_2, self overlap Q(t) and chi_4(t), with PNGs.
+
+    The main peak of S_AA(q) (in the summary) is the usual q for F_s: 7.25 for KA 3D at rho = 1.2.
 
     chi_4(t) = N var Q(t) is taken over the time origins of an MD run (needs a run many tau_alpha long and a
     trajectory with several origins, e.g. md run --traj-blocks) or over the chains of a PGMC run.
@@ -241,7 +244,7 @@ def analyze_cmd(
     """
     from glassgen.api import analyze
 
-    _print(analyze(input=input, out_dir=out_dir, q=q, r_max=r_max, bins=bins, overlap_a=overlap_a))
+    _print(analyze(input=input, out_dir=out_dir, q=q, r_max=r_max, bins=bins, overlap_a=overlap_a, q_max=q_max))
 
 
 @flow_app.command("train")

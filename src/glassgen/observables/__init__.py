@@ -6,6 +6,7 @@ accumulates further frames or runs. ``write(path)`` stores the results as text c
 provenance header.
 
 - :class:`RDF`: partial g_ab(r) (2D/3D, periodic orthorhombic box, minimum image).
+- :class:`StaticStructureFactor`: S(q) and Ashcroft-Langreth S_ab(q) over the box's wave vectors.
 - :class:`MSD`, :class:`SelfIntermediateScattering`, :class:`NonGaussian`,
   :class:`FourPointSusceptibility` (self overlap Q(t) and chi_4(t)): self correlations of unwrapped
   trajectories, per species, with one origin, all origins, or a block-log schedule;
@@ -29,7 +30,7 @@ from glassgen.observables.dynamics import (
     unwrap,
 )
 from glassgen.observables.overlap import OverlapCorrelation, overlap_baseline, overlap_correlation, self_overlap
-from glassgen.observables.plots import plot_chi4, plot_fs, plot_msd, plot_rdf, plot_thermo
+from glassgen.observables.plots import plot_chi4, plot_fs, plot_msd, plot_rdf, plot_structure_factor, plot_thermo
 from glassgen.observables.rdf import RDF
 from glassgen.observables.schedule import (
     BlockLogSchedule,
@@ -40,6 +41,7 @@ from glassgen.observables.schedule import (
     lag_pairs_single_origin,
     log_spaced_steps,
 )
+from glassgen.observables.structure_factor import StaticStructureFactor
 from glassgen.observables.thermo import (
     AutocorrelationTime,
     autocorrelation,
@@ -55,6 +57,7 @@ from glassgen.observables.trajectory import TrajectoryData, TrajectoryWriter, re
 __all__ = [
     "NotComputedError",
     "RDF",
+    "StaticStructureFactor",
     "MSD",
     "batched_self_correlations",
     "SelfIntermediateScattering",
@@ -89,5 +92,6 @@ __all__ = [
     "plot_msd",
     "plot_fs",
     "plot_chi4",
+    "plot_structure_factor",
     "plot_thermo",
 ]

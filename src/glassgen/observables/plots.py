@@ -19,7 +19,8 @@ import numpy as np
 from glassgen.errors import InputError
 from glassgen.provenance import atomic_path, png_metadata, provenance
 
-__all__ = ["plot_rdf", "plot_msd", "plot_fs", "plot_chi4", "plot_thermo", "plot_sample_summary"]
+__all__ = ["plot_rdf", "plot_structure_factor", "plot_msd", "plot_fs", "plot_chi4", "plot_thermo",
+           "plot_sample_summary"]
 
 
 def _figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (5.0, 3.8)) -> tuple[Any, Any]:
@@ -93,6 +94,38 @@ def plot_rdf(rdf: Any, path: str | os.PathLike[str], *, pairs: Sequence[tuple[in
     if title:
         ax.set_title(title)
     return _save(fig, path, analysis="rdf", n_frames=rdf.n_frames, **meta)
+
+
+def plot_structure_factor(sq: Any, path: str | os.PathLike[str], *, species_names: Sequence[str] | None = None,
+                          title: str | None = None, **meta: Any) -> Path:
+    """S(q) of all particles and the like-species partials S_aa(q), main peaks marked.
+
+    Args:
+        sq: a computed :class:`~glassgen.observables.structure_factor.StaticStructureFactor`.
+        path: output PNG.
+        species_names: names of the species.
+        title: optional title.
+
+    Returns:
+        the path written.
+    """
+    ok = sq.n_vectors > 0
+    q = sq.q[ok]
+    fig, ax = _figure()
+    ax = ax[0, 0]
+    curves = [("all", sq.S, "k", None)]
+    curves += [(f"{_label(a, species_names)}-{_label(a, species_names)}", sq.S_partial[a, a], f"C{a}", (a, a))
+               for a in range(sq.n_species) if np.any(np.isfinite(sq.S_partial[a, a]))]
+    for label, y, color, pair in curves:
+        qp, sp = sq.peak(pair)
+        ax.plot(q, y[ok], color=color, lw=1.0, label=f"{label}: peak {sp:.3g} at q = {qp:.3g}")
+        ax.plot([qp], [sp], "o", color=color, ms=3)
+    ax.axhline(1.0, color="0.6", lw=0.6)
+    ax.set_xlabel("q")
+    ax.set_ylabel("S(q)")
+    ax.legend(frameon=False, fontsize=7)
+    ax.set_title(title or f"{sq.n_frames} frame(s), box wave vectors, bins of {sq.q_max / sq.bins:.3g}", fontsize=9)
+    return _save(fig, path, analysis="structure_factor", n_frames=sq.n_frames, **meta)
 
 
 def plot_msd(msd: Any, path: str | os.PathLike[str], *, species_names: Sequence[str] | None = None,
