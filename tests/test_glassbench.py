@@ -286,7 +286,7 @@ def test_dataset_spec_judges_a_given_tau_alpha_at_once() -> None:
     DatasetSpec(n=64, T=0.8, n_configs=2, n_test=1, tau_alpha=2.0)  # lags 0.008 ... 6: distinct steps
     with pytest.raises(InputError, match="closer than the time step"):
         DatasetSpec(n=64, T=0.8, n_configs=2, n_test=1, tau_alpha=0.5)  # 0.002 and 0.006 both round to 1 step
-    with pytest.raises(InputError, match="at most 1e15"):
+    with pytest.raises(InputError, match="more than 1e15 MD steps"):
         DatasetSpec(n=64, T=0.8, n_configs=2, n_test=1, tau_alpha=1e300)
 
 

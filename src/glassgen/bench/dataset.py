@@ -118,7 +118,8 @@ class DatasetSpec:
         if self.tau_alpha is not None:  # judged now, not after the equilibration that precedes its use
             steps = self.tau_alpha * (self.equil_tau + self.spacing * self.n_configs + max(self.time_factors)) / self.dt
             if steps > 1e15:
-                raise InputError(f"tau_alpha = {self.tau_alpha:g} asks for about {steps:.3g} MD steps (at most 1e15)")
+                raise InputError(f"tau_alpha = {self.tau_alpha:g} asks for more than 1e15 MD steps "
+                                 f"({steps:.3g} at dt = {self.dt:g})")
             try:  # the replicas' lag times must fall on distinct MD steps, as they will be run
                 time_steps(np.asarray(self.time_factors) * self.tau_alpha, self.dt)
             except InputError as exc:
