@@ -357,6 +357,9 @@ def analyze(*, input: PathLike, out_dir: PathLike | None = None, q: float | None
             names = list(load_model(data.model).species)
         except InputError:
             names = None
+    if names is not None and species.size and int(species.max()) >= len(names):
+        raise InputError(f"{p}: species index {int(species.max())} is beyond the {len(names)} species of model "
+                         f"{data.model}")
     sched = {}
     try:
         with h5py.File(p, "r") as f:
@@ -481,6 +484,9 @@ def _analyze_pgmc(p: Path, run: dict[str, Any], out_dir: PathLike | None, q: flo
         names = list(load_model(str(attrs.get("model"))).species)
     except InputError:
         names = None
+    if names is not None and sp.size and int(sp.max()) >= len(names):
+        raise InputError(f"{p}: species index {int(sp.max())} is beyond the {len(names)} species of model "
+                         f"{attrs.get('model')}")
     outd = Path(out_dir) if out_dir is not None else p.with_suffix("")
     outd.mkdir(parents=True, exist_ok=True)
     lag = t - t[0]

@@ -345,6 +345,9 @@ def _time_grid(k0: np.ndarray, p_stop: float, n_per_decade: int, t_max: float | 
     """Log-spaced sampling times from the initial rates k0: from 0.02/k_fast to the time at which the
     exact first-escape persistence <exp(-k0 t)> of the initial traps falls to p_stop (x 1.5)."""
     k_fast = float(np.quantile(k0, 0.999))
+    if not (math.isfinite(k_fast) and k_fast > 0):
+        raise InputError(f"the initial escape rates are {k_fast:g} (barriers E/T beyond ~700 underflow exp(-E/T)): "
+                         "lower E0 or sigma_E, or raise T")
     lo = 0.02 / k_fast
     if t_max is None:
         a, b = math.log(lo), math.log(lo) + 1.0

@@ -364,8 +364,9 @@ def read_trajectory(path: str | os.PathLike[str], frames: slice | None = None,
                               steps=np.asarray(steps, dtype=np.int64),
                               positions=np.asarray(pos, dtype=np.float64),
                               velocities=None if vel is None else np.asarray(vel, dtype=np.float64))
-            return TrajectoryData(trajectory=traj, species=g["species"][()].astype(np.int32),
-                                  box=g["box"][()].astype(np.float64),
+            species, box = g["species"][()], g["box"][()].astype(np.float64)
+            _check_read(p, traj, species, box)
+            return TrajectoryData(trajectory=traj, species=species.astype(np.int32), box=box,
                                   model=None if model is None else str(_decode(model)),
                                   attrs={k: _decode(v) for k, v in f.attrs.items()},
                                   complete=bool(g.attrs.get("complete", False)))
@@ -373,6 +374,20 @@ def read_trajectory(path: str | os.PathLike[str], frames: slice | None = None,
         raise InputError(f"cannot read trajectory {p}: {exc}") from exc
     except KeyError as exc:
         raise InputError(f"malformed trajectory {p}: missing {exc}") from None
+
+
+def _check_read(p: Path, traj: Trajectory, species: np.ndarray, box: np.ndarray) -> None:
+    """One-line errors for a trajectory file whose arrays cannot be a run (edited or foreign files)."""
+    pos = traj.positions
+    if pos.ndim != 3 or pos.shape[2] not in (2, 3):
+        raise InputError(f"malformed trajectory {p}: positions of shape {pos.shape}, not (frames, N, d)")
+    n, d = pos.shape[1], pos.shape[2]
+    if not np.all(np.isfinite(traj.times)):
+        raise InputError(f"malformed trajectory {p}: times contain NaN or infinite values")
+    if box.shape != (d,) or not np.all(np.isfinite(box)) or np.any(box <= 0) or np.any(box > 1e8):
+        raise InputError(f"malformed trajectory {p}: box {box.tolist()} is not {d} positive lengths up to 1e8")
+    if species.shape != (n,) or not np.issubdtype(species.dtype, np.integer) or (n and species.min() < 0):
+        raise InputError(f"malformed trajectory {p}: species must be {n} non-negative integers")
 
 
 def write_trajectory_group(f: h5py.File, trajectory: Trajectory, species: np.ndarray, box: np.ndarray,

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, ClassVar
@@ -294,15 +295,32 @@ def load_predictor(path: PathLike) -> Predictor:
             qmap = np.array(z["qmap"]) if "qmap" in z.files else None
     except Exception as exc:  # noqa: BLE001 - anything unreadable is bad input
         raise InputError(f"cannot read predictor {p}: {exc}") from None
+    if not isinstance(meta, dict):
+        raise InputError(f"{p}: the predictor's metadata is not a JSON object (damaged or foreign file)")
     cls = REGISTRY.get(meta.get("kind", ""))
     if cls is None:
         raise InputError(f"{p}: unknown predictor kind {meta.get('kind')!r}")
     floats = [a for a in (*arrays.values(), mean, std, *(() if qmap is None else (qmap,))) if a.dtype.kind == "f"]
     if not all(np.all(np.isfinite(a)) for a in floats):
         raise InputError(f"{p}: the predictor's arrays contain NaN or infinite values (damaged file)")
-    obj = cls(DescriptorSettings.from_dict(meta["settings"]), **meta["hyper"])
-    obj.info = meta.get("info", {})
-    obj.mean, obj.std = mean, std
-    obj._set_arrays(arrays)
+    if any(a.dtype.kind not in "fiub" for a in (*arrays.values(), mean, std)):
+        raise InputError(f"{p}: the predictor's arrays must be numbers (damaged or foreign file)")
+    info = meta.get("info", {})
+    if not (isinstance(meta.get("settings"), dict) and isinstance(meta.get("hyper"), dict) and isinstance(info, dict)):
+        raise InputError(f"{p}: the predictor's metadata lacks its settings or hyperparameters (damaged file)")
+    if "time" in info and not (isinstance(info["time"], (int, float)) and math.isfinite(info["time"])
+                               and info["time"] > 0):
+        raise InputError(f"{p}: the predictor's lag time {info['time']!r} is not a positive number (damaged file)")
+    if std.size and not np.all(std > 0):
+        raise InputError(f"{p}: the predictor's descriptor scales (std) must be positive (damaged file)")
+    try:
+        obj = cls(DescriptorSettings.from_dict(meta["settings"]), **meta["hyper"])
+        obj.info = info
+        obj.mean, obj.std = mean, std
+        obj._set_arrays(arrays)
+    except InputError as exc:
+        raise InputError(f"{p}: {exc}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InputError(f"{p}: damaged or foreign predictor file ({type(exc).__name__}: {exc})") from None
     obj.qmap = qmap
     return obj
