@@ -22,7 +22,7 @@ from glassgen.config_values import check_types, read_toml, type_hints
 from glassgen.dynamics.results import MDResult
 from glassgen.errors import InputError
 from glassgen.observables.dynamics import default_q
-from glassgen.provenance import atomic_path, check_hdf5_name, provenance, strict_json
+from glassgen.provenance import atomic_path, check_hdf5_name, check_output_name, provenance, strict_json
 from glassgen.systems.configuration import Configuration
 from glassgen.systems.io import _write_conf_group, h5_write_attrs, read_configuration, write_configuration
 from glassgen.systems.model import load_model
@@ -530,6 +530,7 @@ def flow_train(*, config: PathLike, out: PathLike, resume: bool = True, device: 
     from glassgen.flows.generator import BoltzmannGenerator
     from glassgen.flows.training import TrainingConfig, train_flow
 
+    check_output_name(out, "a PyTorch checkpoint")
     p = Path(config)
     raw, _ = read_toml(p)
     cfg = TrainingConfig.from_dict(raw)
@@ -606,9 +607,9 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
                            n_chains=n_chains, progress=progress)
     if method in ("ais", "aimh") and anneal_steps < 1:
         raise InputError(f"--anneal-steps must be >= 1, got {anneal_steps}")
-    if method == "aimh" and n_samples < 8 * n_chains:
-        raise InputError(f"--method aimh needs at least 8 samples per chain: {n_samples} samples for {n_chains} "
-                         "chains (raise --n-samples or lower --chains)")
+    if method in ("imh", "aimh") and n_samples < 8 * n_chains:  # short chains keep their start's bias
+        raise InputError(f"--method {method} needs at least 8 samples per chain: {n_samples} samples for "
+                         f"{n_chains} chains (raise --n-samples or lower --chains)")
     model = model or DEFAULT_FLOW["model"]
     if n is not None and n < 2:
         raise InputError(f"N must be at least 2, got {n}")

@@ -5,6 +5,7 @@ The CLI (:mod:`glassgen.cli_bench`) parses options and calls exactly one of thes
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -70,6 +71,10 @@ def dataset_make(*, specs: list[Any], out: PathLike, workers: int = 1, shard: st
 
     if workers < 1:
         raise InputError(f"workers must be >= 1, got {workers}")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise InputError(f"--out {out} is a file: a dataset is a folder (out/T<T>/N<N>T<T>_<i>.npz)")
+    if len({float(s.T) for s in specs}) != len(specs):
+        raise InputError(f"a temperature is given twice: {[s.T for s in specs]}")
     if shard is None:
         sh = (0, 1)
     elif shard == "mpi":
@@ -106,8 +111,10 @@ def bench_reference(*, data: PathLike | None = None, cache: PathLike | None = No
 
     from glassgen.bench.reference import shipped_reference
     from glassgen.config import data_dir
-    from glassgen.provenance import atomic_path, provenance, strict_json
+    from glassgen.provenance import atomic_path, check_output_name, provenance, strict_json
 
+    if out is not None:
+        check_output_name(out, "JSON")  # before the hour of minimisations, not after
     d = Path(data) if data is not None else data_dir()
     res = shipped_reference(d, _cache(cache), progress=progress)
     if out is not None:
@@ -141,9 +148,13 @@ def _load_predictions(path: PathLike) -> dict[str, Any]:
         raise InputError(f"{p} is not a predictions file (an .npz archive, e.g. from glassgen predict score)")
     try:
         with np.load(p, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+            out = {k: z[k] for k in z.files}
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"cannot read predictions {p}: {exc}") from None
+    for k, v in out.items():
+        if v.dtype.kind not in "fiub":
+            raise InputError(f"{p}: array {k!r} holds {v.dtype} values, not numbers (not a predictions file)")
+    return out
 
 
 def bench_score(*, data: PathLike, T: float, system: str | None = None, split: str | None = "test",
@@ -235,6 +246,10 @@ def bench_report(*, data: PathLike, out: PathLike, split: str | None = "test", r
         if not ({"pearson", "transferability"} & set(model_res)):
             raise InputError(f"{models} is not a model-results JSON (needs 'pearson' or 'transferability', as "
                              "written by benchmarks/predictors.py)")
+        for key, levels in (("pearson", ("model", "T_train", "T_test", "t")),
+                            ("transferability", ("model", "T_train", "T_test"))):
+            if key in model_res:
+                _check_nested(model_res[key], levels, f"{models}: {key}")
     ds = read_dataset(data)
     results = []
     # one report row per (system, T): with split None a temperature's train and test files are scored together
@@ -256,6 +271,24 @@ def bench_report(*, data: PathLike, out: PathLike, split: str | None = "test", r
                          provenance(data=str(data), split=split), ref)
     return {"written": [str(f) for f in files],
             "scored": [f"{r['system']} T={r['T']:g} ({r['n_configs']} configs)" for r in results]}
+
+
+def _check_nested(obj: Any, levels: tuple[str, ...], where: str) -> None:
+    """One-line error unless ``obj`` is {level0: {level1: ... {last: finite number}}}; every level but the
+    first (a model name) is keyed by numbers written as strings (temperatures, lag times)."""
+    if not isinstance(obj, dict):
+        raise InputError(f"{where} must be an object keyed by {levels[0]}, got {type(obj).__name__}")
+    for k, v in obj.items():
+        if levels[0] != "model":
+            try:
+                float(k)
+            except ValueError:
+                raise InputError(f"{where}: key {k!r} is not a number ({levels[0]})") from None
+        if len(levels) == 1:
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isinf(v)):
+                raise InputError(f"{where}[{k!r}] must be a number (NaN for none), got {v!r}")
+        else:
+            _check_nested(v, levels[1:], f"{where}[{k!r}]")
 
 
 def _transfer_at_tau(pearson: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]:

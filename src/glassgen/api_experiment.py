@@ -276,6 +276,8 @@ def _check_case(cfg: dict[str, Any], where: str) -> None:
     bad = [m for m in methods if m not in METHODS] if isinstance(methods, (list, tuple)) else [methods]
     if bad:
         raise InputError(f"{where}: unknown method(s) {bad} (choose from {', '.join(METHODS)})")
+    if not methods:
+        raise InputError(f"{where}: methods is empty (choose from {', '.join(METHODS)})")
     selection = cfg.get("selection", "features")
     if selection not in ("features", "trained"):
         raise InputError(f"{where}: selection must be 'features' or 'trained', got {selection!r}")

@@ -250,8 +250,8 @@ def step_model_run(out: PathLike, *, s_mean: float | list[float] | None = None, 
 
     check_hdf5_name(out)
     base = StepParams.from_dict(dict(params or {}))
-    if not (isinstance(gamma_max, (int, float)) and gamma_max > 0):
-        raise InputError(f"gamma_max must be positive, got {gamma_max}")
+    if not (isinstance(gamma_max, (int, float)) and 0 < gamma_max <= 100):
+        raise InputError(f"gamma_max must be a strain in (0, 100], got {gamma_max}")
     s_list = [base.s_mean] if s_mean is None else ([s_mean] if isinstance(s_mean, (int, float)) else list(s_mean))
     s_list = [float(sm) for sm in s_list]
     if not all(math.isfinite(sm) for sm in s_list):

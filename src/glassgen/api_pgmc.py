@@ -179,6 +179,9 @@ def pgmc_run(*, policy: PathLike, out: PathLike, sweeps: int, T: float | None = 
         raise InputError(f"sweeps must be a positive integer, got {sweeps}")
     if not (isinstance(n_chains, int) and n_chains >= 1):
         raise InputError(f"n_chains must be a positive integer, got {n_chains}")
+    if isinstance(sample_every, int) and sample_every >= 1 and sweeps < 2 * sample_every:
+        raise InputError(f"--sweeps {sweeps} with --sample-every {sample_every} stores fewer than 2 energies per "
+                         "chain: nothing to average (raise --sweeps or lower --sample-every)")
     if model is None and input is None:
         model = pol.meta.get("model")
     if n is None and input is None:
@@ -243,7 +246,7 @@ def pgmc_sample(*, T: float, model: str | None = None, n: int | None = None, n_s
     learning steps at T during burn-in, saved next to ``out`` as ``<out>.policy.json``). Then
     ``n_chains`` frozen-policy chains run ``ceil(n_samples / n_chains) * sweeps_per_sample`` sweeps, storing a
     state every ``sweeps_per_sample`` sweeps (``n_samples`` states rounded up to a multiple of ``n_chains``,
-    at least 2 per chain; the first 20 % of each chain excluded from the U/N estimate). Output:
+    at least 8 per chain; the first 20 % of each chain excluded from the U/N estimate). Output:
     :func:`pgmc_run`'s HDF5 file.
     """
     from glassgen.systems.model import load_model
@@ -252,14 +255,16 @@ def pgmc_sample(*, T: float, model: str | None = None, n: int | None = None, n_s
     if not (isinstance(n_samples, int) and n_samples >= 1):
         raise InputError(f"n_samples must be a positive integer, got {n_samples}")
     model = model or "ka3d"
-    n = int(n or 32)
+    if n is not None and n < 2:
+        raise InputError(f"N must be at least 2, got {n}")
+    n = int(n if n is not None else 32)
     summary: dict[str, Any] = {}
     if policy is None:
         policy = Path(str(out) + ".policy.json")
         tr = pgmc_train(T=T, out=policy, model=load_model(model).name, n=n, seed=seed, n_chains=n_chains,
                         iterations=train_iterations, trials_per_chain=50, progress=progress)
         summary["trained_policy"] = {"out": tr["out"], "sigma": tr["sigma_learned"], "wall_s": tr["wall_s"]}
-    per_chain = max(2, math.ceil(n_samples / n_chains))
+    per_chain = max(8, math.ceil(n_samples / n_chains))  # fewer give no U/N error after the 20 % burn-in
     sweeps = per_chain * sweeps_per_sample
     res = pgmc_run(policy=policy, out=out, sweeps=sweeps, T=T, model=model, n=n, seed=seed, n_chains=n_chains,
                    equilibrate_sweeps=max(100, sweeps // 5), sample_every=sweeps_per_sample, traj="none",

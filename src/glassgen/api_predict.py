@@ -48,7 +48,13 @@ def train_spec_from_config(config: PathLike | None, **cli: Any) -> dict[str, Any
                 raise InputError(f"{p}: {k} must be a {'table' if kind is dict else 'list'}, got {table[k]!r}")
         spec.update(check_types(table, {k: v for k, v in type_hints(train).items() if k not in ("hyper", "indices")},
                                 f"{p} [predictor]"))
-    spec.update({k: v for k, v in cli.items() if v is not None})
+    given = {k: v for k, v in cli.items() if v is not None}
+    if "time" in given and "time_index" in given:
+        raise InputError("give the lag time as --time or as --time-index, not both")
+    for a, b in (("time", "time_index"), ("time_index", "time")):
+        if a in given:  # the command line's lag replaces the config's, in whichever form the config gave it
+            spec.pop(b, None)
+    spec.update(given)
     return spec
 
 
@@ -110,6 +116,9 @@ def train(*, kind: str, data: PathLike, out: PathLike, T: float | None = None, t
 
     from glassgen.systems.glassbench import read_dataset
 
+    check_output_name(out, "NumPy .npz")
+    if time is not None and time_index is not None:
+        raise InputError("give the lag time as --time or as --time-index, not both")
     if split != "train" and not allow_test:
         raise InputError(f"split = {split!r}: predictors train on the train split only (held-out configurations "
                          "must stay unseen); set allow_test = true to train on other data deliberately")

@@ -28,7 +28,7 @@ __all__ = ["accepted_types", "check_types", "type_hints", "read_toml", "MINIMUMS
 #: smallest allowed value of integer keys, whatever the command (the command line enforces the same minimums)
 MINIMUMS = {"seed": 0, "threads": 1, "traj_every": 1, "traj_blocks": 1, "thermo_every": 1, "tune_sweeps": 0,
             "sample_every": 1, "checkpoint_every": 1, "equilibrate": 0, "equilibrate_sweeps": 0, "replicas": 1,
-            "max_events": 1}
+            "max_events": 1, "equilibrate_steps": 0, "n_blocks": 1, "n_chains": 1, "chains": 1}
 
 
 def _nan_key(data: Any, where: str = "") -> str | None:

@@ -63,7 +63,8 @@ def strict_json(obj: Any, indent: int | None = 1) -> str:
     return json.dumps(_finite_or_none(obj), indent=indent, allow_nan=False, default=str)
 
 
-_OUTPUT_SUFFIXES = {"HDF5": (".h5", ".hdf5"), "JSON": (".json",), "NumPy .npz": (".npz",)}
+_OUTPUT_SUFFIXES = {"HDF5": (".h5", ".hdf5"), "JSON": (".json",), "NumPy .npz": (".npz",),
+                    "a PyTorch checkpoint": (".pt", ".pth")}
 
 
 def check_output_name(out: str | os.PathLike[str], kind: str) -> None:

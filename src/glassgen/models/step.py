@@ -62,6 +62,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -364,6 +365,10 @@ class StepModel:
                 rec[k].append(v)
             if progress is not None:
                 progress(dg)
+        if self.gamma < gamma_max:  # the step guard ran out before the final strain: not a completed run
+            completed = False
+            warnings.warn(f"StEP shear stopped after {max_steps} AQS steps at strain {self.gamma:.4g} < gamma_max "
+                          f"{gamma_max:g}", stacklevel=2)
         shape = (p.L,) * p.dim
         return StepResult(gamma=np.array(rec["gamma"]), stress_before=np.array(rec["sb"]),
                           stress_after=np.array(rec["sa"]), aval_events=np.array(rec["ev"], np.int64),

@@ -115,9 +115,18 @@ def read_xyz(path: PathLike, model: str | InteractionModel | None = None) -> Con
     box = None
     lat = re.search(r'Lattice="([^"]+)"', header)
     if lat:
-        vals = [float(x) for x in lat.group(1).split()]
-        dim3 = int(round(len(vals) ** 0.5))
-        box = np.array([vals[i * dim3 + i] for i in range(dim3)])
+        try:
+            vals = [float(x) for x in lat.group(1).split()]
+        except ValueError:
+            raise InputError(f"malformed xyz file {p}: Lattice=\"{lat.group(1)}\" is not numbers") from None
+        if len(vals) not in (4, 9):
+            raise InputError(f"malformed xyz file {p}: Lattice= needs 4 (2D) or 9 (3D) numbers, got {len(vals)}")
+        dim3 = 2 if len(vals) == 4 else 3
+        cell = np.array(vals).reshape(dim3, dim3)
+        if np.any(cell[~np.eye(dim3, dtype=bool)] != 0):
+            raise InputError(f"xyz file {p}: Lattice= is not orthorhombic (off-diagonal entries); glassgen boxes are "
+                             "orthorhombic")
+        box = np.diag(cell).copy()
     for tok in header.split():
         if ":" in tok and "=" not in tok:
             k, v = tok.split(":", 1)
@@ -214,6 +223,12 @@ def read_lammps_data(path: PathLike, model: str | InteractionModel | None = None
         toks = ln.split()
         if current is None and toks[-1] == "atoms" and len(toks) == 2:
             n = int(toks[0])
+            if n < 1:
+                raise InputError(f"LAMMPS data file {p} has {n} atoms")
+        elif current is None and toks[-3:] == ["xy", "xz", "yz"]:
+            if any(float(x) != 0 for x in toks[:3]):
+                raise InputError(f"LAMMPS data file {p}: a triclinic box (tilt factors {' '.join(toks[:3])}); "
+                                 "glassgen boxes are orthorhombic")
         elif current is None and len(toks) == 4 and toks[2].endswith("lo") and toks[3].endswith("hi"):
             k = "xyz".index(toks[2][0])
             lo[k], hi[k] = float(toks[0]), float(toks[1])
