@@ -15,6 +15,7 @@ import pytest
 
 from glassgen.cli import main
 
+ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = [["md", "run"], ["mc", "run"], ["minimize"], ["analyze"], ["init"], ["models"]]
 GROUPS = [[], ["md"], ["mc"], ["flow"], ["dataset"], ["bench"], ["predict"], ["pgmc"], ["trap-model"],
           ["step-model"], ["experiment"]]
@@ -412,16 +413,33 @@ def test_audit_of_bad_inputs_gives_one_line_errors(tmp_path, capsys):
     assert "is a folder" in _bad(tmp_path, ["md", "run", "--config", str(tmp_path), "--out", o], capsys)
     # particles that run into each other during MD: the step, not the start, is to blame
     assert "reduce --dt" in _bad(tmp_path, ["md", "run", "--model", "ka3d", "--N", "50", "--T", "1", "--steps", "20",
-                                            "--dt", "5", "--out", o], capsys)
+                                            "--dt", "0.5", "--out", o], capsys)
     # a third pass: extreme temperatures and densities (once numpy overflow warnings, then a bare ValueError)
     for cmd in (["md", "run", "--steps", "5"], ["mc", "run", "--sweeps", "5"]):
         err = _bad(tmp_path, cmd + ["--model", "ka2d", "--N", "43", "--T", "1e308", "--out", o], capsys)
-        assert "at most 1e+06" in err and "warning" not in err
+        assert "1e+06] in reduced units" in err and "warning" not in err
         err = _bad(tmp_path, cmd + ["--model", "ka2d", "--N", "43", "--T", "1", "--density", "1e300", "--out", o],
                    capsys)
         assert "too many periodic images" in err
     assert "--overlap-a" in _bad(tmp_path, ["analyze", o, "--overlap-a", "0"], capsys)
     assert "--q-max" in _bad(tmp_path, ["analyze", o, "--q-max", "inf"], capsys)
+    assert "dt=5.0" in _bad(tmp_path, ["md", "run", "--model", "ka3d", "--N", "50", "--T", "1", "--steps", "20",
+                                       "--dt", "5", "--out", o], capsys)
+    # a third helper pass: files that only look right, and numbers at the edges
+    tric = tmp_path / "tric.data"
+    tric.write_text("x\n\n2 atoms\n1 atom types\n0 5 xlo xhi\n0 5 ylo yhi\n0 5 zlo zhi\n1.0 0.0 0.0 xy xz yz\n\n"
+                    "Atoms # atomic\n\n1 1 0 0 0\n2 1 2 2 2\n")
+    assert "triclinic" in _bad(tmp_path, ["minimize", "--input", str(tric), "--model", "ka3d", "--out", o], capsys)
+    skew = tmp_path / "skew.xyz"
+    skew.write_text('2\nLattice="5 0 0 1 5 0 0 0 5"\nA 0 0 0\nA 2 2 2\n')
+    assert "orthorhombic" in _bad(tmp_path, ["minimize", "--input", str(skew), "--model", "ka3d", "--out", o], capsys)
+    assert "1e-06" in _bad(tmp_path, ["md", "run", "--model", "ka3d", "--N", "50", "--T", "1e-300", "--steps", "5",
+                                      "--out", o], capsys)
+    assert "not both" in _bad(tmp_path, ["predict", "train", "--kind", "ridge", "--data", str(tmp_path), "--time", "2",
+                                         "--time-index", "3", "--out", str(tmp_path / "p.npz")], capsys)
+    flow_cfg = str(ROOT / "configs/flows/ka3d_n32.toml")
+    assert "a PyTorch checkpoint" in _bad(tmp_path, ["flow", "train", "--config", flow_cfg,
+                                                     "--out", str(tmp_path / "f.h5")], capsys)
 
 
 def test_ridge_hyperparameters_and_provenance_fields_are_checked():

@@ -123,11 +123,11 @@ def test_drift_test_detects_trends():
 
 
 def test_check_temperature_accepts_only_finite_positive_numbers() -> None:
-    from glassgen.errors import T_MAX, check_temperature
+    from glassgen.errors import T_MAX, T_MIN, check_temperature
 
     assert check_temperature(np.float64(0.45)) == 0.45 and check_temperature(2) == 2.0
-    assert check_temperature(T_MAX) == T_MAX
-    for bad in (0, -1.0, math.nan, math.inf, 1.0001 * T_MAX, 1e308):
+    assert check_temperature(T_MAX) == T_MAX and check_temperature(T_MIN) == T_MIN
+    for bad in (0, -1.0, math.nan, math.inf, 1.0001 * T_MAX, 1e308, 0.9999 * T_MIN, 1e-300):
         with pytest.raises(InputError, match="temperature must be positive and finite"):
             check_temperature(bad)
     for bad in ("0.5", True, None, [0.5]):

@@ -3,11 +3,12 @@
 import math
 from typing import Any
 
-__all__ = ["GlassgenError", "InputError", "PhysicsError", "check_temperature", "T_MAX"]
+__all__ = ["GlassgenError", "InputError", "PhysicsError", "check_temperature", "T_MIN", "T_MAX"]
 
-#: Largest temperature accepted (reduced units, epsilon_AA / k_B): KA energies are O(1), so anything near this is
-#: an ideal gas already, and much larger values overflow v^2 and Boltzmann factors.
-T_MAX = 1e6
+#: Temperature range accepted (reduced units, epsilon_AA / k_B). KA energies are O(1): above T_MAX the system is an
+#: ideal gas already and larger values overflow v^2 and Boltzmann factors; below T_MIN (a millionth of the glass
+#: transition) thermal motion is below round-off of the positions and 1/T overflows Boltzmann factors.
+T_MIN, T_MAX = 1e-6, 1e6
 
 
 class GlassgenError(Exception):
@@ -23,13 +24,16 @@ class PhysicsError(GlassgenError, RuntimeError):
 
 
 def check_temperature(T: Any, what: str = "temperature") -> float:
-    """``T`` as a float, or a one-line :class:`InputError` unless it is a finite number in (0, :data:`T_MAX`]."""
+    """``T`` as a float, or a one-line :class:`InputError` unless it is a number in [:data:`T_MIN`, :data:`T_MAX`]."""
     try:
         t = float(T)
     except (TypeError, ValueError):
         raise InputError(f"{what} must be a number, got {T!r}") from None
     if isinstance(T, (str, bytes, bool)):
         raise InputError(f"{what} must be a number, got {T!r}")
-    if not (math.isfinite(t) and 0 < t <= T_MAX):
-        raise InputError(f"{what} must be positive and finite (at most {T_MAX:g} in reduced units), got T={t:g}")
+    if not (math.isfinite(t) and t > 0):
+        raise InputError(f"{what} must be positive and finite, got T={t:g}")
+    if not T_MIN <= t <= T_MAX:
+        raise InputError(f"{what} must be positive and finite, within [{T_MIN:g}, {T_MAX:g}] in reduced units, "
+                         f"got T={t:g}")
     return t

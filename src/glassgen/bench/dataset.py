@@ -106,7 +106,8 @@ class DatasetSpec:
         if self.spacing <= 0 or self.equil_tau < 0:
             raise InputError("spacing must be positive and equil_tau non-negative")
         if not (0 <= self.n_test <= self.n_configs):
-            raise InputError(f"n_test (--test) must be in [0, n_configs = {self.n_configs}], got {self.n_test}")
+            raise InputError(f"n_test (--test) must be in [0, n_configs = {self.n_configs}], got {self.n_test}"
+                             + (" (the default: give --test)" if self.n_test == 10 else ""))
         if self.ensemble not in ("nve", "nvt"):
             raise InputError(f"unknown ensemble {self.ensemble!r} (choose from nve, nvt)")
         if self.engine not in ("numba", "lammps"):

@@ -282,8 +282,8 @@ def run_md_lammps(conf: Configuration, *, T: float | None, dt: float, nsteps: in
         check_temperature(T)
     if ensemble == "nvt" and T is None:
         raise InputError("NVT needs a temperature T")
-    if not dt > 0 or nsteps < 0 or thermo_every < 1 or tau <= 0:
-        raise InputError("need dt > 0, nsteps >= 0, thermo_every >= 1 and tau > 0")
+    if not 0 < dt <= 1.0 or nsteps < 0 or thermo_every < 1 or tau <= 0:
+        raise InputError("need 0 < dt <= 1, nsteps >= 0, thermo_every >= 1 and tau > 0")
     tsteps = np.unique(np.asarray([] if traj_steps is None else traj_steps, dtype=np.int64).ravel())
     if tsteps.size and (tsteps[0] < 0 or tsteps[-1] > nsteps):
         raise InputError(f"trajectory steps must lie in [0, {nsteps}]")
@@ -363,8 +363,8 @@ def export_lammps_input(conf: Configuration, outdir: str | os.PathLike[str], *, 
         raise InputError("an nvt run needs a temperature (--T)")
     if T is not None:
         check_temperature(T)
-    if not (math.isfinite(dt) and dt > 0) or int(nsteps) < 1:
-        raise InputError(f"need dt > 0 and steps >= 1, got dt={dt}, steps={nsteps}")
+    if not (math.isfinite(dt) and 0 < dt <= 1.0) or int(nsteps) < 1:
+        raise InputError(f"need 0 < dt <= 1 and steps >= 1, got dt={dt}, steps={nsteps}")
     if ensemble == "nvt" and not (math.isfinite(tau) and tau > 0):
         raise InputError(f"thermostat time constant tau must be positive, got {tau}")
     if seed < 0 or thermo_every < 1 or dump_every < 0:

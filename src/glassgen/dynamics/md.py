@@ -92,8 +92,8 @@ class MDSimulation:
         if ensemble == "nvt" and thermostat not in THERMOSTATS:
             raise InputError(f"unknown thermostat {thermostat!r} (choose from {', '.join(THERMOSTATS)})")
         _check_T(T, required=(ensemble == "nvt" or conf.velocities is None or init_velocities))
-        if not (dt > 0 and math.isfinite(dt)):
-            raise InputError(f"time step must be positive, got dt={dt}")
+        if not (dt > 0 and math.isfinite(dt)) or dt > 1.0:
+            raise InputError(f"time step must be in (0, 1] (LJ time units; KA runs use 0.001-0.005), got dt={dt}")
         self.model: InteractionModel = model
         self.conf0 = conf
         self.T = None if T is None else float(T)

@@ -347,6 +347,8 @@ def read_trajectory(path: str | os.PathLike[str], frames: slice | None = None,
     sl = slice(None) if frames is None else frames
     try:
         with h5py.File(p, "r") as f:
+            if "trajectory" not in f and "thermo" in f:
+                raise InputError(f"{p} is a run stored without trajectory frames (md/mc run --traj log or linear)")
             if "trajectory" not in f or f["trajectory"].attrs.get("format") != FORMAT:
                 raise InputError(f"{p} is not a glassgen trajectory")
             g = f["trajectory"]

@@ -412,5 +412,7 @@ def write_configuration(path: PathLike, conf: Configuration, **extra: Any) -> No
         write_lammps_data(path, conf, **extra)
     elif suf in (".h5", ".hdf5"):
         write_hdf5(path, conf, **extra)
+    elif Path(path).is_dir():
+        raise InputError(f"--out {path} is a folder: name the output file (.xyz, .data or .h5)")
     else:
         raise InputError(f"unknown configuration format {Path(path).suffix!r} (use .xyz, .data, .h5)")
