@@ -50,6 +50,9 @@ def load_config(path: PathLike | None, section: str, other_tables: tuple[str, ..
                          f"(this command reads the top level and [{section}])")
     if section in data and not isinstance(data[section], dict):
         raise InputError(f"{p}: {section} must be a table [{section}]")
+    nested = sorted(k for k, v in data.get(section, {}).items() if isinstance(v, dict))
+    if nested:
+        raise InputError(f"unknown table(s) in {p}: {', '.join(f'[{section}.{k}]' for k in nested)}")
     out = {k: v for k, v in data.items() if not isinstance(v, dict)}
     out.update(data.get(section, {}))
     return out
@@ -340,6 +343,10 @@ def analyze(*, input: PathLike, out_dir: PathLike | None = None, q: float | None
         raise InputError(f"--overlap-a must be a positive number, got {overlap_a}")
     if not (isinstance(q_max, (int, float)) and math.isfinite(q_max) and 0 < q_max <= 100):
         raise InputError(f"--q-max must be a number in (0, 100], got {q_max}")
+    if q is not None and not (isinstance(q, (int, float)) and 0.01 <= q <= 1000):
+        raise InputError(f"--q must be a wave number in [0.01, 1000] (1/sigma_AA; 7.25 for KA 3D), got {q}")
+    if r_max is not None and not (isinstance(r_max, (int, float)) and 0.01 <= r_max < math.inf):
+        raise InputError(f"--r-max must be a distance of at least 0.01 sigma_AA, got {r_max}")
     p = Path(input)
     if not p.is_file():
         raise InputError(f"file not found: {p}")

@@ -138,9 +138,16 @@ def md_run_cmd(
                traj_every=traj_every, traj_blocks=traj_blocks, thermo_every=thermo_every, seed=seed, out=out)
     _require(o, "steps", "out")
     o.setdefault("T", None)
-    if o.get("ensemble") == "nve" and o.get("thermostat") is not None:
-        warnings.warn(f"--thermostat {o['thermostat']} ignored: an NVE run has no thermostat", stacklevel=1)
+    _warn_nve_thermostat(o)
     _print(md_run(progress=_progress(progress), **o))
+
+
+def _warn_nve_thermostat(o: dict) -> None:
+    """A warning for each thermostat option given to an NVE run (they would be ignored silently)."""
+    if o.get("ensemble") == "nve":
+        for key in ("thermostat", "tau"):
+            if o.get(key) is not None:
+                warnings.warn(f"--{key} {o[key]} ignored: an NVE run has no thermostat", stacklevel=2)
 
 
 @md_app.command("export-lammps")
@@ -149,8 +156,8 @@ def md_export_cmd(
     steps: Annotated[int | None, typer.Option("--steps", help="MD steps.")] = None,
     dt: Annotated[float, typer.Option("--dt", help="Time step.")] = 0.005,
     ensemble: Annotated[str, typer.Option("--ensemble", help="nve or nvt.")] = "nvt",
-    thermostat: Annotated[str, typer.Option("--thermostat", help="nhc, langevin or bussi.")] = "nhc",
-    tau: Annotated[float, typer.Option("--tau", help="Thermostat time constant.")] = 0.5,
+    thermostat: Annotated[str | None, typer.Option("--thermostat", help="nhc (default), langevin or bussi.")] = None,
+    tau: Annotated[float | None, typer.Option("--tau", help="Thermostat time constant (default 0.5).")] = None,
     dump_every: Annotated[int, typer.Option("--dump-every", help="Steps between dumped frames (0: none).")] = 0,
     seed: SeedOpt = None,
     out_dir: Annotated[Path | None, typer.Option("--out-dir", help="Directory for in.glassgen + data.")] = None,
@@ -167,9 +174,11 @@ def md_export_cmd(
     missing = [f for f, v in (("--steps", steps), ("--out-dir", out_dir)) if v is None]
     if missing:
         raise GlassgenError(f"missing option(s): {' and '.join(missing)}")
+    _warn_nve_thermostat({"ensemble": ensemble, "thermostat": thermostat, "tau": tau})
     conf = load_input(input, model, n, T, density, seed or 0, check_overlap=True)
-    paths = export_lammps_input(conf, out_dir, T=T, dt=dt, nsteps=steps, ensemble=ensemble, thermostat=thermostat,
-                                tau=tau, seed=seed or 0, dump_every=dump_every)
+    paths = export_lammps_input(conf, out_dir, T=T, dt=dt, nsteps=steps, ensemble=ensemble,
+                                thermostat=thermostat or "nhc", tau=0.5 if tau is None else tau, seed=seed or 0,
+                                dump_every=dump_every)
     _print({**paths, "run": f"cd {out_dir} && mpirun -np K lmp -in in.glassgen"})
 
 
@@ -292,9 +301,9 @@ def sample_cmd(
     train: Annotated[bool, typer.Option("--train", help="Train a flow first if none is shipped for --model/--N.")]
     = False,
     n_chains: Annotated[int, typer.Option("--chains", min=1, help="Flow-MCMC (imh, aimh) or PGMC chains.")] = 16,
-    anneal_steps: Annotated[int, typer.Option("--anneal-steps", help="AIS steps (one sweep each) for --method ais "
-                                                                   "or aimh.")]
-    = 10,
+    anneal_steps: Annotated[int | None, typer.Option("--anneal-steps", help="AIS steps (one sweep each) for --method "
+                                                                          "ais or aimh (default 10).")]
+    = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Random seed >= 0 (recorded in the output).")] = 0,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output HDF5 (a PNG is written next to it).")]
     = Path("sample.h5"),
@@ -319,8 +328,11 @@ def sample_cmd(
     """
     from glassgen.api import sample
 
+    if anneal_steps is not None and method not in ("ais", "aimh"):
+        warnings.warn(f"--anneal-steps ignored: only --method ais and aimh anneal (this is {method})", stacklevel=1)
     _print(sample(T=T, model=model, n=n, n_samples=n_samples, method=method, seed=seed, out=out,
-                  checkpoint=checkpoint, train=train, n_chains=n_chains, anneal_steps=anneal_steps,
+                  checkpoint=checkpoint, train=train, n_chains=n_chains,
+                  anneal_steps=10 if anneal_steps is None else anneal_steps,
                   progress=_progress(progress)))
 
 

@@ -57,6 +57,8 @@ class MonteCarlo:
         self.delta = np.broadcast_to(np.asarray(delta, dtype=np.float64), (model.nsp,)).copy()
         if not np.all(np.isfinite(self.delta) & (self.delta > 0)):
             raise InputError(f"delta must be positive and finite, got {self.delta}")
+        if np.any(self.delta > 0.5 * conf.box.min()):  # the trajectory is unwrapped once per sweep: moves < L/2
+            raise InputError(f"delta {self.delta.max():g} exceeds half the box {0.5 * conf.box.min():g}")
         self.params = model.kernel_params(soft_core)
         self.box = conf.box.copy()
         self.pos = np.ascontiguousarray(conf.wrapped_positions())
