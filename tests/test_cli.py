@@ -271,7 +271,7 @@ def test_export_lammps_and_pgmc_reject_bad_states(tmp_path, capsys):
             f[f"configuration/{key}"][...] = a
     base = ["md", "export-lammps", "--steps", "10", "--T", "0.5"]
     cases = ((["--input", str(ok), "--T", "nan"], "positive"), (["--input", str(ok), "--steps", "-1"], "steps"),
-             (["--input", str(ok), "--dt", "0"], "dt > 0"), (["--input", str(ok), "--tau", "0"], "tau"),
+             (["--input", str(ok), "--dt", "0"], "0 < dt <= 1"), (["--input", str(ok), "--tau", "0"], "tau"),
              (["--input", str(overlap)], "overlapping"), (["--input", str(nanvel)], "velocities"))
     for extra, msg in cases:
         assert msg in _bad(tmp_path, [*base, *extra, "--out-dir", str(tmp_path / "lmp")], capsys)

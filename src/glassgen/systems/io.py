@@ -270,6 +270,9 @@ def read_lammps_data(path: PathLike, model: str | InteractionModel | None = None
         pos += img * box
     pos -= lo[:d]
     species = (arr[:, 1].astype(np.int64) - 1).astype(np.int32)
+    if m is not None and species.max() >= m.nsp:
+        raise InputError(f"LAMMPS data file {p}: atom type {int(species.max()) + 1} but model {m.name!r} has "
+                         f"{m.nsp} species (types 1..{m.nsp})")
     vel = None
     if "Velocities" in sections:
         v = np.array([[float(x) for x in r.split()[:4]] for r in sections["Velocities"]])
