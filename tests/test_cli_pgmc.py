@@ -54,7 +54,7 @@ def test_train_then_run_writes_policy_and_trajectory(tmp_path, capsys):
     assert set(an["chi4_peak"]) == {"all", "A", "B", "C"}
     # a run stored without frames: a one-line error
     rc = main(["pgmc", "run", "--policy", str(pol), "--sweeps", "5", "--chains", "1", "--traj", "none",
-               "--out", str(tmp_path / "noframes.h5"), "--no-progress"])
+               "--sample-every", "1", "--out", str(tmp_path / "noframes.h5"), "--no-progress"])
     assert rc == 0
     capsys.readouterr()
     assert main(["analyze", str(tmp_path / "noframes.h5")]) == 2

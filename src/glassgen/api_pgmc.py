@@ -179,9 +179,6 @@ def pgmc_run(*, policy: PathLike, out: PathLike, sweeps: int, T: float | None = 
         raise InputError(f"sweeps must be a positive integer, got {sweeps}")
     if not (isinstance(n_chains, int) and n_chains >= 1):
         raise InputError(f"n_chains must be a positive integer, got {n_chains}")
-    if isinstance(sample_every, int) and sample_every >= 1 and sweeps < 2 * sample_every:
-        raise InputError(f"--sweeps {sweeps} with --sample-every {sample_every} stores fewer than 2 energies per "
-                         "chain: nothing to average (raise --sweeps or lower --sample-every)")
     if model is None and input is None:
         model = pol.meta.get("model")
     if n is None and input is None:
@@ -191,6 +188,9 @@ def pgmc_run(*, policy: PathLike, out: PathLike, sweeps: int, T: float | None = 
     if (m.nsp, m.dim) != (pol.nsp, pol.dim):
         raise InputError(f"policy {policy} is for {pol.nsp} species in {pol.dim}D, model {m.name} has "
                          f"{m.nsp} species in {m.dim}D")
+    if isinstance(sample_every, int) and sample_every >= 1 and sweeps < 2 * sample_every:
+        raise InputError(f"--sweeps {sweeps} with --sample-every {sample_every} stores fewer than 2 energies per "
+                         "chain: nothing to average (raise --sweeps or lower --sample-every)")
     ck = Path(str(out) + ".ckpt.h5")
     starts = chain_starts(conf, n_chains, T, seed, 0 if ck.is_file() else equilibrate_sweeps)
     pg = PGMC(PGMCTarget.from_model(m, conf.box, T), pol, starts, seed=seed)

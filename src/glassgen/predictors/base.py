@@ -308,7 +308,7 @@ def load_predictor(path: PathLike) -> Predictor:
     info = meta.get("info", {})
     if not (isinstance(meta.get("settings"), dict) and isinstance(meta.get("hyper"), dict) and isinstance(info, dict)):
         raise InputError(f"{p}: the predictor's metadata lacks its settings or hyperparameters (damaged file)")
-    if "time" in info and not (isinstance(info["time"], (int, float)) and math.isfinite(info["time"])
+    if info.get("time") is not None and not (isinstance(info["time"], (int, float)) and math.isfinite(info["time"])
                                and info["time"] > 0):
         raise InputError(f"{p}: the predictor's lag time {info['time']!r} is not a positive number (damaged file)")
     if std.size and not np.all(std > 0):
