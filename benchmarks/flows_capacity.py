@@ -7,7 +7,7 @@ for a fixed wall time, half of each batch at each target. Every ``--validate-eve
 ``--validate-samples`` flow draws at each target on the exact energy (Numba), log w = -U/T + U(z)/T_h +
 log|det J|. The identity (the flow at step 0) is the baseline in the same run.
 
-Context (README, "Why the 10x target is out of reach on KA 3D with MD pools"): from the 0.6 pool, flow-MCMC
+Context (docs/flows.md, "Why the 10x target is out of reach on KA 3D with MD pools"): from the 0.6 pool, flow-MCMC
 beats MD by 10x at T = 0.45 only if ESS/n >= ~0.31 there; maps that keep configurations in their basins are
 bounded by the basin part, ~0.09. This run asks whether a flow of ~40x the shipped one's parameters, trained
 on ~10x more samples, gets anywhere near. ``--train-pool K`` trains on the first K pool configurations only and

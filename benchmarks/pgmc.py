@@ -155,7 +155,7 @@ def seed_summary(rows: list[dict]) -> list[dict]:
 
 def local_fraction_2d(requested: float | None, n: int) -> float:
     """KA2D fraction of environment-aware displacements: the requested value, else 0.8 for N <= 100 and 0.3
-    above (N = 43, T = 0.3: 0.8 beats 0.3; N = 1290, T = 0.3: 0.3 beats 0.8, see the README)."""
+    above (N = 43, T = 0.3: 0.8 beats 0.3; N = 1290, T = 0.3: 0.3 beats 0.8, see docs/pgmc.md)."""
     if requested is not None:
         return requested
     return 0.8 if n <= 100 else 0.3

@@ -68,10 +68,10 @@ def pgmc_train(*, T: float, out: PathLike, input: PathLike | None = None, model:
     for ``equilibrate_sweeps`` sweeps, then ``iterations`` learning steps follow (each: ``sweeps_between``
     sweeps, ``trials_per_chain`` trial proposals per chain, one ``optimizer`` step). Swap selection is uniform
     unless ``biased``: the (energy, coordination) bias alone raises swap acceptance but not mixing, and
-    tracking its features makes a KA2D sweep several times dearer (README, PGMC). ``flip`` (biased only)
+    tracking its features makes a KA2D sweep several times dearer (docs/pgmc.md). ``flip`` (biased only)
     starts the single-flip selection coefficients at phi = -flip / T: 0.5 weights swap partners by
     exp(-dE / 2T), dE the energy change of flipping each particle alone (locally balanced selection), which
-    raises the swap acceptance ~30x and is the fastest policy in sweeps (README, PGMC).
+    raises the swap acceptance ~30x and is the fastest policy in sweeps (README, PGMC; docs/pgmc.md).
 
     Returns:
         Summary: learned widths, acceptances and J estimates at the end, wall time, output path.

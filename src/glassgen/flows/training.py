@@ -86,7 +86,7 @@ class TrainingConfig:
             them as its pools, so the flow is independent of the configurations it later maps and its
             importance weights are exact. With 0 the flow is trained on the pool it samples from and is
             judged on its training data: a flow that fits the pool's own configurations looks better than it
-            is (``benchmarks/flows_capacity.py``; README). 0 in the shipped configs (their flows are the
+            is (``benchmarks/flows_capacity.py``; docs/flows.md). 0 in the shipped configs (their flows are the
             identity or 100 small steps from it).
         architecture: :class:`FlowArchitecture`.
     """
