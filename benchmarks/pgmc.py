@@ -46,7 +46,7 @@ from glassgen.dynamics.mc import MonteCarlo
 from glassgen.observables.dynamics import SelfIntermediateScattering, tau_alpha
 from glassgen.observables.schedule import log_spaced_steps
 from glassgen.sampling.pgmc import PGMC, PGMCTarget
-from glassgen.sampling.policies import Policy
+from glassgen.sampling.policies import Policy, default_local_fraction
 
 
 def fs_tau(sweeps: np.ndarray, frames: list[np.ndarray], q: float) -> tuple[float, float, np.ndarray]:
@@ -154,11 +154,12 @@ def seed_summary(rows: list[dict]) -> list[dict]:
 
 
 def local_fraction_2d(requested: float | None, n: int) -> float:
-    """KA2D fraction of environment-aware displacements: the requested value, else 0.8 for N <= 100 and 0.3
-    above (N = 43, T = 0.3: 0.8 beats 0.3; N = 1290, T = 0.3: 0.3 beats 0.8, see docs/pgmc.md)."""
+    """KA2D fraction of environment-aware displacements: the requested value, else the package default
+    (:func:`glassgen.sampling.policies.default_local_fraction`: 0.8 for N <= 100, 0.3 above; N = 43, T = 0.3:
+    0.8 beats 0.3; N = 1290, T = 0.3: 0.3 beats 0.8, see docs/pgmc.md)."""
     if requested is not None:
         return requested
-    return 0.8 if n <= 100 else 0.3
+    return default_local_fraction(2, n)
 
 
 def equilibrated(model: str, n: int, T: float, sweeps: int, seed: int = 1):

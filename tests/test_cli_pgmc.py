@@ -117,9 +117,28 @@ def test_pgmc_sample_entry_point(tmp_path):
                     sweeps_per_sample=2, train_iterations=3)
     assert s["method"] == "pgmc" and s["n_samples"] == 16
     assert (tmp_path / "s.h5.policy.json").is_file()
+    # the measured default mixture: 80% environment-aware displacements and 20% swaps for small 2D systems
+    assert np.allclose(Policy.load(tmp_path / "s.h5.policy.json").move_probs, [0.0, 0.8, 0.2])
     with h5py.File(tmp_path / "s.h5") as f:
         assert f["energies"].shape == (9, 2) and f.attrs["method"] == "pgmc"
     from PIL import Image
 
     assert s["plot"] == str(tmp_path / "s.png")  # as for every sample method: energy histogram and g(r)
     assert json.loads(Image.open(tmp_path / "s.png").text["Description"])["method"] == "pgmc"
+
+
+@pytest.mark.parametrize("model, n, probs", [("ka2d", 20, [0.0, 0.8, 0.2]), ("ka2d", 120, [0.5, 0.3, 0.2]),
+                                             ("ka3d", 20, [0.7, 0.3, 0.0])])
+def test_train_defaults_to_the_measured_local_fraction(tmp_path, capsys, model, n, probs):
+    """Without --local-fraction, pgmc train mixes in environment-aware displacements at the fraction that
+    measured fastest (0.8 for 2D systems of <= 100 particles, else 0.3), not Gaussian moves alone."""
+    pol = tmp_path / "p.json"
+    rc = main(["pgmc", "train", "--model", model, "--N", str(n), "--T", "1.0", "--iterations", "1", "--trials", "4",
+               "--chains", "1", "--equilibrate", "2", "--seed", "1", "--out", str(pol), "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    assert np.allclose(Policy.load(pol).move_probs, probs)
+    rc = main(["pgmc", "train", "--model", model, "--N", str(n), "--T", "1.0", "--iterations", "1", "--trials", "4",
+               "--chains", "1", "--equilibrate", "2", "--seed", "1", "--local-fraction", "0", "--out",
+               str(tmp_path / "g.json"), "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    assert Policy.load(tmp_path / "g.json").move_probs[1] == 0.0

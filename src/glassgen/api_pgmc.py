@@ -21,7 +21,7 @@ from glassgen.errors import InputError
 from glassgen.observables.dynamics import default_q
 from glassgen.provenance import atomic_path, check_output_name, provenance
 from glassgen.sampling.pgmc import OPTIMIZERS, PGMC, PGMCResult, PGMCTarget
-from glassgen.sampling.policies import Policy
+from glassgen.sampling.policies import Policy, default_local_fraction
 from glassgen.systems.configuration import Configuration
 from glassgen.systems.io import h5_write_attrs
 
@@ -58,7 +58,7 @@ def pgmc_train(*, T: float, out: PathLike, input: PathLike | None = None, model:
                n: int | None = None, density: float | None = None, seed: int = 0, n_chains: int = 8,
                equilibrate_sweeps: int = 200, iterations: int = 200, trials_per_chain: int = 100,
                sweeps_between: int = 1, optimizer: str = "natural", lr: float = 0.1, sigma: float = 0.1,
-               local_fraction: float = 0.0, swap_fraction: float | None = None,
+               local_fraction: float | None = None, swap_fraction: float | None = None,
                swap_pairs: list[list[int]] | None = None, biased: bool = False, hidden: int = 8,
                flip: float = 0.0, progress: bool = False) -> dict[str, Any]:
     """Learn a PGMC policy during burn-in and save it (one JSON file, ``out``); the learning state is
@@ -66,7 +66,10 @@ def pgmc_train(*, T: float, out: PathLike, input: PathLike | None = None, model:
 
     The chains start from ``input`` (or a random state of ``n`` particles of ``model``), are equilibrated
     for ``equilibrate_sweeps`` sweeps, then ``iterations`` learning steps follow (each: ``sweeps_between``
-    sweeps, ``trials_per_chain`` trial proposals per chain, one ``optimizer`` step). Swap selection is uniform
+    sweeps, ``trials_per_chain`` trial proposals per chain, one ``optimizer`` step). ``local_fraction`` (the
+    share of environment-aware displacements) defaults to the measured best,
+    :func:`glassgen.sampling.policies.default_local_fraction` (0.8 for 2D systems of <= 100 particles, else
+    0.3); ``swap_fraction`` to 0.2 where the model has swap pairs. Swap selection is uniform
     unless ``biased``: the (energy, coordination) bias alone raises swap acceptance but not mixing, and
     tracking its features makes a KA2D sweep several times dearer (docs/pgmc.md). ``flip`` (biased only)
     starts the single-flip selection coefficients at phi = -flip / T: 0.5 weights swap partners by
@@ -96,6 +99,8 @@ def pgmc_train(*, T: float, out: PathLike, input: PathLike | None = None, model:
     pairs = [tuple(p) for p in swap_pairs] if swap_pairs is not None else default_swap_pairs(m.name)
     if swap_fraction is None:
         swap_fraction = 0.2 if pairs else 0.0
+    if local_fraction is None:
+        local_fraction = default_local_fraction(m.dim, conf.n)
     if swap_fraction > 0 and not pairs:
         raise InputError(f"model {m.name} has no species pairs to swap; set swap_pairs or swap_fraction = 0")
     counts = np.bincount(conf.species, minlength=m.nsp)

@@ -38,10 +38,18 @@ from glassgen._kernels.pgmc import N_RADIAL, N_SEL
 from glassgen.errors import InputError
 from glassgen.provenance import atomic_path, provenance
 
-__all__ = ["Policy", "BLOCKS", "score_gauss", "local_log_q_and_score", "FORMAT"]
+__all__ = ["Policy", "BLOCKS", "score_gauss", "local_log_q_and_score", "FORMAT", "default_local_fraction"]
 
 BLOCKS = ("gauss", "local", "swap")
 FORMAT = "glassgen-pgmc-policy-1"
+
+
+
+def default_local_fraction(dim: int, n: int) -> float:
+    """Fraction of environment-aware displacements that measured fastest (``benchmarks/pgmc.py`` seed
+    studies, docs/pgmc.md): 0.8 for 2D systems of at most 100 particles (KA2D N = 43, T = 0.3: 0.8 beats 0.3
+    and 0.6), 0.3 otherwise (KA2D N = 1290, T = 0.3: 0.3 beats 0.8; KA 3D N = 600)."""
+    return 0.8 if dim == 2 and n <= 100 else 0.3
 
 
 @dataclass
