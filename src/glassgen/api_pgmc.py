@@ -11,6 +11,7 @@ import json
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,7 @@ def pgmc_train(*, T: float, out: PathLike, input: PathLike | None = None, model:
                          swap_pairs=pairs or None, biased=biased, hidden=hidden, seed=seed, counts=counts,
                          phi=-float(flip) / T)
     t0 = time.perf_counter()
-    starts = chain_starts(conf, n_chains, T, seed, equilibrate_sweeps)
+    starts = chain_starts(conf, n_chains, T, seed, equilibrate_sweeps, policy=pol)  # with the initial policy
     pg = PGMC(PGMCTarget.from_model(m, conf.box, T), pol, starts, seed=seed)
     ck = Path(str(out) + ".ckpt.h5")  # learning resumes from here when the same command is repeated
     hist = pg.learn(iterations, trials_per_chain=trials_per_chain, sweeps_between=sweeps_between,
@@ -154,6 +155,24 @@ def _u_summary(res: PGMCResult, n: int) -> tuple[float, float]:
     return mean_and_error_of_parallel_chains(u)  # pooled tau_int; at least the spread of the chain means
 
 
+def energy_drift_z(u: np.ndarray) -> float:
+    """Equilibration check of parallel chains: z = (mean of the second half - mean of the first half) /
+    combined error, each half's error from :func:`mean_and_error_of_parallel_chains` (pooled autocorrelation
+    time, at least the spread of the chain means). u: (S, chains) energies after the burn-in cut. A chain
+    still relaxing from its start gives |z| >> 1; NaN with fewer than 8 rows."""
+    from glassgen.observables.thermo import mean_and_error_of_parallel_chains
+
+    u = np.asarray(u, dtype=np.float64)
+    if u.ndim != 2 or u.shape[0] < 8:
+        return math.nan
+    h = u.shape[0] // 2
+    with warnings.catch_warnings():  # a half is often too short for its tau_int; the full series says so already
+        warnings.simplefilter("ignore", RuntimeWarning)
+        (m1, e1), (m2, e2) = mean_and_error_of_parallel_chains(u[:h]), mean_and_error_of_parallel_chains(u[h:])
+    err = math.hypot(e1, e2)
+    return (m2 - m1) / err if err > 0 else math.nan
+
+
 def pgmc_run(*, policy: PathLike, out: PathLike, sweeps: int, T: float | None = None, input: PathLike | None = None,
              model: str | None = None, n: int | None = None, density: float | None = None, seed: int = 0,
              n_chains: int = 4, equilibrate_sweeps: int = 0, sample_every: int = 10, traj: str = "log",
@@ -197,7 +216,8 @@ def pgmc_run(*, policy: PathLike, out: PathLike, sweeps: int, T: float | None = 
         raise InputError(f"--sweeps {sweeps} with --sample-every {sample_every} stores fewer than 2 energies per "
                          "chain: nothing to average (raise --sweeps or lower --sample-every)")
     ck = Path(str(out) + ".ckpt.h5")
-    starts = chain_starts(conf, n_chains, T, seed, 0 if ck.is_file() else equilibrate_sweeps)
+    # equilibrate with the frozen policy itself: any exact kernel will do, and this one relaxes fastest
+    starts = chain_starts(conf, n_chains, T, seed, 0 if ck.is_file() else equilibrate_sweeps, policy=pol)
     pg = PGMC(PGMCTarget.from_model(m, conf.box, T), pol, starts, seed=seed)
     fr = _frame_sweeps(sweeps, traj, frames_per_decade)
     t0 = time.perf_counter()
@@ -208,6 +228,11 @@ def pgmc_run(*, policy: PathLike, out: PathLike, sweeps: int, T: float | None = 
                                "acceptance": res.acceptance, "sigma": pol.sigma.tolist(),
                                "feature_updates": res.info["feature_updates"]}
     summary["U_per_N"] = _u_summary(res, conf.n)
+    z = energy_drift_z(res.energies[res.energies.shape[0] // 5:] / conf.n)
+    summary["U_per_N_drift_z"] = z
+    if abs(z) > 3:  # NaN compares False
+        warnings.warn(f"U/N drifts between the first and second half of the kept samples (z = {z:+.1f}): the "
+                      "chains may not be equilibrated yet; equilibrate or run longer", stacklevel=2)
     if res.frames is not None and res.frames.shape[0] >= 2:
         from glassgen.observables.dynamics import tau_alpha
 
@@ -272,7 +297,7 @@ def pgmc_sample(*, T: float, model: str | None = None, n: int | None = None, n_s
     per_chain = max(8, math.ceil(n_samples / n_chains))  # fewer give no U/N error after the 20 % burn-in
     sweeps = per_chain * sweeps_per_sample
     res = pgmc_run(policy=policy, out=out, sweeps=sweeps, T=T, model=model, n=n, seed=seed, n_chains=n_chains,
-                   equilibrate_sweeps=max(100, sweeps // 5), sample_every=sweeps_per_sample, traj="none",
+                   equilibrate_sweeps=max(2000, sweeps), sample_every=sweeps_per_sample, traj="none",
                    progress=progress)
     png = _plot_pgmc_sample(Path(out), T, seed)
     return {**summary, **res, "method": "pgmc", "n_samples": per_chain * n_chains, "plot": str(png)}
