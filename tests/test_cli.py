@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -79,6 +80,10 @@ def test_same_seed_same_result(tmp_path):
         with h5py.File(out) as f:
             outs.append(f["configuration/positions"][()])
     assert np.array_equal(outs[0], outs[1])
+    # an MC run's frames are counted in sweeps, and analyze says so (it printed "time_unit: 1")
+    assert main(["analyze", str(tmp_path / "mc0.h5"), "--out-dir", str(tmp_path / "an")]) == 0
+    summary = json.loads((tmp_path / "an" / "summary.json").read_text())
+    assert summary["time_unit"] == "MC sweeps" and summary["provenance"]["time_unit"] == "MC sweeps"
 
 
 def _bad(tmp_path: Path, args: list[str], capsys) -> str:

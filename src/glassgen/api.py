@@ -396,6 +396,10 @@ def analyze(*, input: PathLike, out_dir: PathLike | None = None, q: float | None
         sq.compute(traj.positions[k], species, box, reset=(k == max(0, nf - frames_for_rdf)))
     # the analysed run's own provenance (model, T, seed, ...) travels into every output
     run = {f"run_{k}": v for k, v in data.attrs.items() if k in ("model", "T", "seed", "N", "engine", "method")}
+    if str(data.attrs.get("engine", "")).endswith("-mc"):  # mc run: frames are counted in MC sweeps
+        return _write_analysis(p, outd, q, rdf, sq, msd, fs, ngp, chi4, species, names,
+                               {"input": str(p), **run, "time_unit": "MC sweeps"},
+                               {"time_unit": "MC sweeps", "frames": nf}, "t (MC sweeps)")
     return _write_analysis(p, outd, q, rdf, sq, msd, fs, ngp, chi4, species, names, {"input": str(p), **run},
                            {"time_unit": float(dt_unit), "frames": nf}, "t")
 
