@@ -142,19 +142,3 @@ def test_train_defaults_to_the_measured_local_fraction(tmp_path, capsys, model, 
                str(tmp_path / "g.json"), "--no-progress"])
     assert rc == 0, capsys.readouterr().err
     assert Policy.load(tmp_path / "g.json").move_probs[1] == 0.0
-
-
-def test_energy_drift_z_flags_chains_still_relaxing():
-    """The equilibration check of pgmc run: stationary AR(1) chains give |z| < 3, the same chains relaxing
-    from a high start give z << -3, and too few rows give NaN."""
-    from glassgen.api_pgmc import energy_drift_z
-
-    rng = np.random.default_rng(0)
-    s, chains, rho = 400, 4, 0.9
-    u = np.zeros((s, chains))
-    for t in range(1, s):
-        u[t] = rho * u[t - 1] + np.sqrt(1 - rho**2) * rng.standard_normal(chains)
-    assert abs(energy_drift_z(u)) < 3
-    relaxing = u + 5.0 * np.exp(-np.arange(s) / 100.0)[:, None]
-    assert energy_drift_z(relaxing) < -3
-    assert np.isnan(energy_drift_z(u[:7]))

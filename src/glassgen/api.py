@@ -140,7 +140,7 @@ def write_run(path: PathLike, result: MDResult, prov: dict[str, Any],
 
 
 def _thermo_summary(result: MDResult, n: int) -> dict[str, Any]:
-    from glassgen.observables.thermo import block_average
+    from glassgen.observables.thermo import block_average, drift_z, warn_if_drifting
 
     th = result.thermo
     s: dict[str, Any] = {}
@@ -151,6 +151,9 @@ def _thermo_summary(result: MDResult, n: int) -> dict[str, Any]:
         if a.size >= 4:
             m, e = block_average(a, min(10, a.size // 2))
             s[key] = (float(m), float(e))
+    u = th.potential[k0:] / n
+    s["U_per_N_drift_z"] = drift_z(u)  # halves of the kept series, in combined standard errors
+    warn_if_drifting(s["U_per_N_drift_z"])
     c = th.conserved[np.isfinite(th.conserved)]
     if c.size >= 2 and th.time[-1] > th.time[0]:
         slope = np.polyfit(th.step[: c.size], c / n, 1)[0]

@@ -11,7 +11,6 @@ import json
 import math
 import os
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import numpy as np
 
 from glassgen.errors import InputError
 from glassgen.observables.dynamics import default_q
+from glassgen.observables.thermo import drift_z, warn_if_drifting
 from glassgen.provenance import atomic_path, check_output_name, provenance
 from glassgen.sampling.pgmc import OPTIMIZERS, PGMC, PGMCResult, PGMCTarget
 from glassgen.sampling.policies import Policy, default_local_fraction
@@ -155,24 +155,6 @@ def _u_summary(res: PGMCResult, n: int) -> tuple[float, float]:
     return mean_and_error_of_parallel_chains(u)  # pooled tau_int; at least the spread of the chain means
 
 
-def energy_drift_z(u: np.ndarray) -> float:
-    """Equilibration check of parallel chains: z = (mean of the second half - mean of the first half) /
-    combined error, each half's error from :func:`mean_and_error_of_parallel_chains` (pooled autocorrelation
-    time, at least the spread of the chain means). u: (S, chains) energies after the burn-in cut. A chain
-    still relaxing from its start gives |z| >> 1; NaN with fewer than 8 rows."""
-    from glassgen.observables.thermo import mean_and_error_of_parallel_chains
-
-    u = np.asarray(u, dtype=np.float64)
-    if u.ndim != 2 or u.shape[0] < 8:
-        return math.nan
-    h = u.shape[0] // 2
-    with warnings.catch_warnings():  # a half is often too short for its tau_int; the full series says so already
-        warnings.simplefilter("ignore", RuntimeWarning)
-        (m1, e1), (m2, e2) = mean_and_error_of_parallel_chains(u[:h]), mean_and_error_of_parallel_chains(u[h:])
-    err = math.hypot(e1, e2)
-    return (m2 - m1) / err if err > 0 else math.nan
-
-
 def pgmc_run(*, policy: PathLike, out: PathLike, sweeps: int, T: float | None = None, input: PathLike | None = None,
              model: str | None = None, n: int | None = None, density: float | None = None, seed: int = 0,
              n_chains: int = 4, equilibrate_sweeps: int = 0, sample_every: int = 10, traj: str = "log",
@@ -228,11 +210,8 @@ def pgmc_run(*, policy: PathLike, out: PathLike, sweeps: int, T: float | None = 
                                "acceptance": res.acceptance, "sigma": pol.sigma.tolist(),
                                "feature_updates": res.info["feature_updates"]}
     summary["U_per_N"] = _u_summary(res, conf.n)
-    z = energy_drift_z(res.energies[res.energies.shape[0] // 5:] / conf.n)
-    summary["U_per_N_drift_z"] = z
-    if abs(z) > 3:  # NaN compares False
-        warnings.warn(f"U/N drifts between the first and second half of the kept samples (z = {z:+.1f}): the "
-                      "chains may not be equilibrated yet; equilibrate or run longer", stacklevel=2)
+    summary["U_per_N_drift_z"] = drift_z(res.energies[res.energies.shape[0] // 5:] / conf.n)
+    warn_if_drifting(summary["U_per_N_drift_z"])
     if res.frames is not None and res.frames.shape[0] >= 2:
         from glassgen.observables.dynamics import tau_alpha
 

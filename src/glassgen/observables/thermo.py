@@ -250,6 +250,33 @@ def mean_and_error_of_parallel_chains(series: np.ndarray, c: float = 5.0) -> tup
     return float(s.mean()), max(within, spread)
 
 
+def drift_z(series: np.ndarray, c: float = 5.0) -> float:
+    """Equilibration check: z = (mean of the second half - mean of the first half) / combined error.
+
+    ``series`` (n,) one chain or (n, n_chains) parallel chains, burn-in already cut; each half's error is
+    :func:`mean_and_error_of_parallel_chains` (pooled tau_int, at least the spread of the chain means). A
+    stationary series gives z ~ N(0, 1); one still relaxing from its start gives |z| >> 1. NaN with fewer
+    than 8 samples per chain or a zero error.
+    """
+    s = np.asarray(series, dtype=np.float64)
+    s = s[:, None] if s.ndim == 1 else s
+    if s.ndim != 2 or s.shape[0] < 8 or not np.all(np.isfinite(s)):
+        return float("nan")
+    h = s.shape[0] // 2
+    with warnings.catch_warnings():  # a half is often too short for its tau_int; the whole series says so already
+        warnings.simplefilter("ignore", RuntimeWarning)
+        (m1, e1), (m2, e2) = mean_and_error_of_parallel_chains(s[:h], c), mean_and_error_of_parallel_chains(s[h:], c)
+    err = float(np.hypot(e1, e2))
+    return (m2 - m1) / err if err > 0 else float("nan")
+
+
+def warn_if_drifting(z: float, what: str = "U/N") -> None:
+    """One-line warning when :func:`drift_z` exceeds 3 in magnitude (NaN never warns)."""
+    if abs(z) > 3:
+        warnings.warn(f"{what} drifts between the first and second half of the kept samples (z = {z:+.1f}): "
+                      "the run may not be equilibrated yet; equilibrate or run longer", RuntimeWarning, stacklevel=3)
+
+
 def mean_and_error_of_chains(x: np.ndarray, chains: int, c: float = 5.0) -> tuple[float, float]:
     """Mean and error of samples from independent chains stored one after the other.
 
