@@ -142,3 +142,26 @@ def test_train_defaults_to_the_measured_local_fraction(tmp_path, capsys, model, 
                str(tmp_path / "g.json"), "--no-progress"])
     assert rc == 0, capsys.readouterr().err
     assert Policy.load(tmp_path / "g.json").move_probs[1] == 0.0
+
+
+def test_pgmc_chains_start_from_the_generator_pool():
+    """sample --method pgmc starts its chains from equilibrium configurations of the shipped generator's pool
+    nearest T from above (KA2D N = 43: swap-MC pools at 0.35 ... 0.6), or from a random state without one."""
+    from glassgen.api_pgmc import generator_pool_starts
+    from glassgen.systems.model import load_model
+
+    got = generator_pool_starts("ka2d", 43, 0.45, 3)
+    assert got is not None
+    confs, t_h = got
+    assert t_h == 0.5 and len(confs) == 3
+    from glassgen.dynamics.batch import model_energy
+
+    for c in confs:
+        assert c.positions.shape == (43, 2) and np.all((c.positions >= 0) & (c.positions < c.box))
+        assert np.array_equal(np.bincount(c.species, minlength=3), [20, 11, 12])
+        u = model_energy(load_model("ka2d"), c.species, c.box)(c.positions[None])[0] / 43
+        assert -2.55 < u < -2.2, u  # equilibrium at T = 0.5: U/N = -2.378 +- ~0.04 per configuration
+    assert not np.array_equal(confs[0].positions, confs[1].positions)
+    assert generator_pool_starts("ka2d", 44, 0.45, 2) is None  # no shipped generator for N = 44
+    assert generator_pool_starts("ka2d", 43, 0.2, 2)[1] == 0.35  # below every pool: the coldest one
+

@@ -42,17 +42,21 @@ def _positive(name: str, v: Any) -> None:
         raise InputError(f"{name} must be positive, got {name}={v}")
 
 
-def chain_starts(conf: Configuration, n_chains: int, T: float, seed: int, equilibrate_sweeps: int = 0,
-                 policy: Policy | None = None) -> list[Configuration]:
-    """``n_chains`` starting configurations: ``conf`` decorrelated by independent Metropolis-like PGMC
-    sweeps (``equilibrate_sweeps`` each, Gaussian sigma 0.1 or the given policy)."""
+def chain_starts(conf: Configuration | list[Configuration], n_chains: int, T: float, seed: int,
+                 equilibrate_sweeps: int = 0, policy: Policy | None = None) -> list[Configuration]:
+    """``n_chains`` starting configurations: ``conf`` (or one configuration per chain) decorrelated by
+    independent Metropolis-like PGMC sweeps (``equilibrate_sweeps`` each, Gaussian sigma 0.1 or the given
+    policy)."""
+    confs = list(conf) if isinstance(conf, (list, tuple)) else [conf] * n_chains
+    if len(confs) != n_chains:
+        raise InputError(f"{len(confs)} starting configurations for {n_chains} chains")
     if equilibrate_sweeps <= 0:
-        return [conf] * n_chains
-    m = conf.require_model()
+        return confs
+    m = confs[0].require_model()
     pol = policy or Policy.default(m.nsp, m.dim, sigma=0.1)
-    pg = PGMC(PGMCTarget.from_model(m, conf.box, T), pol, [conf] * n_chains, seed=seed + 7919)
+    pg = PGMC(PGMCTarget.from_model(m, confs[0].box, T), pol, confs, seed=seed + 7919)
     pg.sweep(equilibrate_sweeps)
-    return [conf.replace(positions=c.pos.copy(), species=c.species.copy(), velocities=None) for c in pg.chains]
+    return [confs[0].replace(positions=c.pos.copy(), species=c.species.copy(), velocities=None) for c in pg.chains]
 
 
 def pgmc_train(*, T: float, out: PathLike, input: PathLike | None = None, model: str | None = None,
@@ -159,7 +163,7 @@ def pgmc_run(*, policy: PathLike, out: PathLike, sweeps: int, T: float | None = 
              model: str | None = None, n: int | None = None, density: float | None = None, seed: int = 0,
              n_chains: int = 4, equilibrate_sweeps: int = 0, sample_every: int = 10, traj: str = "log",
              frames_per_decade: int = 10, q: float | None = None, checkpoint_every: int = 1000,
-             progress: bool = False) -> dict[str, Any]:
+             progress: bool = False, starts: list[Configuration] | None = None) -> dict[str, Any]:
     """Production PGMC with a frozen policy: an exact Markov chain per chain; trajectory in HDF5.
 
     ``T`` defaults to the temperature the policy was trained at (any T is exact; the policy is only
@@ -167,7 +171,8 @@ def pgmc_run(*, policy: PathLike, out: PathLike, sweeps: int, T: float | None = 
     ``/sample_sweeps``, ``/trajectory/{sweeps, positions (F, chains, N, d) unwrapped, species}``,
     ``/final/{positions, species}``, ``/box`` and the policy (JSON attribute ``policy``). A checkpoint
     ``<out>.ckpt.h5`` is written every ``checkpoint_every`` sweeps and resumed if present; it is removed
-    when the run completes.
+    when the run completes. ``starts`` (one configuration per chain, e.g. equilibrium samples of a nearby
+    temperature) replaces ``input``/``model``/``n`` as the chains' starting states.
 
     Returns:
         Summary: U/N (mean, error), acceptance per move kind, tau_alpha (sweeps and CPU seconds) from
@@ -189,7 +194,7 @@ def pgmc_run(*, policy: PathLike, out: PathLike, sweeps: int, T: float | None = 
         model = pol.meta.get("model")
     if n is None and input is None:
         n = pol.meta.get("N")
-    conf = load_input(input, model, n, None, density, seed, check_overlap=True)
+    conf = starts[0] if starts else load_input(input, model, n, None, density, seed, check_overlap=True)
     m = conf.require_model()
     if (m.nsp, m.dim) != (pol.nsp, pol.dim):
         raise InputError(f"policy {policy} is for {pol.nsp} species in {pol.dim}D, model {m.name} has "
@@ -199,7 +204,7 @@ def pgmc_run(*, policy: PathLike, out: PathLike, sweeps: int, T: float | None = 
                          "chain: nothing to average (raise --sweeps or lower --sample-every)")
     ck = Path(str(out) + ".ckpt.h5")
     # equilibrate with the frozen policy itself: any exact kernel will do, and this one relaxes fastest
-    starts = chain_starts(conf, n_chains, T, seed, 0 if ck.is_file() else equilibrate_sweeps, policy=pol)
+    starts = chain_starts(starts or conf, n_chains, T, seed, 0 if ck.is_file() else equilibrate_sweeps, policy=pol)
     pg = PGMC(PGMCTarget.from_model(m, conf.box, T), pol, starts, seed=seed)
     fr = _frame_sweeps(sweeps, traj, frames_per_decade)
     t0 = time.perf_counter()
@@ -252,7 +257,10 @@ def pgmc_sample(*, T: float, model: str | None = None, n: int | None = None, n_s
     """``glassgen sample --method pgmc``: exact samples at T from PGMC chains.
 
     Uses the policy file ``policy`` if given; otherwise first learns one on the fly (``train_iterations``
-    learning steps at T during burn-in, saved next to ``out`` as ``<out>.policy.json``). Then
+    learning steps at T during burn-in, saved next to ``out`` as ``<out>.policy.json``). The chains start
+    from the shipped generator's equilibrium pool nearest T from above where (model, N) has one
+    (:func:`generator_pool_starts`), else from a random state, and are equilibrated at T for max(2000,
+    production) sweeps with the frozen policy. Then
     ``n_chains`` frozen-policy chains run ``ceil(n_samples / n_chains) * sweeps_per_sample`` sweeps, storing a
     state every ``sweeps_per_sample`` sweeps (``n_samples`` states rounded up to a multiple of ``n_chains``,
     at least 8 per chain; the first 20 % of each chain excluded from the U/N estimate). Output:
@@ -266,7 +274,7 @@ def pgmc_sample(*, T: float, model: str | None = None, n: int | None = None, n_s
     model = model or "ka3d"
     if n is not None and n < 2:
         raise InputError(f"N must be at least 2, got {n}")
-    n = int(n if n is not None else 32)
+    n = int(n if n is not None else 64)  # as the generator methods of glassgen sample (api.DEFAULT_FLOW)
     summary: dict[str, Any] = {}
     if policy is None:
         policy = Path(str(out) + ".policy.json")
@@ -275,11 +283,52 @@ def pgmc_sample(*, T: float, model: str | None = None, n: int | None = None, n_s
         summary["trained_policy"] = {"out": tr["out"], "sigma": tr["sigma_learned"], "wall_s": tr["wall_s"]}
     per_chain = max(8, math.ceil(n_samples / n_chains))  # fewer give no U/N error after the 20 % burn-in
     sweeps = per_chain * sweeps_per_sample
+    pool = generator_pool_starts(load_model(model).name, n, T, n_chains, seed)
+    if pool is not None:
+        summary["chain_starts"] = f"shipped generator pool at T_h = {pool[1]:g}"
+    else:
+        summary["chain_starts"] = "random state"
     res = pgmc_run(policy=policy, out=out, sweeps=sweeps, T=T, model=model, n=n, seed=seed, n_chains=n_chains,
                    equilibrate_sweeps=max(2000, sweeps), sample_every=sweeps_per_sample, traj="none",
-                   progress=progress)
+                   progress=progress, starts=None if pool is None else pool[0])
     png = _plot_pgmc_sample(Path(out), T, seed)
     return {**summary, **res, "method": "pgmc", "n_samples": per_chain * n_chains, "plot": str(png)}
+
+
+def generator_pool_starts(model: str, n: int, T: float, n_chains: int,
+                          seed: int = 0) -> tuple[list[Configuration], float] | None:
+    """Starting states for PGMC chains at T from the shipped generator of (model, N), if there is one with
+    Boltzmann-prior pools: ``n_chains`` equilibrium configurations of the pool nearest T from above (the
+    hottest pool if T is above every pool), evenly spaced through it (its MD or MC chains are stored one
+    after another), with the pinned particle at the origin. None without a shipped generator.
+
+    Returns:
+        (configurations, the pool's temperature T_h).
+    """
+    import torch
+
+    from glassgen.api import load_input, shipped_flow
+    from glassgen.flows.base import BoltzmannPriorBase
+    from glassgen.flows.generator import BoltzmannGenerator
+    from glassgen.flows.model import to_full
+
+    ck = shipped_flow(model, n)
+    if not ck.is_file():
+        return None
+    gen = BoltzmannGenerator.load(ck)
+    base = gen.flow.q0
+    if not isinstance(base, BoltzmannPriorBase):
+        return None
+    above = [t for t in base.T_priors if t >= T]
+    t_h = min(above) if above else max(base.T_priors)
+    pool = base.pools[base.T_priors.index(t_h)]
+    idx = np.linspace(0, pool.shape[0] - 1, n_chains).round().astype(np.int64)
+    x = to_full(pool[idx], torch.zeros(n_chains, gen.system.dim, dtype=torch.float64), gen.box).numpy()
+    ref = load_input(None, model, n, None, None, seed, check_overlap=False)  # model, box and the Configuration type
+    if not np.allclose(ref.box, gen.system.box_array()):
+        return None
+    species = gen.system.species_array()
+    return [ref.replace(positions=x[k], species=species, velocities=None) for k in range(n_chains)], t_h
 
 
 def _plot_pgmc_sample(out: Path, T: float, seed: int, rdf_bins: int = 60) -> Path:
