@@ -39,12 +39,13 @@ def test_help_has_examples(cmd, capsys):
 def test_md_run_analyze_end_to_end(tmp_path):
     out = tmp_path / "md.h5"
     r = run_cli(["md", "run", "--model", "ka3d", "--N", "108", "--T", "1.0", "--steps", "600", "--seed", "5",
-                 "--out", str(out)])
+                 "--equilibrate", "200", "--out", str(out)])
     assert r.returncode == 0, r.stderr
     with h5py.File(out) as f:
         for key in ("command", "glassgen_version", "seed", "model", "T", "time"):
             assert key in f.attrs
         assert f.attrs["seed"] == 5 and f.attrs["model"] == "ka3d"
+        assert f.attrs["equilibrate_steps"] == 200  # --equilibrate: unrecorded NVT steps first
         assert f["trajectory/positions"].shape[1:] == (108, 3)
         assert f["thermo/potential"].shape[0] > 3
     assert (tmp_path / "md.thermo.png").is_file()
@@ -80,10 +81,13 @@ def test_same_seed_same_result(tmp_path):
         with h5py.File(out) as f:
             outs.append(f["configuration/positions"][()])
     assert np.array_equal(outs[0], outs[1])
-    # an MC run's frames are counted in sweeps, and analyze says so (it printed "time_unit: 1")
-    assert main(["analyze", str(tmp_path / "mc0.h5"), "--out-dir", str(tmp_path / "an")]) == 0
+    # an MC run's frames are counted in sweeps, and analyze says so (it printed "time_unit: 1"); with one time
+    # origin (the default --traj-blocks 1) chi_4 is NaN, and analyze says why
+    with pytest.warns(UserWarning, match="chi_4 is NaN: one time origin"):
+        assert main(["analyze", str(tmp_path / "mc0.h5"), "--out-dir", str(tmp_path / "an")]) == 0
     summary = json.loads((tmp_path / "an" / "summary.json").read_text())
     assert summary["time_unit"] == "MC sweeps" and summary["provenance"]["time_unit"] == "MC sweeps"
+    assert summary["chi4_samples_per_lag"] == [1, 1]
 
 
 def _bad(tmp_path: Path, args: list[str], capsys) -> str:

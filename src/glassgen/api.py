@@ -440,6 +440,9 @@ def _write_analysis(p: Path, outd: Path, q: float, rdf: Any, sq: Any, msd: Any, 
                                         int(chi4.n_overlap_samples.max())]}
     with atomic_path(outd / "summary.json") as tmp:
         tmp.write_text(strict_json({**summary, "provenance": provenance(**meta)}, indent=2))
+    if summary["chi4_samples_per_lag"][1] < 2:  # N var Q needs two overlaps per lag at least
+        warnings.warn("chi_4 is NaN: one time origin and one run give one overlap per lag; record several "
+                      "origins (md run --traj-blocks K) or chains (pgmc run --chains K)", stacklevel=3)
     return summary
 
 

@@ -110,6 +110,8 @@ def md_run_cmd(
     config: ConfigOpt = None, input: InputOpt = None, model: ModelOpt = None, n: NOpt = None,
     density: DensOpt = None, T: TOpt = None,
     steps: Annotated[int | None, typer.Option("--steps", help="MD steps.")] = None,
+    equilibrate: Annotated[int | None, typer.Option("--equilibrate", min=0, help="NVT steps at T before the "
+                                                    "recorded run (default 0).")] = None,
     dt: Annotated[float | None, typer.Option("--dt", help="Time step (default 0.005).")] = None,
     ensemble: Annotated[str | None, typer.Option("--ensemble", help="nve or nvt (default nvt).")] = None,
     thermostat: Annotated[str | None, typer.Option("--thermostat", help="nhc, langevin or bussi.")] = None,
@@ -127,13 +129,15 @@ def md_run_cmd(
 
     Examples:
       glassgen md run --model ka3d --N 500 --T 0.8 --steps 20000 --out md.h5
+      glassgen md run --model ka3d --N 500 --T 0.6 --equilibrate 20000 --steps 40000 --out md06.h5
       glassgen md run --input conf.xyz --model ka3d_sf --T 0.44 --steps 100000 --thermostat bussi --out run.h5
       glassgen md run --config configs/md/demo.toml
       glassgen md run --config configs/md/demo.toml --engine lammps --threads 2
     """
     from glassgen.api import md_run
 
-    o = _merge(config, "md", input=input, model=model, n=n, density=density, T=T, steps=steps, dt=dt,
+    o = _merge(config, "md", input=input, model=model, n=n, density=density, T=T, steps=steps,
+               equilibrate_steps=equilibrate, dt=dt,
                ensemble=ensemble, thermostat=thermostat, tau=tau, engine=engine, threads=threads, traj=traj,
                traj_every=traj_every, traj_blocks=traj_blocks, thermo_every=thermo_every, seed=seed, out=out)
     _require(o, "steps", "out")
