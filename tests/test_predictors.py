@@ -340,6 +340,25 @@ def test_cli_train_eval_score_end_to_end(tiny, tmp_path):
     assert not (tmp_path / "t.npz").exists()
 
 
+def test_eval_reports_the_replicas_lag_time_when_the_model_has_none(tmp_path):
+    """A predictor trained on isoconfigurational replicas (no --time) is scored at the replicas' recorded lag
+    time, and ``predict eval`` says which (it printed ``time: None``)."""
+    from glassgen.api_predict import evaluate, train
+    from glassgen.dynamics.initial import random_state
+    from glassgen.systems.glassbench import GlassBenchSample, write_sample
+
+    rng = np.random.default_rng(1)
+    for i in range(1, 5):
+        c = random_state("ka3d", 64, seed=20 + i)
+        reps = c.positions[None] + 0.1 * rng.normal(size=(3, 64, 3))
+        write_sample(tmp_path / f"N64T0.80_{i}.npz", GlassBenchSample(
+            system="KA", T=0.8, index=i, species=c.species, positions=c.positions, box=c.box, replicas=reps,
+            replica_time=7.5, metadata={"split": "test" if i == 4 else "train"}))
+    m = tmp_path / "r.npz"
+    train(kind="ridge", data=tmp_path, out=m, descriptors=THERMAL)
+    assert evaluate(model=m, data=tmp_path)["time"] == 7.5
+
+
 @pytest.mark.parametrize("extra, msg", [
     (["--time-index", "99"], "time_index must be in"), (["--time-index", "-1"], "time_index must be in"),
     (["--T", "0"], "temperature must be positive"), (["--time", "nan"], "lag time must be positive"),

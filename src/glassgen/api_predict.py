@@ -183,6 +183,9 @@ def evaluate(*, model: PathLike, data: PathLike, T: float | None = None, split: 
             masks.append(s.mask(0))
             advance(1)
     metrics = score_all(y_true, y_pred, masks, threshold)
+    if t is None:  # the targets came from the isoconfigurational replicas, at their recorded lag time
+        lags = sorted({s.replica_time for s in samples if s.replica_time is not None})
+        t = lags[0] if len(lags) == 1 else (lags or None)
     res = {"model_file": str(model), "kind": pred.kind, "time": t, "T_train": pred.info.get("T_train"),
            "T_test": sorted({s.T for s in samples}), "test_indices": [s.index for s in samples],
            "seconds": round(_time.perf_counter() - t0, 2), **metrics}
