@@ -92,14 +92,14 @@ def run_mc(conf, T: float, delta: float, swap: float, chains: int, sweeps: int, 
 
 def run_pgmc(conf, T: float, sigma0: float, chains: int, sweeps: int, q: float, seed: int, learn_iters: int,
              local_2d: float = 0.0, biased: bool = True, hidden: int = 8, swap_2d: float = 0.2,
-             flip_2d: float = 0.0, feature_updates: str = "deferred") -> dict:
+             flip_2d: float = 0.0, feature_updates: str = "deferred", anisotropic: bool = False) -> dict:
     m = conf.model
     if m.nsp == 3:
         pol = Policy.default(3, m.dim, sigma=sigma0, swap_fraction=swap_2d, swap_pairs=[(0, 2), (1, 2)], biased=biased,
                              counts=np.bincount(conf.species, minlength=3), local_fraction=local_2d, hidden=hidden,
-                             phi=-flip_2d / T)
+                             phi=-flip_2d / T, anisotropic=anisotropic)
     else:
-        pol = Policy.default(m.nsp, m.dim, sigma=sigma0, local_fraction=0.3)
+        pol = Policy.default(m.nsp, m.dim, sigma=sigma0, local_fraction=0.3, anisotropic=anisotropic)
     pg = PGMC(PGMCTarget.from_model(m, conf.box, T), pol, [conf] * chains, seed=seed, feature_updates=feature_updates)
     t0 = time.process_time()
     # 2000 trials per iteration in all (before 2026-12-03 divided by N // 200 at large N: ~100 local trials for
@@ -114,6 +114,9 @@ def run_pgmc(conf, T: float, sigma0: float, chains: int, sweeps: int, q: float, 
     out = {"tau_sweeps": tau, "fs_final": f_end, "cpu_per_sweep": res.info["cpu_s"] / chains / sweeps,
            "acceptance": res.acceptance, "sigma": pg_prod.policy.sigma.tolist(),
            "theta": pg_prod.policy.theta.tolist(), "phi": pg_prod.policy.phi.tolist(), "train_cpu_s": train_cpu}
+    if anisotropic:  # the learned network, to read its widths along and across b afterwards
+        out["local_network"] = {k: v for k, v in pg_prod.policy.to_dict().items()
+                                if k in ("ls0", "W1", "b1", "W2", "b2")}
     if pg_prod.policy.biased:  # the same frozen policy with the O(N_a + N_b) member scan instead of the trees
         scan = PGMC(pg.target, pg_prod.policy, [conf], seed=seed + 2, selection_tree=False,
                     feature_updates=feature_updates)
@@ -196,6 +199,8 @@ def main() -> None:
     ap.add_argument("--feature-updates", choices=("deferred", "incremental"), default="deferred",
                     help="PGMC selection features: recomputed before the swaps of each sweep (deferred, default) or "
                          "updated by every move (incremental, the kernel of the results before 2026-12-03)")
+    ap.add_argument("--anisotropic", action="store_true",
+                    help="PGMC: local policy with a learned width along the environment's direction b")
     ap.add_argument("--tag", default="", help="suffix of the results name (pgmc[_seeds]_<tag>.json)")
     args = ap.parse_args()
     name = ("pgmc" if args.seeds == 1 else "pgmc_seeds") + (f"_{args.tag}" if args.tag else "")
@@ -242,7 +247,7 @@ def main() -> None:
         res["pgmc"] = run_pgmc(conf, T, delta / math.sqrt(3), chains, sweeps, q, seed + 30, learn_iters,
                                local_fraction_2d(args.local_fraction_2d, n), biased=not args.uniform_selection,
                                hidden=args.hidden, swap_2d=args.swap_fraction_2d, flip_2d=args.flip_2d,
-                               feature_updates=args.feature_updates)
+                               feature_updates=args.feature_updates, anisotropic=args.anisotropic)
         row["methods"] = res
         for k, v in res.items():
             v["converged"] = bool(math.isfinite(v["tau_sweeps"]))

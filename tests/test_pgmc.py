@@ -61,17 +61,22 @@ def _random_local(policy: Policy, seed: int, drift: float = 0.6) -> Policy:
     policy.W1[:] = rng.normal(0, 1.0, policy.W1.shape)
     policy.b1[:] = rng.normal(0, 0.5, policy.b1.shape)
     policy.W2[:] = rng.normal(0, 0.4, policy.W2.shape)
-    policy.b2[:] = [0.0, drift]
+    policy.b2[:2] = [0.0, drift]
+    if policy.b2.size == 3:  # anisotropic: widths along b e^{+-0.7} times the width across
+        policy.b2[2] = 0.7 if seed % 2 else -0.7
     return policy
 
 
 # ---------------------------------------------------------------------------------------------- densities
-def test_local_density_numpy_matches_kernel_and_finite_differences():
+@pytest.mark.parametrize("anisotropic", [False, True])
+def test_local_density_numpy_matches_kernel_and_finite_differences(anisotropic):
     """The numpy log q of the local policy equals the Numba one, and its score equals finite differences."""
     rng = np.random.default_rng(0)
-    pol = _random_local(Policy.default(3, 2, sigma=[0.1, 0.2, 0.15], local_fraction=1.0, seed=1), 2)
+    pol = _random_local(Policy.default(3, 2, sigma=[0.1, 0.2, 0.15], local_fraction=1.0, seed=1,
+                                       anisotropic=anisotropic), 2)
     m = 7
     env = np.concatenate([rng.random((m, N_RADIAL)) * 3, rng.normal(0, 1, (m, 2))], axis=1)
+    env[-1, N_RADIAL:] = 0.0  # b = 0: no axis (isotropic)
     delta = rng.normal(0, 0.2, (m, 2))
     sp = rng.integers(0, 3, m)
     lq, score = local_log_q_and_score(pol, env, delta, sp)
@@ -90,6 +95,14 @@ def test_local_density_numpy_matches_kernel_and_finite_differences():
     pol.set_vector("local", v0)
     assert np.allclose(score, fd, rtol=1e-5, atol=1e-6)
     assert np.abs(score).max() > 1e-2  # the check is not vacuous
+    # the density integrates to 1 (quadrature over a 2D grid), anisotropic or not
+    g = np.linspace(-8.0, 8.0, 1601)
+    xx, yy = np.meshgrid(g, g)
+    grid = np.stack([xx.ravel(), yy.ravel()], axis=1)
+    for k in range(m):
+        lq_grid = local_log_q_and_score(pol, np.repeat(env[k:k + 1], grid.shape[0], 0), grid,
+                                        np.repeat(sp[k:k + 1], grid.shape[0]))[0]
+        assert abs(np.exp(lq_grid).sum() * (g[1] - g[0]) ** 2 - 1.0) < 1e-6
 
 
 # ---------------------------------------------------------------------------------------------- toy targets
@@ -135,7 +148,8 @@ def test_local_policy_2d_harmonic_well_exact():
     assert _thinned_pvalue(r2.ravel(), edges, np.diff(stats.chi2.cdf(edges / (1.1 * std) ** 2, 2)), tau) < 1e-4
 
 
-def _two_particle(mh_mode: int, seed: int, kind: str, t_wrong: float | None = None) -> tuple[float, ...]:
+def _two_particle(mh_mode: int, seed: int, kind: str, t_wrong: float | None = None,
+                  anisotropic: bool = False) -> tuple[float, ...]:
     """Two KA2D A particles in a periodic square (L = 5, T = 1): p(r) ~ r exp(-v(r)/T) for r < L/2.
 
     Returns (p-value of the histogram of r against that law, tau), and with ``t_wrong`` also the p-value of
@@ -145,7 +159,8 @@ def _two_particle(mh_mode: int, seed: int, kind: str, t_wrong: float | None = No
     L, T = 5.0, 1.0
     tg = PGMCTarget.from_model(model, np.full(2, L), T)
     if kind == "local":
-        pol = _random_local(Policy.default(3, 2, sigma=0.5, local_fraction=1.0, seed=7), 8, drift=0.8)
+        pol = _random_local(Policy.default(3, 2, sigma=0.5, local_fraction=1.0, seed=7, anisotropic=anisotropic), 8,
+                            drift=0.8)
     else:
         pol = Policy.default(3, 2, sigma=[0.7, 0.1, 0.1])
     start = (np.array([[1.0, 1.0], [2.3, 1.2]]), np.array([0, 0]))
@@ -175,14 +190,16 @@ def _two_particle(mh_mode: int, seed: int, kind: str, t_wrong: float | None = No
     return (ps[0], tau) if t_wrong is None else (ps[0], tau, ps[1])
 
 
-def test_two_particles_local_policy_exact_and_negative_controls():
-    """Environment-aware displacement with strong drift and width modulation, frozen at arbitrary parameters:
+@pytest.mark.parametrize("anisotropic", [False, True])
+def test_two_particles_local_policy_exact_and_negative_controls(anisotropic):
+    """Environment-aware displacement with strong drift and width modulation (and, anisotropic, a width along
+    the environment's direction that differs from the width across it), frozen at arbitrary parameters:
     exact p(r). Dropping the reverse density, or evaluating it with the pre-move descriptors, is detected."""
-    p_exact, tau = _two_particle(MH_EXACT, 11, "local")
+    p_exact, tau = _two_particle(MH_EXACT, 11, "local", anisotropic=anisotropic)
     assert p_exact > 1e-3, (p_exact, tau)
-    p_drop, _ = _two_particle(MH_NO_PROPOSAL_RATIO, 11, "local")
+    p_drop, _ = _two_particle(MH_NO_PROPOSAL_RATIO, 11, "local", anisotropic=anisotropic)
     assert p_drop < 1e-6
-    p_stale, _ = _two_particle(MH_STALE_REVERSE, 11, "local")
+    p_stale, _ = _two_particle(MH_STALE_REVERSE, 11, "local", anisotropic=anisotropic)
     assert p_stale < 1e-6
 
 
@@ -767,6 +784,11 @@ def test_policy_save_load_roundtrip(tmp_path):
         Policy.load(tmp_path / "missing.json")
     with pytest.raises(InputError):
         Policy.default(3, 2, swap_fraction=0.5, swap_pairs=[(0, 0)])
+    aniso = _random_local(Policy.default(3, 2, local_fraction=1.0, anisotropic=True), 3)
+    back = Policy.load(aniso.save(tmp_path / "a.json"))
+    assert back.W2.shape == (3, 8) and np.array_equal(back.vector("local"), aniso.vector("local"))
+    with pytest.raises(InputError, match="W2 must have shape"):
+        Policy.from_dict({**aniso.to_dict(), "b2": [0.0, 0.0, 0.0, 0.0], "W2": np.zeros((4, 8)).tolist()})
     no_gauss = Policy.default(3, 2, local_fraction=0.8, swap_fraction=0.2)  # 1 - 0.8 - 0.2 < 0 in floating point
     assert no_gauss.move_probs.tolist() == [0.0, 0.8, 0.2]
     with pytest.raises(InputError, match="sum <= 1"):

@@ -576,9 +576,12 @@ def selection_features_per_particle(pos, species, box, nsp, pp, need, use_cells,
 
 @njit(cache=True, error_model="numpy")
 def _network(f, s, ls0, W1, b1, W2, b2):
-    """(log sigma, drift coefficient) of the local policy for descriptors f (N_RADIAL,)."""
+    """(log sigma, drift coefficient, anisotropy) of the local policy for descriptors f (N_RADIAL,); the
+    anisotropy is 0 (isotropic) for a network with two outputs (W2 (2, H))."""
     o0 = b2[0]
     o1 = b2[1]
+    aniso = W2.shape[0] > 2
+    o2 = b2[2] if aniso else 0.0
     for h in range(W1.shape[0]):
         a = b1[h]
         for k in range(W1.shape[1]):
@@ -586,24 +589,33 @@ def _network(f, s, ls0, W1, b1, W2, b2):
         t = math.tanh(a)
         o0 += W2[0, h] * t
         o1 += W2[1, h] * t
-    return ls0[s] + o0, o1
+        if aniso:
+            o2 += W2[2, h] * t
+    return ls0[s] + o0, o1, o2
 
 
 @njit(cache=True, error_model="numpy")
 def local_log_density(delta, desc, s, ls0, W1, b1, W2, b2):
-    """log N(delta; mu(desc), sigma(desc)^2 I_d) of the local policy (desc = (G (N_RADIAL,), b (d,)))."""
+    """log N(delta; c e, Sigma) of the local policy (desc = (G (N_RADIAL,), b (d,)), e = b / sqrt(1 + |b|^2)):
+    width sigma across the axis u = b / |b| and sigma exp(a) along it, i.e. Sigma^-1 = sigma^-2 (I - gamma u u^T)
+    with gamma = 1 - exp(-2 a); (log sigma, c, a) from :func:`_network` (a = 0, or b = 0: isotropic)."""
     d = delta.shape[0]
-    ls, c = _network(desc, s, ls0, W1, b1, W2, b2)
+    ls, c, an = _network(desc, s, ls0, W1, b1, W2, b2)
     nb2 = 0.0
     for a in range(d):
         nb2 += desc[N_RADIAL + a] ** 2
     scale = c / math.sqrt(1.0 + nb2)
     inv_var = math.exp(-2.0 * ls)
     q = 0.0
+    zb = 0.0
     for a in range(d):
         z = delta[a] - scale * desc[N_RADIAL + a]
         q += z * z
-    return -0.5 * q * inv_var - d * ls - 0.5 * d * _LOG_2PI
+        zb += z * desc[N_RADIAL + a]
+    if an == 0.0 or nb2 == 0.0:  # isotropic (the arithmetic of the two-output network, bit for bit)
+        return -0.5 * q * inv_var - d * ls - 0.5 * d * _LOG_2PI
+    gamma = -math.expm1(-2.0 * an)
+    return -0.5 * (q - gamma * zb * zb / nb2) * inv_var - d * ls - an - 0.5 * d * _LOG_2PI
 
 
 @njit(cache=True, error_model="numpy")
@@ -892,7 +904,7 @@ def pgmc_moves(pos, species, box, nsp, pp, need, beta, ext_k, ext_c,
             the first swap after an accepted displacement recomputes them from scratch (O(N)), as does the
             end of the call. Same chain as 1 (up to round-off); cheaper when the caller groups the swaps
             of a sweep after its displacements.
-        log_sigma (nsp,); ls0 (nsp,), W1 (H, N_RADIAL), b1 (H,), W2 (2, H), b2 (2,): policy parameters;
+        log_sigma (nsp,); ls0 (nsp,), W1 (H, N_RADIAL), b1 (H,), W2 (2 or 3, H), b2 (2 or 3,): policy parameters;
         pair_a, pair_b (P,) swap species pairs; wsel (P, 2, F) selection weights: the particle of side
             0 (species pair_a[p]) is drawn with probability proportional to exp(wsel[p, 0] . f), that of side 1
             likewise; biased: biased selection; sel_tree:
@@ -980,17 +992,24 @@ def pgmc_moves(pos, species, box, nsp, pp, need, beta, ext_k, ext_c,
                 else:
                     _env_energy_pass(i, pos[i], si, pos, species, box, nsp, pp, use_cells, ncell, cells, cell_count,
                                      shifts, env_old)
-                ls, c = _network(env_old, si, ls0, W1, b1, W2, b2)
+                ls, c, an = _network(env_old, si, ls0, W1, b1, W2, b2)
                 nb2 = 0.0
                 for a in range(d):
                     nb2 += env_old[N_RADIAL + a] ** 2
                 scale = c / math.sqrt(1.0 + nb2)
                 sg = math.exp(ls)
+                log_along = 0.0
+                if an != 0.0 and nb2 != 0.0:  # sigma exp(a) along u = b / |b|: delta += sigma (e^a - 1) (u . xi) u
+                    log_along = an
+                    xb = 0.0
+                    for a in range(d):
+                        xb += xi[t, a] * env_old[N_RADIAL + a]
+                    scale += sg * math.expm1(an) * xb / nb2
                 q2 = 0.0
                 for a in range(d):
                     delta[a] = scale * env_old[N_RADIAL + a] + sg * xi[t, a]
                     q2 += xi[t, a] * xi[t, a]
-                lq_f = -0.5 * q2 - d * ls - 0.5 * d * _LOG_2PI
+                lq_f = -0.5 * q2 - d * ls - log_along - 0.5 * d * _LOG_2PI
             r2jump = 0.0
             for a in range(d):
                 v = pos[i, a] + delta[a]

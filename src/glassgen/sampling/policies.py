@@ -8,7 +8,9 @@ reads, plus a mixture of move kinds chosen with fixed, state-independent probabi
 - ``local``: delta ~ N(mu(env), sigma(env)^2 I_d) with (log sigma - ls0[s], c) = W2 tanh(W1 G + b1) + b2 and
   mu = c b / sqrt(1 + |b|^2), G (5,) radial descriptors and b (d,) a direction vector of the particle's
   environment (:func:`glassgen._kernels.pgmc.local_descriptors`); the reverse density uses the descriptors
-  after the move. Parameters: ``ls0`` (nsp,), ``W1`` (H, 5), ``b1`` (H,), ``W2`` (2, H), ``b2`` (2,);
+  after the move. Parameters: ``ls0`` (nsp,), ``W1`` (H, 5), ``b1`` (H,), ``W2`` (2, H), ``b2`` (2,). An
+  anisotropic network has a third output a (``W2`` (3, H), ``b2`` (3,)): the width along u = b / |b| is
+  sigma exp(a), across it sigma;
 - ``swap``: exchange the species of i in a and j in b, (a, b) = ``pairs[p]`` with probabilities
   ``pair_probs``; i chosen uniformly, or (``biased``) proportional to
   exp(theta_a . f_i + phi[p, 0] (e_i^b - e_i^a)) within its species (j likewise with theta_b and phi[p, 1]
@@ -60,7 +62,8 @@ class Policy:
         nsp: number of species; dim: spatial dimension (1, 2 or 3).
         move_probs: (3,) probabilities of (gauss, local, swap) trials (state independent).
         log_sigma: (nsp,) log widths of the Gaussian displacement (sigma_AA units).
-        ls0, W1, b1, W2, b2: local-policy network (see the module docstring).
+        ls0, W1, b1, W2, b2: local-policy network (see the module docstring); W2 (2, H) and b2 (2,), or (3, H)
+            and (3,) for the anisotropic policy.
         pairs: (P, 2) int species pairs that may be swapped; pair_probs: (P,) their probabilities.
         theta: (nsp, 2) selection parameters (energy, coordination) of biased swaps.
         biased: biased (True) or uniform (False) swap selection.
@@ -102,13 +105,14 @@ class Policy:
         phi = np.zeros((self.pairs.shape[0], 2)) if self.phi is None else np.asarray(self.phi, dtype=f)
         self.phi = np.ascontiguousarray(phi.reshape(-1, 2) if phi.size % 2 == 0 else phi, dtype=f)
         nsp, h = self.nsp, self.W1.shape[0]
+        n_out = self.b2.shape[0] if self.b2.ndim == 1 and self.b2.shape[0] in (2, 3) else 2
         if self.dim not in (1, 2, 3):
             raise InputError(f"policy dimension must be 1, 2 or 3, got {self.dim}")
         if self.move_probs.shape != (3,) or np.any(self.move_probs < 0) or abs(self.move_probs.sum() - 1) > 1e-9:
             raise InputError(f"move_probs must be 3 non-negative numbers summing to 1, got {self.move_probs}")
         shapes = {"log_sigma": (self.log_sigma, (nsp,)), "ls0": (self.ls0, (nsp,)),
-                  "W1": (self.W1, (h, N_RADIAL)), "b1": (self.b1, (h,)), "W2": (self.W2, (2, h)),
-                  "b2": (self.b2, (2,)), "theta": (self.theta, (nsp, N_SEL)),
+                  "W1": (self.W1, (h, N_RADIAL)), "b1": (self.b1, (h,)), "W2": (self.W2, (n_out, h)),
+                  "b2": (self.b2, (n_out,)), "theta": (self.theta, (nsp, N_SEL)),
                   "phi": (self.phi, (self.pairs.shape[0], 2))}
         for name, (a, shp) in shapes.items():
             if a.shape != shp:
@@ -134,7 +138,7 @@ class Policy:
     def default(cls, nsp: int, dim: int, *, sigma: float | list[float] = 0.1, local_fraction: float = 0.0,
                 swap_fraction: float = 0.0, swap_pairs: list[tuple[int, int]] | None = None, biased: bool = False,
                 hidden: int = 8, trainable: tuple[str, ...] = BLOCKS, seed: int = 0,
-                counts: np.ndarray | None = None, phi: float = 0.0) -> Policy:
+                counts: np.ndarray | None = None, phi: float = 0.0, anisotropic: bool = False) -> Policy:
         """A policy with Gaussian widths ``sigma``, a local network that starts as that same Gaussian
         (W2 = 0, tiny random W1) and uniform-looking swaps (theta = 0).
 
@@ -149,6 +153,8 @@ class Policy:
             phi: initial coefficient of the single-flip energy change in the selection (every pair and
                 side); -1 / (2 T) is the locally balanced (square-root) choice.
             hidden: hidden units H of the local network.
+            anisotropic: give the local network a third output, the log ratio of the width along the
+                environment's direction b to the width across it (starts at 0: isotropic).
             seed: seed of the random initial W1.
         """
         if not (0 <= local_fraction <= 1 and 0 <= swap_fraction <= 1 and local_fraction + swap_fraction <= 1 + 1e-12):
@@ -168,7 +174,8 @@ class Policy:
         gauss = max(0.0, 1.0 - local_fraction - swap_fraction)  # 1 - 0.8 - 0.2 is -5.6e-17 in floating point
         return cls(nsp=nsp, dim=dim, move_probs=np.array([gauss, local_fraction, swap_fraction]),
                    log_sigma=ls, ls0=ls.copy(), W1=0.01 * rng.standard_normal((hidden, N_RADIAL)), b1=np.zeros(hidden),
-                   W2=np.zeros((2, hidden)), b2=np.zeros(2), pairs=pairs, pair_probs=pp,
+                   W2=np.zeros((3 if anisotropic else 2, hidden)), b2=np.zeros(3 if anisotropic else 2),
+                   pairs=pairs, pair_probs=pp,
                    theta=np.zeros((nsp, N_SEL)), biased=biased, trainable=tuple(trainable),
                    phi=np.full((pairs.shape[0], 2), float(phi)))
 
@@ -200,7 +207,7 @@ class Policy:
             for arr in (self.ls0, self.W1, self.b1, self.W2, self.b2):
                 arr.ravel()[:] = v[k:k + arr.size]
                 k += arr.size
-            assert k == nsp + h * N_RADIAL + h + 2 * h + 2
+            assert k == nsp + h * N_RADIAL + h + self.W2.size + self.b2.size
         else:
             self.theta.ravel()[:] = v[:self.theta.size]
             self.phi.ravel()[:] = v[self.theta.size:]
@@ -249,7 +256,8 @@ class Policy:
         try:
             return cls(nsp=int(d["nsp"]), dim=int(d["dim"]), move_probs=d["move_probs"], log_sigma=d["log_sigma"],
                        ls0=d["ls0"], W1=np.array(d["W1"]).reshape(-1, N_RADIAL), b1=d["b1"],
-                       W2=np.array(d["W2"]).reshape(2, -1), b2=d["b2"], pairs=d["pairs"], pair_probs=d["pair_probs"],
+                       W2=np.array(d["W2"]).reshape(len(d["b2"]), -1), b2=d["b2"], pairs=d["pairs"],
+                       pair_probs=d["pair_probs"],
                        theta=d["theta"], biased=d["biased"], trainable=tuple(d["trainable"]),
                        meta=dict(d.get("meta", {})), phi=d.get("phi"))
         except KeyError as exc:
@@ -308,20 +316,33 @@ def local_log_q_and_score(policy: Policy, env: np.ndarray, delta: np.ndarray,
     h = np.tanh(f @ policy.W1.T + policy.b1)
     o0 = h @ policy.W2[0] + policy.b2[0]
     o1 = h @ policy.W2[1] + policy.b2[1]
+    aniso = policy.W2.shape[0] == 3
+    o2 = h @ policy.W2[2] + policy.b2[2] if aniso else np.zeros(h.shape[0])
     ls = policy.ls0[s] + o0
-    bh = b / np.sqrt(1.0 + np.sum(b * b, axis=1, keepdims=True))
+    nb2 = np.sum(b * b, axis=1)
+    bh = b / np.sqrt(1.0 + nb2)[:, None]
     z = delta - o1[:, None] * bh
     q = np.sum(z * z, axis=1)
     iv = np.exp(-2 * ls)
-    logq = -0.5 * q * iv - d * ls - 0.5 * d * math.log(2 * math.pi)
-    g0 = q * iv - d  # d logq / d o0 (= d / d ls)
-    g1 = iv * np.sum(z * bh, axis=1)  # d logq / d o1
+    # width sigma e^a along u = b / |b| (isotropic where b = 0): Sigma^-1 = sigma^-2 (I - gamma u u^T)
+    on_axis = (o2 != 0.0) & (nb2 > 0.0)
+    a = np.where(on_axis, o2, 0.0)
+    gamma = -np.expm1(-2.0 * a)
+    u = b / np.sqrt(np.where(nb2 > 0.0, nb2, 1.0))[:, None]
+    zu = np.sum(z * u, axis=1)
+    logq = -0.5 * (q - gamma * zu * zu) * iv - d * ls - a - 0.5 * d * math.log(2 * math.pi)
+    g0 = (q - gamma * zu * zu) * iv - d  # d logq / d o0 (= d / d ls)
+    g1 = iv * (np.sum(z * bh, axis=1) - gamma * zu * np.sum(u * bh, axis=1))  # d logq / d o1
+    g2 = np.where(nb2 > 0.0, iv * np.exp(-2.0 * a) * zu * zu - 1.0, 0.0)  # d logq / d o2
     dh = g0[:, None] * policy.W2[0] + g1[:, None] * policy.W2[1]
+    if aniso:
+        dh = dh + g2[:, None] * policy.W2[2]
     da = dh * (1 - h * h)
     m, hdim = h.shape[0], h.shape[1]
     gls0 = np.zeros((m, policy.nsp))
     gls0[np.arange(m), s] = g0
     gW1 = (da[:, :, None] * f[:, None, :]).reshape(m, hdim * N_RADIAL)
-    gW2 = np.concatenate([g0[:, None] * h, g1[:, None] * h], axis=1)
-    score = np.concatenate([gls0, gW1, da, gW2, g0[:, None], g1[:, None]], axis=1)
+    outs = [g0, g1, g2] if aniso else [g0, g1]
+    gW2 = np.concatenate([g[:, None] * h for g in outs], axis=1)
+    score = np.concatenate([gls0, gW1, da, gW2, *(g[:, None] for g in outs)], axis=1)
     return logq, score
