@@ -3,7 +3,9 @@ invariances, p_hop, model save/load round trips, CLI errors."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -546,6 +548,27 @@ def test_gnn_checkpoint_resume_matches_uninterrupted(tmp_path, monkeypatch):
     resumed = GNNPredictor(DescriptorSettings(inherent=False), checkpoint=ck, **kw).fit_frames(fr, seed=1)
     np.testing.assert_allclose(resumed.predict_frame(fr[0]), full.predict_frame(fr[0]), rtol=1e-5, atol=1e-6)
     assert resumed.info["loss_history"] == pytest.approx(full.info["loss_history"], rel=1e-5)
+    # a checkpoint resumes only the training it was written by: other targets (another T or lag time) are refused
+    other = [dataclasses.replace(f, target=2.0 * f.target) for f in fr]
+    with pytest.raises(InputError, match="other training data"):
+        GNNPredictor(DescriptorSettings(inherent=False), checkpoint=ck, **kw).fit_frames(other, seed=1)
+
+
+def test_gnn_training_removes_its_checkpoint_and_retrains_on_other_data(tiny, tmp_path):
+    """``predict train --kind gnn`` leaves no checkpoint behind, so training again on other data (another lag
+    time) gives another model (it reused the finished checkpoint of the first and returned the same weights)."""
+    from glassgen.api_predict import train
+    from glassgen.predictors import load_predictor
+    from glassgen.systems.glassbench import read_dataset
+
+    hyper = {"epochs": 2, "hidden": 8, "steps": 2}
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    train(kind="gnn", data=tiny, out=a, time=1.0, descriptors=THERMAL, hyper=hyper)
+    assert not Path(str(a) + ".ckpt.npz").exists()
+    Path(a).rename(b)
+    train(kind="gnn", data=tiny, out=a, time=2.0, descriptors=THERMAL, hyper=hyper)
+    s = next(read_dataset(tiny).samples(split="test"))
+    assert not np.allclose(load_predictor(a).predict(s), load_predictor(b).predict(s))
 
 
 def test_glassmlp_meanvar_calibration_matches_training_distribution(tiny):

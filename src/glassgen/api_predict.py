@@ -102,7 +102,8 @@ def train(*, kind: str, data: PathLike, out: PathLike, T: float | None = None, t
     Args:
         kind: 'ridge', 'glassmlp' or 'gnn'.
         data: directory of GlassBench-layout npz files.
-        out: model file (``.npz``); a GNN keeps a checkpoint ``out + '.ckpt.npz'`` and resumes from it.
+        out: model file (``.npz``); a GNN keeps a checkpoint ``out + '.ckpt.npz'`` while it trains, resumes
+            from it (same data and settings only) and removes it once the model is saved.
         T: training temperature (all present if None); time / time_index: lag time or its row in the
             time grid (None with isoconfig files: the replicas' time).
         split, indices: which samples (default the train split; never the test split for real benchmarks:
@@ -134,6 +135,8 @@ def train(*, kind: str, data: PathLike, out: PathLike, T: float | None = None, t
     prov = provenance(seed=seed, model=pred.settings.model, T=T, kind=kind, data=str(data), lag_time=t)
     pred.info["train_seconds"] = secs
     pred.save(out, provenance=prov)
+    if kind == "gnn":  # the training is complete and saved: its checkpoint can resume nothing
+        Path(pred.hyper["checkpoint"]).unlink(missing_ok=True)
     summary = {"model_file": str(out), "kind": kind, "time": t, "T_train": pred.info.get("T_train"),
                "n_train": pred.info.get("n_train"), "train_seconds": round(secs, 2), "seed": seed}
     for k in ("alpha", "cv_pearson", "threshold"):

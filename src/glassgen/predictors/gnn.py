@@ -35,6 +35,7 @@ This is a small, CPU-affordable version (defaults hidden 32, steps 4, r_edge 1.8
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,18 @@ def _forward(m: Any, onehot: Any, src: Any, dst: Any, edge: Any, steps: int, agg
         agg = torch.zeros_like(v).index_add_(0, dst, e) * agg_scale
         v = v + core.v_mlp(torch.cat([v, agg], 1))
     return m["dec"](v).squeeze(-1), m["dec_e"](e).squeeze(-1)
+
+
+def _training_data_key(frames: list[Frame]) -> str:
+    """SHA-256 of what a GNN is fitted to (positions, species, box and target of every frame, in order): a
+    checkpoint resumes only the training it was written by."""
+    h = hashlib.sha256()
+    for f in frames:
+        for a in (f.positions, f.species, f.box, f.target):
+            a = np.ascontiguousarray(a)
+            h.update(str((a.dtype.str, a.shape)).encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def _random_rotation(rng: np.random.Generator, d: int) -> np.ndarray:
@@ -232,6 +245,7 @@ class GNNPredictor(Predictor):
         opt = torch.optim.Adam(self.net.parameters(), lr=h["lr"])
         start = 0
         ck = Path(h["checkpoint"]) if h.get("checkpoint") else None
+        self._data_key = _training_data_key(fr)
         if ck is not None and ck.is_file():
             start = self._load_checkpoint(ck, seed, opt)
         rng = np.random.default_rng(seed)
@@ -281,6 +295,7 @@ class GNNPredictor(Predictor):
                 for name, val in st.items():
                     arrays[f"o_{i}_{name}"] = np.asarray(val.numpy() if hasattr(val, "numpy") else val)
         meta = {"epoch": epoch, "seed": seed, "hyper": {k: v for k, v in self.hyper.items() if k != "checkpoint"},
+                "data": getattr(self, "_data_key", None),
                 "loss_history": self.info.get("loss_history", []),
                 "train_cpu_seconds": self.info.get("train_cpu_seconds", 0.0)}
         with atomic_path(path) as tmp:
@@ -295,6 +310,9 @@ class GNNPredictor(Predictor):
             want = {k: v for k, v in self.hyper.items() if k != "checkpoint"}
             if meta["seed"] != seed or meta["hyper"] != json.loads(json.dumps(want)):
                 raise InputError(f"checkpoint {path} was written with other settings; remove it to start afresh")
+            if meta.get("data") != getattr(self, "_data_key", None):
+                raise InputError(f"checkpoint {path} was written for other training data (temperature, lag time, "
+                                 "samples or descriptors); remove it to start afresh")
             self.net.load_state_dict({k[2:]: torch.from_numpy(np.array(z[k])) for k in z.files if k.startswith("p_")})
             if opt is not None and any(k.startswith("o_") for k in z.files):
                 sd = opt.state_dict()
