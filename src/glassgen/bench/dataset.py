@@ -259,15 +259,19 @@ def prepare(spec: DatasetSpec, out: Path, progress: bool = False,
     k = st["initial"].shape[0]
     if k < spec.n_configs:
         conf = Configuration(st["positions"], st["species"], st["box"], m, velocities=st["velocities"])
-        sim = MDSimulation(conf, T=spec.T, dt=spec.dt, seed=spec.seed * 31 + k)
+        sim = MDSimulation(conf, T=spec.T, dt=spec.dt, seed=spec.seed * 31 + (0 if "sim_rng" in st else k))
+        if "sim_rng" in st:  # continue the drawing run exactly (thermostat variables included) where it stopped
+            sim.restore_state({key[4:]: v for key, v in st.items() if key.startswith("sim_")})
         every = int(math.ceil(spec.spacing * tau / spec.dt))
         initial = list(st["initial"])
         while len(initial) < spec.n_configs:
             sim.step(every)
             initial.append(np.mod(sim.positions, st["box"]))
             st.update(initial=np.asarray(initial), positions=sim.positions.copy(),
-                      velocities=sim.velocities.copy())
+                      velocities=sim.velocities.copy(),
+                      **{f"sim_{key}": np.copy(v) for key, v in sim.state().items()})
             _save_prep(path, st)
+            sim.ff.invalidate()  # as a resumed run does: the same neighbour-list rebuilds, the same chain bit for bit
         log(f"T={spec.T}: {spec.n_configs} configurations drawn, {spec.spacing} tau_alpha apart")
     return st
 

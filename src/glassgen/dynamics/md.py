@@ -198,7 +198,9 @@ class MDSimulation:
         return self.conf0.replace(positions=self.positions.copy(), velocities=self.velocities.copy())
 
     # ------------------------------------------------------------------ checkpoints
-    def _state(self) -> dict[str, Any]:
+    def state(self) -> dict[str, Any]:
+        """The full dynamical state (arrays and scalars; the random stream as JSON): what a checkpoint keeps and
+        :meth:`restore_state` sets."""
         st = {"positions": self.positions, "velocities": self.velocities, "forces": self.forces,
               "step": self.step_count, "potential": self.potential, "virial": self.virial,
               "run_start": getattr(self, "_run_start", 0),
@@ -210,19 +212,24 @@ class MDSimulation:
         return st
 
     def _load_state(self, g: h5py.Group) -> None:
-        self.positions[:] = g["positions"][()]
-        self.velocities[:] = g["velocities"][()]
-        self.step_count = int(g.attrs["step"])
-        self._run_start = int(g.attrs.get("run_start", 0))
-        self.rng.bit_generator.state = json.loads(str(g.attrs["rng"]))
+        self.restore_state({**{k: g[k][()] for k in g}, **dict(g.attrs)})
+
+    def restore_state(self, st: dict[str, Any]) -> None:
+        """Set the full dynamical state from a dict (arrays and scalars; ``rng`` as JSON) as :meth:`state`
+        returns it: positions, velocities, forces, step count, random stream and thermostat variables."""
+        self.positions[:] = st["positions"]
+        self.velocities[:] = st["velocities"]
+        self.step_count = int(st["step"])
+        self._run_start = int(st.get("run_start", 0))
+        self.rng.bit_generator.state = json.loads(str(st["rng"]))
         if self.bath is not None:
-            self.bath.bath = float(g.attrs.get("bath", 0.0))
+            self.bath.bath = float(st.get("bath", 0.0))
             if isinstance(self.bath, NoseHooverChain):
-                self.bath.xi[:] = g["xi"][()]
-                self.bath.vxi[:] = g["vxi"][()]
-        self.forces[:] = g["forces"][()]
-        self.potential = float(g.attrs["potential"])
-        self.virial = float(g.attrs["virial"])
+                self.bath.xi[:] = st["xi"]
+                self.bath.vxi[:] = st["vxi"]
+        self.forces[:] = st["forces"]
+        self.potential = float(st["potential"])
+        self.virial = float(st["virial"])
         # the neighbour list is rebuilt at the next step, exactly as in the run that wrote the
         # checkpoint (save_checkpoint invalidates it too), so a resumed run is bitwise identical
         self.ff.invalidate()
@@ -241,7 +248,7 @@ class MDSimulation:
             h5_write_attrs(f, provenance(seed=self.seed, model=self.model.name, T=self.T))
             f.attrs["signature"] = self._signature()
             g = f.create_group("state")
-            for k, val in self._state().items():
+            for k, val in self.state().items():
                 if isinstance(val, np.ndarray):
                     g.create_dataset(k, data=val)
                 else:
