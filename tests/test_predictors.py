@@ -4,6 +4,7 @@ invariances, p_hop, model save/load round trips, CLI errors."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from pathlib import Path
 
@@ -340,6 +341,37 @@ def test_cli_train_eval_score_end_to_end(tiny, tmp_path):
     cfg.write_text(f'[predictor]\nkind = "ridge"\ndata = "{tiny}"\nsplit = "test"\ntime = 2.0\n')
     assert main(["predict", "train", "--config", str(cfg), "--out", str(tmp_path / "t.npz")]) == 2
     assert not (tmp_path / "t.npz").exists()
+
+
+def test_eval_at_another_temperature_uses_the_models_row_of_the_time_grid(tmp_path, capsys):
+    """A model trained at T = 0.8 at row 1 of that grid (t = 2) is evaluated at T = 0.6 at row 1 of the T = 0.6
+    grid (t = 6, the same t / tau_alpha) unless told otherwise; it failed with "time 2 not in the grid"."""
+    from glassgen.api_predict import evaluate, train
+    from glassgen.cli import main
+    from glassgen.dynamics.initial import random_state
+    from glassgen.systems.glassbench import GlassBenchSample, write_sample
+
+    rng = np.random.default_rng(2)
+    for T, times, tag in ((0.8, [1.0, 2.0], "0.80"), (0.6, [3.0, 6.0], "0.60")):
+        for i in range(1, 5):
+            c = random_state("ka3d", 64, seed=40 + i)
+            e = D.per_particle_energy(c.positions, c.species, c.box, "ka3d")
+            y = 0.5 + 0.05 * (e - e.mean()) + 0.01 * rng.normal(size=64)
+            write_sample(tmp_path / f"N64T{tag}_{i}.npz", GlassBenchSample(
+                system="KA", T=T, index=i, species=c.species, positions=c.positions, box=c.box,
+                times=np.array(times), md_prop=np.stack([y, 3 * y]), metadata={"split": "test" if i == 4 else "train"}))
+    m = tmp_path / "r.npz"
+    train(kind="ridge", data=tmp_path, out=m, T=0.8, time_index=1, descriptors=THERMAL)
+    assert json.loads((tmp_path / "r.npz.json").read_text())["time"] == 2.0
+    ev = evaluate(model=m, data=tmp_path, T=0.6)
+    assert ev["time"] == 6.0 and ev["time_index"] == 1 and ev["pearson_pooled"] > 0.5
+    assert evaluate(model=m, data=tmp_path, T=0.6, time_index=0)["time"] == 3.0
+    both = evaluate(model=m, data=tmp_path)  # both temperatures: the training time where it is on the grid
+    assert both["time"] == {"0.6": 6.0, "0.8": 2.0}
+    with pytest.raises(InputError, match="not in the grid"):
+        evaluate(model=m, data=tmp_path, T=0.6, time=2.0)
+    assert main(["predict", "eval", str(m), "--data", str(tmp_path), "--T", "0.6", "--time-index", "7"]) == 2
+    assert "time_index must be in [0, 1]" in capsys.readouterr().err
 
 
 def test_eval_reports_the_replicas_lag_time_when_the_model_has_none(tmp_path):

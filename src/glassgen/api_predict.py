@@ -93,6 +93,15 @@ def _resolve_time(ds: Any, T: float | None, time: float | None, time_index: int 
     return float(s.times[time_index])
 
 
+def _grid_row(ds: Any, T: float | None, t: float | None) -> int | None:
+    """Row of the training samples' time grid that equals lag t (None if t is None, off the grid or no grid)."""
+    s = next(iter(ds.samples(T=T, load_replicas=False)), None)
+    if t is None or s is None or s.times is None:
+        return None
+    k = int(np.argmin(np.abs(np.log(s.times / t))))
+    return k if abs(s.times[k] - t) <= 1e-3 * t else None
+
+
 def train(*, kind: str, data: PathLike, out: PathLike, T: float | None = None, time: float | None = None,
           time_index: int | None = None, split: str = "train", indices: list[int] | None = None, seed: int = 0,
           hyper: dict[str, Any] | None = None, descriptors: dict[str, Any] | None = None,
@@ -132,6 +141,8 @@ def train(*, kind: str, data: PathLike, out: PathLike, T: float | None = None, t
     t0 = _time.perf_counter()
     pred.fit(ds, t, T=T, split=split, indices=indices, seed=seed, progress=progress)
     secs = _time.perf_counter() - t0
+    # the row of the time grid (6 = tau_alpha in GlassBench grids): evaluation at another T uses that row
+    pred.info["time_index"] = time_index if time_index is not None else _grid_row(ds, T, t)
     prov = provenance(seed=seed, model=pred.settings.model, T=T, kind=kind, data=str(data), lag_time=t)
     pred.info["train_seconds"] = secs
     pred.save(out, provenance=prov)
@@ -152,14 +163,17 @@ def _write_json(path: Path, obj: dict[str, Any]) -> None:
 
 
 def evaluate(*, model: PathLike, data: PathLike, T: float | None = None, split: str = "test",
-             time: float | None = None, indices: list[int] | None = None, out: PathLike | None = None,
-             threshold: float = 0.3, progress: bool = False) -> dict[str, Any]:
+             time: float | None = None, time_index: int | None = None, indices: list[int] | None = None,
+             out: PathLike | None = None, threshold: float = 0.3, progress: bool = False) -> dict[str, Any]:
     """All GlassBench metrics of a trained predictor on ``data`` (species A): pooled and per-configuration
     Pearson, R^2, chi_4 of the true and predicted fields (threshold 0.3).
 
     Args:
         model: predictor file; data: GlassBench directory; T/split/indices: the evaluated samples
-            (default: the test split); time: lag time (default: the model's training time).
+            (default: the test split); time: lag time; time_index: row of each sample's time grid instead
+            (at each sample's temperature: 6 is tau_alpha in GlassBench grids). Default: the model's training
+            time where the samples' grid holds it, else the model's training row (transfer to another T at
+            the same t / tau_alpha), else the replicas' lag time of isoconfigurational files.
         out: optional JSON output (atomic, with provenance).
     """
     from glassgen.bench.metrics import score_all
@@ -173,29 +187,51 @@ def evaluate(*, model: PathLike, data: PathLike, T: float | None = None, split: 
         raise InputError(f"T must be positive, got T={T}")
     if time is not None and not (math.isfinite(time) and time > 0):
         raise InputError(f"--time must be positive, got {time}")
+    if time is not None and time_index is not None:
+        raise InputError("give the lag time as --time or as --time-index, not both")
     pred = load_predictor(model)
     t = time if time is not None else pred.info.get("time")
+    row = time_index if time_index is not None else (None if time is not None else pred.info.get("time_index"))
     samples = select_samples(Path(data), T, split, indices)
-    y_true, y_pred, masks = [], [], []
+    y_true, y_pred, masks, lags = [], [], [], {}
     t0 = _time.perf_counter()
     with progress_bar(len(samples), "evaluate", progress) as advance:
         for s in samples:
-            f = pred.frame(s, t)
+            ts = _lag_of_sample(s, t, row, explicit_row=time_index is not None)
+            lags[s.T] = ts
+            f = pred.frame(s, ts)
             y_true.append(f.target)
             y_pred.append(pred.predict_frame(f))
             masks.append(s.mask(0))
             advance(1)
     metrics = score_all(y_true, y_pred, masks, threshold)
-    if t is None:  # the targets came from the isoconfigurational replicas, at their recorded lag time
-        lags = sorted({s.replica_time for s in samples if s.replica_time is not None})
-        t = lags[0] if len(lags) == 1 else (lags or None)
-    res = {"model_file": str(model), "kind": pred.kind, "time": t, "T_train": pred.info.get("T_train"),
+    for s in samples:  # targets from isoconfigurational replicas are at the replicas' recorded lag time
+        if lags[s.T] is None and s.replica_time is not None:
+            lags[s.T] = s.replica_time
+    distinct = sorted({v for v in lags.values() if v is not None})
+    t = distinct[0] if len(distinct) == 1 else ({f"{k:g}": v for k, v in sorted(lags.items())} if distinct else None)
+    res = {"model_file": str(model), "kind": pred.kind, "time": t, "time_index": row,
+           "T_train": pred.info.get("T_train"),
            "T_test": sorted({s.T for s in samples}), "test_indices": [s.index for s in samples],
            "seconds": round(_time.perf_counter() - t0, 2), **metrics}
     if out is not None:
         _write_json(Path(out), {"provenance": provenance(model=pred.settings.model, T=T, kind=pred.kind,
                                                          seed=pred.info.get("seed")), **res})
     return res
+
+
+def _lag_of_sample(s: Any, t: float | None, row: int | None, explicit_row: bool) -> float | None:
+    """Lag time at which sample s is scored: row ``row`` of its time grid if asked for (``explicit_row``) or if
+    t is not on its grid (a model trained at another T); else t."""
+    on_grid = s.times is not None and t is not None and np.min(np.abs(s.times - t)) <= 1e-3 * t
+    if row is None or not (explicit_row or (s.times is not None and not on_grid)):
+        return t
+    if s.times is None:
+        raise InputError(f"{s.path or 'sample'} has no time grid: --time-index needs one (pass --time)")
+    if not (isinstance(row, int) and 0 <= row < len(s.times)):
+        raise InputError(f"time_index must be in [0, {len(s.times) - 1}] (the time grid has {len(s.times)} points), "
+                         f"got {row}")
+    return float(s.times[row])
 
 
 def score_file(*, model: PathLike, input: PathLike, out: PathLike, interaction_model: str | None = None,

@@ -76,6 +76,9 @@ def eval_cmd(
     T: Annotated[float | None, typer.Option("--T", "-T", help="Test temperature (default: all).")] = None,
     split: Annotated[Split, typer.Option("--split", help="test (default), train, or all.")] = Split.test,
     time: Annotated[float | None, typer.Option("--time", help="Lag time (default: the model's).")] = None,
+    time_index: Annotated[int | None, typer.Option(
+        "--time-index", help="Row of each sample's time grid instead (6: tau_alpha at each T; default: the "
+                             "model's training row where its lag time is not on the grid).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="JSON with the metrics.")] = None,
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress", help="Progress bar.")] = None,
 ) -> None:
@@ -84,11 +87,12 @@ def eval_cmd(
     Examples:
       glassgen predict eval runs/predictors/t044_ridge.npz --data ../shared/data/ka3d-T0.44-isoconfig
       glassgen predict eval runs/r.npz --data datasets/ka3d_n500 --T 0.64 --out runs/r_T064.json
+      glassgen predict eval runs/r.npz --data datasets/ka3d_n500 --T 0.64 --time-index 3
     """
     from glassgen.api_predict import evaluate
     from glassgen.cli import _print, _progress
 
-    _print(evaluate(model=model, data=data, T=T, split=split_value(split), time=time, out=out,
+    _print(evaluate(model=model, data=data, T=T, split=split_value(split), time=time, time_index=time_index, out=out,
                     progress=_progress(progress)))
 
 
