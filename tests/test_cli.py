@@ -241,11 +241,31 @@ def test_interrupted_md_resumes(tmp_path):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
+    # one line says so (typer turned the KeyboardInterrupt into a silent exit code 130)
+    assert err.strip().splitlines()[-1] == "interrupted: run the same command again to resume (the work already " \
+                                           "saved is kept)", err
     assert ck.exists() and not out.exists()
     r = run_cli(["md", "run", "--config", str(cfg)], timeout=600)
     assert r.returncode == 0, r.stderr
     assert "resumed: True" in r.stdout.replace("  ", "")
     assert out.exists() and not ck.exists()
+
+
+def test_ctrl_c_is_reported_in_one_line(monkeypatch, capsys):
+    """Ctrl-C anywhere in a command: exit 130 and one line on stderr, naming resumption only for the commands
+    that keep their work."""
+    import glassgen.api as api
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "md_run", stop)
+    monkeypatch.setattr(api, "analyze", stop)
+    assert main(["md", "run", "--model", "ka3d", "--N", "20", "--T", "1", "--steps", "5", "--out", "x.h5"]) == 130
+    assert capsys.readouterr().err.strip() == ("interrupted: run the same command again to resume (the work already "
+                                               "saved is kept)")
+    assert main(["analyze", "x.h5"]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"
 
 
 def test_output_paths_under_a_file_and_negative_seeds(tmp_path, capsys):

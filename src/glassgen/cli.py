@@ -421,18 +421,42 @@ def _check_outputs_writable(argv: list[str]) -> None:
             raise GlassgenError(f"cannot write {val}: the folder {anc} is not writable")
 
 
+#: Commands whose interrupted work is kept (checkpoints, finished cases, caches) for the same command to resume.
+_RESUMABLE = {("md", "run"), ("mc", "run"), ("pgmc", "train"), ("pgmc", "run"), ("flow", "train"),
+              ("predict", "train"), ("dataset", "make"), ("experiment", "predict-propose"), ("bench", "reference")}
+
+
+#: Commands that print their own line on Ctrl-C (naming the checkpoint they kept).
+_REPORT_OWN_INTERRUPT = {("trap-model", "run"), ("step-model", "run")}
+
+
+def _report_interrupt(argv: list[str]) -> None:
+    """Print the one line of a Ctrl-C on stderr: whether running the same command again resumes."""
+    words = tuple(a for a in argv if not a.startswith("-"))[:2]
+    if words in _REPORT_OWN_INTERRUPT:
+        return
+    if words in _RESUMABLE:
+        typer.echo("interrupted: run the same command again to resume (the work already saved is kept)", err=True)
+    else:
+        typer.echo("interrupted", err=True)
+
+
 def _run(argv: list[str] | None) -> int:
     from typer.exceptions import Abort, Exit, TyperException
 
     try:
         _check_outputs_writable(list(sys.argv[1:] if argv is None else argv))
         rv = app(args=argv, prog_name="glassgen", standalone_mode=False)
+        if rv == 130:  # Ctrl-C: typer turns KeyboardInterrupt into exit code 130 (silently, without this)
+            _report_interrupt(list(sys.argv[1:] if argv is None else argv))
         if isinstance(rv, int) and rv != 0:
             return rv
     except GlassgenError as exc:
         typer.echo(f"error: {exc}", err=True)
         return 2
     except Exit as exc:
+        if exc.exit_code == 130:
+            _report_interrupt(list(sys.argv[1:] if argv is None else argv))
         return int(exc.exit_code or 0)
     except TyperException as exc:  # usage errors (unknown option, bad value): one line, pointing to --help
         ctx = getattr(exc, "ctx", None)
@@ -443,7 +467,7 @@ def _run(argv: list[str] | None) -> int:
         typer.echo("interrupted", err=True)
         return 130
     except KeyboardInterrupt:
-        typer.echo("interrupted: the checkpoint next to the output lets the same command resume", err=True)
+        _report_interrupt(list(sys.argv[1:] if argv is None else argv))
         return 130
     except MemoryError:  # a size the machine cannot hold (--bins 1e9, --N 1e11, ...)
         typer.echo("error: out of memory: a requested size (particles, lattice, bins, frames) is too large for "
