@@ -827,3 +827,24 @@ def test_cache_key_follows_content_not_file_stamp(tmp_path):
     c = SimpleNamespace(path=tmp_path / "c" / "s.npz", positions=pos.copy(), species=sp, box=box)
     assert sample_cache_key(a) != sample_cache_key(b)
     assert sample_cache_key(a) == sample_cache_key(c)
+
+
+def test_shipped_predictor_configs_find_their_data_from_any_folder(tmp_path, monkeypatch):
+    """The data a shipped config names (``$GLASSGEN_DATA/...`` or a folder of the repository) resolves from any
+    working directory; a ``../shared/data`` path only worked from the repository root."""
+    from glassgen.api_predict import train_spec_from_config
+    from glassgen.config import config_path, repo_root
+
+    monkeypatch.setenv("GLASSGEN_DATA", str(tmp_path / "shared"))
+    monkeypatch.chdir(tmp_path)
+    configs = [c for c in sorted((repo_root() / "configs" / "predictors").glob("*.toml"))
+               if "[predictor]" in c.read_text()]
+    assert len(configs) >= 5
+    for cfg in configs:
+        data = Path(train_spec_from_config(cfg)["data"])
+        assert data.is_absolute() and (data.is_relative_to(tmp_path / "shared") or data.is_dir()), (cfg.name, data)
+    assert config_path("$GLASSGEN_DATA/ka3d-T0.44-isoconfig") == tmp_path / "shared" / "ka3d-T0.44-isoconfig"
+    assert config_path("${GLASSGEN_DATA}/x") == tmp_path / "shared" / "x"
+    assert config_path("datasets/ka3d_n500") == repo_root() / "datasets" / "ka3d_n500"
+    (tmp_path / "datasets" / "ka3d_n500").mkdir(parents=True)  # the working directory's own folder wins
+    assert config_path("datasets/ka3d_n500") == Path("datasets/ka3d_n500")

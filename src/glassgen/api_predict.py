@@ -48,6 +48,10 @@ def train_spec_from_config(config: PathLike | None, **cli: Any) -> dict[str, Any
                 raise InputError(f"{p}: {k} must be a {'table' if kind is dict else 'list'}, got {table[k]!r}")
         spec.update(check_types(table, {k: v for k, v in type_hints(train).items() if k not in ("hyper", "indices")},
                                 f"{p} [predictor]"))
+        if isinstance(spec.get("data"), str):  # $GLASSGEN_DATA/..., or relative to the repository root
+            from glassgen.config import config_path
+
+            spec["data"] = config_path(spec["data"])
     given = {k: v for k, v in cli.items() if v is not None}
     if "time" in given and "time_index" in given:
         raise InputError("give the lag time as --time or as --time-index, not both")
