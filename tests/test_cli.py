@@ -441,7 +441,7 @@ def test_audit_of_bad_inputs_gives_one_line_errors(tmp_path, capsys):
                                             "--out", str(tmp_path / "p.h5")], capsys)
     assert "is a folder" in _bad(tmp_path, ["md", "run", "--config", str(tmp_path), "--out", o], capsys)
     # particles that run into each other during MD: the step, not the start, is to blame
-    assert "reduce --dt" in _bad(tmp_path, ["md", "run", "--model", "ka3d", "--N", "50", "--T", "1", "--steps", "20",
+    assert "reduce dt: --dt" in _bad(tmp_path, ["md", "run", "--model", "ka3d", "--N", "50", "--T", "1", "--steps", "20",
                                             "--dt", "0.5", "--out", o], capsys)
     # a third pass: extreme temperatures and densities (once numpy overflow warnings, then a bare ValueError)
     for cmd in (["md", "run", "--steps", "5"], ["mc", "run", "--sweeps", "5"]):

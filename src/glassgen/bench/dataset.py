@@ -67,7 +67,8 @@ class DatasetSpec:
         time_factors: lag times in units of tau_alpha (must contain 1.0).
         spacing: tau_alpha between consecutive configurations.
         equil_tau: minimal equilibration length in tau_alpha (after the drift test passed).
-        q: wavenumber of F_s for tau_alpha (7.25 for KA 3D).
+        q: wavenumber of F_s for tau_alpha (default: 7.25 in 3D, the first peak of KA 3D's S(q); 2 pi in 2D, as
+            ``glassgen analyze`` and the KA2D literature use).
         dt: time step.
         ensemble: replica dynamics, ``nve`` or ``nvt``.
         engine: ``numba`` or ``lammps`` (replicas); preparation always uses the Numba engine.
@@ -86,7 +87,7 @@ class DatasetSpec:
     time_factors: tuple[float, ...] = DEFAULT_FACTORS
     spacing: float = 3.0
     equil_tau: float = 30.0
-    q: float = 7.25
+    q: float | None = None
     dt: float = 0.005
     ensemble: str = "nve"
     engine: str = "numba"
@@ -99,6 +100,8 @@ class DatasetSpec:
 
     def __post_init__(self) -> None:
         check_temperature(self.T)
+        if self.q is None:
+            object.__setattr__(self, "q", 2 * math.pi if load_model(self.model).dim == 2 else 7.25)
         if self.n < 2 or self.n_configs < 1 or self.n_replicas < 1:
             raise InputError("need N >= 2, n_configs >= 1 and n_replicas >= 1")
         if 1.0 not in self.time_factors or any(f <= 0 for f in self.time_factors):
@@ -225,7 +228,8 @@ def prepare(spec: DatasetSpec, out: Path, progress: bool = False,
             tau, fs_t, fs, spent = float(spec.tau_alpha), np.zeros(0), np.zeros(0), 0.0
         else:
             tau, fs_t, fs, spent = measure_tau_alpha(sim, spec.q, guess=1.0)
-        log(f"T={spec.T}: tau_alpha = {tau:.4g} (F_s at q={spec.q}, species A)")
+        log(f"T={spec.T}: tau_alpha = {tau:.4g} (F_s at q={spec.q:.4g}, species A; "
+            + ("given)" if spec.tau_alpha is not None else "first estimate, re-measured after more equilibration)"))
         top_up = max(0.0, spec.equil_tau * tau - rep.steps * spec.dt - spent)
         sim.step(int(math.ceil(top_up / spec.dt)))
         history = [tau]
@@ -245,7 +249,7 @@ def prepare(spec: DatasetSpec, out: Path, progress: bool = False,
                 extra = spec.equil_tau * tau
                 sim.step(int(math.ceil(extra / spec.dt)))
                 top_up += extra
-            log(f"T={spec.T}: tau_alpha history {', '.join(f'{t:.3g}' for t in history)}")
+            log(f"T={spec.T}: tau_alpha = {tau:.4g} used (estimates in turn: {', '.join(f'{t:.3g}' for t in history)})")
         info = {"spec_core": _core(spec), "spec_samples": _sample_settings(spec),
                 "equilibration_steps": int(rep.steps), "drift_slope": rep.slope,
                 "drift_slope_err": rep.slope_err, "equilibrated": bool(rep.equilibrated),

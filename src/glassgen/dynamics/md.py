@@ -156,7 +156,8 @@ class MDSimulation:
                 energy, virial = ff.forces_into(x, f)
             except PhysicsError as exc:  # the start was checked: particles ran into each other during the run
                 raise PhysicsError(f"{str(exc).split(';')[0]} at step {self.step_count + 1} of the run: the time "
-                                   f"step dt = {dt} is too large for this T (reduce --dt)") from None
+                                   f"step dt = {dt} is too large for this T (reduce dt: --dt or the config's "
+                                   "dt)") from None
             k2 = kick(v, f, im, h)
             if th == "nhc":
                 s = self.bath.half_step(k2)
