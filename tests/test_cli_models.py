@@ -82,8 +82,10 @@ def test_sweep_resumes_without_recomputing(tmp_path, monkeypatch: pytest.MonkeyP
 
 def test_step_model_run(tmp_path) -> None:
     out = tmp_path / "step.h5"
-    assert main(["step-model", "run", "--L", "12", "--gamma-max", "0.02", "--s-mean", "-1.66", "--s-mean", "1",
-                 "--seed", "2", "--out", str(out), "--no-progress"]) == 0
+    cfg = tmp_path / "small.toml"  # L = 12 needs ranges that fit in L/2 = 6
+    cfg.write_text("[params]\nco_range = 5\nr_soft = 6.0\nrestore_range = 6.0\n")
+    assert main(["step-model", "run", "-c", str(cfg), "--L", "12", "--gamma-max", "0.02", "--s-mean", "-1.66",
+                 "--s-mean", "1", "--seed", "2", "--out", str(out), "--no-progress"]) == 0
     with h5py.File(out) as f:
         assert f.attrs["model"] == "StEP" and set(f) == {"S_-1.66", "S_1"}
         assert f["S_1/plastic_map"].shape == (12, 12)
@@ -130,3 +132,172 @@ def test_extrapolated_softness_distribution_is_flagged(tmp_path) -> None:
     assert s["T=0.4"]["P_S_extrapolated"] is True
     with h5py.File(tmp_path / "e.h5") as f:
         assert bool(f["T_0.4"].attrs["P_S_extrapolated"])
+
+
+# ---------------------------------------------------------------------------------- review fixes
+def _help_examples() -> list[str]:
+    """The ``glassgen ...`` example lines of the trap-model / step-model help texts (docstrings and epilogs)."""
+    import typer
+
+    from glassgen import cli_models
+
+    app = typer.Typer()
+    cli_models.register(app)
+    texts = [cli_models.trap_run_cmd.__doc__, cli_models.step_run_cmd.__doc__]
+    texts += [g.typer_instance.info.epilog for g in app.registered_groups]
+    return [line.strip() for t in texts for line in t.splitlines() if line.strip().startswith("glassgen ")]
+
+
+def _stub_jobs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Replace the runs by their checks (model, temperatures, parameters, ranges), so that an example is
+    checked as far as it would be before any work, without the work."""
+    from dataclasses import replace
+
+    from glassgen import api_models
+    from glassgen.models.step import StepParams
+    from glassgen.models.trap import load_trap_model
+
+    ran: list[str] = []
+
+    def trap(model, T, out, *, n=None, params=None, softness_law=None, input=None, **kw):
+        mdl = load_trap_model(model, params or {}, softness_law=softness_law, input=input)
+        for t in api_models._check_T(T):
+            mdl.check_temperature(t)
+        ran.append(model)
+        return {}
+
+    def step(out, *, s_mean=None, params=None, **kw):
+        base = StepParams.from_dict(dict(params or {}))
+        base.check_ranges()
+        for sm in [base.s_mean] if s_mean is None else ([s_mean] if isinstance(s_mean, float) else s_mean):
+            replace(base, s_mean=float(sm))
+        ran.append("StEP")
+        return {}
+
+    monkeypatch.setattr(api_models, "trap_model_run", trap)
+    monkeypatch.setattr(api_models, "step_model_run", step)
+    return ran
+
+
+def test_every_help_example_passes_the_checks_from_the_repository_root(monkeypatch, capsys) -> None:
+    """Each example of the trap-model / step-model help runs as written from the repository root (its config
+    and input files exist, nothing is missing, no option is unused, every range fits); the runs themselves
+    are replaced by their checks (tested by the other tests). Negative control: the epilog's former example
+    (a config without --T and --out) fails."""
+    import shlex
+
+    from glassgen.config import repo_root
+
+    monkeypatch.chdir(repo_root())
+    ran = _stub_jobs(monkeypatch)
+    examples = _help_examples()
+    assert len(examples) >= 10, examples
+    for line in examples:
+        assert main(shlex.split(line)[1:]) == 0, (line, capsys.readouterr().err)
+    assert len(ran) == len(examples)
+    capsys.readouterr()
+    assert main(["trap-model", "run", "--config", "configs/models/phenomenological/softness.toml"]) == 2
+    assert "missing option(s): --T, --out" in capsys.readouterr().err
+    assert main(["step-model", "run", "--dim", "3", "--L", "24", "--gamma-max", "0.1", "--out", "step3d.h5"]) == 2
+    assert "r_soft = 30" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--model", "facilitated", "--T", "0.4", "--N", "100"], "--N"),
+    (["--model", "softness-facilitated", "--dim", "2", "--T", "0.4", "--N", "100"], "--N"),
+    (["--model", "bouchaud", "--T", "2", "--L", "48", "--eta0", "0.3"], "--L, --eta0"),
+    (["--model", "softness", "--T", "0.4", "--input", "conf.xyz"], "--input"),
+    (["--model", "softness", "--T", "0.4", "--T0", "1"], "--T0"),
+    (["--model", "bouchaud", "--T", "2", "--softness-law", "softness_systemIII"], "--softness-law"),
+    (["--model", "bouchaud", "--T", "2", "--redraw", "naive"], "--redraw"),
+    (["--model", "bouchaud-gaussian", "--T", "2", "--r-c", "1.5"], "--r-c"),
+    (["--model", "softness", "--T", "0.4", "--sigma-E", "1"], "--sigma-E"),
+    (["-c", "configs/models/phenomenological/softness_facilitated_2d.toml", "--model", "softness", "--T", "0.4"],
+     "L (--config), eta0 (--config)"),
+    (["-c", "configs/models/phenomenological/bouchaud.toml", "--model", "facilitated", "--T", "0.4"],
+     "T0 (--config), N (--config)"),
+    (["--model", "softness-facilitated", "--T", "0.4", "--L", "8", "--input",
+      "../shared/data/configurations/ka2d_N1290_T0.231.xyz"], "--L"),
+])
+def test_options_the_model_does_not_use_are_errors(args, named, monkeypatch, capsys) -> None:
+    from glassgen.config import repo_root
+
+    monkeypatch.chdir(repo_root())
+    ran = _stub_jobs(monkeypatch)
+    assert main(["trap-model", "run", *args, "--out", "unused.h5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: model ") and f"does not use {named}" in err[0], err
+    assert not ran and not (repo_root() / "unused.h5").exists()
+
+
+@pytest.mark.parametrize("args", [
+    ["--model", "facilitated", "--T", "0.4", "--L", "8", "--dim", "2", "--E0", "0", "--sigma-E", "1", "--eta0",
+     "0.1", "--r-c", "1"],
+    ["--model", "bouchaud-gaussian", "--T", "2", "--N", "100", "--E0", "1", "--sigma-E", "0.5", "--dim", "2"],
+    ["--model", "softness-facilitated", "--T", "0.4", "--L", "8", "--dim", "2", "--softness-law",
+     "softness_systemIII", "--redraw", "naive", "--eta0", "0.2", "--r-c", "1.5"],
+    ["--model", "softness", "--T", "0.4", "--N", "100", "--redraw", "naive"],
+    ["--model", "bouchaud", "--T", "2", "--T0", "1", "--N", "100", "--q", "2", "--p-stop", "0.1"],
+    ["--model", "facilitated", "--T", "0.4", "--input", "../shared/data/configurations/ka2d_N1290_T0.231.xyz"],
+])
+def test_options_shared_by_several_models_stay_allowed(args, monkeypatch, capsys) -> None:
+    """Positive control of the check above: options a model does use pass."""
+    from glassgen.config import repo_root
+
+    monkeypatch.chdir(repo_root())
+    ran = _stub_jobs(monkeypatch)
+    assert main(["trap-model", "run", *args, "--out", "unused.h5"]) == 0, capsys.readouterr().err
+    assert len(ran) == 1
+
+
+def test_api_refuses_parameters_the_model_does_not_use(tmp_path) -> None:
+    from glassgen import api_models
+    from glassgen.errors import InputError
+    from glassgen.models.trap import load_trap_model
+
+    with pytest.raises(InputError, match="does not use eta0"):
+        load_trap_model("bouchaud", {"eta0": 0.3})
+    with pytest.raises(InputError, match="does not use softness_law"):
+        load_trap_model("bouchaud-gaussian", {}, softness_law="softness_systemIII")
+    with pytest.raises(InputError, match="does not use n "):
+        api_models.trap_model_run("facilitated", [0.4], tmp_path / "f.h5", n=100, params={"L": 8, "dim": 2})
+    assert load_trap_model("facilitated", {"E0": 0.0, "eta0": 0.3, "L": 8, "dim": 2}).L == 8  # used: fine
+    assert not (tmp_path / "f.h5").exists()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--s-mean", "100"], ["mean yield strain", "needs s_mean < 11.49"]),
+    (["--s-mean", "-1.66", "--s-mean", "12"], ["mean yield strain", "S = 18"]),  # every value before the first run
+    (["--L", "8"], ["co_range = 10 (needs < 4)", "r_soft = 30 (needs <= 4)", "restore_range = 10 (needs <= 4)"]),
+    (["--L", "32"], ["r_soft = 30 (needs <= 16)"]),
+])
+def test_step_model_ranges_are_checked(args, words, tmp_path, capsys) -> None:
+    out = tmp_path / "s.h5"
+    assert main(["step-model", "run", *args, "--gamma-max", "0.01", "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: StEP") and all(w in err[0] for w in words), err
+    assert not out.exists() and not (tmp_path / "s.h5.ckpt.h5").exists()
+
+
+@pytest.mark.parametrize("group, job", [("trap-model", "trap_model_run"), ("step-model", "step_model_run")])
+@pytest.mark.parametrize("with_checkpoint", [True, False])
+def test_ctrl_c_prints_one_line_and_exits_130(group, job, with_checkpoint, tmp_path, monkeypatch, capsys) -> None:
+    """Ctrl-C (KeyboardInterrupt in the job): one line on stderr naming the checkpoint to resume from, or just
+    'interrupted' when none was written yet (interrupted during the first temperature / softness); code 130."""
+    from glassgen import api_models
+
+    out = tmp_path / "x.h5"
+    ck = tmp_path / "x.h5.ckpt.h5"
+
+    def interrupted(*args, **kwargs):
+        if with_checkpoint:
+            ck.write_bytes(b"")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api_models, job, interrupted)
+    args = ["--model", "bouchaud", "--T", "2", "--N", "100"] if group == "trap-model" else []
+    assert main([group, "run", *args, "--out", str(out)]) == 130
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    expected = f"interrupted: rerun the same command to resume from {ck}" if with_checkpoint else "interrupted"
+    assert err == [expected] and captured.out == ""

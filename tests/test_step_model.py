@@ -222,6 +222,39 @@ def test_step_params_that_would_hang_or_give_nan_are_refused() -> None:
         StepModel(StepParams(L=16, restore_amp=20.0), seed=0)  # eta(0) = 20 * 0.1 = 2 > 1
 
 
+def test_yield_law_must_stay_above_the_kernel_floors_over_the_initial_softness() -> None:
+    """Weibull mean m0 + m1 S > 1e-4 and shape > 0.1 (where the kernel clamps them) for S in s_mean +- 3 s_std:
+    with the PRR law the mean vanishes at S = 17.515, so s_mean < 17.515 - 6 = 11.515 for s_std = 2."""
+    StepParams(s_mean=11.4)
+    StepParams(s_mean=-100.0)  # hard: larger yield strains, fine
+    StepParams(s_mean=5.0, s_std=4.0)  # 5 + 12 = 17 < 17.5
+    for bad in ({"s_mean": 11.6}, {"s_mean": 100.0}, {"s_mean": 6.0, "s_std": 4.0}, {"yield_mean": (-0.01, 0.0)},
+                {"yield_mean": (0.05, 0.01)}):  # increasing with S: the soft end is fine, the hard end is not
+        with pytest.raises(InputError, match="mean yield strain"):
+            StepParams(**bad)
+    with pytest.raises(InputError, match="Weibull shape"):
+        StepParams(yield_shape=(0.05, 0.0, 0.0))
+    with pytest.raises(InputError, match="Weibull shape"):
+        StepParams(yield_shape=(0.5, 0.0, -0.1), s_mean=0.0, s_std=1.0)  # 0.5 at S = 0, 0.5 - 0.9 < 0.1 at S = +-3
+    with pytest.raises(InputError, match="Weibull shape"):  # a minimum inside the range, above 0.1 at both ends
+        StepParams(yield_shape=(0.05, 0.0, 1.0), s_mean=0.0, s_std=1.0)
+    StepParams(yield_shape=(0.2, 0.0, 0.0))
+
+
+def test_interaction_ranges_must_fit_in_half_the_lattice() -> None:
+    """co_range < L/2 (the 2 co_range + 1 box fits), r_soft and restore_range <= L/2 (no site nearer to a
+    periodic image of the initiator); the PRR ranges fit L = 64 (and 60), not L = 32."""
+    StepParams(L=64).check_ranges()
+    StepParams(L=60).check_ranges()
+    StepParams(L=8, co_range=3, r_soft=4.0, restore_range=4.0).check_ranges()
+    for bad, word in (({"L": 32}, "r_soft = 30"), ({"L": 58}, "r_soft = 30"),
+                      ({"L": 8, "co_range": 4, "r_soft": 4.0, "restore_range": 4.0}, "co_range = 4"),
+                      ({"L": 8, "co_range": 3, "r_soft": 4.5, "restore_range": 4.0}, "r_soft = 4.5"),
+                      ({"L": 8, "co_range": 3, "r_soft": 4.0, "restore_range": 4.5}, "restore_range = 4.5")):
+        with pytest.raises(InputError, match=word):
+            StepParams(**bad).check_ranges()
+
+
 def test_step_runs_are_seeded_by_softness_and_resume_filters_the_output(tmp_path) -> None:
     """The run at a given initial softness is the same whatever the order of the --s-mean list; a resumed job
     with fewer values writes only those; a repeated value is refused."""
@@ -229,7 +262,7 @@ def test_step_runs_are_seeded_by_softness_and_resume_filters_the_output(tmp_path
 
     from glassgen import api_models
 
-    kw = dict(gamma_max=0.01, seed=3, params={"L": 8}, plot=False)
+    kw = dict(gamma_max=0.01, seed=3, params={"L": 8, "co_range": 3, "r_soft": 4.0, "restore_range": 4.0}, plot=False)
     api_models.step_model_run(tmp_path / "a.h5", s_mean=[-1.0, 2.0], **kw)
     api_models.step_model_run(tmp_path / "b.h5", s_mean=[2.0, -1.0], **kw)
     with h5py.File(tmp_path / "a.h5") as fa, h5py.File(tmp_path / "b.h5") as fb:

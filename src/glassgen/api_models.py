@@ -104,7 +104,7 @@ def trap_model_run(model: str, T: float | list[float], out: PathLike, *, n: int 
         model: ``bouchaud``, ``bouchaud-gaussian``, ``softness``, ``softness-facilitated`` or ``facilitated``.
         T: temperature(s); several make a sweep (Angell plot, fragility, D*tau_alpha(T)).
         out: output HDF5 path (a PNG with the same stem is written next to it).
-        n: number of traps (non-lattice models; default 4000).
+        n: number of traps (non-facilitated models only; default 4000).
         replicas: independent runs per temperature (pooled; chi_4 uses all blocks of all replicas).
         seed: base seed; temperature T and replica r use SeedSequence([seed, round(1e6 T), r]).
         q: wave number of F_s (default pi / b).
@@ -124,7 +124,7 @@ def trap_model_run(model: str, T: float | list[float], out: PathLike, *, n: int 
         the fragility; output paths.
     """
     from glassgen.models.observables import analyze_runs, fragility
-    from glassgen.models.trap import load_trap_model, simulate
+    from glassgen.models.trap import load_trap_model, simulate, unused_options
     from glassgen.progress import progress_bar
 
     check_hdf5_name(out)
@@ -136,6 +136,8 @@ def trap_model_run(model: str, T: float | list[float], out: PathLike, *, n: int 
     if q is not None and not (math.isfinite(q) and q > 0):
         raise InputError(f"the wave number q must be positive, got q={q}")
     mdl = load_trap_model(model, params or {}, softness_law=softness_law, input=input)
+    if n is not None and (msg := unused_options(model, {"N": "n"})):  # facilitated models: L^dim or the input's
+        raise InputError(msg)
     for T_ in Ts:  # every temperature is checked before the first run (onset, T0, ...)
         mdl.check_temperature(T_)
     n_eff = mdl.n_sites(n if n is not None else 4000)
@@ -245,27 +247,34 @@ def step_model_run(out: PathLike, *, s_mean: float | list[float] | None = None, 
         summary dict: per softness the peak and flow stress, overshoot, localisation, ductility, avalanche
         statistics and frames per second; output paths.
     """
+    from dataclasses import replace
+
     from glassgen.models.step import StepModel, StepParams, ductility
     from glassgen.progress import progress_bar
 
     check_hdf5_name(out)
+    try:  # checked first: a NaN is named as such, whatever else is wrong
+        given = None if s_mean is None else [float(sm) for sm in ([s_mean] if isinstance(s_mean, (int, float))
+                                                                  else list(s_mean))]
+    except (TypeError, ValueError):
+        raise InputError(f"initial mean softness s_mean must be a number or a list, got {s_mean!r}") from None
+    if given is not None and not all(math.isfinite(sm) for sm in given):
+        raise InputError(f"initial mean softness s_mean must be finite, got {given}")
     base = StepParams.from_dict(dict(params or {}))
+    base.check_ranges()
     if not (isinstance(gamma_max, (int, float)) and 0 < gamma_max <= 100):
         raise InputError(f"gamma_max must be a strain in (0, 100], got {gamma_max}")
-    s_list = [base.s_mean] if s_mean is None else ([s_mean] if isinstance(s_mean, (int, float)) else list(s_mean))
-    s_list = [float(sm) for sm in s_list]
-    if not all(math.isfinite(sm) for sm in s_list):
-        raise InputError(f"initial mean softness s_mean must be finite, got {s_list}")
+    s_list = [float(base.s_mean)] if given is None else given
     if len({f"{sm:.6g}" for sm in s_list}) != len(s_list):
         raise InputError(f"an initial mean softness is given twice: {s_list}")
+    for sm in s_list:  # every softness is checked (Weibull law in range) before the first run
+        replace(base, s_mean=sm)
     signature = json.dumps({"params": base.__dict__, "gamma_max": gamma_max, "seed": seed}, sort_keys=True,
                            default=str)
     ck = _ckpt(out)
     done = _read_ckpt(ck, signature)
     runs: dict[str, Any] = {}
     t0 = time.perf_counter()
-    from dataclasses import replace
-
     with progress_bar(gamma_max * len(s_list), "StEP shear", enabled=progress) as advance:
         for sm in s_list:
             key = f"S_{sm:.6g}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,6 +33,23 @@ def _print(summary: dict[str, Any]) -> None:
                                                  for kk, vv in v.items()))
         else:
             typer.echo(f"{k:>28}: {json.dumps(v) if isinstance(v, list) else v}")
+
+
+def _interruptible(out: str | Path, job: Callable[[], None]) -> None:
+    """Run ``job``; on Ctrl-C print one line on stderr (how to resume, if a checkpoint was kept) and exit 130.
+
+    The job keeps a checkpoint ``<out>.ckpt.h5`` after every finished temperature / softness; an interruption
+    before the first one leaves nothing to resume from.
+    """
+    from glassgen.api_models import _ckpt
+
+    try:
+        job()
+    except KeyboardInterrupt:
+        ck = _ckpt(out)
+        typer.echo(f"interrupted: rerun the same command to resume from {ck}" if ck.is_file() else "interrupted",
+                   err=True)
+        raise typer.Exit(130) from None
 
 
 # top-level keys of the configs and their TOML types (temperatures and mean softnesses: one or a list)
@@ -91,36 +109,52 @@ def trap_run_cmd(
 
     Examples:
       glassgen trap-model run --model bouchaud --T0 1 --T 1.5 --T 2 --T 3 --N 10000 --out mb.h5
-      glassgen trap-model run --model softness --T 0.40 --T 0.38 --T 0.36 --out softness.h5
+      glassgen trap-model run --model softness --T 0.40 --T 0.38 --T 0.36 --N 1000 --out softness.h5
       glassgen trap-model run -c configs/models/phenomenological/softness_facilitated_2d.toml --T 0.4 --T 0.36 -o fac.h5
       glassgen trap-model run --model facilitated --L 48 --dim 2 --eta0 0.1 --T 0.4 --p-stop 0.02 --out wing.h5
-      glassgen trap-model run --model softness-facilitated --input conf.xyz --r-c 1.5 --T 0.38 --out offlattice.h5
+      glassgen trap-model run --model softness-facilitated --r-c 1.5 --T 0.38 --out offlattice.h5 \
+        --input ../shared/data/configurations/ka2d_N1290_T0.231.xyz
+
+    An option the chosen model does not use (--N of a lattice model, --T0 of a softness model, ...) is an error.
     """
     from glassgen.api_models import load_model_config, trap_model_run
+    from glassgen.models.trap import unused_options
 
     job, params = load_model_config(config)
     job = _check_job(job, _JOB_KEYS_TRAP, config)
-    for k, v in {"L": L, "dim": dim, "T0": T0, "E0": E0, "sigma_E": sigma_E, "eta0": eta0, "r_c": r_c,
-                 "redraw": redraw}.items():
-        if v is not None:
-            params[k] = v
+    cli_params = {"L": L, "dim": dim, "T0": T0, "E0": E0, "sigma_E": sigma_E, "eta0": eta0, "r_c": r_c,
+                  "redraw": redraw}
     mdl = model or job.get("model")
     Ts = T or job.get("T")
     o = out or job.get("out")
     missing = [f for f, v in (("--model", mdl), ("--T", Ts), ("--out", o)) if v is None]
     if missing:
         raise InputError(f"missing option(s): {', '.join(missing)} (or set them in --config)")
+    # an option the chosen model does not use is an error, not silently ignored (defaults are fine)
+    flags = {"sigma_E": "--sigma-E", "r_c": "--r-c", "softness_law": "--softness-law", "N": "--N",
+             "input": "--input"}
+    given = {k: f"{k} (--config)" for k in (*params, *job) if k != "n"}
+    if "n" in job:
+        given["N"] = "n (--config)"
+    cli = {**cli_params, "N": n, "softness_law": softness_law, "input": input}
+    given |= {k: flags.get(k, f"--{k}") for k, v in cli.items() if v is not None}
+    msg = unused_options(str(mdl), given, off_lattice=(input or job.get("input") or params.get("input")) is not None)
+    if msg:
+        raise InputError(msg)
+    for k, v in cli_params.items():
+        if v is not None:
+            params[k] = v
     law = softness_law or params.pop("softness_law", None) or job.get("softness_law")
     params.pop("softness_law", None)
     nn = n if n is not None else job.get("N", job.get("n"))
-    _print(trap_model_run(
+    _interruptible(o, lambda: _print(trap_model_run(
         mdl, Ts, o, n=nn, replicas=replicas if replicas is not None else int(job.get("replicas", 1)),
         seed=seed if seed is not None else int(job.get("seed", 0)),
         q=q if q is not None else job.get("q"), p_stop=p_stop if p_stop is not None else float(job.get("p_stop", 0.05)),
         t_max=job.get("t_max"),
         max_events=max_events if max_events is not None else int(job.get("max_events", 500_000_000)),
         n_per_decade=int(job.get("n_per_decade", 8)), n_blocks=int(job.get("n_blocks", 4)), params=params,
-        softness_law=law, input=input or job.get("input"), progress=_progress(progress)))
+        softness_law=law, input=input or job.get("input"), progress=_progress(progress))))
 
 
 def step_run_cmd(
@@ -143,7 +177,10 @@ def step_run_cmd(
     Examples:
       glassgen step-model run --L 64 --gamma-max 0.2 --out step.h5
       glassgen step-model run -c configs/models/phenomenological/step_prr.toml --s-mean -1.66 --s-mean -5 -o step.h5
-      glassgen step-model run --dim 3 --L 24 --gamma-max 0.1 --out step3d.h5
+      glassgen step-model run -c configs/models/phenomenological/step_3d.toml --out step3d.h5
+
+    The interaction ranges (co_range 10, r_soft 30, restore_range 10) must fit in half the lattice: a lattice
+    smaller than L = 60 needs smaller ranges in [params] of a --config (step_3d.toml does so).
     """
     from glassgen.api_models import load_model_config, step_model_run
 
@@ -155,10 +192,10 @@ def step_run_cmd(
     o = out or job.get("out")
     if o is None:
         raise InputError("missing option: --out (or set out in --config)")
-    _print(step_model_run(o, s_mean=s_mean or job.get("s_mean"),
-                          gamma_max=gamma_max if gamma_max is not None else float(job.get("gamma_max", 0.2)),
-                          seed=seed if seed is not None else int(job.get("seed", 0)), params=params,
-                          progress=_progress(progress)))
+    _interruptible(o, lambda: _print(step_model_run(
+        o, s_mean=s_mean or job.get("s_mean"),
+        gamma_max=gamma_max if gamma_max is not None else float(job.get("gamma_max", 0.2)),
+        seed=seed if seed is not None else int(job.get("seed", 0)), params=params, progress=_progress(progress))))
 
 
 def register(app: typer.Typer) -> None:
@@ -166,7 +203,8 @@ def register(app: typer.Typer) -> None:
     trap_app = typer.Typer(no_args_is_help=True, help="Trap models (Monthus-Bouchaud, softness, facilitated) by KMC.",
                            epilog=("Examples:\n\n"
                                    "glassgen trap-model run --model bouchaud --T0 1 --T 1.5 --T 2 --out trap.h5\n\n"
-                                   "glassgen trap-model run --config configs/models/phenomenological/softness.toml"))
+                                   "glassgen trap-model run --config configs/models/phenomenological/softness.toml "
+                                   "--T 0.4 --T 0.38 --N 1000 --out softness.h5"))
     step_app = typer.Typer(no_args_is_help=True,
                            help="StEP lattice model (structuro-elasto-plasticity) under AQS shear.",
                            epilog=("Examples:\n\n"

@@ -155,6 +155,49 @@ class StepParams:
                 raise InputError(f"StEP parameter {name} must be >= 0, got {getattr(self, name)}")
         if len(self.yield_mean) != 2 or len(self.yield_shape) != 3:
             raise InputError("yield_mean needs 2 coefficients and yield_shape 3")
+        self._check_yield_law()
+
+    def _check_yield_law(self) -> None:
+        """The Weibull mean m0 + m1 S and shape w0 + w1 S + w2 S^2 must stay above the kernel's floors (1e-4 and
+        0.1, where :func:`glassgen._kernels.lattice.yield_strain` clamps them) over the bulk of the initial
+        softness, S in s_mean +- 3 s_std: a site below the mean's floor yields at (almost) zero strain, so the
+        model would run but no longer be the fitted law (PRR: s_mean + 3 s_std < 17.5)."""
+        lo, hi = self.s_mean - 3 * self.s_std, self.s_mean + 3 * self.s_std
+        m0, m1 = self.yield_mean
+        s_worst = hi if m1 < 0 else lo
+        if not m0 + m1 * s_worst > 1e-4:
+            bound = ""
+            if m1 != 0:
+                s_crit = (1e-4 - m0) / m1
+                bound = (f"; needs s_mean < {s_crit - 3 * self.s_std:.4g}" if m1 < 0
+                         else f"; needs s_mean > {s_crit + 3 * self.s_std:.4g}")
+            raise InputError(f"StEP mean yield strain {m0:g} {'-' if m1 < 0 else '+'} {abs(m1):g} S must stay positive "
+                             f"over the initial softness S = s_mean +- 3 s_std = {lo:.4g} ... {hi:.4g}: it is "
+                             f"{m0 + m1 * s_worst:.3g} at S = {s_worst:.4g}{bound}")
+        w0, w1, w2 = self.yield_shape
+        cand = [lo, hi] + ([-w1 / (2 * w2)] if w2 != 0 and lo < -w1 / (2 * w2) < hi else [])
+        s_min = min(cand, key=lambda x: w0 + w1 * x + w2 * x * x)
+        if not w0 + w1 * s_min + w2 * s_min**2 > 0.1:
+            raise InputError(f"StEP Weibull shape w0 + w1 S + w2 S^2 must stay above 0.1 over the initial softness "
+                             f"S = {lo:.4g} ... {hi:.4g} (s_mean +- 3 s_std): it is "
+                             f"{w0 + w1 * s_min + w2 * s_min**2:.3g} at S = {s_min:.4g}")
+
+    def check_ranges(self) -> None:
+        """The interaction ranges must fit in the periodic lattice (a user-level job checks this; the kernels
+        themselves use minimum images and run on any lattice, which their tests and benchmarks use).
+
+        The co-rearrangement box has side 2 co_range + 1 (needs co_range < L/2, else it wraps onto itself),
+        the near field acts for r < r_soft and the restoring step for r < restore_range (need <= L/2): beyond
+        L/2 a site lies nearer to a periodic image of the initiator than to the initiator, and the kernel
+        applies the field of the nearest image only, so the stated range is not what runs.
+        """
+        h = self.L / 2
+        bad = [f"co_range = {self.co_range} (needs < {h:g})"] if self.co_range >= h else []
+        bad += [f"{k} = {getattr(self, k):g} (needs <= {h:g})" for k in ("r_soft", "restore_range")
+                if getattr(self, k) > h]
+        if bad:
+            raise InputError(f"StEP interaction range(s) beyond half the lattice (L = {self.L}): {', '.join(bad)}; "
+                             "raise --L or lower them in [params] of a --config")
 
     @property
     def nc(self) -> int:

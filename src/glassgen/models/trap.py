@@ -52,11 +52,57 @@ from glassgen.config_values import check_types, type_hints
 from glassgen.errors import InputError
 from glassgen.models.softness_law import KernelLaw, SoftnessLaw, load_softness_law
 
-__all__ = ["MODELS", "TrapModel", "TrapRun", "simulate", "lattice_neighbours", "offlattice_neighbours",
-           "config_dir", "load_trap_model"]
+__all__ = ["MODELS", "USED_BY", "TrapModel", "TrapRun", "simulate", "lattice_neighbours", "offlattice_neighbours",
+           "config_dir", "load_trap_model", "unused_options"]
 
 MODELS = ("bouchaud", "bouchaud-gaussian", "softness", "softness-facilitated", "facilitated")
 _FACILITATED = ("softness-facilitated", "facilitated")
+_BARRIER = ("bouchaud", "bouchaud-gaussian", "facilitated")
+_SOFTNESS = ("softness", "softness-facilitated")
+
+#: The models that use each model-specific option (parameter or job option); every other option (T, dim, b,
+#: start, replicas, seed, q, p_stop, max_events, ...) applies to all. ``L`` is also unused off-lattice (``input``).
+USED_BY: dict[str, tuple[str, ...]] = {
+    "N": ("bouchaud", "bouchaud-gaussian", "softness"),  # facilitated models have L^dim sites (or the input's)
+    "T0": ("bouchaud",),
+    "E0": ("bouchaud-gaussian", "facilitated"),
+    "sigma_E": ("bouchaud-gaussian", "facilitated"),
+    "tau0": _BARRIER,
+    "softness_law": _SOFTNESS,
+    "redraw": _SOFTNESS,
+    "L": _FACILITATED,
+    "input": _FACILITATED,
+    "eta0": _FACILITATED,
+    "xi_kick": _FACILITATED,
+    "r_c": _FACILITATED,
+    "softening": _FACILITATED,
+    "warmup": _FACILITATED,
+}
+
+
+def unused_options(kind: str, given: dict[str, str], off_lattice: bool = False) -> str | None:
+    """None if model ``kind`` uses every given option; else a one-line message naming those it does not use.
+
+    Args:
+        kind: model kind (:data:`MODELS`).
+        given: option key (a :data:`USED_BY` key or any other) -> the name shown to the user (``--eta0``, ...).
+        off_lattice: the model runs on an input configuration (``L`` unused).
+    """
+    if kind not in MODELS:
+        return None  # the model's own check names the valid kinds
+    bad = [k for k in given if k in USED_BY and (kind not in USED_BY[k] or (k == "L" and off_lattice))]
+    if not bad:
+        return None
+    groups: dict[str, list[str]] = {}
+    for k in bad:
+        users = ("models on a lattice (not with an input configuration)" if k == "L" and kind in USED_BY[k]
+                 else ", ".join(USED_BY[k]) + " only")
+        groups.setdefault(users, []).append(given[k])
+    if len(groups) == 1:
+        why = f"used by {next(iter(groups))}"
+    else:
+        why = "; ".join(f"{', '.join(names)}: used by {users}" for users, names in groups.items())
+    return f"model {kind} does not use {', '.join(given[k] for k in bad)} ({why})"
 
 
 def config_dir() -> Path:
@@ -532,6 +578,11 @@ def load_trap_model(kind: str, config: dict[str, Any] | None = None,
     unknown = sorted(set(cfg) - _KEYS)
     if unknown:
         raise InputError(f"unknown trap-model parameter(s): {', '.join(unknown)} (allowed: {', '.join(sorted(_KEYS))})")
+    given = {k: k for k in cfg} | ({"softness_law": "softness_law"} if law_src is not None else {}) | (
+        {"input": "input"} if inp is not None else {})
+    msg = unused_options(kind, given, off_lattice=inp is not None)
+    if msg:  # a parameter the model does not use would be ignored silently
+        raise InputError(msg)
     cfg = check_types(cfg, type_hints(TrapModel), "trap-model parameters")
     law = load_softness_law(law_src) if law_src is not None else None
     if kind.startswith("softness") and law is None:
