@@ -107,6 +107,19 @@ def test_group_help_has_examples(group, capsys):
     assert "Examples:" in out and "glassgen " in out.split("Examples:")[1]
 
 
+def test_analyze_says_which_files_it_reads(tmp_path, capsys):
+    """analyze on a file glassgen wrote that holds no trajectory (a model run, an npz): one line naming the files
+    it reads and, where recorded, the command that wrote the file (it printed h5py's 'file signature not found')."""
+    np.savez(tmp_path / "d.npz", positions=np.zeros((4, 3)))
+    msg = _bad(tmp_path, ["analyze", str(tmp_path / "d.npz")], capsys)
+    assert "is not an HDF5 file" in msg and "md run, mc run and pgmc run" in msg
+    with h5py.File(tmp_path / "m.h5", "w") as f:
+        f.attrs["command"] = "/opt/venv/bin/glassgen trap-model run --model bouchaud --T 2"
+        f["result"] = np.zeros(3)
+    msg = _bad(tmp_path, ["analyze", str(tmp_path / "m.h5")], capsys)
+    assert "holds no trajectory (this file was written by `glassgen trap-model run ...`)" in msg
+
+
 def test_malformed_values_one_line_exit_2(tmp_path, capsys):
     """Values of the wrong kind inside otherwise readable files and configs: one line naming the problem."""
     o = str(tmp_path / "x.h5")
@@ -441,8 +454,8 @@ def test_audit_of_bad_inputs_gives_one_line_errors(tmp_path, capsys):
                                             "--out", str(tmp_path / "p.h5")], capsys)
     assert "is a folder" in _bad(tmp_path, ["md", "run", "--config", str(tmp_path), "--out", o], capsys)
     # particles that run into each other during MD: the step, not the start, is to blame
-    assert "reduce dt: --dt" in _bad(tmp_path, ["md", "run", "--model", "ka3d", "--N", "50", "--T", "1", "--steps", "20",
-                                            "--dt", "0.5", "--out", o], capsys)
+    assert "reduce dt: --dt" in _bad(tmp_path, ["md", "run", "--model", "ka3d", "--N", "50", "--T", "1", "--steps",
+                                                "20", "--dt", "0.5", "--out", o], capsys)
     # a third pass: extreme temperatures and densities (once numpy overflow warnings, then a bare ValueError)
     for cmd in (["md", "run", "--steps", "5"], ["mc", "run", "--sweeps", "5"]):
         err = _bad(tmp_path, cmd + ["--model", "ka2d", "--N", "43", "--T", "1e308", "--out", o], capsys)

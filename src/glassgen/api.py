@@ -353,6 +353,7 @@ def analyze(*, input: PathLike, out_dir: PathLike | None = None, q: float | None
     p = Path(input)
     if not p.is_file():
         raise InputError(f"file not found: {p}")
+    _check_analyzable(p)
     pgmc_run = _read_pgmc_frames(p)
     if pgmc_run is not None:
         q = default_q(pgmc_run["positions"].shape[-1]) if q is None else q
@@ -444,6 +445,22 @@ def _write_analysis(p: Path, outd: Path, q: float, rdf: Any, sq: Any, msd: Any, 
         warnings.warn("chi_4 is NaN: one time origin and one run give one overlap per lag; record several "
                       "origins (md run --traj-blocks K) or chains (pgmc run --chains K)", stacklevel=3)
     return summary
+
+
+_ANALYZED = "analyze reads the trajectories (.h5) of md run, mc run and pgmc run"
+
+
+def _check_analyzable(p: Path) -> None:
+    """One line naming what the file is, when it is not a trajectory analyze reads (an npz dataset, a model run)."""
+    if not h5py.is_hdf5(p):
+        raise InputError(f"{p} is not an HDF5 file: {_ANALYZED}")
+    with h5py.File(p, "r") as f:
+        if "trajectory" in f or "thermo" in f or f.attrs.get("method") == "pgmc":
+            return
+        cmd = _decode_attr(f.attrs.get("command", ""))
+    words = str(cmd).split()[:3]
+    made_by = f" (this file was written by `{' '.join([Path(words[0]).name, *words[1:]])} ...`)" if words else ""
+    raise InputError(f"{p} holds no trajectory{made_by}: {_ANALYZED}")
 
 
 def _read_pgmc_frames(p: Path) -> dict[str, Any] | None:
