@@ -99,7 +99,7 @@ def _command_lines(text: str) -> list[str]:
     lines = []
     for raw in text.replace("\\\n", " ").splitlines():
         line = raw.strip().removeprefix("$ ")
-        if line.startswith("glassgen "):
+        if line.startswith("glassgen ") and "<" not in line:  # not placeholders like `glassgen <command> --help`
             lines.append(re.split(r"\s+#|\s\||\s>|\s&&|;", line)[0])
     return lines
 
@@ -119,7 +119,7 @@ def test_example_commands_parse() -> None:
     """Every example in a command's --help and every command in a code block of README.md and docs/ names
     options that exist, with values of the right type."""
     root, commands = _parser()
-    examples = [line for c in commands for line in _command_lines(c.help or "")]
+    examples = [line for c in commands for line in _command_lines(f"{c.help or ''}\n{getattr(c, 'epilog', '') or ''}")]
     blocks = []
     for page in PAGES:
         parts = page.read_text(encoding="utf-8").split("```")

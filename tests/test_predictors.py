@@ -848,3 +848,44 @@ def test_shipped_predictor_configs_find_their_data_from_any_folder(tmp_path, mon
     assert config_path("datasets/ka3d_n500") == repo_root() / "datasets" / "ka3d_n500"
     (tmp_path / "datasets" / "ka3d_n500").mkdir(parents=True)  # the working directory's own folder wins
     assert config_path("datasets/ka3d_n500") == Path("datasets/ka3d_n500")
+
+
+@pytest.mark.parametrize("kind, hyper, msg", [
+    ("glassmlp", {"lr": -1}, "lr must be a number > 0"), ("glassmlp", {"lr": "fast"}, "lr must be a number"),
+    ("glassmlp", {"hidden": 0}, "hidden must be an integer >= 1"), ("glassmlp", {"hidden": []}, "non-empty list"),
+    ("glassmlp", {"n_ensemble": 0}, "n_ensemble must be an integer >= 1"),
+    ("glassmlp", {"epochs1": -5}, "epochs1 must be an integer >= 1"), ("glassmlp", {"radii": [2.0, -1]}, "radii"),
+    ("gnn", {"hidden": -3}, "hidden must be an integer >= 1"), ("gnn", {"epochs": 0}, "epochs must be an integer"),
+    ("gnn", {"edge_weight": 2}, "edge_weight must be a number >= 0 and <= 1"), ("gnn", {"steps": 1.5}, "steps"),
+    ("gnn", {"loss_species": [5]}, "loss_species must name species below 2")])
+def test_bad_hyperparameters_are_refused_in_one_line(kind, hyper, msg, tmp_path, capsys):
+    """Hyperparameters out of range or of the wrong type: one line, exit 2, before any training (they failed deep
+    in torch with a traceback, or saved an untrained or NaN-predicting model with exit 0)."""
+    import json as _json
+
+    from glassgen.api_predict import build_predictor
+    from glassgen.cli import main
+
+    with pytest.raises(InputError, match=msg):
+        build_predictor(kind, THERMAL, hyper)
+    assert main(["predict", "train", "--kind", kind, "--data", str(tmp_path), "--time", "1", "--hyper",
+                 _json.dumps(hyper), "--out", str(tmp_path / "m.npz")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err and msg.split()[0] in err, err
+    build_predictor(kind, THERMAL, {})  # the defaults pass
+
+
+def test_2d_data_with_the_default_3d_descriptor_model_names_the_fix(tmp_path):
+    """KA2D samples with the default (KA 3D) descriptor model: one line that says how to set the model."""
+    from glassgen.api_predict import train
+    from glassgen.dynamics.initial import random_state
+    from glassgen.systems.glassbench import GlassBenchSample, write_sample
+
+    for i in (1, 2):
+        c = random_state("ka2d", 43, seed=i)
+        write_sample(tmp_path / f"N43T0.50_{i}.npz", GlassBenchSample(
+            system="KA2D", T=0.5, index=i, species=c.species, positions=c.positions, box=c.box,
+            times=np.array([1.0]), md_prop=np.ones((1, 43)), metadata={"split": "train"}))
+    with pytest.raises(InputError, match="""the descriptors use the 3D model 'ka3d' but the data are 2D: set """
+                                         """--descriptors '\\{"model": "ka2d"\\}'"""):
+        train(kind="ridge", data=tmp_path, out=tmp_path / "m.npz", time=1.0, descriptors={"inherent": False})

@@ -137,9 +137,9 @@ def train(*, kind: str, data: PathLike, out: PathLike, T: float | None = None, t
         raise InputError(f"split = {split!r}: predictors train on the train split only (held-out configurations "
                          "must stay unseen); set allow_test = true to train on other data deliberately")
     torch.set_num_threads(int(os.environ.get("GLASSGEN_TORCH_THREADS", "1")))
+    pred = build_predictor(kind, descriptors, hyper)  # bad settings are reported before the data are read
     ds = read_dataset(data)
     t = _resolve_time(ds, T, time, time_index)
-    pred = build_predictor(kind, descriptors, hyper)
     if kind == "gnn":
         pred.hyper["checkpoint"] = str(out) + ".ckpt.npz"
     t0 = _time.perf_counter()

@@ -23,7 +23,9 @@ experiment_app = typer.Typer(no_args_is_help=True, help="Combined experiments (p
 def predict_propose(
     config: Annotated[Path, typer.Option("--config", "-c", help="Experiment TOML (configs/experiments/).")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: the config's out).")] = None,
-    full: Annotated[bool, typer.Option("--full/--quick", help="Full budget (hours) or the quick mode (minutes).")]
+    full: Annotated[bool, typer.Option(
+        "--full/--quick", help="Full budget (many hours) or the quick mode (about an hour of CPU on 2 cores for the "
+                               "shipped config); finished cases of an earlier run of the same code are reused.")]
     = False,
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress", help="Progress bars.")] = None,
 ) -> None:
@@ -37,6 +39,8 @@ def predict_propose(
         typer.echo(f"{c['model']} N={c['N']} T={c['T']}: tau_U ratio predictor/uniform local flow = "
                    f"{c['ratio_tau_U_predictor_over_uniform']:.3g}; tau_alpha ratio predict-PGMC/PGMC = "
                    f"{c['ratio_tau_alpha_predict_pgmc_over_pgmc']:.3g}")
+    if res.get("cases_reused"):
+        typer.echo(f"{res['cases_reused']} case(s) reused from an earlier run of the same config, mode and code")
     typer.echo(f"report: {Path(res['out_dir']) / 'report.md'}")
 
 

@@ -16,7 +16,7 @@ from glassgen.cli_options import Split, split_value
 predict_app = typer.Typer(no_args_is_help=True, help="Propensity predictors: train, evaluate, score.",
                           epilog=("Examples:\n\n"
                                   "glassgen predict train --config configs/predictors/ka3d_T0.44_ridge.toml\n\n"
-                                  "glassgen predict score runs/predictors/t044_ridge.npz conf.xyz --out scores.npz"))
+                                  "glassgen predict score runs/predictors/ka3d_T0.44_ridge.npz conf.xyz -o scores.npz"))
 
 
 def _json_opt(text: str | None, name: str) -> dict | None:
@@ -36,7 +36,7 @@ def _json_opt(text: str | None, name: str) -> dict | None:
 @predict_app.command("train")
 def train_cmd(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML with a \\[predictor] table.")] = None,
-    kind: Annotated[str | None, typer.Option("--kind", "-k", help="ridge, glassmlp or gnn.")] = None,
+    kind: Annotated[str | None, typer.Option("--kind", "-k", help="ridge, glassmlp, gnn or softness.")] = None,
     data: Annotated[Path | None, typer.Option("--data", "-d", help="GlassBench directory.")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Model file (.npz).")] = None,
     T: Annotated[float | None, typer.Option("--T", "-T", help="Training temperature (default: all).")] = None,
@@ -85,7 +85,7 @@ def eval_cmd(
     """GlassBench metrics of a predictor on species A: pooled and per-configuration Pearson, R^2, chi_4.
 
     Examples:
-      glassgen predict eval runs/predictors/t044_ridge.npz --data ../shared/data/ka3d-T0.44-isoconfig
+      glassgen predict eval runs/predictors/ka3d_T0.44_ridge.npz --data ../shared/data/ka3d-T0.44-isoconfig
       glassgen predict eval runs/r.npz --data datasets/ka3d_n500 --T 0.64 --out runs/r_T064.json
       glassgen predict eval runs/r.npz --data datasets/ka3d_n500 --T 0.64 --time-index 3
     """
@@ -101,13 +101,15 @@ def score_cmd(
     model: Annotated[Path, typer.Argument(help="Predictor file (.npz).")],
     input: Annotated[Path, typer.Argument(help="Configuration (xyz, h5, LAMMPS data, GlassBench npz).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output npz with the per-particle predictions.")],
-    interaction_model: Annotated[str | None, typer.Option("--model", "-m",
-                                                          help="Interaction model of the file.")] = None,
+    interaction_model: Annotated[str | None, typer.Option(
+        "--model", "-m", help="Model to read an xyz or LAMMPS data file with (they name none; default: the "
+                              "predictor's). Descriptors and inherent states always use the predictor's own model.")
+    ] = None,
 ) -> None:
     """Per-particle predicted propensity of one configuration (inherent state computed if the model needs it).
 
     Examples:
-      glassgen predict score runs/predictors/t044_ridge.npz conf.xyz --out conf.pred.npz
+      glassgen predict score runs/predictors/ka3d_T0.44_ridge.npz conf.xyz --out conf.pred.npz
       glassgen predict score runs/r.npz datasets/ka3d_n500/T0.80/N500T0.80_45.npz -o p.npz
     """
     from glassgen.api_predict import score_file

@@ -63,6 +63,30 @@ def select_samples(dataset: GlassBenchDataset | PathLike | list[GlassBenchSample
     return out
 
 
+
+def hyper_value(kind: str, name: str, value: Any, *, integer: bool = False, minimum: float | None = None,
+                above: bool = False, maximum: float | None = None) -> Any:
+    """A hyperparameter checked to be a finite number (an integer if ``integer``) at least ``minimum`` (above it
+    if ``above``) and at most ``maximum``; lists are checked element by element. One-line InputError otherwise
+    (a negative learning rate or a zero-width network failed deep inside torch)."""
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise InputError(f"{kind} hyperparameter {name} must be a non-empty list, got {value!r}")
+        return [hyper_value(kind, name, v, integer=integer, minimum=minimum, above=above, maximum=maximum)
+                for v in value]
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (not integer or float(value).is_integer())
+    if ok and minimum is not None:
+        ok = value > minimum if above else value >= minimum
+    ok = ok and (maximum is None or value <= maximum)
+    if not ok:
+        what = "an integer" if integer else "a number"
+        bounds = [f"{'>' if above else '>='} {minimum:g}"] if minimum is not None else []
+        bounds += [f"<= {maximum:g}"] if maximum is not None else []
+        raise InputError(f"{kind} hyperparameter {name} must be {what}{' ' + ' and '.join(bounds) if bounds else ''}"
+                         f", got {value!r}")
+    return int(value) if integer else float(value)
+
 class Predictor:
     """Base class; subclasses implement ``_fit(frames, seed, progress)``, ``_predict(x, species)``, ``_arrays``."""
 
@@ -103,11 +127,22 @@ class Predictor:
             progress: bool = False) -> Predictor:
         """Train on the selected samples at lag ``time`` (None: the replicas' time of isoconfig files)."""
         samples = select_samples(dataset, T, split, indices)
+        self.check_dimension(samples[0].positions.shape[1])
         fr = frames(samples, self.settings, time)
         self.info.update({"time": time, "T_train": sorted({s.T for s in samples}),
                           "train_indices": [s.index for s in samples], "seed": int(seed),
                           "n_train": len(samples), "N": int(samples[0].n)})
         return self.fit_frames(fr, seed=seed, progress=progress)
+
+    def check_dimension(self, d: int) -> None:
+        """The descriptors' interaction model must have the data's dimension (one line naming the fix)."""
+        from glassgen.systems.model import load_model
+
+        dim = load_model(self.settings.model).dim
+        if dim != d:
+            hint = {2: "ka2d", 3: "ka3d"}.get(d)
+            fix = f": set --descriptors '{{\"model\": \"{hint}\"}}'" if hint else ""
+            raise InputError(f"the descriptors use the {dim}D model {self.settings.model!r} but the data are {d}D{fix}")
 
     def fit_frames(self, fr: list[Frame], seed: int = 0, progress: bool = False) -> Predictor:
         """Train on precomputed frames (features + targets)."""

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from glassgen.predictors.base import Predictor
+from glassgen.predictors.base import Predictor, hyper_value
 from glassgen.predictors.data import Frame
 from glassgen.progress import progress_bar
 
@@ -76,9 +76,19 @@ class GlassMLPPredictor(Predictor):
                  epochs2: int = 150, lr: float = 1e-3, w_corr: float = 0.5, w_var: float = 1.0, n_corr: int = 800,
                  radii: tuple[float, ...] | list[float] = (2.0, 4.0, 6.0), n_ensemble: int = 1,
                  threshold: float | None = None, calibrate: str = "none", **hyper: Any) -> None:
-        super().__init__(settings, hidden=list(hidden), epochs1=int(epochs1), epochs2=int(epochs2), lr=float(lr),
-                         w_corr=float(w_corr), w_var=float(w_var), n_corr=int(n_corr), radii=list(radii),
-                         n_ensemble=int(n_ensemble), threshold=None if threshold is None else float(threshold),
+        k = "glassmlp"
+        super().__init__(settings, hidden=hyper_value(k, "hidden", list(hidden) if isinstance(hidden, (list, tuple))
+                                                      else hidden, integer=True, minimum=1),
+                         epochs1=hyper_value(k, "epochs1", epochs1, integer=True, minimum=1),
+                         epochs2=hyper_value(k, "epochs2", epochs2, integer=True, minimum=0),
+                         lr=hyper_value(k, "lr", lr, minimum=0, above=True),
+                         w_corr=hyper_value(k, "w_corr", w_corr, minimum=0),
+                         w_var=hyper_value(k, "w_var", w_var, minimum=0),
+                         n_corr=hyper_value(k, "n_corr", n_corr, integer=True, minimum=1),
+                         radii=hyper_value(k, "radii", list(radii) if isinstance(radii, (list, tuple)) else radii,
+                                           minimum=0, above=True),
+                         n_ensemble=hyper_value(k, "n_ensemble", n_ensemble, integer=True, minimum=1),
+                         threshold=None if threshold is None else hyper_value(k, "threshold", threshold),
                          calibrate=calibrate, **hyper)
         self.nets: dict[tuple[int, int], Any] = {}
         self.threshold = np.full(self.settings.nsp, 0.3)

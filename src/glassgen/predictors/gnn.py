@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from glassgen.errors import InputError
-from glassgen.predictors.base import Predictor, select_samples
+from glassgen.predictors.base import Predictor, hyper_value, select_samples
 from glassgen.predictors.data import Frame, inherent_positions, target
 from glassgen.predictors.descriptors import neighbour_list
 from glassgen.progress import progress_bar
@@ -132,11 +132,21 @@ class GNNPredictor(Predictor):
                  lr: float = 1e-3, lr_final: float = 1e-5, loss_species: list[int] | None = None,
                  edge_weight: float = 0.0, checkpoint: str | None = None, edge_features: str = "rbf",
                  center_targets: bool = True, **hyper: Any) -> None:
-        super().__init__(settings, hidden=int(hidden), steps=int(steps), r_edge=float(r_edge), epochs=int(epochs),
-                         lr=float(lr), lr_final=float(lr_final),
-                         loss_species=list(loss_species if loss_species is not None else [0]),
-                         edge_weight=float(edge_weight), checkpoint=checkpoint, edge_features=edge_features,
+        k = "gnn"
+        super().__init__(settings, hidden=hyper_value(k, "hidden", hidden, integer=True, minimum=1),
+                         steps=hyper_value(k, "steps", steps, integer=True, minimum=1),
+                         r_edge=hyper_value(k, "r_edge", r_edge, minimum=0, above=True),
+                         epochs=hyper_value(k, "epochs", epochs, integer=True, minimum=1),
+                         lr=hyper_value(k, "lr", lr, minimum=0, above=True),
+                         lr_final=hyper_value(k, "lr_final", lr_final, minimum=0, above=True),
+                         loss_species=hyper_value(k, "loss_species", list(loss_species if loss_species is not None
+                                                                          else [0]), integer=True, minimum=0),
+                         edge_weight=hyper_value(k, "edge_weight", edge_weight, minimum=0, maximum=1),
+                         checkpoint=checkpoint, edge_features=edge_features,
                          center_targets=bool(center_targets), **hyper)
+        if max(self.hyper["loss_species"]) >= self.settings.nsp:
+            raise InputError(f"gnn hyperparameter loss_species must name species below {self.settings.nsp}, got "
+                             f"{self.hyper['loss_species']}")
         if edge_features not in ("vector", "rbf"):
             raise InputError(f"edge_features must be 'vector' or 'rbf', got {edge_features!r}")
         self.net = self._new_net()
