@@ -128,7 +128,7 @@ class Predictor:
         """Train on the selected samples at lag ``time`` (None: the replicas' time of isoconfig files)."""
         samples = select_samples(dataset, T, split, indices)
         self.check_dimension(samples[0].positions.shape[1])
-        fr = frames(samples, self.settings, time)
+        fr = frames(samples, self.settings, time, progress=progress)
         self.info.update({"time": time, "T_train": sorted({s.T for s in samples}),
                           "train_indices": [s.index for s in samples], "seed": int(seed),
                           "n_train": len(samples), "N": int(samples[0].n)})

@@ -123,11 +123,20 @@ class Frame:
 
 
 def frames(samples: Iterable[GlassBenchSample], settings: DescriptorSettings, time: float | None,
-           with_target: bool = True, cache: Path | None = None) -> list[Frame]:
-    """Features and targets of several samples (positions: the ones the descriptors were computed on)."""
+           with_target: bool = True, cache: Path | None = None, progress: bool = False) -> list[Frame]:
+    """Features and targets of several samples (positions: the ones the descriptors were computed on).
+
+    The first use of a sample computes its inherent state (FIRE) and descriptors, minutes for N = 4096; both
+    are cached, so ``progress`` shows a bar per sample."""
+    from glassgen.progress import progress_bar
+
+    samples = list(samples)
     out = []
-    for s in samples:
-        x = inherent_positions(s, settings.model, settings.ftol, cache) if settings.inherent else s.positions
-        out.append(Frame(sample_features(s, settings, cache), s.species, target(s, time) if with_target else None,
-                         x, s.box, s.index, s.T))
+    label = "descriptors (FIRE inherent states, cached)" if settings.inherent else "descriptors"
+    with progress_bar(len(samples), label, progress) as advance:
+        for s in samples:
+            x = inherent_positions(s, settings.model, settings.ftol, cache) if settings.inherent else s.positions
+            out.append(Frame(sample_features(s, settings, cache), s.species,
+                             target(s, time) if with_target else None, x, s.box, s.index, s.T))
+            advance(1)
     return out
