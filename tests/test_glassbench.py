@@ -474,3 +474,162 @@ def test_replicas_numba_and_lammps_agree_at_short_times():
     assert np.allclose(a.md_prop, b.md_prop, rtol=0, atol=1e-6)
     assert np.array_equal(a.bb_prop, b.bb_prop)
     assert a.md_prop[1].mean() > 1.5 * a.md_prop[0].mean()  # particles moved on (ballistic, then caged)
+
+
+# ----------------------------------------------------------------------------------------- bench score inputs
+def _as_replica_files(out, root, seed=7):
+    """Copies of the tiny dataset laid out as the shipped isoconfigurational samples: replica positions at one
+    lag time (tau_alpha, ``replica_time``), no md_prop time series. Returns {file name: true propensity}."""
+    import dataclasses
+    from pathlib import Path
+
+    rng = np.random.default_rng(seed)
+    truth = {}
+    for p in sorted(Path(out).rglob("N*.npz")):
+        s = read_sample(p)
+        k = s.metadata["provenance"]["tau_alpha_index"]
+        reps = s.positions[None] + rng.gamma(2.0, 0.1, (5, s.n, 1)) * rng.normal(size=(5, s.n, 3))
+        q = root / p.relative_to(out)
+        q.parent.mkdir(parents=True, exist_ok=True)
+        write_sample(q, dataclasses.replace(s, md_prop=None, bb_prop=None, times=None, replicas=reps,
+                                            replica_time=float(s.times[k])), provenance=s.metadata["provenance"])
+        truth[q.name] = np.linalg.norm(reps - s.positions[None], axis=-1).mean(axis=0)  # displacements < L/2
+    return truth
+
+
+def test_bench_score_and_report_use_replicas_without_md_prop(tiny_dataset, tmp_path, capsys):
+    """Samples with replicas but no md_prop (the shipped KA T=0.44 files) are scored at the replicas' lag time
+    (they were refused: 'samples without md_prop cannot be scored', and the report had 'nothing to score')."""
+    import json
+
+    from glassgen.cli import main
+
+    _, out, _ = tiny_dataset
+    root = tmp_path / "rep"
+    truth = _as_replica_files(out, root)
+    species = {name: read_sample(root / "T0.80" / name).species for name in truth}
+    rng = np.random.default_rng(3)
+    mine = {name[:-4]: r + rng.normal(0, 0.05, r.size) for name, r in truth.items()}
+    np.savez(tmp_path / "mine.npz", **mine)
+    rc = main(["bench", "score", "--data", str(root), "--T", "0.8", "--split", "all", "--predictions",
+               str(tmp_path / "mine.npz"), "--cache", str(tmp_path / "c"), "--out", str(tmp_path / "s.json")])
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "replicas at one lag time" in text and "mine Pearson pooled @tau_alpha" in text
+    res = json.loads((tmp_path / "s.json").read_text())
+    assert res["source"] == "replicas" and len(res["times"]) == 1
+    assert res["times"][0] == pytest.approx(res["tau_alpha"], rel=1e-3)  # tau_alpha on the MD step grid
+    names = sorted(truth)
+    a = np.concatenate([truth[n][species[n] == 0] for n in names])
+    b = np.concatenate([mine[n[:-4]][species[n] == 0] for n in names])
+    assert res["scores"]["mine"][0]["pearson_pooled"] == pytest.approx(stats.pearsonr(a, b)[0], abs=1e-12)
+    frac = [np.mean(truth[n][species[n] == 0] > 0.3) for n in names]
+    assert res["chi4_true"][0] == pytest.approx(np.mean([np.sum(species[n] == 0) for n in names]) * np.var(frac))
+
+    rc = main(["bench", "report", "--data", str(root), "--out", str(tmp_path / "r"), "--split", "all",
+               "--cache", str(tmp_path / "c")])
+    cap = capsys.readouterr()
+    assert rc == 0
+    assert "Note: propensity from the isoconfigurational replicas" in (tmp_path / "r" / "report.md").read_text()
+    assert "no md_prop time series" in cap.err and "replicas at t =" in cap.out
+    # files with neither md_prop nor replicas: the reason, in one line
+    for p in sorted(root.rglob("N*.npz")):
+        s = read_sample(p)
+        write_sample(p, s, replicas=False)
+    rc = main(["bench", "report", "--data", str(root), "--out", str(tmp_path / "r2"), "--split", "all",
+               "--cache", str(tmp_path / "c")])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 2 and err.startswith("error: nothing to score") and "neither md_prop nor" in err
+
+
+def test_bench_score_shared_ka2d_replicas_match_direct_propensity(data, tmp_path, capsys):
+    """On the shared KA2D T=0.23 sample (replicas at t = 1.5e6, inherent state in the file) the score equals a
+    direct minimum-image propensity and scipy's Pearson."""
+    import json
+
+    from glassgen.bench.reference import per_particle_energy
+    from glassgen.cli import main
+
+    rc = main(["bench", "score", "--data", str(data), "--T", "0.23", "--key", "EPOT", "--cache",
+               str(tmp_path / "c"), "--out", str(tmp_path / "s.json")])
+    text = capsys.readouterr().out
+    assert rc == 0 and "EPOT Pearson pooled @t=1.5e+06" in text and "1.63 tau_alpha" in text
+    res = json.loads((tmp_path / "s.json").read_text())
+    s = read_sample(data / "ka2d-isoconfig" / "N1290T0.23_151_tc40.npz")
+    d = s.replicas - s.positions[None]
+    d -= s.box * np.round(d / s.box)
+    r = np.linalg.norm(d, axis=-1).mean(axis=0)
+    e = per_particle_energy(s, s.inherent)
+    a = s.species == 0
+    assert res["scores"]["EPOT"][0]["pearson_pooled"] == pytest.approx(stats.pearsonr(r[a], e[a])[0], abs=1e-10)
+
+
+def test_bench_score_takes_predict_score_outputs(tiny_dataset, tmp_path, capsys, monkeypatch):
+    """`glassgen predict score` output (prediction + string provenance) is accepted by `bench score
+    --predictions`, one file per sample (it was refused: 'array 'provenance' holds <U... values')."""
+    import json
+
+    from glassgen.cli import main
+
+    monkeypatch.setenv("GLASSGEN_PREDICTOR_CACHE", str(tmp_path / "pc"))
+    spec, out, _ = tiny_dataset
+    model = tmp_path / "ridge.npz"
+    desc = json.dumps({"families": ["glassmlp"], "inherent": False, "rc_cg": 3.0, "lengths": [0.0, 1.0]})
+    assert main(["predict", "train", "--kind", "ridge", "--data", str(out), "--time-index", "6", "--out",
+                 str(model), "--descriptors", desc, "--seed", "1", "--no-progress"]) == 0
+    files = sorted(out.rglob("N*.npz"))
+    preds = []
+    for p in files:
+        preds.append(tmp_path / f"p{read_sample(p).index}.npz")
+        assert main(["predict", "score", str(model), str(p), "--out", str(preds[-1])]) == 0
+    capsys.readouterr()
+    common = ["bench", "score", "--data", str(out), "--T", "0.8", "--cache", str(tmp_path / "c")]
+    # the test split (the last configuration) from its predict-score output
+    test_file = next(p for p in files if read_sample(p).split == "test")
+    ptest = tmp_path / f"p{read_sample(test_file).index}.npz"
+    assert main([*common, "--predictions", str(ptest), "--out", str(tmp_path / "t.json")]) == 0
+    assert f"{ptest.stem} Pearson pooled @tau_alpha" in capsys.readouterr().out
+    res = json.loads((tmp_path / "t.json").read_text())
+    s = read_sample(test_file)
+    with np.load(ptest) as z:
+        y = z["prediction"]
+    a = s.species == 0
+    k = res["tau_index"]
+    assert res["scores"][ptest.stem][k]["pearson_pooled"] == pytest.approx(
+        stats.pearsonr(s.md_prop[k][a], y[a])[0], abs=1e-12)
+    # every sample: one output each; matched by the positions when the recorded input path is elsewhere
+    moved = tmp_path / "moved.npz"
+    with np.load(preds[0]) as z:
+        arrays = {key: z[key] for key in z.files}
+    arrays["provenance"] = np.asarray(json.dumps({"input": "/elsewhere/conf.npz"}))
+    np.savez(moved, **arrays)
+    assert main([*common, "--split", "all", "--predictions", str(moved), *sum((["--predictions", str(p)]
+                                                                               for p in preds[1:]), [])]) == 0
+    assert "predictions Pearson pooled @tau_alpha" in capsys.readouterr().out
+    # too few, twice the same sample, or a configuration that is not in the set: one-line errors
+    for args, msg in ((["--split", "all", "--predictions", str(ptest)], "lack 2 of the 3 samples"),
+                      (["--split", "all", *sum((["--predictions", str(p)] for p in [*preds, moved]), [])],
+                       "given twice")):
+        assert main([*common, *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and msg in err and "\n" not in err, err
+    arrays["positions"] = arrays["positions"] + 0.5
+    np.savez(moved, **arrays)
+    assert main([*common, "--predictions", str(moved)]) == 2
+    assert "none of the 1 samples scored" in capsys.readouterr().err
+
+
+def test_bench_score_errors_name_the_sample(tiny_dataset, tmp_path, capsys):
+    """Bad predictions are reported with the sample's file name, not 'configuration 0'."""
+    from glassgen.cli import main
+
+    _, out, _ = tiny_dataset
+    files = sorted(out.rglob("N*.npz"))
+    common = ["bench", "score", "--data", str(out), "--T", "0.8", "--split", "all", "--cache", str(tmp_path)]
+    good = {p.stem: np.zeros(read_sample(p).n) + np.arange(read_sample(p).n) for p in files}
+    for bad, msg in ((np.zeros(10), "shape (10,)"), (np.full(good[files[1].stem].size, np.nan), "NaN")):
+        np.savez(tmp_path / "bad.npz", **{**good, files[1].stem: bad})
+        assert main([*common, "--predictions", str(tmp_path / "bad.npz")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and files[1].name in err and msg in err, err
+        assert "configuration 0" not in err and "configuration 1" not in err

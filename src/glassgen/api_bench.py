@@ -137,37 +137,101 @@ def bench_reference(*, data: PathLike | None = None, cache: PathLike | None = No
 
 
 def _load_predictions(path: PathLike) -> dict[str, Any]:
+    """The numeric arrays of a predictions npz; 0-d string entries (metadata such as ``provenance``) are left
+    out, and a ``provenance`` JSON entry is returned parsed under the key ``None``."""
+    import json
+    import zipfile
+
     import numpy as np
 
     p = Path(path)
     if not p.is_file():
         raise InputError(f"predictions file not found: {p}")
-    import zipfile
-
     if not zipfile.is_zipfile(p):
         raise InputError(f"{p} is not a predictions file (an .npz archive, e.g. from glassgen predict score)")
     try:
         with np.load(p, allow_pickle=False) as z:
-            out = {k: z[k] for k in z.files}
+            raw = {k: z[k] for k in z.files}
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"cannot read predictions {p}: {exc}") from None
-    for k, v in out.items():
+    out: dict[Any, Any] = {}
+    for k, v in raw.items():
+        if v.dtype.kind in "US" and v.ndim == 0:  # metadata, e.g. the provenance of glassgen predict score
+            if k == "provenance":
+                try:
+                    out[None] = json.loads(str(v))
+                except json.JSONDecodeError:
+                    out[None] = {}
+            continue
         if v.dtype.kind not in "fiub":
             raise InputError(f"{p}: array {k!r} holds {v.dtype} values, not numbers (not a predictions file)")
+        out[k] = v
     return out
 
 
+def _predictions_by_sample(files: list[PathLike], paths: list[Path]) -> tuple[str, dict[str, Any]]:
+    """{sample stem: prediction} from npz files of two kinds, and the name the scores get.
+
+    * one array per sample, named by the sample's file stem (several samples per file);
+    * the output of ``glassgen predict score`` (one sample: ``prediction``, ``positions``, ``provenance``),
+      matched to the sample it was computed on by the input path in its provenance, else by its positions.
+    """
+    import numpy as np
+
+    from glassgen.systems.glassbench import read_sample
+
+    stems = {p.stem: p for p in paths}
+    merged: dict[str, Any] = {}
+    origin: dict[str, Path] = {}
+    positions: dict[str, np.ndarray] = {}
+    for f in files:
+        arrays = _load_predictions(f)
+        prov = arrays.pop(None, None)
+        if "prediction" in arrays and "positions" in arrays:  # glassgen predict score: one configuration
+            src = str((prov or {}).get("input", ""))
+            stem = Path(src).stem if Path(src).stem in stems else None
+            if stem is None:
+                if not positions:
+                    positions = {q.stem: read_sample(q, load_replicas=False).positions for q in paths}
+                stem = next((k for k, x in positions.items()
+                             if x.shape == arrays["positions"].shape and np.array_equal(x, arrays["positions"])), None)
+            if stem is None:
+                raise InputError(f"{Path(f).name}: predictions of {src or 'a configuration'}, which is none of the "
+                                 f"{len(paths)} samples scored ({', '.join(list(stems)[:3])}"
+                                 f"{', ...' if len(stems) > 3 else ''})")
+            found = {stem: arrays["prediction"]}
+        else:
+            found = {k: v for k, v in arrays.items() if k in stems}
+            if not found:
+                raise InputError(f"{Path(f).name}: no array named after a scored sample (e.g. "
+                                 f"{next(iter(stems))}) and not a glassgen predict score output")
+        for k, v in found.items():
+            if k in merged:
+                raise InputError(f"predictions for {k} given twice: in {origin[k].name} and {Path(f).name}")
+            merged[k], origin[k] = v, Path(f)
+    missing = [p.stem for p in paths if p.stem not in merged]
+    if missing:
+        raise InputError(f"predictions lack {len(missing)} of the {len(paths)} samples scored, e.g. {missing[0]} "
+                         "(give one --predictions per sample, or one npz with an array per sample stem)")
+    name = Path(files[0]).stem if len(files) == 1 else "predictions"
+    return name, merged
+
+
 def bench_score(*, data: PathLike, T: float, system: str | None = None, split: str | None = "test",
-                key: list[str] | None = None, predictions: PathLike | None = None, cache: PathLike | None = None,
-                out: PathLike | None = None) -> dict[str, Any]:
-    """Score predictions against md_prop at every lag time: pooled/per-config Pearson, R^2, chi_4.
+                key: list[str] | None = None, predictions: PathLike | list[PathLike] | None = None,
+                cache: PathLike | None = None, out: PathLike | None = None) -> dict[str, Any]:
+    """Score predictions against the propensity: pooled/per-config Pearson, R^2, chi_4.
+
+    The propensity is md_prop at every lag time; files without md_prop (the shipped isoconfigurational
+    samples) give it from their replicas at their one lag time, and the summary says so.
 
     Args:
         data: dataset directory (GlassBench archive or ours).
         T: temperature; system: 'KA', 'KA2D' or a model name (default: the only one present).
         split: 'test', 'train' or None (all).
         key: keys to report (default all: EPOT, EPOT_thermal, published keys present).
-        predictions: npz with one array per sample, named by the sample's file stem, (N,) or (n_times, N).
+        predictions: npz file(s): one array per sample, named by the sample's file stem, (N,) or (n_times, N);
+            or outputs of ``glassgen predict score``, one per sample.
         out: JSON output (atomic, with provenance).
     """
 
@@ -190,13 +254,14 @@ def bench_score(*, data: PathLike, T: float, system: str | None = None, split: s
             raise InputError(f"T={T}: choose --system among {systems}")
         system = systems[0]
     extra = None
-    if predictions is not None:
-        pr = _load_predictions(predictions)
+    if predictions is not None and not isinstance(predictions, list):
+        predictions = [predictions]
+    if predictions:
         paths = ds.paths(system, T, split)
-        missing = [p.stem for p in paths if p.stem not in pr]
-        if missing:
-            raise InputError(f"predictions lack {len(missing)} samples, e.g. {missing[0]}")
-        extra = {Path(predictions).stem: [np.asarray(pr[p.stem], dtype=np.float64) for p in paths]}
+        if not paths:
+            raise InputError(f"no {split or ''} samples for {system} T={T:g} in {data}".replace("  ", " "))
+        name, pr = _predictions_by_sample(predictions, paths)
+        extra = {name: [np.asarray(pr[p.stem], dtype=np.float64) for p in paths]}
     res = score_dataset(ds, system, T, split, _cache(cache), extra)
     keys = key or list(res["scores"])
     unknown = [k for k in keys if k not in res["scores"]]
@@ -207,14 +272,24 @@ def bench_score(*, data: PathLike, T: float, system: str | None = None, split: s
             payload = {"provenance": provenance(data=str(data), T=T, system=system, split=split),
                        **{k: v for k, v in res.items() if k != "R_tau"}}
             tmp.write_text(strict_json(payload))
+    k_tau = res["tau_index"]
+    lag = float(res["times"][k_tau])
+    at = "@tau_alpha" if res["tau_alpha_known"] and abs(lag - res["tau_alpha"]) <= 1e-3 * res["tau_alpha"] \
+        else f"@t={lag:g}"
     summary: dict[str, Any] = {"system": system, "T": T, "configurations": res["n_configs"],
-                               "tau_alpha": res["tau_alpha"]}
+                               "tau_alpha": res["tau_alpha"] if res["tau_alpha_known"] else "unknown"}
+    if res["note"]:
+        summary["propensity"] = res["note"]
     for k in keys:
-        row = res["scores"][k][res["tau_index"]]
-        summary[f"{k} Pearson pooled @tau_alpha"] = row["pearson_pooled"]
-        summary[f"{k} Pearson per-config @tau_alpha"] = (row["pearson_per_config"], row["pearson_per_config_err"])
-        summary[f"{k} Pearson pooled vs t"] = [round(r["pearson_pooled"], 4) for r in res["scores"][k]]
-    summary["chi4 true vs t"] = [round(c, 3) for c in res["chi4_true"]]
+        row = res["scores"][k][k_tau]
+        summary[f"{k} Pearson pooled {at}"] = row["pearson_pooled"]
+        summary[f"{k} Pearson per-config {at}"] = (row["pearson_per_config"], row["pearson_per_config_err"])
+        if res["times"].size > 1:
+            summary[f"{k} Pearson pooled vs t"] = [round(r["pearson_pooled"], 4) for r in res["scores"][k]]
+    if res["times"].size > 1:
+        summary["chi4 true vs t"] = [round(c, 3) for c in res["chi4_true"]]
+    else:
+        summary[f"chi4 true {at}"] = res["chi4_true"][0]
     return summary
 
 
@@ -252,14 +327,27 @@ def bench_report(*, data: PathLike, out: PathLike, split: str | None = "test", r
                 _check_nested(model_res[key], levels, f"{models}: {key}")
     ds = read_dataset(data)
     results = []
+    skipped: list[str] = []
     # one report row per (system, T): with split None a temperature's train and test files are scored together
-    for system, T in sorted({(system, T) for system, T, sp in ds.files if split is None or sp == split}):
+    groups = sorted({(system, T) for system, T, sp in ds.files if split is None or sp == split})
+    if not groups:
+        raise InputError(f"no {split} samples in {data} (splits there: "
+                         f"{', '.join(sorted({sp for _, _, sp in ds.files}))})")
+    for system, T in groups:
         try:
-            results.append(score_dataset(ds, system, T, split, _cache(cache)))
+            res = score_dataset(ds, system, T, split, _cache(cache))
         except InputError as exc:
-            print(f"skipped {system} T={T}: {exc}", file=sys.stderr)
+            where = f"{system} T={T:g}"
+            skipped.append(str(exc) if str(exc).startswith(where) else f"{where}: {exc}")
+            print(f"skipped {skipped[-1]}", file=sys.stderr)
+            continue
+        if res["note"]:  # the curves vs t need md_prop at several lag times
+            print(f"{system} T={T:g}: propensity from the replicas at t = {res['times'][0]:g} only (no md_prop time "
+                  "series): Pearson and chi_4 vs t have that one point", file=sys.stderr)
+        results.append(res)
     if not results:
-        raise InputError(f"nothing to score in {data} (split={split})")
+        raise InputError(f"nothing to score in {data} (split={split}): {skipped[0]}"
+                         + (f" (and {len(skipped) - 1} more skipped)" if len(skipped) > 1 else ""))
     pub_dir = Path(published) if published is not None else data_dir().parent / "reference" / "glassbench-results"
     if model_res is not None and "transferability" not in model_res and "pearson" in model_res:
         model_res["transferability"] = _transfer_at_tau(model_res["pearson"], results)
@@ -270,7 +358,9 @@ def bench_report(*, data: PathLike, out: PathLike, split: str | None = "test", r
     files = write_report(results, Path(out), read_published(pub_dir), model_res,
                          provenance(data=str(data), split=split), ref)
     return {"written": [str(f) for f in files],
-            "scored": [f"{r['system']} T={r['T']:g} ({r['n_configs']} configs)" for r in results]}
+            "scored": [f"{r['system']} T={r['T']:g} ({r['n_configs']} configs"
+                       + (f"; replicas at t = {r['times'][0]:g} only: no time series)" if r["note"] else ")")
+                       for r in results]}
 
 
 def _check_nested(obj: Any, levels: tuple[str, ...], where: str) -> None:

@@ -98,16 +98,22 @@ def bench_score_cmd(
     split: Annotated[Split, typer.Option("--split", help="test, train or all.")] = Split.test,
     key: Annotated[list[str] | None, typer.Option("--key", help="Prediction key to report (repeatable): EPOT, "
                                                                "EPOT_thermal, BOTAN, GlassMLP, ...")] = None,
-    predictions: Annotated[Path | None, typer.Option("--predictions", help="npz: one array per sample stem.")] = None,
+    predictions: Annotated[list[Path] | None, typer.Option(
+        "--predictions", help="npz with one array per sample stem, or glassgen predict score outputs "
+                              "(repeat: one per sample).")] = None,
     cache: CacheOpt = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="JSON output.")] = None,
 ) -> None:
     """Score any prediction against the propensity at every lag time (Pearson pooled and per-config, R^2, chi_4).
 
+    Files without an md_prop time series (the shipped isoconfigurational samples) are scored at the one lag
+    time of their replicas, computed from the replica positions; the output says so.
+
     Examples:
       glassgen bench score --data datasets/ka3d_n500 --T 0.8 --key EPOT
       glassgen bench score --data ~/GlassBench --T 0.44 --key GlassMLP --key SE3
       glassgen bench score --data datasets/ka3d_n500 --T 0.8 --predictions runs/my_model_T0.8.npz
+      glassgen bench score --data ../shared/data --T 0.44 --key EPOT
     """
     from glassgen.api_bench import bench_score
     from glassgen.cli import _print

@@ -11,6 +11,7 @@ configuration (``EPOT_thermal``); published prediction keys stored in test files
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -68,21 +69,127 @@ def tau_alpha_index(times: np.ndarray, provenance: dict[str, Any] | None, system
     return 6 if t.size == 10 else int(t.size // 2)
 
 
+def _name(sample: Any) -> str:
+    return Path(sample.path).name if sample.path else f"configuration {sample.index}"
+
+
+def _replica_time(samples: list[Any], system: str, T: float) -> float:
+    """The one lag time at which every sample without md_prop has its isoconfigurational replicas."""
+    lags: dict[float, str] = {}
+    for s in samples:
+        if s.md_prop is not None:
+            continue
+        if s.replicas is None:
+            raise InputError(f"{system} T={T:g}: {_name(s)} has neither md_prop nor isoconfigurational replicas: "
+                             "no propensity to score against")
+        if s.replica_time is None:
+            raise InputError(f"{system} T={T:g}: {_name(s)}: the replicas' lag time is not recorded (no _tcXX code "
+                             "or replica_time entry)")
+        if not any(abs(s.replica_time - t) <= 1e-3 * t for t in lags):
+            lags[s.replica_time] = _name(s)
+    if len(lags) > 1:
+        raise InputError(f"{system} T={T:g}: the replicas are at different lag times ("
+                         + ", ".join(f"t = {t:g} in {n}" for t, n in lags.items()) + "): score one lag at a time")
+    return next(iter(lags))
+
+
+def _prediction_rows(key: str, values: list[np.ndarray], samples: list[Any], times: np.ndarray,
+                     replica_rows: list[int | None] | None) -> list[list[np.ndarray]]:
+    """Per lag time, the (N,) predictions of every sample, checked (named by sample, not by position).
+
+    A prediction is (N,) (the same at every lag) or (n_times, N) on the sample's lag grid; with replica
+    propensities (one lag) ``replica_rows[k]`` is the row of that lag in sample k's grid."""
+    rows: list[list[np.ndarray]] = [[] for _ in range(times.size)]
+    for k, (a, s) in enumerate(zip(values, samples, strict=True)):
+        a = np.asarray(a, dtype=np.float64)
+        if replica_rows is None:
+            n_rows = times.size
+        else:  # a per-lag prediction needs the replicas' lag in the sample's grid
+            n_rows = s.times.size if s.times is not None and replica_rows[k] is not None else -1
+        if a.shape == (s.n,):
+            per_t = [a] * times.size
+        elif a.ndim == 2 and a.shape == (n_rows, s.n):
+            per_t = list(a) if replica_rows is None else [a[replica_rows[k]]]
+        else:
+            want = f"({s.n},)" + (f" or ({n_rows}, {s.n}) (one row per lag time)" if n_rows > 0 else "")
+            raise InputError(f"{key}: {_name(s)}: predictions of shape {a.shape}, expected {want}")
+        if not all(np.all(np.isfinite(r[s.mask(0)])) for r in per_t):
+            raise InputError(f"{key}: {_name(s)}: NaN or infinite predictions")
+        for j, r in enumerate(per_t):
+            rows[j].append(r)
+    return rows
+
+
 def score_dataset(ds: GlassBenchDataset, system: str, T: float, split: str | None = "test",
                   cache_dir: Path | None = None, extra: dict[str, list[np.ndarray]] | None = None) -> dict[str, Any]:
-    """Score the plain descriptors (and published keys) against md_prop at every time of one (system, T).
+    """Score the plain descriptors (and published keys) against the propensity of one (system, T).
+
+    The propensity is ``md_prop`` at every lag time of the files' grid; samples without ``md_prop`` (the
+    shipped isoconfigurational files) give it from their replicas at the one lag time ``replica_time``
+    (every sample must agree on it), so the scores then have a single row and ``source`` says so.
 
     Returns:
-        dict with ``times``, ``tau_alpha``, ``scores`` {key: [score_all per time]}, ``chi4_true`` per time,
-        ``n_configs``, and the pooled type-A propensity at tau_alpha (``R_tau``, for distributions).
+        dict with ``times``, ``tau_alpha``, ``tau_index``, ``tau_alpha_known`` (False: replicas at a lag
+        of unknown tau_alpha, which is then that lag), ``source`` ('md_prop' or 'replicas'), ``note`` (a
+        line saying that replica propensities have one lag time, else None), ``scores`` {key: [score_all per
+        time]}, ``chi4_true`` per time, ``n_configs``, ``samples`` (file names), and the pooled type-A
+        propensity at tau_alpha (``R_tau``, for distributions).
     """
+    from glassgen.systems.glassbench import read_sample
+
     samples = list(ds.samples(system, T, split, load_replicas=False))
     if not samples:
-        raise InputError(f"no samples for {system} T={T} split={split}")
-    if any(s.md_prop is None for s in samples):
-        raise InputError(f"{system} T={T}: samples without md_prop cannot be scored")
-    times = samples[0].times
-    k_tau = tau_alpha_index(times, samples[0].metadata.get("provenance"), system, T)
+        raise InputError(f"no samples for {system} T={T:g} split={split}")
+    replica_rows: list[int | None] | None = None
+    tau_known = True
+    if all(s.md_prop is not None for s in samples):
+        source, note = "md_prop", None
+        if samples[0].times is None:
+            raise InputError(f"{system} T={T:g}: {_name(samples[0])} has md_prop but no lag times ('times')")
+        times = np.asarray(samples[0].times, dtype=np.float64)
+        for s in samples[1:]:
+            if s.times is None or s.times.shape != times.shape or not np.allclose(s.times, times, rtol=1e-6):
+                raise InputError(f"{system} T={T:g}: {_name(s)} has other lag times than {_name(samples[0])}")
+        k_tau = tau_alpha_index(times, samples[0].metadata.get("provenance"), system, T)
+        tau = float(times[k_tau])
+        truth = [[s.md_prop[k] for s in samples] for k in range(times.size)]  # type: ignore[index]
+    else:
+        from glassgen.observables.isoconfig import propensity
+
+        samples = [s if s.md_prop is not None else read_sample(s.path) for s in samples]  # now with replicas
+        lag = _replica_time(samples, system, T)
+        truth_t = []
+        replica_rows = []
+        for s in samples:
+            row = None
+            if s.times is not None and s.times.size and np.all(s.times > 0):
+                k = int(np.argmin(np.abs(np.log(s.times / lag))))
+                row = k if abs(s.times[k] - lag) <= 1e-3 * lag else None
+            if s.md_prop is not None:
+                if row is None:
+                    raise InputError(f"{system} T={T:g}: {_name(s)} has md_prop but not at the replicas' lag time "
+                                     f"t = {lag:g} of the other samples")
+                truth_t.append(s.md_prop[row])
+            else:
+                truth_t.append(propensity(s.positions, s.replicas, s.box))  # as glassgen bench reference does
+            replica_rows.append(row)
+        samples = [dataclasses.replace(s, replicas=None) for s in samples]  # the propensity is all we keep
+        times, k_tau, truth = np.array([lag]), 0, [truth_t]
+        prov = samples[0].metadata.get("provenance")
+        ours = prov.get("tau_alpha") if isinstance(prov, dict) else None  # glassgen dataset make records it
+        known = float(ours) if isinstance(ours, (int, float)) and ours > 0 else published_tau_alpha(system, T)
+        tau = float(known) if known is not None else lag  # the unit of t/tau_alpha in the figures
+        if known is None:
+            tau_known = False
+            at = "tau_alpha unknown"
+        else:
+            at = "tau_alpha" if abs(lag - tau) <= 1e-3 * tau else f"{lag / tau:.3g} tau_alpha"
+        source = "replicas"
+        note = (f"propensity from the isoconfigurational replicas at one lag time, t = {lag:g} ({at}): no md_prop "
+                "time series in these files, so every score has that single row")
+    for k, s in enumerate(samples):
+        if not all(np.all(np.isfinite(row[k])) for row in truth):
+            raise InputError(f"{system} T={T:g}: {_name(s)}: NaN or infinite propensities")
     masks = [s.mask(0) for s in samples]
     preds: dict[str, list[np.ndarray]] = {
         "EPOT": [per_particle_energy(s, inherent_positions(s, cache_dir)) for s in samples],
@@ -94,15 +201,16 @@ def score_dataset(ds: GlassBenchDataset, system: str, T: float, split: str | Non
     preds.update(extra or {})
     scores: dict[str, list[dict[str, float]]] = {}
     for key, p in preds.items():
-        row = []
-        for k in range(times.size):
-            pk = [a if a.ndim == 1 else a[k] for a in p]
-            row.append(metrics.score_all([s.md_prop[k] for s in samples], pk, masks))  # type: ignore[index]
-        scores[key] = row
-    chi4 = [metrics.chi4_thresholded([s.md_prop[k] for s in samples], masks) for k in range(times.size)]  # type: ignore[index]
-    r_tau = np.concatenate([s.md_prop[k_tau][m] for s, m in zip(samples, masks, strict=True)])  # type: ignore[index]
-    return {"system": system, "T": T, "split": split, "times": times, "tau_alpha": float(times[k_tau]),
-            "tau_index": k_tau, "scores": scores, "chi4_true": chi4, "n_configs": len(samples), "R_tau": r_tau}
+        if len(p) != len(samples):
+            raise InputError(f"{key}: {len(p)} predictions for {len(samples)} samples")
+        rows = _prediction_rows(key, p, samples, times, replica_rows)
+        scores[key] = [metrics.score_all(truth[k], rows[k], masks) for k in range(times.size)]
+    chi4 = [metrics.chi4_thresholded(truth[k], masks) for k in range(times.size)]
+    r_tau = np.concatenate([r[m] for r, m in zip(truth[k_tau], masks, strict=True)])
+    return {"system": system, "T": T, "split": split, "times": times, "tau_alpha": tau, "tau_index": k_tau,
+            "tau_alpha_known": tau_known,
+            "source": source, "note": note, "scores": scores, "chi4_true": chi4, "n_configs": len(samples),
+            "samples": [_name(s) for s in samples], "R_tau": r_tau}
 
 
 def _fig(path: Path, draw: Any, record: dict[str, Any] | None = None) -> None:
@@ -242,6 +350,7 @@ def write_report(results: list[dict[str, Any]], out_dir: Path, published: dict[s
         heads = " | ".join(f"{k} pooled / per-config" for k in res["scores"])
         lines += [f"## {res['system']} T = {res['T']:g} ({res['split'] or 'all'} split, {res['n_configs']} "
                   f"configurations, tau_alpha = {res['tau_alpha']:.4g})", "",
+                  *([f"Note: {res['note']}.", ""] if res.get("note") else []),
                   f"| t | t/tau_alpha | chi_4 true | {heads} |", "|---|---|---|" + "---|" * len(res["scores"])]
         for k, t in enumerate(res["times"]):
             cells = " | ".join(f"{res['scores'][key][k]['pearson_pooled']:.3f} / "
