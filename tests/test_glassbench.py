@@ -290,6 +290,16 @@ def test_dataset_spec_judges_a_given_tau_alpha_at_once() -> None:
         DatasetSpec(n=64, T=0.8, n_configs=2, n_test=1, tau_alpha=1e300)
 
 
+def test_dataset_wave_number_follows_the_dimension() -> None:
+    """tau_alpha of a 2D dataset is measured at q = 2 pi (as analyze and the KA2D literature do), of a 3D one at
+    KA 3D's 7.25 (every dataset used 7.25); an explicit q is kept."""
+    from glassgen.bench.dataset import DatasetSpec
+
+    assert DatasetSpec(model="ka2d", n=64, T=1.0, n_configs=2, n_test=1).q == pytest.approx(2 * np.pi)
+    assert DatasetSpec(model="ka3d", n=64, T=1.0, n_configs=2, n_test=1).q == 7.25
+    assert DatasetSpec(model="ka2d", n=64, T=1.0, n_configs=2, n_test=1, q=5.0).q == 5.0
+
+
 def test_dataset_draws_resume_bit_for_bit(tmp_path, monkeypatch) -> None:
     """Configurations drawn after an interruption equal those of an uninterrupted run bit for bit (the drawing
     run's thermostat variables are kept with the draws; they were reset, and configurations 2 and 3 differed)."""
