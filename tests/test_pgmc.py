@@ -95,11 +95,12 @@ def test_local_density_numpy_matches_kernel_and_finite_differences(anisotropic):
     pol.set_vector("local", v0)
     assert np.allclose(score, fd, rtol=1e-5, atol=1e-6)
     assert np.abs(score).max() > 1e-2  # the check is not vacuous
-    # the density integrates to 1 (quadrature over a 2D grid), anisotropic or not
-    g = np.linspace(-8.0, 8.0, 1601)
+    # the density integrates to 1 (quadrature over a 2D grid: widths 0.2-1.7 here, spacing 0.04), anisotropic
+    # or not, also where b = 0 (k = m - 1)
+    g = np.linspace(-8.0, 8.0, 401)
     xx, yy = np.meshgrid(g, g)
     grid = np.stack([xx.ravel(), yy.ravel()], axis=1)
-    for k in range(m):
+    for k in (0, 3, m - 1):
         lq_grid = local_log_q_and_score(pol, np.repeat(env[k:k + 1], grid.shape[0], 0), grid,
                                         np.repeat(sp[k:k + 1], grid.shape[0]))[0]
         assert abs(np.exp(lq_grid).sum() * (g[1] - g[0]) ** 2 - 1.0) < 1e-6
