@@ -61,7 +61,7 @@ def _put(d: dict[str, Any], *keys_and_value: Any) -> None:
 
 
 def _metrics(pred: Any, samples: list[Any], t: float | None) -> dict[str, Any]:
-    from glassgen.bench.metrics import chi4_bootstrap_error, score_all
+    from glassgen.bench.metrics import score_all
 
     fr = [pred.frame(s, t) for s in samples]
     yt = [f.target for f in fr]
@@ -69,8 +69,6 @@ def _metrics(pred: Any, samples: list[Any], t: float | None) -> dict[str, Any]:
     m = [f.species == 0 for f in fr]
     out = score_all(yt, yp, m)
     out["per_config"] = [float(np.corrcoef(a[k], b[k])[0, 1]) for a, b, k in zip(yt, yp, m, strict=True)]
-    out["chi4_true_err"] = chi4_bootstrap_error(yt, m)
-    out["chi4_pred_err"] = chi4_bootstrap_error(yp, m)
     out["mobile_fraction_true"] = [float(np.mean(a[k] > 0.3)) for a, k in zip(yt, m, strict=True)]
     out["mobile_fraction_pred"] = [float(np.mean(b[k] > 0.3)) for b, k in zip(yp, m, strict=True)]
     return out

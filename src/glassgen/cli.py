@@ -5,7 +5,6 @@ Bad input prints one line ``error: ...`` on stderr and exits with code 2 (never 
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import warnings
@@ -15,7 +14,18 @@ from typing import Annotated, Any
 import typer
 
 from glassgen import __version__
-from glassgen.cli_options import ConfigOpt, DensOpt, InputOpt, ModelOpt, NOpt, ProgOpt, SeedOpt, TOpt
+from glassgen.cli_options import (
+    ConfigOpt,
+    DensOpt,
+    InputOpt,
+    ModelOpt,
+    NOpt,
+    ProgOpt,
+    SeedOpt,
+    TOpt,
+    print_summary,
+    progress_flag,
+)
 from glassgen.errors import GlassgenError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
@@ -55,18 +65,8 @@ def _merge(config: Path | None, section: str, **cli: Any) -> dict[str, Any]:
     return api.config_options(config, section, target, **cli)
 
 
-def _progress(flag: bool | None) -> bool:
-    return sys.stderr.isatty() if flag is None else flag
-
-
-def _print(summary: dict[str, Any]) -> None:
-    for k, v in summary.items():
-        if isinstance(v, tuple) and len(v) == 2 and all(isinstance(x, float) for x in v):
-            typer.echo(f"{k:>36}: {v[0]:.6g} +- {v[1]:.2g}")
-        elif isinstance(v, float):
-            typer.echo(f"{k:>36}: {v:.6g}")
-        else:
-            typer.echo(f"{k:>36}: {json.dumps(v) if isinstance(v, (dict, list)) else v}")
+_progress = progress_flag  # short names used by every command module
+_print = print_summary
 
 
 def _require(opts: dict[str, Any], *keys: str) -> None:

@@ -128,7 +128,8 @@ def bench_report_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Report directory.")],
     split: Annotated[Split, typer.Option("--split", help="test, train or all.")] = Split.test,
     reference: Annotated[bool, typer.Option("--reference/--no-reference",
-                                            help="Add the shipped KA T=0.44 reference numbers.")] = False,
+                                            help="Add the shipped KA T=0.44 reference numbers "
+                                                 "(read from GLASSGEN_DATA, whatever --data is).")] = False,
     models: Annotated[Path | None, typer.Option("--models", help="Model results JSON with a 'pearson' table per "
                                                                  "model and temperature (benchmarks/predictors.py).")]
     = None,

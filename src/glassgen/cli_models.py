@@ -5,34 +5,17 @@ Registered by :mod:`glassgen.cli` through :func:`register`.
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from glassgen.cli_options import ConfigOpt, ProgOpt, SeedOpt
+from glassgen.cli_options import ConfigOpt, ProgOpt, SeedOpt, print_summary, progress_flag
 from glassgen.errors import InputError
 
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o",
                                              help="Output file (HDF5, PNG next to it), written atomically.")]
-
-
-def _progress(flag: bool | None) -> bool:
-    return sys.stderr.isatty() if flag is None else flag
-
-
-def _print(summary: dict[str, Any]) -> None:
-    for k, v in summary.items():
-        if isinstance(v, float):
-            typer.echo(f"{k:>28}: {v:.6g}")
-        elif isinstance(v, dict):
-            typer.echo(f"{k:>28}: " + ", ".join(f"{kk}={vv:.4g}" if isinstance(vv, float) else f"{kk}={vv}"
-                                                 for kk, vv in v.items()))
-        else:
-            typer.echo(f"{k:>28}: {json.dumps(v) if isinstance(v, list) else v}")
 
 
 def _interruptible(out: str | Path, job: Callable[[], None]) -> None:
@@ -147,14 +130,14 @@ def trap_run_cmd(
     law = softness_law or params.pop("softness_law", None) or job.get("softness_law")
     params.pop("softness_law", None)
     nn = n if n is not None else job.get("N", job.get("n"))
-    _interruptible(o, lambda: _print(trap_model_run(
+    _interruptible(o, lambda: print_summary(trap_model_run(
         mdl, Ts, o, n=nn, replicas=replicas if replicas is not None else int(job.get("replicas", 1)),
         seed=seed if seed is not None else int(job.get("seed", 0)),
         q=q if q is not None else job.get("q"), p_stop=p_stop if p_stop is not None else float(job.get("p_stop", 0.05)),
         t_max=job.get("t_max"),
         max_events=max_events if max_events is not None else int(job.get("max_events", 500_000_000)),
         n_per_decade=int(job.get("n_per_decade", 8)), n_blocks=int(job.get("n_blocks", 4)), params=params,
-        softness_law=law, input=input or job.get("input"), progress=_progress(progress))))
+        softness_law=law, input=input or job.get("input"), progress=progress_flag(progress))))
 
 
 def step_run_cmd(
@@ -192,10 +175,10 @@ def step_run_cmd(
     o = out or job.get("out")
     if o is None:
         raise InputError("missing option: --out (or set out in --config)")
-    _interruptible(o, lambda: _print(step_model_run(
+    _interruptible(o, lambda: print_summary(step_model_run(
         o, s_mean=s_mean or job.get("s_mean"),
         gamma_max=gamma_max if gamma_max is not None else float(job.get("gamma_max", 0.2)),
-        seed=seed if seed is not None else int(job.get("seed", 0)), params=params, progress=_progress(progress))))
+        seed=seed if seed is not None else int(job.get("seed", 0)), params=params, progress=progress_flag(progress))))
 
 
 def register(app: typer.Typer) -> None:

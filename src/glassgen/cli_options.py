@@ -2,14 +2,38 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 __all__ = ["ConfigOpt", "InputOpt", "ModelOpt", "NOpt", "DensOpt", "TOpt", "SeedOpt", "ProgOpt", "Split",
-           "split_value"]
+           "split_value", "progress_flag", "print_summary"]
+
+
+def progress_flag(flag: bool | None) -> bool:
+    """Whether to draw progress bars: ``--progress/--no-progress`` if given, else when stderr is a terminal."""
+    return sys.stderr.isatty() if flag is None else flag
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    """Print a command's summary, one ``key: value`` line each: (value, error) pairs as ``v +- e``, floats to 6
+    significant digits, flat dicts as ``k=v, ...``, other dicts and lists as JSON."""
+    for k, v in summary.items():
+        if isinstance(v, tuple) and len(v) == 2 and all(isinstance(x, float) for x in v):
+            text = f"{v[0]:.6g} +- {v[1]:.2g}"
+        elif isinstance(v, float):
+            text = f"{v:.6g}"
+        elif isinstance(v, dict) and v and not any(isinstance(x, (dict, list, tuple)) for x in v.values()):
+            text = ", ".join(f"{kk}={vv:.4g}" if isinstance(vv, float) else f"{kk}={vv}" for kk, vv in v.items())
+        elif isinstance(v, (dict, list)):
+            text = json.dumps(v)
+        else:
+            text = str(v)
+        typer.echo(f"{k:>36}: {text}")
 
 
 class Split(str, Enum):

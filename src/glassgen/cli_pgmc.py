@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from glassgen.cli_options import DensOpt, InputOpt, ModelOpt, NOpt, ProgOpt, SeedOpt, TOpt
+from glassgen.cli_options import DensOpt, InputOpt, ModelOpt, NOpt, ProgOpt, SeedOpt, TOpt, print_summary, progress_flag
 from glassgen.errors import InputError
 
 pgmc_app = typer.Typer(no_args_is_help=True,
@@ -36,16 +36,8 @@ def _require(opts: dict[str, Any], *keys: str) -> None:
                          "(or set them in --config)")
 
 
-def _progress(flag: bool | None) -> bool:
-    from glassgen.cli import _progress as progress  # the root CLI's helpers (imported late: no cycle)
-
-    return progress(flag)
-
-
-def _print(summary: dict[str, Any]) -> None:
-    from glassgen.cli import _print as print_summary
-
-    print_summary(summary)
+_progress = progress_flag
+_print = print_summary
 
 
 @pgmc_app.command("train")

@@ -171,9 +171,12 @@ def rearrangement_probability(softness: Arrays, rearranging: Arrays, masks: Arra
 
 
 def score_all(y_true: Arrays, y_pred: Arrays, masks: Arrays | None = None, threshold: float = 0.3) -> dict[str, float]:
-    """Every scalar metric of one prediction at one time: pooled and per-configuration Pearson, R^2, chi_4."""
+    """Every scalar metric of one prediction at one time: pooled and per-configuration Pearson (with its standard
+    error), R^2, chi_4 of the true and the predicted fields with their bootstrap standard errors."""
     mean, err = pearson_per_configuration(y_true, y_pred, masks)
     return {"pearson_pooled": pearson_pooled(y_true, y_pred, masks), "pearson_per_config": mean,
             "pearson_per_config_err": err, "r2": r2_score(y_true, y_pred, masks),
             "chi4_true": chi4_thresholded(y_true, masks, threshold),
-            "chi4_pred": chi4_thresholded(y_pred, masks, threshold)}
+            "chi4_true_err": chi4_bootstrap_error(y_true, masks, threshold),
+            "chi4_pred": chi4_thresholded(y_pred, masks, threshold),
+            "chi4_pred_err": chi4_bootstrap_error(y_pred, masks, threshold)}
