@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 
+import numpy as np
 import pytest
 
 from glassgen.dynamics.schedule import run_events
@@ -36,3 +37,156 @@ def test_an_interrupt_swallowed_in_a_destructor_still_stops_the_run():
     finally:
         signal.signal(signal.SIGINT, old)
     assert reached[-1] == 40 and saved == [40]
+
+
+@pytest.fixture
+def sigint_as_in_a_terminal():
+    """SIGINT with Python's default handler, as in a command run from a terminal (xdist workers ignore it)."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
+def test_a_ctrl_c_stops_at_the_next_event_and_a_second_at_once(sigint_as_in_a_terminal):
+    """The first Ctrl-C lets the advance in progress finish, then the event is recorded and a checkpoint
+    written before the run stops; a second Ctrl-C stops at once and writes none."""
+    reached, recorded, saved = [], [], []
+
+    def advance_once(a, b):
+        if a == 30:
+            os.kill(os.getpid(), signal.SIGINT)
+        reached.append(b)  # the rest of the advance still runs
+
+    with pytest.raises(KeyboardInterrupt):
+        run_events(100, range(0, 101, 10), -1, advance_once, recorded.append, lambda: saved.append(reached[-1]),
+                   1000)
+    assert reached[-1] == 40 and recorded[-1] == 40 and saved == [40]
+
+    reached.clear(), saved.clear()
+
+    def advance_twice(a, b):
+        if a == 30:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)  # raises here
+        reached.append(b)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_events(100, range(0, 101, 10), -1, advance_twice, lambda ev: None, lambda: saved.append(1), 1000)
+    assert reached[-1] == 30 and saved == []
+
+
+def _split_with_ctrl_c(obj, method: str, call: int, signal_it: bool) -> None:
+    """Replace ``obj.<method>(n)`` by two calls of n/2 at its ``call``-th use, with a SIGINT between them when
+    ``signal_it``: a Ctrl-C landing in the middle of an advance (between steps of MD, between kernel calls of MC
+    and PGMC)."""
+    orig = getattr(obj, method)
+    count = [0]
+
+    def split(n, *args, **kw):
+        count[0] += 1
+        if count[0] != call or n < 2:
+            return orig(n, *args, **kw)
+        orig(n // 2, *args, **kw)
+        if signal_it:
+            os.kill(os.getpid(), signal.SIGINT)
+        return orig(n - n // 2, *args, **kw)
+
+    setattr(obj, method, split)
+
+
+def _ctrl_c_after(obj, method: str, call: int, signal_it: bool) -> None:
+    """A SIGINT right after the ``call``-th use of ``obj.<method>`` (when ``signal_it``; ``method`` may be dotted)."""
+    *path, method = method.split(".")
+    for name in path:
+        obj = getattr(obj, name)
+    orig = getattr(obj, method)
+    count = [0]
+
+    def then_signal(*args, **kw):
+        out = orig(*args, **kw)
+        count[0] += 1
+        if signal_it and count[0] == call:
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    setattr(obj, method, then_signal)
+
+
+def _interrupted_and_resumed(make, method: str, run, ck, where=_split_with_ctrl_c):
+    """(uninterrupted result, result of a run interrupted mid-advance and resumed from its checkpoint)."""
+    a = make()
+    where(a, method, 7, False)
+    ra = run(a, None)
+    b = make()
+    where(b, method, 7, True)
+    with pytest.raises(KeyboardInterrupt):
+        run(b, ck)
+    assert ck.is_file()
+    return ra, run(make(), ck)
+
+
+def test_md_interrupted_mid_advance_resumes_bitwise(sigint_as_in_a_terminal, tmp_path):
+    """A Ctrl-C between two MD steps of an advance: the resumed run is the uninterrupted one, bit for bit (the
+    checkpoint was once written in the middle, with the neighbour list rebuilt, and the runs parted)."""
+    from glassgen.dynamics.initial import random_state
+    from glassgen.dynamics.md import MDSimulation
+
+    conf = random_state("ka3d", 120, seed=4)
+    ra, rb = _interrupted_and_resumed(
+        lambda: MDSimulation(conf, T=0.8, seed=3, init_velocities=True), "step",
+        lambda sim, ck: sim.run(600, thermo_every=50, traj_steps=[0, 200, 600], checkpoint=ck,
+                                checkpoint_every=10_000), tmp_path / "md.ckpt.h5")
+    assert np.array_equal(ra.final.positions, rb.final.positions)
+    assert np.array_equal(ra.final.velocities, rb.final.velocities)
+    assert np.array_equal(ra.thermo.potential, rb.thermo.potential)
+    assert np.array_equal(ra.trajectory.positions, rb.trajectory.positions)
+
+
+def test_mc_interrupted_mid_advance_resumes_bitwise(sigint_as_in_a_terminal, tmp_path):
+    """A Ctrl-C among the random draws of a sweep block once saved the stream past draws never used."""
+    from glassgen.dynamics.initial import random_state
+    from glassgen.dynamics.mc import MonteCarlo
+
+    conf = random_state("ka2d", 60, seed=3)
+
+    class Draws:  # the chain's generator, through which a SIGINT lands among the random draws of a sweep
+        def __init__(self, rng):
+            self._rng = rng
+
+        def __getattr__(self, name):
+            return getattr(self._rng, name)
+
+    def make():
+        mc = MonteCarlo(conf, 0.8, delta=0.15, swap_fraction=0.2, seed=9)
+        mc.rng = Draws(mc.rng)
+        return mc
+
+    ra, rb = _interrupted_and_resumed(
+        make, "rng.random",
+        lambda mc, ck: mc.run(120, sample_every=10, traj_sweeps=[0, 30, 120], checkpoint=ck,
+                              checkpoint_every=10_000), tmp_path / "mc.ckpt.h5", where=_ctrl_c_after)
+    assert np.array_equal(ra.final.positions, rb.final.positions)
+    assert np.array_equal(ra.final.species, rb.final.species)
+    assert np.array_equal(ra.thermo.potential, rb.thermo.potential)
+    assert np.array_equal(ra.trajectory.positions, rb.trajectory.positions)
+
+
+def test_pgmc_interrupted_mid_advance_resumes_bitwise(sigint_as_in_a_terminal, tmp_path):
+    """A Ctrl-C after the first chain's kernel call of a sweep block, before the second chain's, once left a
+    checkpoint with the chains at different sweeps ("energy bookkeeping drifted" on every resume)."""
+    from glassgen.dynamics.initial import random_state
+    from glassgen.sampling.pgmc import PGMC, PGMCTarget
+    from glassgen.sampling.policies import Policy
+
+    conf = random_state("ka2d", 60, seed=3)
+    m = conf.model
+    pol = Policy.default(3, 2, sigma=0.1, local_fraction=0.3, swap_fraction=0.2, biased=True, counts=m.counts(60))
+    tg = PGMCTarget.from_model(m, conf.box, 0.6)
+    ra, rb = _interrupted_and_resumed(
+        lambda: PGMC(tg, pol, [conf] * 2, seed=9), "_call",
+        lambda p, ck: p.run(120, sample_every=10, frame_sweeps=[0, 30, 120], checkpoint=ck,
+                            checkpoint_every=10_000), tmp_path / "pgmc.ckpt.h5", where=_ctrl_c_after)
+    assert np.array_equal(ra.final_positions, rb.final_positions)
+    assert np.array_equal(ra.final_species, rb.final_species)
+    assert np.array_equal(ra.energies, rb.energies)
+    assert np.array_equal(ra.frames, rb.frames)

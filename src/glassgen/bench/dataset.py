@@ -266,6 +266,7 @@ def prepare(spec: DatasetSpec, out: Path, progress: bool = False,
         sim = MDSimulation(conf, T=spec.T, dt=spec.dt, seed=spec.seed * 31 + (0 if "sim_rng" in st else k))
         if "sim_rng" in st:  # continue the drawing run exactly (thermostat variables included) where it stopped
             sim.restore_state({key[4:]: v for key, v in st.items() if key.startswith("sim_")})
+            sim.ff.invalidate()  # as the drawing run did after saving it (below)
         every = int(math.ceil(spec.spacing * tau / spec.dt))
         initial = list(st["initial"])
         while len(initial) < spec.n_configs:

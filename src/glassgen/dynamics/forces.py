@@ -178,6 +178,7 @@ class ForceField:
             self._alloc()
         self._image = image
         self._ref = wrapped
+        self._built_at = np.array(pos, dtype=np.float64, copy=True)
         self._bounds = balanced_bounds(self._count, self.threads)
         self.builds += 1
 
@@ -199,6 +200,17 @@ class ForceField:
     def invalidate(self) -> None:
         """Force a neighbour-list rebuild at the next call (after positions jump)."""
         self._ref = None
+
+    @property
+    def list_positions(self) -> np.ndarray | None:
+        """(N, d) positions (caller's order, as given) at which the current neighbour list was built; None before
+        the first build or after :meth:`invalidate`. A checkpoint keeps them so that :meth:`restore_list` gives
+        the same list, and a resumed run the same sums in the same order, bit for bit."""
+        return None if self._ref is None else self._built_at
+
+    def restore_list(self, positions: np.ndarray) -> None:
+        """Rebuild the neighbour list at ``positions`` (N, d), as :attr:`list_positions` recorded them."""
+        self._build(np.ascontiguousarray(positions, dtype=np.float64))
 
     # ------------------------------------------------------------------ evaluation
     def _evaluate(self, positions: np.ndarray, per_particle: bool, out: np.ndarray) -> tuple[float, float, float]:

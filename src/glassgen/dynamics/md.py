@@ -206,6 +206,8 @@ class MDSimulation:
               "step": self.step_count, "potential": self.potential, "virial": self.virial,
               "run_start": getattr(self, "_run_start", 0),
               "rng": json.dumps(self.rng.bit_generator.state)}
+        if self.ff.list_positions is not None:
+            st["list_positions"] = self.ff.list_positions
         if self.bath is not None:
             st["bath"] = self.bath.bath
             if isinstance(self.bath, NoseHooverChain):
@@ -231,9 +233,12 @@ class MDSimulation:
         self.forces[:] = st["forces"]
         self.potential = float(st["potential"])
         self.virial = float(st["virial"])
-        # the neighbour list is rebuilt at the next step, exactly as in the run that wrote the
-        # checkpoint (save_checkpoint invalidates it too), so a resumed run is bitwise identical
-        self.ff.invalidate()
+        # the neighbour list of the run that wrote the state, built where it was built: the same pairs in the same
+        # order, so a resumed run is bitwise identical (a state without it: rebuilt at the next step)
+        if st.get("list_positions") is not None:
+            self.ff.restore_list(st["list_positions"])
+        else:
+            self.ff.invalidate()
         self.k2 = float(np.sum(self.masses[:, None] * self.velocities**2))
 
     def _signature(self) -> str:
@@ -243,8 +248,7 @@ class MDSimulation:
 
     def save_checkpoint(self, path: str | os.PathLike[str], thermo: dict[str, list[float]],
                         frames: list[tuple[int, np.ndarray]]) -> None:
-        """Write the full state plus everything sampled so far (atomic)."""
-        self.ff.invalidate()
+        """Write the full state plus everything sampled so far (atomic); the run goes on unchanged."""
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             h5_write_attrs(f, provenance(seed=self.seed, model=self.model.name, T=self.T))
             f.attrs["signature"] = self._signature()

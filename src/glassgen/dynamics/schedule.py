@@ -2,7 +2,8 @@
 
 A run is a sorted list of event points (steps or sweeps) at which something is recorded. The loop
 advances the simulation from one event to the next, calls ``on_event``, and saves a checkpoint
-every ``checkpoint_every`` units and on Ctrl-C. A resumed run skips the events already processed.
+every ``checkpoint_every`` units and at the first event point after a Ctrl-C. A resumed run skips the events
+already processed.
 """
 
 from __future__ import annotations
@@ -31,13 +32,17 @@ def run_events(total: int, events: Iterable[int], last_done: int, advance_to: Ca
                progress: bool = False, label: str = "run") -> None:
     """Drive a simulation through ``events`` (relative units, sorted, within [0, total]).
 
+    A Ctrl-C is deferred to the next event point, where the state is whole (no move or step half done) and the
+    checkpoint is written as a periodic one would be, so the resumed run is the uninterrupted one; a second
+    Ctrl-C stops at once and keeps the last periodic checkpoint.
+
     Args:
         total: length of the run (for the progress bar).
         events: event points; those <= ``last_done`` were processed before a resume and are skipped.
         last_done: last event processed (-1 for a fresh run).
         advance_to: ``advance_to(current, target)`` moves the simulation from ``current`` to ``target``.
         on_event: records whatever is due at an event point.
-        save: writes a checkpoint (None: no checkpoints); also called on KeyboardInterrupt.
+        save: writes a checkpoint (None: no checkpoints); also called at the event point after a Ctrl-C.
         checkpoint_every: units between checkpoints.
     """
     if last_done > total:
@@ -45,37 +50,31 @@ def run_events(total: int, events: Iterable[int], last_done: int, advance_to: Ca
                          "give the original length, or another --out")
     done = max(last_done, 0)
     next_ckpt = done + checkpoint_every
-    interrupted = _InterruptFlag()
-    try:
-        with interrupted, progress_bar(total, label, progress) as advance:
-            advance(done)
-            for ev in events:
-                if ev <= last_done:
-                    continue
-                if ev > done:
-                    advance_to(done, ev)
-                    advance(ev - done)
-                    done = ev
-                on_event(ev)
-                last_done = ev
-                if save is not None and done >= next_ckpt:
-                    save()
-                    next_ckpt = done + checkpoint_every
-                if interrupted.seen:  # the signal's KeyboardInterrupt was swallowed (raised in a __del__)
-                    raise KeyboardInterrupt
-    except KeyboardInterrupt:
-        if save is not None:
-            save()
-        raise
+    with _DeferredInterrupt() as interrupted, progress_bar(total, label, progress) as advance:
+        advance(done)
+        for ev in events:
+            if ev <= last_done:
+                continue
+            if ev > done:
+                advance_to(done, ev)
+                advance(ev - done)
+                done = ev
+            on_event(ev)
+            last_done = ev
+            if save is not None and (done >= next_ckpt or interrupted.seen):
+                save()
+                next_ckpt = done + checkpoint_every
+            if interrupted.seen:
+                raise KeyboardInterrupt
 
 
-class _InterruptFlag:
-    """Context manager: while active, SIGINT raises KeyboardInterrupt as usual AND records that it came.
+class _DeferredInterrupt:
+    """Context manager: while active, a first SIGINT only records that it came (the event loop stops at the next
+    event point, where the state is consistent); a second one raises KeyboardInterrupt at once.
 
-    Python ignores an exception raised inside a destructor or weakref callback ("Exception ignored in ..."),
-    so a Ctrl-C that lands there would be lost and the run would go on to the end; the flag lets the event
-    loop raise it at the next event instead. Installed only in the main thread and only where SIGINT has
-    Python's default handler (a job started with SIGINT ignored keeps ignoring it).
+    Installed only in the main thread and only where SIGINT has Python's default handler (a job started with
+    SIGINT ignored keeps ignoring it; elsewhere a Ctrl-C raises where it lands and no checkpoint is written
+    for it).
     """
 
     def __init__(self) -> None:
@@ -83,10 +82,11 @@ class _InterruptFlag:
         self._old: Any = None
 
     def _handler(self, signum: int, frame: Any) -> None:
+        if self.seen:
+            raise KeyboardInterrupt
         self.seen = True
-        raise KeyboardInterrupt
 
-    def __enter__(self) -> _InterruptFlag:
+    def __enter__(self) -> _DeferredInterrupt:
         if (threading.current_thread() is threading.main_thread()
                 and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
             self._old = signal.signal(signal.SIGINT, self._handler)
