@@ -212,3 +212,44 @@ def test_chunked_sweeps_equal_single_sweeps_and_track_unwrapped_positions():
     images = (unwrapped - a.pos) / a.box
     np.testing.assert_allclose(images, np.round(images), rtol=0, atol=1e-10)
     assert np.abs(unwrapped - conf.positions).max() > 0.3  # the particles did move
+
+
+def test_swap_runs_store_every_frames_species(tmp_path):
+    """With species swaps each stored frame carries its own species (a reviewer found the final species
+    written for every frame: frame energies with them were wrong by ~2.7 per particle); the energy of every
+    frame with its species is the run's thermo energy at that sweep; resumed runs keep them too."""
+    from glassgen.api import write_run
+    from glassgen.dynamics.initial import random_state
+    from glassgen.observables import read_trajectory
+
+    conf = random_state("ka2d", 60, seed=3)
+    ck = tmp_path / "mc.ckpt.h5"
+    r = MonteCarlo(conf, 0.8, delta=0.15, swap_fraction=0.3, seed=9).run(
+        100, sample_every=10, traj_sweeps=[0, 30, 60, 100], checkpoint=ck, checkpoint_every=40)
+    resumed = MonteCarlo(conf, 0.8, delta=0.15, swap_fraction=0.3, seed=9).run(
+        100, sample_every=10, traj_sweeps=[0, 30, 60, 100], checkpoint=ck)
+    assert np.array_equal(r.trajectory.species, resumed.trajectory.species)
+    write_run(tmp_path / "mc.h5", r, {"model": "ka2d"})
+    data = read_trajectory(tmp_path / "mc.h5")
+    spf = data.trajectory.species
+    assert spf.shape == (4, 60) and np.array_equal(data.species, spf[0])
+    assert not np.array_equal(spf[0], spf[-1])  # swaps were accepted
+    assert np.array_equal(spf[-1], r.final.species)
+    for k, sweep in enumerate(data.trajectory.steps):
+        u = ForceField(conf.model, spf[k], conf.box, skin=0.0).energy(data.trajectory.positions[k])
+        u_run = r.thermo.potential[list(r.thermo.step).index(sweep)]
+        assert abs(u - u_run) < 1e-9 * abs(u_run), (sweep, u, u_run)
+    u_final_labels = ForceField(conf.model, r.final.species, conf.box, skin=0.0).energy(data.trajectory.positions[1])
+    assert abs(u_final_labels - r.thermo.potential[3]) > 1.0  # the labels matter: the check above can fail
+
+
+def test_runs_without_swaps_store_one_species_array(tmp_path):
+    from glassgen.api import write_run
+    from glassgen.dynamics.initial import random_state
+    from glassgen.observables import read_trajectory
+
+    conf = random_state("ka2d", 60, seed=3)
+    r = MonteCarlo(conf, 0.8, delta=0.15, seed=9).run(40, sample_every=10, traj_sweeps=[0, 20, 40])
+    write_run(tmp_path / "mc.h5", r, {"model": "ka2d"})
+    data = read_trajectory(tmp_path / "mc.h5")
+    assert data.trajectory.species is None and np.array_equal(data.species, conf.species)

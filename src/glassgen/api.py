@@ -134,8 +134,9 @@ def write_run(path: PathLike, result: MDResult, prov: dict[str, Any],
         th = f.create_group("thermo")
         for k, v in result.thermo.as_dict().items():
             th.create_dataset(k, data=v)
-        if result.trajectory is not None:
-            write_trajectory_group(f, result.trajectory, conf.species, conf.box,
+        if result.trajectory is not None:  # per-species curves select by the species of the first frame
+            tr = result.trajectory
+            write_trajectory_group(f, tr, conf.species if tr.species is None else tr.species[0], conf.box,
                                    conf.model.name if conf.model else None)
 
 
@@ -145,7 +146,10 @@ def _thermo_summary(result: MDResult, n: int) -> dict[str, Any]:
     th = result.thermo
     s: dict[str, Any] = {}
     k0 = len(th.potential) // 5  # discard the first 20 % as a precaution
-    for key, arr in (("U_per_N", th.potential / n), ("pressure", th.pressure), ("T_kin", th.temperature)):
+    series = [("U_per_N", th.potential / n), ("pressure", th.pressure)]
+    if np.isfinite(th.kinetic).any():  # MC has no kinetic temperature (its thermo "temperature" is the bath's T)
+        series.append(("T_kin", th.temperature))
+    for key, arr in series:
         a = arr[k0:]
         a = a[np.isfinite(a)]
         if a.size >= 4:
@@ -392,12 +396,14 @@ def analyze(*, input: PathLike, out_dir: PathLike | None = None, q: float | None
     fs = SelfIntermediateScattering(q, origins=origins).compute(traj.times, traj.positions, species, box, **kw)
     ngp = NonGaussian(origins=origins).compute(traj.times, traj.positions, species, box, **kw)
     chi4 = FourPointSusceptibility(overlap_a, origins=origins).compute(traj.times, traj.positions, species, box, **kw)
-    rdf = RDF(_rdf_range(r_max, box), bins)
     nf = traj.positions.shape[0]
-    rdf.compute(traj.positions[max(0, nf - frames_for_rdf):], species, box)
-    sq = StaticStructureFactor(q_max, n_species=int(species.max()) + 1)
-    for k in range(max(0, nf - frames_for_rdf), nf):
-        sq.compute(traj.positions[k], species, box, reset=(k == max(0, nf - frames_for_rdf)))
+    nsp = int(max(species.max(), -1 if traj.species is None else traj.species.max())) + 1
+    rdf = RDF(_rdf_range(r_max, box), bins, n_species=nsp)
+    sq = StaticStructureFactor(q_max, n_species=nsp)
+    for k in range(max(0, nf - frames_for_rdf), nf):  # structure with each frame's own species (swaps)
+        sp_k = species if traj.species is None else traj.species[k]
+        rdf.compute(traj.positions[k], sp_k, box, reset=(k == max(0, nf - frames_for_rdf)))
+        sq.compute(traj.positions[k], sp_k, box, reset=(k == max(0, nf - frames_for_rdf)))
     # the analysed run's own provenance (model, T, seed, ...) travels into every output
     run = {f"run_{k}": v for k, v in data.attrs.items() if k in ("model", "T", "seed", "N", "engine", "method")}
     if str(data.attrs.get("engine", "")).endswith("-mc"):  # mc run: frames are counted in MC sweeps

@@ -218,7 +218,7 @@ class MonteCarlo:
                            "swap_fraction": self.swap_fraction})
 
     def save_checkpoint(self, path: str | os.PathLike[str], samples: dict[str, list[float]],
-                        frames: list[tuple[int, np.ndarray]]) -> None:
+                        frames: list[tuple[Any, ...]]) -> None:
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             h5_write_attrs(f, provenance(seed=self.seed, model=self.model.name, T=self.T))
             f.attrs["signature"] = self._signature()
@@ -239,11 +239,12 @@ class MonteCarlo:
             for k, v in samples.items():
                 f.create_dataset(f"samples/{k}", data=np.asarray(v, dtype=np.float64))
             if frames:
-                f.create_dataset("frames/sweeps", data=np.array([s for s, _ in frames]))
-                f.create_dataset("frames/positions", data=np.stack([p for _, p in frames]), compression="gzip")
+                f.create_dataset("frames/sweeps", data=np.array([fr[0] for fr in frames]))
+                f.create_dataset("frames/positions", data=np.stack([fr[1] for fr in frames]), compression="gzip")
+                if len(frames[0]) > 2:
+                    f.create_dataset("frames/species", data=np.stack([fr[2] for fr in frames]))
 
-    def load_checkpoint(self, path: str | os.PathLike[str]) -> tuple[dict[str, list[float]],
-                                                                     list[tuple[int, np.ndarray]]]:
+    def load_checkpoint(self, path: str | os.PathLike[str]) -> tuple[dict[str, list[float]], list[tuple[Any, ...]]]:
         with h5py.File(path, "r") as f:
             if str(f.attrs["signature"]) != self._signature():
                 raise InputError(f"checkpoint {path} belongs to a different run; delete it or change --out")
@@ -256,10 +257,12 @@ class MonteCarlo:
             self._run_origin = int(f.attrs.get("run_origin", 0))
             self.energy = float(f.attrs["energy"])
             samples = {k: list(f[f"samples/{k}"][()]) for k in f["samples"]} if "samples" in f else {}
-            frames = []
+            frames: list[tuple[Any, ...]] = []
             if "frames" in f:
-                frames = [(int(s), p) for s, p in zip(f["frames/sweeps"][()], f["frames/positions"][()],
-                                                       strict=True)]
+                cols = [f["frames/sweeps"][()], f["frames/positions"][()]]
+                if "frames/species" in f:
+                    cols.append(f["frames/species"][()])
+                frames = [(int(fr[0]), *fr[1:]) for fr in zip(*cols, strict=True)]
             for name in ("members", "member_pos", "n_members", "cells", "cell_count", "cell_of", "slot"):
                 setattr(self, name, np.ascontiguousarray(f[f"lists/{name}"][()]))
             self._unwrapped = f["unwrapped"][()] if "unwrapped" in f else None
@@ -283,7 +286,7 @@ class MonteCarlo:
         sample_every = max(1, int(sample_every))
         wanted = set() if traj_sweeps is None else {int(s) for s in traj_sweeps if 0 <= int(s) <= n_sweeps}
         samples = new_samples()
-        frames: list[tuple[int, np.ndarray]] = []
+        frames: list[tuple[Any, ...]] = []
         last_done = -1
         self._run_origin = self.sweeps  # sweeps already made (delta tuning) are not part of this run
         if checkpoint is not None and Path(checkpoint).is_file():
@@ -311,7 +314,9 @@ class MonteCarlo:
                                  ("pressure", ff[0].pressure(res.virial, self.T)), ("conserved", math.nan)):
                     samples[key].append(val)
             if ev in wanted:
-                frames.append((ev, unwrapped.copy()))
+                # with species swaps each frame keeps its own species (particles keep their labels)
+                frames.append((ev, unwrapped.copy(), self.species.copy()) if self.swap_fraction > 0
+                              else (ev, unwrapped.copy()))
 
         save = None if checkpoint is None else (lambda: self.save_checkpoint(checkpoint, samples, frames))
         events = sorted(set(range(0, n_sweeps + 1, sample_every)) | wanted | {n_sweeps})

@@ -41,12 +41,14 @@ class Thermo:
 
 @dataclass(frozen=True)
 class Trajectory:
-    """Stored frames: times (F,), steps (F,), positions (F, N, d) UNWRAPPED, optional velocities."""
+    """Stored frames: times (F,), steps (F,), positions (F, N, d) UNWRAPPED, optional velocities (F, N, d) and,
+    for runs whose species change (MC species swaps), each frame's species (F, N)."""
 
     times: np.ndarray
     steps: np.ndarray
     positions: np.ndarray
     velocities: np.ndarray | None = None
+    species: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

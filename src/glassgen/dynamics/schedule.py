@@ -98,11 +98,14 @@ class _DeferredInterrupt:
             self._old = None
 
 
-def collect_results(samples: dict[str, list[float]], frames: list[tuple[int, np.ndarray]],
+def collect_results(samples: dict[str, list[float]], frames: list[tuple[Any, ...]],
                     time_unit: float) -> tuple[Thermo, Trajectory | None]:
-    """Thermo arrays and the trajectory (frames are ``(step, positions)``; time = step * time_unit)."""
+    """Thermo arrays and the trajectory (frames are ``(step, positions)`` or ``(step, positions, species)``;
+    time = step * time_unit)."""
     th = Thermo(**{k: np.asarray(v, dtype=np.float64) for k, v in samples.items()})
     if not frames:
         return th, None
-    steps = np.array([s for s, _ in frames], dtype=np.int64)
-    return th, Trajectory(times=steps * float(time_unit), steps=steps, positions=np.stack([p for _, p in frames]))
+    steps = np.array([fr[0] for fr in frames], dtype=np.int64)
+    species = np.stack([fr[2] for fr in frames]) if len(frames[0]) > 2 else None
+    return th, Trajectory(times=steps * float(time_unit), steps=steps, positions=np.stack([fr[1] for fr in frames]),
+                          species=species)

@@ -361,11 +361,13 @@ def read_trajectory(path: str | os.PathLike[str], frames: slice | None = None,
             times = g["times"][sel]
             pos = g["positions"][sel]
             vel = g["velocities"][sel] if "velocities" in g else None
+            spf = g["species_frames"][sel] if "species_frames" in g else None
             model = g.attrs.get("model")
             traj = Trajectory(times=np.asarray(times, dtype=np.float64),
                               steps=np.asarray(steps, dtype=np.int64),
                               positions=np.asarray(pos, dtype=np.float64),
-                              velocities=None if vel is None else np.asarray(vel, dtype=np.float64))
+                              velocities=None if vel is None else np.asarray(vel, dtype=np.float64),
+                              species=None if spf is None else np.asarray(spf, dtype=np.int32))
             species, box = g["species"][()], g["box"][()].astype(np.float64)
             _check_read(p, traj, species, box)
             return TrajectoryData(trajectory=traj, species=species.astype(np.int32), box=box,
@@ -390,6 +392,9 @@ def _check_read(p: Path, traj: Trajectory, species: np.ndarray, box: np.ndarray)
         raise InputError(f"malformed trajectory {p}: box {box.tolist()} is not {d} positive lengths up to 1e8")
     if species.shape != (n,) or not np.issubdtype(species.dtype, np.integer) or (n and species.min() < 0):
         raise InputError(f"malformed trajectory {p}: species must be {n} non-negative integers")
+    spf = traj.species
+    if spf is not None and (spf.shape != pos.shape[:2] or (spf.size and spf.min() < 0)):
+        raise InputError(f"malformed trajectory {p}: species_frames must be (frames, {n}) non-negative integers")
 
 
 def write_trajectory_group(f: h5py.File, trajectory: Trajectory, species: np.ndarray, box: np.ndarray,
@@ -407,4 +412,7 @@ def write_trajectory_group(f: h5py.File, trajectory: Trajectory, species: np.nda
     if trajectory.velocities is not None:
         g.create_dataset("velocities", data=trajectory.velocities, compression=compression)
     g.create_dataset("species", data=np.asarray(species, dtype=np.int32))
+    if trajectory.species is not None:  # species that change (swaps): every frame's, particles keep their labels
+        g.create_dataset("species_frames", data=np.asarray(trajectory.species, dtype=np.int32),
+                         compression=compression)
     g.create_dataset("box", data=np.asarray(box, dtype=np.float64))
