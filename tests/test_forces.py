@@ -68,9 +68,15 @@ def test_golden_ka3d_n150(ka3d_n150):
     assert abs(r.energy / ka3d_n150.n - (-6.723879766831)) < 1e-6
 
 
-def test_golden_ka2d_n1290(ka2d_n1290):
+def test_golden_ka2d_n1290(ka2d_n1290, data):
     r = potential_energy(ka2d_n1290)
     assert abs(r.energy / ka2d_n1290.n - (-2.676832)) < 1e-6
+    # the file's header names ParticlesMC's model "JBB": read without --model, it is our ka2d
+    from glassgen.systems.io import read_xyz
+
+    named = read_xyz(data / "configurations" / "ka2d_N1290_T0.231.xyz")
+    assert named.model.name == "ka2d" and named.metadata["Model"] == "JBB"
+    assert potential_energy(named).energy == r.energy
 
 
 @pytest.mark.parametrize("model", ["ka3d", "ka3d_sf", "ka2d", "ka2"])

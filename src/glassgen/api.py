@@ -103,7 +103,8 @@ def load_input(input: PathLike | None = None, model: str | None = None, n: int |
             warnings.warn(f"{' and '.join(given)} ignored: the --input file sets them", stacklevel=2)
         conf = read_configuration(input, model)
         if conf.model is None:
-            named = (conf.metadata or {}).get("model") if hasattr(conf, "metadata") else None
+            meta = (conf.metadata or {}) if hasattr(conf, "metadata") else {}
+            named = meta.get("model") or meta.get("Model")
             if named:
                 raise InputError(f"{input} names model {named!r}, which is unknown; pass --model (see glassgen models)")
             raise InputError(f"{input} names no model; pass --model")

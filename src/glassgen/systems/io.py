@@ -93,6 +93,11 @@ def _species_indices(labels: list[str], model: InteractionModel | None) -> np.nd
 
 
 # ---------------------------------------------------------------------------------------- xyz
+#: Model names other codes write in xyz headers, and ours: ParticlesMC's "JBB" (Jung, Biroli, Berthier) is the
+#: KA2D ternary mixture (its test configuration has U/N = -2.676832 with our ka2d, as tests/test_forces.py checks).
+FOREIGN_MODEL_NAMES = {"JBB": "ka2d"}
+
+
 @_malformed_as_input_error("xyz")
 def read_xyz(path: PathLike, model: str | InteractionModel | None = None) -> Configuration:
     """Read an (extended) xyz file: see the module docstring for the layout."""
@@ -159,9 +164,9 @@ def read_xyz(path: PathLike, model: str | InteractionModel | None = None) -> Con
             raise InputError(f"malformed xyz file {p}: non-numeric coordinate on particle line {k + 1}") from None
     pos = np.array(rows, dtype=np.float64)
     if m is None and "model" in {k.lower() for k in meta}:
-        name = meta.get("model") or meta.get("Model")
+        name = str(meta.get("model") or meta.get("Model"))
         try:
-            m = load_model(str(name))
+            m = load_model(FOREIGN_MODEL_NAMES.get(name, name))
         except InputError:
             m = None
     species = _species_indices(labels, m)
