@@ -117,7 +117,7 @@ def test_analyze_says_which_files_it_reads(tmp_path, capsys):
         f.attrs["command"] = "/opt/venv/bin/glassgen trap-model run --model bouchaud --T 2"
         f["result"] = np.zeros(3)
     msg = _bad(tmp_path, ["analyze", str(tmp_path / "m.h5")], capsys)
-    assert "holds no trajectory (this file was written by `glassgen trap-model run ...`)" in msg
+    assert "holds no trajectory (this file was written by `glassgen trap-model run`)" in msg
 
 
 def test_malformed_values_one_line_exit_2(tmp_path, capsys):
@@ -502,3 +502,44 @@ def test_ridge_hyperparameters_and_provenance_fields_are_checked():
     text = strict_json({"a": math.nan, "b": [1.0, math.inf], "c": np.float64(2.5), "d": np.arange(2)})
     assert json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}")) == \
         {"a": None, "b": [1.0, None], "c": 2.5, "d": [0, 1]}
+
+
+def test_sampler_options_do_what_they_say(tmp_path, capsys):
+    """A reviewer's findings: --delta was silently retuned, --traj-every ignored with log frames, KA swaps
+    wasted trials without a word, missing --N was called --n, --q-max below 2 pi / L gave an empty S(q)."""
+    out = tmp_path / "m.h5"
+    assert main(["mc", "run", "--model", "ka2d", "--N", "64", "--T", "0.5", "--sweeps", "20", "--delta", "0.3",
+                 "--seed", "1", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out.replace("  ", "")
+    assert "delta: [0.3, 0.3, 0.3]" in printed and "delta_tuned: False" in printed and "T_kin" not in printed
+    with h5py.File(out) as f:
+        assert json.loads(f.attrs["info"])["sweeps"] == 20  # tuning sweeps are not run sweeps
+    assert main(["mc", "run", "--model", "ka2d", "--N", "64", "--T", "0.5", "--sweeps", "20", "--seed", "1",
+                 "--out", str(out), "--no-progress"]) == 0
+    assert "delta_tuned: True" in capsys.readouterr().out.replace("  ", "")
+    for args, msg in [(["mc", "run", "--model", "ka2d", "--N", "64", "--T", "0.5", "--sweeps", "20",
+                        "--traj-every", "5"], "does nothing with --traj log"),
+                      (["init", "--model", "ka3d"], "missing option(s): --N"),
+                      (["analyze", str(out), "--q-max", "0.1"], "below the shortest wave vector")]:
+        assert main([*args, "--out" if args[0] != "analyze" else "--out-dir", str(tmp_path / "x.h5")]) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert msg in err and "\n" not in err, err
+    with pytest.warns(UserWarning, match="no species pair worth swapping"):
+        assert main(["mc", "run", "--model", "ka3d", "--N", "64", "--T", "0.8", "--sweeps", "10",
+                     "--swap-fraction", "0.1", "--out", str(tmp_path / "s.h5"), "--no-progress"]) == 0
+
+
+def test_a_file_of_another_command_is_named_in_the_error(tmp_path, capsys):
+    """Given the wrong file, readers say what it is (was: 'utf-8' codec can't decode, UnpicklingError)."""
+    run = tmp_path / "md.h5"
+    assert main(["md", "run", "--model", "ka3d", "--N", "64", "--T", "0.8", "--steps", "10", "--traj", "none",
+                 "--out", str(run), "--no-progress"]) == 0
+    (tmp_path / "p.json").write_text(json.dumps({"format": "glassgen-pgmc-policy-1"}))
+    capsys.readouterr()
+    for args, msg in [(["pgmc", "run", "--policy", str(run), "--sweeps", "10"],
+                       "is not a policy file (JSON) but an HDF5 file written by `glassgen md run`"),
+                      (["sample", "--T", "0.45", "--checkpoint", str(tmp_path / "p.json")],
+                       "it is a JSON file of format glassgen-pgmc-policy-1, not a flow checkpoint")]:
+        assert main([*args, "--out", str(tmp_path / "x.h5")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert msg in err and "\n" not in err, err

@@ -23,10 +23,14 @@ def test_train_then_run_writes_policy_and_trajectory(tmp_path, capsys):
     assert p.meta["provenance"]["seed"] == 3 and "glassgen_version" in p.meta["provenance"]
     assert p.move_probs[2] > 0 and not p.biased and p.pairs.tolist() == [[0, 2], [1, 2]]  # uniform by default
     out = tmp_path / "run.h5"
+    trained = capsys.readouterr().out  # the summary names what was learned: Gaussian widths, no swap bias here
+    assert "sigma_learned" in trained and "theta" not in trained
     rc = main(["pgmc", "run", "--policy", str(pol), "--sweeps", "40", "--chains", "2", "--seed", "4",
                "--out", str(out), "--no-progress"])
     assert rc == 0, capsys.readouterr().err
-    assert "U_per_N" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "U_per_N" in printed and "resumed: False" in printed.replace("  ", "")
+    assert "gauss=" in printed and "local=" in printed and "swap=" in printed
     with h5py.File(out) as f:
         assert f.attrs["seed"] == 4 and f.attrs["model"] == "ka2d" and f.attrs["T"] == 0.6
         assert f.attrs["command"].startswith("glassgen pgmc run --policy")
@@ -35,6 +39,13 @@ def test_train_then_run_writes_policy_and_trajectory(tmp_path, capsys):
         assert json.loads(f.attrs["policy"])["format"] == Policy.load(pol).to_dict()["format"]
         run_summary = json.loads(f.attrs["summary"])
     assert not (tmp_path / "run.h5.ckpt.h5").exists()
+    # the final state of chain 0 is a configuration every command takes as --input
+    from glassgen.systems.io import read_configuration
+
+    final = read_configuration(out)
+    with h5py.File(out) as f:
+        assert np.array_equal(final.positions, f["final/positions"][0]) and final.model.name == "ka2d"
+    assert main(["minimize", "--input", str(out), "--out", str(tmp_path / "is.xyz")]) == 0
     # glassgen analyze reads the run: F_s pooled over the chains, time in sweeps, as the run's own summary
     capsys.readouterr()
     assert main(["analyze", str(out), "--out-dir", str(tmp_path / "an")]) == 0  # default q: the run's (2 pi in 2D)
@@ -165,3 +176,12 @@ def test_pgmc_chains_start_from_the_generator_pool():
     assert generator_pool_starts("ka2d", 44, 0.45, 2) is None  # no shipped generator for N = 44
     assert generator_pool_starts("ka2d", 43, 0.2, 2)[1] == 0.35  # below every pool: the coldest one
 
+
+
+def test_summaries_name_only_the_moves_a_policy_makes():
+    """A policy without Gaussian moves reported the untouched initial widths and acceptance gauss=nan."""
+    from glassgen.api_pgmc import _used
+
+    pol = Policy.default(3, 2, local_fraction=0.8, swap_fraction=0.2)
+    assert pol.move_probs[0] == 0
+    assert _used({"gauss": float("nan"), "local": 0.5, "swap": 0.1}, pol) == {"local": 0.5, "swap": 0.1}

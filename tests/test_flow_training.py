@@ -127,7 +127,7 @@ def test_sample_command_writes_outputs(tmp_path, tiny_checkpoint, method):
 
 
 @pytest.mark.parametrize("args, msg", [
-    (["--T", "0.5", "--method", "pgmc"], "malformed policy file"),  # a flow checkpoint is not a PGMC policy
+    (["--T", "0.5", "--method", "pgmc"], "is not a policy file (JSON) but a zip archive"),  # a flow checkpoint
     (["--T", "-1"], "positive"),
     (["--T", "0.1"], "outside the trained range"),
     (["--T", "1.0", "--method", "hmc"], "unknown method"),
@@ -135,6 +135,8 @@ def test_sample_command_writes_outputs(tmp_path, tiny_checkpoint, method):
     (["--T", "1.0", "--method", "ais"], "Boltzmann-prior pool"),
     (["--T", "1.0", "--method", "aimh", "--n-samples", "64", "--chains", "4"], "Boltzmann-prior pool"),
     (["--T", "1.0", "--method", "aimh", "--n-samples", "20", "--chains", "4"], "at least 8 samples per chain"),
+    (["--T", "1.0", "--train"], "give one of them"),  # --train trains anew: not with a trained checkpoint
+    (["--T", "1.0", "--method", "pgmc", "--train"], "learns its policy"),
 ])
 def test_sample_bad_input_is_one_line(tmp_path, tiny_checkpoint, capsys, args, msg):
     from glassgen.cli import main
@@ -143,6 +145,20 @@ def test_sample_bad_input_is_one_line(tmp_path, tiny_checkpoint, capsys, args, m
                "--out", str(tmp_path / "x.h5"), *args])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith("error:") and msg in err and "\n" not in err
+
+
+def test_sample_takes_the_system_of_its_checkpoint(tmp_path, tiny_checkpoint, capsys):
+    """--checkpoint alone: the checkpoint's model and N (was: an error asking to repeat them); --chains with a
+    method that runs no chains says it is ignored."""
+    from glassgen.cli import main
+
+    out = tmp_path / "s.h5"
+    with pytest.warns(UserWarning, match="--chains ignored"):
+        rc = main(["sample", "--T", "1.0", "--checkpoint", tiny_checkpoint, "--n-samples", "32", "--method", "is",
+                   "--chains", "4", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    with h5py.File(out) as f:
+        assert f.attrs["model"] == "ka2d" and f.attrs["N"] == 6
 
 
 @pytest.mark.parametrize("damage", ["empty", "no_state_dict", "wrong_shape", "nan_weights"])
@@ -266,6 +282,9 @@ def test_shipped_default_generator_samples_T04_from_the_045_pool(tmp_path):
     u_pool = gen.flow.q0.pool_energies[gen.flow.q0.T_priors.index(0.45)].numpy() / 64
     u, err = s["U_per_N_reweighted"]
     assert u < u_pool.mean() - 3 * err, (u, err, u_pool.mean())
+    with pytest.warns(UserWarning, match="1024 flow samples, not 1100"):  # one pass over the pool at most
+        c = sample(T=0.4, n_samples=1100, method="is", seed=1, out=tmp_path / "c.h5")
+    assert c["flow_samples"] == 1024 and c["pool_chains"] == 4
     a = sample(T=0.4, n_samples=128, method="ais", anneal_steps=4, seed=2, out=tmp_path / "a.h5")
     assert a["prior_T"] == 0.45 and a["anneal_steps"] == 4 and a["ESS_fraction"] > 0.05
     with h5py.File(tmp_path / "a.h5") as f:

@@ -24,8 +24,14 @@ from glassgen.errors import InputError
 from glassgen.observables.dynamics import default_q
 from glassgen.provenance import atomic_path, check_hdf5_name, check_output_name, provenance, strict_json
 from glassgen.systems.configuration import Configuration
-from glassgen.systems.io import _write_conf_group, h5_write_attrs, read_configuration, write_configuration
-from glassgen.systems.model import load_model
+from glassgen.systems.io import (
+    h5_write_attrs,
+    read_configuration,
+    write_configuration,
+    write_configuration_group,
+    written_by,
+)
+from glassgen.systems.model import default_swap_pairs, load_model
 
 __all__ = ["load_config", "config_options", "load_input", "md_run", "mc_run", "minimize", "init_state", "analyze",
            "write_run", "checkpoint_path"]
@@ -131,7 +137,7 @@ def write_run(path: PathLike, result: MDResult, prov: dict[str, Any],
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         h5_write_attrs(f, prov)
         h5_write_attrs(f, {"info": result.info, **(extra_attrs or {})})
-        _write_conf_group(f.create_group("configuration"), conf)
+        write_configuration_group(f.create_group("configuration"), conf)
         th = f.create_group("thermo")
         for k, v in result.thermo.as_dict().items():
             th.create_dataset(k, data=v)
@@ -170,6 +176,11 @@ def _traj_steps(nsteps: int, traj: str, traj_every: int | None, n_per_decade: in
                 n_blocks: int) -> tuple[np.ndarray | None, dict[str, Any]]:
     from glassgen.observables.schedule import block_log_schedule, log_spaced_steps
 
+    if traj_every is not None and traj != "linear":
+        raise InputError(f"--traj-every sets the spacing of --traj linear frames; it does nothing with --traj {traj}")
+    if n_blocks > 1 and traj != "log":
+        raise InputError(f"--traj-blocks sets the time origins of --traj log frames; it does nothing with "
+                         f"--traj {traj}")
     if traj == "none":
         return None, {}
     if traj == "linear":
@@ -265,18 +276,30 @@ def md_run(*, out: PathLike, T: float | None, steps: int, input: PathLike | None
 
 
 def mc_run(*, out: PathLike, T: float, sweeps: int, input: PathLike | None = None, model: str | None = None,
-           n: int | None = None, density: float | None = None, delta: float = 0.1, swap_fraction: float = 0.0,
-           tune_sweeps: int = 200, seed: int = 0, sample_every: int = 10, traj: str = "log",
+           n: int | None = None, density: float | None = None, delta: float | None = None,
+           swap_fraction: float = 0.0, tune_sweeps: int | None = None, seed: int = 0, sample_every: int = 10,
+           traj: str = "log",
            traj_every: int | None = None, n_per_decade: int = 10, traj_blocks: int = 1,
            checkpoint_every: int = 2000, progress: bool = False) -> dict[str, Any]:
-    """Run Metropolis MC (displacements, optional swaps) and write ``out`` like :func:`md_run`."""
+    """Run Metropolis MC (displacements, optional swaps) and write ``out`` like :func:`md_run`.
+
+    delta: maximal displacement (sigma_AA). Without it the run starts from 0.1 and tunes it for ``tune_sweeps``
+    (default 200) sweeps towards acceptance 0.4 first; a given delta is used as is unless ``tune_sweeps`` is
+    given too (then it is the start of the tuning).
+    """
     from glassgen.dynamics.mc import run_mc
 
     check_hdf5_name(out)
     _positive("T", T)
     if sweeps is None or not 1 <= sweeps <= 10**15:
         raise InputError(f"sweeps must be a positive integer up to 1e15, got {sweeps}")
+    if tune_sweeps is None:
+        tune_sweeps = 200 if delta is None else 0
+    delta = 0.1 if delta is None else delta
     conf = load_input(input, model, n, T, density, seed)
+    if swap_fraction and not default_swap_pairs(conf.require_model().name):
+        warnings.warn(f"model {conf.require_model().name} has no species pair worth swapping (A-B swaps of KA cost "
+                      "~70 epsilon and are never accepted): --swap-fraction only wastes trials here", stacklevel=2)
     traj_steps, sched = _traj_steps(int(sweeps), traj, traj_every, n_per_decade, traj_blocks)
     ck = checkpoint_path(out)
     resumed = ck.is_file()
@@ -292,7 +315,7 @@ def mc_run(*, out: PathLike, T: float, sweeps: int, input: PathLike | None = Non
         ck.unlink()
     return {"out": str(out), "N": conf.n, "model": conf.model.name, "T": T, "sweeps": int(sweeps),  # type: ignore[union-attr]
             "wall_s": wall, "resumed": resumed, "acceptance": res.info["acceptance"],
-            "delta": res.info["delta"], **_thermo_summary(res, conf.n)}
+            "delta": res.info["delta"], "delta_tuned": bool(tune_sweeps), **_thermo_summary(res, conf.n)}
 
 
 def minimize(*, input: PathLike, out: PathLike, model: str | None = None, ftol: float = 1e-10,
@@ -309,6 +332,14 @@ def minimize(*, input: PathLike, out: PathLike, model: str | None = None, ftol: 
                         max_force=r.max_force, input=str(input))
     return {"out": str(out), "N": conf.n, "U_per_N": r.energy / conf.n, "max_force": r.max_force,
             "iterations": r.iterations, "converged": r.converged}
+
+
+def _check_q_max(q_max: float, box: np.ndarray) -> None:
+    """One-line error where no wave vector of the box is as short as ``q_max`` (S(q) would be empty)."""
+    q_min = 2 * math.pi / float(np.max(box))
+    if q_max < q_min:
+        raise InputError(f"--q-max {q_max:g} is below the shortest wave vector of the box, 2 pi / L = {q_min:.4g}: "
+                         "S(q) would be empty")
 
 
 def _rdf_range(r_max: float | None, box: np.ndarray) -> float:
@@ -366,6 +397,7 @@ def analyze(*, input: PathLike, out_dir: PathLike | None = None, q: float | None
     data = read_trajectory(p)
     q = default_q(data.trajectory.positions.shape[-1]) if q is None else q
     traj, species, box = data.trajectory, data.species, data.box
+    _check_q_max(q_max, box)
     if traj.positions.shape[0] < 2:
         raise InputError(f"{p} holds fewer than two frames: nothing to analyse")
     outd = Path(out_dir) if out_dir is not None else p.with_suffix("")
@@ -464,9 +496,8 @@ def _check_analyzable(p: Path) -> None:
     with h5py.File(p, "r") as f:
         if "trajectory" in f or "thermo" in f or f.attrs.get("method") == "pgmc":
             return
-        cmd = _decode_attr(f.attrs.get("command", ""))
-    words = str(cmd).split()[:3]
-    made_by = f" (this file was written by `{' '.join([Path(words[0]).name, *words[1:]])} ...`)" if words else ""
+        cmd = written_by(f.attrs.get("command", ""))
+    made_by = f" (this file was written by `{cmd}`)" if cmd else ""
     raise InputError(f"{p} holds no trajectory{made_by}: {_ANALYZED}")
 
 
@@ -481,7 +512,9 @@ def _read_pgmc_frames(p: Path) -> dict[str, Any] | None:
             if f.attrs.get("method") != "pgmc" or "final" not in f:
                 return None
             if "trajectory" not in f:
-                raise InputError(f"{p} is a PGMC run without trajectory frames (run it with --traj log or linear)")
+                made = written_by(f.attrs.get("command"))
+                raise InputError(f"{p} is a PGMC file without trajectory frames (`{made}` stored none; "
+                                 "`glassgen pgmc run --traj log` stores them)")
             g = f["trajectory"]
             out = {"sweeps": g["sweeps"][()].astype(np.float64), "positions": g["positions"][()].astype(np.float64),
                    "species": g["species"][()].astype(np.int64), "box": f["box"][()].astype(np.float64),
@@ -519,6 +552,7 @@ def _analyze_pgmc(p: Path, run: dict[str, Any], out_dir: PathLike | None, q: flo
     )
 
     t, pos, sp, box = run["sweeps"], run["positions"], run["species"], run["box"]
+    _check_q_max(q_max, box)
     nf, nc = pos.shape[0], pos.shape[1]
     if nf < 2:
         raise InputError(f"{p} holds fewer than two frames: nothing to analyse")
@@ -654,27 +688,35 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
     if method in ("imh", "aimh") and n_samples < 8 * n_chains:  # short chains keep their start's bias
         raise InputError(f"--method {method} needs at least 8 samples per chain: {n_samples} samples for "
                          f"{n_chains} chains (raise --n-samples or lower --chains)")
-    model = model or DEFAULT_FLOW["model"]
     if n is not None and n < 2:
         raise InputError(f"N must be at least 2, got {n}")
-    n = int(n if n is not None else DEFAULT_FLOW["N"])
+    if train and checkpoint is not None:
+        raise InputError("--train trains a flow from configs/flows/<model>_n<N>.toml; --checkpoint names a trained "
+                         "one: give one of them")
     if checkpoint is None:
+        model = model or DEFAULT_FLOW["model"]
+        n = int(n if n is not None else DEFAULT_FLOW["N"])
         ck = shipped_flow(load_model(model).name, n)
-        if not ck.is_file():
-            cfg = repo_flow_config(model, n)
-            if not train:
-                raise InputError(f"no trained flow shipped for model={model} N={n}; pass --checkpoint, "
-                                 f"or --train (needs {cfg or 'a config under configs/flows/'})")
-            if cfg is None:
-                raise InputError(f"--train: no flow config for model={model} N={n} under configs/flows/")
+        cfg = repo_flow_config(model, n)
+        if train and cfg is None:
+            raise InputError(f"--train: no flow config for model={model} N={n} under configs/flows/ (write one like "
+                             "configs/flows/ka3d_n64.toml, train it with glassgen flow train --config ... --out F.pt, "
+                             "then pass --checkpoint F.pt)")
+        if train:  # a fresh flow from the committed config, even where one is shipped
             ck = Path(str(out)).with_suffix(".flow.pt")
-            flow_train(config=cfg, out=ck, progress=progress)
+            flow_train(config=cfg, out=ck, progress=progress)  # type: ignore[arg-type]
+        elif not ck.is_file():
+            raise InputError(f"no trained flow shipped for model={model} N={n}; pass --checkpoint, "
+                             f"or --train (needs {cfg or 'a config under configs/flows/'})")
     else:
         ck = Path(checkpoint)
     gen = BoltzmannGenerator.load(ck, T=T)
-    if gen.system.model != load_model(model).name or gen.system.n != n:
-        raise InputError(f"checkpoint {ck} is for model={gen.system.model} N={gen.system.n}, "
-                         f"not model={model} N={n}")
+    if checkpoint is not None:  # the checkpoint's system unless --model / --N say otherwise
+        if (model is not None and gen.system.model != load_model(model).name) or (n is not None
+                                                                                  and gen.system.n != n):
+            raise InputError(f"checkpoint {ck} is for model={gen.system.model} N={gen.system.n}, "
+                             f"not model={model or gen.system.model} N={n or gen.system.n}")
+        model, n = gen.system.model, gen.system.n
     gen.check_temperature(T)
     torch.manual_seed(seed)
     t0 = time.perf_counter()
@@ -706,6 +748,9 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
         if isinstance(base, BoltzmannPriorBase):  # one pass over the pool at most: no duplicated samples
             n_is = min(n_samples, summary["prior_pool_size"])
             summary["flow_samples"] = n_is
+            if method == "is" and n_is < n_samples:
+                warnings.warn(f"{n_is} flow samples, not {n_samples}: the prior pool serving T={T} holds "
+                              f"{n_is} configurations and a sample uses each at most once", stacklevel=2)
         x, lq = gen.sample(n_is, T)
         chains_of = gen.last_pool_chains
         u = gen.energies(x)

@@ -24,22 +24,22 @@ from glassgen.provenance import atomic_path, check_output_name, provenance
 from glassgen.sampling.pgmc import OPTIMIZERS, PGMC, PGMCResult, PGMCTarget
 from glassgen.sampling.policies import Policy, default_local_fraction
 from glassgen.systems.configuration import Configuration
-from glassgen.systems.io import h5_write_attrs
+from glassgen.systems.io import h5_write_attrs, write_configuration_group
+from glassgen.systems.model import default_swap_pairs
 
 __all__ = ["pgmc_train", "pgmc_run", "pgmc_sample", "default_swap_pairs", "default_q", "chain_starts"]
 
 PathLike = str | os.PathLike[str]
 
 
-def default_swap_pairs(model_name: str) -> list[tuple[int, int]]:
-    """Species pairs worth swapping: KA2D and KA2 swap through C (A-C, B-C); plain KA has none
-    (A-B swaps cost ~70 epsilon, REFERENCE.md section 1)."""
-    return [(0, 2), (1, 2)] if model_name in ("ka2d", "ka2") else []
-
-
 def _positive(name: str, v: Any) -> None:
     if v is None or not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
         raise InputError(f"{name} must be positive, got {name}={v}")
+
+
+def _used(per_kind: dict[str, float], pol: Policy) -> dict[str, float]:
+    """The entries of a per-move-kind dict (gauss, local, swap) for the kinds the policy makes."""
+    return {k: per_kind[k] for k, p in zip(("gauss", "local", "swap"), pol.move_probs, strict=True) if p > 0}
 
 
 def chain_starts(conf: Configuration | list[Configuration], n_chains: int, T: float, seed: int,
@@ -121,9 +121,12 @@ def pgmc_train(*, T: float, out: PathLike, input: PathLike | None = None, model:
     learned = pg.freeze()
     tail = hist[-max(1, len(hist) // 10):]
     summary: dict[str, Any] = {"model": m.name, "N": conf.n, "T": T, "optimizer": optimizer,
-                               "iterations": iterations, "sigma_learned": learned.sigma.tolist(),
-                               "move_probs": learned.move_probs.tolist(), "biased_swaps": learned.biased,
-                               "theta": learned.theta.tolist(), "phi": learned.phi.tolist()}
+                               "iterations": iterations, "move_probs": learned.move_probs.tolist(),
+                               "biased_swaps": learned.biased}
+    if learned.move_probs[0] > 0:  # the Gaussian widths, where Gaussian moves are made
+        summary["sigma_learned"] = learned.sigma.tolist()
+    if learned.move_probs[2] > 0 and learned.biased:
+        summary.update({"theta": learned.theta.tolist(), "phi": learned.phi.tolist()})
     for key in tail[0]:
         if key.startswith(("J_", "acc_")):
             summary[f"{key}_last10pct"] = float(np.nanmean([h.get(key, math.nan) for h in tail]))
@@ -203,6 +206,7 @@ def pgmc_run(*, policy: PathLike, out: PathLike, sweeps: int, T: float | None = 
         raise InputError(f"--sweeps {sweeps} with --sample-every {sample_every} stores fewer than 2 energies per "
                          "chain: nothing to average (raise --sweeps or lower --sample-every)")
     ck = Path(str(out) + ".ckpt.h5")
+    resumed = ck.is_file()
     # equilibrate with the frozen policy itself: any exact kernel will do, and this one relaxes fastest
     starts = chain_starts(starts or conf, n_chains, T, seed, 0 if ck.is_file() else equilibrate_sweeps, policy=pol)
     pg = PGMC(PGMCTarget.from_model(m, conf.box, T), pol, starts, seed=seed)
@@ -212,8 +216,10 @@ def pgmc_run(*, policy: PathLike, out: PathLike, sweeps: int, T: float | None = 
                  checkpoint_every=checkpoint_every)
     q = default_q(m.dim) if q is None else float(q)
     summary: dict[str, Any] = {"model": m.name, "N": conf.n, "T": T, "chains": n_chains, "sweeps": sweeps,
-                               "acceptance": res.acceptance, "sigma": pol.sigma.tolist(),
+                               "resumed": resumed, "acceptance": _used(res.acceptance, pol),
                                "feature_updates": res.info["feature_updates"]}
+    if pol.move_probs[0] > 0:
+        summary["sigma"] = pol.sigma.tolist()
     summary["U_per_N"] = _u_summary(res, conf.n)
     summary["U_per_N_drift_z"] = drift_z(res.energies[res.energies.shape[0] // 5:] / conf.n)
     warn_if_drifting(summary["U_per_N_drift_z"])
@@ -240,6 +246,9 @@ def pgmc_run(*, policy: PathLike, out: PathLike, sweeps: int, T: float | None = 
         f.create_dataset("box", data=conf.box)
         f.create_dataset("final/positions", data=res.final_positions)
         f.create_dataset("final/species", data=res.final_species)
+        # chain 0's final state as the configuration every command reads with --input
+        write_configuration_group(f.create_group("configuration"), conf.replace(
+            positions=res.final_positions[0], species=res.final_species[0], velocities=None))
         if res.frames is not None:
             g = f.create_group("trajectory")
             g.attrs["unwrapped"] = True
@@ -280,7 +289,7 @@ def pgmc_sample(*, T: float, model: str | None = None, n: int | None = None, n_s
         policy = Path(str(out) + ".policy.json")
         tr = pgmc_train(T=T, out=policy, model=load_model(model).name, n=n, seed=seed, n_chains=n_chains,
                         iterations=train_iterations, trials_per_chain=50, progress=progress)
-        summary["trained_policy"] = {"out": tr["out"], "sigma": tr["sigma_learned"], "wall_s": tr["wall_s"]}
+        summary["trained_policy"] = {"out": tr["out"], "wall_s": tr["wall_s"]}
     per_chain = max(8, math.ceil(n_samples / n_chains))  # fewer give no U/N error after the 20 % burn-in
     sweeps = per_chain * sweeps_per_sample
     pool = generator_pool_starts(load_model(model).name, n, T, n_chains, seed)

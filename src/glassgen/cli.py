@@ -55,6 +55,8 @@ app.add_typer(flow_app, name="flow")
 
 # ------------------------------------------------------------------ shared options
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Output file (HDF5), written atomically.")]
+ConfOutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Output configuration (.h5, .xyz or .data, by "
+                                                  "its suffix), written atomically.")]
 
 
 def _merge(config: Path | None, section: str, **cli: Any) -> dict[str, Any]:
@@ -72,7 +74,8 @@ _print = print_summary
 def _require(opts: dict[str, Any], *keys: str) -> None:
     missing = [k for k in keys if opts.get(k) is None]
     if missing:
-        raise GlassgenError(f"missing option(s): {', '.join('--' + m for m in missing)} (or set them in --config)")
+        flags = ", ".join("--N" if m == "n" else "--" + m.replace("_", "-") for m in missing)
+        raise GlassgenError(f"missing option(s): {flags} (or set them in --config)")
 
 
 # ------------------------------------------------------------------ commands
@@ -91,7 +94,7 @@ def models_cmd() -> None:
 
 @app.command("init")
 def init_cmd(model: ModelOpt = None, n: NOpt = None, T: TOpt = None, density: DensOpt = None,
-             seed: SeedOpt = None, out: OutOpt = None, config: ConfigOpt = None) -> None:
+             seed: SeedOpt = None, out: ConfOutOpt = None, config: ConfigOpt = None) -> None:
     """Random initial configuration without overlaps (soft-core FIRE), velocities at T.
 
     Examples:
@@ -111,15 +114,16 @@ def md_run_cmd(
     density: DensOpt = None, T: TOpt = None,
     steps: Annotated[int | None, typer.Option("--steps", help="MD steps.")] = None,
     equilibrate: Annotated[int | None, typer.Option("--equilibrate", min=0, help="NVT steps at T before the "
-                                                    "recorded run (default 0).")] = None,
+                                                    "recorded run (default 0; a random start wants some).")] = None,
     dt: Annotated[float | None, typer.Option("--dt", help="Time step (default 0.005).")] = None,
     ensemble: Annotated[str | None, typer.Option("--ensemble", help="nve or nvt (default nvt).")] = None,
-    thermostat: Annotated[str | None, typer.Option("--thermostat", help="nhc, langevin or bussi.")] = None,
-    tau: Annotated[float | None, typer.Option("--tau", help="Thermostat time constant.")] = None,
+    thermostat: Annotated[str | None, typer.Option("--thermostat", help="nhc (default), langevin or bussi.")] = None,
+    tau: Annotated[float | None, typer.Option("--tau", help="Thermostat time constant (default 0.5).")] = None,
     engine: Annotated[str | None, typer.Option("--engine", help="numba (default) or lammps.")] = None,
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="Threads for the force loop.")] = None,
     traj: Annotated[str | None, typer.Option("--traj", help="Frames: log (default), linear or none.")] = None,
-    traj_every: Annotated[int | None, typer.Option("--traj-every", min=1, help="Steps between linear frames.")] = None,
+    traj_every: Annotated[int | None, typer.Option(
+        "--traj-every", min=1, help="Steps between frames of --traj linear (default: 100 frames).")] = None,
     traj_blocks: Annotated[int | None, typer.Option("--traj-blocks", min=1, help="Log-frame time origins.")] = None,
     thermo_every: Annotated[int | None, typer.Option("--thermo-every", min=1, help="Steps per thermo sample.")] = None,
     seed: SeedOpt = None, out: OutOpt = None, progress: ProgOpt = None,
@@ -191,11 +195,15 @@ def mc_run_cmd(
     config: ConfigOpt = None, input: InputOpt = None, model: ModelOpt = None, n: NOpt = None,
     density: DensOpt = None, T: TOpt = None,
     sweeps: Annotated[int | None, typer.Option("--sweeps", help="MC sweeps (N trial moves each).")] = None,
-    delta: Annotated[float | None, typer.Option("--delta", help="Maximal displacement.")] = None,
+    delta: Annotated[float | None, typer.Option(
+        "--delta", help="Maximal displacement (sigma_AA), used as is; without it 0.1, tuned first.")] = None,
     swap_fraction: Annotated[float | None, typer.Option("--swap-fraction", help="Fraction of swap trials.")] = None,
-    tune_sweeps: Annotated[int | None, typer.Option("--tune-sweeps", min=0, help="Sweeps tuning delta first.")] = None,
+    tune_sweeps: Annotated[int | None, typer.Option(
+        "--tune-sweeps", min=0, help="Sweeps tuning delta towards acceptance 0.4 before the run (default 200 "
+        "without --delta, 0 with it).")] = None,
     traj: Annotated[str | None, typer.Option("--traj", help="Frames: log (default), linear or none.")] = None,
-    traj_every: Annotated[int | None, typer.Option("--traj-every", min=1, help="Sweeps between frames.")] = None,
+    traj_every: Annotated[int | None, typer.Option(
+        "--traj-every", min=1, help="Sweeps between frames of --traj linear (default: 100 frames).")] = None,
     seed: SeedOpt = None, out: OutOpt = None, progress: ProgOpt = None,
 ) -> None:
     """Metropolis Monte Carlo with displacement moves and (for KA2D/KA2) species swaps.
@@ -215,7 +223,7 @@ def mc_run_cmd(
 
 @app.command("minimize")
 def minimize_cmd(
-    input: InputOpt = None, model: ModelOpt = None, out: OutOpt = None,
+    input: InputOpt = None, model: ModelOpt = None, out: ConfOutOpt = None,
     ftol: Annotated[float | None, typer.Option("--ftol", help="Force tolerance (default 1e-10).")] = None,
     soft: Annotated[bool, typer.Option("--soft", help="Remove overlaps with a soft core first.")] = False,
     config: ConfigOpt = None, progress: ProgOpt = None,
@@ -291,7 +299,8 @@ def flow_train_cmd(
 def sample_cmd(
     T: Annotated[float, typer.Option("--T", "-T", help="Temperature (LJ units).")],
     model: ModelOpt = None,
-    n: Annotated[int | None, typer.Option("--N", "--n", help="Particles (default 64; 32 also shipped).")] = None,
+    n: Annotated[int | None, typer.Option("--N", "--n", help="Particles (default 64 for KA 3D; shipped: KA 3D 32 and "
+                                          "64, KA2D 43; with --checkpoint: the checkpoint's).")] = None,
     n_samples: Annotated[int, typer.Option("--n-samples", min=1, help="Flow samples (is; at most one pass over a "
                                            "prior pool), chain states (imh) or annealed proposals (ais, aimh).")]
     = 2000,
@@ -302,9 +311,11 @@ def sample_cmd(
     checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="Flow checkpoint (default: shipped); "
                                                     "with --method pgmc the policy file (default: trained now).")]
     = None,
-    train: Annotated[bool, typer.Option("--train", help="Train a flow first if none is shipped for --model/--N.")]
+    train: Annotated[bool, typer.Option("--train", help="Train a flow from configs/flows/<model>_n<N>.toml first "
+                                        "(saved as <out>.flow.pt; long) instead of the shipped one.")]
     = False,
-    n_chains: Annotated[int, typer.Option("--chains", min=1, help="Flow-MCMC (imh, aimh) or PGMC chains.")] = 16,
+    n_chains: Annotated[int | None, typer.Option("--chains", min=1, help="Flow-MCMC (imh, aimh) or PGMC chains "
+                                                 "(default 16).")] = None,
     anneal_steps: Annotated[int | None, typer.Option("--anneal-steps", help="AIS steps (one sweep each) for --method "
                                                                           "ais or aimh (default 10).")]
     = None,
@@ -324,7 +335,7 @@ def sample_cmd(
       glassgen sample --T 0.4
       glassgen sample --T 0.45 --method is --n-samples 1024 --out is.h5
       glassgen sample --T 0.4 --method ais --anneal-steps 20 --n-samples 512 --out ais.h5
-      glassgen sample --T 0.4 --model ka2d --N 43 --method aimh --anneal-steps 100 --n-samples 512 --chains 8
+      glassgen sample --T 0.4 --model ka2d --N 43 --method aimh --anneal-steps 50 --n-samples 512 --chains 8
       glassgen sample --T 0.5 --N 32 --method imh --n-samples 4000 --out imh.h5
       glassgen sample --T 0.3 --model ka2d --N 43 --method is --n-samples 1024
       glassgen sample --T 0.6 --checkpoint runs/ka3d_n32.pt --N 32 --seed 3
@@ -334,8 +345,13 @@ def sample_cmd(
 
     if anneal_steps is not None and method not in ("ais", "aimh"):
         warnings.warn(f"--anneal-steps ignored: only --method ais and aimh anneal (this is {method})", stacklevel=1)
+    if n_chains is not None and method in ("is", "ais"):
+        warnings.warn(f"--chains ignored: --method {method} runs no chains (imh, aimh and pgmc do)", stacklevel=1)
+    if train and method == "pgmc":
+        raise GlassgenError("--train trains a flow; --method pgmc learns its policy when no --checkpoint is given")
     _print(sample(T=T, model=model, n=n, n_samples=n_samples, method=method, seed=seed, out=out,
-                  checkpoint=checkpoint, train=train, n_chains=n_chains,
+                  checkpoint=checkpoint, train=train,
+                  n_chains=16 if n_chains is None else n_chains,
                   anneal_steps=10 if anneal_steps is None else anneal_steps,
                   progress=_progress(progress)))
 

@@ -323,7 +323,7 @@ class MonteCarlo:
         run_events(n_sweeps, events, last_done, advance_to, on_event, save, checkpoint_every, progress, "MC")
         th, traj = collect_results(samples, frames, 1.0)
         info = {"engine": "numba-mc", "acceptance": self.acceptance, "delta": self.delta.tolist(),
-                "sweeps": self.sweeps, "cpu_s": sweep_cpu[0]}
+                "sweeps": self.sweeps - self._run_origin, "tune_sweeps": self._run_origin, "cpu_s": sweep_cpu[0]}
         return MDResult(final=self.configuration(), thermo=th, trajectory=traj, info=info)
 
 

@@ -227,7 +227,10 @@ class BoltzmannGenerator:
         try:
             ck = torch.load(p, map_location="cpu", weights_only=False)
         except Exception as exc:  # noqa: BLE001 - any unpickling failure is a malformed file
-            raise InputError(f"cannot read flow checkpoint {p}: {type(exc).__name__}") from None
+            from glassgen.systems.io import file_kind
+
+            raise InputError(f"cannot read flow checkpoint {p} ({type(exc).__name__}): it is {file_kind(p)}, not a "
+                             "flow checkpoint (glassgen flow train writes them)") from None
         if T is not None:
             _check_in_range(T, tuple(ck["T_range"]) if isinstance(ck, dict) and ck.get("T_range") else None)
         return cls.from_state(ck)

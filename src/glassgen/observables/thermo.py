@@ -296,8 +296,14 @@ def mean_and_error_of_chains(x: np.ndarray, chains: int, c: float = 5.0) -> tupl
     a = _series(x)
     if chains < 1 or a.size < 2 * chains:
         raise InputError(f"need chains >= 1 and at least 2 samples per chain, got {a.size} samples, {chains} chains")
-    parts = np.array_split(a, chains)
-    stats = [mean_and_error(p, c) for p in parts]
+    parts = [_series(p) for p in np.array_split(a, chains)]
+    ests = [autocorrelation_time(p, c) for p in parts]
+    stats = [(float(p.mean()), float(np.sqrt(p.var() * e.tau / p.size))) for p, e in zip(parts, ests, strict=True)]
+    short = [e.tau for e in ests if not e.converged]
+    if short:  # one warning for all the chains, not one each
+        warnings.warn(f"{len(short)} of {chains} chains of ~{parts[0].size} samples are too short for their "
+                      f"autocorrelation time (tau_int >= {max(short):.3g}): the error bar is a lower bound",
+                      RuntimeWarning, stacklevel=2)
     w = np.array([p.size for p in parts], dtype=np.float64)
     means = np.array([m for m, _ in stats])
     within = float(np.sqrt(np.sum((w * [e for _, e in stats]) ** 2)) / w.sum())

@@ -35,7 +35,8 @@ from glassgen.systems.configuration import Configuration
 from glassgen.systems.model import InteractionModel, load_model
 
 __all__ = ["read_configuration", "write_configuration", "read_xyz", "write_xyz", "read_lammps_data",
-           "write_lammps_data", "read_hdf5", "write_hdf5", "h5_write_attrs", "read_json_object"]
+           "write_lammps_data", "read_hdf5", "write_hdf5", "h5_write_attrs", "read_json_object",
+           "write_configuration_group", "file_kind", "written_by"]
 
 PathLike = str | os.PathLike[str]
 _Reader = TypeVar("_Reader", bound=Callable[..., Configuration])
@@ -50,6 +51,54 @@ def _check_file(path: PathLike) -> Path:
     return p
 
 
+def written_by(command: Any) -> str:
+    """``glassgen <command> [<subcommand>]`` of a provenance ``command`` string (the program's path dropped), or
+    "" if it is not a glassgen command line."""
+    if isinstance(command, bytes):
+        command = command.decode(errors="replace")
+    words = str(command or "").split()
+    for k, w in enumerate(words):
+        if Path(w).name in ("glassgen", "glassgen.cli", "__main__.py"):
+            subs = [x for x in words[k + 1:k + 3] if not x.startswith("-")]
+            return " ".join(["glassgen", *subs[:2]]) if subs else ""
+    return ""
+
+
+def file_kind(path: PathLike) -> str:
+    """A short phrase saying what a file is, for the errors of a reader given the wrong file: "an HDF5 file
+    written by `glassgen md run`", "a JSON file of format glassgen-pgmc-policy-1", "a zip archive (a torch
+    checkpoint or a NumPy .npz)", "a text file"; "" if it cannot be read."""
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            head = fh.read(512)
+    except OSError:
+        return ""
+    if not head:
+        return "an empty file"
+    if head.startswith(b"\x89HDF"):
+        try:
+            with h5py.File(p, "r") as f:
+                cmd = written_by(f.attrs.get("command", ""))
+        except OSError:
+            cmd = ""
+        return f"an HDF5 file written by `{cmd}`" if cmd else "an HDF5 file"
+    if head.startswith(b"PK"):
+        return "a zip archive (a torch checkpoint or a NumPy .npz)"
+    if head.lstrip()[:1] in (b"{", b"["):
+        try:
+            doc = json.loads(p.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+            return "a text file"
+        fmt = doc.get("format") if isinstance(doc, dict) else None
+        return f"a JSON file of format {fmt}" if fmt else "a JSON file"
+    try:
+        head.decode()
+    except UnicodeDecodeError:
+        return "a binary file"
+    return "a text file"
+
+
 def read_json_object(path: PathLike, what: str) -> dict[str, Any]:
     """A JSON file holding one object (``what`` names it in the one-line errors: missing, malformed, not an
     object)."""
@@ -59,6 +108,9 @@ def read_json_object(path: PathLike, what: str) -> dict[str, Any]:
     try:
         doc = json.loads(p.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        kind = file_kind(p)
+        if kind and not kind.startswith(("a JSON", "a text")):
+            raise InputError(f"{p} is not a {what} file (JSON) but {kind}") from None
         raise InputError(f"malformed {what} file {p}: {exc}") from None
     if not isinstance(doc, dict):
         raise InputError(f"malformed {what} file {p}: a JSON object is expected, got {type(doc).__name__}")
@@ -331,7 +383,9 @@ def h5_write_attrs(obj: h5py.HLObject, attrs: dict[str, Any]) -> None:
             obj.attrs[k] = json.dumps(v, default=str)
 
 
-def _write_conf_group(g: h5py.Group, conf: Configuration) -> None:
+def write_configuration_group(g: h5py.Group, conf: Configuration) -> None:
+    """Write ``conf`` into the HDF5 group ``g`` (positions, species, box, velocities, model): the
+    ``/configuration`` group that :func:`read_hdf5` reads, in any glassgen output."""
     g.create_dataset("positions", data=conf.positions)
     g.create_dataset("species", data=conf.species)
     g.create_dataset("box", data=conf.box)
@@ -347,7 +401,7 @@ def write_hdf5(path: PathLike, conf: Configuration, **extra: Any) -> None:
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             h5_write_attrs(f, provenance(model=conf.model.name if conf.model else None, **extra))
-            _write_conf_group(f.create_group("configuration"), conf)
+            write_configuration_group(f.create_group("configuration"), conf)
 
 
 def _model_from_attrs(attrs: Any) -> InteractionModel | None:
@@ -374,10 +428,10 @@ def read_hdf5(path: PathLike, model: str | InteractionModel | None = None,
     try:
         with h5py.File(p, "r") as f:
             if group not in f:
-                if "trajectory" in f:
+                if "trajectory" in f and "box" in f["trajectory"]:
                     group = "trajectory"
                 else:
-                    raise InputError(f"HDF5 file {p} has no /{group} group")
+                    raise InputError(f"{p} holds no configuration (no /{group} group): it is {file_kind(p)}")
             g = f[group]
             pos = g["positions"][()]
             if pos.ndim == 3:
@@ -392,7 +446,7 @@ def read_hdf5(path: PathLike, model: str | InteractionModel | None = None,
     except OSError as exc:
         raise InputError(f"cannot read HDF5 file {p}: {exc}") from None
     except KeyError as exc:
-        raise InputError(f"malformed glassgen HDF5 file {p}: missing {exc}") from None
+        raise InputError(f"malformed glassgen HDF5 file {p} ({file_kind(p)}): missing {exc}") from None
 
 
 # ------------------------------------------------------------------------------------ dispatch

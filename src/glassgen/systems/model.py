@@ -30,7 +30,7 @@ import numpy as np
 from glassgen.config_values import read_toml
 from glassgen.errors import InputError
 
-__all__ = ["InteractionModel", "load_model", "available_models", "models_dir", "CUTOFF_SCHEMES",
+__all__ = ["InteractionModel", "load_model", "default_swap_pairs", "available_models", "models_dir", "CUTOFF_SCHEMES",
            "KernelParams"]
 
 CUTOFF_SCHEMES = ("cut", "cut_shift", "shifted_force", "quartic")
@@ -263,6 +263,12 @@ class InteractionModel:
             quartic=tuple(float(x) for x in d.get("quartic", (0.0, 0.0, 0.0))),  # type: ignore[arg-type]
             description=str(d.get("description", "")), source_text=source_text,
         )
+
+
+def default_swap_pairs(model_name: str) -> list[tuple[int, int]]:
+    """Species pairs worth swapping: KA2D and KA2 swap through C (A-C, B-C); plain KA has none
+    (A-B swaps cost ~70 epsilon, REFERENCE.md section 1)."""
+    return [(0, 2), (1, 2)] if model_name in ("ka2d", "ka2") else []
 
 
 def load_model(name_or_path: str | os.PathLike[str] | InteractionModel) -> InteractionModel:
