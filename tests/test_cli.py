@@ -512,6 +512,7 @@ def test_sampler_options_do_what_they_say(tmp_path, capsys):
                  "--seed", "1", "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out.replace("  ", "")
     assert "delta: [0.3, 0.3, 0.3]" in printed and "delta_tuned: False" in printed and "T_kin" not in printed
+    assert "swap=" not in printed  # no swaps tried, no swap acceptance
     with h5py.File(out) as f:
         assert json.loads(f.attrs["info"])["sweeps"] == 20  # tuning sweeps are not run sweeps
     assert main(["mc", "run", "--model", "ka2d", "--N", "64", "--T", "0.5", "--sweeps", "20", "--seed", "1",
@@ -543,3 +544,23 @@ def test_a_file_of_another_command_is_named_in_the_error(tmp_path, capsys):
         assert main([*args, "--out", str(tmp_path / "x.h5")]) == 2
         err = capsys.readouterr().err.strip()
         assert msg in err and "\n" not in err, err
+
+
+def test_ctrl_c_after_the_output_is_written_says_the_run_is_complete(tmp_path, capsys):
+    """A Ctrl-C landing after a run wrote its output (and removed its checkpoint) said "run the same command
+    again to resume", which would redo the whole run."""
+    import glassgen.cli as cli
+
+    out = tmp_path / "x.h5"
+    cli._STARTED[0] = time.time() - 5
+    out.write_bytes(b"done")
+    cli._report_interrupt(["md", "run", "--out", str(out)])
+    assert capsys.readouterr().err.strip() == f"interrupted after {out} was written: that run is complete"
+    ck = tmp_path / "x.h5.ckpt.h5"
+    ck.write_bytes(b"")  # a checkpoint left: the run is not complete
+    cli._report_interrupt(["md", "run", "--out", str(out)])
+    assert "run the same command again to resume" in capsys.readouterr().err
+    ck.unlink()
+    cli._STARTED[0] = time.time() + 60  # a file older than the command: not its output
+    cli._report_interrupt(["md", "run", "-o", str(out)])
+    assert "run the same command again to resume" in capsys.readouterr().err

@@ -48,6 +48,13 @@ def test_simple_cubic_lattice_gives_bragg_peaks_only() -> None:
     np.testing.assert_allclose(sq.S[rest], 0.0, atol=1e-9)
     q_peak, s_peak = sq.peak()  # all four shells tie at N (to round-off)
     assert s_peak == pytest.approx(m ** 3) and np.min(np.abs(bragg - q_peak)) < 1e-9
+    # the windowed peak: S averaged over the vectors of the bins within +- 0.25 of each bin, by hand
+    q, c, s = sq.q[ok], sq.n_vectors[ok], sq.S[ok]
+    by_hand = max((np.sum(c[w] * s[w]) / np.sum(c[w]), np.sum(c[w] * q[w]) / np.sum(c[w]))
+                  for w in (np.abs(q - qk) <= 0.25 + 1e-12 for qk in q))
+    q_w, s_w = sq.peak(window=0.5)
+    assert s_w == pytest.approx(by_hand[0], rel=1e-12) and q_w == pytest.approx(by_hand[1], rel=1e-12)
+    assert s_w < s_peak  # a Bragg shell averaged with its empty neighbours
 
 
 def test_species_resolved_partials_recombine_to_the_one_species_result() -> None:
@@ -78,6 +85,8 @@ def test_ka3d_main_peak_on_shipped_configurations(data) -> None:
     assert 6.95 < q_aa < 7.5 and 2.6 < s_aa < 3.8, (q_aa, s_aa)
     q_all, s_all = sq.peak()
     assert 7.0 < q_all < 7.7 and 2.5 < s_all < 3.5, (q_all, s_all)
+    q_w, s_w = sq.peak((0, 0), window=0.5)  # dense shells at N = 4096: the window lowers the peak by a few %
+    assert abs(q_w - q_aa) < 0.2 and 0.9 * s_aa < s_w <= s_aa, (q_w, s_w, q_aa, s_aa)
     assert sq.S_partial[1, 1][int(q_aa / 0.1)] < 1.5
 
 

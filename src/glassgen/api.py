@@ -314,7 +314,8 @@ def mc_run(*, out: PathLike, T: float, sweeps: int, input: PathLike | None = Non
     if ck.is_file():
         ck.unlink()
     return {"out": str(out), "N": conf.n, "model": conf.model.name, "T": T, "sweeps": int(sweeps),  # type: ignore[union-attr]
-            "wall_s": wall, "resumed": resumed, "acceptance": res.info["acceptance"],
+            "wall_s": wall, "resumed": resumed,
+            "acceptance": {k: v for k, v in res.info["acceptance"].items() if k != "swap" or swap_fraction > 0},
             "delta": res.info["delta"], "delta_tuned": bool(tune_sweeps), **_thermo_summary(res, conf.n)}
 
 
@@ -453,6 +454,7 @@ def _write_analysis(p: Path, outd: Path, q: float, rdf: Any, sq: Any, msd: Any, 
     """The outputs of :func:`analyze`: PNGs, tables and ``summary.json`` (tau_alpha and the chi_4 peak of all
     particles and per species of ``species``), every one carrying ``meta``."""
     from glassgen.observables import plot_chi4, plot_fs, plot_msd, plot_rdf, plot_structure_factor
+    from glassgen.observables.structure_factor import PEAK_WINDOW
 
     plot_rdf(rdf, outd / "rdf.png", species_names=names, **meta)
     plot_structure_factor(sq, outd / "sq.png", species_names=names, **meta)
@@ -467,15 +469,15 @@ def _write_analysis(p: Path, outd: Path, q: float, rdf: Any, sq: Any, msd: Any, 
     chi4.write(outd / "chi4.txt", **meta)
     taus = {"all": float(fs.tau_alpha())}
     peaks = {"all": dict(zip(("t", "chi4"), chi4.peak(), strict=True))}
-    sq_peaks = {"all": dict(zip(("q", "S"), sq.peak(), strict=True))}
+    sq_peaks = {"all": dict(zip(("q", "S"), sq.peak(window=PEAK_WINDOW), strict=True))}
     for s in np.unique(species):
         key = names[s] if names else str(int(s))
         taus[key] = float(fs.tau_alpha(species=int(s)))
         peaks[key] = dict(zip(("t", "chi4"), chi4.peak(int(s)), strict=True))
-        sq_peaks[f"{key}-{key}"] = dict(zip(("q", "S"), sq.peak((int(s), int(s))), strict=True))
+        sq_peaks[f"{key}-{key}"] = dict(zip(("q", "S"), sq.peak((int(s), int(s)), window=PEAK_WINDOW), strict=True))
     summary = {"input": str(p), "out_dir": str(outd), "q": q, "tau_alpha": taus, **extra,
                "ngp_max": float(np.nanmax(ngp.alpha2)) if np.isfinite(ngp.alpha2).any() else None,
-               "S_q_peak": sq_peaks, "overlap_a": chi4.a, "chi4_peak": peaks,
+               "S_q_peak": sq_peaks, "S_q_peak_window": PEAK_WINDOW, "overlap_a": chi4.a, "chi4_peak": peaks,
                "chi4_samples_per_lag": [int(chi4.n_overlap_samples[1:].min()) if len(chi4.lag_times) > 1 else 0,
                                         int(chi4.n_overlap_samples.max())]}
     with atomic_path(outd / "summary.json") as tmp:

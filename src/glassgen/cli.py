@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Annotated, Any
@@ -386,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point: one-line errors, exit code 2 on bad input, 130 on interruption."""
     import warnings
 
+    _STARTED[0] = time.time()
     saved_argv, saved_format = sys.argv, warnings.formatwarning
     if argv is not None:  # called in-process: the provenance records this glassgen command, not the caller's
         sys.argv = ["glassgen", *argv]
@@ -446,12 +448,37 @@ _RESUMABLE = {("md", "run"), ("mc", "run"), ("pgmc", "train"), ("pgmc", "run"), 
 _REPORT_OWN_INTERRUPT = {("trap-model", "run"), ("step-model", "run")}
 
 
+_STARTED = [0.0]  # when main() began (file modification times after it are this command's writes)
+
+
+def _written_during_this_command(argv: list[str]) -> str | None:
+    """The ``--out`` file of ``argv`` if this command wrote it (modified after the command started) and left no
+    checkpoint beside it: the run was complete when the Ctrl-C came."""
+    out = None
+    for k, a in enumerate(argv):
+        if a in ("--out", "-o") and k + 1 < len(argv):
+            out = argv[k + 1]
+        elif a.startswith("--out="):
+            out = a.split("=", 1)[1]
+    if out is None:
+        return None
+    p = Path(out)
+    try:
+        fresh = p.is_file() and p.stat().st_mtime >= _STARTED[0]
+    except OSError:
+        return None
+    return out if fresh and not Path(out + ".ckpt.h5").exists() else None
+
+
 def _report_interrupt(argv: list[str]) -> None:
     """Print the one line of a Ctrl-C on stderr: whether running the same command again resumes."""
     words = tuple(a for a in argv if not a.startswith("-"))[:2]
     if words in _REPORT_OWN_INTERRUPT:
         return
-    if words in _RESUMABLE:
+    done = _written_during_this_command(argv) if words in _RESUMABLE else None
+    if done is not None:
+        typer.echo(f"interrupted after {done} was written: that run is complete", err=True)
+    elif words in _RESUMABLE:
         typer.echo("interrupted: run the same command again to resume (the work already saved is kept)", err=True)
     else:
         typer.echo("interrupted", err=True)

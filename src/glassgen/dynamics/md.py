@@ -203,7 +203,7 @@ class MDSimulation:
         """The full dynamical state (arrays and scalars; the random stream as JSON): what a checkpoint keeps and
         :meth:`restore_state` sets."""
         st = {"positions": self.positions, "velocities": self.velocities, "forces": self.forces,
-              "step": self.step_count, "potential": self.potential, "virial": self.virial,
+              "step": self.step_count, "potential": self.potential, "virial": self.virial, "k2": self.k2,
               "run_start": getattr(self, "_run_start", 0),
               "rng": json.dumps(self.rng.bit_generator.state)}
         if self.ff.list_positions is not None:
@@ -239,7 +239,9 @@ class MDSimulation:
             self.ff.restore_list(st["list_positions"])
         else:
             self.ff.invalidate()
-        self.k2 = float(np.sum(self.masses[:, None] * self.velocities**2))
+        # sum m v^2 as the run carried it (rescaled step by step by the thermostat), not recomputed: the two
+        # differ in the last bit, which the next thermostat step would amplify
+        self.k2 = float(st["k2"]) if "k2" in st else float(np.sum(self.masses[:, None] * self.velocities**2))
 
     def _signature(self) -> str:
         return json.dumps({"model": self.model.name, "n": self.n, "T": self.T, "dt": self.dt,

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from glassgen.errors import InputError
+from glassgen.observables.structure_factor import PEAK_WINDOW
 from glassgen.provenance import atomic_path, png_metadata, provenance
 
 __all__ = ["plot_rdf", "plot_structure_factor", "plot_msd", "plot_fs", "plot_chi4", "plot_thermo",
@@ -117,8 +118,9 @@ def plot_structure_factor(sq: Any, path: str | os.PathLike[str], *, species_name
     curves += [(f"{_label(a, species_names)}-{_label(a, species_names)}", sq.S_partial[a, a], f"C{a}", (a, a))
                for a in range(sq.n_species) if np.any(np.isfinite(sq.S_partial[a, a]))]
     for label, y, color, pair in curves:
-        qp, sp = sq.peak(pair)
-        ax.plot(q, y[ok], color=color, lw=1.0, label=f"{label}: peak {sp:.3g} at q = {qp:.3g}")
+        qp, sp = sq.peak(pair, window=PEAK_WINDOW)
+        ax.plot(q, y[ok], color=color, lw=1.0, label=f"{label}: peak {sp:.3g} at q = {qp:.3g} "
+                f"(mean over {PEAK_WINDOW:g} in q)")
         ax.plot([qp], [sp], "o", color=color, ms=3)
     ax.axhline(1.0, color="0.6", lw=0.6)
     ax.set_xlabel("q")

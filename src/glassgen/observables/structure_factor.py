@@ -25,7 +25,10 @@ import numpy as np
 from glassgen.errors import InputError
 from glassgen.observables._base import _guard, write_columns
 
-__all__ = ["StaticStructureFactor"]
+__all__ = ["StaticStructureFactor", "PEAK_WINDOW"]
+
+#: Width in q (1 / sigma_AA) over which ``analyze`` and the S(q) plot average S before taking its peak.
+PEAK_WINDOW = 0.5
 
 _CHUNK = 2048  # particles per matrix product (bounds the (chunk, n_1 n_2) work array)
 
@@ -180,14 +183,27 @@ class StaticStructureFactor:
         out[self._counts == 0] = np.nan
         return out
 
-    def peak(self, pair: tuple[int, int] | None = None) -> tuple[float, float]:
-        """(q*, S(q*)) at the largest finite value of S (``pair=None``) or S_ab; (NaN, NaN) if none."""
+    def peak(self, pair: tuple[int, int] | None = None, window: float = 0.0) -> tuple[float, float]:
+        """(q*, S(q*)) at the largest finite value of S (``pair=None``) or S_ab; (NaN, NaN) if none.
+
+        ``window`` > 0 (inverse length): the maximum of S averaged over the vectors of the bins within
+        +- window / 2 of each bin (weights: their vector counts; q* their mean |q|). In small boxes a bin may
+        hold a handful of vectors, whose upward fluctuation would otherwise be "the peak" (KA 3D N = 256: a bin
+        of 8 vectors at 4.5 beside neighbours at 2.9–3.1); the liquid's main peak, ~1 wide, is lowered by a
+        few percent at window 0.5.
+        """
         y = self.S if pair is None else self.S_partial[pair[0], pair[1]]
         ok = np.isfinite(y)
         if not ok.any():
             return float("nan"), float("nan")
-        k = int(np.flatnonzero(ok)[np.argmax(y[ok])])
-        return float(self.q[k]), float(y[k])
+        if not window > 0:
+            k = int(np.flatnonzero(ok)[np.argmax(y[ok])])
+            return float(self.q[k]), float(y[k])
+        q, c, s = self.q[ok], self.n_vectors[ok].astype(np.float64), y[ok]
+        near = np.abs(q[:, None] - q[None, :]) <= 0.5 * window + 1e-12  # (bins, bins): bin j within the window of k
+        smooth = (near @ (c * s)) / (near @ c)
+        k = int(np.argmax(smooth))
+        return float(np.sum(near[k] * c * q) / np.sum(near[k] * c)), float(smooth[k])
 
     def write(self, path: str | os.PathLike[str], **meta: Any) -> None:
         """Write ``q S S_00 S_01 ... vectors`` columns (bins with vectors only) with a provenance header."""
