@@ -548,3 +548,25 @@ def test_drift_z_flags_series_still_relaxing():
     assert abs(drift_z(u[:, 0])) < 3 and drift_z(u[:, 0] + relax[:, 0]) < -3
     assert np.isnan(drift_z(u[:7]))
 
+
+
+def test_chains_too_short_for_their_autocorrelation_warn_once() -> None:
+    """Eight short, strongly correlated chains: one warning naming how many are too short (was one per chain),
+    and the same error as each chain's mean_and_error combined."""
+    import warnings
+
+    from glassgen.observables.thermo import mean_and_error, mean_and_error_of_chains
+
+    rng = np.random.default_rng(1)
+    x = np.concatenate([np.cumsum(rng.normal(size=13)) for _ in range(8)])  # random walks: tau_int > n / 4
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m, e = mean_and_error_of_chains(x, 8)
+    short = [w for w in caught if "too short" in str(w.message)]
+    assert len(short) == 1 and str(short[0].message).startswith("8 of 8 chains of ~13 samples")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parts = [mean_and_error(p) for p in np.array_split(x, 8)]
+    within = np.sqrt(np.sum((13 * np.array([p[1] for p in parts])) ** 2)) / x.size
+    spread = np.std([p[0] for p in parts], ddof=1) / np.sqrt(8)
+    assert m == pytest.approx(x.mean()) and e == pytest.approx(max(within, spread), rel=1e-12)

@@ -197,6 +197,11 @@ def mean_and_error(x: np.ndarray, c: float = 5.0) -> tuple[float, float]:
     if not est.converged:
         warnings.warn(f"series of {a.size} samples is too short for its autocorrelation time (tau_int >= "
                       f"{est.tau:.3g}): the error bar is a lower bound", RuntimeWarning, stacklevel=2)
+    return _mean_and_error(a, est)
+
+
+def _mean_and_error(a: np.ndarray, est: AutocorrelationTime) -> tuple[float, float]:
+    """Mean of the series ``a`` and its standard error sqrt(Var(a) tau_int / n) for the estimate ``est``."""
     return float(a.mean()), float(np.sqrt(a.var() * est.tau / a.size))
 
 
@@ -298,7 +303,7 @@ def mean_and_error_of_chains(x: np.ndarray, chains: int, c: float = 5.0) -> tupl
         raise InputError(f"need chains >= 1 and at least 2 samples per chain, got {a.size} samples, {chains} chains")
     parts = [_series(p) for p in np.array_split(a, chains)]
     ests = [autocorrelation_time(p, c) for p in parts]
-    stats = [(float(p.mean()), float(np.sqrt(p.var() * e.tau / p.size))) for p, e in zip(parts, ests, strict=True)]
+    stats = [_mean_and_error(p, e) for p, e in zip(parts, ests, strict=True)]
     short = [e.tau for e in ests if not e.converged]
     if short:  # one warning for all the chains, not one each
         warnings.warn(f"{len(short)} of {chains} chains of ~{parts[0].size} samples are too short for their "
