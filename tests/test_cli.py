@@ -564,3 +564,6 @@ def test_ctrl_c_after_the_output_is_written_says_the_run_is_complete(tmp_path, c
     cli._STARTED[0] = time.time() + 60  # a file older than the command: not its output
     cli._report_interrupt(["md", "run", "-o", str(out)])
     assert "run the same command again to resume" in capsys.readouterr().err
+    cli._STARTED[0] = time.time() - 5  # flow train checkpoints into --out itself: a fresh --out is not the end
+    cli._report_interrupt(["flow", "train", "--config", "c.toml", "--out", str(out)])
+    assert "run the same command again to resume" in capsys.readouterr().err

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import warnings
 
 import h5py
 import numpy as np
@@ -12,6 +14,7 @@ import torch
 from glassgen.errors import InputError
 from glassgen.flows.generator import BoltzmannGenerator
 from glassgen.flows.model import FlowArchitecture
+from glassgen.flows.reference_data import per_temperature
 from glassgen.flows.training import TrainingConfig, train_flow
 
 TINY = dict(model="ka2d", N=6, density=0.6, T_ladder=(2.0, 1.0), steps_per_rung=6, batch=16, lr=2e-3,
@@ -53,6 +56,17 @@ def test_prior_ladder_config_validation():
         TrainingConfig(objective="forward", **{**TINY, "data_every": (2, 3, 4)})
     with pytest.raises(InputError, match="data every >= 1"):
         TrainingConfig(objective="forward", **{**TINY, "data_every": (2, 0)})
+    # per-temperature lists pair with the temperatures high to low: priors written low to high would silently
+    # swap a reviewer's equilibration lengths, so they are refused (the same priors written high to low pass)
+    arch = dict(n_blocks=1, width=16, n_layers=1, ff_width=16, n_bins=8, base="boltzmann")
+    with pytest.raises(InputError, match=r"write T_priors = \[2.0, 1.0\] in that order"):
+        TrainingConfig(objective="reverse", **{**TINY, "data_equilibration": (100, 300),
+                                               "architecture": FlowArchitecture(T_priors=(1.0, 2.0), **arch)})
+    cfg = TrainingConfig(objective="reverse", **{**TINY, "data_equilibration": (100, 300),
+                                                  "architecture": FlowArchitecture(T_priors=(2.0, 1.0), **arch)})
+    assert per_temperature(cfg.data_equilibration, cfg.data_temperatures, "e") == {2.0: 100, 1.0: 300}
+    TrainingConfig(objective="reverse", **{**TINY, "data_equilibration": 100,  # one number: no pairing to read
+                                           "architecture": FlowArchitecture(T_priors=(1.0, 2.0), **arch)})
 
 
 def test_reference_data_with_other_settings_is_refused(tmp_path):
@@ -92,9 +106,21 @@ def test_config_validation():
 def test_resume_refuses_another_config(tmp_path):
     cfg = TrainingConfig(objective="forward", **TINY)
     train_flow(cfg, tmp_path / "a.pt", progress=False, max_steps=3)
-    other = TrainingConfig(objective="forward", **{**TINY, "lr": 1e-4})
-    with pytest.raises(InputError, match="different configuration"):
+    other = TrainingConfig(objective="forward", **{**TINY, "lr": 1e-4, "steps_per_rung": 8})
+    with pytest.raises(InputError, match=r"different configuration \(steps_per_rung, lr differ\)"):
         train_flow(other, tmp_path / "a.pt", progress=False)
+    gen = train_flow(cfg, tmp_path / "a.pt", progress=False)  # the same config resumes
+    assert gen.training["resumed_from_step"] == 3 and gen.training["step"] == cfg.total_steps
+
+
+def test_a_config_without_data_table_warns():
+    """A Boltzmann-prior or forward-KL config without [data] ran on default pools (plain MC, short) silently."""
+    raw = {"system": {"model": "ka2d", "N": 6}, "training": {"objective": "forward", "T_ladder": [2.0, 1.0]}}
+    with pytest.warns(UserWarning, match=r"no \[data\] table: reference data at T = 2, 1 from the defaults"):
+        TrainingConfig.from_dict(raw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        TrainingConfig.from_dict({**raw, "training": {"objective": "reverse", "T_ladder": [2.0, 1.0]}})  # no data
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +171,18 @@ def test_sample_bad_input_is_one_line(tmp_path, tiny_checkpoint, capsys, args, m
                "--out", str(tmp_path / "x.h5"), *args])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith("error:") and msg in err and "\n" not in err
+
+
+def test_sampling_an_unfinished_checkpoint_warns_and_records_it(tmp_path):
+    """An interrupted `flow train` leaves its checkpoint in --out; `sample` used it without a word."""
+    from glassgen.api import sample
+
+    cfg = TrainingConfig(objective="forward", **TINY)
+    train_flow(cfg, tmp_path / "half.pt", progress=False, max_steps=cfg.steps_per_rung)
+    with pytest.warns(UserWarning, match=f"unfinished: trained 6 of {cfg.total_steps} steps"):
+        sample(T=2.0, checkpoint=tmp_path / "half.pt", n_samples=32, method="is", out=tmp_path / "s.h5")
+    with h5py.File(tmp_path / "s.h5") as f:
+        assert json.loads(f.attrs["flow_training_steps"]) == {"trained": 6, "of": 12}
 
 
 def test_sample_takes_the_system_of_its_checkpoint(tmp_path, tiny_checkpoint, capsys):
@@ -289,6 +327,8 @@ def test_shipped_default_generator_samples_T04_from_the_045_pool(tmp_path):
     assert a["prior_T"] == 0.45 and a["anneal_steps"] == 4 and a["ESS_fraction"] > 0.05
     with h5py.File(tmp_path / "a.h5") as f:
         assert f.attrs["method"] == "ais" and f["flow_samples/log_weights"].shape == (128,)
+    with pytest.warns(UserWarning, match="1100 annealing paths start from 1024 pool configurations"):
+        sample(T=0.4, n_samples=1100, method="ais", anneal_steps=1, seed=2, out=tmp_path / "b.h5")
 
 
 #: U/N of KA 3D N = 64, rho = 1.2 from converged LAMMPS NVT MD (benchmarks/md_reference.py --engine lammps:

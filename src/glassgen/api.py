@@ -620,7 +620,10 @@ def flow_train(*, config: PathLike, out: PathLike, resume: bool = True, device: 
     gen = train_flow(cfg, out, resume=resume, device=device, progress=progress, workers=workers)
     summary: dict[str, Any] = {"out": str(out), "model": cfg.model, "N": cfg.N, "T_range": list(gen.T_range or ()),
                                "steps": cfg.total_steps, "skipped_steps": gen.training.get("skipped"),
+                               "resumed_from_step": gen.training.get("resumed_from_step"),
                                "wall_s": time.perf_counter() - t0}
+    if (summary["resumed_from_step"] or 0) >= cfg.total_steps:
+        summary["note"] = f"{out} had finished training already: nothing trained now"
     losses = [h for h in gen.training.get("history", []) if "reverse_kl" in h]
     if losses:
         summary["final_losses"] = {k: v for k, v in losses[-1].items() if k in ("reverse_kl", "forward_kl")}
@@ -720,6 +723,10 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
                              f"not model={model or gen.system.model} N={n or gen.system.n}")
         model, n = gen.system.model, gen.system.n
     gen.check_temperature(T)
+    done = gen.training_steps
+    if done is not None and done[0] < done[1]:  # an interrupted `flow train` leaves its checkpoint in --out
+        warnings.warn(f"flow checkpoint {ck} is unfinished: trained {done[0]} of {done[1]} steps (run the same "
+                      "glassgen flow train command again to finish it)", stacklevel=2)
     torch.manual_seed(seed)
     t0 = time.perf_counter()
     species, box, nn = gen.system.species_array(), gen.system.box_array(), gen.system.n
@@ -738,6 +745,10 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
         if not isinstance(base, BoltzmannPriorBase):
             raise InputError(f"--method {method} needs a generator with a Boltzmann-prior pool (this one has a "
                              "uniform base)")
+        if n_samples > summary["prior_pool_size"]:
+            warnings.warn(f"{n_samples} annealing paths start from {summary['prior_pool_size']} pool configurations: "
+                          "each is reused, so the ESS counts paths, not independent starts (the error bars keep "
+                          "the pool's chains apart)", stacklevel=2)
         r0, _ = base.draw_pool(T, n_samples)
         chains_of = gen.pool_chains(*base.last_draw) if base.last_draw is not None else None
         x0 = to_full(r0, torch.zeros(n_samples, gen.system.dim, dtype=torch.float64), gen.box).numpy()
@@ -827,7 +838,8 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
         g_plot["annealed flow-MCMC"] = (g_chain.mean(axis=0), None)
     summary["wall_s"] = time.perf_counter() - t0
     prov = provenance(seed=seed, model=gen.system.model, T=T, N=nn, method=method, checkpoint=str(ck),
-                      flow_provenance=gen.provenance)
+                      flow_provenance=gen.provenance,
+                      flow_training_steps=None if done is None else {"trained": done[0], "of": done[1]})
     with atomic_path(out) as tmp:
         with h5py.File(tmp, "w") as f:
             h5_write_attrs(f, prov)

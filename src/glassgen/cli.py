@@ -448,6 +448,9 @@ _RESUMABLE = {("md", "run"), ("mc", "run"), ("pgmc", "train"), ("pgmc", "run"), 
 _REPORT_OWN_INTERRUPT = {("trap-model", "run"), ("step-model", "run")}
 
 
+#: Commands whose checkpoint is ``<out>.ckpt.h5`` and whose ``--out`` is written only when the run is complete
+#: (``flow train`` checkpoints into ``--out`` itself, so a fresh ``--out`` says nothing there).
+_CHECKPOINT_BESIDE_OUT = {("md", "run"), ("mc", "run"), ("pgmc", "train"), ("pgmc", "run")}
 _STARTED = [0.0]  # when main() began (file modification times after it are this command's writes)
 
 
@@ -475,7 +478,7 @@ def _report_interrupt(argv: list[str]) -> None:
     words = tuple(a for a in argv if not a.startswith("-"))[:2]
     if words in _REPORT_OWN_INTERRUPT:
         return
-    done = _written_during_this_command(argv) if words in _RESUMABLE else None
+    done = _written_during_this_command(argv) if words in _CHECKPOINT_BESIDE_OUT else None
     if done is not None:
         typer.echo(f"interrupted after {done} was written: that run is complete", err=True)
     elif words in _RESUMABLE:

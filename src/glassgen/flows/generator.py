@@ -216,6 +216,17 @@ class BoltzmannGenerator:
         gen.provenance = ck.get("provenance", {})
         return gen
 
+    @property
+    def training_steps(self) -> tuple[int, int] | None:
+        """(steps trained, steps the training config asks for), or None for a checkpoint without that record."""
+        cfg, step = self.training.get("config"), self.training.get("step")
+        if not isinstance(cfg, dict) or step is None:
+            return None
+        try:
+            return int(step), int(cfg["steps_per_rung"]) * len(cfg["T_ladder"])
+        except (KeyError, TypeError, ValueError):
+            return None
+
     @classmethod
     def load(cls, path: str | os.PathLike[str], T: float | None = None) -> BoltzmannGenerator:
         """Load a checkpoint written by :meth:`save` (one-line error for missing or malformed files). With

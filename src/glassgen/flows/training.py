@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
@@ -59,7 +60,8 @@ class TrainingConfig:
         soft_core: soft-core factor of the training energy (r_s = soft_core * sigma_ab).
         clip: gradient-norm clip. seed: seed of torch and of the MC data.
         newest_fraction: share of each batch at the newest rung (the rest uniform over the rungs reached;
-            0 trains all rungs reached equally).
+            0, the default since 2026-12-05 and the shipped configs' value, trains all rungs reached equally:
+            0.5 let the newest rung spoil the others).
         validate_every: every this many steps (and before the first), draw ``validate_samples`` flow
             samples at every ladder temperature and record their Kish ESS/n on the exact energy; the
             run ends with the flow of the best validation score (geometric mean of ESS/n over the
@@ -102,7 +104,7 @@ class TrainingConfig:
     forward_weight: float = 0.5
     soft_core: float = 0.8
     clip: float = 100.0
-    newest_fraction: float = 0.5
+    newest_fraction: float = 0.0
     validate_every: int = 0
     validate_samples: int = 512
     seed: int = 0
@@ -151,6 +153,13 @@ class TrainingConfig:
             if not 0 < self.pool_holdout_chains < self.data_chains:
                 raise InputError(f"pool_holdout_chains must be in [1, data chains - 1] = [1, {self.data_chains - 1}], "
                                  f"got {self.pool_holdout_chains}")
+        per_t = [k for k in ("equilibration", "every") if isinstance(getattr(self, f"data_{k}"), (list, tuple))]
+        written = list(self.architecture.T_priors) if self.architecture.base == "boltzmann" else []
+        if per_t and written != sorted(written, reverse=True):  # the lists pair with the temperatures high to low
+            raise InputError(f"data {' and '.join(per_t)}: one value per data temperature pairs with them from high "
+                             f"to low ({', '.join(f'{t:g}' for t in self.data_temperatures)}); write T_priors = "
+                             f"{[float(t) for t in sorted(written, reverse=True)]} in that order too, so that the "
+                             "pairing is the one you read")
         if self.needs_data:
             equil = per_temperature(self.data_equilibration, self.data_temperatures, "equilibration")
             every = per_temperature(self.data_every, self.data_temperatures, "every")
@@ -197,9 +206,16 @@ class TrainingConfig:
         flat = check_types(flat, type_hints(cls), "flow config")
         flat["architecture"] = FlowArchitecture(**archd)
         try:
-            return cls(**flat)
+            cfg = cls(**flat)
         except TypeError as exc:
             raise InputError(f"bad flow config: {exc}") from None
+        if "data" not in d and cfg.needs_data:  # the defaults are a start, not converged pools at low T
+            temps = ", ".join(f"{t:g}" for t in cfg.data_temperatures)
+            warnings.warn(f"no [data] table: reference data at T = {temps} from the defaults ({cfg.data_source}, "
+                          f"{cfg.data_chains} chains, {cfg.data_equilibration} equilibration sweeps or steps "
+                          "each); below T ~ 0.6 such pools are not equilibrated: set [data] as "
+                          "configs/flows/*.toml do", stacklevel=2)
+        return cfg
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -297,16 +313,17 @@ def _base_swapped(flow: torch.nn.Module, base: torch.nn.Module | None) -> Iterat
         flow.q0 = saved
 
 
-def _same_config(saved: dict[str, Any] | None, cfg: TrainingConfig) -> bool:
-    """A checkpoint's config equals ``cfg`` (options added to glassgen since then must be at their defaults)."""
+def _config_differences(saved: dict[str, Any] | None, cfg: TrainingConfig) -> list[str]:
+    """Keys of ``cfg`` whose values differ from a checkpoint's config (options added to glassgen since then must be
+    at their defaults); ["config"] if the checkpoint has none."""
     if saved is None:
-        return False
+        return ["config"]
     current, defaults = cfg.as_dict(), TrainingConfig().as_dict()
-    return all(saved[k] == v if k in saved else v == defaults[k] for k, v in current.items())
+    return [k for k, v in current.items() if (saved[k] != v if k in saved else v != defaults[k])]
 
 
 def _sample_temperatures(rng: np.random.Generator, ladder: tuple[float, ...], rung: int, n: int,
-                         newest_fraction: float = 0.5) -> np.ndarray:
+                         newest_fraction: float = 0.0) -> np.ndarray:
     """``newest_fraction`` of the batch at the newest rung, the rest uniform over all rungs reached."""
     reached = np.asarray(ladder[: rung + 1])
     t = reached[rng.integers(0, rung + 1, n)]
@@ -397,9 +414,13 @@ def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resum
         except Exception as exc:  # noqa: BLE001 - an empty or foreign file (EOFError, UnpicklingError, ...)
             raise InputError(f"cannot resume from {ck_path}: not a glassgen flow checkpoint ({type(exc).__name__}); "
                              "use a new --out or --no-resume") from None
-        if (not isinstance(ck, dict) or ck.get("format") != "glassgen-flow"
-                or not _same_config(ck.get("training", {}).get("config"), cfg)):
-            raise InputError(f"{ck_path} was written by a different configuration; use a new --out or --no-resume")
+        if not isinstance(ck, dict) or ck.get("format") != "glassgen-flow":
+            raise InputError(f"cannot resume from {ck_path}: not a glassgen flow checkpoint; use a new --out or "
+                             "--no-resume")
+        changed = _config_differences(ck.get("training", {}).get("config"), cfg)
+        if changed:
+            raise InputError(f"{ck_path} was written by a different configuration ({', '.join(changed)} differ); "
+                             "use a new --out or --no-resume")
     data = _load_or_make_data(cfg, ck_path, progress, workers) if cfg.needs_data else {}
     prior_pool = ({t: data[t] for t in cfg.architecture.prior_temperatures}
                   if cfg.architecture.base == "boltzmann" else None)
@@ -532,5 +553,6 @@ def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resum
         selected = {"step": best["step"], "score": best["score"], "ess": best["ess"]}
     save()  # final state (also when resuming a finished run: fills T_range, history, provenance)
     flow.to("cpu")
+    gen.training = {**gen.training, "resumed_from_step": None if ck is None else int(ck["step"])}  # not in the file
     return gen
 
