@@ -102,7 +102,8 @@ def trap_model_run(model: str, T: float | list[float], out: PathLike, *, n: int 
 
     Args:
         model: ``bouchaud``, ``bouchaud-gaussian``, ``softness``, ``softness-facilitated`` or ``facilitated``.
-        T: temperature(s); several make a sweep (Angell plot, fragility, D*tau_alpha(T)).
+        T: temperature(s); several make a sweep (tau_alpha against T_low / T, its steepness at T_low,
+            D*tau_alpha(T)).
         out: output HDF5 path (a PNG with the same stem is written next to it).
         n: number of traps (non-facilitated models only; default 4000).
         replicas: independent runs per temperature (pooled; chi_4 uses all blocks of all replicas).
@@ -182,8 +183,8 @@ def trap_model_run(model: str, T: float | list[float], out: PathLike, *, n: int 
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         for k, v in prov.items():
             f.attrs[k] = v if isinstance(v, (str, int, float)) else json.dumps(v, default=str)
-        f.attrs["fragility_m"] = frag["m"]
-        f.attrs["fragility_Tg"] = frag["Tg"]
+        f.attrs["steepness_m_at_T_low"] = frag["m"]  # d log10 tau / d(T_low/T) at T_low (not Angell's m)
+        f.attrs["T_low"] = frag["Tg"]
         sw = f.create_group("sweep")
         sw.create_dataset("T", data=np.array(Ts))
         for k in ("tau_alpha", "D", "D_tau_alpha", "chi4_peak", "xi4", "beta_high", "slope_low"):
@@ -219,8 +220,8 @@ def trap_model_run(model: str, T: float | list[float], out: PathLike, *, n: int 
         for k, v in r.items():
             if k.startswith("exact_"):
                 summary[f"T={t_:g}"][k] = float(v)
-    summary["fragility_m"] = frag["m"]
-    summary["Tg (lowest T)"] = frag["Tg"]
+    summary["steepness_m_at_T_low"] = frag["m"]  # d log10 tau / d(T_low/T): not Angell's m (Tg at tau = 100 s)
+    summary["T_low"] = frag["Tg"]
     summary["wall_s"] = time.perf_counter() - t0
     summary["out"] = str(out)
     if png is not None:

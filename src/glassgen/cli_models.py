@@ -87,7 +87,8 @@ def trap_run_cmd(
 ) -> None:
     """Trap models by rejection-free kinetic Monte Carlo: one temperature or a sweep in one command.
 
-    Writes persistence, F_s, MSD, chi_4, chi''(omega), tau_alpha(T), D*tau_alpha and the fragility to an
+    Writes persistence, F_s, MSD, chi_4, chi''(omega), tau_alpha(T), D*tau_alpha and the steepness of tau_alpha
+    at the lowest T (d log10 tau / d(T_low/T); not Angell's m, whose Tg has tau = 100 s) to an
     HDF5 file with a PNG summary; an interrupted sweep resumes without redoing finished temperatures.
 
     Examples:

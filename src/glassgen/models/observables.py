@@ -254,6 +254,10 @@ def pareto_tail(observed: np.ndarray, censored: np.ndarray, t_min: float) -> tup
 def fragility(T: Sequence[float], tau: Sequence[float]) -> dict[str, float]:
     """Steepness index m = d log10 tau / d(Tg/T) at Tg = the lowest temperature with a finite tau.
 
+    Not Angell's fragility: his m takes Tg where tau = 100 s (>= 16 even for an Arrhenius liquid, whose tau
+    spans 16 decades from Tg/T = 0 to 1); here Tg is the lowest simulated T and tau spans a few decades, so m
+    measures how steeply tau rises at the coldest point simulated (Arrhenius: m = E / (T_low ln 10)).
+
     Returns:
         dict with ``Tg`` and ``m`` (nan with fewer than two finite points); a quadratic fit in Tg/T is
         used with three points or more, a finite difference with two.

@@ -38,13 +38,13 @@ def _save(fig: Any, path: str | os.PathLike[str], **meta: Any) -> Path:
 
 def plot_trap_sweep(results: Mapping[float, Mapping[str, Any]], path: str | os.PathLike[str],
                     title: str = "", fragility: Mapping[str, float] | None = None, **meta: Any) -> Path:
-    """Six panels: F_s and persistence, MSD, chi_4, chi''(omega), local relaxation times, Angell plot.
+    """Six panels: F_s and persistence, MSD, chi_4, chi''(omega), local relaxation times, tau_alpha(T_low / T).
 
     Args:
         results: {T: :func:`glassgen.models.observables.analyze_runs` output}.
         path: PNG path.
         title: figure title.
-        fragility: output of :func:`glassgen.models.observables.fragility` (annotated on the Angell plot).
+        fragility: output of :func:`glassgen.models.observables.fragility` (annotated on the last panel).
         **meta: provenance entries.
 
     Returns:
@@ -58,7 +58,7 @@ def plot_trap_sweep(results: Mapping[float, Mapping[str, Any]], path: str | os.P
         c = cmap(1.0 - k / max(1, len(Ts) - 1))
         lab = f"T={T:g}"
         ax[0, 0].semilogx(r["times"], r["fs"], color=c, label=lab)
-        ax[0, 0].semilogx(r["times"], r["persistence"], color=c, ls=":")
+        ax[0, 0].semilogx(r["times"], r["persistence"], color=c, ls="--", lw=2.2, alpha=0.45)
         ax[0, 1].loglog(r["times"], np.maximum(r["msd"], 1e-300), color=c, label=lab)
         ax[0, 2].semilogx(r["times"], r["chi4"], color=c, label=lab)
         ok = r["chi_loss"] > 0
@@ -67,7 +67,7 @@ def plot_trap_sweep(results: Mapping[float, Mapping[str, Any]], path: str | os.P
         lt = r["local_times"][np.isfinite(r["local_times"])]
         if lt.size:
             ax[1, 1].hist(np.log10(lt), bins=40, histtype="step", density=True, color=c, label=lab)
-    ax[0, 0].set(xlabel="t", ylabel="F_s(q,t) (solid), persistence (dotted)")
+    ax[0, 0].set(xlabel="t", ylabel="F_s(q,t) (thin), persistence (wide, dashed)")
     ax[0, 1].set(xlabel="t", ylabel="MSD")
     ax[0, 2].set(xlabel="t", ylabel="chi_4(t)")
     ax[1, 0].set(xlabel="omega", ylabel="chi''(omega)")
@@ -76,12 +76,14 @@ def plot_trap_sweep(results: Mapping[float, Mapping[str, Any]], path: str | os.P
     tau = np.array([results[T]["tau_alpha"] for T in Ts])
     dtau = np.array([results[T]["D_tau_alpha"] for T in Ts])
     a = ax[1, 2]
-    a.semilogy(1.0 / T_arr, tau, "o-", label="tau_alpha")
-    a.semilogy(1.0 / T_arr, np.where(dtau > 0, dtau, np.nan), "s--", label="D tau_alpha")
+    t_low = float(T_arr.min())
+    a.semilogy(t_low / T_arr, tau, "o-", label="tau_alpha")
+    a.semilogy(t_low / T_arr, np.where(dtau > 0, dtau, np.nan), "s--", label="D tau_alpha")
     txt = ""
     if fragility and np.isfinite(fragility.get("m", np.nan)):
-        txt = f" (m = {fragility['m']:.1f} at Tg = {fragility['Tg']:g})"
-    a.set(xlabel="1/T", ylabel="tau_alpha, D tau_alpha", title="Angell plot" + txt)
+        txt = f": d log10 tau / d(T_low/T) = {fragility['m']:.2g} at T_low"
+    a.set(xlabel=f"T_low / T (T_low = {t_low:g}, the lowest T run)", ylabel="tau_alpha, D tau_alpha",
+          title="Arrhenius plot" + txt)
     for axx in ax.ravel():
         if axx.get_legend_handles_labels()[0]:
             axx.legend(fontsize=7)
