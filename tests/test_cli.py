@@ -516,8 +516,11 @@ def test_sampler_options_do_what_they_say(tmp_path, capsys):
     with h5py.File(out) as f:
         assert json.loads(f.attrs["info"])["sweeps"] == 20  # tuning sweeps are not run sweeps
     assert main(["mc", "run", "--model", "ka2d", "--N", "64", "--T", "0.5", "--sweeps", "20", "--seed", "1",
-                 "--out", str(out), "--no-progress"]) == 0
+                 "--equilibrate", "30", "--out", str(out), "--no-progress"]) == 0
     assert "delta_tuned: True" in capsys.readouterr().out.replace("  ", "")
+    with h5py.File(out) as f:  # 200 tuning and 30 equilibration sweeps before the 20 recorded
+        info = json.loads(f.attrs["info"])
+        assert info["sweeps"] == 20 and info["sweeps_before_run"] == 230 and f.attrs["equilibrate_sweeps"] == 30
     for args, msg in [(["mc", "run", "--model", "ka2d", "--N", "64", "--T", "0.5", "--sweeps", "20",
                         "--traj-every", "5"], "does nothing with --traj log"),
                       (["init", "--model", "ka3d"], "missing option(s): --N"),

@@ -277,15 +277,15 @@ def md_run(*, out: PathLike, T: float | None, steps: int, input: PathLike | None
 
 def mc_run(*, out: PathLike, T: float, sweeps: int, input: PathLike | None = None, model: str | None = None,
            n: int | None = None, density: float | None = None, delta: float | None = None,
-           swap_fraction: float = 0.0, tune_sweeps: int | None = None, seed: int = 0, sample_every: int = 10,
-           traj: str = "log",
+           swap_fraction: float = 0.0, tune_sweeps: int | None = None, equilibrate_sweeps: int = 0, seed: int = 0,
+           sample_every: int = 10, traj: str = "log",
            traj_every: int | None = None, n_per_decade: int = 10, traj_blocks: int = 1,
            checkpoint_every: int = 2000, progress: bool = False) -> dict[str, Any]:
     """Run Metropolis MC (displacements, optional swaps) and write ``out`` like :func:`md_run`.
 
     delta: maximal displacement (sigma_AA). Without it the run starts from 0.1 and tunes it for ``tune_sweeps``
     (default 200) sweeps towards acceptance 0.4 first; a given delta is used as is unless ``tune_sweeps`` is
-    given too (then it is the start of the tuning).
+    given too (then it is the start of the tuning). ``equilibrate_sweeps`` unrecorded sweeps follow.
     """
     from glassgen.dynamics.mc import run_mc
 
@@ -306,10 +306,12 @@ def mc_run(*, out: PathLike, T: float, sweeps: int, input: PathLike | None = Non
     t0 = time.perf_counter()
     res = run_mc(conf, T=T, n_sweeps=int(sweeps), delta=delta, swap_fraction=swap_fraction, seed=seed,
                  sample_every=sample_every, traj_sweeps=traj_steps, tune_sweeps=tune_sweeps,
+                 equilibrate_sweeps=int(equilibrate_sweeps),
                  progress=progress, checkpoint=ck, checkpoint_every=checkpoint_every)
     wall = time.perf_counter() - t0
     prov = provenance(seed=seed, model=conf.model.name, T=T, engine="numba-mc", sweeps=int(sweeps),  # type: ignore[union-attr]
-                      N=conf.n, swap_fraction=swap_fraction, input=str(input) if input else None)
+                      N=conf.n, swap_fraction=swap_fraction, input=str(input) if input else None,
+                      equilibrate_sweeps=int(equilibrate_sweeps))
     write_run(out, res, prov, sched)
     if ck.is_file():
         ck.unlink()
@@ -484,7 +486,7 @@ def _write_analysis(p: Path, outd: Path, q: float, rdf: Any, sq: Any, msd: Any, 
         tmp.write_text(strict_json({**summary, "provenance": provenance(**meta)}, indent=2))
     if summary["chi4_samples_per_lag"][1] < 2:  # N var Q needs two overlaps per lag at least
         warnings.warn("chi_4 is NaN: one time origin and one run give one overlap per lag; record several "
-                      "origins (md run --traj-blocks K) or chains (pgmc run --chains K)", stacklevel=3)
+                      "origins (md run / mc run --traj-blocks K) or chains (pgmc run --chains K)", stacklevel=3)
     return summary
 
 
@@ -789,7 +791,7 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
     summary["U_per_N_reweighted"] = (float(u_mean), float(u_err))
     raw_label = "annealed pool (raw)" if method in ("ais", "aimh") else "flow q (raw)"
     energies_plot: dict[str, tuple[np.ndarray, np.ndarray | None]] = {
-        raw_label: (u / nn, None), "reweighted to p": (u / nn, lw)}
+        raw_label: (u / nn, None), "reweighted to exp(-U/T)": (u / nn, lw)}
     g_plot: dict[str, tuple[np.ndarray, np.ndarray | None]] = {
         raw_label: (g_raw, None),
         "reweighted": (np.asarray(g_rw), None if g_rw_err is None else np.asarray(g_rw_err))}

@@ -205,19 +205,23 @@ def mc_run_cmd(
     traj: Annotated[str | None, typer.Option("--traj", help="Frames: log (default), linear or none.")] = None,
     traj_every: Annotated[int | None, typer.Option(
         "--traj-every", min=1, help="Sweeps between frames of --traj linear (default: 100 frames).")] = None,
+    equilibrate: Annotated[int | None, typer.Option("--equilibrate", min=0, help="Sweeps at T before the recorded "
+                                                    "run, after the delta tuning (default 0).")] = None,
+    traj_blocks: Annotated[int | None, typer.Option("--traj-blocks", min=1, help="Time origins of --traj log "
+                                                    "frames (chi_4 needs 2 or more).")] = None,
     seed: SeedOpt = None, out: OutOpt = None, progress: ProgOpt = None,
 ) -> None:
     """Metropolis Monte Carlo with displacement moves and (for KA2D/KA2) species swaps.
 
     Examples:
-      glassgen mc run --model ka2d --N 200 --T 0.5 --sweeps 5000 --swap-fraction 0.1 --out mc.h5
+      glassgen mc run --model ka2d --N 200 --T 0.5 --equilibrate 2000 --sweeps 5000 --swap-fraction 0.1 --out mc.h5
       glassgen mc run --input ../shared/data/configurations/ka2d_N1290_T0.231.xyz --T 0.231 --sweeps 100 --out mc.h5
     """
     from glassgen.api import mc_run
 
     o = _merge(config, "mc", input=input, model=model, n=n, density=density, T=T, sweeps=sweeps, delta=delta,
-               swap_fraction=swap_fraction, tune_sweeps=tune_sweeps, traj=traj, traj_every=traj_every,
-               seed=seed, out=out)
+               swap_fraction=swap_fraction, tune_sweeps=tune_sweeps, equilibrate_sweeps=equilibrate, traj=traj,
+               traj_every=traj_every, traj_blocks=traj_blocks, seed=seed, out=out)
     _require(o, "T", "sweeps", "out")
     _print(mc_run(progress=_progress(progress), **o))
 

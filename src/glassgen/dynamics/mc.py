@@ -323,17 +323,22 @@ class MonteCarlo:
         run_events(n_sweeps, events, last_done, advance_to, on_event, save, checkpoint_every, progress, "MC")
         th, traj = collect_results(samples, frames, 1.0)
         info = {"engine": "numba-mc", "acceptance": self.acceptance, "delta": self.delta.tolist(),
-                "sweeps": self.sweeps - self._run_origin, "tune_sweeps": self._run_origin, "cpu_s": sweep_cpu[0]}
+                "sweeps": self.sweeps - self._run_origin, "sweeps_before_run": self._run_origin, "cpu_s": sweep_cpu[0]}
         return MDResult(final=self.configuration(), thermo=th, trajectory=traj, info=info)
 
 
 def run_mc(conf: Configuration, *, T: float, n_sweeps: int, delta: float | list[float] = 0.1,
            swap_fraction: float = 0.0, seed: int = 0, sample_every: int = 10,
-           traj_sweeps: list[int] | np.ndarray | None = None, tune_sweeps: int = 0, progress: bool = False,
-           checkpoint: str | os.PathLike[str] | None = None, checkpoint_every: int = 1000) -> MDResult:
-    """Run a Metropolis chain (optionally tuning delta for ``tune_sweeps`` sweeps first)."""
+           traj_sweeps: list[int] | np.ndarray | None = None, tune_sweeps: int = 0, equilibrate_sweeps: int = 0,
+           progress: bool = False, checkpoint: str | os.PathLike[str] | None = None,
+           checkpoint_every: int = 1000) -> MDResult:
+    """Run a Metropolis chain (optionally tuning delta for ``tune_sweeps`` sweeps, then ``equilibrate_sweeps``
+    unrecorded sweeps at the tuned delta, first; neither is redone when a checkpoint is resumed)."""
     mc = MonteCarlo(conf, T, delta=delta, swap_fraction=swap_fraction, seed=seed)
-    if tune_sweeps > 0 and not (checkpoint is not None and Path(checkpoint).is_file()):
-        mc.tune_delta(sweeps=max(1, tune_sweeps // 10), rounds=10)
+    if not (checkpoint is not None and Path(checkpoint).is_file()):
+        if tune_sweeps > 0:
+            mc.tune_delta(sweeps=max(1, tune_sweeps // 10), rounds=10)
+        if equilibrate_sweeps > 0:
+            mc.sweep(int(equilibrate_sweeps))
     return mc.run(n_sweeps, sample_every=sample_every, traj_sweeps=traj_sweeps, progress=progress,
                   checkpoint=checkpoint, checkpoint_every=checkpoint_every)
