@@ -14,6 +14,7 @@ Run: ``NUMBA_NUM_THREADS=1 .venv/bin/python benchmarks/ka3d_n32_basins.py`` (abo
 
 from __future__ import annotations
 
+import argparse
 import os
 
 import numpy as np
@@ -52,4 +53,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     main()
