@@ -556,6 +556,7 @@ def test_ctrl_c_after_the_output_is_written_says_the_run_is_complete(tmp_path, c
 
     out = tmp_path / "x.h5"
     cli._STARTED[0] = time.time() - 5
+    cli.RUN_OUT[0] = None  # as main() sets it: no run command has resolved its output yet
     out.write_bytes(b"done")
     cli._report_interrupt(["md", "run", "--out", str(out)])
     assert capsys.readouterr().err.strip() == f"interrupted after {out} was written: that run is complete"
@@ -570,3 +571,7 @@ def test_ctrl_c_after_the_output_is_written_says_the_run_is_complete(tmp_path, c
     cli._STARTED[0] = time.time() - 5  # flow train checkpoints into --out itself: a fresh --out is not the end
     cli._report_interrupt(["flow", "train", "--config", "c.toml", "--out", str(out)])
     assert "run the same command again to resume" in capsys.readouterr().err
+    cli.RUN_OUT[0] = str(out)  # the output named in a --config, as md run resolved it
+    cli._report_interrupt(["md", "run", "--config", "c.toml"])
+    assert "that run is complete" in capsys.readouterr().err
+    cli.RUN_OUT[0] = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 from scipy import stats
 
 from glassgen.dynamics.forces import ForceField
@@ -253,3 +254,35 @@ def test_runs_without_swaps_store_one_species_array(tmp_path):
     write_run(tmp_path / "mc.h5", r, {"model": "ka2d"})
     data = read_trajectory(tmp_path / "mc.h5")
     assert data.trajectory.species is None and np.array_equal(data.species, conf.species)
+
+
+def test_equilibration_sweeps_are_not_in_the_reported_acceptance():
+    from glassgen.dynamics.initial import random_state
+    from glassgen.dynamics.mc import run_mc
+
+    conf = random_state("ka2d", 40, seed=2)
+    res = run_mc(conf, T=0.5, n_sweeps=5, equilibrate_sweeps=50, seed=1)
+    mc = MonteCarlo(conf, 0.5, seed=1)
+    mc.sweep(50)
+    mc.stats[:] = 0
+    assert res.info["acceptance"]["displacement"] == mc.run(5).info["acceptance"]["displacement"]
+    assert res.info["sweeps"] == 5 and res.info["sweeps_before_run"] == 50
+
+
+def test_a_swap_checkpoint_without_frame_species_is_refused(tmp_path):
+    """Checkpoints written before frames kept their species would silently label every frame with the final
+    species again: refused with a one-line error."""
+    import h5py
+
+    from glassgen.dynamics.initial import random_state
+    from glassgen.errors import InputError
+
+    conf = random_state("ka2d", 40, seed=2)
+    ck = tmp_path / "mc.ckpt.h5"
+    MonteCarlo(conf, 0.8, swap_fraction=0.2, seed=9).run(60, sample_every=10, traj_sweeps=[0, 30, 60],
+                                                         checkpoint=ck, checkpoint_every=40)
+    with h5py.File(ck, "a") as f:
+        del f["frames/species"]
+    with pytest.raises(InputError, match="before MC runs with swaps kept each frame's species"):
+        MonteCarlo(conf, 0.8, swap_fraction=0.2, seed=9).run(60, sample_every=10, traj_sweeps=[0, 30, 60],
+                                                             checkpoint=ck)

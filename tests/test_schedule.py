@@ -75,6 +75,31 @@ def test_a_ctrl_c_stops_at_the_next_event_and_a_second_at_once(sigint_as_in_a_te
     assert reached[-1] == 30 and saved == []
 
 
+def test_where_a_ctrl_c_stops_a_run(sigint_as_in_a_terminal):
+    """Without checkpoints a Ctrl-C stops at once (an unsaved equilibration once ran to its end first); with
+    them it waits at most checkpoint_every (its multiples are event points) and a Ctrl-C during the last
+    advance lets the run finish."""
+    def signal_at(at):
+        def advance(a, b):
+            reached.append(a)
+            if a == at:
+                os.kill(os.getpid(), signal.SIGINT)
+            reached.append(b)
+        return advance
+
+    reached, recorded, saved = [], [], []
+    with pytest.raises(KeyboardInterrupt):
+        run_events(100, [0, 100], -1, signal_at(0), recorded.append, None, 10)
+    assert reached == [0] and recorded == [0]  # raised inside the advance: nothing to save, nothing waited for
+    reached.clear(), recorded.clear()
+    with pytest.raises(KeyboardInterrupt):
+        run_events(100, [0, 100], -1, signal_at(0), recorded.append, lambda: saved.append(reached[-1]), 10)
+    assert reached == [0, 10] and recorded == [0, 10] and saved == [10]  # waited one checkpoint interval
+    reached.clear(), recorded.clear(), saved.clear()
+    run_events(100, range(0, 101, 10), -1, signal_at(90), recorded.append, lambda: saved.append(1), 1000)
+    assert recorded[-1] == 100 and saved == []  # finished: the caller writes the output
+
+
 def _split_with_ctrl_c(obj, method: str, call: int, signal_it: bool) -> None:
     """Replace ``obj.<method>(n)`` by two calls of n/2 at its ``call``-th use, with a SIGINT between them when
     ``signal_it``: a Ctrl-C landing in the middle of an advance (between steps of MD, between kernel calls of MC

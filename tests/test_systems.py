@@ -196,3 +196,12 @@ def test_lammps_data_round_trip_keeps_unwrapped_positions(tmp_path):
     back = read_configuration(tmp_path / "u.data")
     np.testing.assert_allclose(back.positions, shifted, atol=1e-9)
     assert back.model is not None and back.model.name == "ka3d"
+
+
+def test_written_by_names_the_glassgen_command_only():
+    from glassgen.systems.io import written_by
+
+    assert written_by("/x/.venv/bin/glassgen md run --out a.h5") == "glassgen md run"
+    assert written_by("glassgen analyze run.h5 --q 7") == "glassgen analyze"
+    assert written_by("python -m glassgen.cli pgmc train -o p.json") == "glassgen pgmc train"
+    assert written_by("python script.py") == "" and written_by(b"glassgen sample --T 0.4") == "glassgen sample"

@@ -16,6 +16,7 @@ import typer
 
 from glassgen import __version__
 from glassgen.cli_options import (
+    RUN_OUT,
     ConfigOpt,
     DensOpt,
     InputOpt,
@@ -146,6 +147,7 @@ def md_run_cmd(
                ensemble=ensemble, thermostat=thermostat, tau=tau, engine=engine, threads=threads, traj=traj,
                traj_every=traj_every, traj_blocks=traj_blocks, thermo_every=thermo_every, seed=seed, out=out)
     _require(o, "steps", "out")
+    RUN_OUT[0] = str(o["out"])
     o.setdefault("T", None)
     _warn_nve_thermostat(o)
     _print(md_run(progress=_progress(progress), **o))
@@ -223,6 +225,7 @@ def mc_run_cmd(
                swap_fraction=swap_fraction, tune_sweeps=tune_sweeps, equilibrate_sweeps=equilibrate, traj=traj,
                traj_every=traj_every, traj_blocks=traj_blocks, seed=seed, out=out)
     _require(o, "T", "sweeps", "out")
+    RUN_OUT[0] = str(o["out"])
     _print(mc_run(progress=_progress(progress), **o))
 
 
@@ -392,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     import warnings
 
     _STARTED[0] = time.time()
+    RUN_OUT[0] = None
     saved_argv, saved_format = sys.argv, warnings.formatwarning
     if argv is not None:  # called in-process: the provenance records this glassgen command, not the caller's
         sys.argv = ["glassgen", *argv]
@@ -459,10 +463,11 @@ _STARTED = [0.0]  # when main() began (file modification times after it are this
 
 
 def _written_during_this_command(argv: list[str]) -> str | None:
-    """The ``--out`` file of ``argv`` if this command wrote it (modified after the command started) and left no
-    checkpoint beside it: the run was complete when the Ctrl-C came."""
-    out = None
-    for k, a in enumerate(argv):
+    """The output file of the run command in progress (resolved from options and config, else ``--out`` of
+    ``argv``) if this command wrote it (modified after the command started) and left no checkpoint beside it:
+    the run was complete when the Ctrl-C came."""
+    out = RUN_OUT[0]
+    for k, a in enumerate(argv if out is None else []):
         if a in ("--out", "-o") and k + 1 < len(argv):
             out = argv[k + 1]
         elif a.startswith("--out="):

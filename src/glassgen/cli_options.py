@@ -14,6 +14,10 @@ __all__ = ["ConfigOpt", "InputOpt", "ModelOpt", "NOpt", "DensOpt", "TOpt", "Seed
            "split_value", "progress_flag", "print_summary"]
 
 
+#: The ``--out`` of the run command in progress, as resolved from options and config (read by the Ctrl-C report).
+RUN_OUT: list[str | None] = [None]
+
+
 def progress_flag(flag: bool | None) -> bool:
     """Whether to draw progress bars: ``--progress/--no-progress`` if given, else when stderr is a terminal."""
     return sys.stderr.isatty() if flag is None else flag

@@ -258,6 +258,9 @@ class MonteCarlo:
             self.energy = float(f.attrs["energy"])
             samples = {k: list(f[f"samples/{k}"][()]) for k in f["samples"]} if "samples" in f else {}
             frames: list[tuple[Any, ...]] = []
+            if "frames" in f and self.swap_fraction > 0 and "frames/species" not in f:
+                raise InputError(f"checkpoint {path} was written before MC runs with swaps kept each frame's species; "
+                                 "delete it (the run starts over) or change --out")
             if "frames" in f:
                 cols = [f["frames/sweeps"][()], f["frames/positions"][()]]
                 if "frames/species" in f:
@@ -340,5 +343,6 @@ def run_mc(conf: Configuration, *, T: float, n_sweeps: int, delta: float | list[
             mc.tune_delta(sweeps=max(1, tune_sweeps // 10), rounds=10)
         if equilibrate_sweeps > 0:
             mc.sweep(int(equilibrate_sweeps))
+            mc.stats[:] = 0  # the reported acceptance is the recorded run's
     return mc.run(n_sweeps, sample_every=sample_every, traj_sweeps=traj_sweeps, progress=progress,
                   checkpoint=checkpoint, checkpoint_every=checkpoint_every)

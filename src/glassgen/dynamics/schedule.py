@@ -32,9 +32,11 @@ def run_events(total: int, events: Iterable[int], last_done: int, advance_to: Ca
                progress: bool = False, label: str = "run") -> None:
     """Drive a simulation through ``events`` (relative units, sorted, within [0, total]).
 
-    A Ctrl-C is deferred to the next event point, where the state is whole (no move or step half done) and the
-    checkpoint is written as a periodic one would be, so the resumed run is the uninterrupted one; a second
-    Ctrl-C stops at once and keeps the last periodic checkpoint.
+    With checkpoints (``save``), a Ctrl-C is deferred to the next event point, where the state is whole (no move
+    or step half done), and the checkpoint is written there as a periodic one would be, so the resumed run is the
+    uninterrupted one; the multiples of ``checkpoint_every`` are event points too, so the wait is at most that
+    long. A second Ctrl-C stops at once and keeps the last periodic checkpoint. A Ctrl-C during the last advance
+    lets the run finish. Without checkpoints a Ctrl-C stops at once (nothing would be kept by waiting).
 
     Args:
         total: length of the run (for the progress bar).
@@ -50,7 +52,9 @@ def run_events(total: int, events: Iterable[int], last_done: int, advance_to: Ca
                          "give the original length, or another --out")
     done = max(last_done, 0)
     next_ckpt = done + checkpoint_every
-    with _DeferredInterrupt() as interrupted, progress_bar(total, label, progress) as advance:
+    if save is not None:  # bound the wait of a deferred Ctrl-C (on_event records only what is due at a point)
+        events = sorted(set(events) | set(range(0, total + 1, max(1, int(checkpoint_every)))))
+    with _DeferredInterrupt(active=save is not None) as interrupted, progress_bar(total, label, progress) as advance:
         advance(done)
         for ev in events:
             if ev <= last_done:
@@ -61,6 +65,8 @@ def run_events(total: int, events: Iterable[int], last_done: int, advance_to: Ca
                 done = ev
             on_event(ev)
             last_done = ev
+            if ev >= total:  # the run is complete: a Ctrl-C during its last advance lets it finish
+                break
             if save is not None and (done >= next_ckpt or interrupted.seen):
                 save()
                 next_ckpt = done + checkpoint_every
@@ -77,8 +83,9 @@ class _DeferredInterrupt:
     for it).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, active: bool = True) -> None:
         self.seen = False
+        self.active = active
         self._old: Any = None
 
     def _handler(self, signum: int, frame: Any) -> None:
@@ -87,7 +94,7 @@ class _DeferredInterrupt:
         self.seen = True
 
     def __enter__(self) -> _DeferredInterrupt:
-        if (threading.current_thread() is threading.main_thread()
+        if (self.active and threading.current_thread() is threading.main_thread()
                 and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
             self._old = signal.signal(signal.SIGINT, self._handler)
         return self

@@ -240,7 +240,8 @@ class BoltzmannGenerator:
         except Exception as exc:  # noqa: BLE001 - any unpickling failure is a malformed file
             from glassgen.systems.io import file_kind
 
-            raise InputError(f"cannot read flow checkpoint {p} ({type(exc).__name__}): it is {file_kind(p)}, not a "
+            raise InputError(f"cannot read flow checkpoint {p} ({type(exc).__name__}): it is "
+                             f"{file_kind(p) or 'an unreadable file'}, not a "
                              "flow checkpoint (glassgen flow train writes them)") from None
         if T is not None:
             _check_in_range(T, tuple(ck["T_range"]) if isinstance(ck, dict) and ck.get("T_range") else None)

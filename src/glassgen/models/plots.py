@@ -76,14 +76,15 @@ def plot_trap_sweep(results: Mapping[float, Mapping[str, Any]], path: str | os.P
     tau = np.array([results[T]["tau_alpha"] for T in Ts])
     dtau = np.array([results[T]["D_tau_alpha"] for T in Ts])
     a = ax[1, 2]
-    t_low = float(T_arr.min())
+    # T_low: the lowest T whose tau_alpha is finite (the steepness is taken there), else the lowest T run
+    t_low = float(fragility["Tg"]) if fragility and np.isfinite(fragility.get("Tg", np.nan)) else float(T_arr.min())
     a.semilogy(t_low / T_arr, tau, "o-", label="tau_alpha")
     a.semilogy(t_low / T_arr, np.where(dtau > 0, dtau, np.nan), "s--", label="D tau_alpha")
     txt = ""
     if fragility and np.isfinite(fragility.get("m", np.nan)):
         txt = f": d log10 tau / d(T_low/T) = {fragility['m']:.2g} at T_low"
-    a.set(xlabel=f"T_low / T (T_low = {t_low:g}, the lowest T run)", ylabel="tau_alpha, D tau_alpha",
-          title="Arrhenius plot" + txt)
+    a.set(xlabel=f"T_low / T (T_low = {t_low:g}, the lowest T with a finite tau_alpha)",
+          ylabel="tau_alpha, D tau_alpha", title="Arrhenius plot" + txt)
     for axx in ax.ravel():
         if axx.get_legend_handles_labels()[0]:
             axx.legend(fontsize=7)

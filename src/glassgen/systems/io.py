@@ -59,8 +59,12 @@ def written_by(command: Any) -> str:
     words = str(command or "").split()
     for k, w in enumerate(words):
         if Path(w).name in ("glassgen", "glassgen.cli", "__main__.py"):
-            subs = [x for x in words[k + 1:k + 3] if not x.startswith("-")]
-            return " ".join(["glassgen", *subs[:2]]) if subs else ""
+            subs = []
+            for x in words[k + 1:k + 3]:  # the command words: up to the first option or file name
+                if x.startswith("-") or "." in x or "/" in x:
+                    break
+                subs.append(x)
+            return " ".join(["glassgen", *subs])
     return ""
 
 
