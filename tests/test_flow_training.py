@@ -329,6 +329,10 @@ def test_shipped_default_generator_samples_T04_from_the_045_pool(tmp_path):
         assert f.attrs["method"] == "ais" and f["flow_samples/log_weights"].shape == (128,)
     with pytest.warns(UserWarning, match="1100 annealing paths start from 1024 pool configurations"):
         sample(T=0.4, n_samples=1100, method="ais", anneal_steps=1, seed=2, out=tmp_path / "b.h5")
+    with warnings.catch_warnings(record=True) as caught:  # by default one pass over the pool: nothing reused
+        warnings.simplefilter("always")
+        d = sample(T=0.4, method="ais", anneal_steps=1, seed=2, out=tmp_path / "d.h5")
+    assert d["n_samples"] == 1024 and not [w for w in caught if "pool" in str(w.message)]
 
 
 #: U/N of KA 3D N = 64, rho = 1.2 from converged LAMMPS NVT MD (benchmarks/md_reference.py --engine lammps:

@@ -652,7 +652,7 @@ def _per_sample_rdf(x: np.ndarray, species: np.ndarray, box: np.ndarray, bins: i
     return rdf.bin_centers, out
 
 
-def sample(*, T: float, model: str | None = None, n: int | None = None, n_samples: int = 2000,
+def sample(*, T: float, model: str | None = None, n: int | None = None, n_samples: int | None = None,
            method: str = "imh", seed: int = 0, out: PathLike = "sample.h5", checkpoint: PathLike | None = None,
            train: bool = False, n_chains: int = 16, local_sweeps: int = 1, rdf_bins: int = 60,
            anneal_steps: int = 10, progress: bool = False) -> dict[str, Any]:
@@ -683,8 +683,10 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
     check_hdf5_name(out)
     if method not in SAMPLE_METHODS:
         raise InputError(f"unknown method {method!r} (use is, imh, ais, aimh or pgmc)")
-    if n_samples < 1 or n_chains < 1:
+    if (n_samples is not None and n_samples < 1) or n_chains < 1:
         raise InputError("n_samples and n_chains must be positive")
+    if n_samples is None and method in ("pgmc", "imh"):
+        n_samples = 2000  # chain states (is, ais and aimh: one pass over the prior pool, below)
     if method == "pgmc":  # policy-guided MC: ``checkpoint`` is the policy file (trained on the fly if None)
         from glassgen.api_pgmc import pgmc_sample
 
@@ -692,9 +694,7 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
                            n_chains=n_chains, progress=progress)
     if method in ("ais", "aimh") and anneal_steps < 1:
         raise InputError(f"--anneal-steps must be >= 1, got {anneal_steps}")
-    if method in ("imh", "aimh") and n_samples < 8 * n_chains:  # short chains keep their start's bias
-        raise InputError(f"--method {method} needs at least 8 samples per chain: {n_samples} samples for "
-                         f"{n_chains} chains (raise --n-samples or lower --chains)")
+    _check_samples_per_chain(method, n_samples, n_chains)
     if n is not None and n < 2:
         raise InputError(f"N must be at least 2, got {n}")
     if train and checkpoint is not None:
@@ -732,9 +732,13 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
     torch.manual_seed(seed)
     t0 = time.perf_counter()
     species, box, nn = gen.system.species_array(), gen.system.box_array(), gen.system.n
+    base = gen.flow.q0
+    if n_samples is None:  # is, ais, aimh: every configuration of the pool serving T once, else 2000 flow samples
+        n_samples = (int(base.pool_energies[base.T_priors.index(base.prior_temperature(T))].numel())
+                     if isinstance(base, BoltzmannPriorBase) else 2000)
+        _check_samples_per_chain(method, n_samples, n_chains)
     summary: dict[str, Any] = {"model": gen.system.model, "N": nn, "T": T, "method": method,
                                "checkpoint": str(ck), "n_samples": n_samples}
-    base = gen.flow.q0
     if isinstance(base, BoltzmannPriorBase):  # ladder of Boltzmann priors: which pool serves T
         t_h = base.prior_temperature(T)
         u_pool = base.pool_energies[base.T_priors.index(t_h)].numpy()
@@ -866,6 +870,12 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
                         title=f"{gen.system.model} N={nn} T={T} ({method})", **prov)
     summary.update({"out": str(out), "plot": str(png)})
     return summary
+
+
+def _check_samples_per_chain(method: str, n_samples: int | None, n_chains: int) -> None:
+    if method in ("imh", "aimh") and n_samples is not None and n_samples < 8 * n_chains:  # short chains stay biased
+        raise InputError(f"--method {method} needs at least 8 samples per chain: {n_samples} samples for "
+                         f"{n_chains} chains (raise --n-samples or lower --chains)")
 
 
 def _lowest_energy(u: np.ndarray, k: int) -> np.ndarray:

@@ -309,9 +309,10 @@ def sample_cmd(
     model: ModelOpt = None,
     n: Annotated[int | None, typer.Option("--N", "--n", help="Particles (default 64 for KA 3D; shipped: KA 3D 32 and "
                                           "64, KA2D 43; with --checkpoint: the checkpoint's).")] = None,
-    n_samples: Annotated[int, typer.Option("--n-samples", min=1, help="Flow samples (is; at most one pass over a "
-                                           "prior pool), chain states (imh) or annealed proposals (ais, aimh).")]
-    = 2000,
+    n_samples: Annotated[int | None, typer.Option(
+        "--n-samples", min=1, help="Flow samples (is; at most one pass over a prior pool), chain states (imh, pgmc; "
+        "default 2000) or annealed proposals (ais, aimh); is, ais, aimh default to the size of the pool serving T "
+        "(1024 for the shipped generators), or 2000 for a flow without pools.")] = None,
     method: Annotated[str, typer.Option("--method", help="imh (flow-MCMC, default), is (reweighting only), "
                                     "ais (anneal the prior pool), aimh (flow-MCMC on annealed "
                                     "pool proposals) or pgmc.")]
