@@ -7,18 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from glassgen.cli_options import (
-    RUN_OUT,
-    DensOpt,
-    InputOpt,
-    ModelOpt,
-    NOpt,
-    ProgOpt,
-    SeedOpt,
-    TOpt,
-    print_summary,
-    progress_flag,
-)
+from glassgen import cli_options as opts
+from glassgen.cli_options import DensOpt, InputOpt, ModelOpt, NOpt, ProgOpt, SeedOpt, TOpt
 from glassgen.errors import InputError
 
 pgmc_app = typer.Typer(no_args_is_help=True,
@@ -47,8 +37,8 @@ def _require(opts: dict[str, Any], *keys: str) -> None:
                          "(or set them in --config)")
 
 
-_progress = progress_flag
-_print = print_summary
+_progress = opts.progress_flag
+_print = opts.print_summary
 
 
 @pgmc_app.command("train")
@@ -91,7 +81,7 @@ def train_cmd(
                local_fraction=local_fraction, swap_fraction=swap_fraction, biased=biased, flip=flip,
                equilibrate_sweeps=equilibrate, out=out)
     _require(o, "T", "out")
-    RUN_OUT[0] = str(o["out"])
+    opts.RUN_OUT[0] = str(o["out"])
     _print(pgmc_train(progress=_progress(progress), **o))
 
 
@@ -131,7 +121,7 @@ def run_cmd(
                sweeps=sweeps, n_chains=n_chains, equilibrate_sweeps=equilibrate, sample_every=sample_every,
                traj=traj, q=q, checkpoint_every=checkpoint_every, seed=seed, out=out)
     _require(o, "policy", "sweeps", "out")
-    RUN_OUT[0] = str(o["out"])
+    opts.RUN_OUT[0] = str(o["out"])
     _print(pgmc_run(progress=_progress(progress), **o))
 
 
