@@ -90,6 +90,7 @@ def dataset_make(*, specs: list[Any], out: PathLike, workers: int = 1, shard: st
         res = make_dataset(spec, out, workers=workers, shard=sh, progress=progress,
                            log=lambda s: print(s, file=sys.stderr))
         res.pop("prep_info", None)
+        res.pop("T", None)  # the key says it
         summary[f"T={spec.T:g}"] = res
     summary["out"] = str(Path(out))
     return summary

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import time as _time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +210,10 @@ def evaluate(*, model: PathLike, data: PathLike, T: float | None = None, split: 
             masks.append(s.mask(0))
             advance(1)
     metrics = score_all(y_true, y_pred, masks, threshold)
+    if len(samples) == 1:
+        warnings.warn(f"one configuration evaluated ({samples[0].path or 'sample'}): chi_4 (a variance over "
+                      "configurations) and the per-configuration Pearson error are NaN; evaluate two or more",
+                      stacklevel=2)
     for s in samples:  # targets from isoconfigurational replicas are at the replicas' recorded lag time
         if lags[s.T] is None and s.replica_time is not None:
             lags[s.T] = s.replica_time
@@ -259,7 +264,18 @@ def score_file(*, model: PathLike, input: PathLike, out: PathLike, interaction_m
     else:
         from glassgen.systems.io import read_configuration
 
-        c = read_configuration(p, interaction_model or pred.settings.model)
+        wanted = interaction_model or pred.settings.model
+        try:
+            c = read_configuration(p, wanted)
+        except InputError as err:  # say so if the file records another system than the predictor's
+            try:
+                own = read_configuration(p).model
+            except InputError:
+                own = None
+            if own is None or own.name == wanted:
+                raise
+            raise InputError(f"{p} holds a {own.name} configuration but predictor {model} is for {wanted} "
+                             f"({err})") from None
         pos, spec, box = c.positions, c.species, c.box
     t0 = _time.perf_counter()
     y = pred.score(pos, spec, box)

@@ -25,7 +25,8 @@ def progress_flag(flag: bool | None) -> bool:
 
 def print_summary(summary: dict[str, Any]) -> None:
     """Print a command's summary, one ``key: value`` line each: (value, error) pairs as ``v +- e``, floats to 6
-    significant digits, flat dicts as ``k=v, ...``, other dicts and lists as JSON."""
+    significant digits, flat dicts as ``k=v, ...``, other dicts and lists as JSON with floats to 4 digits (the
+    output files keep every digit)."""
     for k, v in summary.items():
         if isinstance(v, tuple) and len(v) == 2 and all(isinstance(x, float) for x in v):
             text = f"{v[0]:.6g} +- {v[1]:.2g}"
@@ -34,10 +35,21 @@ def print_summary(summary: dict[str, Any]) -> None:
         elif isinstance(v, dict) and v and not any(isinstance(x, (dict, list, tuple)) for x in v.values()):
             text = ", ".join(f"{kk}={vv:.4g}" if isinstance(vv, float) else f"{kk}={vv}" for kk, vv in v.items())
         elif isinstance(v, (dict, list)):
-            text = json.dumps(v)
+            text = json.dumps(_rounded(v))
         else:
             text = str(v)
         typer.echo(f"{k:>36}: {text}")
+
+
+def _rounded(v: Any) -> Any:
+    """v with every float inside (nested dicts, lists, tuples) rounded to 4 significant digits, for printing."""
+    if isinstance(v, float):
+        return float(f"{v:.4g}")
+    if isinstance(v, dict):
+        return {k: _rounded(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_rounded(x) for x in v]
+    return v
 
 
 class Split(str, Enum):
