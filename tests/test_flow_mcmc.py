@@ -337,6 +337,37 @@ def test_several_starting_configurations_and_protocol():
     assert res.local_acceptance_per_chain.shape == (3,) and 0 < res.local_acceptance <= 1
 
 
+def test_starts_in_another_particle_order_are_relabelled_to_the_proposal_species():
+    """Swap MC leaves each chain's species in its own particle order: FlowMCMC reorders the particles of each
+    start to the proposal's species array (particles of one species are indistinguishable: same energy)."""
+    c0 = _ka8()
+    rng = np.random.default_rng(4)
+    perms = [rng.permutation(8) for _ in range(2)]
+    confs = [c0.replace(positions=c0.positions[p], species=c0.species[p].copy()) for p in perms]
+    assert not np.array_equal(confs[0].species, confs[1].species)
+    u0 = model_energy(c0.model, c0.species, c0.box)(c0.wrapped_positions()[None])[0]
+
+    class WithSystem(Uniform):
+        class system:  # noqa: N801  (the BoltzmannGenerator attribute FlowMCMC reads)
+            @staticmethod
+            def species_array():
+                return c0.species
+
+    for proposal, target in ((WithSystem(8, c0.box, 0), c0.species), (Uniform(8, c0.box, 0), confs[0].species)):
+        fm = FlowMCMC(proposal, confs, 1.0, 2, local_sweeps=1, seed=2)
+        assert np.array_equal(fm.species, target)
+        assert np.allclose(fm.u, u0, rtol=1e-12)  # the same configuration, relabelled
+        for k in range(2):  # each chain holds, per species, the same set of positions as its start
+            for sp in (0, 1):
+                a = fm.pos[k][fm.species == sp]
+                b = confs[k].wrapped_positions()[confs[k].species == sp]
+                assert np.array_equal(a[np.lexsort(a.T)], b[np.lexsort(b.T)])
+        _check_bookkeeping(fm, fm.run(3, progress=False, overlap_every=0))
+    bad = type("Bad", (Uniform,), {"system": type("S", (), {"species_array": staticmethod(lambda: np.zeros(8, int))})})
+    with pytest.raises(InputError, match="species counts"):
+        FlowMCMC(bad(8, c0.box, 0), confs, 1.0, 2)
+
+
 def test_bad_input_raises():
     conf = _ka8()
     u = Uniform(8, conf.box, 0)
@@ -353,8 +384,8 @@ def test_bad_input_raises():
         FlowMCMC(object(), conf, 1.0, 2)  # type: ignore[arg-type]
     with pytest.raises(InputError):  # wrong number of configurations
         FlowMCMC(u, [conf, conf], 1.0, 3)
-    with pytest.raises(InputError):  # different species arrays
-        FlowMCMC(u, [conf, conf.replace(species=conf.species[::-1].copy())], 1.0, 2)
+    with pytest.raises(InputError, match="species counts"):  # another composition
+        FlowMCMC(u, [conf, conf.replace(species=np.zeros_like(conf.species))], 1.0, 2)
     with pytest.raises(InputError):  # energy function inconsistent with the local moves' model
         FlowMCMC(u, conf, 1.0, 2, energy=lambda x: np.zeros(x.shape[0]))
     with pytest.raises(InputError):  # energy of the wrong shape

@@ -436,6 +436,19 @@ def test_experiment_resumes_finished_cases(tmp_path) -> None:
     assert r3["cases"][0]["methods"]["metropolis"]["steps"] == 80
 
 
+def test_experiment_runs_flow_mcmc_on_ka2d_from_swap_mc_starts(tmp_path) -> None:
+    """KA2D chains start from swap MC, each with its own particle order of species; flow-MCMC with the
+    shipped N = 43 flow used to refuse them ("configuration 1 differs ... in species")."""
+    from glassgen.api_experiment import predict_propose_experiment
+
+    cfg = tmp_path / "pp.toml"
+    cfg.write_text('seed = 0\nn_chains = 2\nequilibrate_sweeps = 200\nflow_mcmc_iterations = 6\n'
+                   'selection = "features"\n[[case]]\nmodel = "ka2d"\nn = 43\nT = 0.5\nmethods = ["flow_mcmc"]\n')
+    rec = predict_propose_experiment(config=cfg, out=tmp_path / "o", quick=False)["cases"][0]["methods"]["flow_mcmc"]
+    assert "skipped" not in rec and rec["steps"] == 6
+    assert math.isfinite(rec["U_per_N"]) and -3.0 < rec["U_per_N"] < -2.0
+
+
 def test_predict_pgmc_makes_as_many_swap_trials_as_pgmc() -> None:
     """Biased displacements replace the policy's displacement trials only: with 20 % swaps, both samplers try
     0.2 N swaps per sweep (before, the biased moves took 80 % of all trials and the policy's 20 % swap share

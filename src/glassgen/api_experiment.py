@@ -685,7 +685,7 @@ def write_report(out_dir: PathLike, results: dict[str, Any]) -> Path:
     for c in results["cases"]:
         tag = f"{c['model']}_N{c['N']}_T{c['T']}"
         lines += [f"## {c['model']} N={c['N']} T={c['T']} ({c['chains']} chains, q={c['q']:.3g}, "
-                  f"selection theta={c['theta_select']})", ""]
+                  f"selection theta=[{', '.join(f'{v:.4g}' for v in c['theta_select'])}])", ""]
         if "loadavg" in c:  # the case's own record: reused cases were computed by an earlier run
             lines += [f"Computed {c.get('computed_at', 'by an earlier run')}"
                       + (f" in {c['cpu_s']:.0f} CPU s" if "cpu_s" in c else "")
@@ -771,7 +771,8 @@ def write_report(out_dir: PathLike, results: dict[str, Any]) -> Path:
             ax[1].hist(v["values"], bins=40, histtype="step", density=True, label=k)
         ax[1].set(xlabel=c.get("score_kind", "selection log-weight"), ylabel="density",
                   title="scores of sampled configurations")
-        ax[1].legend(fontsize=7)
+        if c.get("scores"):
+            ax[1].legend(fontsize=7)
         for name, r in c["methods"].items():
             if "gr" in r:
                 ax[2].errorbar(r["gr"]["r"], r["gr"]["g"], yerr=r["gr"]["err"], lw=0.8, capsize=0, label=name)

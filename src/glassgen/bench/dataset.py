@@ -317,8 +317,8 @@ def make_configuration(spec: DatasetSpec, out: Path, i: int, st: dict[str, Any],
         bb_prop=res.bb_prop, replicas=None if res.replicas is None else res.replicas[k_tau],
         replica_time=float(res.times[k_tau]), metadata={"split": split})
     prov = provenance(seed=spec.seed * 7919 + i, master_seed=spec.seed, model=spec.model, T=spec.T, N=spec.n,
-                      tau_alpha=tau, n_replicas=spec.n_replicas, ensemble=spec.ensemble, engine=spec.engine, r_in=spec.r_in,
-                      r_out=spec.r_out, tau_alpha_index=k_tau, inherent_energy=fire.energy / spec.n,
+                      tau_alpha=tau, n_replicas=spec.n_replicas, ensemble=spec.ensemble, engine=spec.engine,
+                      r_in=spec.r_in, r_out=spec.r_out, tau_alpha_index=k_tau, inherent_energy=fire.energy / spec.n,
                       seconds=time.perf_counter() - t0, msd=res.msd.tolist(), split=split)
     write_sample(path, sample, provenance=prov)
     return path

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +207,10 @@ def score_dataset(ds: GlassBenchDataset, system: str, T: float, split: str | Non
         rows = _prediction_rows(key, p, samples, times, replica_rows)
         scores[key] = [metrics.score_all(truth[k], rows[k], masks) for k in range(times.size)]
     chi4 = [metrics.chi4_thresholded(truth[k], masks) for k in range(times.size)]
+    if len(samples) == 1:
+        warnings.warn(f"{system} T={T:g}: one {split or ''} configuration: chi_4 (a variance over configurations) "
+                      "and the per-configuration Pearson error are NaN; score two or more".replace("  ", " "),
+                      stacklevel=2)
     r_tau = np.concatenate([r[m] for r, m in zip(truth[k_tau], masks, strict=True)])
     return {"system": system, "T": T, "split": split, "times": times, "tau_alpha": tau, "tau_index": k_tau,
             "tau_alpha_known": tau_known,

@@ -170,7 +170,9 @@ class FlowMCMC:
         self.T, self.beta = float(T), 1.0 / float(T)
         self.n_chains, self.local_sweeps = int(n_chains), int(local_sweeps)
         self.energy_rtol = float(energy_rtol)
-        confs = self._confs(conf_or_confs, self.n_chains)
+        system = getattr(proposal, "system", None)
+        species = system.species_array() if hasattr(system, "species_array") else None
+        confs = self._confs(conf_or_confs, self.n_chains, species)
         c0 = confs[0]
         self.model = c0.model
         self.species, self.box = c0.species.copy(), c0.box.copy()
@@ -208,19 +210,38 @@ class FlowMCMC:
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
-    def _confs(conf_or_confs: Configuration | Sequence[Configuration], n_chains: int) -> list[Configuration]:
-        if isinstance(conf_or_confs, Configuration):
-            return [conf_or_confs] * n_chains
-        confs = list(conf_or_confs)
+    def _confs(conf_or_confs: Configuration | Sequence[Configuration], n_chains: int,
+               species: np.ndarray | None = None) -> list[Configuration]:
+        """The chains' starting configurations, each with the species array ``species`` (the proposal's; default
+        that of the first configuration). A configuration with the same composition in another particle order
+        (e.g. from swap MC) is relabelled: particles of one species are indistinguishable, so reordering them
+        changes no Boltzmann weight."""
+        confs = [conf_or_confs] * n_chains if isinstance(conf_or_confs, Configuration) else list(conf_or_confs)
         if len(confs) != n_chains or not all(isinstance(c, Configuration) for c in confs):
             raise InputError(f"expected one Configuration or {n_chains} of them, got {len(confs)} items")
         c0 = confs[0]
-        for i, c in enumerate(confs[1:], 1):
-            if c.positions.shape != c0.positions.shape or not np.array_equal(c.species, c0.species):
-                raise InputError(f"configuration {i} differs from configuration 0 in N, d or species")
+        target = c0.species if species is None else np.asarray(species, dtype=np.int64)
+        if target.shape != (c0.n,):
+            raise InputError(f"the proposal is for {target.size} particles, the configurations have {c0.n}")
+        out = []
+        for i, c in enumerate(confs):
+            if c.positions.shape != c0.positions.shape:
+                raise InputError(f"configuration {i} differs from configuration 0 in N or d")
             if not np.allclose(c.box, c0.box, rtol=1e-12, atol=0.0):
                 raise InputError(f"configuration {i} has box {c.box.tolist()}, configuration 0 {c0.box.tolist()}")
-        return confs
+            if not np.array_equal(c.species, target):
+                if not np.array_equal(np.sort(c.species), np.sort(target)):
+                    counts = np.bincount(c.species).tolist()
+                    raise InputError(f"configuration {i} has species counts {counts}, the "
+                                     f"{'proposal' if species is not None else 'first configuration'} "
+                                     f"{np.bincount(target).tolist()}")
+                order = np.empty(c.n, dtype=np.int64)
+                for sp in np.unique(target):
+                    order[target == sp] = np.flatnonzero(c.species == sp)
+                c = c.replace(positions=c.positions[order], species=target.copy(),
+                              velocities=None if c.velocities is None else c.velocities[order])
+            out.append(c)
+        return out
 
     def _energy(self, x: np.ndarray) -> np.ndarray:
         u = np.asarray(self._energy_fn(x), dtype=np.float64)
