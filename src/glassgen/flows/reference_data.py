@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from glassgen.errors import InputError
+from glassgen.systems.configuration import canonical_order
 
 if TYPE_CHECKING:
     from glassgen.flows.training import TrainingConfig
@@ -60,15 +61,6 @@ def per_temperature(value: int | tuple[int, ...], temps: tuple[float, ...], name
     else:
         vals = [int(value)] * len(temps)
     return {float(t): v for t, v in zip(temps, vals, strict=True)}
-
-
-def canonical_order(pos: np.ndarray, species: np.ndarray, canonical: np.ndarray) -> np.ndarray:
-    """Positions (N, d) of a configuration whose species were permuted by swaps, reordered so that particle i
-    has species ``canonical[i]`` (the k-th particle of each species goes to that species' k-th slot; the
-    energy is unchanged). Needs the same composition."""
-    out = np.empty_like(pos)
-    out[np.argsort(canonical, kind="stable")] = pos[np.argsort(species, kind="stable")]
-    return out
 
 
 def _segment(cfg: TrainingConfig, T: float, ti: int, c: int, per_chain: int, equilibration: int, every: int,

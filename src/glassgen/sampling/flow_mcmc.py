@@ -52,7 +52,7 @@ from glassgen.observables.thermo import (
     pooled_autocorrelation,
 )
 from glassgen.progress import progress_bar
-from glassgen.systems.configuration import Configuration
+from glassgen.systems.configuration import Configuration, canonical_order
 
 __all__ = ["Proposal", "EnergyFn", "model_energy", "FlowMCMC", "FlowMCMCResult", "pooled_autocorrelation_time"]
 
@@ -230,16 +230,12 @@ class FlowMCMC:
             if not np.allclose(c.box, c0.box, rtol=1e-12, atol=0.0):
                 raise InputError(f"configuration {i} has box {c.box.tolist()}, configuration 0 {c0.box.tolist()}")
             if not np.array_equal(c.species, target):
-                if not np.array_equal(np.sort(c.species), np.sort(target)):
-                    counts = np.bincount(c.species).tolist()
-                    raise InputError(f"configuration {i} has species counts {counts}, the "
-                                     f"{'proposal' if species is not None else 'first configuration'} "
-                                     f"{np.bincount(target).tolist()}")
-                order = np.empty(c.n, dtype=np.int64)
-                for sp in np.unique(target):
-                    order[target == sp] = np.flatnonzero(c.species == sp)
-                c = c.replace(positions=c.positions[order], species=target.copy(),
-                              velocities=None if c.velocities is None else c.velocities[order])
+                try:
+                    pos = canonical_order(c.positions, c.species, target)
+                except InputError as err:
+                    raise InputError(f"configuration {i}: {err} (the "
+                                     f"{'proposal' if species is not None else 'first configuration'})") from None
+                c = c.replace(positions=pos, species=target.copy(), velocities=None)
             out.append(c)
         return out
 

@@ -10,7 +10,7 @@ import numpy as np
 from glassgen.errors import InputError
 from glassgen.systems.model import InteractionModel, load_model
 
-__all__ = ["Configuration", "minimum_image", "random_configuration"]
+__all__ = ["Configuration", "canonical_order", "minimum_image", "random_configuration"]
 
 
 def minimum_image(dr: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -24,6 +24,20 @@ def minimum_image(dr: np.ndarray, box: np.ndarray) -> np.ndarray:
         (..., d) displacements with every component in [-L/2, L/2).
     """
     return dr - box * np.round(dr / box)
+
+
+def canonical_order(pos: np.ndarray, species: np.ndarray, canonical: np.ndarray) -> np.ndarray:
+    """Positions (N, d) of a configuration whose species were permuted (by swaps, or written in another particle
+    order), reordered so that particle i has species ``canonical[i]``: the k-th particle of each species goes to
+    that species' k-th slot. Particles of one species are indistinguishable, so no energy or Boltzmann weight
+    changes. Needs the same composition (checked)."""
+    species, canonical = np.asarray(species), np.asarray(canonical)
+    if not np.array_equal(np.sort(species), np.sort(canonical)):
+        raise InputError(f"species counts {np.bincount(species).tolist()} differ from the canonical "
+                         f"{np.bincount(canonical).tolist()}")
+    out = np.empty_like(pos)
+    out[np.argsort(canonical, kind="stable")] = pos[np.argsort(species, kind="stable")]
+    return out
 
 
 @dataclass(frozen=True)
