@@ -560,8 +560,9 @@ def test_bench_score_shared_ka2d_replicas_match_direct_propensity(data, tmp_path
     from glassgen.bench.reference import per_particle_energy
     from glassgen.cli import main
 
-    rc = main(["bench", "score", "--data", str(data), "--T", "0.23", "--key", "EPOT", "--cache",
-               str(tmp_path / "c"), "--out", str(tmp_path / "s.json")])
+    with pytest.warns(UserWarning, match="KA2D T=0.23: one test configuration: chi_4"):
+        rc = main(["bench", "score", "--data", str(data), "--T", "0.23", "--key", "EPOT", "--cache",
+                   str(tmp_path / "c"), "--out", str(tmp_path / "s.json")])
     text = capsys.readouterr().out
     assert rc == 0 and "EPOT Pearson pooled @t=1.5e+06" in text and "1.63 tau_alpha" in text
     res = json.loads((tmp_path / "s.json").read_text())

@@ -363,9 +363,12 @@ def test_eval_at_another_temperature_uses_the_models_row_of_the_time_grid(tmp_pa
     m = tmp_path / "r.npz"
     train(kind="ridge", data=tmp_path, out=m, T=0.8, time_index=1, descriptors=THERMAL)
     assert json.loads((tmp_path / "r.npz.json").read_text())["time"] == 2.0
-    ev = evaluate(model=m, data=tmp_path, T=0.6)
+    with pytest.warns(UserWarning, match="one configuration evaluated .* chi_4 .* NaN"):
+        ev = evaluate(model=m, data=tmp_path, T=0.6)
     assert ev["time"] == 6.0 and ev["time_index"] == 1 and ev["pearson_pooled"] > 0.5
-    assert evaluate(model=m, data=tmp_path, T=0.6, time_index=0)["time"] == 3.0
+    assert math.isnan(ev["chi4_true"]) and math.isnan(ev["pearson_per_config_err"])
+    with pytest.warns(UserWarning, match="one configuration evaluated"):
+        assert evaluate(model=m, data=tmp_path, T=0.6, time_index=0)["time"] == 3.0
     both = evaluate(model=m, data=tmp_path)  # both temperatures: the training time where it is on the grid
     assert both["time"] == {"0.6": 6.0, "0.8": 2.0}
     with pytest.raises(InputError, match="not in the grid"):
@@ -390,7 +393,8 @@ def test_eval_reports_the_replicas_lag_time_when_the_model_has_none(tmp_path):
             replica_time=7.5, metadata={"split": "test" if i == 4 else "train"}))
     m = tmp_path / "r.npz"
     train(kind="ridge", data=tmp_path, out=m, descriptors=THERMAL)
-    assert evaluate(model=m, data=tmp_path)["time"] == 7.5
+    with pytest.warns(UserWarning, match="one configuration evaluated"):
+        assert evaluate(model=m, data=tmp_path)["time"] == 7.5
 
 
 @pytest.mark.parametrize("extra, msg", [
