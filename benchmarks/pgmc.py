@@ -9,9 +9,10 @@ For each case one equilibrated start (swap MC for KA2D, Metropolis for KA 3D) is
 - ``pgmc``: policy learned in burn-in (per-species Gaussian widths; KA2D: + biased swaps through C at
   fraction ``--swap-fraction-2d`` (0.2) and environment-aware displacements at fraction
   ``--local-fraction-2d`` (default: 0.8 for N <= 100, 0.3 above, the best of the seed studies
-  pgmc_seeds_lf08*.json and pgmc_n1290_t03*.json); KA 3D: + environment-aware displacements at fraction 0.3),
-  then frozen. ``--flip-2d C`` (default 0.5) starts the single-flip selection coefficients at phi = -C / T
-  (0.5 = weights exp(-dE / 2T) of the energy change dE of flipping each particle alone; 0 = off), learned with theta.
+  pgmc_seeds_lf08*.json and pgmc_n1290_t03*.json); KA 3D: + environment-aware displacements at fraction
+  ``--local-fraction-3d`` (0.3)), then frozen. ``--flip-2d C`` (default 0.5) starts the single-flip selection
+  coefficients at phi = -C / T (0.5 = weights exp(-dE / 2T) of the energy change dE of flipping each particle
+  alone; 0 = off), learned with theta.
   Biased selection draws from sum trees per (swap pair, side); the cost per sweep of the same policy with the
   member scan (the previous kernel) is measured on one chain as ``cpu_per_sweep_scan``.
 
@@ -92,14 +93,15 @@ def run_mc(conf, T: float, delta: float, swap: float, chains: int, sweeps: int, 
 
 def run_pgmc(conf, T: float, sigma0: float, chains: int, sweeps: int, q: float, seed: int, learn_iters: int,
              local_2d: float = 0.0, biased: bool = True, hidden: int = 8, swap_2d: float = 0.2,
-             flip_2d: float = 0.0, feature_updates: str = "deferred", anisotropic: bool = False) -> dict:
+             flip_2d: float = 0.0, feature_updates: str = "deferred", anisotropic: bool = False,
+             local_3d: float = 0.3) -> dict:
     m = conf.model
     if m.nsp == 3:
         pol = Policy.default(3, m.dim, sigma=sigma0, swap_fraction=swap_2d, swap_pairs=[(0, 2), (1, 2)], biased=biased,
                              counts=np.bincount(conf.species, minlength=3), local_fraction=local_2d, hidden=hidden,
                              phi=-flip_2d / T, anisotropic=anisotropic)
     else:
-        pol = Policy.default(m.nsp, m.dim, sigma=sigma0, local_fraction=0.3, anisotropic=anisotropic)
+        pol = Policy.default(m.nsp, m.dim, sigma=sigma0, local_fraction=local_3d, anisotropic=anisotropic)
     pg = PGMC(PGMCTarget.from_model(m, conf.box, T), pol, [conf] * chains, seed=seed, feature_updates=feature_updates)
     t0 = time.process_time()
     # 2000 trials per iteration in all (before 2026-12-03 divided by N // 200 at large N: ~100 local trials for
@@ -186,6 +188,8 @@ def main() -> None:
     ap.add_argument("--local-fraction-2d", type=float, default=None,
                     help="KA2D PGMC: fraction of environment-aware displacements (0: Gaussian + swaps only; "
                          "default 0.8 for N <= 100, 0.3 above)")
+    ap.add_argument("--local-fraction-3d", type=float, default=0.3,
+                    help="KA 3D PGMC: fraction of environment-aware displacements, the rest Gaussian (default 0.3)")
     ap.add_argument("--learn-iters", type=int, default=None,
                     help="PGMC learning iterations in burn-in (default 60 with --case/--quick, 200 for the full grid)")
     ap.add_argument("--uniform-selection", action="store_true",
@@ -241,13 +245,16 @@ def main() -> None:
         if model == "ka2d":
             row["local_fraction_2d"] = local_fraction_2d(args.local_fraction_2d, n)
             row["flip_2d"] = args.flip_2d
+        else:
+            row["local_fraction_3d"] = args.local_fraction_3d
         res = {"metropolis": run_mc(conf, T, delta, 0.0, chains, sweeps, q, seed + 10)}
         if model == "ka2d":
             res["swap"] = run_mc(conf, T, delta, 0.2, chains, sweeps, q, seed + 20)
         res["pgmc"] = run_pgmc(conf, T, delta / math.sqrt(3), chains, sweeps, q, seed + 30, learn_iters,
                                local_fraction_2d(args.local_fraction_2d, n), biased=not args.uniform_selection,
                                hidden=args.hidden, swap_2d=args.swap_fraction_2d, flip_2d=args.flip_2d,
-                               feature_updates=args.feature_updates, anisotropic=args.anisotropic)
+                               feature_updates=args.feature_updates, anisotropic=args.anisotropic,
+                               local_3d=args.local_fraction_3d)
         row["methods"] = res
         for k, v in res.items():
             v["converged"] = bool(math.isfinite(v["tau_sweeps"]))

@@ -21,7 +21,8 @@ from _common import RESULTS, save, table
 from pgmc import seed_summary
 
 SETTINGS = ("local_fraction_2d", "flip_2d", "swap_fraction_2d", "hidden", "uniform_selection", "learn_iters",
-            "feature_updates")  # absent (None) in studies before the deferred features: the incremental kernel
+            "feature_updates",  # absent (None) in studies before the deferred features: the incremental kernel
+            "local_fraction_3d")  # absent in studies before the option: 0.3, its default
 
 
 def fail(msg: str) -> None:
@@ -52,6 +53,7 @@ def main() -> None:
         try:
             doc = json.loads(path.read_text())
             s = {k: doc["args"].get(k) for k in SETTINGS}
+            s["local_fraction_3d"] = 0.3 if s["local_fraction_3d"] is None else s["local_fraction_3d"]
             _ = [(r["model"], r["N"], r["T"], r["seed"]) for r in doc["rows"]]
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             fail(f"{path.name} is not a seed study of benchmarks/pgmc.py ({type(e).__name__}: {e})")
