@@ -10,9 +10,9 @@ For each case one equilibrated start (swap MC for KA2D, Metropolis for KA 3D) is
   fraction ``--swap-fraction-2d`` (0.2) and environment-aware displacements at fraction
   ``--local-fraction-2d`` (default: 0.8 for N <= 100, 0.3 above, the best of the seed studies
   pgmc_seeds_lf08*.json and pgmc_n1290_t03*.json); KA 3D: + environment-aware displacements at fraction
-  ``--local-fraction-3d`` (0.3)), then frozen. ``--flip-2d C`` (default 0.5) starts the single-flip selection
-  coefficients at phi = -C / T (0.5 = weights exp(-dE / 2T) of the energy change dE of flipping each particle
-  alone; 0 = off), learned with theta.
+  ``--local-fraction-3d`` (default 1.0; 0.3 before 2026-12-05)), then frozen. ``--flip-2d C`` (default 0.5)
+  starts the single-flip selection coefficients at phi = -C / T (0.5 = weights exp(-dE / 2T) of the energy
+  change dE of flipping each particle alone; 0 = off), learned with theta.
   Biased selection draws from sum trees per (swap pair, side); the cost per sweep of the same policy with the
   member scan (the previous kernel) is measured on one chain as ``cpu_per_sweep_scan``.
 
@@ -188,8 +188,9 @@ def main() -> None:
     ap.add_argument("--local-fraction-2d", type=float, default=None,
                     help="KA2D PGMC: fraction of environment-aware displacements (0: Gaussian + swaps only; "
                          "default 0.8 for N <= 100, 0.3 above)")
-    ap.add_argument("--local-fraction-3d", type=float, default=0.3,
-                    help="KA 3D PGMC: fraction of environment-aware displacements, the rest Gaussian (default 0.3)")
+    ap.add_argument("--local-fraction-3d", type=float, default=default_local_fraction(3, 600),
+                    help="KA 3D PGMC: fraction of environment-aware displacements, the rest Gaussian (default "
+                         f"{default_local_fraction(3, 600)}, the package's; the studies before 2026-12-05 used 0.3)")
     ap.add_argument("--learn-iters", type=int, default=None,
                     help="PGMC learning iterations in burn-in (default 60 with --case/--quick, 200 for the full grid)")
     ap.add_argument("--uniform-selection", action="store_true",

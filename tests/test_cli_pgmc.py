@@ -139,10 +139,11 @@ def test_pgmc_sample_entry_point(tmp_path):
 
 
 @pytest.mark.parametrize("model, n, probs", [("ka2d", 20, [0.0, 0.8, 0.2]), ("ka2d", 120, [0.5, 0.3, 0.2]),
-                                             ("ka3d", 20, [0.7, 0.3, 0.0])])
+                                             ("ka3d", 20, [0.0, 1.0, 0.0]), ("ka2", 20, [0.0, 0.8, 0.2])])
 def test_train_defaults_to_the_measured_local_fraction(tmp_path, capsys, model, n, probs):
     """Without --local-fraction, pgmc train mixes in environment-aware displacements at the fraction that
-    measured fastest (0.8 for 2D systems of <= 100 particles, else 0.3), not Gaussian moves alone."""
+    measured fastest (0.8 for 2D systems of <= 100 particles, else 0.3; 1.0 in 3D, less the swaps of a model
+    that has them: ka2), not Gaussian moves alone."""
     pol = tmp_path / "p.json"
     rc = main(["pgmc", "train", "--model", model, "--N", str(n), "--T", "1.0", "--iterations", "1", "--trials", "4",
                "--chains", "1", "--equilibrate", "2", "--seed", "1", "--out", str(pol), "--no-progress"])

@@ -73,12 +73,12 @@ def pgmc_train(*, T: float, out: PathLike, input: PathLike | None = None, model:
     for ``equilibrate_sweeps`` sweeps, then ``iterations`` learning steps follow (each: ``sweeps_between``
     sweeps, ``trials_per_chain`` trial proposals per chain, one ``optimizer`` step). ``local_fraction`` (the
     share of environment-aware displacements) defaults to the measured best,
-    :func:`glassgen.sampling.policies.default_local_fraction` (0.8 for 2D systems of <= 100 particles, else
-    0.3); ``swap_fraction`` to 0.2 where the model has swap pairs. Swap selection is uniform
-    unless ``biased``: the (energy, coordination) bias alone raises swap acceptance but not mixing, and
-    tracking its features makes a KA2D sweep several times dearer (docs/pgmc.md). ``flip`` (biased only)
-    starts the single-flip selection coefficients at phi = -flip / T: 0.5 weights swap partners by
-    exp(-dE / 2T), dE the energy change of flipping each particle alone (locally balanced selection), which
+    :func:`glassgen.sampling.policies.default_local_fraction` (1.0 in 3D; 0.8 for 2D systems of <= 100
+    particles, else 0.3), at most 1 - ``swap_fraction``; ``swap_fraction`` to 0.2 where the model has swap
+    pairs. Swap selection is uniform unless ``biased``: the (energy, coordination) bias alone raises swap
+    acceptance but not mixing, and tracking its features makes a KA2D sweep several times dearer (docs/pgmc.md).
+    ``flip`` (biased only) starts the single-flip selection coefficients at phi = -flip / T: 0.5 weights swap
+    partners by exp(-dE / 2T), dE the energy change of flipping each particle alone (locally balanced selection), which
     raises the swap acceptance ~30x and is the fastest policy in sweeps (README, PGMC; docs/pgmc.md).
 
     Returns:
@@ -104,8 +104,8 @@ def pgmc_train(*, T: float, out: PathLike, input: PathLike | None = None, model:
     pairs = [tuple(p) for p in swap_pairs] if swap_pairs is not None else default_swap_pairs(m.name)
     if swap_fraction is None:
         swap_fraction = 0.2 if pairs else 0.0
-    if local_fraction is None:
-        local_fraction = default_local_fraction(m.dim, conf.n)
+    if local_fraction is None:  # the measured best, leaving room for the swaps
+        local_fraction = min(default_local_fraction(m.dim, conf.n), max(0.0, 1.0 - swap_fraction))
     if swap_fraction > 0 and not pairs:
         raise InputError(f"model {m.name} has no species pairs to swap; set swap_pairs or swap_fraction = 0")
     counts = np.bincount(conf.species, minlength=m.nsp)

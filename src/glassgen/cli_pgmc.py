@@ -50,8 +50,9 @@ def train_cmd(
     optimizer: Annotated[str | None, typer.Option("--optimizer", help="plain, baseline or natural.")] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Learning rate.")] = None,
     local_fraction: Annotated[float | None, typer.Option(
-        "--local-fraction", help="Fraction of environment-aware displacements (default: 0.8 for 2D systems of "
-                                 "<= 100 particles, else 0.3: the best measured).")] = None,
+        "--local-fraction", help="Fraction of environment-aware displacements (default: 1.0 in 3D, 0.8 for "
+                                 "2D systems of <= 100 particles, else 0.3: the best measured; at most 1 - "
+                                 "swaps).")] = None,
     swap_fraction: Annotated[float | None, typer.Option("--swap-fraction",
                                                         help="Fraction of swaps (default 0.2 for ka2d/ka2).")] = None,
     biased: Annotated[bool | None, typer.Option("--biased/--uniform",
