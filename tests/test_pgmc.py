@@ -150,30 +150,32 @@ def test_local_policy_2d_harmonic_well_exact():
 
 
 def _two_particle(mh_mode: int, seed: int, kind: str, t_wrong: float | None = None,
-                  anisotropic: bool = False) -> tuple[float, ...]:
-    """Two KA2D A particles in a periodic square (L = 5, T = 1): p(r) ~ r exp(-v(r)/T) for r < L/2.
+                  anisotropic: bool = False, model_name: str = "ka2d") -> tuple[float, ...]:
+    """Two A particles of KA2D in a periodic square, or of KA 3D in a periodic cube (L = 5, T = 1):
+    p(r) ~ r^(d-1) exp(-v(r)/T) for r < L/2.
 
     Returns (p-value of the histogram of r against that law, tau), and with ``t_wrong`` also the p-value of
     the same histogram against the law at that temperature (power).
     """
-    model = load_model("ka2d")
+    model = load_model(model_name)
+    d = model.dim
     L, T = 5.0, 1.0
-    tg = PGMCTarget.from_model(model, np.full(2, L), T)
+    tg = PGMCTarget.from_model(model, np.full(d, L), T)
     if kind == "local":
-        pol = _random_local(Policy.default(3, 2, sigma=0.5, local_fraction=1.0, seed=7, anisotropic=anisotropic), 8,
-                            drift=0.8)
+        pol = _random_local(Policy.default(model.nsp, d, sigma=0.5, local_fraction=1.0, seed=7,
+                                           anisotropic=anisotropic), 8, drift=0.8)
     else:
-        pol = Policy.default(3, 2, sigma=[0.7, 0.1, 0.1])
-    start = (np.array([[1.0, 1.0], [2.3, 1.2]]), np.array([0, 0]))
+        pol = Policy.default(model.nsp, d, sigma=[0.7] + [0.1] * (model.nsp - 1))
+    start = (np.array([[1.0, 1.0, 1.0], [2.3, 1.2, 0.9]])[:, :d].copy(), np.array([0, 0]))
     pg = PGMC(tg, pol, [start] * 16, seed=seed)
     pg.sweep(20, mh_mode=mh_mode)
     rs = np.empty((1500, 16))
     for k in range(1500):
         pg.sweep(3, mh_mode=mh_mode)
         for c, ch in enumerate(pg.chains):
-            d = ch.pos[1] - ch.pos[0]
-            d -= L * np.round(d / L)
-            rs[k, c] = np.hypot(*d)
+            dr = ch.pos[1] - ch.pos[0]
+            dr -= L * np.round(dr / L)
+            rs[k, c] = np.linalg.norm(dr)
     from glassgen.sampling.flow_mcmc import pooled_autocorrelation_time
 
     tau = pooled_autocorrelation_time(np.minimum(rs, L / 2))
@@ -181,11 +183,11 @@ def _two_particle(mh_mode: int, seed: int, kind: str, t_wrong: float | None = No
     x = x[x < L / 2]
     edges = np.linspace(0.85, L / 2, 24)
     rr = np.linspace(0.85, L / 2, 20001)
-    ff = ForceField(model, np.array([0, 0]), np.full(2, L), skin=0.0, check_overlap=False)
-    u = np.array([ff.energy(np.array([[0.0, 0], [r, 0]])) for r in rr])
+    ff = ForceField(model, np.array([0, 0]), np.full(d, L), skin=0.0, check_overlap=False)
+    u = np.array([ff.energy(np.array([[0.0] * d, [r] + [0.0] * (d - 1)])) for r in rr])
     ps = []
     for t_ref in (T,) if t_wrong is None else (T, t_wrong):
-        dens = rr * np.exp(-u / t_ref)
+        dens = rr ** (d - 1) * np.exp(-u / t_ref)
         cum = np.concatenate([[0], np.cumsum(0.5 * (dens[1:] + dens[:-1]) * np.diff(rr))])
         ps.append(_thinned_pvalue(x, edges, np.diff(np.interp(edges, rr, cum)), tau))
     return (ps[0], tau) if t_wrong is None else (ps[0], tau, ps[1])
@@ -202,6 +204,17 @@ def test_two_particles_local_policy_exact_and_negative_controls(anisotropic):
     assert p_drop < 1e-6
     p_stale, _ = _two_particle(MH_STALE_REVERSE, 11, "local", anisotropic=anisotropic)
     assert p_stale < 1e-6
+
+
+@pytest.mark.parametrize("anisotropic", [False, True])
+def test_two_particles_local_policy_exact_in_3d(anisotropic):
+    """The same in 3D (two KA 3D A particles in a periodic cube; the default KA 3D policy since 2026-12-05 is
+    every move environment-aware): exact p(r) ~ r^2 exp(-v/T); a reverse density with the pre-move
+    descriptors is detected."""
+    p_exact, tau = _two_particle(MH_EXACT, 13, "local", anisotropic=anisotropic, model_name="ka3d")
+    assert p_exact > 1e-3, (p_exact, tau)
+    p_stale, _ = _two_particle(MH_STALE_REVERSE, 13, "local", anisotropic=anisotropic, model_name="ka3d")
+    assert p_stale < 1e-6, p_stale
 
 
 def test_two_particles_gaussian_policy_exact():
