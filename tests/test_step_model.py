@@ -1,4 +1,5 @@
-"""StEP lattice model: the normalised Eshelby propagator (self term -1, sum -1, quadrupolar symmetry),
+"""StEP lattice model: the normalised Eshelby propagator (self term -1, sum -1, quadrupolar symmetry, the
+reference Fourier form and the 1/r^2 far field),
 Weibull yield strains, strain bookkeeping of an avalanche, AQS shear, and the stress overshoot."""
 
 from __future__ import annotations
@@ -47,6 +48,62 @@ def test_propagator_quadrupolar_symmetry() -> None:
     c4 = np.abs(np.fft.rfft(vxy))
     assert np.argmax(c4[1:]) + 1 == 4
     assert np.corrcoef(vxy, vdev)[0, 1] < -0.9
+
+
+def _reference_kernel(L: int, dim: int) -> list[list[np.ndarray]]:
+    """K_ab(q) of REFERENCE.md section 7, written out here independently of glassgen.models.step."""
+    q = 2 * np.pi * np.fft.fftfreq(L)
+    if dim == 2:
+        qx, qy = np.meshgrid(q, q, indexing="ij")
+        q2 = qx**2 + qy**2
+        q2[0, 0] = 1.0  # q = 0 is excluded by the caller
+        cross = -2 * qx * qy * (qx**2 - qy**2) / q2**2
+        return [[-4 * qx**2 * qy**2 / q2**2, cross], [cross, -((qx**2 - qy**2) ** 2) / q2**2]]
+    qx, qy, qz = np.meshgrid(q, q, q, indexing="ij")
+    q2 = qx**2 + qy**2 + qz**2
+    q2[0, 0, 0] = 1.0
+    return [[-(4 * qx**2 * qy**2 + q2 * qz**2) / q2**2]]
+
+
+@pytest.mark.parametrize("L,dim", [(16, 2), (24, 2), (8, 3)])
+def test_propagator_fourier_form_matches_reference(L: int, dim: int) -> None:
+    """The real-space G, Fourier transformed, is c_a K_ab(q) at every q != 0 with ONE positive c_a per source
+    component a (the self-term normalisation only rescales) and -delta_ab at q = 0 (strain conserved). The
+    normalisation tests above hold for any kernel (the q = 0 term and the rescaling force them); this one
+    fails for a wrong sign or a missing term of K (e.g. the cross term's sign, or 3D's q^2 qz^2)."""
+    G = propagator(L, dim)
+    neg = (-np.arange(L)) % L
+    # A real G has a transform even under q -> -q: on the Nyquist planes of an even L, where the odd cross term
+    # K(-pi, qy) = -K(pi, qy) sits on one lattice point, that is the even part (K(q) + K(-q)) / 2 (= 0 there).
+    K = [[0.5 * (k + k[np.ix_(*([neg] * dim))]) for k in row] for row in _reference_kernel(L, dim)]
+    nc = G.shape[0]
+    shape = (L,) * dim
+    nonzero = np.ones(shape, dtype=bool)
+    nonzero[(0,) * dim] = False
+    for a in range(nc):
+        diag = np.fft.fftn(G[a, a].reshape(shape))
+        big = nonzero & (np.abs(K[a][a]) > 1e-3)
+        c_a = float(np.median(diag.real[big] / K[a][a][big]))
+        assert c_a > 0  # a site that releases strain lowers it at its own wavevectors
+        for b in range(nc):
+            gq = np.fft.fftn(G[a, b].reshape(shape))
+            assert np.max(np.abs(gq.imag)) < 1e-10  # G is even in space: a real transform
+            assert np.allclose(gq.real[nonzero], c_a * K[a][b][nonzero], atol=1e-10, rtol=1e-9)
+            assert gq.real[(0,) * dim] == pytest.approx(-1.0 if a == b else 0.0, abs=1e-10)
+
+
+def test_propagator_far_field_decays_as_r_to_the_minus_d() -> None:
+    """Eshelby far field of a 2D lattice: the xy->xy response falls as cos(4 theta) / r^2, so r^2 G is constant
+    (within 6% for r = 4 ... 16 on L = 128, where periodic images are still far; measured 3%) along the axis
+    and along the diagonal, with opposite signs."""
+    L = 128
+    g = propagator(L, 2)[0, 0].reshape(L, L)
+    axis = np.array([r * r * g[r, 0] for r in (4, 8, 16)])
+    diag = np.array([2 * k * k * g[k, k] for k in (3, 6, 11)])  # r = 4.2, 8.5, 15.6
+    for vals in (axis, diag):
+        assert np.all(vals > 0) or np.all(vals < 0)
+        assert np.max(np.abs(vals)) / np.min(np.abs(vals)) < 1.06, vals
+    assert axis[0] * diag[0] < 0  # cos(4 theta): antiphase at 0 and 45 degrees
 
 
 def test_propagator_3d() -> None:
