@@ -115,15 +115,25 @@ def test_nhc_mean_temperature() -> None:
 
 @pytest.mark.parametrize("thermostat", ["langevin", "bussi"])
 def test_2d_stochastic_thermostats(thermostat: str) -> None:
+    """LAMMPS Langevin and Bussi on KA2D N = 1290 at T = 0.5: T_kin averages T within 4 block errors (the first
+    1000 steps dropped) and fluctuates canonically, Var(T_kin) / T^2 = 2 / N_f within 20% (a Berendsen-like
+    rescaling that damps the fluctuations fails; measured 1.04-1.05)."""
+    from glassgen.dynamics.md import degrees_of_freedom
+
     conf = _conf(KA2D, "ka2d")
-    res = le.run_md_lammps(conf, T=0.5, dt=0.005, nsteps=400, thermostat=thermostat, tau=0.1,
-                           thermo_every=50, traj_steps=[0, 400], seed=1)
+    T = 0.5
+    res = le.run_md_lammps(conf, T=T, dt=0.005, nsteps=8000, thermostat=thermostat, tau=0.1,
+                           thermo_every=5, traj_steps=[0, 8000], seed=1)
     th = res.thermo
     assert res.trajectory is not None and res.trajectory.positions.shape == (2, conf.n, 2)
     assert res.final.velocities is not None and res.final.velocities.shape == (conf.n, 2)
     assert np.all(np.isnan(th.conserved)) == (thermostat == "langevin")  # fix langevin tally is unreliable
-    assert abs(th.temperature[-4:].mean() - 0.5) < 0.05
-    assert np.abs(res.trajectory.positions[1] - res.trajectory.positions[0]).max() < 5.0
+    temp = th.temperature[200:]
+    mean, se = _block_mean_se(temp)
+    assert abs(mean - T) < 4 * se and se < 0.003, (mean, se)
+    rel = temp.var() / T**2 * degrees_of_freedom(conf.n, 2) / 2
+    assert 0.8 < rel < 1.2, rel
+    assert np.abs(res.trajectory.positions[1] - res.trajectory.positions[0]).max() < conf.box.min() / 2
 
 
 def test_velocities_from_configuration_are_used() -> None:
