@@ -346,7 +346,9 @@ def test_dataset_end_to_end_identical_arrays(tiny_dataset):
     from glassgen.systems.model import load_model
 
     spec, out, summary = tiny_dataset
-    assert summary["written"] == 3 and 1.0 < summary["tau_alpha"] < 8.0  # KA 3D at T = 0.8: tau_alpha ~ 3
+    # KA 3D at T = 0.8: tau_alpha 2.56 (F_s^A(7.25) = 1/e, N = 1000, README engines table); this short N = 256
+    # estimate gave 3.77 (seed 2) and 2.98 (seed 3). A time unit off by 2 (dt) lands outside 1.8 ... 4.5.
+    assert summary["written"] == 3 and 1.8 < summary["tau_alpha"] < 4.5, summary["tau_alpha"]
     ds = read_dataset(out)
     assert {k: len(v) for k, v in ds.files.items()} == {("ka3d", 0.8, "train"): 2, ("ka3d", 0.8, "test"): 1}
     s = read_sample(sample_path(out, spec, 2))
