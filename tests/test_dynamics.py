@@ -93,6 +93,15 @@ def test_checkpoint_resume_is_bitwise(ka3d_n150, tmp_path):
     c = MDSimulation(ka3d_n150, T=0.9, seed=3, thermostat="bussi")
     with pytest.raises(InputError, match="different run"):
         c.run(1000, checkpoint=ck)
+    # ... and so is one whose frames or samples were taken on another schedule (they would mix in one file)
+    for traj, every in (([0, 200, 700, 1000], 50), ([0, 100, 700, 1000], 40)):
+        d = MDSimulation(ka3d_n150, T=0.7, seed=3, thermostat="bussi")
+        with pytest.raises(InputError, match="another (trajectory schedule|sampling interval)"):
+            d.run(1000, thermo_every=every, traj_steps=traj, checkpoint=ck)
+    # a frame asked for beyond the checkpoint's step only is no conflict
+    e = MDSimulation(ka3d_n150, T=0.7, seed=3, thermostat="bussi")
+    re = e.run(1000, thermo_every=50, traj_steps=[0, 100, 700, 900, 1000], checkpoint=ck)
+    assert re.trajectory.positions.shape[0] == 5
 
 
 def test_fire_reaches_tight_tolerance(ka3d_n150):

@@ -10,6 +10,7 @@ from scipy import stats
 
 from glassgen.dynamics.forces import ForceField
 from glassgen.dynamics.mc import MonteCarlo
+from glassgen.errors import InputError
 from glassgen.systems.configuration import Configuration
 from glassgen.systems.model import load_model
 
@@ -140,6 +141,10 @@ def test_checkpoint_resume_is_identical(tmp_path):
     a = MonteCarlo(conf, 0.8, delta=0.15, swap_fraction=0.2, seed=9)
     ra = a.run(100, sample_every=10, traj_sweeps=[0, 30, 100], checkpoint=ck, checkpoint_every=40)
     assert ck.is_file()  # state at sweep 80
+    for traj, every in (([0, 50, 100], 10), ([0, 30, 100], 20)):  # another schedule: refused, the file kept
+        c = MonteCarlo(conf, 0.8, delta=0.15, swap_fraction=0.2, seed=9)
+        with pytest.raises(InputError, match="another (trajectory schedule|sampling interval)"):
+            c.run(100, sample_every=every, traj_sweeps=traj, checkpoint=ck)
     b = MonteCarlo(conf, 0.8, delta=0.15, swap_fraction=0.2, seed=9)
     rb = b.run(100, sample_every=10, traj_sweeps=[0, 30, 100], checkpoint=ck)
     assert np.array_equal(ra.final.positions, rb.final.positions)

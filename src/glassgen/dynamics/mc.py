@@ -22,7 +22,7 @@ from glassgen._kernels.mc import build_cells, metropolis_sweep, total_energy_mc
 from glassgen._kernels.neighbors import mc_image_shifts
 from glassgen.dynamics.forces import ForceField
 from glassgen.dynamics.results import MDResult
-from glassgen.dynamics.schedule import collect_results, new_samples, run_events
+from glassgen.dynamics.schedule import check_resumed_schedule, collect_results, new_samples, run_events
 from glassgen.errors import InputError, PhysicsError, check_temperature
 from glassgen.provenance import atomic_path, provenance
 from glassgen.systems.configuration import Configuration
@@ -295,6 +295,8 @@ class MonteCarlo:
         if checkpoint is not None and Path(checkpoint).is_file():
             samples, frames = self.load_checkpoint(checkpoint)
             last_done = self.sweeps - self._run_origin
+            check_resumed_schedule(checkpoint, last_done, [fr[0] for fr in frames], wanted,
+                                   len(samples.get("step", [])), sample_every, n_sweeps)
         ff = [ForceField(self.model, self.species, self.box, skin=0.0)]
         restored = getattr(self, "_unwrapped", None)
         unwrapped = restored.copy() if restored is not None else self.pos.copy()

@@ -26,7 +26,7 @@ import numpy as np
 from glassgen._kernels.integrators import drift, kick, kick_drift
 from glassgen.dynamics.forces import ForceField
 from glassgen.dynamics.results import ENSEMBLES, THERMOSTATS, MDResult
-from glassgen.dynamics.schedule import collect_results, new_samples, run_events
+from glassgen.dynamics.schedule import check_resumed_schedule, collect_results, new_samples, run_events
 from glassgen.dynamics.thermostats import Bussi, Langevin, NoseHooverChain
 from glassgen.errors import InputError, PhysicsError, check_temperature
 from glassgen.provenance import atomic_path, provenance
@@ -313,6 +313,8 @@ class MDSimulation:
         if checkpoint is not None and Path(checkpoint).is_file():
             thermo, frames = self.load_checkpoint(checkpoint)
             last_done = self.step_count - self._run_start
+            check_resumed_schedule(checkpoint, last_done, [s - self._run_start for s, _ in frames], wanted,
+                                   len(thermo.get("step", [])), thermo_every, nsteps)
 
         def on_event(ev: int) -> None:
             if ev % thermo_every == 0 or ev == nsteps:

@@ -19,12 +19,41 @@ from glassgen.dynamics.results import Thermo, Trajectory
 from glassgen.errors import InputError
 from glassgen.progress import progress_bar
 
-__all__ = ["run_events", "collect_results", "new_samples"]
+__all__ = ["run_events", "collect_results", "new_samples", "check_resumed_schedule"]
 
 
 def new_samples() -> dict[str, list[float]]:
     """Empty thermo sample lists, one per :class:`Thermo` field."""
     return {k: [] for k in Thermo.__dataclass_fields__}
+
+
+def check_resumed_schedule(path: Any, last_done: int, frame_events: Iterable[int], wanted: Iterable[int],
+                           n_samples: int, sample_every: int, total: int) -> None:
+    """Refuse to resume a checkpoint written with another recording schedule.
+
+    The frames and samples already taken (relative event points <= ``last_done``) must be those the schedule
+    asked for now would have taken; otherwise the output would mix two schedules in one file (e.g. log-spaced
+    frames up to the interruption and linear ones after, which no analysis can read), so the run is refused
+    with a one-line error.
+
+    Args:
+        path: the checkpoint (for the message).
+        last_done: last event point the checkpoint processed.
+        frame_events: relative event points of the frames in the checkpoint.
+        wanted: relative event points of the frames asked for now.
+        n_samples: thermo samples in the checkpoint; sample_every: the sampling interval asked for now.
+        total: the run's length asked for now.
+    """
+    if last_done < 0:
+        return
+    if sorted(int(e) for e in frame_events) != sorted(int(s) for s in wanted if s <= last_done):
+        raise InputError(f"checkpoint {path} was written with another trajectory schedule (--traj, --traj-every, "
+                         "--traj-blocks): resuming would mix two schedules in one file; give the original "
+                         "options, or delete it or change --out")
+    expected = last_done // sample_every + 1 + (1 if total <= last_done and total % sample_every else 0)
+    if n_samples != expected:
+        raise InputError(f"checkpoint {path} was written with another sampling interval (--thermo-every or "
+                         "--sample-every); give the original one, or delete it or change --out")
 
 
 def run_events(total: int, events: Iterable[int], last_done: int, advance_to: Callable[[int, int], None],
