@@ -153,6 +153,31 @@ def test_checkpoint_resume_is_identical(tmp_path):
     assert np.array_equal(ra.trajectory.positions, rb.trajectory.positions)
 
 
+def test_equilibration_is_checkpointed_and_resumes_identically(tmp_path):
+    """run_mc with an equilibration checkpoint: the chain equals the one without (same random stream); a run
+    interrupted in its equilibration (here: the checkpoint of sweep 80 of 100 left behind, no production
+    checkpoint) resumes there, without redoing the delta tuning, and ends in the same state."""
+    from glassgen.dynamics.initial import random_state
+    from glassgen.dynamics.mc import run_mc
+
+    conf = random_state("ka2d", 40, seed=3)
+    kw = dict(T=0.8, n_sweeps=50, delta=0.1, swap_fraction=0.2, seed=9, sample_every=10, traj_sweeps=[0, 20, 50],
+              tune_sweeps=50, equilibrate_sweeps=100, checkpoint_every=40)
+    plain = run_mc(conf, **kw)
+    eq_ck, ck = tmp_path / "eq.ckpt.h5", tmp_path / "run.ckpt.h5"
+    full = run_mc(conf, checkpoint=ck, equilibrate_checkpoint=eq_ck, **kw)
+    assert np.array_equal(plain.final.positions, full.final.positions)
+    assert np.array_equal(plain.trajectory.positions, full.trajectory.positions)
+    assert eq_ck.is_file()  # the equilibration's last checkpoint (sweep 80 of 100), as after a Ctrl-C there
+    ck.unlink()
+    resumed = run_mc(conf, checkpoint=ck, equilibrate_checkpoint=eq_ck, **kw)
+    assert np.array_equal(resumed.final.positions, full.final.positions)
+    assert np.array_equal(resumed.final.species, full.final.species)
+    assert np.array_equal(resumed.thermo.potential, full.thermo.potential)
+    assert np.array_equal(resumed.trajectory.positions, full.trajectory.positions)
+    assert resumed.info["delta"] == full.info["delta"]
+
+
 def test_resume_after_delta_tuning_and_with_a_shorter_length(tmp_path):
     """Tuning sweeps before the run are not counted as run sweeps when resuming (they once shifted the resumed
     samples by the tuning length); a checkpoint beyond the length asked for now is refused."""

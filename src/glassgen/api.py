@@ -87,6 +87,11 @@ def checkpoint_path(out: PathLike) -> Path:
     return Path(str(out) + ".ckpt.h5")
 
 
+def equilibration_checkpoint_path(out: PathLike) -> Path:
+    """Where a job writing ``out`` keeps the checkpoint of its unrecorded equilibration."""
+    return Path(str(out) + ".eq.ckpt.h5")
+
+
 def _positive(name: str, value: float | None) -> None:
     if value is None:
         raise InputError(f"missing {name}: give --{name} (or {name} = ... in the config)")
@@ -239,6 +244,7 @@ def md_run(*, out: PathLike, T: float | None, steps: int, input: PathLike | None
     conf = load_input(input, model, n, T, density, seed, check_overlap=engine == "lammps")
     traj_steps, sched = _traj_steps(int(steps), traj, traj_every, n_per_decade, traj_blocks)
     ck = checkpoint_path(out) if engine == "numba" else None
+    eq_ck = equilibration_checkpoint_path(out) if engine == "numba" else None
     resumed = ck is not None and ck.is_file()
     if equilibrate_steps > 0 and not resumed:
         if T is None:
@@ -246,7 +252,7 @@ def md_run(*, out: PathLike, T: float | None, steps: int, input: PathLike | None
         eq = run_md(conf, T=T, dt=dt, nsteps=int(equilibrate_steps), ensemble="nvt",
                     thermostat=thermostat if ensemble == "nvt" else "nhc", tau=tau, seed=seed + 1_000_003,
                     thermo_every=max(1, int(equilibrate_steps)), threads=threads, engine=engine,
-                    progress=progress)
+                    progress=progress, checkpoint=eq_ck, checkpoint_every=checkpoint_every)
         conf = eq.final
     t0 = time.perf_counter()
     res = run_md(conf, T=T, dt=dt, nsteps=int(steps), ensemble=ensemble, thermostat=thermostat, tau=tau,
@@ -257,8 +263,9 @@ def md_run(*, out: PathLike, T: float | None, steps: int, input: PathLike | None
                       thermostat=thermostat if ensemble == "nvt" else None, dt=dt, steps=int(steps),
                       N=conf.n, input=str(input) if input else None, equilibrate_steps=equilibrate_steps)
     write_run(out, res, prov, sched)
-    if ck is not None and ck.is_file():
-        ck.unlink()
+    for done in (ck, eq_ck):
+        if done is not None and done.is_file():
+            done.unlink()
     summary = {"out": str(out), "N": conf.n, "model": conf.model.name, "engine": engine, "T": T,  # type: ignore[union-attr]
                "steps": int(steps), "wall_s": wall, "resumed": resumed,
                "particle_steps_per_s": conf.n * int(res.info.get("steps_run", steps)) / wall if wall > 0
@@ -306,15 +313,16 @@ def mc_run(*, out: PathLike, T: float, sweeps: int, input: PathLike | None = Non
     t0 = time.perf_counter()
     res = run_mc(conf, T=T, n_sweeps=int(sweeps), delta=delta, swap_fraction=swap_fraction, seed=seed,
                  sample_every=sample_every, traj_sweeps=traj_steps, tune_sweeps=tune_sweeps,
-                 equilibrate_sweeps=int(equilibrate_sweeps),
+                 equilibrate_sweeps=int(equilibrate_sweeps), equilibrate_checkpoint=equilibration_checkpoint_path(out),
                  progress=progress, checkpoint=ck, checkpoint_every=checkpoint_every)
     wall = time.perf_counter() - t0
     prov = provenance(seed=seed, model=conf.model.name, T=T, engine="numba-mc", sweeps=int(sweeps),  # type: ignore[union-attr]
                       N=conf.n, swap_fraction=swap_fraction, input=str(input) if input else None,
                       equilibrate_sweeps=int(equilibrate_sweeps))
     write_run(out, res, prov, sched)
-    if ck.is_file():
-        ck.unlink()
+    for done in (ck, equilibration_checkpoint_path(out)):
+        if done.is_file():
+            done.unlink()
     return {"out": str(out), "N": conf.n, "model": conf.model.name, "T": T, "sweeps": int(sweeps),  # type: ignore[union-attr]
             "wall_s": wall, "resumed": resumed,
             "acceptance": {k: v for k, v in res.info["acceptance"].items() if k != "swap" or swap_fraction > 0},

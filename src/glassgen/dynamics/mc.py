@@ -336,15 +336,25 @@ def run_mc(conf: Configuration, *, T: float, n_sweeps: int, delta: float | list[
            swap_fraction: float = 0.0, seed: int = 0, sample_every: int = 10,
            traj_sweeps: list[int] | np.ndarray | None = None, tune_sweeps: int = 0, equilibrate_sweeps: int = 0,
            progress: bool = False, checkpoint: str | os.PathLike[str] | None = None,
-           checkpoint_every: int = 1000) -> MDResult:
+           checkpoint_every: int = 1000, equilibrate_checkpoint: str | os.PathLike[str] | None = None) -> MDResult:
     """Run a Metropolis chain (optionally tuning delta for ``tune_sweeps`` sweeps, then ``equilibrate_sweeps``
-    unrecorded sweeps at the tuned delta, first; neither is redone when a checkpoint is resumed)."""
+    unrecorded sweeps at the tuned delta, first; neither is redone when a checkpoint is resumed).
+
+    With ``equilibrate_checkpoint`` the equilibration is checkpointed too (every ``checkpoint_every`` sweeps and
+    on Ctrl-C) and resumes from there, tuning included; the chain is the same as without (the random numbers are
+    drawn sweep by sweep). The caller deletes that file once the run is written."""
     mc = MonteCarlo(conf, T, delta=delta, swap_fraction=swap_fraction, seed=seed)
     if not (checkpoint is not None and Path(checkpoint).is_file()):
-        if tune_sweeps > 0:
+        eq_resumed = equilibrate_checkpoint is not None and Path(equilibrate_checkpoint).is_file()
+        if tune_sweeps > 0 and not eq_resumed:
             mc.tune_delta(sweeps=max(1, tune_sweeps // 10), rounds=10)
         if equilibrate_sweeps > 0:
-            mc.sweep(int(equilibrate_sweeps))
+            if equilibrate_checkpoint is None:
+                mc.sweep(int(equilibrate_sweeps))
+            else:
+                mc.run(int(equilibrate_sweeps), sample_every=int(equilibrate_sweeps), progress=progress,
+                       checkpoint=equilibrate_checkpoint, checkpoint_every=checkpoint_every)
+                mc._unwrapped = None  # the recorded run's displacements start at its own first frame
             mc.stats[:] = 0  # the reported acceptance is the recorded run's
     return mc.run(n_sweeps, sample_every=sample_every, traj_sweeps=traj_sweeps, progress=progress,
                   checkpoint=checkpoint, checkpoint_every=checkpoint_every)
