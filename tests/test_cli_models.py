@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 import h5py
 import numpy as np
 import pytest
 
 from glassgen.cli import main
+from glassgen.errors import InputError
 
 
 @pytest.mark.parametrize("group", ["trap-model", "step-model"])
@@ -120,6 +123,10 @@ def test_truncated_runs_warn_and_report_no_spectrum(tmp_path) -> None:
         assert bool(g.attrs["truncated"]) and np.isnan(g.attrs["slope_low"]) and np.isnan(g.attrs["omega_peak"])
     full = api_models.trap_model_run("softness", [0.40], tmp_path / "f.h5", n=300, plot=False)
     assert "truncated" not in full["T=0.4"] and np.isfinite(full["T=0.4"]["D"])
+    # a budget that stops the run before its second sampling time is a one-line input error (was a ValueError)
+    with pytest.raises(InputError, match="max-events"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        api_models.trap_model_run("bouchaud", [1.5], tmp_path / "b.h5", max_events=10, plot=False)
 
 
 def test_extrapolated_softness_distribution_is_flagged(tmp_path) -> None:

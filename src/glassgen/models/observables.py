@@ -308,6 +308,11 @@ def analyze_runs(runs: Sequence[Any], q: float, n_blocks: int = 4, omega_per_dec
         ``local_times``) and scalars (``tau_alpha``, ``tau_persistence``, ``D``, ``D_tau_alpha``,
         ``chi4_peak``, ``t_chi4_peak``, ``xi4``, ``omega_peak``, ``slope_low``, ``beta_high``).
     """
+    n_times = min(r.times.size for r in runs)
+    if n_times < 2:
+        why = (f"the event budget (max_events) stopped the run after {n_times} sampling time(s)"
+               if any(r.truncated for r in runs) else f"the run has {n_times} sampling time(s)")
+        raise InputError(f"{why}: the observables need at least two; raise --max-events or give more times")
     t, p = persistence(runs)
     _, m = msd(runs)
     _, fs = self_intermediate(runs, q)
