@@ -129,6 +129,16 @@ def test_truncated_runs_warn_and_report_no_spectrum(tmp_path) -> None:
         api_models.trap_model_run("bouchaud", [1.5], tmp_path / "b.h5", max_events=10, plot=False)
 
 
+def test_aging_runs_report_no_diffusion_constant(tmp_path) -> None:
+    """A quench below T0 ages (Bouchaud x = 0.5: MSD ~ t^x): the summary says so and reports D as NaN."""
+    from glassgen import api_models
+
+    s = api_models.trap_model_run("bouchaud", [0.5], tmp_path / "a.h5", n=2000, t_max=1e4, p_stop=0.0,
+                                  params={"T0": 1.0, "start": "quench"}, plot=False)
+    r = s["T=0.5"]
+    assert r.get("aging") is True and np.isnan(r["D"]) and np.isnan(r["D_tau_alpha"]), r
+
+
 def test_extrapolated_softness_distribution_is_flagged(tmp_path) -> None:
     """SystemIII's P(S; T) table holds T = 0.05 and 0.30: at T = 0.40 it is extrapolated, which is warned
     and recorded per temperature."""

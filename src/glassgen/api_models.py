@@ -208,6 +208,8 @@ def trap_model_run(model: str, T: float | list[float], out: PathLike, *, n: int 
         r = results[t_]
         summary[f"T={t_:g}"] = {k: float(r[k]) for k in ("tau_alpha", "D", "D_tau_alpha", "chi4_peak", "xi4",
                                                           "beta_high", "events_per_s")}
+        if mdl.start != "equilibrium":
+            summary[f"T={t_:g}"]["aging"] = True  # D is NaN, tau_alpha is from the quench (t_w = 0)
         if bool(r["truncated"]):
             summary[f"T={t_:g}"]["truncated"] = True
             warnings.warn(f"T={t_:g}: stopped by the event budget (max_events={max_events}) before the correlations "

@@ -293,7 +293,9 @@ def analyze_runs(runs: Sequence[Any], q: float, n_blocks: int = 4, omega_per_dec
     """All observables of the replicas of one temperature.
 
     Runs stopped by their event budget (``truncated``) have not decayed: their spectrum (``omega_peak``,
-    ``slope_low``, ``beta_high``) and ``D`` are NaN; tau_alpha stays finite only if F_s crossed 1/e.
+    ``slope_low``, ``beta_high``) and ``D`` are NaN; tau_alpha stays finite only if F_s crossed 1/e. Aging runs
+    (``stationary=False``) have no diffusion constant either (``D`` NaN); their tau_alpha is measured from the
+    quench (waiting time 0).
 
     Args:
         runs: replicas (same model, T and time grid).
@@ -333,6 +335,8 @@ def analyze_runs(runs: Sequence[Any], q: float, n_blocks: int = 4, omega_per_dec
     truncated = bool(any(r.truncated for r in runs))
     if truncated:
         ex = {k: float("nan") for k in ex}
+        D = float("nan")
+    if not stationary:  # aging: the MSD is sub-diffusive (Bouchaud x < 1: t^x), there is no D to report
         D = float("nan")
     local = np.concatenate([r.t_first for r in runs])
     return {"times": t, "persistence": p, "persistence_all": p_all, "msd": m, "fs": fs, "chi4": c4, "omega": om,
