@@ -164,7 +164,7 @@ def step_run_cmd(
       glassgen step-model run -c configs/models/phenomenological/step_3d.toml --out step3d.h5
 
     The interaction ranges (co_range 10, r_soft 30, restore_range 10) must fit in half the lattice: a lattice
-    smaller than L = 60 needs smaller ranges in [params] of a --config (step_3d.toml does so).
+    smaller than L = 60 needs smaller ranges in \\[params] of a --config (step_3d.toml does so).
     """
     from glassgen.api_models import load_model_config, step_model_run
 
