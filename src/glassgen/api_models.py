@@ -222,8 +222,11 @@ def trap_model_run(model: str, T: float | list[float], out: PathLike, *, n: int 
         for k, v in r.items():
             if k.startswith("exact_"):
                 summary[f"T={t_:g}"][k] = float(v)
-    summary["steepness_m_at_T_low"] = frag["m"]  # d log10 tau / d(T_low/T): not Angell's m (Tg at tau = 100 s)
-    summary["T_low"] = frag["Tg"]
+    if len(Ts) > 1:  # a steepness needs two temperatures with a finite tau_alpha (else NaN, said below)
+        summary["steepness_m_at_T_low"] = frag["m"]  # d log10 tau / d(T_low/T): not Angell's m (Tg at tau = 100 s)
+        summary["T_low"] = frag["Tg"]
+        if not math.isfinite(frag["m"]):
+            summary["steepness_note"] = "fewer than two temperatures reached tau_alpha"
     summary["wall_s"] = time.perf_counter() - t0
     summary["out"] = str(out)
     if png is not None:
