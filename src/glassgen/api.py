@@ -457,7 +457,7 @@ def analyze(*, input: PathLike, out_dir: PathLike | None = None, q: float | None
                                {"input": str(p), **run, "time_unit": "MC sweeps"},
                                {"time_unit": "MC sweeps", "frames": nf}, "t (MC sweeps)")
     return _write_analysis(p, outd, q, rdf, sq, msd, fs, ngp, chi4, species, names, {"input": str(p), **run},
-                           {"time_unit": float(dt_unit), "frames": nf}, "t")
+                           {"time_unit": f"LJ time (MD step dt = {float(dt_unit):g})", "frames": nf}, "t")
 
 
 def _write_analysis(p: Path, outd: Path, q: float, rdf: Any, sq: Any, msd: Any, fs: Any, ngp: Any, chi4: Any,
