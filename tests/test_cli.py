@@ -233,6 +233,13 @@ def test_bad_inputs_one_line_exit_2(tmp_path, capsys, data):
     assert "--steps" in _bad(tmp_path, ["md", "run", "--model", "ka3d", "--N", "32", "--T", "1", "--out", o],
                              capsys)
     assert not Path(o).exists()  # nothing half-written
+    # a checkpoint's name as --out (it would replace an interrupted run's work), and a damaged checkpoint
+    assert "checkpoints" in _bad(tmp_path, ["mc", "run", "--model", "ka2d", "--N", "20", "--T", "1", "--sweeps",
+                                            "10", "--out", str(tmp_path / "y.h5.ckpt.h5")], capsys)
+    Path(o + ".ckpt.h5").write_text("not HDF5\n")
+    assert "cannot be read" in _bad(tmp_path, ["mc", "run", "--model", "ka2d", "--N", "20", "--T", "1",
+                                               "--sweeps", "10", "--out", o], capsys)
+    Path(o + ".ckpt.h5").unlink()
 
 
 def test_interrupted_md_resumes(tmp_path):

@@ -537,6 +537,9 @@ def _run(argv: list[str] | None) -> int:
             msg = f"cannot use {exc.filename}: a folder on its path is a file"
         else:
             msg = f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else " ".join(str(exc).split())
+            if msg.startswith("Unable to synchronously open file"):  # h5py names no file: say what it means
+                why = msg[msg.find("(") + 1:msg.rfind(")")] if "(" in msg else msg
+                msg = f"a file given is not a readable HDF5 file (damaged, truncated or another format; h5py: {why})"
         typer.echo(f"error: {msg}", err=True)
         return 2
     except Exception as exc:  # noqa: BLE001 - last resort: one line, not a traceback (GLASSGEN_DEBUG=1 shows it)

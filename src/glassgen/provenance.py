@@ -73,6 +73,9 @@ def check_output_name(out: str | os.PathLike[str], kind: str) -> None:
     ok = _OUTPUT_SUFFIXES[kind]
     if Path(str(out)).suffix.lower() not in ok:
         raise InputError(f"--out {out}: this command writes {kind}; name the file {' or '.join(ok)}")
+    if ".ckpt." in Path(str(out)).name.lower():  # <out>.ckpt.h5, <out>.eq.ckpt.h5, ... hold runs in progress
+        raise InputError(f"--out {out}: names with '.ckpt.' are glassgen's checkpoints (an interrupted run's work "
+                         "may be kept there); choose another name")
 
 
 def check_hdf5_name(out: str | os.PathLike[str]) -> None:

@@ -245,7 +245,15 @@ class MonteCarlo:
                     f.create_dataset("frames/species", data=np.stack([fr[2] for fr in frames]))
 
     def load_checkpoint(self, path: str | os.PathLike[str]) -> tuple[dict[str, list[float]], list[tuple[Any, ...]]]:
-        with h5py.File(path, "r") as f:
+        try:
+            f = h5py.File(path, "r")
+        except OSError as exc:
+            raise InputError(f"checkpoint {path} cannot be read ({' '.join(str(exc).split())}); delete it or change "
+                             "--out") from None
+        with f:
+            if "signature" not in f.attrs:
+                raise InputError(f"{path} is not a checkpoint of this command (no run signature); delete it or "
+                                 "change --out")
             if str(f.attrs["signature"]) != self._signature():
                 raise InputError(f"checkpoint {path} belongs to a different run; delete it or change --out")
             self.pos[:] = f["positions"][()]
