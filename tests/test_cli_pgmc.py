@@ -94,6 +94,11 @@ def test_config_file_and_bad_input(tmp_path, capsys):
     assert "no species pairs" in capsys.readouterr().err
     assert main(["pgmc", "run", "--policy", str(tmp_path / "p.json"), "--out", str(tmp_path / "r.h5")]) == 2
     assert "--sweeps" in capsys.readouterr().err
+    for q in ("-1", "nan"):  # judged before the run (it was judged after it, leaving a checkpoint behind)
+        assert main(["pgmc", "run", "--policy", str(tmp_path / "p.json"), "--sweeps", "400", "--q", q,
+                     "--out", str(tmp_path / "q.h5")]) == 2
+        assert "q must be positive" in capsys.readouterr().err
+        assert not (tmp_path / "q.h5.ckpt.h5").exists()
     assert main(["pgmc", "train", "--model", "ka2d", "--N", "20", "--T", "1", "--flip", "0.5",
                  "--out", str(tmp_path / "f.json")]) == 2  # single-flip selection needs biased selection
     err = capsys.readouterr().err

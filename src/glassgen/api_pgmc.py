@@ -193,6 +193,8 @@ def pgmc_run(*, policy: PathLike, out: PathLike, sweeps: int, T: float | None = 
         raise InputError(f"sweeps must be a positive integer, got {sweeps}")
     if not (isinstance(n_chains, int) and n_chains >= 1):
         raise InputError(f"n_chains must be a positive integer, got {n_chains}")
+    if q is not None and not (isinstance(q, (int, float)) and math.isfinite(q) and q > 0):
+        raise InputError(f"q must be positive, got {q}")  # checked before the run, not after it
     if model is None and input is None:
         model = pol.meta.get("model")
     if n is None and input is None:
