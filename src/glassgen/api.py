@@ -494,6 +494,9 @@ def _write_analysis(p: Path, outd: Path, q: float, rdf: Any, sq: Any, msd: Any, 
                                         int(chi4.n_overlap_samples.max())]}
     with atomic_path(outd / "summary.json") as tmp:
         tmp.write_text(strict_json({**summary, "provenance": provenance(**meta)}, indent=2))
+    if not np.isfinite(taus["all"]) and len(fs.lag_times) > 1:
+        warnings.warn(f"tau_alpha is NaN: F_s(q = {q:g}) of all particles is {float(fs.fs[-1]):.2f} > 1/e at the last "
+                      f"lag ({float(fs.lag_times[-1]):g}); the run is shorter than tau_alpha", stacklevel=3)
     if summary["chi4_samples_per_lag"][1] < 2:  # N var Q needs two overlaps per lag at least
         warnings.warn("chi_4 is NaN: one time origin and one run give one overlap per lag; record several "
                       "origins (md run / mc run --traj-blocks K) or chains (pgmc run --chains K)", stacklevel=3)

@@ -235,6 +235,9 @@ def pgmc_run(*, policy: PathLike, out: PathLike, sweeps: int, T: float | None = 
         summary["tau_alpha_cpu_s"] = tau * res.info["cpu_s"] / max(1, res.info["sweeps"]) if math.isfinite(tau) \
             else math.nan
         summary["fs_final"] = float(fs[-1])
+        if not math.isfinite(tau):
+            summary["tau_alpha_note"] = (f"not reached: F_s = {float(fs[-1]):.2f} > 1/e after {int(lag[-1])} sweeps "
+                                         "(run longer)")
     summary["cpu_s"] = res.info["cpu_s"]
     summary["wall_s"] = time.perf_counter() - t0
     prov = provenance(seed=seed, model=m.name, T=T, N=conf.n, method="pgmc", policy=str(policy),
