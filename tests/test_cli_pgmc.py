@@ -137,6 +137,15 @@ def test_pgmc_sample_entry_point(tmp_path):
     assert np.allclose(Policy.load(tmp_path / "s.h5.policy.json").move_probs, [0.0, 0.8, 0.2])
     with h5py.File(tmp_path / "s.h5") as f:
         assert f["energies"].shape == (9, 2) and f.attrs["method"] == "pgmc"
+        # the sampled states themselves are stored, each with the energy recorded for it (species as swapped)
+        pos, spec, box = f["trajectory/positions"][()], f["trajectory/species"][()], f["box"][()]
+        assert pos.shape == (9, 2, 20, 2) and np.array_equal(f["trajectory/sweeps"][()], f["sample_sweeps"][()])
+        from glassgen.dynamics.forces import ForceField
+
+        for k in (0, 4, 8):
+            for c in range(2):
+                u = ForceField("ka2d", spec[k, c], box, skin=0.0).energy(pos[k, c] - box * np.floor(pos[k, c] / box))
+                assert u == pytest.approx(f["energies"][k, c], abs=1e-8)
     from PIL import Image
 
     assert s["plot"] == str(tmp_path / "s.png")  # as for every sample method: energy histogram and g(r)

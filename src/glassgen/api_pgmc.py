@@ -150,6 +150,8 @@ def _frame_sweeps(sweeps: int, traj: str, per_decade: int) -> np.ndarray | None:
     if traj.startswith("linear"):
         every = max(1, sweeps // 100)
         return np.arange(0, sweeps + 1, every)
+    if traj.startswith("every:") and traj[6:].isdigit() and int(traj[6:]) >= 1:  # the states of glassgen sample
+        return np.arange(0, sweeps + 1, int(traj[6:]))
     raise InputError(f"traj must be log, linear or none, got {traj!r}")
 
 
@@ -277,8 +279,9 @@ def pgmc_sample(*, T: float, model: str | None = None, n: int | None = None, n_s
     production) sweeps with the frozen policy. Then
     ``n_chains`` frozen-policy chains run ``ceil(n_samples / n_chains) * sweeps_per_sample`` sweeps, storing a
     state every ``sweeps_per_sample`` sweeps (``n_samples`` states rounded up to a multiple of ``n_chains``,
-    at least 8 per chain; the first 20 % of each chain excluded from the U/N estimate). Output:
-    :func:`pgmc_run`'s HDF5 file.
+    at least 8 per chain; the first 20 % of each chain excluded from the U/N estimate and from g(r)). Output:
+    :func:`pgmc_run`'s HDF5 file, the states in ``trajectory/positions`` (F, chains, N, d; unwrapped, with
+    their ``trajectory/species``, which swaps change; before 2026-12-06 only their energies were kept).
     """
     from glassgen.systems.model import load_model
 
@@ -303,8 +306,8 @@ def pgmc_sample(*, T: float, model: str | None = None, n: int | None = None, n_s
     else:
         summary["chain_starts"] = "random state"
     res = pgmc_run(policy=policy, out=out, sweeps=sweeps, T=T, model=model, n=n, seed=seed, n_chains=n_chains,
-                   equilibrate_sweeps=max(2000, sweeps), sample_every=sweeps_per_sample, traj="none",
-                   progress=progress, starts=None if pool is None else pool[0])
+                   equilibrate_sweeps=max(2000, sweeps), sample_every=sweeps_per_sample,
+                   traj=f"every:{sweeps_per_sample}", progress=progress, starts=None if pool is None else pool[0])
     png = _plot_pgmc_sample(Path(out), T, seed)
     return {**summary, **res, "method": "pgmc", "n_samples": per_chain * n_chains, "plot": str(png)}
 
@@ -353,13 +356,20 @@ def _plot_pgmc_sample(out: Path, T: float, seed: int, rdf_bins: int = 60) -> Pat
 
     with h5py.File(out, "r") as f:
         e = f["energies"][()]
-        pos, spec, box = f["final/positions"][()], f["final/species"][()], f["box"][()]
+        if "trajectory" in f:  # the sampled states after the 20 % burn-in, every chain
+            fr = f["trajectory/positions"][()]
+            pos, spec = fr[fr.shape[0] // 5:].reshape(-1, *fr.shape[2:]), f["trajectory/species"][0, 0]
+            label = f"PGMC samples ({pos.shape[0]} states)"
+        else:
+            pos, spec = f["final/positions"][()], f["final/species"][0]
+            label = f"PGMC final states ({pos.shape[0]} chains)"
+        box = f["box"][()]
         model = str(f.attrs.get("model", ""))
     n = pos.shape[1]
-    r, g = _per_sample_rdf(pos, spec[0], box, rdf_bins)  # total g(r): species labels do not enter
+    r, g = _per_sample_rdf(pos - box * np.floor(pos / box), spec, box, rdf_bins)  # total g(r): labels do not enter
     png = out.with_suffix(".png")
     plot_sample_summary(png, energies={"PGMC chains": (e[e.shape[0] // 5:].ravel() / n, None)}, r=r,
-                        g={f"PGMC final states ({pos.shape[0]} chains)": (g.mean(axis=0), None)},
+                        g={label: (g.mean(axis=0), None)},
                         title=f"{model} N={n} T={T} (pgmc)",
                         **provenance(seed=seed, model=model, T=T, N=n, method="pgmc"))
     return png
