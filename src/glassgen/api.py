@@ -783,6 +783,7 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
             if method == "is" and n_is < n_samples:
                 warnings.warn(f"{n_is} flow samples, not {n_samples}: the prior pool serving T={T} holds "
                               f"{n_is} configurations and a sample uses each at most once", stacklevel=2)
+                summary["n_samples"], summary["n_samples_requested"] = n_is, n_samples  # record what was used
         x, lq = gen.sample(n_is, T)
         chains_of = gen.last_pool_chains
         u = gen.energies(x)
