@@ -698,6 +698,11 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
         raise InputError(f"unknown method {method!r} (use is, imh, ais, aimh or pgmc)")
     if (n_samples is not None and n_samples < 1) or n_chains < 1:
         raise InputError("n_samples and n_chains must be positive")
+    if n_samples is not None and n_samples < 2 and method in ("is", "ais"):
+        raise InputError(f"--method {method} needs at least 2 samples for an error bar, got {n_samples}")
+    if n_samples is not None and n_samples < 50 and method in ("is", "ais"):
+        warnings.warn(f"{n_samples} importance samples: the ESS and the error bars of so few heavy-tailed weights are "
+                      "unreliable (use hundreds)", stacklevel=2)
     if n_samples is None and method in ("pgmc", "imh"):
         n_samples = 2000  # chain states (is, ais and aimh: one pass over the prior pool, below)
     if method == "pgmc":  # policy-guided MC: ``checkpoint`` is the policy file (trained on the fly if None)

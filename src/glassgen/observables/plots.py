@@ -314,7 +314,8 @@ def plot_sample_summary(path: str | os.PathLike[str], *, energies: Mapping[str, 
         w = None
         if lw is not None and ok.any():
             w = np.exp(lw[ok] - lw[ok].max())
-        ax.hist(u[ok], bins=edges, weights=w, density=True, histtype="step", label=label)
+        with np.errstate(invalid="ignore", divide="ignore"):  # a histogram of a handful of samples may be empty
+            ax.hist(u[ok], bins=edges, weights=w, density=True, histtype="step", label=label)
     ax.set_xlabel("U/N")
     ax.set_ylabel("P(U/N)")
     ax.legend(fontsize=8)
