@@ -639,9 +639,12 @@ def flow_train(*, config: PathLike, out: PathLike, resume: bool = True, device: 
                                "wall_s": time.perf_counter() - t0}
     if (summary["resumed_from_step"] or 0) >= cfg.total_steps:
         summary["note"] = f"{out} had finished training already: nothing trained now"
+    if summary["resumed_from_step"] is None:
+        summary["resumed_from_step"] = "no (trained from the start)"
     losses = [h for h in gen.training.get("history", []) if "reverse_kl" in h]
-    if losses:
-        summary["final_losses"] = {k: v for k, v in losses[-1].items() if k in ("reverse_kl", "forward_kl")}
+    if losses:  # only the objectives this config trains on (a NaN forward KL of a reverse-only run said nothing)
+        summary["final_losses"] = {k: v for k, v in losses[-1].items()
+                                   if k in ("reverse_kl", "forward_kl") and isinstance(v, float) and math.isfinite(v)}
     if gen.training.get("selected"):
         summary["selected_by_validation"] = gen.training["selected"]
     if ship:
