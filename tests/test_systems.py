@@ -32,6 +32,8 @@ def test_models_as_data():
     assert list(ka.counts(4096)) == [3277, 819]
     with pytest.raises(InputError, match="unknown model"):
         load_model("nope")
+    with pytest.raises(InputError, match="model file not found: nope.toml"):
+        load_model("nope.toml")
 
 
 def test_model_validation(tmp_path):

@@ -277,6 +277,8 @@ def load_model(name_or_path: str | os.PathLike[str] | InteractionModel) -> Inter
         return name_or_path
     s = str(name_or_path)
     path = Path(s)
+    if path.suffix == ".toml" and not path.is_file():
+        raise InputError(f"model file not found: {s}")
     if not (path.suffix == ".toml" and path.is_file()):
         path = models_dir() / f"{s}.toml"
         if not path.is_file():
