@@ -433,12 +433,12 @@ def _check_outputs_writable(argv: list[str]) -> None:
     for flag, val, j in outs:
         target = Path(val)
         if flag != "--out-dir" and target.is_dir() and target.suffix:  # `dataset make --out DIR` names a folder
-            raise GlassgenError(f"--out {val} is a folder: name the output file")
+            raise GlassgenError(f"{flag} {val} is a folder: name the output file")
         if flag != "--out-dir" and target.suffix.lower() == ".png":
             raise GlassgenError(f"--out {val}: name the data file (e.g. .h5); its PNG is written next to it")
         if target.is_file() and any(k != j and Path(v).is_file() and Path(v).resolve() == target.resolve()
                                     for k, v in values):
-            raise GlassgenError(f"--out {val} is also an input of this command: choose another output name")
+            raise GlassgenError(f"{flag} {val} is also an input of this command: choose another output name")
         anc = target if flag == "--out-dir" else target.parent
         while not anc.exists() and anc != anc.parent:
             anc = anc.parent
