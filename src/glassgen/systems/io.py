@@ -108,7 +108,8 @@ def read_json_object(path: PathLike, what: str) -> dict[str, Any]:
     object)."""
     p = Path(path)
     if not p.is_file():
-        raise InputError(f"{what} file not found: {p}")
+        where = "" if p.is_absolute() else f" (looked for {p.absolute()})"
+        raise InputError(f"{what} file not found: {p}{where}")
     try:
         doc = json.loads(p.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
