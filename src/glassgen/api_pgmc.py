@@ -116,6 +116,7 @@ def pgmc_train(*, T: float, out: PathLike, input: PathLike | None = None, model:
     starts = chain_starts(conf, n_chains, T, seed, equilibrate_sweeps, policy=pol)  # with the initial policy
     pg = PGMC(PGMCTarget.from_model(m, conf.box, T), pol, starts, seed=seed)
     ck = Path(str(out) + ".ckpt.h5")  # learning resumes from here when the same command is repeated
+    resumed = ck.is_file()
     hist = pg.learn(iterations, trials_per_chain=trials_per_chain, sweeps_between=sweeps_between,
                     optimizer=optimizer, lr=lr, progress=progress, checkpoint=ck)
     learned = pg.freeze()
@@ -131,6 +132,7 @@ def pgmc_train(*, T: float, out: PathLike, input: PathLike | None = None, model:
         if key.startswith(("J_", "acc_")):
             summary[f"{key}_last10pct"] = float(np.nanmean([h.get(key, math.nan) for h in tail]))
     summary["wall_s"] = time.perf_counter() - t0
+    summary["resumed"] = resumed
     learned.meta.update({"model": m.name, "N": conf.n, "T": T, "box": conf.box.tolist(),
                          "training": {k: v for k, v in summary.items() if k not in ("theta", "phi")},
                          "history_tail": tail})
