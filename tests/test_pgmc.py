@@ -873,6 +873,41 @@ def test_bad_inputs():
 
 
 # ---------------------------------------------------------------------------------------------- physics (slow)
+@pytest.mark.parametrize("T", [0.7, 1.0])
+def test_learned_policy_samples_the_exact_three_particle_energy(T):
+    """A policy LEARNED on the system (Gaussian + environment-aware displacements + theta/phi-biased swaps through
+    C), then frozen, samples KA2D's A, B and C (density 0.3, a box smaller than 2 r_c: image sums) with <U>
+    within 4 sigma of the exact value by quadrature (tests/exact_three_body.py); a temperature 10% off would
+    be > 6 sigma away. The fast, CI-run check of learned policies (the N = 43 comparison with Metropolis
+    below is a slow test). One start has overlapping particles (U = 2e12): relaxing from it leaves ~1e-4 of
+    round-off in the running energy, which the periodic check once took for a bookkeeping bug (it raised); it
+    is now judged against the largest |U| the sum held and resynchronised."""
+    from exact_three_body import exact_mean_energy
+
+    from glassgen.observables.thermo import mean_and_error_of_parallel_chains
+    from glassgen.systems.configuration import random_configuration
+
+    m = load_model("ka2d")
+    chains = 8
+    confs = [random_configuration("ka2d", 3, density=0.3, seed=40 + c) for c in range(chains)]
+    assert all(sorted(c.species.tolist()) == [0, 1, 2] for c in confs)
+    pol = Policy.default(3, 2, sigma=0.3, local_fraction=0.4, swap_fraction=0.2, swap_pairs=[(0, 2), (1, 2)],
+                         biased=True, counts=m.counts(3), phi=-0.5 / T)
+    sigma0, w2_0 = pol.sigma.copy(), pol.W2.copy()
+    pg = PGMC(PGMCTarget.from_model(m, confs[0].box, T), pol, confs, seed=3)
+    pg.sweep(200)
+    pg.learn(20, trials_per_chain=40)
+    learned = pg.freeze()
+    # learning moved the policy before it was frozen (theta cannot move: one particle per species to select)
+    assert not np.allclose(learned.sigma, sigma0) and not np.allclose(learned.W2, w2_0)
+    pg.sweep(500)
+    res = pg.run(40000, sample_every=4)
+    mean, err = mean_and_error_of_parallel_chains(res.energies)
+    exact = exact_mean_energy("ka2d", 0.3, T)
+    assert err < 0.01 and abs(mean - exact) < 4 * err, (mean, err, exact)
+    assert abs(exact_mean_energy("ka2d", 0.3, 1.1 * T) - exact) > 6 * err
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("T,met_swap", [(1.0, 0.0), (0.5, 0.2)])
 def test_ka2d_n43_pgmc_and_metropolis_agree_on_potential_energy(T, met_swap):

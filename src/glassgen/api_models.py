@@ -166,6 +166,13 @@ def trap_model_run(model: str, T: float | list[float], out: PathLike, *, n: int 
             res = analyze_runs(runs, qq, n_blocks=n_blocks, stationary=mdl.start == "equilibrium")
             entry: dict[str, Any] = {k: np.asarray(res[k], np.float64) for k in _TRAP_CURVES}
             entry.update({k: res[k] for k in _TRAP_SCALARS})
+            if replicas >= 2:  # error bars: the spread of the replicas' own values / sqrt(replicas)
+                per = [analyze_runs([r_], qq, n_blocks=n_blocks, stationary=mdl.start == "equilibrium")
+                       for r_ in runs]
+                for k in ("tau_alpha", "D"):
+                    v = np.array([p_[k] for p_ in per], np.float64)
+                    v = v[np.isfinite(v)]
+                    entry[f"{k}_err"] = float(v.std(ddof=1) / math.sqrt(v.size)) if v.size >= 2 else float("nan")
             entry["T"] = T_
             if mdl.law is not None:
                 entry["P_S_extrapolated"] = mdl.law.extrapolated(T_)
@@ -208,6 +215,9 @@ def trap_model_run(model: str, T: float | list[float], out: PathLike, *, n: int 
         r = results[t_]
         summary[f"T={t_:g}"] = {k: float(r[k]) for k in ("tau_alpha", "D", "D_tau_alpha", "chi4_peak", "xi4",
                                                           "beta_high", "events_per_s")}
+        for k in ("tau_alpha", "D"):
+            if f"{k}_err" in r:  # several replicas: value +- the standard error over them
+                summary[f"T={t_:g}"][k] = (float(r[k]), float(r[f"{k}_err"]))
         if mdl.start != "equilibrium":
             summary[f"T={t_:g}"]["aging"] = True  # D is NaN, tau_alpha is from the quench (t_w = 0)
         if bool(r["truncated"]):
