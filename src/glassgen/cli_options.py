@@ -27,13 +27,22 @@ def print_summary(summary: dict[str, Any]) -> None:
     """Print a command's summary, one ``key: value`` line each: (value, error) pairs as ``v +- e``, floats to 6
     significant digits, flat dicts as ``k=v, ...``, other dicts and lists as JSON with floats to 4 digits (the
     output files keep every digit)."""
+    def pair(x: Any) -> bool:
+        return isinstance(x, tuple) and len(x) == 2 and all(isinstance(y, float) for y in x)
+
+    def flat(kk: str, vv: Any) -> str:
+        if pair(vv):
+            return f"{kk}={vv[0]:.4g}+-{vv[1]:.2g}"
+        return f"{kk}={vv:.4g}" if isinstance(vv, float) else f"{kk}={vv}"
+
     for k, v in summary.items():
-        if isinstance(v, tuple) and len(v) == 2 and all(isinstance(x, float) for x in v):
+        if pair(v):
             text = f"{v[0]:.6g} +- {v[1]:.2g}"
         elif isinstance(v, float):
             text = f"{v:.6g}"
-        elif isinstance(v, dict) and v and not any(isinstance(x, (dict, list, tuple)) for x in v.values()):
-            text = ", ".join(f"{kk}={vv:.4g}" if isinstance(vv, float) else f"{kk}={vv}" for kk, vv in v.items())
+        elif isinstance(v, dict) and v and not any(isinstance(x, (dict, list)) or (isinstance(x, tuple) and not pair(x))
+                                                   for x in v.values()):
+            text = ", ".join(flat(kk, vv) for kk, vv in v.items())
         elif isinstance(v, (dict, list)):
             text = json.dumps(_rounded(v))
         else:
