@@ -141,6 +141,14 @@ def test_checkpoint_resume_is_identical(tmp_path):
     a = MonteCarlo(conf, 0.8, delta=0.15, swap_fraction=0.2, seed=9)
     ra = a.run(100, sample_every=10, traj_sweeps=[0, 30, 100], checkpoint=ck, checkpoint_every=40)
     assert ck.is_file()  # state at sweep 80
+    # another box (density) or another start (the caller's origin) is another run: refused
+    other = conf.replace(positions=conf.positions * 1.05, box=conf.box * 1.05)
+    for mc_other in (MonteCarlo(other, 0.8, delta=0.15, swap_fraction=0.2, seed=9),
+                     MonteCarlo(conf, 0.8, delta=0.15, swap_fraction=0.2, seed=9, origin="another input")):
+        with pytest.raises(InputError, match="different run"):
+            mc_other.run(100, sample_every=10, traj_sweeps=[0, 30, 100], checkpoint=ck)
+    with pytest.raises(InputError, match="longer run"):  # named as such, not as another schedule
+        MonteCarlo(conf, 0.8, delta=0.15, swap_fraction=0.2, seed=9).run(55, sample_every=10, checkpoint=ck)
     for traj, every in (([0, 50, 100], 10), ([0, 30, 100], 20)):  # another schedule: refused, the file kept
         c = MonteCarlo(conf, 0.8, delta=0.15, swap_fraction=0.2, seed=9)
         with pytest.raises(InputError, match="another (trajectory schedule|sampling interval)"):

@@ -822,6 +822,9 @@ def test_run_checkpoint_resume_is_identical(tmp_path):
     a = PGMC(tg, pol, [conf] * 2, seed=9)
     ra = a.run(250, sample_every=10, frame_sweeps=[0, 30, 250], checkpoint=ck, checkpoint_every=100)
     assert ck.is_file()
+    for every, frames in ((10, [0, 40, 250]), (20, [0, 30, 250])):  # another schedule would mix in one file
+        with pytest.raises(InputError, match="another (trajectory schedule|sampling interval)"):
+            PGMC(tg, pol, [conf] * 2, seed=9).run(250, sample_every=every, frame_sweeps=frames, checkpoint=ck)
     b = PGMC(tg, pol, [conf] * 2, seed=9)
     rb = b.run(250, sample_every=10, frame_sweeps=[0, 30, 250], checkpoint=ck)
     assert np.array_equal(ra.final_positions, rb.final_positions)
@@ -883,7 +886,6 @@ def test_learned_policy_samples_the_exact_three_particle_energy(T):
     round-off in the running energy, which the periodic check once took for a bookkeeping bug (it raised); it
     is now judged against the largest |U| the sum held and resynchronised."""
     from exact_three_body import exact_mean_energy
-
     from glassgen.observables.thermo import mean_and_error_of_parallel_chains
     from glassgen.systems.configuration import random_configuration
 

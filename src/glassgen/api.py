@@ -7,6 +7,7 @@ writes its outputs atomically with provenance, checkpoints long runs next to the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -85,6 +86,18 @@ def config_options(path: PathLike | None, section: str, target: Any, other_table
 def checkpoint_path(out: PathLike) -> Path:
     """Where a job writing ``out`` keeps its checkpoint."""
     return Path(str(out) + ".ckpt.h5")
+
+
+def run_origin(conf: Configuration, **settings: Any) -> str:
+    """A short hash of a run's start (positions, species, box, velocities) and of the ``settings`` that shape it
+    before recording (equilibration, tuning): part of a checkpoint's signature, so that a checkpoint is never
+    resumed from another input or density (it was, silently, before 2026-12-06)."""
+    h = hashlib.sha256()
+    for a in (conf.positions, conf.species, conf.box, conf.velocities):
+        if a is not None:
+            h.update(np.ascontiguousarray(a).tobytes())
+    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
 
 
 def equilibration_checkpoint_path(out: PathLike) -> Path:
@@ -245,19 +258,21 @@ def md_run(*, out: PathLike, T: float | None, steps: int, input: PathLike | None
     traj_steps, sched = _traj_steps(int(steps), traj, traj_every, n_per_decade, traj_blocks)
     ck = checkpoint_path(out) if engine == "numba" else None
     eq_ck = equilibration_checkpoint_path(out) if engine == "numba" else None
-    resumed = ck is not None and ck.is_file()
+    resumed = (ck is not None and ck.is_file()) or (equilibrate_steps > 0 and eq_ck is not None and eq_ck.is_file())
+    origin = run_origin(conf, equilibrate_steps=int(equilibrate_steps))
     if equilibrate_steps > 0 and not resumed:
         if T is None:
             raise InputError("equilibration needs a temperature T")
         eq = run_md(conf, T=T, dt=dt, nsteps=int(equilibrate_steps), ensemble="nvt",
                     thermostat=thermostat if ensemble == "nvt" else "nhc", tau=tau, seed=seed + 1_000_003,
                     thermo_every=max(1, int(equilibrate_steps)), threads=threads, engine=engine,
-                    progress=progress, checkpoint=eq_ck, checkpoint_every=checkpoint_every)
+                    progress=progress, checkpoint=eq_ck, checkpoint_every=checkpoint_every, origin=origin,
+                    what="equilibration")
         conf = eq.final
     t0 = time.perf_counter()
     res = run_md(conf, T=T, dt=dt, nsteps=int(steps), ensemble=ensemble, thermostat=thermostat, tau=tau,
                  seed=seed, thermo_every=thermo_every, traj_steps=traj_steps, threads=threads, engine=engine,
-                 progress=progress, checkpoint=ck, checkpoint_every=checkpoint_every)
+                 progress=progress, checkpoint=ck, checkpoint_every=checkpoint_every, origin=origin)
     wall = time.perf_counter() - t0
     prov = provenance(seed=seed, model=conf.model.name, T=T, engine=engine, ensemble=ensemble,  # type: ignore[union-attr]
                       thermostat=thermostat if ensemble == "nvt" else None, dt=dt, steps=int(steps),
@@ -270,7 +285,8 @@ def md_run(*, out: PathLike, T: float | None, steps: int, input: PathLike | None
                "steps": int(steps), "wall_s": wall, "resumed": resumed,
                # the steady state (Numba: after the first advance, which pays the compile or cache load; before
                # 2026-12-06 the whole call, e.g. 1e5 instead of 4e5 for 1000 steps at N = 256)
-               "particle_steps_per_s": conf.n * float(res.info["steps_per_s"]) if "steps_per_s" in res.info
+               "particle_steps_per_s": conf.n * float(res.info["steps_per_s"])
+               if math.isfinite(float(res.info.get("steps_per_s", math.nan)))  # one advance only: the whole call
                else (conf.n * int(res.info.get("steps_run", steps)) / wall if wall > 0 else float("nan")),
                **_thermo_summary(res, conf.n)}
     if plot:
@@ -311,18 +327,21 @@ def mc_run(*, out: PathLike, T: float, sweeps: int, input: PathLike | None = Non
                       "~70 epsilon and are never accepted): --swap-fraction only wastes trials here", stacklevel=2)
     traj_steps, sched = _traj_steps(int(sweeps), traj, traj_every, n_per_decade, traj_blocks)
     ck = checkpoint_path(out)
-    resumed = ck.is_file()
+    eq_ck = equilibration_checkpoint_path(out)
+    resumed = ck.is_file() or (equilibrate_sweeps > 0 and eq_ck.is_file())
     t0 = time.perf_counter()
     res = run_mc(conf, T=T, n_sweeps=int(sweeps), delta=delta, swap_fraction=swap_fraction, seed=seed,
                  sample_every=sample_every, traj_sweeps=traj_steps, tune_sweeps=tune_sweeps,
-                 equilibrate_sweeps=int(equilibrate_sweeps), equilibrate_checkpoint=equilibration_checkpoint_path(out),
-                 progress=progress, checkpoint=ck, checkpoint_every=checkpoint_every)
+                 equilibrate_sweeps=int(equilibrate_sweeps), equilibrate_checkpoint=eq_ck,
+                 progress=progress, checkpoint=ck, checkpoint_every=checkpoint_every,
+                 origin=run_origin(conf, delta=delta, tune_sweeps=int(tune_sweeps),
+                                   equilibrate_sweeps=int(equilibrate_sweeps)))
     wall = time.perf_counter() - t0
     prov = provenance(seed=seed, model=conf.model.name, T=T, engine="numba-mc", sweeps=int(sweeps),  # type: ignore[union-attr]
                       N=conf.n, swap_fraction=swap_fraction, input=str(input) if input else None,
                       equilibrate_sweeps=int(equilibrate_sweeps))
     write_run(out, res, prov, sched)
-    for done in (ck, equilibration_checkpoint_path(out)):
+    for done in (ck, eq_ck):
         if done.is_file():
             done.unlink()
     return {"out": str(out), "N": conf.n, "model": conf.model.name, "T": T, "sweeps": int(sweeps),  # type: ignore[union-attr]

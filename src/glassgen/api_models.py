@@ -169,10 +169,10 @@ def trap_model_run(model: str, T: float | list[float], out: PathLike, *, n: int 
             if replicas >= 2:  # error bars: the spread of the replicas' own values / sqrt(replicas)
                 per = [analyze_runs([r_], qq, n_blocks=n_blocks, stationary=mdl.start == "equilibrium")
                        for r_ in runs]
-                for k in ("tau_alpha", "D"):
+                for k in ("tau_alpha", "D"):  # NaN unless every replica has a value (dropping the slow ones biases)
                     v = np.array([p_[k] for p_ in per], np.float64)
-                    v = v[np.isfinite(v)]
-                    entry[f"{k}_err"] = float(v.std(ddof=1) / math.sqrt(v.size)) if v.size >= 2 else float("nan")
+                    entry[f"{k}_err"] = float(v.std(ddof=1) / math.sqrt(v.size)) if np.all(np.isfinite(v)) \
+                        else float("nan")
             entry["T"] = T_
             if mdl.law is not None:
                 entry["P_S_extrapolated"] = mdl.law.extrapolated(T_)

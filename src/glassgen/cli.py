@@ -434,6 +434,9 @@ def _check_outputs_writable(argv: list[str]) -> None:
         target = Path(val)
         if flag != "--out-dir" and target.is_dir() and target.suffix:  # `dataset make --out DIR` names a folder
             raise GlassgenError(f"{flag} {val} is a folder: name the output file")
+        if ".ckpt." in target.name.lower():  # <out>.ckpt.h5, <out>.eq.ckpt.h5: an interrupted run's work
+            raise GlassgenError(f"{flag} {val}: names with '.ckpt.' are glassgen's checkpoints (an interrupted run's "
+                                "work may be kept there); choose another name")
         if flag != "--out-dir" and target.suffix.lower() == ".png":
             raise GlassgenError(f"--out {val}: name the data file (e.g. .h5); its PNG is written next to it")
         if target.is_file() and any(k != j and Path(v).is_file() and Path(v).resolve() == target.resolve()

@@ -44,12 +44,13 @@ class MonteCarlo:
     """
 
     def __init__(self, conf: Configuration, T: float, delta: float | list[float] = 0.1,
-                 swap_fraction: float = 0.0, seed: int = 0, soft_core: float = 0.0) -> None:
+                 swap_fraction: float = 0.0, seed: int = 0, soft_core: float = 0.0, origin: str = "") -> None:
         model = conf.require_model()
         T = check_temperature(T)
         if not 0.0 <= swap_fraction <= 1.0:
             raise InputError("swap_fraction must be in [0, 1]")
         self.model, self.T, self.beta = model, float(T), 1.0 / float(T)
+        self.origin = str(origin)
         self.conf0 = conf
         self.seed = int(seed)
         self.rng = np.random.default_rng(seed)
@@ -214,8 +215,11 @@ class MonteCarlo:
 
     # ------------------------------------------------------------------ checkpoints
     def _signature(self) -> str:
-        return json.dumps({"model": self.model.name, "n": self.n, "T": self.T, "seed": self.seed,
-                           "swap_fraction": self.swap_fraction})
+        sig = {"model": self.model.name, "n": self.n, "T": self.T, "seed": self.seed,
+               "swap_fraction": self.swap_fraction, "box": [float(x) for x in self.box]}
+        if self.origin:  # the caller's identity of the run's start (input, tuning, equilibration)
+            sig["origin"] = self.origin
+        return json.dumps(sig)
 
     def save_checkpoint(self, path: str | os.PathLike[str], samples: dict[str, list[float]],
                         frames: list[tuple[Any, ...]]) -> None:
@@ -284,7 +288,7 @@ class MonteCarlo:
     # ------------------------------------------------------------------ driver
     def run(self, n_sweeps: int, sample_every: int = 10, traj_sweeps: list[int] | np.ndarray | None = None,
             progress: bool = False, checkpoint: str | os.PathLike[str] | None = None,
-            checkpoint_every: int = 1000) -> MDResult:
+            checkpoint_every: int = 1000, what: str = "run") -> MDResult:
         """Run ``n_sweeps`` sweeps; sample U and P every ``sample_every`` sweeps, store frames.
 
         Returns an :class:`MDResult` whose thermo ``step``/``time`` count sweeps; ``kinetic`` and
@@ -304,7 +308,7 @@ class MonteCarlo:
             samples, frames = self.load_checkpoint(checkpoint)
             last_done = self.sweeps - self._run_origin
             check_resumed_schedule(checkpoint, last_done, [fr[0] for fr in frames], wanted,
-                                   len(samples.get("step", [])), sample_every, n_sweeps)
+                                   len(samples.get("step", [])), sample_every, n_sweeps, what)
         ff = [ForceField(self.model, self.species, self.box, skin=0.0)]
         restored = getattr(self, "_unwrapped", None)
         unwrapped = restored.copy() if restored is not None else self.pos.copy()
@@ -344,16 +348,18 @@ def run_mc(conf: Configuration, *, T: float, n_sweeps: int, delta: float | list[
            swap_fraction: float = 0.0, seed: int = 0, sample_every: int = 10,
            traj_sweeps: list[int] | np.ndarray | None = None, tune_sweeps: int = 0, equilibrate_sweeps: int = 0,
            progress: bool = False, checkpoint: str | os.PathLike[str] | None = None,
-           checkpoint_every: int = 1000, equilibrate_checkpoint: str | os.PathLike[str] | None = None) -> MDResult:
+           checkpoint_every: int = 1000, equilibrate_checkpoint: str | os.PathLike[str] | None = None,
+           origin: str = "") -> MDResult:
     """Run a Metropolis chain (optionally tuning delta for ``tune_sweeps`` sweeps, then ``equilibrate_sweeps``
     unrecorded sweeps at the tuned delta, first; neither is redone when a checkpoint is resumed).
 
     With ``equilibrate_checkpoint`` the equilibration is checkpointed too (every ``checkpoint_every`` sweeps and
     on Ctrl-C) and resumes from there, tuning included; the chain is the same as without (the random numbers are
     drawn sweep by sweep). The caller deletes that file once the run is written."""
-    mc = MonteCarlo(conf, T, delta=delta, swap_fraction=swap_fraction, seed=seed)
+    mc = MonteCarlo(conf, T, delta=delta, swap_fraction=swap_fraction, seed=seed, origin=origin)
     if not (checkpoint is not None and Path(checkpoint).is_file()):
-        eq_resumed = equilibrate_checkpoint is not None and Path(equilibrate_checkpoint).is_file()
+        eq_resumed = (equilibrate_sweeps > 0 and equilibrate_checkpoint is not None
+                      and Path(equilibrate_checkpoint).is_file())
         if tune_sweeps > 0 and not eq_resumed:
             mc.tune_delta(sweeps=max(1, tune_sweeps // 10), rounds=10)
         if equilibrate_sweeps > 0:
@@ -361,7 +367,7 @@ def run_mc(conf: Configuration, *, T: float, n_sweeps: int, delta: float | list[
                 mc.sweep(int(equilibrate_sweeps))
             else:
                 mc.run(int(equilibrate_sweeps), sample_every=int(equilibrate_sweeps), progress=progress,
-                       checkpoint=equilibrate_checkpoint, checkpoint_every=checkpoint_every)
+                       checkpoint=equilibrate_checkpoint, checkpoint_every=checkpoint_every, what="equilibration")
                 mc._unwrapped = None  # the recorded run's displacements start at its own first frame
             mc.stats[:] = 0  # the reported acceptance is the recorded run's
     return mc.run(n_sweeps, sample_every=sample_every, traj_sweeps=traj_sweeps, progress=progress,

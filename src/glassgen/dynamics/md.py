@@ -86,8 +86,9 @@ class MDSimulation:
     def __init__(self, conf: Configuration, T: float | None = None, dt: float = 0.005,
                  ensemble: str = "nvt", thermostat: str = "nhc", tau: float | None = None,
                  seed: int = 0, skin: float = 0.3, threads: int | None = None, chain: int = 3,
-                 init_velocities: bool = False) -> None:
+                 init_velocities: bool = False, origin: str = "") -> None:
         model = conf.require_model()
+        self.origin = str(origin)  # the caller's identity of the run's start (part of the checkpoint signature)
         if ensemble not in ENSEMBLES:
             raise InputError(f"unknown ensemble {ensemble!r} (choose from {', '.join(ENSEMBLES)})")
         if ensemble == "nvt" and thermostat not in THERMOSTATS:
@@ -245,9 +246,12 @@ class MDSimulation:
         self.k2 = float(st["k2"]) if "k2" in st else float(np.sum(self.masses[:, None] * self.velocities**2))
 
     def _signature(self) -> str:
-        return json.dumps({"model": self.model.name, "n": self.n, "T": self.T, "dt": self.dt,
-                           "ensemble": self.ensemble, "thermostat": self.thermostat, "tau": self.tau,
-                           "seed": self.seed})
+        sig = {"model": self.model.name, "n": self.n, "T": self.T, "dt": self.dt, "ensemble": self.ensemble,
+               "thermostat": self.thermostat, "tau": self.tau, "seed": self.seed,
+               "box": [float(x) for x in self.conf0.box]}
+        if self.origin:
+            sig["origin"] = self.origin
+        return json.dumps(sig)
 
     def save_checkpoint(self, path: str | os.PathLike[str], thermo: dict[str, list[float]],
                         frames: list[tuple[int, np.ndarray]]) -> None:
@@ -291,7 +295,7 @@ class MDSimulation:
     # ------------------------------------------------------------------ driver
     def run(self, nsteps: int, thermo_every: int = 100, traj_steps: np.ndarray | list[int] | None = None,
             progress: bool = False, checkpoint: str | os.PathLike[str] | None = None,
-            checkpoint_every: int = 10000, callback: Any = None) -> MDResult:
+            checkpoint_every: int = 10000, callback: Any = None, what: str = "run") -> MDResult:
         """Run ``nsteps`` steps from the current step, sampling thermo and frames.
 
         Args:
@@ -315,7 +319,7 @@ class MDSimulation:
             thermo, frames = self.load_checkpoint(checkpoint)
             last_done = self.step_count - self._run_start
             check_resumed_schedule(checkpoint, last_done, [s - self._run_start for s, _ in frames], wanted,
-                                   len(thermo.get("step", [])), thermo_every, nsteps)
+                                   len(thermo.get("step", [])), thermo_every, nsteps, what)
 
         def on_event(ev: int) -> None:
             if ev % thermo_every == 0 or ev == nsteps:
@@ -361,7 +365,7 @@ def run_md(conf: Configuration, *, T: float | None, dt: float = 0.005, nsteps: i
            thermo_every: int = 100, traj_steps: np.ndarray | list[int] | None = None,
            init_velocities: bool = False, threads: int | None = None, engine: str = "numba",
            progress: bool = False, checkpoint: str | os.PathLike[str] | None = None,
-           checkpoint_every: int = 10000, skin: float = 0.3) -> MDResult:
+           checkpoint_every: int = 10000, skin: float = 0.3, origin: str = "", what: str = "run") -> MDResult:
     """Run MD with the chosen engine; both engines return the same :class:`MDResult`.
 
     Args:
@@ -370,9 +374,9 @@ def run_md(conf: Configuration, *, T: float | None, dt: float = 0.005, nsteps: i
     """
     if engine == "numba":
         sim = MDSimulation(conf, T=T, dt=dt, ensemble=ensemble, thermostat=thermostat, tau=tau, seed=seed,
-                           skin=skin, threads=threads, init_velocities=init_velocities)
+                           skin=skin, threads=threads, init_velocities=init_velocities, origin=origin)
         return sim.run(nsteps, thermo_every=thermo_every, traj_steps=traj_steps, progress=progress,
-                       checkpoint=checkpoint, checkpoint_every=checkpoint_every)
+                       checkpoint=checkpoint, checkpoint_every=checkpoint_every, what=what)
     if engine == "lammps":
         from glassgen.dynamics.lammps_engine import run_md_lammps
 

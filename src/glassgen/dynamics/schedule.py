@@ -28,7 +28,7 @@ def new_samples() -> dict[str, list[float]]:
 
 
 def check_resumed_schedule(path: Any, last_done: int, frame_events: Iterable[int], wanted: Iterable[int],
-                           n_samples: int, sample_every: int, total: int) -> None:
+                           n_samples: int, sample_every: int, total: int, what: str = "run") -> None:
     """Refuse to resume a checkpoint written with another recording schedule.
 
     The frames and samples already taken (relative event points <= ``last_done``) must be those the schedule
@@ -43,15 +43,25 @@ def check_resumed_schedule(path: Any, last_done: int, frame_events: Iterable[int
         wanted: relative event points of the frames asked for now.
         n_samples: thermo samples in the checkpoint; sample_every: the sampling interval asked for now.
         total: the run's length asked for now.
+        what: ``"run"``, or ``"equilibration"`` for the checkpoint of an unrecorded equilibration (whose length
+            is the option that differs).
     """
     if last_done < 0:
         return
+    if last_done > total:
+        raise InputError(f"the checkpoint {path} is at {last_done} of a longer {what} than the {total} asked for "
+                         "now: give the original length, or another --out")
+    if what != "run":
+        opts = "the equilibration length (--equilibrate...)"
+        if n_samples != last_done // sample_every + 1:
+            raise InputError(f"checkpoint {path} was written with another {opts}; give the original one, or delete "
+                             "it or change --out")
+        return
     if sorted(int(e) for e in frame_events) != sorted(int(s) for s in wanted if s <= last_done):
         raise InputError(f"checkpoint {path} was written with another trajectory schedule (--traj, --traj-every, "
-                         "--traj-blocks): resuming would mix two schedules in one file; give the original "
-                         "options, or delete it or change --out")
-    expected = last_done // sample_every + 1 + (1 if total <= last_done and total % sample_every else 0)
-    if n_samples != expected:
+                         "--traj-blocks, or a --steps/--sweeps that sets its spacing): resuming would mix two "
+                         "schedules in one file; give the original options, or delete it or change --out")
+    if n_samples != last_done // sample_every + 1:
         raise InputError(f"checkpoint {path} was written with another sampling interval (--thermo-every or "
                          "--sample-every); give the original one, or delete it or change --out")
 

@@ -164,7 +164,8 @@ def dynamic_length(run: Any, k: int, n_shells: int = 3) -> float:
 def loss_spectrum(t: np.ndarray, c: np.ndarray, omega: np.ndarray) -> np.ndarray:
     """chi''(omega) = -integral_0^inf C'(t) sin(omega t) dt for C(0) = 1, C piecewise linear between the samples
     and continued beyond the last one as C_end exp(-(t - t_end) / tau_end), tau_end = -C_end / C'(t_end) from
-    the last interval (held constant instead where that slope is not negative).
+    the last interval (held constant instead where that slope is not negative); callers pass a C averaged
+    over time origins where they can (:func:`analyze_runs`), so that this slope is not one sample's noise.
 
     The fluctuation-dissipation form of omega * integral_0^inf C(t) cos(omega t) dt. A run ends before C has
     decayed (trap models stop at a persistence of ~5%), and the cosine transform cut at t_end carries the term
@@ -181,6 +182,8 @@ def loss_spectrum(t: np.ndarray, c: np.ndarray, omega: np.ndarray) -> np.ndarray
     """
     tt = np.concatenate([[0.0], np.asarray(t, float)])
     cc = np.concatenate([[1.0], np.asarray(c, float)])
+    if not np.all(np.diff(tt) > 0):
+        raise InputError("loss_spectrum needs strictly increasing positive times")
     a, b = tt[:-1], tt[1:]
     s = np.diff(cc) / np.diff(tt)
     w = np.asarray(omega, float)[:, None]
@@ -188,7 +191,7 @@ def loss_spectrum(t: np.ndarray, c: np.ndarray, omega: np.ndarray) -> np.ndarray
     chi = (s * (np.cos(w * b) - np.cos(w * a)) / w).sum(axis=1)
     c_end, slope, t_end = cc[-1], s[-1], tt[-1]
     if c_end > 0 and slope < 0:  # + integral from t_end of (c_end / tau) exp(-(u - t_end) / tau) sin(w u) du
-        g = -slope / c_end  # 1 / tau_end
+        g = -slope / c_end  # 1 / tau_end: the local rate at the end (a power-law tail's too, unlike a fit)
         w1 = w[:, 0]
         chi = chi + (-slope) * (g * np.sin(w1 * t_end) + w1 * np.cos(w1 * t_end)) / (g * g + w1 * w1)
     return chi
@@ -329,8 +332,13 @@ def analyze_runs(runs: Sequence[Any], q: float, n_blocks: int = 4, omega_per_dec
     lo, hi = math.log10(1.0 / t[-1]) - 1.0, math.log10(1.0 / t[0]) + 1.0
     om = np.logspace(lo, hi, max(8, int((hi - lo) * omega_per_decade)))
     _, p_all = persistence_all_origins(runs)
-    c_spec = np.where(np.isfinite(p_all), p_all, p) if stationary else p
-    chi = loss_spectrum(t, c_spec, om)
+    if stationary:  # the all-origins average where it exists (it has no value at the last time: no origin left)
+        keep = np.isfinite(p_all)
+        last = int(np.nonzero(keep)[0][-1]) + 1 if keep.any() else t.size
+        t_spec, c_spec = t[:last], np.where(keep, p_all, p)[:last]
+    else:
+        t_spec, c_spec = t, p
+    chi = loss_spectrum(t_spec, c_spec, om)
     ex = spectrum_exponents(om, chi, (t[0], t[-1]))
     truncated = bool(any(r.truncated for r in runs))
     if truncated:

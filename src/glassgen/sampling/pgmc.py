@@ -502,6 +502,9 @@ class PGMC:
                 break
             c.cap *= 2  # a cell overflowed: grow and continue with the same random numbers
             c.rebuild_cells()
+        if c.energy_scale > 1e6 * max(1.0, abs(c.energy)):  # relaxed from a huge U (overlaps): the running sum
+            c.energy = self._energy_of(c)  # kept ~1e-16 of it; recorded energies come from scratch from here on
+            c.energy_scale = abs(c.energy)
 
     def _empty_rec(self) -> tuple[np.ndarray, ...]:
         d = self.target.dim
@@ -707,6 +710,7 @@ class PGMC:
             for k, c in enumerate(self.chains):
                 g = f[f"chains/{k}"]
                 c.energy = float(g.attrs["energy"])
+                c.energy_scale = abs(c.energy)
                 c.cap = int(g.attrs["cap"])
                 for name in _Chain.ARRAYS:
                     setattr(c, name, np.ascontiguousarray(g[name][()]))
@@ -729,7 +733,7 @@ class PGMC:
         ``checkpoint``, the state is saved every ``checkpoint_every`` sweeps and a present checkpoint is
         resumed: the resumed run ends in exactly the state of an uninterrupted one.
         """
-        from glassgen.dynamics.schedule import run_events
+        from glassgen.dynamics.schedule import check_resumed_schedule, run_events
 
         self.freeze()
         sample_every = max(1, int(sample_every))
@@ -743,6 +747,8 @@ class PGMC:
             samples, frames, extra = self.load_checkpoint(checkpoint)
             base = int(extra["base"])
             last_done = self.sweeps - base
+            check_resumed_schedule(checkpoint, last_done, [f[0] for f in frames], wanted, len(samples), sample_every,
+                                   n_sweeps)
 
         def advance_to(current: int, target: int) -> None:
             t0 = time.process_time()
