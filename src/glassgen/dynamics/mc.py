@@ -22,7 +22,13 @@ from glassgen._kernels.mc import build_cells, metropolis_sweep, total_energy_mc
 from glassgen._kernels.neighbors import mc_image_shifts
 from glassgen.dynamics.forces import ForceField
 from glassgen.dynamics.results import MDResult
-from glassgen.dynamics.schedule import check_resumed_schedule, collect_results, new_samples, run_events
+from glassgen.dynamics.schedule import (
+    check_resumed_schedule,
+    collect_results,
+    new_samples,
+    open_checkpoint,
+    run_events,
+)
 from glassgen.errors import InputError, PhysicsError, check_temperature
 from glassgen.provenance import atomic_path, provenance
 from glassgen.systems.configuration import Configuration
@@ -249,17 +255,7 @@ class MonteCarlo:
                     f.create_dataset("frames/species", data=np.stack([fr[2] for fr in frames]))
 
     def load_checkpoint(self, path: str | os.PathLike[str]) -> tuple[dict[str, list[float]], list[tuple[Any, ...]]]:
-        try:
-            f = h5py.File(path, "r")
-        except OSError as exc:
-            raise InputError(f"checkpoint {path} cannot be read ({' '.join(str(exc).split())}); delete it or change "
-                             "--out") from None
-        with f:
-            if "signature" not in f.attrs:
-                raise InputError(f"{path} is not a checkpoint of this command (no run signature); delete it or "
-                                 "change --out")
-            if str(f.attrs["signature"]) != self._signature():
-                raise InputError(f"checkpoint {path} belongs to a different run; delete it or change --out")
+        with open_checkpoint(path, self._signature()) as f:
             self.pos[:] = f["positions"][()]
             self.species[:] = f["species"][()]
             self.delta[:] = f["delta"][()]

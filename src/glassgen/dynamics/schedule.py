@@ -19,12 +19,31 @@ from glassgen.dynamics.results import Thermo, Trajectory
 from glassgen.errors import InputError
 from glassgen.progress import progress_bar
 
-__all__ = ["run_events", "collect_results", "new_samples", "check_resumed_schedule"]
+__all__ = ["run_events", "collect_results", "new_samples", "check_resumed_schedule", "open_checkpoint"]
 
 
 def new_samples() -> dict[str, list[float]]:
     """Empty thermo sample lists, one per :class:`Thermo` field."""
     return {k: [] for k in Thermo.__dataclass_fields__}
+
+
+def open_checkpoint(path: Any, signature: str) -> Any:
+    """Open a run's checkpoint (h5py.File, read-only; the caller closes it) after checking it is one of this run:
+    one-line errors for an unreadable file, a file without a run signature and another run's checkpoint."""
+    import h5py
+
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise InputError(f"checkpoint {path} cannot be read ({' '.join(str(exc).split())}); delete it or change "
+                         "--out") from None
+    if "signature" not in f.attrs:
+        f.close()
+        raise InputError(f"{path} is not a checkpoint of this command (no run signature); delete it or change --out")
+    if str(f.attrs["signature"]) != signature:
+        f.close()
+        raise InputError(f"checkpoint {path} belongs to a different run; delete it or change --out")
+    return f
 
 
 def check_resumed_schedule(path: Any, last_done: int, frame_events: Iterable[int], wanted: Iterable[int],

@@ -62,6 +62,7 @@ from glassgen._kernels.pgmc import (
     pgmc_moves,
     selection_features,
 )
+from glassgen.dynamics.schedule import open_checkpoint
 from glassgen.errors import InputError, PhysicsError, check_temperature
 from glassgen.provenance import atomic_path, provenance
 from glassgen.sampling.policies import BLOCKS, Policy, local_log_q_and_score, score_gauss
@@ -691,17 +692,7 @@ class PGMC:
     def load_checkpoint(self, path: str | os.PathLike[str]) -> tuple[list[tuple[int, np.ndarray]],
                                                                      list[tuple[int, np.ndarray, np.ndarray]],
                                                                      dict[str, Any]]:
-        try:
-            f = h5py.File(path, "r")
-        except OSError as exc:
-            raise InputError(f"checkpoint {path} cannot be read ({' '.join(str(exc).split())}); delete it or change "
-                             "--out") from None
-        with f:
-            if "signature" not in f.attrs:
-                raise InputError(f"{path} is not a checkpoint of this command (no run signature); delete it or "
-                                 "change --out")
-            if str(f.attrs["signature"]) != self._signature():
-                raise InputError(f"checkpoint {path} belongs to a different run; delete it or change --out")
+        with open_checkpoint(path, self._signature()) as f:
             self.rng.bit_generator.state = json.loads(str(f.attrs["rng"]))
             self.sweeps = int(f.attrs["sweeps"])
             self.frozen = bool(f.attrs["frozen"])
