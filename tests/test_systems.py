@@ -171,6 +171,13 @@ def test_multi_frame_xyz_reads_its_first_frame_and_folders_are_refused(tmp_path)
     with pytest.raises(InputError, match="is a folder"):
         with atomic_path(tmp_path / "folder.xyz"):
             pass
+    # a column beyond species + coordinates is ignored, with a warning (a file that meant more is not misread
+    # silently)
+    lines = one.splitlines()
+    lines[2] += " 0.5"
+    (tmp_path / "extra.xyz").write_text("\n".join(lines) + "\n")
+    with pytest.warns(UserWarning, match="1 column"):
+        np.testing.assert_allclose(read_xyz(tmp_path / "extra.xyz").positions, conf.positions, atol=1e-11)
 
 
 @pytest.mark.parametrize("entries,msg", [

@@ -21,6 +21,7 @@ import functools
 import json
 import os
 import re
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -209,17 +210,22 @@ def read_xyz(path: PathLike, model: str | InteractionModel | None = None) -> Con
         box = np.array([float(x) for x in meta["cell"].split(",")])
     d = len(box)
     labels, rows = [], []
+    extra_cols = 0
     for k, line in enumerate(lines[2:2 + n]):
         parts = line.split()
         if len(parts) < 1 + d:
             raise InputError(f"malformed xyz file {p}: particle line {k + 1} has {len(parts)} columns, "
                              f"expected species + {d} coordinates")
+        extra_cols = max(extra_cols, len(parts) - 1 - d)
         labels.append(parts[0])
         try:
             rows.append([float(x) for x in parts[1:1 + d]])
         except ValueError:
             raise InputError(f"malformed xyz file {p}: non-numeric coordinate on particle line {k + 1}") from None
     pos = np.array(rows, dtype=np.float64)
+    if extra_cols and "properties" not in {k.lower() for k in meta}:  # extended xyz declares its columns
+        warnings.warn(f"xyz file {p}: particle lines have {extra_cols} column(s) beyond species + {d} coordinates; "
+                      "they are ignored (velocities are not read from xyz)", stacklevel=2)
     if m is None and "model" in {k.lower() for k in meta}:
         name = str(meta.get("model") or meta.get("Model"))
         try:
