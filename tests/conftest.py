@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,11 @@ def ka2d_n1290(data: Path):
     from glassgen.systems.io import read_xyz
 
     return read_xyz(data / "configurations" / "ka2d_N1290_T0.231.xyz", "ka2d")
+
+
+@pytest.fixture
+def sigint_as_in_a_terminal():
+    """SIGINT with Python's default handler, as in a command run from a terminal (xdist workers ignore it)."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)

@@ -83,6 +83,100 @@ def test_sweep_resumes_without_recomputing(tmp_path, monkeypatch: pytest.MonkeyP
     assert out.exists()
 
 
+def _h5_tree(path) -> dict:
+    """Every dataset and attribute of the temperature groups (timings left out)."""
+    out = {}
+    with h5py.File(path) as f:
+        for key in f:
+            if not key.startswith("T_"):
+                continue
+            for k, v in f[key].attrs.items():
+                if k not in ("events_per_s",):
+                    out[f"{key}/@{k}"] = v
+            for k in f[key]:
+                out[f"{key}/{k}"] = f[key][k][()]
+    return out
+
+
+def test_an_interrupted_temperature_resumes_its_replica_where_it_stopped(tmp_path, monkeypatch,
+                                                                         sigint_as_in_a_terminal) -> None:
+    """A Ctrl-C in the middle of a replica saves the whole KMC state (and the finished replicas of that
+    temperature); the rerun continues it, so the output equals the uninterrupted run's, value for value, and
+    the rerun makes fewer kernel calls than a run from scratch."""
+    import os
+    import signal
+
+    from glassgen import api_models
+    from glassgen.models import trap
+
+    real_sim, real_kmc = trap.simulate, trap.kmc_run
+    calls = {"n": 0, "signal_at": -1}
+
+    def kmc(*args):
+        calls["n"] += 1
+        if calls["n"] == calls["signal_at"]:
+            os.kill(os.getpid(), signal.SIGINT)  # as a Ctrl-C in a terminal: lands during the kernel call
+        return real_kmc(*args)
+
+    starts: list[int] = []
+
+    def sim(model, T, **kw):
+        starts.append(calls["n"])
+        return real_sim(model, T, **kw, chunk_events=300)
+
+    monkeypatch.setattr(trap, "simulate", sim)
+    monkeypatch.setattr(trap, "kmc_run", kmc)
+    job = {"model": "bouchaud", "T": [2.0, 3.0], "n": 300, "replicas": 2, "seed": 3, "plot": False}
+    api_models.trap_model_run(out=tmp_path / "ref.h5", **job)
+    n_ref = calls["n"]
+    assert len(starts) == 4 and n_ref - starts[3] >= 4  # several kernel calls in the last replica
+
+    signal_at = (starts[3] + n_ref) // 2 + 1  # in the middle of the second replica of T = 3
+    calls.update(n=0, signal_at=signal_at)
+    out = tmp_path / "x.h5"
+    with pytest.raises(KeyboardInterrupt):
+        api_models.trap_model_run(out=out, **job)
+    ck = tmp_path / "x.h5.ckpt.h5"
+    assert not out.exists()
+    with h5py.File(ck) as f:
+        assert "T_2" in f and float(f["running"].attrs["T"]) == 3.0
+        assert int(f["running"].attrs["n_runs"]) == 1 and "state" in f["running"]
+        t_saved = float(f["running/state"].attrs["t"])
+    assert t_saved > 0
+
+    calls.update(n=0, signal_at=-1)
+    api_models.trap_model_run(out=out, **job)
+    assert calls["n"] == n_ref - signal_at  # only the rest of the interrupted replica was run
+    assert not ck.exists()
+    ref, got = _h5_tree(tmp_path / "ref.h5"), _h5_tree(out)
+    assert ref.keys() == got.keys()
+    for k in ref:
+        assert np.array_equal(np.asarray(ref[k]), np.asarray(got[k]), equal_nan=True), k
+
+
+def test_a_saved_trap_state_resumes_bit_for_bit() -> None:
+    """simulate() resumed from any saved state (here the middle one, with a different generator handed in)
+    gives the uninterrupted run: every array of the TrapRun equal; a state of another T is refused."""
+    import dataclasses
+
+    from glassgen.models.trap import load_trap_model, simulate
+
+    model = load_trap_model("facilitated", {"L": 10, "dim": 2, "warmup": 2.0})
+    kw = {"chunk_events": 80, "record_waiting": 64}
+    ref = simulate(model, 1.0, seed=np.random.default_rng(7), **kw)
+    states: list[dict] = []
+    simulate(model, 1.0, seed=np.random.default_rng(7), save_state=states.append, save_every_s=0.0, **kw)
+    assert len(states) >= 3
+    got = simulate(model, 1.0, seed=np.random.default_rng(99), resume=states[len(states) // 2], **kw)
+    for f in dataclasses.fields(ref):
+        if f.name in ("wall_s", "events_per_s", "seed"):
+            continue
+        a, b = getattr(ref, f.name), getattr(got, f.name)
+        assert (a is None and b is None) or np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True), f.name
+    with pytest.raises(InputError, match="T=1"):
+        simulate(model, 1.5, seed=1, resume=states[0], **kw)
+
+
 def test_step_model_run(tmp_path) -> None:
     out = tmp_path / "step.h5"
     cfg = tmp_path / "small.toml"  # L = 12 needs ranges that fit in L/2 = 6

@@ -39,14 +39,6 @@ def test_an_interrupt_swallowed_in_a_destructor_still_stops_the_run():
     assert reached[-1] == 40 and saved == [40]
 
 
-@pytest.fixture
-def sigint_as_in_a_terminal():
-    """SIGINT with Python's default handler, as in a command run from a terminal (xdist workers ignore it)."""
-    old = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, old)
-
-
 def test_a_ctrl_c_stops_at_the_next_event_and_a_second_at_once(sigint_as_in_a_terminal):
     """The first Ctrl-C lets the advance in progress finish, then the event is recorded and a checkpoint
     written before the run stops; a second Ctrl-C stops at once and writes none."""

@@ -3,11 +3,15 @@
 Each job validates its input (one-line :class:`~glassgen.errors.InputError`), writes one HDF5 file
 atomically with provenance attributes (command, glassgen version, seed, model, temperatures/softness)
 and a PNG summary next to it, and keeps a checkpoint ``<out>.ckpt.h5`` with the finished temperatures
-(or softness values) so that an interrupted sweep resumes without recomputing them.
+(or softness values) so that an interrupted sweep resumes without recomputing them. A trap-model sweep also
+keeps the finished replicas of the temperature in progress and, every minute and at a Ctrl-C, the whole
+state of the replica in progress (group ``running``), from which the rerun continues the same random stream:
+its result is that of the uninterrupted run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -58,6 +62,8 @@ def _read_ckpt(path: Path, signature: str) -> dict[str, dict[str, Any]]:
                              "delete it or choose another --out")
         done = {}
         for key in f:
+            if key == _RUNNING:  # the temperature in progress (trap models): _read_running
+                continue
             g = f[key]
             done[key] = {k: g[k][()] for k in g} | {k: v for k, v in g.attrs.items()}
         return done
@@ -74,10 +80,55 @@ def _write_groups(f: h5py.File, done: dict[str, dict[str, Any]]) -> None:
                 g.attrs[k] = v
 
 
-def _write_ckpt(path: Path, signature: str, done: dict[str, dict[str, Any]]) -> None:
+_RUNNING = "running"
+
+
+def _write_ckpt(path: Path, signature: str, done: dict[str, dict[str, Any]],
+                running: dict[str, Any] | None = None) -> None:
+    """The finished cases, and (trap models) the temperature in progress: ``running`` holds its T, its finished
+    replicas (TrapRun objects) and the saved state of the replica in progress (or None)."""
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["signature"] = signature
         _write_groups(f, done)
+        if running is not None:
+            g = f.create_group(_RUNNING)
+            g.attrs["T"] = float(running["T"])
+            g.attrs["n_runs"] = len(running["runs"])
+            for i, run in enumerate(running["runs"]):
+                _write_dict(g.create_group(f"replica_{i}"),
+                            {k.name: getattr(run, k.name) for k in dataclasses.fields(run)})
+            if running["state"] is not None:
+                _write_dict(g.create_group("state"), running["state"])
+
+
+def _write_dict(g: h5py.Group, d: dict[str, Any]) -> None:
+    """Arrays as datasets, scalars and strings as attributes, None left out."""
+    for k, v in d.items():
+        if isinstance(v, np.ndarray):
+            g.create_dataset(k, data=v)
+        elif v is not None:
+            g.attrs[k] = v
+
+
+def _read_dict(g: h5py.Group) -> dict[str, Any]:
+    return {k: g[k][()] for k in g} | {k: (v.item() if isinstance(v, np.generic) else v) for k, v in g.attrs.items()}
+
+
+def _read_running(path: Path) -> dict[str, Any] | None:
+    """The temperature in progress of a trap-model checkpoint (signature checked by :func:`_read_ckpt`)."""
+    from glassgen.models.trap import TrapRun
+
+    if not path.is_file():
+        return None
+    with h5py.File(path, "r") as f:
+        if _RUNNING not in f:
+            return None
+        g = f[_RUNNING]
+        runs = []
+        for i in range(int(g.attrs["n_runs"])):
+            d = _read_dict(g[f"replica_{i}"])
+            runs.append(TrapRun(**{k.name: d.get(k.name) for k in dataclasses.fields(TrapRun)}))
+        return {"T": float(g.attrs["T"]), "runs": runs, "state": _read_dict(g["state"]) if "state" in g else None}
 
 
 def _check_T(T: Any) -> list[float]:
@@ -97,7 +148,8 @@ def trap_model_run(model: str, T: float | list[float], out: PathLike, *, n: int 
                    replicas: int = 1, seed: int = 0, q: float | None = None, p_stop: float = 0.05,
                    t_max: float | None = None, max_events: int = 500_000_000, n_per_decade: int = 8,
                    n_blocks: int = 4, params: dict[str, Any] | None = None, softness_law: PathLike | None = None,
-                   input: PathLike | None = None, plot: bool = True, progress: bool = False) -> dict[str, Any]:
+                   input: PathLike | None = None, plot: bool = True, progress: bool = False,
+                   checkpoint_every_s: float = 60.0) -> dict[str, Any]:
     """Run a trap model at one or several temperatures and write observables to ``out`` (HDF5) + PNG.
 
     Args:
@@ -119,6 +171,8 @@ def trap_model_run(model: str, T: float | list[float], out: PathLike, *, n: int 
         input: configuration file for off-lattice facilitation (``softness-facilitated``).
         plot: write the PNG summary.
         progress: draw a progress bar.
+        checkpoint_every_s: wall seconds between two saved states of the replica in progress (also saved at a
+            Ctrl-C, after which the job raises KeyboardInterrupt; the same call then resumes it).
 
     Returns:
         summary dict: per temperature tau_alpha, D, D*tau_alpha, chi_4 peak, xi_4, wing exponent, events/s;
@@ -149,6 +203,7 @@ def trap_model_run(model: str, T: float | list[float], out: PathLike, *, n: int 
                             "n_per_decade": n_per_decade, "n_blocks": n_blocks}, sort_keys=True, default=str)
     ck = _ckpt(out)
     done = _read_ckpt(ck, signature)
+    running = _read_running(ck)
     t0 = time.perf_counter()
     with progress_bar(len(Ts) * replicas, f"{model} sweep", enabled=progress) as advance:
         for T_ in Ts:
@@ -156,12 +211,25 @@ def trap_model_run(model: str, T: float | list[float], out: PathLike, *, n: int 
             if key in done:
                 advance(replicas)
                 continue
-            runs = []
-            for r in range(replicas):
+            runs: list[Any] = []
+            state = None
+            if running is not None and running["T"] == T_:  # resume the temperature in progress
+                runs, state = running["runs"][:replicas], running["state"]
+                if len(runs) >= replicas:
+                    state = None
+                advance(len(runs))
+            for r in range(len(runs), replicas):
+                def save(st: dict[str, Any], T_: float = T_, runs: list[Any] = runs) -> None:
+                    _write_ckpt(ck, signature, done, {"T": T_, "runs": runs, "state": st})
+
                 ss = np.random.SeedSequence([int(seed), int(round(T_ * 1e6)), r])
                 runs.append(simulate(mdl, T_, n=n_eff, seed=np.random.default_rng(ss), t_max=t_max,
                                      p_stop=p_stop, n_per_decade=n_per_decade, max_events=max_events,
-                                     progress=None))
+                                     progress=None, resume=state, save_state=save,
+                                     save_every_s=checkpoint_every_s))
+                state = None
+                if r + 1 < replicas:  # the finished replicas are kept
+                    _write_ckpt(ck, signature, done, {"T": T_, "runs": runs, "state": None})
                 advance(1)
             res = analyze_runs(runs, qq, n_blocks=n_blocks, stationary=mdl.start == "equilibrium")
             entry: dict[str, Any] = {k: np.asarray(res[k], np.float64) for k in _TRAP_CURVES}

@@ -21,8 +21,8 @@ OutOpt = Annotated[Path | None, typer.Option("--out", "-o",
 def _interruptible(out: str | Path, job: Callable[[], None]) -> None:
     """Run ``job``; on Ctrl-C print one line on stderr (how to resume, if a checkpoint was kept) and exit 130.
 
-    The job keeps a checkpoint ``<out>.ckpt.h5`` after every finished temperature / softness; an interruption
-    before the first one leaves nothing to resume from.
+    The job keeps a checkpoint ``<out>.ckpt.h5`` after every finished temperature / softness (trap models also
+    within a temperature: every minute and at the Ctrl-C); an interruption before the first leaves nothing.
     """
     from glassgen.api_models import _ckpt
 
@@ -89,7 +89,8 @@ def trap_run_cmd(
 
     Writes persistence, F_s, MSD, chi_4, chi''(omega), tau_alpha(T), D*tau_alpha and the steepness of tau_alpha
     at the lowest T (d log10 tau / d(T_low/T); not Angell's m, whose Tg has tau = 100 s) to an
-    HDF5 file with a PNG summary; an interrupted sweep resumes without redoing finished temperatures.
+    HDF5 file with a PNG summary. Ctrl-C saves the run in progress (<out>.ckpt.h5, also written every minute);
+    the same command resumes it where it stopped, with the uninterrupted run's result.
 
     Examples:
       glassgen trap-model run --model bouchaud --T0 1 --T 1.5 --T 2 --T 3 --N 10000 --out mb.h5

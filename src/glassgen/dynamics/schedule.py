@@ -19,7 +19,8 @@ from glassgen.dynamics.results import Thermo, Trajectory
 from glassgen.errors import InputError
 from glassgen.progress import progress_bar
 
-__all__ = ["run_events", "collect_results", "new_samples", "check_resumed_schedule", "open_checkpoint"]
+__all__ = ["run_events", "collect_results", "new_samples", "check_resumed_schedule", "open_checkpoint",
+           "DeferredInterrupt"]
 
 
 def new_samples() -> dict[str, list[float]]:
@@ -112,7 +113,7 @@ def run_events(total: int, events: Iterable[int], last_done: int, advance_to: Ca
     next_ckpt = done + checkpoint_every
     if save is not None:  # bound the wait of a deferred Ctrl-C (on_event records only what is due at a point)
         events = sorted(set(events) | set(range(0, total + 1, max(1, int(checkpoint_every)))))
-    with _DeferredInterrupt(active=save is not None) as interrupted, progress_bar(total, label, progress) as advance:
+    with DeferredInterrupt(active=save is not None) as interrupted, progress_bar(total, label, progress) as advance:
         advance(done)
         for ev in events:
             if ev <= last_done:
@@ -132,7 +133,7 @@ def run_events(total: int, events: Iterable[int], last_done: int, advance_to: Ca
                 raise KeyboardInterrupt
 
 
-class _DeferredInterrupt:
+class DeferredInterrupt:
     """Context manager: while active, a first SIGINT only records that it came (the event loop stops at the next
     event point, where the state is consistent); a second one raises KeyboardInterrupt at once.
 
@@ -151,7 +152,7 @@ class _DeferredInterrupt:
             raise KeyboardInterrupt
         self.seen = True
 
-    def __enter__(self) -> _DeferredInterrupt:
+    def __enter__(self) -> DeferredInterrupt:
         if (self.active and threading.current_thread() is threading.main_thread()
                 and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
             self._old = signal.signal(signal.SIGINT, self._handler)

@@ -37,6 +37,7 @@ usual particle observables (MSD, F_s, persistence, chi_4) apply (:mod:`glassgen.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -49,6 +50,7 @@ import numpy as np
 
 from glassgen._kernels.kmc import kmc_run
 from glassgen.config_values import check_types, type_hints
+from glassgen.dynamics.schedule import DeferredInterrupt
 from glassgen.errors import InputError
 from glassgen.models.softness_law import KernelLaw, SoftnessLaw, load_softness_law
 
@@ -412,10 +414,27 @@ def _time_grid(k0: np.ndarray, p_stop: float, n_per_decade: int, t_max: float | 
     return np.geomspace(lo, t_max, n)
 
 
+_STATE_KEYS = ("T", "N", "times", "x", "x_init", "pos", "nhop", "t_first", "t_last", "gap_acc", "snap_pos",
+               "snap_nhop", "snap_x", "waiting_times", "wt_capacity", "t", "m", "n_events", "n_wt", "rng_state",
+               "wall_s", "run_wall_s")
+
+
+def _check_state(state: dict[str, Any], T: float, N: int) -> None:
+    """A saved state must be whole and of this temperature and size (one-line errors)."""
+    missing = [k for k in _STATE_KEYS if k not in state]
+    if missing:
+        raise InputError(f"the saved trap-model state lacks {', '.join(missing)}: delete the checkpoint")
+    if float(state["T"]) != float(T) or int(state["N"]) != N:
+        raise InputError(f"the saved trap-model state is of T={float(state['T']):g}, N={int(state['N'])}, not of "
+                         f"T={float(T):g}, N={N}")
+
+
 def simulate(model: TrapModel, T: float, n: int | None = None, seed: int | np.random.Generator = 0,
              times: np.ndarray | None = None, t_max: float | None = None, p_stop: float = 0.05,
              n_per_decade: int = 8, max_events: int = 500_000_000, record_waiting: int = 0,
-             progress: Callable[[float], None] | None = None, chunk_events: int = 2_000_000) -> TrapRun:
+             progress: Callable[[float], None] | None = None, chunk_events: int = 2_000_000,
+             resume: dict[str, Any] | None = None, save_state: Callable[[dict[str, Any]], None] | None = None,
+             save_every_s: float = 60.0) -> TrapRun:
     """Run one KMC simulation of ``model`` at temperature ``T``.
 
     The run starts at t = 0 from the model's stationary law (``start="equilibrium"``, after a warm-up for
@@ -436,7 +455,16 @@ def simulate(model: TrapModel, T: float, n: int | None = None, seed: int | np.ra
         max_events: event budget (``truncated`` is set when it stops the run).
         record_waiting: capacity of the waiting-time record (0: none).
         progress: callback receiving the fraction of the run done (log-time), in increments.
-        chunk_events: events per kernel call (progress and interruption granularity).
+        chunk_events: events per kernel call (progress, checkpoint and interruption granularity).
+        resume: a state handed to ``save_state`` by an interrupted run of the same model, T, N and options:
+            the run continues from it (from the same random stream: the result is that of the uninterrupted
+            run, bit for bit). ``seed`` must be a ``np.random.Generator`` of the same kind (its state is
+            overwritten) or an int.
+        save_state: called with the run's whole state (a dict of arrays and scalars) between kernel calls at
+            least ``save_every_s`` wall seconds apart, and at the first call boundary after a Ctrl-C, after
+            which the run raises KeyboardInterrupt (a second Ctrl-C stops at once). Without it a Ctrl-C
+            stops at once. The warm-up of a facilitated model is not saved (an interrupted one starts over).
+        save_every_s: wall seconds between two states.
 
     Returns:
         the :class:`TrapRun`.
@@ -447,7 +475,11 @@ def simulate(model: TrapModel, T: float, n: int | None = None, seed: int | np.ra
         raise InputError(f"T must be positive, got T={T}")
     N = model.n_sites(n)
     law = model.kernel_law(T)
-    x = model.initial_states(T, N, rng)
+    if resume is not None:
+        _check_state(resume, T, N)
+        x = np.array(resume["x"], np.float64)
+    else:
+        x = model.initial_states(T, N, rng)
     if model.facilitated:
         nb_ptr, nb_idx, nb_eta, coords, box = model.neighbours()
         if coords.shape[0] != N:
@@ -473,7 +505,7 @@ def simulate(model: TrapModel, T: float, n: int | None = None, seed: int | np.ra
 
     empty_t = np.zeros(0)
     wall0 = time.perf_counter()
-    if model.facilitated and model.warmup > 0:  # warm-up to the facilitated steady state
+    if model.facilitated and model.warmup > 0 and resume is None:  # warm-up to the facilitated steady state
         pos = np.zeros((N, d))
         nh = np.zeros(N, np.int64)
         tf = np.full(N, -1.0)
@@ -492,10 +524,12 @@ def simulate(model: TrapModel, T: float, n: int | None = None, seed: int | np.ra
             t, _, ne, _ = kmc_run(x, pos, nh, tf, tl, t, t + t_more, max_events, *lawargs, *nbargs, model.b,
                                   empty_t, 0, np.zeros((0, N, d)), np.zeros((0, N), np.int64), np.zeros((0, N)),
                                   empty_t, 0, empty_t, int(rng.integers(2**31 - 1)))
-    if times is None:
+    if resume is not None:
+        times = np.array(resume["times"], np.float64)
+    elif times is None:
         times = _time_grid(np.exp(_lnk(x)), max(p_stop, 1e-3), n_per_decade, t_max)
     times = np.ascontiguousarray(times, dtype=np.float64)
-    x_init = x.copy()
+    x_init = x.copy() if resume is None else np.array(resume["x_init"], np.float64)
     if times.ndim != 1 or times.size < 2 or np.any(np.diff(times) <= 0) or times[0] <= 0:
         raise InputError("sampling times must be positive and increasing")
     n_t = times.size
@@ -510,32 +544,71 @@ def simulate(model: TrapModel, T: float, n: int | None = None, seed: int | np.ra
     gap_acc = np.zeros(n_t)
     n_wt = 0
     t, m, n_ev = 0.0, 0, 0
+    wall_before = 0.0  # run and warm-up time of the interrupted part (s)
+    if resume is not None:
+        t, m, n_ev, n_wt = float(resume["t"]), int(resume["m"]), int(resume["n_events"]), int(resume["n_wt"])
+        if resume["pos"].shape != pos.shape or int(resume["wt_capacity"]) != wt.size:
+            raise InputError("the saved trap-model state has another shape (dimension or waiting-time record) "
+                             "than this run")
+        pos[:] = resume["pos"]
+        nhop[:], t_first[:], t_last[:], gap_acc[:] = (resume["nhop"], resume["t_first"], resume["t_last"],
+                                                      resume["gap_acc"])
+        snap_pos[:m], snap_nhop[:m], snap_x[:m] = resume["snap_pos"], resume["snap_nhop"], resume["snap_x"]
+        wt[:n_wt] = resume["waiting_times"]
+        rng.bit_generator.state = json.loads(str(resume["rng_state"]))
+        wall_before = float(resume["wall_s"])
+        run_wall_before = float(resume["run_wall_s"])
+    else:
+        run_wall_before = 0.0
     truncated = False
     t0_run = time.perf_counter()
-    done_frac = 0.0
+    wall_before += t0_run - wall0  # (the warm-up of a fresh run)
     lt0, lt1 = math.log(times[0]), math.log(times[-1])
-    while True:
-        budget = min(chunk_events, max_events - n_ev)
-        if budget <= 0:
-            truncated = True
-            break
-        t, m, ne, n_wt = kmc_run(x, pos, nhop, t_first, t_last, t, float(times[-1]), budget, *lawargs, *nbargs,
-                                 model.b, times, m, snap_pos, snap_nhop, snap_x, wt, n_wt, gap_acc,
-                                 int(rng.integers(2**31 - 1)))
-        n_ev += ne
-        if progress is not None and t > 0:
-            f = min(1.0, max(0.0, (math.log(t) - lt0) / (lt1 - lt0)))
-            progress(f - done_frac)
-            done_frac = f
-        if t >= times[-1] or ne == 0:
-            break
-        if p_stop > 0 and np.mean(nhop == 0) < p_stop:
-            # fill the remaining snapshot up to the current time and stop
-            while m < n_t and times[m] <= t:
-                snap_pos[m], snap_nhop[m], snap_x[m] = pos, nhop, x
-                m += 1
-            break
-    run_wall = time.perf_counter() - t0_run
+
+    def _fraction() -> float:
+        return min(1.0, max(0.0, (math.log(t) - lt0) / (lt1 - lt0))) if t > 0 else 0.0
+
+    def _state() -> dict[str, Any]:
+        now = time.perf_counter() - t0_run
+        return {"T": float(T), "N": N, "times": times, "x": x.copy(), "x_init": x_init, "pos": pos.copy(),
+                "nhop": nhop.copy(), "t_first": t_first.copy(), "t_last": t_last.copy(), "gap_acc": gap_acc.copy(),
+                "snap_pos": snap_pos[:m].copy(), "snap_nhop": snap_nhop[:m].copy(), "snap_x": snap_x[:m].copy(),
+                "waiting_times": wt[:n_wt].copy(), "wt_capacity": wt.size, "t": t, "m": m, "n_events": n_ev,
+                "n_wt": n_wt, "rng_state": json.dumps(rng.bit_generator.state), "wall_s": wall_before + now,
+                "run_wall_s": run_wall_before + now}
+
+    done_frac = _fraction()
+    if progress is not None and done_frac > 0:
+        progress(done_frac)
+    last_save = time.perf_counter()
+    with DeferredInterrupt(active=save_state is not None) as interrupted:
+        while True:
+            budget = min(chunk_events, max_events - n_ev)
+            if budget <= 0:
+                truncated = True
+                break
+            t, m, ne, n_wt = kmc_run(x, pos, nhop, t_first, t_last, t, float(times[-1]), budget, *lawargs,
+                                     *nbargs, model.b, times, m, snap_pos, snap_nhop, snap_x, wt, n_wt, gap_acc,
+                                     int(rng.integers(2**31 - 1)))
+            n_ev += ne
+            if progress is not None and t > 0:
+                f = _fraction()
+                progress(f - done_frac)
+                done_frac = f
+            if t >= times[-1] or ne == 0:
+                break
+            if p_stop > 0 and np.mean(nhop == 0) < p_stop:
+                # fill the remaining snapshot up to the current time and stop
+                while m < n_t and times[m] <= t:
+                    snap_pos[m], snap_nhop[m], snap_x[m] = pos, nhop, x
+                    m += 1
+                break
+            if save_state is not None and (interrupted.seen or time.perf_counter() - last_save >= save_every_s):
+                save_state(_state())
+                last_save = time.perf_counter()
+            if interrupted.seen:
+                raise KeyboardInterrupt
+    run_wall = run_wall_before + time.perf_counter() - t0_run
     if progress is not None and done_frac < 1.0:
         progress(1.0 - done_frac)
     tf = np.where(t_first >= 0, t_first, np.inf)
@@ -546,7 +619,7 @@ def simulate(model: TrapModel, T: float, n: int | None = None, seed: int | np.ra
         p_all = np.where(times < t, gap_acc / (N * (t - times)), np.nan)
     return TrapRun(T=float(T), times=times[:m].copy(), displacements=snap_pos[:m], nhop=snap_nhop[:m],
                    states=snap_x[:m], t_first=tf, final_states=x, waiting_times=wt[:n_wt].copy(), censored=cens,
-                   t_end=float(t), n_events=int(n_ev), wall_s=time.perf_counter() - wall0,
+                   t_end=float(t), n_events=int(n_ev), wall_s=wall_before + time.perf_counter() - t0_run,
                    events_per_s=n_ev / run_wall if run_wall > 0 else float("nan"), truncated=truncated,
                    coords=coords, box=box, seed=seed_int, persistence_all=p_all[:m].copy(),
                    initial_states=x_init)
