@@ -154,6 +154,17 @@ def test_an_interrupted_temperature_resumes_its_replica_where_it_stopped(tmp_pat
         assert np.array_equal(np.asarray(ref[k]), np.asarray(got[k]), equal_nan=True), k
 
 
+def test_a_damaged_temperature_in_progress_is_a_one_line_error(tmp_path) -> None:
+    from glassgen import api_models
+
+    ck = tmp_path / "c.h5"
+    with h5py.File(ck, "w") as f:
+        g = f.create_group("running")
+        g.attrs["T"], g.attrs["n_runs"] = 2.0, 1  # the finished replica it announces is missing
+    with pytest.raises(InputError, match="damaged"):
+        api_models._read_running(ck)
+
+
 def test_a_saved_trap_state_resumes_bit_for_bit() -> None:
     """simulate() resumed from any saved state (here the middle one, with a different generator handed in)
     gives the uninterrupted run: every array of the TrapRun equal; a state of another T is refused."""

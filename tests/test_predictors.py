@@ -131,6 +131,41 @@ def test_bond_order_matches_scipy_and_addition_theorem():
     np.testing.assert_allclose(ql**2, q2, rtol=1e-9, atol=1e-12)
 
 
+def test_radial_shells_and_angular_functions_match_a_brute_force_sum():
+    """The radial structure functions G[i, s, k] and Behler's angular functions psi[i, a] of the softness
+    descriptors against plain sums over the pairs and triplets of an explicit image search (a small box, so
+    that several images of a particle are neighbours)."""
+    from glassgen._kernels import descriptors as K
+
+    pos, spec, b = _random_system(20, 3, 2.6, seed=21)
+    rc = 2.0
+    pairs = _brute_pairs(pos, b, rc)
+    i_of, j_of, dr = pairs[:, 0].astype(int), pairs[:, 1].astype(int), pairs[:, 2:]
+    r = np.linalg.norm(dr, axis=1)
+    nl = D.neighbour_list(pos, b, rc)
+    mus, width = np.array([0.6, 1.0, 1.45, 1.9]), 0.2
+    got = K.radial_shells(nl.start, nl.nbr, nl.r, spec, 2, mus, width)
+    ref = np.zeros((20, 2, mus.size))
+    for i, j, rr in zip(i_of, j_of, r, strict=True):
+        ref[i, spec[j]] += np.exp(-((rr - mus) ** 2) / (2 * width**2))
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-14)
+    assert ref.min() < 0.01 * ref.max()  # shells nearly empty and well occupied: not a constant
+
+    xi, lam, zeta, rc_a = np.array([1.0, 2.0, 1.5]), np.array([1.0, -1.0, 1.0]), np.array([1.0, 2.0, 4.0]), 1.7
+    got = K.behler_angular(nl.start, nl.dr3(), xi, lam, zeta, rc_a)
+    ref = np.zeros((20, 3))
+    for i in range(20):
+        v = dr[(i_of == i) & (r < rc_a)]
+        for p_ in range(len(v)):
+            for q_ in range(p_ + 1, len(v)):
+                rij, rik = np.linalg.norm(v[p_]), np.linalg.norm(v[q_])
+                cos = v[p_] @ v[q_] / (rij * rik)
+                s2 = rij**2 + rik**2 + np.linalg.norm(v[p_] - v[q_]) ** 2
+                ref[i] += np.exp(-s2 / xi**2) * (1 + lam * cos) ** zeta
+    np.testing.assert_allclose(got, ref, rtol=1e-11, atol=1e-14)
+    assert np.all(ref.max(0) > 0)
+
+
 def test_rotation_invariance_of_structural_descriptors():
     # a cluster in a large box: rotating it about its centre must leave radial shells, q_l, SBO and
     # the angular softness functions unchanged

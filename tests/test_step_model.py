@@ -158,6 +158,85 @@ def test_avalanche_strain_bookkeeping() -> None:
     assert np.all(np.sum(mdl.e**2, 1) <= ey**2 + 1e-15)
 
 
+@pytest.mark.parametrize("dim, L", [(2, 8), (3, 6)])
+def test_one_site_avalanche_against_a_frame_by_frame_numpy_replay(dim: int, L: int) -> None:
+    """A single unstable site (every other one far from yield, no co-rearrangement, no restoring) releases its
+    strain in ceil(|e|/release) frames. The kernel's final e, S and plastic strain equal a numpy replay of the
+    documented rule: per frame e[x] += sum_a I_a G[a, :, x - i] with G placed by np.roll, S[x] += coupling
+    Delta|e|^2, and the near-field change soft_nf . I at the chosen offsets. (The conservation test cannot
+    see where the strain goes; this one can.)"""
+    from glassgen._kernels.lattice import avalanche
+
+    rng = np.random.default_rng(dim)
+    n = L**dim
+    G = propagator(L, dim)
+    nc = G.shape[0]
+    coords = np.stack(np.unravel_index(np.arange(n), (L,) * dim), 1).astype(np.int64)
+    e = rng.normal(0.0, 0.01, (n, nc))
+    S = rng.normal(-1.66, 2.0, n)
+    u = np.full(n, 1.0 - 1e-9)  # yield strains ~0.4: nothing else yields
+    i0 = n // 2 + 1
+    e[i0] = [0.31, -0.12][:nc]
+    u[i0] = 0.5
+    m0, m1, w0, w1, w2 = 0.087261, -0.0049821, 2.0758, -0.024151, 0.0029429
+    coupling, release = 101.3, 0.1
+    soft_off = rng.integers(-2, 3, (5, dim)).astype(np.int64)
+    soft_nf = rng.normal(0.0, 1.0, (5, nc))
+    e0, S0 = e.copy(), S.copy()
+    ep = np.zeros((n, nc))
+    frames, events, sites, released, ok = avalanche(
+        e, S, u, ep, coords, L, G, m0, m1, w0, w1, w2, coupling, release, np.zeros((1, dim), np.int64),
+        np.ones(1), soft_off, soft_nf, np.zeros(5), np.full(5, -1, np.int64), 0.1, 0.0, 0.0, 0.0, np.zeros(1),
+        0.0, 10_000, 7)
+    nf = int(np.ceil(np.linalg.norm(e0[i0]) / release))
+    assert (frames, events, sites, ok) == (nf, 1, 1, True) and nf >= 3
+    assert released == pytest.approx(np.linalg.norm(e0[i0]), rel=1e-12)
+    shifted = np.roll(G.reshape(nc, nc, *(L,) * dim), tuple(coords[i0]), axis=tuple(range(2, 2 + dim)))
+    shifted = shifted.reshape(nc, nc, n)
+    ref_e, ref_S, I = e0.copy(), S0.copy(), e0[i0] / nf
+    near = [np.ravel_multi_index(tuple((coords[i0] + o) % L), (L,) * dim) for o in soft_off]
+    for _ in range(nf):
+        new = ref_e + np.einsum("a,abn->nb", I, shifted)
+        ref_S += coupling * ((new**2).sum(1) - (ref_e**2).sum(1))
+        ref_e = new
+        for k, x in enumerate(near):
+            ref_S[x] += soft_nf[k] @ I
+    np.testing.assert_allclose(e, ref_e, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(S, ref_S, rtol=0, atol=1e-11)
+    np.testing.assert_allclose(ep[i0], e0[i0], rtol=1e-12)
+    assert np.all(ep[np.arange(n) != i0] == 0.0)
+    assert np.abs(e - e0).max() > 0.01  # the release moved strain far beyond round-off
+
+
+def test_shear_step_and_the_smallest_strain_to_yield() -> None:
+    """shear_all against numpy; min_shear_to_yield against a per-site solve of |e + dg x|^2 = eps_y^2 at fixed
+    softness: with coupling 0, 0.999 of it leaves every site stable and 1.000001 of it destabilises one."""
+    from glassgen._kernels.lattice import min_shear_to_yield, shear_all
+
+    mdl = StepModel(StepParams(L=16), seed=5)
+    assert mdl.relax()[-1]  # the initial state relaxed: every site stable
+    p = mdl.params
+    e, S, u = mdl.e.copy(), mdl.S.copy(), mdl.u.copy()
+    ey = np.array([yield_strain(s, uu, *p.yield_mean, *p.yield_shape) for s, uu in zip(S, u, strict=True)])
+    assert np.all((e**2).sum(1) < ey**2)
+    dist = np.sqrt(ey**2 - e[:, 1] ** 2) - e[:, 0]
+    dg = min_shear_to_yield(e, S, u, *p.yield_mean, *p.yield_shape)
+    assert dg == pytest.approx(dist.min(), rel=1e-12)
+
+    def unstable(factor: float) -> int:
+        e2, S2 = e.copy(), S.copy()
+        shear_all(e2, S2, factor * dg, 0.0)
+        return int(np.sum((e2**2).sum(1) > ey**2))
+
+    assert unstable(0.999) == 0 and unstable(1.000001) == 1
+    e2, S2 = e.copy(), S.copy()
+    shear_all(e2, S2, 0.013, 101.3)
+    moved = e.copy()
+    moved[:, 0] += 0.013
+    np.testing.assert_allclose(e2, moved, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(S2, S + 101.3 * ((moved**2).sum(1) - (e**2).sum(1)), rtol=1e-12, atol=1e-12)
+
+
 def test_aqs_shear_run_and_outputs() -> None:
     res = StepModel(StepParams(L=16), seed=3).shear(0.05)
     assert res.completed and res.gamma[-1] == pytest.approx(0.05, abs=1e-9)

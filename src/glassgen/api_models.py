@@ -124,11 +124,15 @@ def _read_running(path: Path) -> dict[str, Any] | None:
         if _RUNNING not in f:
             return None
         g = f[_RUNNING]
-        runs = []
-        for i in range(int(g.attrs["n_runs"])):
-            d = _read_dict(g[f"replica_{i}"])
-            runs.append(TrapRun(**{k.name: d.get(k.name) for k in dataclasses.fields(TrapRun)}))
-        return {"T": float(g.attrs["T"]), "runs": runs, "state": _read_dict(g["state"]) if "state" in g else None}
+        try:
+            runs = []
+            for i in range(int(g.attrs["n_runs"])):
+                d = _read_dict(g[f"replica_{i}"])
+                runs.append(TrapRun(**{k.name: d.get(k.name) for k in dataclasses.fields(TrapRun)}))
+            return {"T": float(g.attrs["T"]), "runs": runs, "state": _read_dict(g["state"]) if "state" in g else None}
+        except KeyError:
+            raise InputError(f"checkpoint {path} is damaged (its temperature in progress is incomplete); delete it "
+                             "or change --out") from None
 
 
 def _check_T(T: Any) -> list[float]:

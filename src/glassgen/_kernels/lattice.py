@@ -44,7 +44,12 @@ def yield_strain(S, u, m0, m1, w0, w1, w2):
 
 @njit(cache=True)
 def min_shear_to_yield(e, S, u, m0, m1, w0, w1, w2):
-    """Smallest increase of e_xy that makes one site unstable (0 if one already is)."""
+    """Smallest increase of e_xy that makes one site unstable (0 if one already is), at fixed softness.
+
+    The shear also changes S by coupling * Delta|e|^2 and so the yield strain; with the PRR signs (coupling
+    > 0, yield mean falling with S) the site then yields a little before this strain, and other sites may
+    reach yield too (the AQS step adds this strain and relaxes whatever is unstable).
+    """
     n, nc = e.shape
     best = np.inf
     for i in range(n):
