@@ -27,7 +27,7 @@ def test_nve_second_order_and_bounded_drift(ka3d_n150):
         stds.append(e.std())
         drifts.append(np.polyfit(r.thermo.step, e, 1)[0] * 1e4)  # per 10^4 steps, per particle
     assert 3.0 < stds[0] / stds[1] < 5.0  # (0.005/0.0025)^2 = 4
-    assert abs(drifts[0]) < 5e-4 and stds[0] < 1e-3
+    assert abs(drifts[0]) < 2e-4 and stds[0] < 5e-4  # measured 7.8e-5 and 2.5e-4
     # momentum stays zero
     assert np.abs(sim.velocities.sum(0)).max() < 1e-10
 
@@ -72,7 +72,7 @@ def test_nhc_extended_energy_conserved(ka3d_n150):
     sim = MDSimulation(conf, T=0.8, dt=0.0025, ensemble="nvt", thermostat="nhc", tau=0.5, seed=2)
     r = sim.run(8000, thermo_every=20)
     h = r.thermo.conserved / conf.n
-    assert np.abs(h - h[0]).max() < 2e-3
+    assert np.abs(h - h[0]).max() < 1e-3  # measured 4.4e-4
     # the bath does work: the physical energy U + K fluctuates far more than the extended energy drifts
     e = (r.thermo.potential + r.thermo.kinetic) / conf.n
     assert e.std() > 10 * np.abs(h - h[0]).max(), (e.std(), np.abs(h - h[0]).max())

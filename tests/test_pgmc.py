@@ -18,6 +18,7 @@ from glassgen._kernels.pgmc import (
     MH_NO_PROPOSAL_RATIO,
     MH_STALE_REVERSE,
     N_RADIAL,
+    N_SEL,
     local_log_density,
     partner_need,
     selection_features,
@@ -459,6 +460,42 @@ def test_pairwise_selection_features_match_per_particle_passes(model, n):
         elif width > 2:  # the kept columns are those of the full features, the others are left 0
             kept = np.concatenate([np.ones((n, 2), bool), need[c.species]], axis=1)
             assert np.array_equal(fast[kept], full[kept]) and not fast[~kept].any() and (~kept).any()
+
+
+@pytest.mark.parametrize("model,n", [("ka2d", 43), ("ka2d", 400), ("ka3d", 32)])
+def test_selection_features_against_the_force_field_and_a_numpy_count(model, n):
+    """The selection features against independent code: the energy column is twice ForceField's per-particle
+    energy (half of each pair), the single-flip energy e_k^t twice that of k in the configuration where k alone
+    is made species t, and the coordination column a numpy sum of (1 - (r / (1.5 sigma_ab))^2)^2 over every
+    periodic image (the 3D box is smaller than twice the cutoff)."""
+    from glassgen._kernels.pgmc import COORD_CUT
+    from glassgen.dynamics.initial import random_state
+
+    conf = random_state(model, n, seed=5)
+    m, box = conf.model, conf.box
+    pg = PGMC(PGMCTarget.from_model(m, box, 0.5), Policy.default(m.nsp, m.dim), [conf], seed=1)
+    c = pg.chains[0]
+    feat = np.zeros((n, N_SEL + m.nsp))
+    selection_features(c.pos, c.species, pg.target.box, m.nsp, pg._pp(), np.ones((m.nsp, m.nsp), bool),
+                       c.use_cells, c.ncell, c.cells, c.cell_count, c.shifts, feat)
+    e = ForceField(m, c.species, box, skin=0.0).compute(c.pos, per_particle=True).per_particle
+    np.testing.assert_allclose(feat[:, 0], 2 * e, rtol=0, atol=1e-10)
+    for k in (0, n // 2, n - 1):
+        for t in range(m.nsp):
+            spec = c.species.copy()
+            spec[k] = t
+            e_t = ForceField(m, spec, box, skin=0.0, check_overlap=False).compute(c.pos, per_particle=True)
+            assert abs(feat[k, N_SEL + t] - 2 * e_t.per_particle[k]) < 1e-10, (k, t)
+    sig = np.sqrt(pg.target.pp[0]).reshape(m.nsp, m.nsp)
+    shifts = np.array(list(itertools.product(range(-2, 3), repeat=m.dim))) * box
+    coord = np.zeros(n)
+    for k in range(n):
+        dr = c.pos[None, :, :] + shifts[:, None, :] - c.pos[k]
+        x = np.sqrt((dr**2).sum(-1)) / sig[c.species[k], c.species][None, :]
+        x[np.all(shifts == 0, axis=1)[:, None] & (np.arange(n) == k)[None, :]] = np.inf  # not k itself
+        coord[k] = np.where(x < COORD_CUT, (1 - (x / COORD_CUT) ** 2) ** 2, 0.0).sum()
+    np.testing.assert_allclose(feat[:, 1], coord, rtol=0, atol=1e-10)
+    assert coord.mean() > 1.0 and np.ptp(feat[:, 0]) > 1.0  # real neighbourhoods, varying energies
 
 
 def _biased_ka2d(n: int) -> tuple[Configuration, Policy, PGMCTarget]:
