@@ -229,12 +229,11 @@ def trap_model_run(model: str, T: float | list[float], out: PathLike, *, n: int 
                 ss = np.random.SeedSequence([int(seed), int(round(T_ * 1e6)), r])
                 runs.append(simulate(mdl, T_, n=n_eff, seed=np.random.default_rng(ss), t_max=t_max,
                                      p_stop=p_stop, n_per_decade=n_per_decade, max_events=max_events,
-                                     progress=None, resume=state, save_state=save,
-                                     save_every_s=checkpoint_every_s))
+                                     progress=advance, resume=state, save_state=save,
+                                     save_every_s=checkpoint_every_s))  # advances by 1 in all (log time)
                 state = None
                 if r + 1 < replicas:  # the finished replicas are kept
                     _write_ckpt(ck, signature, done, {"T": T_, "runs": runs, "state": None})
-                advance(1)
             res = analyze_runs(runs, qq, n_blocks=n_blocks, stationary=mdl.start == "equilibrium")
             entry: dict[str, Any] = {k: np.asarray(res[k], np.float64) for k in _TRAP_CURVES}
             entry.update({k: res[k] for k in _TRAP_SCALARS})
