@@ -21,6 +21,7 @@ import numpy as np
 
 from glassgen.config_values import check_types, read_toml, type_hints
 from glassgen.dynamics.results import MDResult
+from glassgen.dynamics.schedule import DeferredInterrupt
 from glassgen.errors import InputError
 from glassgen.observables.dynamics import default_q
 from glassgen.provenance import atomic_path, check_hdf5_name, check_output_name, provenance, strict_json
@@ -258,21 +259,25 @@ def md_run(*, out: PathLike, T: float | None, steps: int, input: PathLike | None
     traj_steps, sched = _traj_steps(int(steps), traj, traj_every, n_per_decade, traj_blocks)
     ck = checkpoint_path(out) if engine == "numba" else None
     eq_ck = equilibration_checkpoint_path(out) if engine == "numba" else None
-    resumed = (ck is not None and ck.is_file()) or (equilibrate_steps > 0 and eq_ck is not None and eq_ck.is_file())
+    production_saved = ck is not None and ck.is_file()
+    resumed = production_saved or (equilibrate_steps > 0 and eq_ck is not None and eq_ck.is_file())
     origin = run_origin(conf, equilibrate_steps=int(equilibrate_steps))
-    if equilibrate_steps > 0 and not resumed:
-        if T is None:
-            raise InputError("equilibration needs a temperature T")
-        eq = run_md(conf, T=T, dt=dt, nsteps=int(equilibrate_steps), ensemble="nvt",
-                    thermostat=thermostat if ensemble == "nvt" else "nhc", tau=tau, seed=seed + 1_000_003,
-                    thermo_every=max(1, int(equilibrate_steps)), threads=threads, engine=engine,
-                    progress=progress, checkpoint=eq_ck, checkpoint_every=checkpoint_every, origin=origin,
-                    what="equilibration")
-        conf = eq.final
-    t0 = time.perf_counter()
-    res = run_md(conf, T=T, dt=dt, nsteps=int(steps), ensemble=ensemble, thermostat=thermostat, tau=tau,
-                 seed=seed, thermo_every=thermo_every, traj_steps=traj_steps, threads=threads, engine=engine,
-                 progress=progress, checkpoint=ck, checkpoint_every=checkpoint_every, origin=origin)
+    # one Ctrl-C scope over both phases: a Ctrl-C in the equilibration's last stretch (which it lets finish) stops
+    # the run at the production's first event point, with a checkpoint there, instead of being forgotten
+    with DeferredInterrupt(active=ck is not None):
+        if equilibrate_steps > 0 and not production_saved:  # (resumed from its own checkpoint if one was kept)
+            if T is None:
+                raise InputError("equilibration needs a temperature T")
+            eq = run_md(conf, T=T, dt=dt, nsteps=int(equilibrate_steps), ensemble="nvt",
+                        thermostat=thermostat if ensemble == "nvt" else "nhc", tau=tau, seed=seed + 1_000_003,
+                        thermo_every=max(1, int(equilibrate_steps)), threads=threads, engine=engine,
+                        progress=progress, checkpoint=eq_ck, checkpoint_every=checkpoint_every, origin=origin,
+                        what="equilibration")
+            conf = eq.final
+        t0 = time.perf_counter()
+        res = run_md(conf, T=T, dt=dt, nsteps=int(steps), ensemble=ensemble, thermostat=thermostat, tau=tau,
+                     seed=seed, thermo_every=thermo_every, traj_steps=traj_steps, threads=threads, engine=engine,
+                     progress=progress, checkpoint=ck, checkpoint_every=checkpoint_every, origin=origin)
     wall = time.perf_counter() - t0
     prov = provenance(seed=seed, model=conf.model.name, T=T, engine=engine, ensemble=ensemble,  # type: ignore[union-attr]
                       thermostat=thermostat if ensemble == "nvt" else None, dt=dt, steps=int(steps),

@@ -23,6 +23,7 @@ from glassgen._kernels.neighbors import mc_image_shifts
 from glassgen.dynamics.forces import ForceField
 from glassgen.dynamics.results import MDResult
 from glassgen.dynamics.schedule import (
+    DeferredInterrupt,
     check_resumed_schedule,
     collect_results,
     new_samples,
@@ -353,6 +354,16 @@ def run_mc(conf: Configuration, *, T: float, n_sweeps: int, delta: float | list[
     on Ctrl-C) and resumes from there, tuning included; the chain is the same as without (the random numbers are
     drawn sweep by sweep). The caller deletes that file once the run is written."""
     mc = MonteCarlo(conf, T, delta=delta, swap_fraction=swap_fraction, seed=seed, origin=origin)
+    # one Ctrl-C scope over the phases: a Ctrl-C in the tuning or in the equilibration's last stretch stops the
+    # run at the next phase's first event point, with a checkpoint there (it was forgotten between phases)
+    with DeferredInterrupt(active=checkpoint is not None):
+        return _run_mc_phases(mc, checkpoint, equilibrate_checkpoint, n_sweeps, sample_every, traj_sweeps,
+                              tune_sweeps, equilibrate_sweeps, progress, checkpoint_every)
+
+
+def _run_mc_phases(mc: MonteCarlo, checkpoint: Any, equilibrate_checkpoint: Any, n_sweeps: int, sample_every: int,
+                   traj_sweeps: Any, tune_sweeps: int, equilibrate_sweeps: int, progress: bool,
+                   checkpoint_every: int) -> MDResult:
     if not (checkpoint is not None and Path(checkpoint).is_file()):
         eq_resumed = (equilibrate_sweeps > 0 and equilibrate_checkpoint is not None
                       and Path(equilibrate_checkpoint).is_file())

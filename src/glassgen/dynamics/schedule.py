@@ -9,6 +9,7 @@ already processed.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -139,29 +140,60 @@ class DeferredInterrupt:
 
     Installed only in the main thread and only where SIGINT has Python's default handler (a job started with
     SIGINT ignored keeps ignoring it; elsewhere a Ctrl-C raises where it lands and no checkpoint is written
-    for it).
+    for it). Scopes nest: one entered while another is installed shares its record, so a job of several
+    phases (an equilibration, then the run; the temperatures of a sweep) wraps them in one scope, and a
+    Ctrl-C that came during a phase's last stretch (which a phase lets finish) stops the job at the next
+    phase's first event point instead of being forgotten when the phase's own scope closes. While installed,
+    a KeyboardInterrupt that Python cannot raise (it landed in a destructor or a weakref callback, where it is
+    "ignored") is not printed as a traceback: the recorded Ctrl-C stops the run at the next event point.
     """
 
+    _installed: DeferredInterrupt | None = None
+
     def __init__(self, active: bool = True) -> None:
-        self.seen = False
+        self._seen = False
         self.active = active
         self._old: Any = None
+        self._old_hook: Any = None
+        self._parent: DeferredInterrupt | None = None
+
+    @property
+    def seen(self) -> bool:
+        """Whether a Ctrl-C came while this scope (or the scope it shares) was installed."""
+        return self._parent.seen if self._parent is not None else self._seen
 
     def _handler(self, signum: int, frame: Any) -> None:
-        if self.seen:
+        if self._seen:
             raise KeyboardInterrupt
-        self.seen = True
+        self._seen = True
+
+    @staticmethod
+    def _unraisable(hook: Any) -> Any:
+        def quiet(unraisable: Any) -> None:
+            if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+                hook(unraisable)
+        return quiet
 
     def __enter__(self) -> DeferredInterrupt:
-        if (self.active and threading.current_thread() is threading.main_thread()
+        if not self.active:
+            return self
+        if DeferredInterrupt._installed is not None:
+            self._parent = DeferredInterrupt._installed
+        elif (threading.current_thread() is threading.main_thread()
                 and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
             self._old = signal.signal(signal.SIGINT, self._handler)
+            self._old_hook = sys.unraisablehook
+            sys.unraisablehook = self._unraisable(self._old_hook)
+            DeferredInterrupt._installed = self
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self._old is not None:
             signal.signal(signal.SIGINT, self._old)
-            self._old = None
+            sys.unraisablehook = self._old_hook
+            self._old = self._old_hook = None
+            DeferredInterrupt._installed = None
+        self._parent = None
 
 
 def collect_results(samples: dict[str, list[float]], frames: list[tuple[Any, ...]],
