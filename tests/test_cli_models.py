@@ -154,6 +154,42 @@ def test_an_interrupted_temperature_resumes_its_replica_where_it_stopped(tmp_pat
         assert np.array_equal(np.asarray(ref[k]), np.asarray(got[k]), equal_nan=True), k
 
 
+def test_a_ctrl_c_in_a_replicas_last_kernel_call_stops_the_sweep(tmp_path, monkeypatch,
+                                                                 sigint_as_in_a_terminal) -> None:
+    """Replicas shorter than one kernel call: a Ctrl-C during one lets it finish, then the sweep stops with that
+    replica saved (the Ctrl-C was forgotten and the sweep ran to its end); the rerun gives the uninterrupted
+    output."""
+    import os
+    import signal
+
+    from glassgen import api_models
+    from glassgen.models import trap
+
+    real_kmc, calls = trap.kmc_run, [0]
+
+    def kmc(*args):
+        calls[0] += 1
+        if calls[0] == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_kmc(*args)
+
+    job = {"model": "bouchaud", "T": [2.0, 3.0], "n": 300, "replicas": 2, "seed": 4, "plot": False}
+    api_models.trap_model_run(out=tmp_path / "ref.h5", **job)
+    monkeypatch.setattr(trap, "kmc_run", kmc)
+    out = tmp_path / "x.h5"
+    with pytest.raises(KeyboardInterrupt):
+        api_models.trap_model_run(out=out, **job)
+    assert calls[0] == 1  # one kernel call: the first replica, in one call
+    with h5py.File(tmp_path / "x.h5.ckpt.h5") as f:
+        assert int(f["running"].attrs["n_runs"]) == 1 and "state" not in f["running"]
+    api_models.trap_model_run(out=out, **job)
+    assert calls[0] == 4  # the three other replicas
+    ref, got = _h5_tree(tmp_path / "ref.h5"), _h5_tree(out)
+    assert ref.keys() == got.keys()
+    for k in ref:
+        assert np.array_equal(np.asarray(ref[k]), np.asarray(got[k]), equal_nan=True), k
+
+
 def test_a_damaged_temperature_in_progress_is_a_one_line_error(tmp_path) -> None:
     from glassgen import api_models
 

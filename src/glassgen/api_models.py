@@ -24,6 +24,7 @@ import h5py
 import numpy as np
 
 from glassgen.config_values import read_toml
+from glassgen.dynamics.schedule import DeferredInterrupt
 from glassgen.errors import InputError, check_temperature
 from glassgen.provenance import atomic_path, check_hdf5_name, provenance
 
@@ -209,8 +210,12 @@ def trap_model_run(model: str, T: float | list[float], out: PathLike, *, n: int 
     done = _read_ckpt(ck, signature)
     running = _read_running(ck)
     t0 = time.perf_counter()
-    with progress_bar(len(Ts) * replicas, f"{model} sweep", enabled=progress) as advance:
-        for T_ in Ts:
+    # one Ctrl-C scope over the sweep: a Ctrl-C during a replica's last kernel call (which lets the replica end)
+    # stops the sweep once that replica is saved, instead of being forgotten (it often was: short replicas
+    # could not be interrupted at all)
+    with DeferredInterrupt() as interrupted, \
+            progress_bar(len(Ts) * replicas, f"{model} sweep", enabled=progress) as advance:
+        for i_T, T_ in enumerate(Ts):
             key = f"T_{T_:.6g}"
             if key in done:
                 advance(replicas)
@@ -234,6 +239,8 @@ def trap_model_run(model: str, T: float | list[float], out: PathLike, *, n: int 
                 state = None
                 if r + 1 < replicas:  # the finished replicas are kept
                     _write_ckpt(ck, signature, done, {"T": T_, "runs": runs, "state": None})
+                    if interrupted.seen:
+                        raise KeyboardInterrupt
             res = analyze_runs(runs, qq, n_blocks=n_blocks, stationary=mdl.start == "equilibrium")
             entry: dict[str, Any] = {k: np.asarray(res[k], np.float64) for k in _TRAP_CURVES}
             entry.update({k: res[k] for k in _TRAP_SCALARS})
@@ -253,6 +260,8 @@ def trap_model_run(model: str, T: float | list[float], out: PathLike, *, n: int 
                 entry[f"exact_{k}"] = v
             done[key] = entry
             _write_ckpt(ck, signature, done)
+            if interrupted.seen and i_T + 1 < len(Ts):  # (after the last temperature the output is written)
+                raise KeyboardInterrupt
     results = {float(v["T"]): v for v in done.values() if float(v["T"]) in Ts}
     taus = [float(results[t_]["tau_alpha"]) for t_ in Ts]
     frag = fragility(Ts, taus)
