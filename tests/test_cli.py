@@ -271,9 +271,9 @@ def test_interrupted_md_resumes(tmp_path):
     assert out.exists() and not ck.exists()
 
 
-def test_ctrl_c_is_reported_in_one_line(monkeypatch, capsys):
+def test_ctrl_c_is_reported_in_one_line(monkeypatch, capsys, tmp_path):
     """Ctrl-C anywhere in a command: exit 130 and one line on stderr, naming resumption only for the commands
-    that keep their work."""
+    that keep their work, and saying so when nothing was saved yet (it said "the work already saved is kept")."""
     import glassgen.api as api
 
     def stop(*args, **kwargs):
@@ -281,9 +281,15 @@ def test_ctrl_c_is_reported_in_one_line(monkeypatch, capsys):
 
     monkeypatch.setattr(api, "md_run", stop)
     monkeypatch.setattr(api, "analyze", stop)
-    assert main(["md", "run", "--model", "ka3d", "--N", "20", "--T", "1", "--steps", "5", "--out", "x.h5"]) == 130
-    assert capsys.readouterr().err.strip() == ("interrupted: run the same command again to resume (the work already "
-                                               "saved is kept)")
+    out = str(tmp_path / "x.h5")
+    args = ["md", "run", "--model", "ka3d", "--N", "20", "--T", "1", "--steps", "5", "--out", out]
+    assert main(args) == 130
+    assert capsys.readouterr().err.strip() == "interrupted before any work was saved: the same command starts over"
+    for kept in ("x.h5.eq.ckpt.h5", "x.h5.ckpt.h5"):
+        (tmp_path / kept).write_bytes(b"")
+        assert main(args) == 130
+        assert capsys.readouterr().err.strip() == ("interrupted: run the same command again to resume (the work "
+                                                   "already saved is kept)")
     assert main(["analyze", "x.h5"]) == 130
     assert capsys.readouterr().err.strip() == "interrupted"
 
@@ -572,9 +578,9 @@ def test_ctrl_c_after_the_output_is_written_says_the_run_is_complete(tmp_path, c
     cli._report_interrupt(["md", "run", "--out", str(out)])
     assert "run the same command again to resume" in capsys.readouterr().err
     ck.unlink()
-    cli._STARTED[0] = time.time() + 60  # a file older than the command: not its output
+    cli._STARTED[0] = time.time() + 60  # a file older than the command: not its output, and nothing saved yet
     cli._report_interrupt(["md", "run", "-o", str(out)])
-    assert "run the same command again to resume" in capsys.readouterr().err
+    assert "before any work was saved" in capsys.readouterr().err
     cli._STARTED[0] = time.time() - 5  # flow train checkpoints into --out itself: a fresh --out is not the end
     cli._report_interrupt(["flow", "train", "--config", "c.toml", "--out", str(out)])
     assert "run the same command again to resume" in capsys.readouterr().err

@@ -466,16 +466,35 @@ _CHECKPOINT_BESIDE_OUT = {("md", "run"), ("mc", "run"), ("pgmc", "train"), ("pgm
 _STARTED = [0.0]  # when main() began (file modification times after it are this command's writes)
 
 
-def _written_during_this_command(argv: list[str]) -> str | None:
-    """The output file of the run command in progress (resolved from options and config, else ``--out`` of
-    ``argv``) if this command wrote it (modified after the command started) and left no checkpoint beside it:
-    the run was complete when the Ctrl-C came."""
+def _out_of(argv: list[str]) -> str | None:
+    """The output of the run command in progress: resolved from options and config, else ``--out`` of argv."""
     out = RUN_OUT[0]
     for k, a in enumerate(argv if out is None else []):
         if a in ("--out", "-o") and k + 1 < len(argv):
             out = argv[k + 1]
         elif a.startswith("--out="):
             out = a.split("=", 1)[1]
+    return out
+
+
+def _nothing_saved(words: tuple[str, ...], argv: list[str]) -> bool:
+    """True when a command that keeps its work beside ``--out`` had saved none of it yet (no checkpoint)."""
+    out = _out_of(argv)
+    if out is None:
+        return False
+    if words in _CHECKPOINT_BESIDE_OUT:
+        return not any(Path(out + suffix).exists() for suffix in (".ckpt.h5", ".eq.ckpt.h5"))
+    if words == ("predict", "train"):  # a GNN's checkpoint; the other kinds keep none
+        return not Path(out + ".ckpt.npz").exists()
+    if words == ("dataset", "make"):  # the folder appears once the preparation (equilibration, tau_alpha) is done
+        return not Path(out).exists()
+    return False
+
+
+def _written_during_this_command(argv: list[str]) -> str | None:
+    """The output file of the run command in progress if this command wrote it (modified after the command
+    started) and left no checkpoint beside it: the run was complete when the Ctrl-C came."""
+    out = _out_of(argv)
     if out is None:
         return None
     p = Path(out)
@@ -494,6 +513,8 @@ def _report_interrupt(argv: list[str]) -> None:
     done = _written_during_this_command(argv) if words in _CHECKPOINT_BESIDE_OUT else None
     if done is not None:
         typer.echo(f"interrupted after {done} was written: that run is complete", err=True)
+    elif words in _RESUMABLE and _nothing_saved(words, argv):
+        typer.echo("interrupted before any work was saved: the same command starts over", err=True)
     elif words in _RESUMABLE:
         typer.echo("interrupted: run the same command again to resume (the work already saved is kept)", err=True)
     else:
