@@ -275,3 +275,74 @@ def test_md_run_interrupted_in_its_equilibration_resumes_it(sigint_as_in_a_termi
     for k in ref:
         assert np.array_equal(ref[k], got[k]), k
     assert not np.array_equal(ref["thermo/potential"], plain["thermo/potential"])  # the equilibration matters
+
+
+@pytest.mark.filterwarnings("ignore:chains of")  # a short run: the error bar is a lower bound
+def test_pgmc_run_interrupted_in_its_equilibration_resumes_it(sigint_as_in_a_terminal, tmp_path, monkeypatch):
+    """`pgmc run --equilibrate`: the equilibration is a checkpointed run (`<out>.eq.ckpt.h5`; a Ctrl-C there lost
+    it all); interrupted in its middle, the rerun continues it and gives the uninterrupted output bit for bit."""
+    import h5py
+
+    from glassgen.api_pgmc import pgmc_run
+    from glassgen.sampling.pgmc import PGMC
+    from glassgen.sampling.policies import Policy
+
+    pol = Policy.default(3, 2, sigma=0.1, local_fraction=0.3, swap_fraction=0.2).save(tmp_path / "p.json")
+    kw = dict(policy=pol, sweeps=40, T=0.6, model="ka2d", n=43, seed=2, n_chains=2, equilibrate_sweeps=60,
+              sample_every=10, checkpoint_every=20)
+    pgmc_run(out=tmp_path / "ref.h5", **kw)
+    orig, calls = PGMC.sweep, [0]
+
+    def sweep(self, n=1):
+        out = orig(self, n)
+        calls[0] += 1
+        if calls[0] == 2:  # the second block of the equilibration (sweeps 20-40 of 60)
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(PGMC, "sweep", sweep)
+    out = tmp_path / "x.h5"
+    with pytest.raises(KeyboardInterrupt):
+        pgmc_run(out=out, **kw)
+    assert (tmp_path / "x.h5.eq.ckpt.h5").is_file() and not (tmp_path / "x.h5.ckpt.h5").exists()
+    monkeypatch.setattr(PGMC, "sweep", orig)
+    assert pgmc_run(out=out, **kw)["resumed"]
+    assert not (tmp_path / "x.h5.eq.ckpt.h5").exists()
+    with h5py.File(tmp_path / "ref.h5") as a, h5py.File(out) as b:
+        for k in ("energies", "final/positions", "final/species", "trajectory/positions"):
+            assert np.array_equal(a[k][()], b[k][()]), k
+
+
+def test_pgmc_learning_interrupted_stops_after_the_iteration_and_resumes(sigint_as_in_a_terminal, tmp_path,
+                                                                        monkeypatch):
+    """A Ctrl-C during a learning iteration of `pgmc train` lets the iteration finish, saves the checkpoint
+    there and stops (inside the command's Ctrl-C scope it was only recorded, so learning went on); the rerun
+    learns the same policy as an uninterrupted run."""
+    import json
+
+    from glassgen.api_pgmc import pgmc_train
+    from glassgen.sampling.pgmc import PGMC
+
+    kw = dict(T=0.6, model="ka2d", n=43, seed=3, iterations=6, equilibrate_sweeps=20, n_chains=2,
+              trials_per_chain=40)
+    pgmc_train(out=tmp_path / "ref.json", **kw)
+    orig, calls = PGMC.trials, [0]
+
+    def trials(self, *a, **k):
+        out = orig(self, *a, **k)
+        calls[0] += 1
+        if calls[0] == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(PGMC, "trials", trials)
+    out = tmp_path / "x.json"
+    with pytest.raises(KeyboardInterrupt):
+        pgmc_train(out=out, **kw)
+    assert calls[0] == 3 and (tmp_path / "x.json.ckpt.h5").is_file()
+    monkeypatch.setattr(PGMC, "trials", orig)
+    assert pgmc_train(out=out, **kw)["resumed"]
+    a, b = json.loads((tmp_path / "ref.json").read_text()), json.loads(out.read_text())
+    for k in ("log_sigma", "ls0", "W1", "b1", "W2", "b2", "theta", "phi"):
+        assert a[k] == b[k], k
+    assert a["meta"]["history_tail"] == b["meta"]["history_tail"]

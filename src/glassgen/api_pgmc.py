@@ -17,6 +17,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from glassgen.dynamics.schedule import DeferredInterrupt
 from glassgen.errors import InputError
 from glassgen.observables.dynamics import default_q
 from glassgen.observables.thermo import drift_z, warn_if_drifting
@@ -43,10 +44,13 @@ def _used(per_kind: dict[str, float], pol: Policy) -> dict[str, float]:
 
 
 def chain_starts(conf: Configuration | list[Configuration], n_chains: int, T: float, seed: int,
-                 equilibrate_sweeps: int = 0, policy: Policy | None = None) -> list[Configuration]:
+                 equilibrate_sweeps: int = 0, policy: Policy | None = None, checkpoint: PathLike | None = None,
+                 checkpoint_every: int = 1000, progress: bool = False) -> list[Configuration]:
     """``n_chains`` starting configurations: ``conf`` (or one configuration per chain) decorrelated by
     independent Metropolis-like PGMC sweeps (``equilibrate_sweeps`` each, Gaussian sigma 0.1 or the given
-    policy)."""
+    policy). With ``checkpoint`` the equilibration is a checkpointed run (every ``checkpoint_every`` sweeps and
+    at a Ctrl-C) that resumes from that file, bit for bit; the caller deletes it once its own output is
+    written."""
     confs = list(conf) if isinstance(conf, (list, tuple)) else [conf] * n_chains
     if len(confs) != n_chains:
         raise InputError(f"{len(confs)} starting configurations for {n_chains} chains")
@@ -55,7 +59,11 @@ def chain_starts(conf: Configuration | list[Configuration], n_chains: int, T: fl
     m = confs[0].require_model()
     pol = policy or Policy.default(m.nsp, m.dim, sigma=0.1)
     pg = PGMC(PGMCTarget.from_model(m, confs[0].box, T), pol, confs, seed=seed + 7919)
-    pg.sweep(equilibrate_sweeps)
+    if checkpoint is None:
+        pg.sweep(equilibrate_sweeps)
+    else:
+        pg.run(equilibrate_sweeps, sample_every=equilibrate_sweeps, progress=progress, checkpoint=checkpoint,
+               checkpoint_every=checkpoint_every)
     return [confs[0].replace(positions=c.pos.copy(), species=c.species.copy(), velocities=None) for c in pg.chains]
 
 
@@ -113,12 +121,15 @@ def pgmc_train(*, T: float, out: PathLike, input: PathLike | None = None, model:
                          swap_pairs=pairs or None, biased=biased, hidden=hidden, seed=seed, counts=counts,
                          phi=-float(flip) / T)
     t0 = time.perf_counter()
-    starts = chain_starts(conf, n_chains, T, seed, equilibrate_sweeps, policy=pol)  # with the initial policy
-    pg = PGMC(PGMCTarget.from_model(m, conf.box, T), pol, starts, seed=seed)
     ck = Path(str(out) + ".ckpt.h5")  # learning resumes from here when the same command is repeated
-    resumed = ck.is_file()
-    hist = pg.learn(iterations, trials_per_chain=trials_per_chain, sweeps_between=sweeps_between,
-                    optimizer=optimizer, lr=lr, progress=progress, checkpoint=ck)
+    eq_ck = Path(str(out) + ".eq.ckpt.h5")  # and the equilibration before it
+    resumed = ck.is_file() or eq_ck.is_file()
+    with DeferredInterrupt():  # one Ctrl-C scope over equilibration and learning
+        starts = chain_starts(conf, n_chains, T, seed, 0 if ck.is_file() else equilibrate_sweeps, policy=pol,
+                              checkpoint=eq_ck, progress=progress)  # with the initial policy
+        pg = PGMC(PGMCTarget.from_model(m, conf.box, T), pol, starts, seed=seed)
+        hist = pg.learn(iterations, trials_per_chain=trials_per_chain, sweeps_between=sweeps_between,
+                        optimizer=optimizer, lr=lr, progress=progress, checkpoint=ck)
     learned = pg.freeze()
     tail = hist[-max(1, len(hist) // 10):]
     summary: dict[str, Any] = {"model": m.name, "N": conf.n, "T": T, "optimizer": optimizer,
@@ -138,6 +149,7 @@ def pgmc_train(*, T: float, out: PathLike, input: PathLike | None = None, model:
                          "history_tail": tail})
     learned.save(out, seed=seed, model=m.name, T=T, N=conf.n)
     ck.unlink(missing_ok=True)
+    eq_ck.unlink(missing_ok=True)
     summary["out"] = str(out)
     return summary
 
@@ -212,14 +224,17 @@ def pgmc_run(*, policy: PathLike, out: PathLike, sweeps: int, T: float | None = 
         raise InputError(f"--sweeps {sweeps} with --sample-every {sample_every} stores fewer than 2 energies per "
                          "chain: nothing to average (raise --sweeps or lower --sample-every)")
     ck = Path(str(out) + ".ckpt.h5")
-    resumed = ck.is_file()
-    # equilibrate with the frozen policy itself: any exact kernel will do, and this one relaxes fastest
-    starts = chain_starts(starts or conf, n_chains, T, seed, 0 if ck.is_file() else equilibrate_sweeps, policy=pol)
-    pg = PGMC(PGMCTarget.from_model(m, conf.box, T), pol, starts, seed=seed)
+    eq_ck = Path(str(out) + ".eq.ckpt.h5")
+    resumed = ck.is_file() or eq_ck.is_file()
     fr = _frame_sweeps(sweeps, traj, frames_per_decade)
     t0 = time.perf_counter()
-    res = pg.run(sweeps, sample_every=sample_every, frame_sweeps=fr, progress=progress, checkpoint=ck,
-                 checkpoint_every=checkpoint_every)
+    with DeferredInterrupt():  # one Ctrl-C scope over equilibration and production
+        # equilibrate with the frozen policy itself: any exact kernel will do, and this one relaxes fastest
+        starts = chain_starts(starts or conf, n_chains, T, seed, 0 if ck.is_file() else equilibrate_sweeps,
+                              policy=pol, checkpoint=eq_ck, checkpoint_every=checkpoint_every, progress=progress)
+        pg = PGMC(PGMCTarget.from_model(m, conf.box, T), pol, starts, seed=seed)
+        res = pg.run(sweeps, sample_every=sample_every, frame_sweeps=fr, progress=progress, checkpoint=ck,
+                     checkpoint_every=checkpoint_every)
     q = default_q(m.dim) if q is None else float(q)
     summary: dict[str, Any] = {"model": m.name, "N": conf.n, "T": T, "chains": n_chains, "sweeps": sweeps,
                                "resumed": resumed, "acceptance": _used(res.acceptance, pol),
@@ -265,6 +280,7 @@ def pgmc_run(*, policy: PathLike, out: PathLike, sweeps: int, T: float | None = 
             g.create_dataset("positions", data=res.frames, compression="gzip")
             g.create_dataset("species", data=res.frame_species, compression="gzip")
     ck.unlink(missing_ok=True)
+    eq_ck.unlink(missing_ok=True)
     summary["out"] = str(out)
     return summary
 

@@ -62,7 +62,7 @@ from glassgen._kernels.pgmc import (
     pgmc_moves,
     selection_features,
 )
-from glassgen.dynamics.schedule import open_checkpoint
+from glassgen.dynamics.schedule import DeferredInterrupt, open_checkpoint
 from glassgen.errors import InputError, PhysicsError, check_temperature
 from glassgen.provenance import atomic_path, provenance
 from glassgen.sampling.policies import BLOCKS, Policy, local_log_q_and_score, score_gauss
@@ -609,7 +609,9 @@ class PGMC:
                 self.save_checkpoint(checkpoint, [], [], {"phase": "learn", "iterations_done": done,
                                                           "history": self.history, "settings": settings})
 
-        with progress_bar(n_iterations, "PGMC learning", progress) as advance:
+        # a Ctrl-C takes effect at the end of the iteration in progress, with a checkpoint there
+        with DeferredInterrupt(active=checkpoint is not None) as interrupted, \
+                progress_bar(n_iterations, "PGMC learning", progress) as advance:
             advance(min(done, int(n_iterations)))
             for _ in range(done, int(n_iterations)):
                 if sweeps_between > 0:
@@ -627,8 +629,10 @@ class PGMC:
                 rec.update({f"sigma_{s}": float(v) for s, v in enumerate(pol.sigma)})
                 self.history.append(rec)
                 done += 1
-                if done % max(1, int(checkpoint_every)) == 0:
+                if done % max(1, int(checkpoint_every)) == 0 or interrupted.seen:
                     save()
+                if interrupted.seen and done < int(n_iterations):
+                    raise KeyboardInterrupt
                 advance(1)
         save()
         return self.history
