@@ -35,6 +35,8 @@ def test_training_runs_and_resumes_bitwise(tmp_path, objective):
     assert full.T_range == (1.0, 2.0)
     hist = full.training["history"]
     assert len(hist) == 4 and hist[-1]["step"] == 12
+    # the record after the resume averages steps 4-6, one of them before the interruption (it averaged 5-6)
+    assert json.dumps(resumed.training["history"]) == json.dumps(hist)
 
 
 def test_forward_training_learns(tmp_path):

@@ -444,6 +444,7 @@ def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resum
     step, skipped = 0, 0
     best: dict[str, Any] | None = None  # validation: {"step", "score", "ess", "state_dict"}
     selected: dict[str, Any] | None = None  # the validation-best flow kept at the end
+    acc = {"reverse": 0.0, "forward": 0.0, "n": 0}  # losses since the last history record
     if ck is not None:
         try:
             flow.load_state_dict(ck["state_dict"])
@@ -451,6 +452,7 @@ def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resum
             sched.load_state_dict(ck["scheduler"])
             step, skipped = int(ck["step"]), int(ck["training"]["skipped"])
             history = list(ck["training"]["history"])
+            acc = dict(ck["training"].get("log_accumulator", acc))  # (a record after a resume averaged too few)
             best = ck.get("best")
             if ck.get("prior_draws") is not None and isinstance(flow.q0, BoltzmannPriorBase):
                 flow.q0.set_draw_state(ck["prior_draws"])
@@ -470,7 +472,7 @@ def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resum
         reached = cfg.T_ladder[: min(max(step - 1, 0) // cfg.steps_per_rung, len(cfg.T_ladder) - 1) + 1]
         gen.T_range = (min(reached), max(reached))  # temperatures trained on so far
         gen.training = {"config": cfg.as_dict(), "history": history, "skipped": skipped, "step": step,
-                        "selected": selected}
+                        "selected": selected, "log_accumulator": dict(acc)}
         gen.provenance = provenance(model=cfg.model, N=cfg.N, seed=cfg.seed, T_ladder=list(cfg.T_ladder))
         flow.to("cpu")
         draws = flow.q0.draw_state() if isinstance(flow.q0, BoltzmannPriorBase) else None
@@ -498,7 +500,6 @@ def train_flow(cfg: TrainingConfig, checkpoint: str | os.PathLike[str], *, resum
             best = {"step": step, "score": score, "ess": ess,
                     "state_dict": {k: v.detach().cpu().clone() for k, v in flow.state_dict().items()}}
 
-    acc = {"reverse": 0.0, "forward": 0.0, "n": 0}
     if cfg.validate_every and step == 0:
         validate()
     with progress_bar(cfg.total_steps, "training flow (steps)", progress) as advance:
