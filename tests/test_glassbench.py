@@ -315,7 +315,7 @@ def test_dataset_draws_resume_bit_for_bit(tmp_path, monkeypatch) -> None:
 
     def save_then_stop(path, state):
         save(path, state)
-        if len(state["initial"]) == 1:
+        if len(state.get("initial", ())) == 1:  # (the equilibrated state's file has no draws)
             raise Stop
 
     with monkeypatch.context() as mp:
@@ -327,6 +327,37 @@ def test_dataset_draws_resume_bit_for_bit(tmp_path, monkeypatch) -> None:
     assert resumed.shape == full.shape == (3, 64, 3)
     assert np.array_equal(resumed, full)
     assert not np.allclose(full[1], full[2])  # the draws are distinct configurations
+
+
+def test_dataset_preparation_resumes_after_the_equilibration(tmp_path, monkeypatch) -> None:
+    """An interruption while tau_alpha is measured keeps the equilibrated state (its own file until the
+    preparation is saved): the rerun does not equilibrate again and prepares exactly what an uninterrupted run
+    does (tau_alpha, the drawing run's state and the draws, bit for bit)."""
+    import glassgen.bench.dataset as B
+
+    spec = B.DatasetSpec(model="ka3d", n=64, T=0.8, n_configs=2, n_test=1, spacing=0.5, seed=5, equil_tau=2.0)
+    full = B.prepare(spec, tmp_path / "full")
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Stop
+
+    with monkeypatch.context() as mp:
+        mp.setattr(B, "measure_tau_alpha", stop)
+        with pytest.raises(Stop):
+            B.prepare(spec, tmp_path / "cut")
+    kept = B._equilibration_path(B.prep_path(tmp_path / "cut", spec))
+    assert kept.is_file() and not B.prep_path(tmp_path / "cut", spec).exists()
+    calls = []
+    real = B.equilibrate
+    monkeypatch.setattr(B, "equilibrate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    resumed = B.prepare(spec, tmp_path / "cut")
+    assert calls == [] and not kept.exists()
+    for k in ("initial", "tau_alpha", "positions", "velocities", "fs"):
+        assert np.array_equal(resumed[k], full[k]), k
+    assert resumed["info"]["equilibration_steps"] == full["info"]["equilibration_steps"]
 
 
 @pytest.fixture(scope="module")

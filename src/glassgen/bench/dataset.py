@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from glassgen.bench.replicas import run_isoconfigurational, time_steps
-from glassgen.dynamics.initial import equilibrate, random_state
+from glassgen.dynamics.initial import EquilibrationReport, equilibrate, random_state
 from glassgen.dynamics.md import MDSimulation
 from glassgen.dynamics.minimize import inherent_state
 from glassgen.errors import InputError, check_temperature
@@ -191,6 +191,34 @@ def _load_prep(path: Path) -> dict[str, Any]:
     return d
 
 
+def _equilibration_path(prep: Path) -> Path:
+    return prep.with_name(prep.stem + ".equilibrated.npz")
+
+
+def _equilibrated(spec: DatasetSpec, prep: Path, m: Any, progress: bool,
+                  log: Callable[[str], None]) -> EquilibrationReport:
+    """Step 1, kept in its own file until the preparation is saved: a run interrupted while tau_alpha is
+    measured resumes from the equilibrated state (the same state: the rest of the preparation is the same)."""
+    eq_path = _equilibration_path(prep)
+    if eq_path.is_file():
+        st = _load_prep(eq_path)
+        if st["info"].get("spec_core") == _core(spec):
+            conf = Configuration(st["positions"], st["species"], st["box"], m, velocities=st["velocities"])
+            i = st["info"]
+            log(f"T={spec.T}: equilibrated state read from {eq_path}")
+            return EquilibrationReport(conf, st["block_means"], int(i["steps"]), bool(i["equilibrated"]),
+                                       float(i["slope"]), float(i["slope_err"]))
+    conf = random_state(m, spec.n, T=spec.T, seed=spec.seed)
+    log(f"T={spec.T}: equilibrating N={spec.n}")
+    rep = equilibrate(conf, spec.T, block_steps=2000, seed=spec.seed, dt=spec.dt, progress=progress)
+    c = rep.configuration
+    _save_prep(eq_path, {"positions": c.positions, "velocities": c.velocities, "species": c.species, "box": c.box,
+                         "block_means": rep.block_means,
+                         "info": {"spec_core": _core(spec), "steps": int(rep.steps), "equilibrated": rep.equilibrated,
+                                  "slope": rep.slope, "slope_err": rep.slope_err}})
+    return rep
+
+
 def prepare(spec: DatasetSpec, out: Path, progress: bool = False,
             log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Steps 1-3: equilibrate, measure tau_alpha, draw the initial configurations (resumable).
@@ -218,9 +246,7 @@ def prepare(spec: DatasetSpec, out: Path, progress: bool = False,
             _save_prep(path, st)
     else:
         t0 = time.perf_counter()
-        conf = random_state(m, spec.n, T=spec.T, seed=spec.seed)
-        log(f"T={spec.T}: equilibrating N={spec.n}")
-        rep = equilibrate(conf, spec.T, block_steps=2000, seed=spec.seed, dt=spec.dt, progress=progress)
+        rep = _equilibrated(spec, path, m, progress, log)
         if not rep.equilibrated:
             raise InputError(f"T={spec.T}: equilibration drift test failed after {rep.steps} steps")
         sim = MDSimulation(rep.configuration, T=spec.T, dt=spec.dt, seed=spec.seed + 1)
@@ -259,6 +285,7 @@ def prepare(spec: DatasetSpec, out: Path, progress: bool = False,
               "box": rep.configuration.box, "tau_alpha": np.asarray(tau), "fs_t": fs_t, "fs": fs,
               "positions": sim.positions, "velocities": sim.velocities, "info": info}
         _save_prep(path, st)
+        _equilibration_path(path).unlink(missing_ok=True)
     tau = float(st["tau_alpha"])
     k = st["initial"].shape[0]
     if k < spec.n_configs:
