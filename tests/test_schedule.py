@@ -255,15 +255,9 @@ def test_md_run_interrupted_in_its_equilibration_resumes_it(sigint_as_in_a_termi
               thermo_every=50, seed=3, plot=False)
     api.md_run(out=tmp_path / "ref.h5", **kw)
     api.md_run(out=tmp_path / "plain.h5", **(kw | {"equilibrate_steps": 0}))
-    orig, calls = MDSimulation.step, [0]
-
-    def step(self, nsteps=1):
-        orig(self, nsteps)
-        calls[0] += 1
-        if calls[0] == signal_after:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(MDSimulation, "step", step)
+    orig = MDSimulation.step
+    monkeypatch.setattr(MDSimulation, "step", orig)  # (restored after the test)
+    _ctrl_c_after(MDSimulation, "step", signal_after, True)
     out = tmp_path / "x.h5"
     with pytest.raises(KeyboardInterrupt):
         api.md_run(out=out, **kw)
@@ -291,16 +285,9 @@ def test_pgmc_run_interrupted_in_its_equilibration_resumes_it(sigint_as_in_a_ter
     kw = dict(policy=pol, sweeps=40, T=0.6, model="ka2d", n=43, seed=2, n_chains=2, equilibrate_sweeps=60,
               sample_every=10, checkpoint_every=20)
     pgmc_run(out=tmp_path / "ref.h5", **kw)
-    orig, calls = PGMC.sweep, [0]
-
-    def sweep(self, n=1):
-        out = orig(self, n)
-        calls[0] += 1
-        if calls[0] == 2:  # the second block of the equilibration (sweeps 20-40 of 60)
-            os.kill(os.getpid(), signal.SIGINT)
-        return out
-
-    monkeypatch.setattr(PGMC, "sweep", sweep)
+    orig = PGMC.sweep
+    monkeypatch.setattr(PGMC, "sweep", orig)  # (restored after the test)
+    _ctrl_c_after(PGMC, "sweep", 2, True)  # the second block of the equilibration (sweeps 20-40 of 60)
     out = tmp_path / "x.h5"
     with pytest.raises(KeyboardInterrupt):
         pgmc_run(out=out, **kw)
@@ -326,20 +313,13 @@ def test_pgmc_learning_interrupted_stops_after_the_iteration_and_resumes(sigint_
     kw = dict(T=0.6, model="ka2d", n=43, seed=3, iterations=6, equilibrate_sweeps=20, n_chains=2,
               trials_per_chain=40)
     pgmc_train(out=tmp_path / "ref.json", **kw)
-    orig, calls = PGMC.trials, [0]
-
-    def trials(self, *a, **k):
-        out = orig(self, *a, **k)
-        calls[0] += 1
-        if calls[0] == 3:
-            os.kill(os.getpid(), signal.SIGINT)
-        return out
-
-    monkeypatch.setattr(PGMC, "trials", trials)
+    orig, done = PGMC.trials, []
+    monkeypatch.setattr(PGMC, "trials", lambda self, *a, **k: done.append(1) or orig(self, *a, **k))
+    _ctrl_c_after(PGMC, "trials", 3, True)  # during the third iteration
     out = tmp_path / "x.json"
     with pytest.raises(KeyboardInterrupt):
         pgmc_train(out=out, **kw)
-    assert calls[0] == 3 and (tmp_path / "x.json.ckpt.h5").is_file()
+    assert len(done) == 3 and (tmp_path / "x.json.ckpt.h5").is_file()  # the iteration ended, no other began
     monkeypatch.setattr(PGMC, "trials", orig)
     assert pgmc_train(out=out, **kw)["resumed"]
     a, b = json.loads((tmp_path / "ref.json").read_text()), json.loads(out.read_text())
