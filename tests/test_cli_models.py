@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import h5py
@@ -233,7 +234,10 @@ def test_step_model_run(tmp_path) -> None:
     with h5py.File(out) as f:
         assert f.attrs["model"] == "StEP" and set(f) == {"S_-1.66", "S_1"}
         assert f["S_1/plastic_map"].shape == (12, 12)
-    assert out.with_suffix(".png").exists()
+    from PIL import Image
+
+    meta = json.loads(Image.open(out.with_suffix(".png")).text["Description"])
+    assert (meta["model"], meta["L"], meta["seed"]) == ("StEP", 12, 2) and "command" in meta
 
 
 def test_config_files_load(tmp_path) -> None:

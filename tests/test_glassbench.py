@@ -350,6 +350,9 @@ def test_dataset_preparation_resumes_after_the_equilibration(tmp_path, monkeypat
             B.prepare(spec, tmp_path / "cut")
     kept = B._equilibration_path(B.prep_path(tmp_path / "cut", spec))
     assert kept.is_file() and not B.prep_path(tmp_path / "cut", spec).exists()
+    assert B._load_prep(kept)["info"]["provenance"]["seed"] == 5  # the side files say what made them
+    assert full["info"]["provenance"]["model"] == "ka3d" and full["info"]["provenance"]["T"] == 0.8
+    assert "command" in full["info"]["provenance"] and "glassgen_version" in full["info"]["provenance"]
     calls = []
     real = B.equilibrate
     monkeypatch.setattr(B, "equilibrate", lambda *a, **k: calls.append(1) or real(*a, **k))

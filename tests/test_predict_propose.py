@@ -494,3 +494,27 @@ def test_metropolis_cpu_time_counts_the_sweeps_only() -> None:
     res = mc.run(200, sample_every=1, traj_sweeps=list(range(201)))
     total = time.process_time() - t0
     assert 0.0 < res.info["cpu_s"] <= total  # the sweeps, without the per-sweep unwrapping and sampling
+
+
+def test_experiment_seed_option_replaces_every_seed_and_plots_record_the_case(tmp_path) -> None:
+    """``experiment predict-propose --seed`` replaces the config's seeds (top level and per case), is recorded
+    and changes the chains; each case's PNG records its model, N and T."""
+    from PIL import Image
+
+    from glassgen.cli import main
+
+    cfg = tmp_path / "pp.toml"
+    cfg.write_text('seed = 0\nn_chains = 2\nequilibrate_sweeps = 20\nsweeps = 30\nselection = "features"\n'
+                   '[[case]]\nmodel = "ka2d"\nn = 43\nT = 1.0\nseed = 3\nmethods = ["metropolis"]\n')
+    runs = {}
+    for name, extra in (("a", ["--seed", "5"]), ("b", [])):
+        assert main(["experiment", "predict-propose", "-c", str(cfg), "--full", "--out", str(tmp_path / name),
+                     "--no-progress", *extra]) == 0
+        runs[name] = json.loads((tmp_path / name / "results.json").read_text())
+    assert runs["a"]["provenance"]["seed"] == 5 and runs["a"]["cases"][0]["seed"] == 5
+    assert runs["b"]["cases"][0]["seed"] == 3  # without --seed the case's own seed holds
+    ua, ub = (runs[k]["cases"][0]["methods"]["metropolis"]["U_per_N"] for k in "ab")
+    assert ua != ub
+    meta = json.loads(Image.open(tmp_path / "a" / "fs_ka2d_N43_T1.0.png").text["Description"])
+    assert (meta["model"], meta["N"], meta["T"], meta["seed"]) == ("ka2d", 43, 1.0, 5)
+    assert main(["experiment", "predict-propose", "-c", str(cfg), "--out", str(tmp_path / "c"), "--seed", "-2"]) == 2

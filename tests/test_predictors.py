@@ -366,7 +366,9 @@ def test_cli_train_eval_score_end_to_end(tiny, tmp_path):
     assert ev["pearson_pooled"] > 0.8 and ev["test_indices"] == [6]
     assert main(["predict", "score", str(m), str(tiny / "N64T0.80_6.npz"), "--out", str(tmp_path / "p.npz")]) == 0
     with np.load(tmp_path / "p.npz") as z:
-        assert z["prediction"].shape == (64,) and "command" in json.loads(str(z["provenance"]))
+        prov = json.loads(str(z["provenance"]))
+        assert z["prediction"].shape == (64,) and "command" in prov
+        assert prov["T"] == 0.8 and prov["T_train"] == [0.8]  # the input's and the predictor's temperatures
     # training on the test split is refused unless asked for deliberately
     from glassgen.api_predict import train
 
@@ -928,3 +930,44 @@ def test_2d_data_with_the_default_3d_descriptor_model_names_the_fix(tmp_path):
     with pytest.raises(InputError, match="""the descriptors use the 3D model 'ka3d' but the data are 2D: set """
                                          """--descriptors '\\{"model": "ka2d"\\}'"""):
         train(kind="ridge", data=tmp_path, out=tmp_path / "m.npz", time=1.0, descriptors={"inherent": False})
+
+
+def test_softness_law_command_resumes_at_the_temperature_in_progress(tmp_path, monkeypatch, capsys):
+    """``predict softness-law`` keeps each finished temperature's trajectory: a study interrupted during the
+    second temperature's MD reruns only that one and writes the uninterrupted law (provenance aside); the
+    command line is recorded; bad settings are one-line errors."""
+    import glassgen.predictors.softness as S
+    from glassgen.cli import main
+
+    args = ["predict", "softness-law", "--T", "0.7", "--T", "0.9", "--N", "128", "--t-prod", "40", "--seed", "3",
+            "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "full.toml")]) == 0
+    real, calls = S.simulate_trajectory, []
+
+    def interrupted(*a, **k):
+        calls.append(a[2])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(S, "simulate_trajectory", interrupted)
+        assert main([*args, "--out", str(tmp_path / "cut.toml")]) == 130
+    assert "run the same command again to resume" in capsys.readouterr().err
+    assert (tmp_path / "cut.toml.trajectories.npz").is_file() and not (tmp_path / "cut.toml").exists()
+    calls.clear()
+    monkeypatch.setattr(S, "simulate_trajectory", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    assert main([*args, "--out", str(tmp_path / "cut.toml")]) == 0
+    assert calls == [0.9] and not (tmp_path / "cut.toml.trajectories.npz").exists()
+
+    def body(name):
+        return [ln for ln in (tmp_path / name).read_text().splitlines() if not ln.startswith("provenance")]
+
+    assert body("cut.toml") == body("full.toml")
+    assert "softness-law --T 0.7" in (tmp_path / "full.toml").read_text()
+    for bad, msg in ((["--T", "0.7"], "at least two"), (["--T", "0.7", "--T", "-1"], "temperature"),
+                     (["--T", "0.7", "--T", "0.9", "--t-prod", "0"], "t_prod > 0")):
+        assert main(["predict", "softness-law", *bad, "--out", str(tmp_path / "x.toml")]) == 2
+        assert msg in capsys.readouterr().err
+    assert main(["predict", "softness-law", "--T", "0.7", "--T", "0.9", "--out", str(tmp_path / "x.h5")]) == 2
+    assert "name it .toml" in capsys.readouterr().err

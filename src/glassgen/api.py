@@ -7,6 +7,7 @@ writes its outputs atomically with provenance, checkpoints long runs next to the
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -638,11 +639,12 @@ def shipped_flow(model: str, n: int) -> Path:
 
 
 def flow_train(*, config: PathLike, out: PathLike, resume: bool = True, device: str = "cpu",
-               progress: bool = False, ship: bool = False, workers: int = 1) -> dict[str, Any]:
+               progress: bool = False, ship: bool = False, workers: int = 1, seed: int | None = None) -> dict[str, Any]:
     """Train a Boltzmann generator from a TOML config (``configs/flows/*.toml``); checkpoint to ``out``.
 
     ``ship`` additionally writes a slim copy (no optimizer state) to the package's shipped location;
-    ``workers`` processes generate the reference data's chains.
+    ``workers`` processes generate the reference data's chains; ``seed`` (if given) replaces the config's
+    ``[training] seed`` (torch and the reference data's chains).
     """
     import torch
 
@@ -653,6 +655,10 @@ def flow_train(*, config: PathLike, out: PathLike, resume: bool = True, device: 
     p = Path(config)
     raw, _ = read_toml(p)
     cfg = TrainingConfig.from_dict(raw)
+    if seed is not None:
+        if seed < 0:
+            raise InputError(f"--seed must be >= 0, got {seed}")
+        cfg = dataclasses.replace(cfg, seed=int(seed))
     t0 = time.perf_counter()
     if workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")

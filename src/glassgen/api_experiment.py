@@ -544,7 +544,7 @@ def ka2d_energy_check(T: float = 1.0, seed: int = 0, sweeps: int = 3000, chains:
 
 
 def predict_propose_experiment(*, config: PathLike, out: PathLike | None = None, quick: bool | None = None,
-                               progress: bool = False) -> dict[str, Any]:
+                               progress: bool = False, seed: int | None = None) -> dict[str, Any]:
     """Run the experiment of ``config`` (cases x methods) and write ``results.json`` + ``report.md`` + PNGs.
 
     Args:
@@ -552,6 +552,8 @@ def predict_propose_experiment(*, config: PathLike, out: PathLike | None = None,
             override the defaults; its optional ``[case.quick]`` table overrides them in quick mode).
         out: output folder (default: the config's ``out``).
         quick: use the ``[quick]`` overrides (default: the config's ``quick``).
+        seed: if given, replaces every ``seed`` of the config (top level and cases); every chain's seed
+            derives from it.
     Returns:
         The results dict (also written to ``<out>/results.json``).
     """
@@ -583,6 +585,11 @@ def predict_propose_experiment(*, config: PathLike, out: PathLike | None = None,
              for c in cases]
     if not cases:
         raise InputError(f"{config}: no [[case]] tables")
+    if seed is not None:
+        if seed < 0:
+            raise InputError(f"--seed must be >= 0, got {seed}")
+        glob["seed"] = int(seed)
+        cases = [{k: v for k, v in c.items() if k != "seed"} for c in cases]
     for i, case in enumerate(cases):
         _check_case({**glob, **case}, f"{config} case {i}")
     out_dir = Path(out or cfg.get("out", "reports/predict_propose"))
@@ -780,7 +787,8 @@ def write_report(out_dir: PathLike, results: dict[str, Any]) -> Path:
         ax[2].legend(fontsize=7)
         fig.tight_layout()
         with atomic_path(out_dir / f"fs_{tag}.png") as tmp:
-            fig.savefig(tmp, format="png", dpi=110, metadata=png_metadata(results["provenance"]))
+            fig.savefig(tmp, format="png", dpi=110, metadata=png_metadata(
+                {**results["provenance"], "model": c["model"], "N": c["N"], "T": c["T"]}))
         plt.close(fig)
         lines += ["", f"![F_s, scores and g(r)](fs_{tag}.png)", ""]
     trained = [c for c in results["cases"] if c.get("score_kind") == "predicted propensity" and c.get("scores")]

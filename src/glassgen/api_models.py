@@ -412,7 +412,8 @@ def step_model_run(out: PathLike, *, s_mean: float | list[float] | None = None, 
         from glassgen.models.plots import plot_step_runs
 
         png = plot_step_runs({f"S0={float(done[k]['s_mean']):g}": runs[k] for k in done}, Path(out).with_suffix(".png"),
-                             title=f"StEP {base.dim}D, L={base.L}", seed=seed)
+                             title=f"StEP {base.dim}D, L={base.L}", model="StEP",
+                             dim=base.dim, L=base.L, seed=seed)
     ck.unlink(missing_ok=True)
     summary: dict[str, Any] = {"model": f"StEP {base.dim}D", "L": base.L}
     for e in done.values():

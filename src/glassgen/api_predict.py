@@ -247,7 +247,9 @@ def score_file(*, model: PathLike, input: PathLike, out: PathLike, interaction_m
                progress: bool = False) -> dict[str, Any]:
     """Per-particle predictions of one configuration file (xyz/HDF5/LAMMPS data, or a GlassBench npz).
 
-    Writes ``out`` (npz): ``prediction`` (N,), ``species``, ``positions``, ``box``, ``provenance`` (JSON).
+    Writes ``out`` (npz): ``prediction`` (N,), ``species``, ``positions``, ``box``, ``provenance`` (JSON: command,
+    version, model, kind, input, the predictor's seed, ``T`` the input's temperature where its file records one
+    and ``T_train`` the predictor's training temperature(s)).
     """
     from glassgen.predictors import load_predictor
 
@@ -260,7 +262,7 @@ def score_file(*, model: PathLike, input: PathLike, out: PathLike, interaction_m
         from glassgen.systems.glassbench import read_sample
 
         s = read_sample(p, load_replicas=False)
-        pos, spec, box = s.positions, s.species, s.box
+        pos, spec, box, T_input = s.positions, s.species, s.box, s.T
     else:
         from glassgen.systems.io import read_configuration
 
@@ -276,11 +278,16 @@ def score_file(*, model: PathLike, input: PathLike, out: PathLike, interaction_m
                 raise
             raise InputError(f"{p} holds a {own.name} configuration but predictor {model} is for {wanted} "
                              f"({err})") from None
-        pos, spec, box = c.positions, c.species, c.box
+        pos, spec, box, T_input = c.positions, c.species, c.box, c.metadata.get("T")
     t0 = _time.perf_counter()
     y = pred.score(pos, spec, box)
     secs = _time.perf_counter() - t0
-    prov = provenance(model=pred.settings.model, kind=pred.kind, input=str(p), seed=pred.info.get("seed"))
+    try:  # the input's temperature where its file records one (glassgen HDF5, GlassBench npz), else None
+        T_input = float(T_input) if T_input is not None else None
+    except (TypeError, ValueError):
+        T_input = None
+    prov = provenance(model=pred.settings.model, kind=pred.kind, input=str(p), seed=pred.info.get("seed"),
+                      T=T_input, T_train=pred.info.get("T_train"))
     target = Path(out)
     with atomic_path(target) as tmp:
         with open(tmp, "wb") as fh:
@@ -295,24 +302,56 @@ def softness(*, out: PathLike, temperatures: list[float], n: int = 400, model: s
              progress: bool = False) -> dict[str, Any]:
     """Softness study: MD at each T, p_hop labels, linear SVM, P_R(S, T), Arrhenius fits; TOML export to ``out``.
 
+    The trajectory of each finished temperature is kept in ``<out>.trajectories.npz`` (rewritten atomically
+    after each one, with the settings that made it) until the export is written: an interrupted study
+    resumes at the temperature in progress and gives the uninterrupted export.
+
     Args:
         temperatures: MD temperatures; t_eq: equilibration time per T (default 30 / max(T - 0.45, 0.05), capped at 400).
         n: particles; t_prod: production length per T; frame_dt: frame spacing; half_window: p_hop half window
             in frames (t_R = 2 half_window frame_dt); p_c: rearrangement threshold.
         model_out: also save the SVM (``.npz`` predictor file).
     """
-    from glassgen.predictors.softness import export_toml, simulate_trajectory, softness_study
+    from glassgen.predictors.softness import TrajectoryData, export_toml, simulate_trajectory, softness_study
     from glassgen.progress import progress_bar
 
     temps = [float(t) for t in temperatures]
     if len(temps) < 2 or min(temps) <= 0:
         raise InputError("the softness study needs at least two positive temperatures")
-    eq = t_eq or [min(400.0, 30.0 / max(T - 0.45, 0.05)) for T in temps]
+    for T in temps:
+        check_temperature(T)
+    if n < 2 or t_prod <= 0 or frame_dt <= 0 or half_window < 1 or not 0 < p_c or seed < 0:
+        raise InputError("the softness study needs n >= 2, t_prod > 0, frame_dt > 0, half_window >= 1, p_c > 0 and "
+                         "seed >= 0")
+    if not str(out).endswith(".toml"):
+        raise InputError(f"--out {out}: the softness law is a TOML file; name it .toml")
+    eq = list(t_eq) if t_eq else [min(400.0, 30.0 / max(T - 0.45, 0.05)) for T in temps]
+    if len(eq) != len(temps) or min(eq) < 0:
+        raise InputError("t_eq needs one non-negative equilibration time per temperature")
     t0 = _time.perf_counter()
+    keep = Path(str(out) + ".trajectories.npz")
+    settings = json.dumps({"model": model, "n": n, "temperatures": temps, "t_eq": eq, "t_prod": t_prod,
+                           "frame_dt": frame_dt, "seed": seed}, sort_keys=True)
+    done: dict[str, np.ndarray] = {}
+    if keep.is_file():
+        try:
+            with np.load(keep, allow_pickle=False) as z:
+                if str(z["settings"]) == settings:
+                    done = {k: z[k] for k in z.files if k != "settings"}
+        except (OSError, ValueError, KeyError):
+            done = {}
     trajs = []
     with progress_bar(len(temps), "softness MD", progress) as advance:
         for k, T in enumerate(temps):
-            trajs.append(simulate_trajectory(model, n, T, eq[k], t_prod, frame_dt, seed=seed + k))
+            if f"positions_{k}" in done:  # finished before an interruption: the same trajectory, read back
+                trajs.append(TrajectoryData(done[f"positions_{k}"], done[f"species_{k}"], done[f"box_{k}"], T,
+                                            float(frame_dt), model))
+            else:
+                tr = simulate_trajectory(model, n, T, eq[k], t_prod, frame_dt, seed=seed + k)
+                trajs.append(tr)
+                done.update({f"positions_{k}": tr.positions, f"species_{k}": tr.species, f"box_{k}": tr.box})
+                with atomic_path(keep) as tmp, open(tmp, "wb") as fh:
+                    np.savez(fh, settings=np.asarray(settings), **done)
             advance(1)
     md_secs = _time.perf_counter() - t0
     pred, res = softness_study(trajs, half_window=half_window, p_c=p_c, nr_window=2 * half_window,
@@ -325,6 +364,7 @@ def softness(*, out: PathLike, temperatures: list[float], n: int = 400, model: s
     export_toml(out, res, meta)
     if model_out is not None:
         pred.save(model_out, provenance=provenance(seed=seed, model=model, kind="softness"))
+    keep.unlink(missing_ok=True)
     return {"out": str(out), "md_seconds": round(md_secs, 1), "total_seconds": round(_time.perf_counter() - t0, 1),
             "fit": res["fit"], "S_mean": res["S_mean"].tolist(), "S_std": res["S_std"].tolist(),
             "svm": res["svm"], "P_R": res["P_R"].tolist(), "S": res["S"].tolist(),

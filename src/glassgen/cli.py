@@ -286,6 +286,8 @@ def flow_train_cmd(
     = False,
     workers: Annotated[int, typer.Option("--workers", help="Processes generating the reference data's chains.")]
     = 1,
+    seed: Annotated[int | None, typer.Option("--seed", help="Replaces the config's [training] seed (torch and the "
+                                             "reference data's chains; recorded in the checkpoint).")] = None,
     progress: ProgOpt = None,
 ) -> None:
     """Train a temperature-conditioned Boltzmann generator down a temperature ladder.
@@ -296,11 +298,12 @@ def flow_train_cmd(
     Examples:
       glassgen flow train --config configs/flows/ka3d_n64.toml --out runs/ka3d_n64.pt --workers 2
       glassgen flow train --config configs/flows/ka3d_n32.toml --out runs/ka3d_n32.pt --device cuda --ship
+      glassgen flow train --config configs/flows/ka2d_n43.toml --out runs/ka2d_seed7.pt --seed 7
     """
     from glassgen.api import flow_train
 
     _print(flow_train(config=config, out=out, resume=resume, device=device, progress=_progress(progress), ship=ship,
-                      workers=workers))
+                      workers=workers, seed=seed))
 
 
 @app.command("sample")
@@ -453,7 +456,8 @@ def _check_outputs_writable(argv: list[str]) -> None:
 
 #: Commands whose interrupted work is kept (checkpoints, finished cases, caches) for the same command to resume.
 _RESUMABLE = {("md", "run"), ("mc", "run"), ("pgmc", "train"), ("pgmc", "run"), ("flow", "train"),
-              ("predict", "train"), ("dataset", "make"), ("experiment", "predict-propose"), ("bench", "reference")}
+              ("predict", "train"), ("predict", "softness-law"), ("dataset", "make"), ("experiment", "predict-propose"),
+              ("bench", "reference")}
 
 
 #: Commands that print their own line on Ctrl-C (naming the checkpoint they kept).
@@ -486,6 +490,8 @@ def _nothing_saved(words: tuple[str, ...], argv: list[str]) -> bool:
         return not any(Path(out + suffix).exists() for suffix in (".ckpt.h5", ".eq.ckpt.h5"))
     if words == ("predict", "train"):  # a GNN's checkpoint; the other kinds keep none
         return not Path(out + ".ckpt.npz").exists()
+    if words == ("predict", "softness-law"):  # finished temperatures' trajectories
+        return not Path(out + ".trajectories.npz").exists()
     if words == ("dataset", "make"):  # the folder appears once the preparation (equilibration, tau_alpha) is done
         return not Path(out).exists()
     return False

@@ -18,6 +18,7 @@ experiment_app = typer.Typer(no_args_is_help=True, help="Combined experiments (p
         "Examples:\n\n"
         "  glassgen experiment predict-propose --config configs/experiments/predict_propose.toml\n\n"
         "  glassgen experiment predict-propose -c configs/experiments/predict_propose.toml --full --out runs/pp\n\n"
+        "  glassgen experiment predict-propose -c configs/experiments/predict_propose.toml --seed 3 --out runs/pp3\n\n"
         "Writes OUT/results.json, OUT/report.md and OUT/fs_*.png (tables of tau_alpha and tau_U per CPU second, "
         "the predictor/uniform ratio, U/N checks, the load average)."))
 def predict_propose(
@@ -27,13 +28,15 @@ def predict_propose(
         "--full/--quick", help="Full budget (many hours) or the quick mode (about an hour of CPU on 2 cores for the "
                                "shipped config); finished cases of an earlier run of the same code are reused.")]
     = False,
+    seed: Annotated[int | None, typer.Option("--seed", help="Replaces every seed of the config (recorded in "
+                                             "results.json).")] = None,
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress", help="Progress bars.")] = None,
 ) -> None:
     """Decorrelation per CPU second of MD, Metropolis, PGMC, predictor-biased PGMC, local flow moves (uniform
     and predictor-selected centres) and global flow-MCMC on small KA systems; Markdown report with plots."""
     from glassgen.api_experiment import predict_propose_experiment
 
-    res = predict_propose_experiment(config=config, out=out, quick=not full,
+    res = predict_propose_experiment(config=config, out=out, quick=not full, seed=seed,
                                      progress=sys.stderr.isatty() if progress is None else progress)
     for c in res["cases"]:
         typer.echo(f"{c['model']} N={c['N']} T={c['T']}: tau_U ratio predictor/uniform local flow = "

@@ -118,6 +118,38 @@ def score_cmd(
     _print(score_file(model=model, input=input, out=out, interaction_model=interaction_model))
 
 
+@predict_app.command("softness-law")
+def softness_law_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Softness law (TOML, the trap models' format).")],
+    temperatures: Annotated[list[float], typer.Option("--T", "-T", help="MD temperature (repeat; at least two).")],
+    n: Annotated[int, typer.Option("--N", "--n", help="Particles.")] = 400,
+    model: Annotated[str, typer.Option("--model", "-m", help="Interaction model.")] = "ka3d",
+    t_prod: Annotated[float, typer.Option("--t-prod", help="Production time per temperature (LJ units).")] = 100.0,
+    frame_dt: Annotated[float, typer.Option("--frame-dt", help="Frame spacing (LJ units).")] = 0.1,
+    half_window: Annotated[int, typer.Option("--half-window", help="p_hop half window (frames).")] = 10,
+    p_c: Annotated[float, typer.Option("--p-c", help="Rearrangement threshold on p_hop.")] = 0.2,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed (MD at the k-th T uses seed + k; SVM CV).")] = 0,
+    svm_out: Annotated[Path | None, typer.Option("--svm-out", help="Also save the SVM as a predictor (.npz).")]
+    = None,
+    progress: Annotated[bool | None, typer.Option("--progress/--no-progress", help="Progress bars.")] = None,
+) -> None:
+    """Softness study: MD at each temperature, p_hop labels, a linear SVM for the softness S, the rearrangement
+    probability P_R(S, T) and its per-bin Arrhenius fit, exported for the softness trap models.
+
+    Equilibration per temperature: min(400, 30 / max(T - 0.45, 0.05)). Finished temperatures are kept in
+    <out>.trajectories.npz until the law is written: after an interruption the same command resumes.
+
+    Examples:
+      glassgen predict softness-law --T 0.56 --T 0.62 --T 0.7 --T 0.8 --out soft_ka3d.toml  # the shipped law's run
+      glassgen predict softness-law --T 0.7 --T 0.9 --N 200 --t-prod 20 --out soft.toml --svm-out soft.npz
+    """
+    from glassgen.api_predict import softness
+    from glassgen.cli import _print, _progress
+
+    _print(softness(out=out, temperatures=list(temperatures), n=n, model=model, t_prod=t_prod, frame_dt=frame_dt,
+                    half_window=half_window, p_c=p_c, seed=seed, model_out=svm_out, progress=_progress(progress)))
+
+
 def register(app: typer.Typer) -> None:
     """Add ``glassgen predict`` to the root app."""
     app.add_typer(predict_app, name="predict")

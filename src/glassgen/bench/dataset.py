@@ -215,7 +215,8 @@ def _equilibrated(spec: DatasetSpec, prep: Path, m: Any, progress: bool,
     _save_prep(eq_path, {"positions": c.positions, "velocities": c.velocities, "species": c.species, "box": c.box,
                          "block_means": rep.block_means,
                          "info": {"spec_core": _core(spec), "steps": int(rep.steps), "equilibrated": rep.equilibrated,
-                                  "slope": rep.slope, "slope_err": rep.slope_err}})
+                                  "slope": rep.slope, "slope_err": rep.slope_err,
+                                  "provenance": provenance(seed=spec.seed, model=spec.model, T=spec.T, N=spec.n)}})
     return rep
 
 
@@ -280,7 +281,8 @@ def prepare(spec: DatasetSpec, out: Path, progress: bool = False,
                 "equilibration_steps": int(rep.steps), "drift_slope": rep.slope,
                 "drift_slope_err": rep.slope_err, "equilibrated": bool(rep.equilibrated),
                 "equilibration_time": rep.steps * spec.dt + spent + top_up, "block_means": rep.block_means.tolist(),
-                "tau_alpha_history": history, "prep_seconds": time.perf_counter() - t0}
+                "tau_alpha_history": history, "prep_seconds": time.perf_counter() - t0,
+                "provenance": provenance(seed=spec.seed, model=spec.model, T=spec.T, N=spec.n)}
         st = {"initial": np.zeros((0, spec.n, m.dim)), "species": rep.configuration.species,
               "box": rep.configuration.box, "tau_alpha": np.asarray(tau), "fs_t": fs_t, "fs": fs,
               "positions": sim.positions, "velocities": sim.velocities, "info": info}

@@ -262,7 +262,7 @@ def _load_or_make_data(cfg: TrainingConfig, checkpoint: Path, progress: bool,
             if saved is not None and saved != settings:
                 raise InputError(f"{path} holds reference data made with other data settings; "
                                  "remove it or use a new --out")
-            arrays = {k: f[k] for k in f.files if k != "settings"}
+            arrays = {k: f[k] for k in f.files if k not in ("settings", "provenance")}
         for k, v in arrays.items():
             kind, _, rest = k.partition(":")
             if kind == "seg":
@@ -271,6 +271,9 @@ def _load_or_make_data(cfg: TrainingConfig, checkpoint: Path, progress: bool,
         if not segs and all(repr(float(t)) in arrays for t in temps):  # finished, pre-segment format
             return {float(t): arrays[repr(float(t))] for t in temps}
 
+    record = json.dumps(provenance(model=cfg.model, N=cfg.N, seed=cfg.seed, data_temperatures=list(temps)),
+                        default=str)
+
     def save(T: float, c: int, seg: Segment) -> None:
         segs[(T, c)] = seg
         out = {}
@@ -278,7 +281,7 @@ def _load_or_make_data(cfg: TrainingConfig, checkpoint: Path, progress: bool,
             out[f"seg:{t!r}:{ch}"], out[f"last:{t!r}:{ch}"] = s.configurations, s.last
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(fh, settings=np.array(settings), **out)
+                np.savez(fh, settings=np.array(settings), provenance=np.array(record), **out)
 
     return reference_data(cfg, temps, progress=progress, done=segs, on_segment=save, workers=workers)
 
