@@ -507,6 +507,36 @@ def test_softness_export_round_trip(tmp_path):
     assert math.isnan(d["bins"]["DeltaE"][1])
 
 
+def test_softness_export_is_a_trap_model_law(tmp_path):
+    """The export of a softness study is read by the trap models (it was refused for the NaN of its empty bins,
+    and its [softness] layout was not a law): k(S, T) = P_R / t_R = exp(Sigma(S) - DeltaE(S)/T) / t_R, P(S; T)
+    from each temperature's summary; a NaN outside the bins table is still an error; the shipped export runs."""
+    from glassgen.models.softness_law import load_softness_law
+    from glassgen.predictors.softness import export_toml
+
+    keys = ("DeltaE", "DeltaE_err", "Sigma", "Sigma_err", "n_T")
+    res = {"temperatures": np.array([0.6, 0.8]), "S": np.array([-1.0, 0.0, 1.0]),
+           "fit": {"DeltaE": [3.0, -1.0], "Sigma": [2.0, -0.5], "S_range": [-1.0, 1.0]},
+           "S_mean": np.array([-0.1, 0.1]), "S_std": np.array([1.0, 1.1]),
+           "P_R": np.array([[0.01, 0.02, np.nan], [0.02, 0.04, 0.08]]), "count": np.ones((2, 3)),
+           "arrhenius": {k: np.array([1.0, np.nan, 2.0]) for k in keys}}
+    export_toml(tmp_path / "s.toml", res, {"model": "ka3d", "n": 400, "t_R": 2.0, "p_c": 0.2})
+    law = load_softness_law(tmp_path / "s.toml")
+    S, T = np.array([-0.5, 0.0, 0.7]), 0.7
+    np.testing.assert_allclose(np.exp(law.lnk(S, T)), np.exp((2.0 - 0.5 * S) - (3.0 - 1.0 * S) / T) / 2.0, rtol=1e-12)
+    assert law.p_s(0.6) == (-0.1, 1.0) and law.p_s(0.8) == pytest.approx((0.1, 1.1))
+    assert law.linear and math.isinf(law.T_onset)
+    text = (tmp_path / "s.toml").read_text().replace("t_R = 2", "t_R = nan")
+    (tmp_path / "bad.toml").write_text(text)
+    with pytest.raises(InputError, match=r"softness.t_R is NaN"):
+        load_softness_law(tmp_path / "bad.toml")
+    from glassgen.cli import main
+
+    shipped = str(Path(__file__).resolve().parents[1] / "configs/predictors/softness_export_ka3d.toml")
+    assert main(["trap-model", "run", "--model", "softness", "--softness-law", shipped, "--T", "0.6", "--N", "100",
+                 "--seed", "1", "--max-events", "20000", "--out", str(tmp_path / "t.h5"), "--no-progress"]) == 0
+
+
 def test_recursive_coarse_graining_matches_brute_force():
     pos, spec, b = _random_system(25, 3, 3.0, seed=9)
     x = np.random.default_rng(2).normal(size=(25, 3))

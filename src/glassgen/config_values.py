@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -31,25 +32,30 @@ MINIMUMS = {"seed": 0, "threads": 1, "traj_every": 1, "traj_blocks": 1, "thermo_
             "max_events": 1, "equilibrate_steps": 0, "n_blocks": 1, "n_chains": 1, "chains": 1}
 
 
-def _nan_key(data: Any, where: str = "") -> str | None:
-    """The dotted key of the first NaN number in a parsed document, or None."""
+def _nan_key(data: Any, where: str = "", skip: tuple[str, ...] = ()) -> str | None:
+    """The dotted key of the first NaN number in a parsed document, or None; entries whose dotted key, list
+    indices dropped (``a.b[2].c`` -> ``a.b.c``), is in ``skip`` are not searched."""
+    if where and skip and re.sub(r"\[\d+\]", "", where) in skip:
+        return None
     if isinstance(data, float) and math.isnan(data):
         return where or "a value"
     items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
     for k, v in items:
-        found = _nan_key(v, f"{where}.{k}" if where and isinstance(k, str) else f"{where}[{k}]" if where else str(k))
+        found = _nan_key(v, f"{where}.{k}" if where and isinstance(k, str) else f"{where}[{k}]" if where else str(k),
+                         skip)
         if found:
             return found
     return None
 
 
 def read_toml(path: str | os.PathLike[str], what: str = "config",
-              allow_json: bool = False) -> tuple[dict[str, Any], str]:
+              allow_json: bool = False, nan_tables: tuple[str, ...] = ()) -> tuple[dict[str, Any], str]:
     """(parsed document, text) of the TOML file ``path`` (JSON too if ``allow_json`` and it ends in .json).
 
     ``what`` names the file in errors ("config", "model file", ...). Raises :class:`InputError` (one line)
     for a missing file, text that is not UTF-8, malformed TOML or JSON, and a NaN anywhere in it (TOML's
-    ``nan`` is never a valid parameter here).
+    ``nan`` is never a valid parameter here) except in the entries named in ``nan_tables`` (dotted keys,
+    list indices dropped, of measured values where NaN means "no data", e.g. ``softness.bins``).
     """
     p = Path(path)
     if p.is_dir():
@@ -66,7 +72,7 @@ def read_toml(path: str | os.PathLike[str], what: str = "config",
         raise InputError(f"malformed {what} {p}: {' '.join(str(exc).split())}") from None
     if not isinstance(data, dict):
         raise InputError(f"malformed {what} {p}: expected a table of keys")
-    bad = _nan_key(data)
+    bad = _nan_key(data, skip=nan_tables)
     if bad:
         raise InputError(f"{p}: {bad} is NaN")
     return data, text

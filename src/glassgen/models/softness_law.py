@@ -296,8 +296,36 @@ def load_softness_law(source: str | os.PathLike[str] | dict[str, Any]) -> Softne
         if not cand.is_file():
             raise InputError(f"softness law not found: {source}")
         p = cand
-    data, _ = read_toml(p, "softness law", allow_json=True)
+    data, _ = read_toml(p, "softness law", allow_json=True, nan_tables=("softness.bins", "softness.P_S.P_R"))
+    if isinstance(data.get("softness"), dict) and "fit" in data["softness"]:  # `glassgen predict softness-law`
+        data = law_from_export(data["softness"], str(p))
     return _law_from_dict(data, f"softness law {p}")
+
+
+def law_from_export(soft: dict[str, Any], source: str = "") -> dict[str, Any]:
+    """The law of a softness study's export (the ``[softness]`` table that ``glassgen predict softness-law``
+    writes, format in :mod:`glassgen.predictors.softness`) as a ``[softness_law]`` mapping.
+
+    The export measures P_R(S, T), the probability that a particle rearranges within a frame spacing t_R, and
+    fits ln P_R = Sigma(S) - DeltaE(S)/T linearly in S. As a rate, k(S, T) = P_R / t_R (P_R << 1 in the fit
+    range), so nu0 = 1 / t_R in LJ time units; DeltaE and Sigma are the fit's; P(S; T) is the Gaussian
+    summary of each temperature's softness distribution. No onset is known (T_onset = inf), no cap.
+    """
+    try:
+        fit = soft["fit"]
+        rows = soft["P_S"]
+        t_R = float(soft["t_R"])
+        law = {"name": f"export {soft.get('model', '?')} N={soft.get('n', '?')}",
+               "source": f"{source} (softness study export; k = P_R / t_R)", "nu0": 1.0 / t_R,
+               "DeltaE": [float(x) for x in fit["DeltaE"]], "Sigma": [float(x) for x in fit["Sigma"]],
+               "P_S": {"T": [float(r["T"]) for r in rows], "mean": [float(r["mean"]) for r in rows],
+                       "std": [float(r["std"]) for r in rows]}}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"softness export {source}: missing or malformed entry ({exc}); need softness.fit, "
+                         "softness.P_S and softness.t_R") from None
+    if not (math.isfinite(t_R) and t_R > 0):
+        raise InputError(f"softness export {source}: t_R must be positive, got {t_R}")
+    return law
 
 
 def _law_from_dict(data: dict[str, Any], where: str) -> SoftnessLaw:
