@@ -69,8 +69,9 @@ def trap_run_cmd(
     L: Annotated[int | None, typer.Option("--L", help="Lattice side (facilitated models).")] = None,
     dim: Annotated[int | None, typer.Option("--dim", help="Dimension of lattice and displacements.")] = None,
     replicas: Annotated[int | None, typer.Option("--replicas", min=1, help="Independent runs per temperature.")] = None,
-    softness_law: Annotated[str | None, typer.Option("--softness-law", help="Softness-law TOML/JSON or name "
-                                                     "(default softness_systemIII).")] = None,
+    softness_law: Annotated[str | None, typer.Option("--softness-law", help="Softness-law TOML/JSON, the export of "
+                                                     "`predict softness-law`, or a name (default "
+                                                     "softness_systemIII).")] = None,
     input: Annotated[Path | None, typer.Option("--input", "-i", help="Configuration for off-lattice "
                                                "facilitation (.xyz, .data, .h5).")] = None,
     T0: Annotated[float | None, typer.Option("--T0", help="Bouchaud barrier scale T0.")] = None,
