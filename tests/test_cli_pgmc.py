@@ -150,6 +150,18 @@ def test_pgmc_sample_entry_point(tmp_path):
 
     assert s["plot"] == str(tmp_path / "s.png")  # as for every sample method: energy histogram and g(r)
     assert json.loads(Image.open(tmp_path / "s.png").text["Description"])["method"] == "pgmc"
+    # a given policy brings its system: model and N (ka3d N = 64 with a KA2D policy was refused, reviewer's
+    # finding), and its density to a run on that system (the model's default density was taken silently)
+    assert main(["pgmc", "train", "--model", "ka2d", "--N", "20", "--density", "1.0", "--T", "1.0", "--iterations",
+                 "2", "--chains", "2", "--out", str(tmp_path / "d.json"), "--no-progress"]) == 0
+    s2 = pgmc_sample(T=1.0, n_samples=16, seed=1, out=tmp_path / "s2.h5", policy=tmp_path / "d.json", n_chains=2,
+                     sweeps_per_sample=2)
+    assert (s2["model"], s2["N"]) == ("ka2d", 20)
+    assert main(["pgmc", "run", "--policy", str(tmp_path / "d.json"), "--sweeps", "20", "--chains", "2",
+                 "--out", str(tmp_path / "r.h5"), "--no-progress"]) == 0
+    for f in ("s2.h5", "r.h5"):
+        with h5py.File(tmp_path / f) as h:
+            assert np.allclose(h["box"][()], np.sqrt(20 / 1.0)), f
 
 
 @pytest.mark.parametrize("model, n, probs", [("ka2d", 20, [0.0, 0.8, 0.2]), ("ka2d", 120, [0.5, 0.3, 0.2]),

@@ -987,7 +987,8 @@ def test_softness_law_command_resumes_at_the_temperature_in_progress(tmp_path, m
     assert (tmp_path / "cut.toml.trajectories.npz").is_file() and not (tmp_path / "cut.toml").exists()
     calls.clear()
     monkeypatch.setattr(S, "simulate_trajectory", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
-    assert main([*args, "--out", str(tmp_path / "cut.toml")]) == 0
+    with pytest.warns(UserWarning, match="no softness bin had rearrangements at two or more temperatures"):
+        assert main([*args, "--out", str(tmp_path / "cut.toml")]) == 0
     assert calls == [0.9] and not (tmp_path / "cut.toml.trajectories.npz").exists()
 
     def body(name):
@@ -995,6 +996,11 @@ def test_softness_law_command_resumes_at_the_temperature_in_progress(tmp_path, m
 
     assert body("cut.toml") == body("full.toml")
     assert "softness-law --T 0.7" in (tmp_path / "full.toml").read_text()
+    # so short a study finds too few rearrangements for a fit: said when it is written and when it is used
+    assert "[softness.fit]\n\n" in (tmp_path / "full.toml").read_text()
+    assert main(["trap-model", "run", "--model", "softness", "--softness-law", str(tmp_path / "full.toml"),
+                 "--T", "0.6", "--out", str(tmp_path / "t.h5")]) == 2
+    assert "has no fit" in capsys.readouterr().err
     for bad, msg in ((["--T", "0.7"], "at least two"), (["--T", "0.7", "--T", "-1"], "temperature"),
                      (["--T", "0.7", "--T", "0.9", "--t-prod", "0"], "t_prod > 0")):
         assert main(["predict", "softness-law", *bad, "--out", str(tmp_path / "x.toml")]) == 2

@@ -66,6 +66,9 @@ def test_round_trip(tmp_path, suffix, model):
     named = read_configuration(path)  # every format glassgen writes carries the model: read back without it
     assert named.model is not None and named.model.name == model
     assert np.array_equal(named.species, conf.species)
+    # and its provenance: T and seed read back from every format (a LAMMPS data file kept none before 2026-12-06)
+    assert float(named.metadata["T"]) == 0.5 and int(named.metadata["seed"]) == 9  # (xyz keeps text)
+    assert float(back.metadata["T"]) == 0.5
 
 
 def test_xyz_provenance_reads_back_verbatim(tmp_path):

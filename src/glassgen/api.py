@@ -698,6 +698,10 @@ def _per_sample_rdf(x: np.ndarray, species: np.ndarray, box: np.ndarray, bins: i
     return rdf.bin_centers, out
 
 
+#: Below this Kish ESS (of at least 50 importance samples) ``sample`` warns that its weights are degenerate.
+DEGENERATE_ESS = 10.0
+
+
 def sample(*, T: float, model: str | None = None, n: int | None = None, n_samples: int | None = None,
            method: str = "imh", seed: int = 0, out: PathLike = "sample.h5", checkpoint: PathLike | None = None,
            train: bool = False, n_chains: int = 16, local_sweeps: int = 1, rdf_bins: int = 60,
@@ -832,6 +836,11 @@ def sample(*, T: float, model: str | None = None, n: int | None = None, n_sample
     ws = summarize(lw)
     summary.update({"ESS": ws.ess, "ESS_fraction": ws.ess_fraction, "log_Z": (ws.log_z, ws.log_z_err),
                     "max_weight_fraction": ws.max_weight_fraction})
+    if lw.size >= 50 and (not ws.ess >= DEGENERATE_ESS or not np.isfinite(lw).mean() >= 0.5):
+        warnings.warn(f"the importance weights are degenerate (ESS {ws.ess:.3g} of {lw.size} samples, largest weight "
+                      f"{ws.max_weight_fraction:.3g} of the total, finite weights {np.isfinite(lw).mean():.0%}): the "
+                      f"reweighted estimates rest on a handful of samples and their error bars mean nothing; the "
+                      f"generator does not cover the target at T = {T:g}", stacklevel=2)
     r, g_each = _per_sample_rdf(x_np, species, box, rdf_bins)
     finite = np.isfinite(lw)
     g_raw = g_each.mean(axis=0)

@@ -215,6 +215,8 @@ def pgmc_run(*, policy: PathLike, out: PathLike, sweeps: int, T: float | None = 
         model = pol.meta.get("model")
     if n is None and input is None:
         n = pol.meta.get("N")
+    if density is None and input is None and not starts:
+        density = _policy_density(pol, model, n)
     conf = starts[0] if starts else load_input(input, model, n, None, density, seed, check_overlap=True)
     m = conf.require_model()
     if (m.nsp, m.dim) != (pol.nsp, pol.dim):
@@ -285,6 +287,23 @@ def pgmc_run(*, policy: PathLike, out: PathLike, sweeps: int, T: float | None = 
     return summary
 
 
+def _policy_density(pol: Policy, model: str | None, n: int | None) -> float | None:
+    """The density of the system a policy was learned on, where a run on that system (same model and N) would
+    otherwise take the model's default density and it differs from it; else None (the default)."""
+    from glassgen.systems.model import load_model
+
+    box, m_pol, n_pol = pol.meta.get("box"), pol.meta.get("model"), pol.meta.get("N")
+    if box is None or m_pol is None or n_pol is None or model is None or n is None:
+        return None
+    try:
+        same = load_model(model).name == m_pol and int(n) == int(n_pol)
+        rho = float(n_pol) / float(np.prod(np.asarray(box, dtype=np.float64)))
+        default = load_model(m_pol).density
+    except (InputError, TypeError, ValueError):
+        return None
+    return rho if same and math.isfinite(rho) and rho > 0 and abs(rho - default) > 1e-9 * default else None
+
+
 def pgmc_sample(*, T: float, model: str | None = None, n: int | None = None, n_samples: int = 2000,
                 seed: int = 0, out: PathLike = "sample.h5", policy: PathLike | None = None, n_chains: int = 8,
                 sweeps_per_sample: int = 10, train_iterations: int = 100, progress: bool = False) -> dict[str, Any]:
@@ -306,6 +325,10 @@ def pgmc_sample(*, T: float, model: str | None = None, n: int | None = None, n_s
     _positive("T", T)
     if not (isinstance(n_samples, int) and n_samples >= 1):
         raise InputError(f"n_samples must be a positive integer, got {n_samples}")
+    if policy is not None:  # the policy's system unless told otherwise (as pgmc run --policy)
+        meta = Policy.load(policy).meta
+        model = model or meta.get("model")
+        n = n if n is not None else meta.get("N")
     model = model or "ka3d"
     if n is not None and n < 2:
         raise InputError(f"N must be at least 2, got {n}")

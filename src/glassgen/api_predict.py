@@ -365,6 +365,10 @@ def softness(*, out: PathLike, temperatures: list[float], n: int = 400, model: s
     if model_out is not None:
         pred.save(model_out, provenance=provenance(seed=seed, model=model, kind="softness"))
     keep.unlink(missing_ok=True)
+    if not res["fit"]:
+        warnings.warn(f"{out}: no softness bin had rearrangements at two or more temperatures, so the law has no "
+                      "Arrhenius fit and cannot serve the trap models; run longer (--t-prod), larger (--N) or at "
+                      "more temperatures", stacklevel=2)
     return {"out": str(out), "md_seconds": round(md_secs, 1), "total_seconds": round(_time.perf_counter() - t0, 1),
             "fit": res["fit"], "S_mean": res["S_mean"].tolist(), "S_std": res["S_std"].tolist(),
             "svm": res["svm"], "P_R": res["P_R"].tolist(), "S": res["S"].tolist(),

@@ -141,7 +141,7 @@ def softness_law_cmd(
 
     Examples:
       glassgen predict softness-law --T 0.56 --T 0.62 --T 0.7 --T 0.8 --out soft_ka3d.toml  # the shipped law's run
-      glassgen predict softness-law --T 0.7 --T 0.9 --N 200 --t-prod 20 --out soft.toml --svm-out soft.npz
+      glassgen predict softness-law --T 0.8 --T 1.0 --N 200 --t-prod 50 --out soft.toml --svm-out soft.npz
     """
     from glassgen.api_predict import softness
     from glassgen.cli import _print, _progress

@@ -311,6 +311,9 @@ def law_from_export(soft: dict[str, Any], source: str = "") -> dict[str, Any]:
     range), so nu0 = 1 / t_R in LJ time units; DeltaE and Sigma are the fit's; P(S; T) is the Gaussian
     summary of each temperature's softness distribution. No onset is known (T_onset = inf), no cap.
     """
+    if isinstance(soft.get("fit"), dict) and not soft["fit"]:
+        raise InputError(f"softness export {source} has no fit (no softness bin had rearrangements at two or more "
+                         "temperatures): it cannot serve as a law; rerun the study longer or with more temperatures")
     try:
         fit = soft["fit"]
         rows = soft["P_S"]

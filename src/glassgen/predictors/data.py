@@ -103,9 +103,10 @@ def target(sample: GlassBenchSample, time: float | None) -> np.ndarray:
     if sample.replicas is not None and sample.replica_time is None:
         raise InputError(f"{sample.path}: the replicas' lag time is not recorded (no _tcXX code or replica_time "
                          f"entry), so they cannot be checked to be at t = {time}")
-    if time is None:
-        raise InputError(f"{sample.path}: no isoconfigurational replicas, so the lag time is needed: "
-                         "pass --time or --time-index")
+    if time is None:  # neither the caller nor the predictor (a model trained on replicas records none) named one
+        grid = "" if sample.times is None else f" (its propensity is tabulated at {len(sample.times)} lag times)"
+        raise InputError(f"{sample.path}: no lag time given{grid} and no isoconfigurational replicas to take it "
+                         "from: pass --time or --time-index")
     raise InputError(f"{sample.path}: no propensity at t = {time}")
 
 

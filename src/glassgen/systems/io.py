@@ -262,16 +262,21 @@ def write_xyz(path: PathLike, conf: Configuration, **extra: Any) -> None:
 @_malformed_as_input_error("LAMMPS data")
 def read_lammps_data(path: PathLike, model: str | InteractionModel | None = None,
                      dim: int | None = None) -> Configuration:
-    """Read a LAMMPS data file (atom_style atomic). ``dim`` defaults to the model's, else 3."""
+    """Read a LAMMPS data file (atom_style atomic). ``dim`` defaults to the model's, else 3. A file written by
+    glassgen keeps its provenance (model, T, seed, ...) in its first line: it becomes the metadata, and names
+    the model when none is given."""
     p = _check_file(path)
     text = p.read_text()
-    if model is None:  # a file written by glassgen names its model in the provenance of its first line
-        head = text.split("\n", 1)[0]
-        if head.startswith("LAMMPS data file written by glassgen {"):
-            try:
-                model = json.loads(head[head.index("{"):]).get("model")
-            except json.JSONDecodeError:
-                model = None
+    meta: dict[str, Any] = {}
+    head = text.split("\n", 1)[0]
+    if head.startswith("LAMMPS data file written by glassgen {"):
+        try:
+            parsed = json.loads(head[head.index("{"):])
+        except json.JSONDecodeError:
+            parsed = None
+        meta = parsed if isinstance(parsed, dict) else {}
+    if model is None:
+        model = meta.get("model")
     m = load_model(model) if model is not None else None
     d = dim or (m.dim if m else 3)
     raw = text.splitlines()
@@ -345,7 +350,7 @@ def read_lammps_data(path: PathLike, model: str | InteractionModel | None = None
     if "Velocities" in sections:
         v = np.array([[float(x) for x in r.split()[:4]] for r in sections["Velocities"]])
         vel = v[np.argsort(v[:, 0])][:, 1:1 + d]
-    return Configuration(pos, species, box, m, velocities=vel)
+    return Configuration(pos, species, box, m, velocities=vel, metadata=meta)
 
 
 def write_lammps_data(path: PathLike, conf: Configuration, **extra: Any) -> None:
