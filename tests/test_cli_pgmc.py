@@ -162,6 +162,15 @@ def test_pgmc_sample_entry_point(tmp_path):
     for f in ("s2.h5", "r.h5"):
         with h5py.File(tmp_path / f) as h:
             assert np.allclose(h["box"][()], np.sqrt(20 / 1.0)), f
+    # where a shipped generator's pool would give the starts (KA2D N = 43), it is at the model's density: not
+    # used for a policy learned at another one
+    assert main(["pgmc", "train", "--model", "ka2d", "--N", "43", "--density", "1.0", "--T", "0.5", "--iterations",
+                 "2", "--chains", "2", "--out", str(tmp_path / "d43.json"), "--no-progress"]) == 0
+    s3 = pgmc_sample(T=0.5, n_samples=16, seed=1, out=tmp_path / "s3.h5", policy=tmp_path / "d43.json", n_chains=2,
+                     sweeps_per_sample=2)
+    assert s3["chain_starts"] == "random state" and s3["N"] == 43
+    with h5py.File(tmp_path / "s3.h5") as h:
+        assert np.allclose(h["box"][()], np.sqrt(43 / 1.0))
 
 
 @pytest.mark.parametrize("model, n, probs", [("ka2d", 20, [0.0, 0.8, 0.2]), ("ka2d", 120, [0.5, 0.3, 0.2]),

@@ -517,4 +517,6 @@ def test_experiment_seed_option_replaces_every_seed_and_plots_record_the_case(tm
     assert ua != ub
     meta = json.loads(Image.open(tmp_path / "a" / "fs_ka2d_N43_T1.0.png").text["Description"])
     assert (meta["model"], meta["N"], meta["T"], meta["seed"]) == ("ka2d", 43, 1.0, 5)
+    meta = json.loads(Image.open(tmp_path / "b" / "fs_ka2d_N43_T1.0.png").text["Description"])
+    assert meta["seed"] == 3  # the case's own seed (the top-level one, 0, was recorded)
     assert main(["experiment", "predict-propose", "-c", str(cfg), "--out", str(tmp_path / "c"), "--seed", "-2"]) == 2

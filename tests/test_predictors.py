@@ -511,6 +511,8 @@ def test_softness_export_is_a_trap_model_law(tmp_path):
     """The export of a softness study is read by the trap models (it was refused for the NaN of its empty bins,
     and its [softness] layout was not a law): k(S, T) = P_R / t_R = exp(Sigma(S) - DeltaE(S)/T) / t_R, P(S; T)
     from each temperature's summary; a NaN outside the bins table is still an error; the shipped export runs."""
+    import tomllib
+
     from glassgen.models.softness_law import load_softness_law
     from glassgen.predictors.softness import export_toml
 
@@ -525,7 +527,17 @@ def test_softness_export_is_a_trap_model_law(tmp_path):
     S, T = np.array([-0.5, 0.0, 0.7]), 0.7
     np.testing.assert_allclose(np.exp(law.lnk(S, T)), np.exp((2.0 - 0.5 * S) - (3.0 - 1.0 * S) / T) / 2.0, rtol=1e-12)
     assert law.p_s(0.6) == (-0.1, 1.0) and law.p_s(0.8) == pytest.approx((0.1, 1.1))
-    assert law.linear and math.isinf(law.T_onset)
+    # d ln k / dS = Sigma_1 - DeltaE_1 / T = -0.5 + 1/T > 0 only below T = 2: that is the fitted law's onset
+    assert law.linear and law.T_onset == pytest.approx(2.0) and law.T_min == 0.0
+    from glassgen.models.softness_law import law_from_export
+
+    soft = tomllib.loads((tmp_path / "s.toml").read_text())["softness"]
+    rising = law_from_export({**soft, "fit": {"DeltaE": [3.0, 0.4], "Sigma": [2.0, 1.3]}})
+    assert rising["T_min"] == pytest.approx(0.4 / 1.3) and "T_onset" not in rising
+    with pytest.raises(InputError, match="not above T_min"):
+        load_softness_law(rising).kernel_law(0.3)
+    with pytest.raises(InputError, match="more slowly at every T"):
+        law_from_export({**soft, "fit": {"DeltaE": [3.0, 0.4], "Sigma": [2.0, -1.3]}})
     text = (tmp_path / "s.toml").read_text().replace("t_R = 2", "t_R = nan")
     (tmp_path / "bad.toml").write_text(text)
     with pytest.raises(InputError, match=r"softness.t_R is NaN"):
@@ -1001,9 +1013,23 @@ def test_softness_law_command_resumes_at_the_temperature_in_progress(tmp_path, m
     assert main(["trap-model", "run", "--model", "softness", "--softness-law", str(tmp_path / "full.toml"),
                  "--T", "0.6", "--out", str(tmp_path / "t.h5")]) == 2
     assert "has no fit" in capsys.readouterr().err
+    two = ["--T", "0.7", "--T", "0.9"]
     for bad, msg in ((["--T", "0.7"], "at least two"), (["--T", "0.7", "--T", "-1"], "temperature"),
-                     (["--T", "0.7", "--T", "0.9", "--t-prod", "0"], "t_prod > 0")):
+                     ([*two, "--t-prod", "0"], "t_prod > 0"), ([*two, "--t-prod", "nan"], "finite"),
+                     ([*two, "--frame-dt", "0.0125"], "multiple of the MD step"),
+                     ([*two, "--frame-dt", "0.001"], "multiple of the MD step"),
+                     ([*two, "--t-prod", "3"], "shorter than two p_hop windows"),
+                     ([*two, "--svm-out", str(tmp_path / "x.toml")], "NumPy .npz")):
         assert main(["predict", "softness-law", *bad, "--out", str(tmp_path / "x.toml")]) == 2
         assert msg in capsys.readouterr().err
     assert main(["predict", "softness-law", "--T", "0.7", "--T", "0.9", "--out", str(tmp_path / "x.h5")]) == 2
     assert "name it .toml" in capsys.readouterr().err
+    # the finished temperatures of a study with other settings are not overwritten without a word
+    with monkeypatch.context() as mp:
+        mp.setattr(S, "simulate_trajectory", interrupted)
+        calls.clear()
+        assert main([*args, "--out", str(tmp_path / "other.toml")]) == 130
+    capsys.readouterr()
+    other = [a if a != "3" else "4" for a in args]  # another seed
+    assert main([*other, "--out", str(tmp_path / "other.toml")]) == 2
+    assert "holds trajectories of a softness study with other settings" in capsys.readouterr().err

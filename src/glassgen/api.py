@@ -679,7 +679,10 @@ def flow_train(*, config: PathLike, out: PathLike, resume: bool = True, device: 
         summary["selected_by_validation"] = gen.training["selected"]
     if ship:
         ck = torch.load(out, map_location="cpu", weights_only=False)
-        slim = BoltzmannGenerator.from_state(ck).state(config_file=str(p), config_text=p.read_text())
+        text = p.read_text()
+        if seed is not None:  # the text is the config as read; say what replaced its seed
+            text += f"\n# flow train --seed {seed}: [training] seed = {seed} replaced the value above\n"
+        slim = BoltzmannGenerator.from_state(ck).state(config_file=str(p), config_text=text)
         dest = shipped_flow(cfg.model, cfg.N)
         with atomic_path(dest) as tmp:
             torch.save(slim, tmp)

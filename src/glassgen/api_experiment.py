@@ -788,7 +788,8 @@ def write_report(out_dir: PathLike, results: dict[str, Any]) -> Path:
         fig.tight_layout()
         with atomic_path(out_dir / f"fs_{tag}.png") as tmp:
             fig.savefig(tmp, format="png", dpi=110, metadata=png_metadata(
-                {**results["provenance"], "model": c["model"], "N": c["N"], "T": c["T"]}))
+                {**results["provenance"], "model": c["model"], "N": c["N"], "T": c["T"],
+                 "seed": c.get("seed", results["provenance"].get("seed"))}))
         plt.close(fig)
         lines += ["", f"![F_s, scores and g(r)](fs_{tag}.png)", ""]
     trained = [c for c in results["cases"] if c.get("score_kind") == "predicted propensity" and c.get("scores")]

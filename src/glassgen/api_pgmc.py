@@ -325,10 +325,12 @@ def pgmc_sample(*, T: float, model: str | None = None, n: int | None = None, n_s
     _positive("T", T)
     if not (isinstance(n_samples, int) and n_samples >= 1):
         raise InputError(f"n_samples must be a positive integer, got {n_samples}")
+    policy_density = None
     if policy is not None:  # the policy's system unless told otherwise (as pgmc run --policy)
-        meta = Policy.load(policy).meta
-        model = model or meta.get("model")
-        n = n if n is not None else meta.get("N")
+        pol = Policy.load(policy)
+        model = model or pol.meta.get("model")
+        n = n if n is not None else pol.meta.get("N")
+        policy_density = _policy_density(pol, model, n)
     model = model or "ka3d"
     if n is not None and n < 2:
         raise InputError(f"N must be at least 2, got {n}")
@@ -341,7 +343,8 @@ def pgmc_sample(*, T: float, model: str | None = None, n: int | None = None, n_s
         summary["trained_policy"] = {"out": tr["out"], "wall_s": tr["wall_s"]}
     per_chain = max(8, math.ceil(n_samples / n_chains))  # fewer give no U/N error after the 20 % burn-in
     sweeps = per_chain * sweeps_per_sample
-    pool = generator_pool_starts(load_model(model).name, n, T, n_chains, seed)
+    # the shipped pools are at the model's density: not for a policy learned at another one
+    pool = None if policy_density is not None else generator_pool_starts(load_model(model).name, n, T, n_chains, seed)
     if pool is not None:
         summary["chain_starts"] = f"shipped generator pool at T_h = {pool[1]:g}"
     else:

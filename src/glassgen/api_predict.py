@@ -320,11 +320,22 @@ def softness(*, out: PathLike, temperatures: list[float], n: int = 400, model: s
         raise InputError("the softness study needs at least two positive temperatures")
     for T in temps:
         check_temperature(T)
-    if n < 2 or t_prod <= 0 or frame_dt <= 0 or half_window < 1 or not 0 < p_c or seed < 0:
-        raise InputError("the softness study needs n >= 2, t_prod > 0, frame_dt > 0, half_window >= 1, p_c > 0 and "
-                         "seed >= 0")
+    finite = all(math.isfinite(float(v)) for v in (t_prod, frame_dt, p_c))
+    if not finite or n < 2 or t_prod <= 0 or frame_dt <= 0 or half_window < 1 or not 0 < p_c or seed < 0:
+        raise InputError("the softness study needs n >= 2, finite t_prod > 0, frame_dt > 0 and p_c > 0, "
+                         "half_window >= 1 and seed >= 0")
+    md_dt = 0.005  # the MD step of simulate_trajectory: frames must fall on steps
+    if abs(frame_dt / md_dt - round(frame_dt / md_dt)) > 1e-9 * (frame_dt / md_dt) or round(frame_dt / md_dt) < 1:
+        raise InputError(f"frame_dt = {frame_dt} must be a positive multiple of the MD step {md_dt}")
+    if t_prod < 4 * half_window * frame_dt:
+        raise InputError(f"t_prod = {t_prod} is shorter than two p_hop windows (4 x half_window x frame_dt = "
+                         f"{4 * half_window * frame_dt:g})")
     if not str(out).endswith(".toml"):
         raise InputError(f"--out {out}: the softness law is a TOML file; name it .toml")
+    if model_out is not None:
+        check_output_name(model_out, "NumPy .npz")
+        if Path(model_out).resolve() == Path(out).resolve():
+            raise InputError("--svm-out and --out name the same file")
     eq = list(t_eq) if t_eq else [min(400.0, 30.0 / max(T - 0.45, 0.05)) for T in temps]
     if len(eq) != len(temps) or min(eq) < 0:
         raise InputError("t_eq needs one non-negative equilibration time per temperature")
@@ -333,13 +344,16 @@ def softness(*, out: PathLike, temperatures: list[float], n: int = 400, model: s
     settings = json.dumps({"model": model, "n": n, "temperatures": temps, "t_eq": eq, "t_prod": t_prod,
                            "frame_dt": frame_dt, "seed": seed}, sort_keys=True)
     done: dict[str, np.ndarray] = {}
-    if keep.is_file():
+    if keep.is_file():  # finished temperatures of an interrupted run of the same study
         try:
             with np.load(keep, allow_pickle=False) as z:
-                if str(z["settings"]) == settings:
-                    done = {k: z[k] for k in z.files if k != "settings"}
+                saved = str(z["settings"])
+                done = {k: z[k] for k in z.files if k != "settings"}
         except (OSError, ValueError, KeyError):
-            done = {}
+            raise InputError(f"{keep} is not a readable trajectory file of a softness study; remove it") from None
+        if saved != settings:  # never overwrite another study's finished work without a word
+            raise InputError(f"{keep} holds trajectories of a softness study with other settings ({saved}); "
+                             "rerun that study, remove the file or use another --out")
     trajs = []
     with progress_bar(len(temps), "softness MD", progress) as advance:
         for k, T in enumerate(temps):

@@ -411,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         warnings.formatwarning = saved_format
 
 
-_OUT_FLAGS = ("--out", "-o", "--out-dir")
+_OUT_FLAGS = ("--out", "-o", "--out-dir", "--svm-out")
 
 
 def _check_outputs_writable(argv: list[str]) -> None:

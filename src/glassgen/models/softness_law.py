@@ -105,6 +105,7 @@ class SoftnessLaw:
         ps_T, ps_mean, ps_std: the P(S; T) table.
         T_onset: the law is used only below this temperature (inf: everywhere); enforced by
             :meth:`kernel_law`.
+        T_min: and only above this one (0: everywhere; a fitted law whose d ln k / dS changes sign there).
         source: where the law comes from.
     """
 
@@ -121,6 +122,7 @@ class SoftnessLaw:
     ps_std: np.ndarray
     T_onset: float = math.inf
     source: str = ""
+    T_min: float = 0.0
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -152,7 +154,7 @@ class SoftnessLaw:
         return cls(name=str(d.get("name", "softness")), nu0=nu0, dE_poly=dE_poly, sig_poly=sig_poly,
                    S_grid=grid, dE_tab=dE_tab, sig_tab=sig_tab, rate_cap=cap, ps_T=ps_T[order],
                    ps_mean=ps_mean[order], ps_std=ps_std[order], T_onset=float(d.get("T_onset", math.inf)),
-                   source=str(d.get("source", "")))
+                   source=str(d.get("source", "")), T_min=float(d.get("T_min", 0.0)))
 
     # ------------------------------------------------------------------ evaluation
     @property
@@ -223,6 +225,9 @@ class SoftnessLaw:
         if T >= self.T_onset:
             raise InputError(f"T={T} is not below the onset T_onset={self.T_onset} of softness law {self.name!r}: "
                              "the law holds for T < T_onset only")
+        if T <= self.T_min:
+            raise InputError(f"T={T} is not above T_min={self.T_min:.4g} of softness law {self.name!r}: below it the "
+                             "fitted law makes softer particles rearrange more slowly (d ln k / dS < 0)")
         m, s = self.p_s(T)
         lncap = math.log(self.rate_cap)
         if self.linear:
@@ -270,7 +275,7 @@ class SoftnessLaw:
                 "Sigma": (self.sig_poly if self.sig_poly is not None else self.sig_tab).tolist(),
                 "S": None if self.S_grid is None else self.S_grid.tolist(),
                 "P_S": {"T": self.ps_T.tolist(), "mean": self.ps_mean.tolist(), "std": self.ps_std.tolist()},
-                "T_onset": self.T_onset, "source": self.source}
+                "T_onset": self.T_onset, "T_min": self.T_min, "source": self.source}
 
 
 def load_softness_law(source: str | os.PathLike[str] | dict[str, Any]) -> SoftnessLaw:
@@ -328,6 +333,16 @@ def law_from_export(soft: dict[str, Any], source: str = "") -> dict[str, Any]:
                          "softness.P_S and softness.t_R") from None
     if not (math.isfinite(t_R) and t_R > 0):
         raise InputError(f"softness export {source}: t_R must be positive, got {t_R}")
+    # where softer particles rearrange faster, d ln k / dS = Sigma_1 - DeltaE_1 / T > 0: the fit's valid range
+    e1 = law["DeltaE"][1] if len(law["DeltaE"]) > 1 else 0.0
+    s1 = law["Sigma"][1] if len(law["Sigma"]) > 1 else 0.0
+    if s1 <= 0 and e1 >= 0:
+        raise InputError(f"softness export {source}: its fit makes softer particles rearrange more slowly at every T "
+                         f"(DeltaE slope {e1:.3g}, Sigma slope {s1:.3g}): not a softness law")
+    if s1 > 0 and e1 > 0:
+        law["T_min"] = e1 / s1
+    elif s1 < 0 and e1 < 0:
+        law["T_onset"] = e1 / s1
     return law
 
 
