@@ -489,17 +489,22 @@ def test_shipped_configs_parse():
         build_predictor(spec["kind"], spec.get("descriptors"), spec.get("hyper"))
 
 
+def _softness_results() -> dict:
+    """A softness study's results at T = 0.6 and 0.8 on three S bins, the middle one without data (NaN)."""
+    keys = ("DeltaE", "DeltaE_err", "Sigma", "Sigma_err", "n_T")
+    return {"temperatures": np.array([0.6, 0.8]), "S": np.array([-1.0, 0.0, 1.0]),
+            "fit": {"DeltaE": [3.0, -1.0], "Sigma": [2.0, -0.5], "S_range": [-1.0, 1.0]},
+            "S_mean": np.array([-0.1, 0.1]), "S_std": np.array([1.0, 1.1]),
+            "P_R": np.array([[0.01, 0.02, np.nan], [0.02, 0.04, 0.08]]), "count": np.ones((2, 3)),
+            "arrhenius": {k: np.array([1.0, np.nan, 2.0]) for k in keys}}
+
+
 def test_softness_export_round_trip(tmp_path):
     import tomllib
 
     from glassgen.predictors.softness import export_toml
 
-    keys = ("DeltaE", "DeltaE_err", "Sigma", "Sigma_err", "n_T")
-    res = {"temperatures": np.array([0.6, 0.8]), "S": np.array([-1.0, 0.0, 1.0]),
-           "fit": {"DeltaE": [3.0, -1.0], "Sigma": [2.0, -0.5], "S_range": [-1.0, 1.0]},
-           "S_mean": np.array([-0.1, 0.1]), "S_std": np.array([1.0, 1.1]),
-           "P_R": np.array([[0.01, 0.02, np.nan], [0.02, 0.04, 0.08]]), "count": np.ones((2, 3)),
-           "arrhenius": {k: np.array([1.0, np.nan, 2.0]) for k in keys}}
+    res = _softness_results()
     export_toml(tmp_path / "s.toml", res, {"model": "ka3d", "p_c": 0.2, "provenance": {"command": 'a "b"', "seed": 1}})
     d = tomllib.loads((tmp_path / "s.toml").read_text())["softness"]
     assert d["fit"]["DeltaE"] == [3.0, -1.0] and d["T_fit_range"] == [0.6, 0.8]
@@ -516,12 +521,7 @@ def test_softness_export_is_a_trap_model_law(tmp_path):
     from glassgen.models.softness_law import load_softness_law
     from glassgen.predictors.softness import export_toml
 
-    keys = ("DeltaE", "DeltaE_err", "Sigma", "Sigma_err", "n_T")
-    res = {"temperatures": np.array([0.6, 0.8]), "S": np.array([-1.0, 0.0, 1.0]),
-           "fit": {"DeltaE": [3.0, -1.0], "Sigma": [2.0, -0.5], "S_range": [-1.0, 1.0]},
-           "S_mean": np.array([-0.1, 0.1]), "S_std": np.array([1.0, 1.1]),
-           "P_R": np.array([[0.01, 0.02, np.nan], [0.02, 0.04, 0.08]]), "count": np.ones((2, 3)),
-           "arrhenius": {k: np.array([1.0, np.nan, 2.0]) for k in keys}}
+    res = _softness_results()
     export_toml(tmp_path / "s.toml", res, {"model": "ka3d", "n": 400, "t_R": 2.0, "p_c": 0.2})
     law = load_softness_law(tmp_path / "s.toml")
     S, T = np.array([-0.5, 0.0, 0.7]), 0.7
