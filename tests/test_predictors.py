@@ -549,6 +549,30 @@ def test_softness_export_is_a_trap_model_law(tmp_path):
                  "--seed", "1", "--max-events", "20000", "--out", str(tmp_path / "t.h5"), "--no-progress"]) == 0
 
 
+def test_shipped_ka_softness_law_is_physical():
+    """The KA law made by `predict softness-law` (README, "A usable KA softness law"): barriers fall with
+    softness (DeltaE slope < 0, per-bin values within their errors of the fit over the well-sampled bins),
+    the entropic term too, so softer particles rearrange faster below the onset DeltaE_1 / Sigma_1; its
+    provenance names the command."""
+    import tomllib
+
+    from glassgen.models.softness_law import load_softness_law
+
+    path = Path(__file__).resolve().parents[1] / "configs/predictors/softness_ka3d.toml"
+    d = tomllib.loads(path.read_text())["softness"]
+    e0, e1 = d["fit"]["DeltaE"]
+    s0, s1 = d["fit"]["Sigma"]
+    assert e1 < 0 and s1 < 0 and d["n_labels"] > 2000
+    b = d["bins"]
+    ok = [k for k in range(len(b["S"])) if b["n_T"][k] >= 4 and math.isfinite(b["DeltaE"][k])]
+    assert len(ok) >= 6
+    z = [(b["DeltaE"][k] - (e0 + e1 * b["S"][k])) / b["DeltaE_err"][k] for k in ok]
+    assert max(abs(x) for x in z) < 3, z
+    law = load_softness_law(path)
+    assert law.T_onset == pytest.approx(e1 / s1) and law.T_onset > 0.8
+    assert "predict softness-law" in d["provenance"]["command"] and "--t-prod 1000" in d["provenance"]["command"]
+
+
 def test_recursive_coarse_graining_matches_brute_force():
     pos, spec, b = _random_system(25, 3, 3.0, seed=9)
     x = np.random.default_rng(2).normal(size=(25, 3))
