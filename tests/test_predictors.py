@@ -570,6 +570,7 @@ def test_shipped_ka_softness_law_is_physical():
     assert max(abs(x) for x in z) < 3, z
     law = load_softness_law(path)
     assert law.T_onset == pytest.approx(e1 / s1) and law.T_onset > 0.8
+    assert load_softness_law("softness_ka3d").describe()["DeltaE"] == law.describe()["DeltaE"]  # by name too
     assert "predict softness-law" in d["provenance"]["command"] and "--t-prod 1000" in d["provenance"]["command"]
 
 

@@ -283,7 +283,8 @@ def load_softness_law(source: str | os.PathLike[str] | dict[str, Any]) -> Softne
 
     Args:
         source: a path (``.toml`` or ``.json``), a dict, or the name of a file in
-            ``configs/models/phenomenological/`` (e.g. ``"softness_systemIII"``).
+            ``configs/models/phenomenological/`` (e.g. ``"softness_systemIII"``) or of a softness study's export
+            in ``configs/predictors/`` (e.g. ``"softness_ka3d"``).
 
     Returns:
         the :class:`SoftnessLaw`.
@@ -297,10 +298,12 @@ def load_softness_law(source: str | os.PathLike[str] | dict[str, Any]) -> Softne
     if not p.is_file():
         from glassgen.models.trap import config_dir
 
-        cand = config_dir() / f"{p.name}.toml"
-        if not cand.is_file():
-            raise InputError(f"softness law not found: {source}")
-        p = cand
+        cands = [config_dir() / f"{p.name}.toml", config_dir().parents[1] / "predictors" / f"{p.name}.toml"]
+        found = [c for c in cands if c.is_file()]
+        if not found:
+            raise InputError(f"softness law not found: {source} (a file, or a name in {cands[0].parent} or "
+                             f"{cands[1].parent})")
+        p = found[0]
     data, _ = read_toml(p, "softness law", allow_json=True, nan_tables=("softness.bins", "softness.P_S.P_R"))
     if isinstance(data.get("softness"), dict) and "fit" in data["softness"]:  # `glassgen predict softness-law`
         data = law_from_export(data["softness"], str(p))
