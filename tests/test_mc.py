@@ -132,6 +132,86 @@ def test_minimum_image_mode_gives_the_image_sum_chain():
     assert abs(a.energy - fresh) < 1e-9 * abs(fresh) and abs(b.energy - fresh) < 1e-9 * abs(fresh)
 
 
+def test_image_list_gives_the_image_sum_chain():
+    """Boxes smaller than 2 r_c (KA 3D N = 64, KA2 N = 48 with swaps) use a Verlet list over images; with a
+    small skin (many trials beyond skin/2, evaluated with the image sum, and many rebuilds) the chain equals,
+    move for move, the chain of the image sum, and the accumulated energy a fresh total energy."""
+    from glassgen.dynamics.initial import random_state
+
+    for model, n, swap in [("ka3d", 64, 0.0), ("ka2", 48, 0.3)]:
+        conf = random_state(model, n, seed=3)
+        a = MonteCarlo(conf, 0.6, delta=0.1, swap_fraction=swap, seed=4, list_skin=0.15)
+        b = MonteCarlo(conf, 0.6, delta=0.1, swap_fraction=swap, seed=4, neighbour_list=False)
+        assert a.use_list and not b.use_list and a.shifts.shape[0] > 1
+        a.sweep(150)
+        b.sweep(150)
+        assert np.array_equal(a.pos, b.pos) and np.array_equal(a.species, b.species)
+        assert a.list_stats[0] > 100 and a.list_stats[1] > 10  # both paths and the rebuilds were exercised
+        if swap:
+            assert not np.array_equal(a.species, conf.species)
+        fresh = ForceField(conf.model, a.species, conf.box, skin=0.0).energy(a.pos)
+        assert abs(a.energy - fresh) < 1e-9 * abs(fresh) and abs(a.recompute_energy() - fresh) < 1e-9 * abs(fresh)
+
+
+def test_image_list_energies_and_its_validity_radius():
+    """Listed particle energies equal the image sum while every particle is within skin/2 of its position
+    at the build (positions wrapped across the boundary in between); a particle moved by more than the skin
+    without a rebuild gives wrong energies (negative control: the validity rule matters)."""
+    from glassgen._kernels.mc import particle_energy, particle_energy_listed
+    from glassgen.dynamics.initial import random_state
+
+    conf = random_state("ka3d", 64, seed=5)
+    mc = MonteCarlo(conf, 0.6, delta=0.1, seed=1, list_skin=0.4)
+    p = mc.params
+    pp = (p.sig2, p.eps4, p.rc2, p.c0, p.c1, p.c2, p.c4, p.rs2)
+    rng = np.random.default_rng(0)
+
+    def energies(pos):
+        img = [particle_energy(i, pos[i], mc.species[i], pos, mc.species, mc.box, p.nsp, *pp, False, mc.ncell,
+                               mc.cells, mc.cell_count, mc.shifts) for i in range(mc.n)]
+        lst = [particle_energy_listed(i, pos[i], mc.species[i], pos, mc.species, mc.box, p.nsp, *pp, mc.nb_j,
+                                      mc.nb_r, mc.nb_n) for i in range(mc.n)]
+        return np.array(img), np.array(lst)
+
+    step = rng.normal(size=mc.pos.shape)
+    step *= (0.2 * rng.random(mc.n) / np.linalg.norm(step, axis=1))[:, None]  # |step| < skin/2
+    pos = mc.pos + step
+    pos -= mc.box * np.floor(pos / mc.box)
+    img, lst = energies(pos)
+    assert np.max(np.abs(img - lst)) < 1e-10
+    far = mc.pos.copy()
+    far[0] += 1.0  # > skin from its build position: its list misses pairs
+    far -= mc.box * np.floor(far / mc.box)
+    img, lst = energies(far)
+    assert np.max(np.abs(img - lst)) > 1e-3
+
+
+def test_image_list_checkpoint_resume_is_identical(tmp_path):
+    """A list-mode chain resumed from its checkpoint (the list stored with it) ends in the uninterrupted state."""
+    from glassgen.dynamics.initial import random_state
+
+    conf = random_state("ka3d", 32, seed=3)
+    ck = tmp_path / "mc.ckpt.h5"
+    a = MonteCarlo(conf, 0.7, delta=0.1, seed=9, list_skin=0.2)
+    ra = a.run(100, sample_every=10, checkpoint=ck, checkpoint_every=40)
+    assert a.use_list and a.list_stats[1] > 0
+    b = MonteCarlo(conf, 0.7, delta=0.1, seed=9, list_skin=0.2)
+    rb = b.run(100, sample_every=10, checkpoint=ck)
+    assert np.array_equal(ra.final.positions, rb.final.positions)
+    assert np.array_equal(ra.thermo.potential, rb.thermo.potential)
+    assert np.array_equal(a.list_stats, b.list_stats)
+
+
+def test_image_list_input_checks():
+    from glassgen.dynamics.initial import random_state
+
+    with pytest.raises(InputError, match="uses cells"):
+        MonteCarlo(random_state("ka3d", 1000, seed=1), 0.6, neighbour_list=True)
+    for skin in (0.0, -0.1, 2.0):
+        with pytest.raises(InputError, match="list_skin"):
+            MonteCarlo(random_state("ka3d", 64, seed=1), 0.6, list_skin=skin)
+
+
 def test_checkpoint_resume_is_identical(tmp_path):
     """An MC run resumed from its checkpoint ends in exactly the state of an uninterrupted run."""
     from glassgen.dynamics.initial import random_state

@@ -6,6 +6,14 @@ mode a single zero row in ``shifts`` means the minimum image (r_c,max <= L/2: on
 a particle's own); otherwise ``shifts`` lists the periodic images n in [-m, m]^d and a particle's own
 images enter with weight 1/2 of the pair energy (:func:`glassgen._kernels.neighbors.mc_image_shifts`).
 
+Image mode in boxes smaller than 2 r_c,max (several images per pair, e.g. KA 3D N <= 128) can use a Verlet
+list over images instead (``listed``): for each particle, every (j, image) within r_c,max + skin at the last
+build, with the separation at that time; a separation is recovered as the image of x_j - x nearest to the
+stored one. It stays valid while every particle is within skin/2 of its position at the build; a trial
+position beyond that is evaluated with the image sum instead, and accepting it rebuilds the list. Same
+energies as the image sum (to round-off) at a fraction of its cost: the image sum visits (2m + 1)^d N
+images per particle (27 N in 3D), the list the ~100 within r_c + skin.
+
 All random numbers are drawn by the caller (numpy Generator) and passed in per sweep.
 """
 
@@ -16,7 +24,8 @@ from numba import njit
 
 from glassgen._kernels.pair import pair_uw
 
-__all__ = ["particle_energy", "build_cells", "metropolis_sweep", "total_energy_mc"]
+__all__ = ["particle_energy", "particle_energy_listed", "build_image_list", "build_cells", "metropolis_sweep",
+           "total_energy_mc"]
 
 
 @njit(cache=True, error_model="numpy")
@@ -130,6 +139,94 @@ def particle_energy(i, x, s, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2
 
 
 @njit(cache=True, error_model="numpy")
+def build_image_list(pos, box, shifts, rc_list2, nb_j, nb_r, nb_n, ref_disp):
+    """Verlet list over periodic images for the image mode (boxes smaller than 2 r_c).
+
+    Every (j, n) with |x_j + n L - x_i| < r_list for the minimum-image separation plus the lattice vectors
+    in ``shifts`` (complete when ``shifts`` comes from :func:`glassgen._kernels.neighbors.mc_image_shifts`
+    for r_list: m = ceil(r_list / L) >= the largest |n| a separation in [-L/2, L/2) can need); j == i
+    for a particle's own images (n != 0).
+
+    Args:
+        pos: (N, d) positions (any image).
+        rc_list2: r_list^2 = (r_c,max + skin)^2.
+        nb_j: (N, cap) int64 out: neighbour indices; cap = N * len(shifts) never overflows.
+        nb_r: (N, cap, d) out: separation x_j + n L - x_i at the build.
+        nb_n: (N,) int64 out: entries per particle.
+        ref_disp: (N, d) out: displacement since the build, set to 0.
+    """
+    n, d = pos.shape
+    nimg = shifts.shape[0]
+    for i in range(n):
+        q = 0
+        for j in range(n):
+            for c in range(nimg):
+                r2 = 0.0
+                for k in range(d):
+                    dx = pos[j, k] - pos[i, k]
+                    dx -= box[k] * math.floor(dx / box[k] + 0.5)
+                    dx += shifts[c, k]
+                    r2 += dx * dx
+                if r2 > 0.0 and r2 < rc_list2:
+                    nb_j[i, q] = j
+                    for k in range(d):
+                        dx = pos[j, k] - pos[i, k]
+                        dx -= box[k] * math.floor(dx / box[k] + 0.5)
+                        nb_r[i, q, k] = dx + shifts[c, k]
+                    q += 1
+        nb_n[i] = q
+        for k in range(d):
+            ref_disp[i, k] = 0.0
+
+
+@njit(cache=True, error_model="numpy")
+def particle_energy_listed(i, x, s, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, nb_j, nb_r,
+                           nb_n):
+    """Energy of particle i placed at x (d,) with species s, from its Verlet list over images (see
+    :func:`build_image_list`): the same sum as the image mode of :func:`particle_energy` (own images with
+    weight 1/2), valid while x and every neighbour are within skin/2 of their positions at the build."""
+    d = pos.shape[1]
+    e = 0.0
+    base = s * nsp
+    inv0 = 1.0 / box[0]
+    inv1 = 1.0 / box[1]
+    inv2 = 1.0 / box[2] if d == 3 else 0.0
+    x2 = x[2] if d == 3 else 0.0
+    for q in range(nb_n[i]):
+        j = nb_j[i, q]
+        if j == i:  # own image: the lattice vector itself
+            r2 = nb_r[i, q, 0] * nb_r[i, q, 0] + nb_r[i, q, 1] * nb_r[i, q, 1]
+            if d == 3:
+                r2 += nb_r[i, q, 2] * nb_r[i, q, 2]
+        else:  # written out per axis with multiplications: 2x faster than a loop over k with divisions
+            raw = pos[j, 0] - x[0]
+            dx = raw + box[0] * math.floor((nb_r[i, q, 0] - raw) * inv0 + 0.5)
+            r2 = dx * dx
+            raw = pos[j, 1] - x[1]
+            dx = raw + box[1] * math.floor((nb_r[i, q, 1] - raw) * inv1 + 0.5)
+            r2 += dx * dx
+            if d == 3:
+                raw = pos[j, 2] - x2
+                dx = raw + box[2] * math.floor((nb_r[i, q, 2] - raw) * inv2 + 0.5)
+                r2 += dx * dx
+        ab = base + species[j]
+        if r2 < rc2[ab]:
+            u, w, _ = pair_uw(r2, ab, sig2, eps4, c0, c1, c2, c4, rs2, 7)
+            e += 0.5 * u if j == i else u
+    return e
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _energy_of(i, x, s, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, use_cells, ncell, cells,
+               cell_count, shifts, listed, nb_j, nb_r, nb_n):
+    if listed:
+        return particle_energy_listed(i, x, s, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2,
+                                      nb_j, nb_r, nb_n)
+    return particle_energy(i, x, s, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, use_cells,
+                           ncell, cells, cell_count, shifts)
+
+
+@njit(cache=True, error_model="numpy")
 def total_energy_mc(pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, use_cells, ncell, cells,
                     cell_count, shifts):
     """Total energy as half the sum of particle energies (for bookkeeping checks)."""
@@ -160,7 +257,8 @@ def total_energy_mc(pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2
 def metropolis_sweep(pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, beta,
                      use_cells, ncell, cells, cell_count, cell_of, slot, shifts,
                      members, member_pos, n_members,
-                     move_kind, idx, disp, partner_u, logu, delta, start, stats, unwrapped):
+                     move_kind, idx, disp, partner_u, logu, delta, start, stats, unwrapped,
+                     use_list, nb_j, nb_r, nb_n, ref_disp, list_shifts, rc_list2, half_skin2, list_stats):
     """Run the trial moves ``start .. len(idx)-1``; positions are kept wrapped in [0, L).
 
     Args:
@@ -176,6 +274,12 @@ def metropolis_sweep(pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs
         stats: (4,) int64 accumulators [disp tried, disp accepted, swap tried, swap accepted].
         unwrapped: (N, d) unwrapped positions, each accepted displacement added to it (so any number of
             sweeps runs in one call without losing track of boundary crossings).
+        use_list: image mode through the Verlet list over images (``nb_j, nb_r, nb_n``, built by
+            :func:`build_image_list` with ``list_shifts`` and ``rc_list2``); ``ref_disp`` (N, d) holds each
+            particle's displacement since the build, ``half_skin2`` = (skin/2)^2. A trial beyond skin/2 of
+            the build position is evaluated with the image sum; accepting it rebuilds the list.
+            ``list_stats`` (2,) int64 accumulates [trials evaluated with the image sum, rebuilds]. Unused
+            arrays may be empty when ``use_list`` is False.
 
     Returns:
         (dE total accumulated, index of the first move not done: ``len(idx)`` unless a cell overflowed).
@@ -189,13 +293,20 @@ def metropolis_sweep(pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs
         si = species[i]
         if move_kind[t] == 0:
             stats[0] += 1
+            dr2 = 0.0
             for k in range(d):
                 v = pos[i, k] + delta[si] * disp[t, k]
                 xnew[k] = v - box[k] * math.floor(v / box[k])
-            e_old = particle_energy(i, pos[i], si, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4,
-                                    rs2, use_cells, ncell, cells, cell_count, shifts)
-            e_new = particle_energy(i, xnew, si, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4,
-                                    rs2, use_cells, ncell, cells, cell_count, shifts)
+                if use_list:
+                    v = ref_disp[i, k] + delta[si] * disp[t, k]
+                    dr2 += v * v
+            listed = use_list and dr2 <= half_skin2
+            if use_list and not listed:
+                list_stats[0] += 1
+            e_old = _energy_of(i, pos[i], si, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2,
+                               use_cells, ncell, cells, cell_count, shifts, listed, nb_j, nb_r, nb_n)
+            e_new = _energy_of(i, xnew, si, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2,
+                               use_cells, ncell, cells, cell_count, shifts, listed, nb_j, nb_r, nb_n)
             de = e_new - e_old
             if logu[t] < -beta * de:
                 if use_cells:
@@ -219,6 +330,13 @@ def metropolis_sweep(pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs
                     unwrapped[i, k] += delta[si] * disp[t, k]
                 dE += de
                 stats[1] += 1
+                if use_list:
+                    if listed:
+                        for k in range(d):
+                            ref_disp[i, k] += delta[si] * disp[t, k]
+                    else:  # i is now beyond skin/2 of its build position
+                        build_image_list(pos, box, list_shifts, rc_list2, nb_j, nb_r, nb_n, ref_disp)
+                        list_stats[1] += 1
         else:
             n_other = n - n_members[si]
             if n_other == 0:
@@ -237,16 +355,16 @@ def metropolis_sweep(pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs
                     break
                 kk -= n_members[s]
             j = members[sj, kk]
-            e_old = particle_energy(i, pos[i], si, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4,
-                                    rs2, use_cells, ncell, cells, cell_count, shifts)
-            e_old += particle_energy(j, pos[j], sj, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4,
-                                     rs2, use_cells, ncell, cells, cell_count, shifts)
+            e_old = _energy_of(i, pos[i], si, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2,
+                               use_cells, ncell, cells, cell_count, shifts, use_list, nb_j, nb_r, nb_n)
+            e_old += _energy_of(j, pos[j], sj, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2,
+                                use_cells, ncell, cells, cell_count, shifts, use_list, nb_j, nb_r, nb_n)
             species[i] = sj
             species[j] = si
-            e_new = particle_energy(i, pos[i], sj, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4,
-                                    rs2, use_cells, ncell, cells, cell_count, shifts)
-            e_new += particle_energy(j, pos[j], si, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4,
-                                     rs2, use_cells, ncell, cells, cell_count, shifts)
+            e_new = _energy_of(i, pos[i], sj, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2,
+                               use_cells, ncell, cells, cell_count, shifts, use_list, nb_j, nb_r, nb_n)
+            e_new += _energy_of(j, pos[j], si, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2,
+                                use_cells, ncell, cells, cell_count, shifts, use_list, nb_j, nb_r, nb_n)
             de = e_new - e_old
             if logu[t] < -beta * de:
                 pi = member_pos[i]

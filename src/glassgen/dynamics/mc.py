@@ -18,7 +18,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from glassgen._kernels.mc import build_cells, metropolis_sweep, total_energy_mc
+from glassgen._kernels.mc import build_cells, build_image_list, metropolis_sweep, total_energy_mc
 from glassgen._kernels.neighbors import mc_image_shifts
 from glassgen.dynamics.forces import ForceField
 from glassgen.dynamics.results import MDResult
@@ -48,10 +48,16 @@ class MonteCarlo:
         swap_fraction: probability that a trial is a species swap (0 disables swaps).
         seed: seed of the chain's ``np.random.Generator``.
         soft_core: soft-core factor (0 = exact potential).
+        neighbour_list: in boxes smaller than 2 r_c,max (several periodic images per pair), evaluate
+            energies through a Verlet list over images (:func:`glassgen._kernels.mc.build_image_list`)
+            instead of summing over every image of every particle; None (default) uses it exactly there.
+            The chain is the same to round-off (tested); ~10x fewer pair distances at KA 3D N = 64.
+        list_skin: skin of that list, sigma_AA units (0 < skin < L_min / 2).
     """
 
     def __init__(self, conf: Configuration, T: float, delta: float | list[float] = 0.1,
-                 swap_fraction: float = 0.0, seed: int = 0, soft_core: float = 0.0, origin: str = "") -> None:
+                 swap_fraction: float = 0.0, seed: int = 0, soft_core: float = 0.0, origin: str = "",
+                 neighbour_list: bool | None = None, list_skin: float = 0.4) -> None:
         model = conf.require_model()
         T = check_temperature(T)
         if not 0.0 <= swap_fraction <= 1.0:
@@ -88,6 +94,30 @@ class MonteCarlo:
             self.cell_count = np.zeros(1, dtype=np.int64)
             self.cell_of = np.zeros(self.n, dtype=np.int64)
             self.slot = np.zeros(self.n, dtype=np.int64)
+        if neighbour_list and self.use_cells:
+            raise InputError("the Verlet list over images is for boxes without cells (L < 3 r_c per axis); "
+                             "this box uses cells")
+        self.use_list = (not self.use_cells and self.shifts.shape[0] > 1) if neighbour_list is None \
+            else bool(neighbour_list)
+        self.list_skin = float(list_skin)
+        self.list_stats = np.zeros(2, dtype=np.int64)
+        if self.use_list:
+            if not (0.0 < self.list_skin < 0.5 * float(self.box.min())):
+                raise InputError(f"list_skin must be in (0, L_min/2 = {0.5 * float(self.box.min()):g}), "
+                                 f"got {list_skin}")
+            self._list_shifts = mc_image_shifts(self.box, rc + self.list_skin)
+            cap = self.n * self._list_shifts.shape[0]
+            self.nb_j = np.zeros((self.n, cap), dtype=np.int64)
+            self.nb_r = np.zeros((self.n, cap, self.dim))
+            self.nb_n = np.zeros(self.n, dtype=np.int64)
+            self.ref_disp = np.zeros((self.n, self.dim))
+            self._rebuild_list()
+        else:
+            self._list_shifts = np.zeros((1, self.dim))
+            self.nb_j = np.zeros((0, 0), dtype=np.int64)
+            self.nb_r = np.zeros((0, 0, self.dim))
+            self.nb_n = np.zeros(0, dtype=np.int64)
+            self.ref_disp = np.zeros((0, self.dim))
         nsp = model.nsp
         self.members = np.full((nsp, self.n), -1, dtype=np.int64)
         self.member_pos = np.empty(self.n, dtype=np.int64)
@@ -109,6 +139,12 @@ class MonteCarlo:
             self._cap *= 2
         self.cells, self.cell_count, self.cell_of, self.slot = cells, count, cell_of, slot
 
+    def _rebuild_list(self) -> None:
+        if self.use_list:
+            rl = self.params.rc_max + self.list_skin
+            build_image_list(self.pos, self.box, self._list_shifts, rl * rl, self.nb_j, self.nb_r, self.nb_n,
+                             self.ref_disp)
+
     def _kernel_args(self) -> tuple[Any, ...]:
         p = self.params
         return (self.pos, self.species, self.box, p.nsp, *p.as_tuple()[:2], p.rc2, p.c0, p.c1, p.c2, p.c4,
@@ -127,6 +163,7 @@ class MonteCarlo:
         track = unwrapped if unwrapped is not None else np.zeros((n, d))
         left = int(n_sweeps)
         max_chunk = max(1, 100_000 // n)
+        rl2 = (p.rc_max + self.list_skin) ** 2
         while left > 0:
             k = min(left, max_chunk)
             kind = np.empty(k * n, dtype=np.int8)
@@ -148,7 +185,9 @@ class MonteCarlo:
                                              self.ncell, self.cells, self.cell_count, self.cell_of,
                                              self.slot, self.shifts, self.members, self.member_pos,
                                              self.n_members, kind, idx, disp, partner, logu, self.delta,
-                                             start, self.stats, track)
+                                             start, self.stats, track, self.use_list, self.nb_j, self.nb_r,
+                                             self.nb_n, self.ref_disp, self._list_shifts, rl2,
+                                             0.25 * self.list_skin**2, self.list_stats)
                 self.energy += de
                 if start >= k * n:
                     break
@@ -181,6 +220,7 @@ class MonteCarlo:
         self.pos[:] = new - self.box * np.floor(new / self.box)
         if self.use_cells:
             self._rebuild_cells()
+        self._rebuild_list()
         self.energy = self.recompute_energy()
         if getattr(self, "_unwrapped", None) is not None:
             self._unwrapped = new.copy()
@@ -245,6 +285,10 @@ class MonteCarlo:
             # stored so that a resumed chain is identical to an uninterrupted one
             for name in ("members", "member_pos", "n_members", "cells", "cell_count", "cell_of", "slot"):
                 f.create_dataset(f"lists/{name}", data=getattr(self, name))
+            if self.use_list:  # the Verlet list decides the summation order too
+                f.attrs["list_skin"] = self.list_skin
+                for name in ("nb_j", "nb_r", "nb_n", "ref_disp", "list_stats"):
+                    f.create_dataset(f"lists/{name}", data=getattr(self, name))
             if getattr(self, "_unwrapped", None) is not None:
                 f.create_dataset("unwrapped", data=self._unwrapped)  # displacements accumulated so far
             for k, v in samples.items():
@@ -277,6 +321,12 @@ class MonteCarlo:
                 frames = [(int(fr[0]), *fr[1:]) for fr in zip(*cols, strict=True)]
             for name in ("members", "member_pos", "n_members", "cells", "cell_count", "cell_of", "slot"):
                 setattr(self, name, np.ascontiguousarray(f[f"lists/{name}"][()]))
+            if self.use_list:
+                if "lists/nb_j" in f and float(f.attrs.get("list_skin", -1.0)) == self.list_skin:
+                    for name in ("nb_j", "nb_r", "nb_n", "ref_disp", "list_stats"):
+                        getattr(self, name)[...] = f[f"lists/{name}"][()]
+                else:  # written without the list (or with another skin): the same chain up to round-off
+                    self._rebuild_list()
             self._unwrapped = f["unwrapped"][()] if "unwrapped" in f else None
         if self.use_cells:
             self._cap = int(self.cells.shape[1])
