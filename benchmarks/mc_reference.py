@@ -136,9 +136,10 @@ def main() -> None:
     out = RESULTS / f"{NAME}.json"
     rows = json.loads(out.read_text())["rows"] if out.exists() else []
 
-    def keep(new: list[dict]) -> None:
+    def keep(new: list[dict]) -> None:  # re-read first: another process of this script may have saved rows
         keys = {(r["part"], r["N"], r["T"]) for r in new}
-        rows[:] = [r for r in rows if (r["part"], r["N"], r["T"]) not in keys] + new
+        current = json.loads(out.read_text())["rows"] if out.exists() else []
+        rows[:] = [r for r in current if (r["part"], r["N"], r["T"]) not in keys] + new
         compare_with_md(rows)
         save(NAME, {"rows": rows})
 

@@ -133,23 +133,27 @@ def test_minimum_image_mode_gives_the_image_sum_chain():
 
 
 def test_image_list_gives_the_image_sum_chain():
-    """Boxes smaller than 2 r_c (KA 3D N = 64, KA2 N = 48 with swaps) use a Verlet list over images; with a
-    small skin (many trials beyond skin/2, evaluated with the image sum, and many rebuilds) the chain equals,
-    move for move, the chain of the image sum, and the accumulated energy a fresh total energy."""
+    """Boxes smaller than 2 r_c use a Verlet list over images; with a small skin (many trials beyond skin/2,
+    evaluated with the image sum, and many rebuilds) the chain equals, move for move, the chain of the image
+    sum, and the accumulated energy a fresh total energy. Every compiled pair variant of the list path: cut
+    and shifted (KA 3D, KA2 with swaps), shifted force, quartic (KA2D with swaps), soft core (every term)."""
     from glassgen.dynamics.initial import random_state
 
-    for model, n, swap in [("ka3d", 64, 0.0), ("ka2", 48, 0.3)]:
+    cases = [("ka3d", 64, 0.0, 0.0, 0), ("ka2", 48, 0.3, 0.0, 0), ("ka3d_sf", 64, 0.0, 0.0, 2),
+             ("ka2d", 24, 0.3, 0.0, 4), ("ka3d", 64, 0.0, 0.9, 7)]
+    for model, n, swap, soft, variant in cases:
         conf = random_state(model, n, seed=3)
-        a = MonteCarlo(conf, 0.6, delta=0.1, swap_fraction=swap, seed=4, list_skin=0.15)
-        b = MonteCarlo(conf, 0.6, delta=0.1, swap_fraction=swap, seed=4, neighbour_list=False)
+        a = MonteCarlo(conf, 0.6, delta=0.1, swap_fraction=swap, seed=4, list_skin=0.15, soft_core=soft)
+        b = MonteCarlo(conf, 0.6, delta=0.1, swap_fraction=swap, seed=4, neighbour_list=False, soft_core=soft)
         assert a.use_list and not b.use_list and a.shifts.shape[0] > 1
+        assert a._variant == variant or (variant == 7 and a._variant in (1, 3, 5, 7))
         a.sweep(150)
         b.sweep(150)
         assert np.array_equal(a.pos, b.pos) and np.array_equal(a.species, b.species)
         assert a.list_stats[0] > 100 and a.list_stats[1] > 10  # both paths and the rebuilds were exercised
         if swap:
             assert not np.array_equal(a.species, conf.species)
-        fresh = ForceField(conf.model, a.species, conf.box, skin=0.0).energy(a.pos)
+        fresh = ForceField(conf.model, a.species, conf.box, skin=0.0, soft_core=soft).energy(a.pos)
         assert abs(a.energy - fresh) < 1e-9 * abs(fresh) and abs(a.recompute_energy() - fresh) < 1e-9 * abs(fresh)
 
 
@@ -170,7 +174,7 @@ def test_image_list_energies_and_its_validity_radius():
         img = [particle_energy(i, pos[i], mc.species[i], pos, mc.species, mc.box, p.nsp, *pp, False, mc.ncell,
                                mc.cells, mc.cell_count, mc.shifts) for i in range(mc.n)]
         lst = [particle_energy_listed(i, pos[i], mc.species[i], pos, mc.species, mc.box, p.nsp, *pp, mc.nb_j,
-                                      mc.nb_r, mc.nb_n) for i in range(mc.n)]
+                                      mc.nb_r, mc.nb_n, mc._variant) for i in range(mc.n)]
         return np.array(img), np.array(lst)
 
     step = rng.normal(size=mc.pos.shape)

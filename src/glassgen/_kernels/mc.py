@@ -19,13 +19,14 @@ All random numbers are drawn by the caller (numpy Generator) and passed in per s
 
 import math
 
+import numba
 import numpy as np
 from numba import njit
 
 from glassgen._kernels.pair import pair_uw
 
 __all__ = ["particle_energy", "particle_energy_listed", "build_image_list", "build_cells", "metropolis_sweep",
-           "total_energy_mc"]
+           "metropolis_sweeps", "total_energy_mc"]
 
 
 @njit(cache=True, error_model="numpy")
@@ -157,22 +158,22 @@ def build_image_list(pos, box, shifts, rc_list2, nb_j, nb_r, nb_n, ref_disp):
     """
     n, d = pos.shape
     nimg = shifts.shape[0]
+    d0 = np.empty(d)
     for i in range(n):
         q = 0
         for j in range(n):
+            for k in range(d):  # minimum-image separation, then its images
+                dx = pos[j, k] - pos[i, k]
+                d0[k] = dx - box[k] * math.floor(dx / box[k] + 0.5)
             for c in range(nimg):
                 r2 = 0.0
                 for k in range(d):
-                    dx = pos[j, k] - pos[i, k]
-                    dx -= box[k] * math.floor(dx / box[k] + 0.5)
-                    dx += shifts[c, k]
+                    dx = d0[k] + shifts[c, k]
                     r2 += dx * dx
                 if r2 > 0.0 and r2 < rc_list2:
                     nb_j[i, q] = j
                     for k in range(d):
-                        dx = pos[j, k] - pos[i, k]
-                        dx -= box[k] * math.floor(dx / box[k] + 0.5)
-                        nb_r[i, q, k] = dx + shifts[c, k]
+                        nb_r[i, q, k] = d0[k] + shifts[c, k]
                     q += 1
         nb_n[i] = q
         for k in range(d):
@@ -181,10 +182,13 @@ def build_image_list(pos, box, shifts, rc_list2, nb_j, nb_r, nb_n, ref_disp):
 
 @njit(cache=True, error_model="numpy")
 def particle_energy_listed(i, x, s, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, nb_j, nb_r,
-                           nb_n):
+                           nb_n, variant):
     """Energy of particle i placed at x (d,) with species s, from its Verlet list over images (see
     :func:`build_image_list`): the same sum as the image mode of :func:`particle_energy` (own images with
-    weight 1/2), valid while x and every neighbour are within skin/2 of their positions at the build."""
+    weight 1/2), valid while x and every neighbour are within skin/2 of their positions at the build.
+    ``variant``: the pair terms the model has (:func:`glassgen._kernels.pair.kernel_variant`), a literal
+    from :func:`metropolis_sweep` (KA 3D cut-and-shifted: 0.95 against 2.0 us per call with every term,
+    N = 64; a run-time value gains almost nothing)."""
     d = pos.shape[1]
     e = 0.0
     base = s * nsp
@@ -211,17 +215,17 @@ def particle_energy_listed(i, x, s, pos, species, box, nsp, sig2, eps4, rc2, c0,
                 r2 += dx * dx
         ab = base + species[j]
         if r2 < rc2[ab]:
-            u, w, _ = pair_uw(r2, ab, sig2, eps4, c0, c1, c2, c4, rs2, 7)
+            u, w, _ = pair_uw(r2, ab, sig2, eps4, c0, c1, c2, c4, rs2, variant)
             e += 0.5 * u if j == i else u
     return e
 
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _energy_of(i, x, s, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, use_cells, ncell, cells,
-               cell_count, shifts, listed, nb_j, nb_r, nb_n):
+               cell_count, shifts, listed, nb_j, nb_r, nb_n, variant):
     if listed:
         return particle_energy_listed(i, x, s, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2,
-                                      nb_j, nb_r, nb_n)
+                                      nb_j, nb_r, nb_n, variant)
     return particle_energy(i, x, s, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, use_cells,
                            ncell, cells, cell_count, shifts)
 
@@ -258,7 +262,7 @@ def metropolis_sweep(pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs
                      use_cells, ncell, cells, cell_count, cell_of, slot, shifts,
                      members, member_pos, n_members,
                      move_kind, idx, disp, partner_u, logu, delta, start, stats, unwrapped,
-                     use_list, nb_j, nb_r, nb_n, ref_disp, list_shifts, rc_list2, half_skin2, list_stats):
+                     use_list, nb_j, nb_r, nb_n, ref_disp, list_shifts, rc_list2, half_skin2, list_stats, variant):
     """Run the trial moves ``start .. len(idx)-1``; positions are kept wrapped in [0, L).
 
     Args:
@@ -280,10 +284,15 @@ def metropolis_sweep(pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs
             the build position is evaluated with the image sum; accepting it rebuilds the list.
             ``list_stats`` (2,) int64 accumulates [trials evaluated with the image sum, rebuilds]. Unused
             arrays may be empty when ``use_list`` is False.
+        variant: the model's pair terms (:func:`glassgen._kernels.pair.kernel_variant`; a literal: one
+            compiled sweep per variant) for the list path. The cell and image-sum paths evaluate every term
+            (variant 7), as the PGMC kernels do: the PGMC benchmarks compare PGMC with Metropolis and swap MC
+            on those paths, and hold the pair evaluation equal between them.
 
     Returns:
         (dE total accumulated, index of the first move not done: ``len(idx)`` unless a cell overflowed).
     """
+    numba.literally(variant)
     n, d = pos.shape
     dE = 0.0
     xnew = np.empty(d)
@@ -304,9 +313,9 @@ def metropolis_sweep(pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs
             if use_list and not listed:
                 list_stats[0] += 1
             e_old = _energy_of(i, pos[i], si, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2,
-                               use_cells, ncell, cells, cell_count, shifts, listed, nb_j, nb_r, nb_n)
+                               use_cells, ncell, cells, cell_count, shifts, listed, nb_j, nb_r, nb_n, variant)
             e_new = _energy_of(i, xnew, si, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2,
-                               use_cells, ncell, cells, cell_count, shifts, listed, nb_j, nb_r, nb_n)
+                               use_cells, ncell, cells, cell_count, shifts, listed, nb_j, nb_r, nb_n, variant)
             de = e_new - e_old
             if logu[t] < -beta * de:
                 if use_cells:
@@ -356,15 +365,15 @@ def metropolis_sweep(pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs
                 kk -= n_members[s]
             j = members[sj, kk]
             e_old = _energy_of(i, pos[i], si, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2,
-                               use_cells, ncell, cells, cell_count, shifts, use_list, nb_j, nb_r, nb_n)
+                               use_cells, ncell, cells, cell_count, shifts, use_list, nb_j, nb_r, nb_n, variant)
             e_old += _energy_of(j, pos[j], sj, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2,
-                                use_cells, ncell, cells, cell_count, shifts, use_list, nb_j, nb_r, nb_n)
+                                use_cells, ncell, cells, cell_count, shifts, use_list, nb_j, nb_r, nb_n, variant)
             species[i] = sj
             species[j] = si
             e_new = _energy_of(i, pos[i], sj, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2,
-                               use_cells, ncell, cells, cell_count, shifts, use_list, nb_j, nb_r, nb_n)
+                               use_cells, ncell, cells, cell_count, shifts, use_list, nb_j, nb_r, nb_n, variant)
             e_new += _energy_of(j, pos[j], si, pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2,
-                                use_cells, ncell, cells, cell_count, shifts, use_list, nb_j, nb_r, nb_n)
+                                use_cells, ncell, cells, cell_count, shifts, use_list, nb_j, nb_r, nb_n, variant)
             de = e_new - e_old
             if logu[t] < -beta * de:
                 pi = member_pos[i]
@@ -379,3 +388,34 @@ def metropolis_sweep(pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs
                 species[i] = si
                 species[j] = sj
     return dE, idx.shape[0]
+
+
+@njit(cache=True, error_model="numpy")
+def metropolis_sweeps(pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, beta,
+                      use_cells, ncell, cells, cell_count, cell_of, slot, shifts,
+                      members, member_pos, n_members,
+                      move_kind, idx, disp, partner_u, logu, delta, start, stats, unwrapped,
+                      use_list, nb_j, nb_r, nb_n, ref_disp, list_shifts, rc_list2, half_skin2, list_stats, variant):
+    """:func:`metropolis_sweep` for a run-time ``variant``: dispatched to the compiled specialisations of the
+    variants the shipped models use (0: cut and shifted, 2: shifted force, 4: quartic smoothing; anything
+    else, soft cores included, evaluates every term). Calling :func:`metropolis_sweep` from Python with a
+    literal costs a type re-resolution per call (milliseconds), hence this dispatcher."""
+    if variant == 0:
+        return metropolis_sweep(pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, beta, use_cells, ncell,
+                                cells, cell_count, cell_of, slot, shifts, members, member_pos, n_members, move_kind,
+                                idx, disp, partner_u, logu, delta, start, stats, unwrapped, use_list, nb_j,
+                                nb_r, nb_n, ref_disp, list_shifts, rc_list2, half_skin2, list_stats, 0)
+    if variant == 2:
+        return metropolis_sweep(pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, beta, use_cells, ncell,
+                                cells, cell_count, cell_of, slot, shifts, members, member_pos, n_members, move_kind,
+                                idx, disp, partner_u, logu, delta, start, stats, unwrapped, use_list, nb_j,
+                                nb_r, nb_n, ref_disp, list_shifts, rc_list2, half_skin2, list_stats, 2)
+    if variant == 4:
+        return metropolis_sweep(pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, beta, use_cells, ncell,
+                                cells, cell_count, cell_of, slot, shifts, members, member_pos, n_members, move_kind,
+                                idx, disp, partner_u, logu, delta, start, stats, unwrapped, use_list, nb_j,
+                                nb_r, nb_n, ref_disp, list_shifts, rc_list2, half_skin2, list_stats, 4)
+    return metropolis_sweep(pos, species, box, nsp, sig2, eps4, rc2, c0, c1, c2, c4, rs2, beta, use_cells, ncell, cells,
+                            cell_count, cell_of, slot, shifts, members, member_pos, n_members, move_kind, idx,
+                            disp, partner_u, logu, delta, start, stats, unwrapped, use_list, nb_j, nb_r, nb_n,
+                            ref_disp, list_shifts, rc_list2, half_skin2, list_stats, 7)

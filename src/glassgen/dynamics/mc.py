@@ -18,8 +18,9 @@ from typing import Any
 import h5py
 import numpy as np
 
-from glassgen._kernels.mc import build_cells, build_image_list, metropolis_sweep, total_energy_mc
+from glassgen._kernels.mc import build_cells, build_image_list, metropolis_sweeps, total_energy_mc
 from glassgen._kernels.neighbors import mc_image_shifts
+from glassgen._kernels.pair import kernel_variant
 from glassgen.dynamics.forces import ForceField
 from glassgen.dynamics.results import MDResult
 from glassgen.dynamics.schedule import (
@@ -100,6 +101,10 @@ class MonteCarlo:
         self.use_list = (not self.use_cells and self.shifts.shape[0] > 1) if neighbour_list is None \
             else bool(neighbour_list)
         self.list_skin = float(list_skin)
+        p = self.params
+        self._variant = kernel_variant(p.c1, p.c2, p.c4, p.rs2)
+        if self._variant == 6:  # no model has both a linear and a polynomial term (as in ForceField)
+            self._variant = 7
         self.list_stats = np.zeros(2, dtype=np.int64)
         if self.use_list:
             if not (0.0 < self.list_skin < 0.5 * float(self.box.min())):
@@ -180,14 +185,14 @@ class MonteCarlo:
                 logu[sl] = np.log(self.rng.random(n))
             start = 0
             while True:
-                de, start = metropolis_sweep(self.pos, self.species, self.box, p.nsp, p.sig2, p.eps4, p.rc2,
+                de, start = metropolis_sweeps(self.pos, self.species, self.box, p.nsp, p.sig2, p.eps4, p.rc2,
                                              p.c0, p.c1, p.c2, p.c4, p.rs2, self.beta, self.use_cells,
                                              self.ncell, self.cells, self.cell_count, self.cell_of,
                                              self.slot, self.shifts, self.members, self.member_pos,
                                              self.n_members, kind, idx, disp, partner, logu, self.delta,
                                              start, self.stats, track, self.use_list, self.nb_j, self.nb_r,
                                              self.nb_n, self.ref_disp, self._list_shifts, rl2,
-                                             0.25 * self.list_skin**2, self.list_stats)
+                                             0.25 * self.list_skin**2, self.list_stats, self._variant)
                 self.energy += de
                 if start >= k * n:
                     break
