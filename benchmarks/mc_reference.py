@@ -75,19 +75,23 @@ def best_delta(mc: MonteCarlo, sweeps: int = 200) -> tuple[float, dict[str, floa
     return float(best), scan
 
 
-def reference_row(mc: MonteCarlo, T: float, sweeps: int, every: int, resume: bool) -> tuple[dict, MonteCarlo]:
-    """One long chain at T from ``mc``'s state: equilibration (sweeps / 5, checkpointed), then the run."""
-    delta, scan = best_delta(mc)
-    chain = MonteCarlo(mc.configuration(), T, delta=delta, seed=int(1000 * T) + 7, origin=f"ladder start {T}")
-    ck_eq = RESULTS / "ckpt" / f"{NAME}_T{T}_eq.h5"
-    ck = RESULTS / "ckpt" / f"{NAME}_T{T}.h5"
+def reference_row(mc: MonteCarlo, T: float, sweeps: int, every: int, resume: bool, chain_id: int = 0,
+                  fixed_delta: float | None = None) -> tuple[dict, MonteCarlo]:
+    """One long chain at T from ``mc``'s state: equilibration (sweeps / 5, checkpointed), then the run.
+    ``chain_id`` > 0: another independent chain (own seeds and checkpoints); ``fixed_delta``: no scan."""
+    delta, scan = (fixed_delta, {}) if fixed_delta else best_delta(mc)
+    seed = int(1000 * T) + 7 + 100 * chain_id
+    chain = MonteCarlo(mc.configuration(), T, delta=delta, seed=seed, origin=f"ladder start {T}")
+    tag = f"_c{chain_id}" if chain_id else ""
+    ck_eq = RESULTS / "ckpt" / f"{NAME}_T{T}{tag}_eq.h5"
+    ck = RESULTS / "ckpt" / f"{NAME}_T{T}{tag}.h5"
     ck.parent.mkdir(parents=True, exist_ok=True)
     if not resume:
         for c in (ck_eq, ck):
             c.unlink(missing_ok=True)
     eq = sweeps // 5
     chain.run(eq, sample_every=max(1, eq // 10), checkpoint=ck_eq, checkpoint_every=max(1, eq // 20))
-    run_chain = MonteCarlo(chain.configuration(), T, delta=delta, seed=int(1000 * T) + 8,
+    run_chain = MonteCarlo(chain.configuration(), T, delta=delta, seed=seed + 1,
                            origin=f"after {eq} sweeps of equilibration at {T}")
     res = run_chain.run(sweeps, sample_every=every, traj_sweeps=np.arange(0, sweeps + 1, every), checkpoint=ck,
                         checkpoint_every=max(every, sweeps // 40))
@@ -95,7 +99,8 @@ def reference_row(mc: MonteCarlo, T: float, sweeps: int, every: int, resume: boo
     tu, tq, conv = tau_of(u, res.trajectory.positions, run_chain.box)
     cps = res.info["cpu_s"] / sweeps
     mean, err = mean_and_error(u / run_chain.n)
-    row = {"part": "reference", "model": "ka3d", "N": run_chain.n, "T": T, "sweeps": sweeps, "every": every,
+    row = {"part": "reference", "chain": chain_id, "model": "ka3d", "N": run_chain.n, "T": T, "sweeps": sweeps,
+           "every": every,
            "equilibration_sweeps": eq, "delta": delta, "delta_scan_msd_per_sweep": scan,
            "acceptance": run_chain.acceptance["displacement"], "list": bool(run_chain.use_list),
            "mc_tau_U_sweeps": tu * every, "mc_tau_Q_sweeps": tq * every, "mc_converged": conv,
@@ -104,13 +109,39 @@ def reference_row(mc: MonteCarlo, T: float, sweeps: int, every: int, resume: boo
     return row, run_chain
 
 
+def pool_chains(rows: list[dict]) -> None:
+    """Replace the ``reference_pooled`` rows: per T with two or more chains, the mean of the chain means with
+    the larger of the combined within-chain error and the chain-to-chain standard error (chains of N = 64
+    have slow energy fluctuations that one chain's own tau underestimates, see docs/flows.md)."""
+    rows[:] = [r for r in rows if r["part"] != "reference_pooled"]
+    by_t: dict[float, list[dict]] = {}
+    for r in rows:
+        if r["part"] == "reference" and r["N"] == 64:
+            by_t.setdefault(r["T"], []).append(r)
+    for T, rs in sorted(by_t.items(), reverse=True):
+        if len(rs) < 2:
+            continue
+        m = np.array([r["mc_U_per_N"] for r in rs])
+        within = math.sqrt(sum(r["mc_U_per_N_err"] ** 2 for r in rs)) / len(rs)
+        spread = float(m.std(ddof=1) / math.sqrt(len(rs)))
+        cpu = sum(r["cpu_s"] for r in rs)
+        # cost per independent sample of the pooled chains: CPU s / sum over chains of sweeps / tau
+        indep = sum(r["sweeps"] / max(r["mc_tau_U_sweeps"], r["mc_tau_Q_sweeps"]) for r in rs)
+        rows.append({"part": "reference_pooled", "chain": -1, "model": "ka3d", "N": 64, "T": T, "chains": len(rs),
+                     "mc_U_per_N": float(m.mean()), "mc_U_per_N_err": max(within, spread),
+                     "mc_U_per_N_err_within": within, "mc_U_per_N_err_spread": spread,
+                     "mc_converged": all(r["mc_converged"] for r in rs), "mc_s_per_indep": cpu / indep,
+                     "cpu_s": cpu})
+
+
 def compare_with_md(rows: list[dict]) -> None:
     """Add the LAMMPS MD references (stored, and any rerun in this script) to the reference rows."""
+    pool_chains(rows)
     stored = RESULTS / "md_reference_lammps.json"
     md = {r["T"]: r for r in json.loads(stored.read_text())["rows"]} if stored.exists() else {}
     same_run = {r["T"]: r for r in rows if r["part"] == "lammps"}
     for r in rows:
-        if r["part"] != "reference" or r["N"] != 64:
+        if r["part"] not in ("reference", "reference_pooled") or r["N"] != 64:
             continue
         for key, src in (("md", md), ("md_same_run", same_run)):
             m = src.get(r["T"])
@@ -131,15 +162,21 @@ def main() -> None:
     ap.add_argument("--T", action="append", default=[], help="T:sweeps:every for --part reference (repeatable)")
     ap.add_argument("--lammps", action="append", default=[], help="T:steps:every, LAMMPS MD rerun in this script")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--chain", type=int, default=0, help="chain index (0: the ladder chain; k > 0: another "
+                                                         "independent chain, own seeds, start and checkpoints)")
+    ap.add_argument("--delta", type=float, default=None, help="fixed MC step (default: scanned per T)")
     args = ap.parse_args()
     numba.set_num_threads(1)
     out = RESULTS / f"{NAME}.json"
     rows = json.loads(out.read_text())["rows"] if out.exists() else []
 
     def keep(new: list[dict]) -> None:  # re-read first: another process of this script may have saved rows
-        keys = {(r["part"], r["N"], r["T"]) for r in new}
+        def key(r: dict) -> tuple:
+            return r["part"], r["N"], r["T"], r.get("chain", 0)
+
+        keys = {key(r) for r in new}
         current = json.loads(out.read_text())["rows"] if out.exists() else []
-        rows[:] = [r for r in current if (r["part"], r["N"], r["T"]) not in keys] + new
+        rows[:] = [r for r in current if key(r) not in keys] + new
         compare_with_md(rows)
         save(NAME, {"rows": rows})
 
@@ -155,10 +192,11 @@ def main() -> None:
                 ap.error(f"--T {t!r}: expected T:sweeps:every")
         specs.sort(reverse=True)
         if specs:
-            mc = equilibrated("ka3d", 64, specs[0][0], 4000, seed=7)
+            mc = equilibrated("ka3d", 64, specs[0][0], 4000, seed=7 + args.chain)
             for T, sweeps, every in specs:
-                done = [r for r in rows if r["part"] == "reference" and r["T"] == T and r["sweeps"] == sweeps]
-                row, mc = reference_row(mc, T, sweeps, every, args.resume)
+                done = [r for r in rows if r["part"] == "reference" and r["T"] == T and r["sweeps"] == sweeps
+                        and r.get("chain", 0) == args.chain]
+                row, mc = reference_row(mc, T, sweeps, every, args.resume, args.chain, args.delta)
                 if done and args.resume:
                     row = {**done[0], **row}
                 print(row, flush=True)
@@ -176,8 +214,8 @@ def main() -> None:
     print(table([r for r in rows if r["part"] == "kernel"],
                 ["N", "images", "delta", "ms_per_sweep_image_sum", "ms_per_sweep_list", "speedup_list", "same_chain",
                  "trials_beyond_skin_fraction", "rebuilds_per_sweep"]))
-    print(table([r for r in rows if r["part"] == "reference"],
-                ["T", "delta", "mc_tau_U_sweeps", "mc_tau_Q_sweeps", "mc_converged", "mc_ms_per_sweep",
+    print(table([r for r in rows if r["part"] in ("reference", "reference_pooled")],
+                ["T", "part", "chain", "delta", "mc_tau_U_sweeps", "mc_tau_Q_sweeps", "mc_converged", "mc_ms_per_sweep",
                  "mc_s_per_indep", "mc_U_per_N", "mc_U_per_N_err", "md_s_per_indep", "md_over_mc", "md_U_z",
                  "md_same_run_s_per_indep", "md_same_run_over_mc"]))
     print(f"saved {out}")

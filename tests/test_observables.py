@@ -28,12 +28,14 @@ from glassgen.observables import (
     integrated_autocorrelation_time,
     log_spaced_steps,
     mean_and_error,
+    overlap_correlation,
     plot_fs,
     plot_msd,
     plot_rdf,
     plot_thermo,
     read_trajectory,
     relaxation_time,
+    self_overlap,
     statistical_inefficiency,
     tau_alpha,
 )
@@ -163,7 +165,8 @@ def test_random_walk_msd_fs_ngp(d: int) -> None:
 
 @pytest.mark.parametrize("d", [2, 3])
 def test_fixed_length_displacements_exact(d: int) -> None:
-    """Ballistic motion at speed v_s per species: F_s = sin(q v t)/(q v t) (3D), J0(q v t) (2D) exactly."""
+    """Ballistic motion at speed v_s per species: F_s = sin(q v t)/(q v t) (3D), J0(q v t) (2D) exactly
+    (laboratory frame: the random directions have a small mean, which the centre-of-mass frame removes)."""
     rng = np.random.default_rng(2)
     n, n_frames, q = 300, 12, 3.0
     species = np.repeat([0, 1], [200, 100])
@@ -174,14 +177,14 @@ def test_fixed_length_displacements_exact(d: int) -> None:
     pos = rng.random((n, d)) * 5 + times[:, None, None] * speed[None, :, None] * u[None]
     iso = (lambda x: np.sinc(x / np.pi)) if d == 3 else j0
     for origins in ("first", "all"):
-        fs = SelfIntermediateScattering(q, origins).compute(times, pos, species)
+        fs = SelfIntermediateScattering(q, origins, remove_drift=False).compute(times, pos, species)
         ref = np.stack([iso(q * v * times) for v in (0.4, 1.3)])
         np.testing.assert_allclose(fs.fs_by_species, ref, atol=1e-12)
         np.testing.assert_allclose(fs.fs, (200 * ref[0] + 100 * ref[1]) / 300, atol=1e-12)
-        msd = MSD(origins).compute(times, pos, species)
+        msd = MSD(origins, remove_drift=False).compute(times, pos, species)
         np.testing.assert_allclose(msd.msd_by_species, np.stack([(v * times) ** 2 for v in (0.4, 1.3)]),
                                    rtol=1e-12, atol=1e-14)
-        ngp = NonGaussian(origins).compute(times, pos, species)
+        ngp = NonGaussian(origins, remove_drift=False).compute(times, pos, species)
         np.testing.assert_allclose(ngp.alpha2_by_species[:, 1:], -2.0 / (d + 2), atol=1e-12)
 
 
@@ -197,7 +200,7 @@ def test_chi4_of_independent_and_of_rigidly_moving_particles(collective: bool) -
     d, n, n_runs, s, a = 3, 40, 1500, 0.12, 0.3
     species = np.repeat([0, 1], [25, 15])
     times = np.arange(6, dtype=np.float64)
-    chi = FourPointSusceptibility(a)
+    chi = FourPointSusceptibility(a, remove_drift=False)  # the laboratory-frame law of these walks
     for r in range(n_runs):
         steps = rng.normal(scale=s, size=(times.size - 1, 1 if collective else n, d))
         pos = np.concatenate([np.zeros((1, n, d)), np.cumsum(np.broadcast_to(steps, (times.size - 1, n, d)), 0)])
@@ -218,6 +221,58 @@ def test_chi4_of_independent_and_of_rigidly_moving_particles(collective: bool) -
     assert t_peak == k[np.argmax(chi.chi4[1:])] and c_peak == np.max(chi.chi4[1:])
 
 
+@pytest.mark.parametrize("d", [2, 3])
+def test_centre_of_mass_drift_is_removed(d: int) -> None:
+    """Displacements are measured relative to the mean displacement (default): a random walk of the whole
+    system added to independent particle motion leaves MSD, F_s, alpha_2 and Q unchanged, while the
+    laboratory frame (``remove_drift=False``) sees it (negative control). Overlap functions too, also for
+    wrapped frames whose particles crossed the boundary."""
+    rng = np.random.default_rng(3 + d)
+    n, n_frames, box = 50, 30, np.full(d, 4.0)
+    times = np.arange(n_frames, dtype=np.float64)
+    own = np.cumsum(rng.normal(scale=0.05, size=(n_frames, n, d)), axis=0)
+    own -= own.mean(axis=1, keepdims=True)  # particles' motion with no net drift
+    drift = np.cumsum(rng.normal(scale=0.3, size=(n_frames, 1, d)), axis=0)
+    start = rng.random((1, n, d)) * box
+    still, moving = start + own, start + own + drift
+    species = np.arange(n) % 2
+    for cls, kw in ((MSD, {}), (SelfIntermediateScattering, {"q": 6.0}), (NonGaussian, {}),
+                    (FourPointSusceptibility, {})):
+        com = [cls(**kw).compute(times, x, species) for x in (still, moving)]
+        lab = cls(**kw, remove_drift=False).compute(times, moving, species)
+        key = {"MSD": "msd", "SelfIntermediateScattering": "fs", "NonGaussian": "msd",
+               "FourPointSusceptibility": "overlap"}[cls.__name__]
+        np.testing.assert_allclose(getattr(com[1], key), getattr(com[0], key), rtol=1e-9, atol=1e-12)
+        assert np.max(np.abs(getattr(lab, key) - getattr(com[0], key))) > 0.05
+    wrapped = moving - box * np.floor(moving / box)
+    for frames in (moving, wrapped):
+        q_com = self_overlap(frames[0], frames[1:], box)
+        np.testing.assert_allclose(q_com, self_overlap(still[0], still[1:], box), atol=1e-12)
+        assert np.max(np.abs(self_overlap(frames[0], frames[1:], box, remove_drift=False) - q_com)) > 0.2
+        oc = overlap_correlation(frames, box, max_lag=10)
+        np.testing.assert_allclose(oc.q, overlap_correlation(still, box, max_lag=10).q, atol=1e-12)
+
+
+def test_monte_carlo_centre_of_mass_random_walks() -> None:
+    """Why the drift is removed: Metropolis MC does not conserve momentum, so its centre of mass random-walks
+    with 1/N of the bare mobility, a fraction of acc <delta^2> / N per sweep (accepted moves are correlated;
+    KA2D N = 43, 8 chains of 3000 sweeps at T = 0.3: 0.34 of it; an MD-like fixed centre of mass gives 0)."""
+    from glassgen.dynamics.initial import random_state
+    from glassgen.dynamics.mc import MonteCarlo
+
+    conf = random_state("ka2d", 43, seed=1)
+    warm = MonteCarlo(conf, 0.3, delta=0.1, seed=1)
+    warm.sweep(500)
+    drift2, rate = [], []
+    for c in range(8):
+        mc = MonteCarlo(warm.configuration(), 0.3, delta=0.1, seed=10 + c)
+        res = mc.run(3000, sample_every=3000, traj_sweeps=[0, 3000])
+        x = res.trajectory.positions
+        drift2.append(float(np.sum((x[-1].mean(axis=0) - x[0].mean(axis=0)) ** 2)))
+        rate.append(mc.acceptance["displacement"] * 2 * 0.1**2 / 3 / 43 * 3000)  # acc <delta^2> / N x sweeps
+    assert 0.15 < np.mean(drift2) / np.mean(rate) < 1.5, (drift2, rate)
+
+
 def test_chi4_equals_a_direct_computation_over_all_origins() -> None:
     """chi_4 and Q with every frame as origin equal a direct NumPy loop over (origin, lag) pairs; a single
     sample gives NaN, not 0."""
@@ -226,7 +281,7 @@ def test_chi4_equals_a_direct_computation_over_all_origins() -> None:
     species = rng.integers(0, 2, n)
     pos = np.cumsum(rng.normal(scale=0.15, size=(nf, n, 2)), axis=0)
     times = 0.5 * np.arange(nf)
-    chi = FourPointSusceptibility(a, "all").compute(times, pos, species)
+    chi = FourPointSusceptibility(a, "all", remove_drift=False).compute(times, pos, species)
     for lag in range(1, nf):
         stay = (np.linalg.norm(pos[lag:] - pos[:-lag], axis=2) < a).astype(float)  # (origins, N)
         for k, sel in ((None, np.ones(n, bool)), (0, species == 0), (1, species == 1)):
@@ -238,7 +293,8 @@ def test_chi4_equals_a_direct_computation_over_all_origins() -> None:
                 assert c[lag] == pytest.approx(sel.sum() * qs.var(ddof=1), rel=1e-12, abs=1e-14)
             else:
                 assert np.isnan(c[lag])
-    one = FourPointSusceptibility(a).compute(times, pos, species)  # one origin: no fluctuation to measure
+    # one origin: no fluctuation to measure
+    one = FourPointSusceptibility(a, remove_drift=False).compute(times, pos, species)
     assert np.all(np.isnan(one.chi4)) and np.isnan(one.peak()[1])
     with pytest.raises(InputError, match="overlap radius"):
         FourPointSusceptibility(-1.0)
@@ -252,13 +308,14 @@ def test_block_log_schedule_origins_on_ballistic_and_diffusive_motion() -> None:
     u = rng.normal(size=(n, d))
     u /= np.linalg.norm(u, axis=1, keepdims=True)
     pos = times[:, None, None] * v * u[None]
-    fs = SelfIntermediateScattering(q, sched).compute(times, pos, steps=steps)
+    fs = SelfIntermediateScattering(q, sched, remove_drift=False).compute(times, pos, steps=steps)
     lags = fs.lag_steps
     np.testing.assert_array_equal(lags, sched.lags)
     np.testing.assert_allclose(fs.lag_times, lags * dt, rtol=1e-12)
     np.testing.assert_allclose(fs.fs, np.sinc(q * v * lags * dt / np.pi), atol=1e-12)
     # a production run starting at MD step 1000: the schedule is relative to the first stored frame
-    shifted = SelfIntermediateScattering(q, sched).compute(times + 10.0, pos, steps=steps + 1000)
+    shifted = SelfIntermediateScattering(q, sched, remove_drift=False).compute(times + 10.0, pos,
+                                                                                steps=steps + 1000)
     np.testing.assert_allclose(shifted.fs, fs.fs, atol=1e-12)
     short = lags < sched.block_steps
     assert np.all(fs.n_origins[short] == 4)

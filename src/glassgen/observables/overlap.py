@@ -45,14 +45,25 @@ def _box(box: np.ndarray, d: int) -> np.ndarray:
     return b
 
 
-def self_overlap(x0: np.ndarray, x: np.ndarray, box: np.ndarray, a: float = OVERLAP_RADIUS) -> np.ndarray:
-    """Self-overlap Q = (1/N) sum_i theta(a - |x_i - x0_i|) (minimum image), batched.
+def self_overlap(x0: np.ndarray, x: np.ndarray, box: np.ndarray, a: float = OVERLAP_RADIUS,
+                 remove_drift: bool = True) -> np.ndarray:
+    """Self-overlap Q = (1/N) sum_i theta(a - |x_i - x0_i - D|) (minimum image), batched.
+
+    D is the mean displacement of all particles (the centre-of-mass drift for equal masses), removed by
+    default: Monte Carlo does not conserve momentum, so the centre of mass random-walks with 1/N of the
+    bare single-particle mobility, which at N ~ 50 decorrelates Q by itself (measured: KA2D N = 43 at
+    T = 0.3, a mean-square drift of 0.25 in 12 000 Metropolis sweeps). MD conserves momentum (D ~ 0).
+    D is found as the circular mean of the displacements per axis (robust to wrapped inputs whose particles
+    crossed the boundary, and to drifts of any size), then refined to the arithmetic mean of the
+    minimum-imaged remainders, so that D is the centre-of-mass drift exactly when the particles' own
+    displacements are below L/2.
 
     Args:
         x0: (..., N, d) reference positions (any periodic image), sigma_AA units.
         x: (..., N, d) positions, broadcastable against ``x0``.
         box: (d,) box lengths.
         a: overlap radius (> 0), sigma_AA units.
+        remove_drift: subtract D (default); False gives the laboratory-frame overlap.
 
     Returns:
         float64 array of the broadcast batch shape (...) (a 0-d array for single configurations).
@@ -65,7 +76,14 @@ def self_overlap(x0: np.ndarray, x: np.ndarray, box: np.ndarray, a: float = OVER
         raise InputError(f"overlap radius must be positive, got a={a}")
     b = _box(box, p.shape[-1])
     dr = p - p0
+    if remove_drift:
+        ang = 2.0 * np.pi * dr / b
+        drift = b / (2.0 * np.pi) * np.arctan2(np.sin(ang).mean(axis=-2, keepdims=True),
+                                               np.cos(ang).mean(axis=-2, keepdims=True))
+        dr = dr - drift
     dr -= b * np.round(dr / b)
+    if remove_drift:
+        dr -= dr.mean(axis=-2, keepdims=True)
     r2 = np.einsum("...i,...i->...", dr, dr)
     return np.mean(r2 < a * a, axis=-1, dtype=np.float64)
 
@@ -110,7 +128,8 @@ class OverlapCorrelation:
 
 
 def overlap_correlation(frames: np.ndarray, box: np.ndarray, a: float = OVERLAP_RADIUS, c: float = 5.0,
-                        max_lag: int | None = None, chunk_elements: int = 4_000_000) -> OverlapCorrelation:
+                        max_lag: int | None = None, chunk_elements: int = 4_000_000,
+                        remove_drift: bool = True) -> OverlapCorrelation:
     """Decay of the self-overlap along chains and its integrated time tau_Q (see module docstring).
 
     Lags are computed one at a time and the loop stops at the Sokal window, so the cost is
@@ -123,6 +142,7 @@ def overlap_correlation(frames: np.ndarray, box: np.ndarray, a: float = OVERLAP_
         c: Sokal window constant.
         max_lag: largest lag considered (default n_frames // 2).
         chunk_elements: origins are processed in chunks of about this many coordinates (memory bound).
+        remove_drift: measure displacements relative to the mean displacement (see :func:`self_overlap`).
 
     Returns:
         :class:`OverlapCorrelation`.
@@ -149,7 +169,7 @@ def overlap_correlation(frames: np.ndarray, box: np.ndarray, a: float = OVERLAP_
         n0 = n_frames - t
         for s in range(0, n0, chunk):
             e = min(s + chunk, n0)
-            total += float(self_overlap(f[s:e], f[s + t:e + t], b, a).sum())
+            total += float(self_overlap(f[s:e], f[s + t:e + t], b, a, remove_drift).sum())
         q.append(total / (n0 * f.shape[1]))
         tau += 2.0 * (q[-1] - q_inf) / (1.0 - q_inf)
         window = t
