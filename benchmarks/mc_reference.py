@@ -197,8 +197,10 @@ def main() -> None:
                 done = [r for r in rows if r["part"] == "reference" and r["T"] == T and r["sweeps"] == sweeps
                         and r.get("chain", 0) == args.chain]
                 row, mc = reference_row(mc, T, sweeps, every, args.resume, args.chain, args.delta)
-                if done and args.resume:
-                    row = {**done[0], **row}
+                if done and args.resume:  # a finished chain reloaded: its CPU time is that of the first run
+                    cps = 1e-3 * done[0]["mc_ms_per_sweep"]
+                    row = {**done[0], **row, "mc_ms_per_sweep": done[0]["mc_ms_per_sweep"], "cpu_s": done[0]["cpu_s"],
+                           "mc_s_per_indep": cps * max(row["mc_tau_U_sweeps"], row["mc_tau_Q_sweeps"])}
                 print(row, flush=True)
                 keep([row])
         for t in args.lammps:
