@@ -290,9 +290,12 @@ class MonteCarlo:
             # stored so that a resumed chain is identical to an uninterrupted one
             for name in ("members", "member_pos", "n_members", "cells", "cell_count", "cell_of", "slot"):
                 f.create_dataset(f"lists/{name}", data=getattr(self, name))
-            if self.use_list:  # the Verlet list decides the summation order too
+            if self.use_list:  # the Verlet list decides the summation order too (its used columns only)
                 f.attrs["list_skin"] = self.list_skin
-                for name in ("nb_j", "nb_r", "nb_n", "ref_disp", "list_stats"):
+                m = int(self.nb_n.max())
+                f.create_dataset("lists/nb_j", data=self.nb_j[:, :m])
+                f.create_dataset("lists/nb_r", data=self.nb_r[:, :m])
+                for name in ("nb_n", "ref_disp", "list_stats"):
                     f.create_dataset(f"lists/{name}", data=getattr(self, name))
             if getattr(self, "_unwrapped", None) is not None:
                 f.create_dataset("unwrapped", data=self._unwrapped)  # displacements accumulated so far
@@ -328,7 +331,10 @@ class MonteCarlo:
                 setattr(self, name, np.ascontiguousarray(f[f"lists/{name}"][()]))
             if self.use_list:
                 if "lists/nb_j" in f and float(f.attrs.get("list_skin", -1.0)) == self.list_skin:
-                    for name in ("nb_j", "nb_r", "nb_n", "ref_disp", "list_stats"):
+                    m = f["lists/nb_j"].shape[1]
+                    self.nb_j[:, :m] = f["lists/nb_j"][()]
+                    self.nb_r[:, :m] = f["lists/nb_r"][()]
+                    for name in ("nb_n", "ref_disp", "list_stats"):
                         getattr(self, name)[...] = f[f"lists/{name}"][()]
                 else:  # written without the list (or with another skin): the same chain up to round-off
                     self._rebuild_list()
