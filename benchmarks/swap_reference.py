@@ -9,8 +9,12 @@ particle of another species, displacement tuned to 40 %), each from its own rand
 a fifth of its sampling sweeps, in ``--workers`` processes. It reports:
 
 * U/N with the chain-aware error (``mean_and_error_of_chains``), first-half minus second-half drift;
-* tau_U and tau_Q (self-overlap, a = 0.3; positions keep their labels through swaps) in sweeps, whether the
-  Sokal windows closed, and CPU seconds per independent sample (tau = max(tau_U, tau_Q));
+* tau_U and tau_Q (self-overlap, a = 0.3, of tagged particles: every particle keeps its index through swaps,
+  so a swap alone does not decorrelate Q, the convention of the swap-MC literature; centre-of-mass frame, since
+  MC drifts) in sweeps, whether the Sokal windows closed, and CPU seconds per independent sample
+  (tau = max(tau_U, tau_Q)). ``tau_Q_relabelled_sweeps`` is the self-overlap of the relabelled frames below,
+  the measure used before 2026-12-06: relabelling renumbers particles after a swap, so it decays by
+  relabelling as well as by motion and is not a label-invariant time (kept for the record);
 * the total g(r) with chain-aware errors per bin.
 
 Frames are relabelled to the canonical species order (``canonical_order``), as the generator's swap-MC pools
@@ -48,12 +52,14 @@ N = 43
 MODEL = "ka2d"
 SWAP_FRACTION = 0.2
 # T: sampling sweeps per chain, sweeps between stored frames
-DEFAULT_T = ("0.6:40000:20", "0.5:60000:40", "0.4:120000:80", "0.35:200000:100", "0.3:300000:150")
+# (4x longer above T = 0.3 since 2026-12-06, so that the Sokal windows of the tagged self-overlap close)
+DEFAULT_T = ("0.6:160000:40", "0.5:240000:60", "0.4:480000:120", "0.35:800000:200", "0.3:300000:150")
 CKPT = RESULTS / "ckpt"
 
 
 def run_chain(T: float, c: int, sweeps: int, every: int, seed: int) -> dict:
-    """One swap-MC chain: {u (n,), frames (n, N, d), wall (CPU s of sampling), acceptance}."""
+    """One swap-MC chain: {u (n,), frames (n, N, d) relabelled to the canonical species order, tagged (n, N, d)
+    (every particle keeps its index through swaps), wall (CPU s of sampling), acceptance}."""
     import numba
 
     from glassgen.dynamics.initial import random_state
@@ -64,23 +70,26 @@ def run_chain(T: float, c: int, sweeps: int, every: int, seed: int) -> dict:
     path = CKPT / f"swap_ref_{MODEL}_n{N}_T{T}_c{c}_s{sweeps}_e{every}_seed{seed}.npz"
     if path.is_file():
         z = np.load(path)
-        return {"u": z["u"], "frames": z["frames"], "wall": float(z["wall"]), "acc_disp": float(z["acc_disp"]),
-                "acc_swap": float(z["acc_swap"])}
+        if "tagged" in z:  # chains run before 2026-12-06 stored only relabelled frames: rerun them
+            return {"u": z["u"], "frames": z["frames"], "tagged": z["tagged"], "wall": float(z["wall"]),
+                    "acc_disp": float(z["acc_disp"]), "acc_swap": float(z["acc_swap"])}
     s = seed * 1009 + c
     conf = random_state(MODEL, N, T=T, seed=s)
     mc = MonteCarlo(conf, T=T, delta=0.1, swap_fraction=SWAP_FRACTION, seed=s)
     mc.tune_delta(0.4, sweeps=100, rounds=10)
     mc.sweep(sweeps // 5)
     n = sweeps // every
-    u, frames = np.empty(n), np.empty((n, N, mc.dim))
+    u, frames, tagged = np.empty(n), np.empty((n, N, mc.dim)), np.empty((n, N, mc.dim))
     t0 = time.process_time()
     for k in range(n):
         mc.sweep(every)
         u[k] = mc.energy
         frames[k] = canonical_order(mc.pos, mc.species, conf.species)
+        tagged[k] = mc.pos
     wall = time.process_time() - t0
     acc = mc.acceptance
-    out = {"u": u, "frames": frames, "wall": wall, "acc_disp": acc["displacement"], "acc_swap": acc["swap"]}
+    out = {"u": u, "frames": frames, "tagged": tagged, "wall": wall, "acc_disp": acc["displacement"],
+           "acc_swap": acc["swap"]}
     CKPT.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, **out)
@@ -144,6 +153,7 @@ def main() -> None:
     from glassgen.flows.base import BoltzmannPriorBase
     from glassgen.flows.generator import BoltzmannGenerator
     from glassgen.flows.weights import kish_ess_fraction, reweighted_mean
+    from glassgen.observables.overlap import overlap_correlation
     from glassgen.observables.thermo import mean_and_error_of_chains
 
     specs = []
@@ -176,7 +186,9 @@ def main() -> None:
         h1, h2 = u[: n // 2].T.ravel(), u[n // 2:].T.ravel()
         m1, e1 = mean_and_error_of_chains(h1, args.chains)
         m2, e2 = mean_and_error_of_chains(h2, args.chains)
-        tu, tq, conv = tau_of(u, frames, box)
+        tagged = np.stack([r["tagged"] for r in ch], axis=1)
+        tu, tq, conv = tau_of(u, tagged, box)
+        tq_canonical = overlap_correlation(frames, box).tau
         tau = max(tu, tq) * ev  # sweeps
         wall = sum(r["wall"] for r in ch)
         s_per_sweep = wall / (args.chains * n * ev)
@@ -186,6 +198,7 @@ def main() -> None:
         row = {"model": MODEL, "N": N, "T": T, "chains": args.chains, "sweeps_per_chain": n * ev, "every": ev,
                "U_per_N": m, "U_per_N_err": e, "drift_first_minus_second": m1 - m2,
                "drift_sigma": (m1 - m2) / math.hypot(e1, e2), "tau_U_sweeps": tu * ev, "tau_Q_sweeps": tq * ev,
+               "tau_Q_relabelled_sweeps": tq_canonical * ev,
                "converged": conv, "independent_samples": args.chains * n * ev / tau,
                "ms_per_sweep": 1e3 * s_per_sweep, "s_per_indep": s_per_sweep * tau,
                "acc_displacement": float(np.mean([r["acc_disp"] for r in ch])),
@@ -196,8 +209,8 @@ def main() -> None:
         print({k: (round(v, 5) if isinstance(v, float) else v) for k, v in row.items() if k not in ("r", "g", "g_err")},
               flush=True)
     print(table(rows, ["T", "chains", "sweeps_per_chain", "U_per_N", "U_per_N_err", "drift_sigma", "tau_U_sweeps",
-                       "tau_Q_sweeps", "converged", "independent_samples", "ms_per_sweep", "s_per_indep",
-                       "acc_swap"]))
+                       "tau_Q_sweeps", "tau_Q_relabelled_sweeps", "converged", "independent_samples", "ms_per_sweep",
+                       "s_per_indep", "acc_swap"]))
     checks = []
     if args.check:
         gen = BoltzmannGenerator.load(args.checkpoint or shipped_flow(MODEL, N))
