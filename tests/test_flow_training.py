@@ -375,13 +375,14 @@ def test_shipped_default_pools_are_boltzmann_at_their_temperatures():
         assert e < 0.012, (T, e)  # the check has teeth: an error bar this small resolves the old 0.02-0.04 bias
 
 
-# KA2D N = 43, uniform swap MC, 8 chains of 4e4-3e5 sweeps, ~500 independent samples each
-# (benchmarks/swap_reference.py, swap_reference.json). A project-made reference: the pools below come from the
+# KA2D N = 43, uniform swap MC, 8 chains of 1.6e5-8e5 sweeps (3e5 at T = 0.3), ~110 independent samples each by
+# the tagged self-overlap (~30 at T = 0.3; benchmarks/swap_reference.py, swap_reference.json, 2026-12-06; before:
+# 8 chains of 4e4-3e5 sweeps, values within 1.7 sigma of these). A project-made reference: the pools below come from the
 # same swap-MC code, so a bias of the swap move itself would cancel here. That move is checked independently
 # against exact distributions (test_mc.py: swap and displacement histograms against enumerated and quadrature
 # laws), and its U/N at T = 0.5 against PGMC (test_pgmc.py, N = 43, a slow test).
-SWAP_MC_U_PER_N_KA2D_N43 = {0.6: (-2.26822, 0.00280), 0.5: (-2.37837, 0.00156), 0.4: (-2.48608, 0.00117),
-                            0.35: (-2.54463, 0.00090), 0.3: (-2.60293, 0.00120)}
+SWAP_MC_U_PER_N_KA2D_N43 = {0.6: (-2.26724, 0.00092), 0.5: (-2.37580, 0.00100), 0.4: (-2.48619, 0.00061),
+                            0.35: (-2.54440, 0.00061), 0.3: (-2.60293, 0.00120)}
 
 
 def test_shipped_ka2d_pools_are_boltzmann_at_their_temperatures():
