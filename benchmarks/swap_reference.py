@@ -32,8 +32,8 @@ independent sample at T_h / ESS/n + IS CPU s per independent sample), flow-MCMC 
 chain iteration: (swap-MC s per independent sample at T_h + s per iteration) x max(tau_U, tau_Q) of the
 check's chains) and annealed flow-MCMC (``annealed.py``'s chains, priced the same way).
 
-Run: ``.venv/bin/python benchmarks/swap_reference.py --workers 2 --resume`` (about 45 min on 2 cores; 32 CPU minutes of chains on one core on 2026-12-06). Writes
-``benchmarks/results/swap_reference.json``.
+Run: ``.venv/bin/python benchmarks/swap_reference.py --workers 2 --resume`` (about 45 min on 2 cores; the chains
+took 32 CPU minutes on one core on 2026-12-06). Writes ``benchmarks/results/swap_reference.json``.
 """
 
 from __future__ import annotations
