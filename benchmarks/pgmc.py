@@ -91,10 +91,14 @@ def run_mc(conf, T: float, delta: float, swap: float, chains: int, sweeps: int, 
             "acceptance": mc.acceptance}
 
 
-def run_pgmc(conf, T: float, sigma0: float, chains: int, sweeps: int, q: float, seed: int, learn_iters: int,
-             local_2d: float = 0.0, biased: bool = True, hidden: int = 8, swap_2d: float = 0.2,
-             flip_2d: float = 0.0, feature_updates: str = "deferred", anisotropic: bool = False,
-             local_3d: float = 0.3) -> dict:
+def learn_policy(conf, T: float, sigma0: float, chains: int, seed: int, learn_iters: int, local_2d: float = 0.0,
+                 biased: bool = True, hidden: int = 8, swap_2d: float = 0.2, flip_2d: float = 0.0,
+                 feature_updates: str = "deferred", anisotropic: bool = False,
+                 local_3d: float = 0.3) -> tuple[PGMC, float]:
+    """(PGMC whose policy was learned in ``learn_iters`` burn-in iterations from ``chains`` copies of ``conf``,
+    training CPU seconds). KA2D (3 species): Gaussian, environment-aware (fraction ``local_2d``) and swap moves
+    through C (``swap_2d``; single-flip selection phi = -flip_2d / T if ``biased``); KA 3D: Gaussian and
+    environment-aware (``local_3d``) displacements."""
     m = conf.model
     if m.nsp == 3:
         pol = Policy.default(3, m.dim, sigma=sigma0, swap_fraction=swap_2d, swap_pairs=[(0, 2), (1, 2)], biased=biased,
@@ -109,6 +113,15 @@ def run_pgmc(conf, T: float, sigma0: float, chains: int, sweeps: int, q: float, 
     pg.learn(learn_iters, trials_per_chain=max(50, 2000 // chains), optimizer="natural", lr=0.1)
     train_cpu = time.process_time() - t0
     pg.reset_stats()
+    return pg, train_cpu
+
+
+def run_pgmc(conf, T: float, sigma0: float, chains: int, sweeps: int, q: float, seed: int, learn_iters: int,
+             local_2d: float = 0.0, biased: bool = True, hidden: int = 8, swap_2d: float = 0.2,
+             flip_2d: float = 0.0, feature_updates: str = "deferred", anisotropic: bool = False,
+             local_3d: float = 0.3) -> dict:
+    pg, train_cpu = learn_policy(conf, T, sigma0, chains, seed, learn_iters, local_2d, biased, hidden, swap_2d,
+                                 flip_2d, feature_updates, anisotropic, local_3d)
     pg_prod = PGMC(pg.target, pg.freeze(), [conf] * chains, seed=seed + 1,  # same start as the baselines
                    feature_updates=feature_updates)
     res = pg_prod.run(sweeps, sample_every=max(1, sweeps // 50), frame_sweeps=log_spaced_steps(sweeps, 8))

@@ -119,6 +119,35 @@ def unit_costs(conf, T: float = 0.4, md_steps: int = 200_000, sweeps: int = 20_0
     return (time.process_time() - t0) / md_steps, t_sweep
 
 
+def annealed_rows() -> list[dict]:
+    """The KA2D N = 43 rows of ``annealed.py``'s annealing of the swap-MC pools (``annealed_ka2d.json``; [] if
+    absent): ESS/n, ms per annealed sample and the annealed chains' tau per (T, T_h, K)."""
+    path = RESULTS / "annealed_ka2d.json"
+    if not path.exists():
+        return []
+    return [a for a in json.loads(path.read_text())["rows"] if a["N"] == N]
+
+
+def best_annealed(rows: list[dict], T: float, t_h: float, pool_s: float) -> tuple[tuple | None, tuple | None]:
+    """The cheapest annealing routes to T from a pool at ``t_h`` whose independent samples cost ``pool_s`` CPU s
+    each, over the numbers of annealing steps K of ``rows`` (``annealed_rows``): annealed IS (cost, K, ESS/n),
+    cost = (pool_s + annealing) / ESS/n, and annealed flow-MCMC (cost, K, acceptance, tau), one annealed
+    sample per chain iteration, cost = (pool_s + annealing) x max(tau_U, tau_Q); None where no row serves."""
+    ais = aimh = None
+    for a in rows:
+        if a["sweeps_per_step"] <= 0 or a["T"] != T or a["T_h"] != t_h:
+            continue
+        per_sample = pool_s + 1e-3 * a["ms_per_sample"]
+        cost = per_sample / a["ess_fraction"]
+        if ais is None or cost < ais[0]:
+            ais = (cost, a["steps"], a["ess_fraction"])
+        if "imh_tau_Q" in a:
+            tau = max(a["imh_tau_U"], a["imh_tau_Q"])
+            if aimh is None or per_sample * tau < aimh[0]:
+                aimh = (per_sample * tau, a["steps"], a["imh_acceptance"], tau)
+    return ais, aimh
+
+
 def rdf_of(frames: np.ndarray, species: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(r (bins,), g (n, bins)) total g(r) of every frame (``flows.RDF_BINS`` bins up to L/2)."""
     from flows import RDF_BINS
@@ -269,18 +298,7 @@ def main() -> None:
         t_cal = 0.4 if 0.4 in reference else min(reference)
         t_md, t_sweep = unit_costs(conf0.replace(positions=reference[t_cal][4], velocities=None), T=t_cal)
         swap = {r["T"]: max(r["tau_U_sweeps"], r["tau_Q_sweeps"]) * t_sweep for r in rows}
-        ais, aimh = {}, {}
-        if (RESULTS / "annealed_ka2d.json").exists():  # annealing the swap-MC pool (annealed.py), best K
-            for a in json.loads((RESULTS / "annealed_ka2d.json").read_text())["rows"]:
-                if a["N"] == N and a["sweeps_per_step"] > 0 and a["T_h"] in swap:
-                    per_sample = swap[a["T_h"]] + 1e-3 * a["ms_per_sample"]
-                    cost = per_sample / a["ess_fraction"]
-                    if a["T"] not in ais or cost < ais[a["T"]][0]:
-                        ais[a["T"]] = (cost, a["steps"], a["ess_fraction"])
-                    if "imh_tau_Q" in a:  # annealed flow-MCMC: one annealed sample per chain iteration
-                        tau = max(a["imh_tau_U"], a["imh_tau_Q"])
-                        if a["T"] not in aimh or per_sample * tau < aimh[a["T"]][0]:
-                            aimh[a["T"]] = (per_sample * tau, a["steps"], a["imh_acceptance"], tau)
+        annealed = annealed_rows()
         chain = {c["T"]: c for c in checks if c["what"] == "flow-MCMC"}
         for c in checks:
             if c["what"] != "reweighted" or c["T"] not in md or c["T_h"] not in swap:
@@ -300,12 +318,13 @@ def main() -> None:
                 row.update(flow_mcmc_route_s_per_indep=(swap[c["T_h"]] + f["s_per_iteration"]) * tau,
                            flow_mcmc_tau_iterations=tau, flow_mcmc_acceptance=f["imh_acceptance"])
                 row["md_over_flow_mcmc_route"] = md_cost / row["flow_mcmc_route_s_per_indep"]
-            if T in ais:
-                row.update(ais_route_s_per_indep=ais[T][0], ais_steps=ais[T][1], ais_ess_fraction=ais[T][2],
-                           md_over_ais_route=md_cost / ais[T][0])
-            if T in aimh:
-                row.update(aimh_route_s_per_indep=aimh[T][0], aimh_steps=aimh[T][1], aimh_acceptance=aimh[T][2],
-                           aimh_tau_iterations=aimh[T][3], md_over_aimh_route=md_cost / aimh[T][0])
+            ais, aimh = best_annealed(annealed, T, c["T_h"], swap[c["T_h"]])
+            if ais is not None:
+                row.update(ais_route_s_per_indep=ais[0], ais_steps=ais[1], ais_ess_fraction=ais[2],
+                           md_over_ais_route=md_cost / ais[0])
+            if aimh is not None:
+                row.update(aimh_route_s_per_indep=aimh[0], aimh_steps=aimh[1], aimh_acceptance=aimh[2],
+                           aimh_tau_iterations=aimh[3], md_over_aimh_route=md_cost / aimh[0])
             routes.append(row)
         print(table(routes, ["T", "T_h", "md_tau_Q_steps", "md_converged", "md_s_per_indep", "swap_s_per_indep",
                              "ess_fraction", "pool_route_s_per_indep", "md_over_pool_route", "ais_route_s_per_indep",
