@@ -41,12 +41,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
-from _common import RESULTS, save, table
+from _common import RESULTS, add_chain_arguments, chain_specs, run_jobs, save, table
 
 N = 43
 MODEL = "ka2d"
@@ -95,10 +93,6 @@ def run_chain(T: float, c: int, sweeps: int, every: int, seed: int) -> dict:
     np.savez(tmp, **out)
     tmp.replace(path)
     return out
-
-
-def _run_chain_star(a: tuple) -> dict:
-    return run_chain(*a)
 
 
 def unit_costs(conf, T: float = 0.4, md_steps: int = 200_000, sweeps: int = 20_000) -> tuple[float, float]:
@@ -160,12 +154,7 @@ def rdf_of(frames: np.ndarray, species: np.ndarray, box: np.ndarray) -> tuple[np
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--T", action="append", default=None, metavar="T:SWEEPS:EVERY",
-                    help=f"temperature, sampling sweeps per chain, sweeps between frames (default {DEFAULT_T})")
-    ap.add_argument("--chains", type=int, default=4)
-    ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--resume", action="store_true", help="reuse finished chains from results/ckpt/")
+    add_chain_arguments(ap, DEFAULT_T)
     ap.add_argument("--no-check", dest="check", action="store_false", help="skip the generator check")
     ap.add_argument("--checkpoint", default=None, help="generator to check (default: the shipped KA2D N = 43 one)")
     args = ap.parse_args()
@@ -185,20 +174,13 @@ def main() -> None:
     from glassgen.observables.overlap import overlap_correlation
     from glassgen.observables.thermo import mean_and_error_of_chains
 
-    specs = []
-    for s in args.T or DEFAULT_T:
-        t, sw, ev = s.split(":")
-        specs.append((float(t), int(float(sw)), int(float(ev))))
+    specs = chain_specs(args.T or DEFAULT_T)
     if not args.resume:
         for p in CKPT.glob(f"swap_ref_{MODEL}_n{N}_*_seed{args.seed}.npz"):
             p.unlink()
     jobs = [(T, c, sw, ev, args.seed) for T, sw, ev in specs for c in range(args.chains)]
     t_start = time.perf_counter()
-    if args.workers > 1:
-        with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as ex:
-            results = list(ex.map(_run_chain_star, jobs))
-    else:
-        results = [_run_chain_star(j) for j in jobs]
+    results = run_jobs(run_chain, jobs, args.workers)
     print(f"chains done in {time.perf_counter() - t_start:.0f} s", flush=True)
     by_T = {}
     for j, r in zip(jobs, results, strict=True):
