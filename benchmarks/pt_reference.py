@@ -20,7 +20,10 @@ configurations' g(r). Checks: the configurations at the second-coldest temperatu
 agree with the coldest directly; the LAMMPS runs and the shipped N = 32 pools against PT (z-scores); the
 shipped generator at the coldest temperature (importance sampling over its whole pool, flow-MCMC 8 x 400).
 
-Run: ``.venv/bin/python benchmarks/pt_reference.py --workers 2 --resume``. Writes
+Result (2026-12-06, docs/flows.md): PT does not equilibrate N = 32 either (the cold end drifts down, runs
+disagree); its estimate is no converged truth.
+
+Run: ``.venv/bin/python benchmarks/pt_reference.py --workers 2 --resume`` (88 CPU minutes by default). Writes
 ``benchmarks/results/pt_reference_ka3d_n32.json``.
 """
 
@@ -140,7 +143,9 @@ def main() -> None:
         m1, e1 = mean_and_error_of_chains(x[: n // 2].T.ravel(), args.runs)
         m2, e2 = mean_and_error_of_chains(x[n // 2:].T.ravel(), args.runs)
         tu = pooled_autocorrelation_time(x)
-        rows.append({"T": T, "U_per_N": m, "U_per_N_err": e, "drift_sigma": (m1 - m2) / math.hypot(e1, e2),
+        rows.append({"T": T, "U_per_N": m, "U_per_N_err": e, "U_per_N_first_half": m1, "U_per_N_first_half_err": e1,
+                     "U_per_N_second_half": m2, "U_per_N_second_half_err": e2,
+                     "drift_sigma": (m1 - m2) / math.hypot(e1, e2),
                      "tau_U_sweeps": tu * args.every, "runs_U_per_N": x.mean(axis=0).tolist(),
                      "exchange_acceptance_up": float(np.mean([r["acc"][k] for r in runs])) if k < len(ladder) - 1
                      else math.nan})
@@ -149,7 +154,8 @@ def main() -> None:
     summary = {"runs": args.runs, "sweeps_per_temperature": sweeps, "samples_per_run": n,
                "round_trips": [int(r["round_trips"]) for r in runs], "cpu_s": wall,
                "ms_per_pt_sweep": 1e3 * wall / (args.runs * (sweeps + equil))}
-    print(table(rows, ["T", "U_per_N", "U_per_N_err", "drift_sigma", "tau_U_sweeps", "exchange_acceptance_up"]))
+    print(table(rows, ["T", "U_per_N", "U_per_N_err", "U_per_N_first_half", "U_per_N_second_half", "drift_sigma",
+                       "tau_U_sweeps", "exchange_acceptance_up"]))
     print(summary, flush=True)
     t_c, t_h = ladder[0], ladder[1]
     fr = np.stack([r["frames"] for r in runs], axis=1)  # (n, runs, 2, N, d)
