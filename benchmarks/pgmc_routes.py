@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 
 import numpy as np
@@ -117,6 +118,12 @@ def main() -> None:
     from glassgen.flows.weights import kish_ess_fraction, reweighted_mean
     from glassgen.observables.thermo import mean_and_error_of_chains
 
+    needed = [RESULTS / "swap_reference.json", RESULTS / f"md_reference_{MODEL}_n{N}.json"]
+    missing = [p.name for p in needed if not p.is_file()]
+    if missing:  # checked before hours of chains, not after
+        print(f"error: {', '.join(missing)} not found in {RESULTS}: run swap_reference.py and "
+              f"md_reference.py --model {MODEL} --N {N} first", file=sys.stderr)
+        sys.exit(2)
     specs = chain_specs(args.T or DEFAULT_T)
     if not args.resume:
         for p in CKPT.glob(f"pgmc_route_{MODEL}_n{N}_*_seed{args.seed}.npz"):

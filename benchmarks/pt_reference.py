@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 
 import numpy as np
@@ -123,7 +124,8 @@ def main() -> None:
 
     ladder = tuple(float(t) for t in args.ladder.split(","))
     if list(ladder) != sorted(ladder) or len(ladder) < 2:
-        raise SystemExit("error: --ladder needs at least two temperatures, coldest first")
+        print("error: --ladder needs at least two increasing temperatures, coldest first", file=sys.stderr)
+        sys.exit(2)
     sweeps, equil = int(args.sweeps), int(args.equil)
     if not args.resume:
         for p in CKPT.glob(f"pt_ref_{MODEL}_n{N}_*_seed{args.seed}.npz"):
